@@ -1,0 +1,240 @@
+"""The ``mdm`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DEMO_PEOPLE = 2000
+
+
+def _use_environment(hub: str | None, landing: Path | None, config: str | None) -> None:
+    """The code location's resources read these variables; the CLI runs that same location."""
+    if hub:
+        os.environ["MDM_HUB_URL"] = hub
+    if landing is not None:
+        os.environ["MDM_LANDING_DIR"] = str(landing.resolve())
+    if config:
+        os.environ["MDM_CONFIG_DIR"] = str(Path(config).resolve())
+
+
+def _dagster_instance():  # type: ignore[no-untyped-def]
+    """The persistent Dagster instance (``DAGSTER_HOME``, else ``$MDM_HOME/dagster_home``), so
+    that runs made here show in ``dagster dev`` started on the same home."""
+    import dagster as dg
+
+    from mdm_orchestration.hub.store import mdm_home
+
+    if not os.environ.get("DAGSTER_HOME"):
+        home = mdm_home() / "dagster_home"
+        home.mkdir(parents=True, exist_ok=True)
+        os.environ["DAGSTER_HOME"] = str(home)
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    return dg.DagsterInstance.get()
+
+
+def run_landing(landing: Path, *, quiet: bool = False) -> dict[str, Any]:
+    """Ingest every file that has landed, each through the ``ingest_job`` of the code location.
+
+    Files whose bytes the hub already holds are skipped without a run.
+    """
+    from mdm_orchestration.config import load_hub_config
+    from mdm_orchestration.definitions import defs
+    from mdm_orchestration.hub.store import create_hub_engine
+    from mdm_orchestration.ingestion import file_sha256, loaded_extract_id, scan_landing
+    from mdm_orchestration.jobs import INGEST_JOB
+    from mdm_orchestration.partitions import landed_files
+
+    config = load_hub_config()
+    engine = create_hub_engine()
+    instance = _dagster_instance()
+    job = defs.resolve_job_def(INGEST_JOB)
+    files = scan_landing(landing, [s.landing_folder for s in config.sources.values()])
+    summary: dict[str, Any] = {"files": len(files), "ingested": 0, "skipped": 0, "failed": []}
+    started = time.perf_counter()
+    for f in files:
+        source = config.source_for_folder(f.key.split("/", 1)[0])
+        if source is not None and loaded_extract_id(engine, source.name, file_sha256(f.path)):
+            summary["skipped"] += 1
+            continue
+        if not instance.has_dynamic_partition(landed_files.name, f.key):
+            instance.add_dynamic_partitions(landed_files.name, [f.key])
+        result = job.execute_in_process(
+            partition_key=f.key,
+            instance=instance,
+            raise_on_error=False,
+            tags={"mdm/trigger": "cli"},
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
+        if result.success:
+            summary["ingested"] += 1
+        else:
+            summary["failed"].append(f.key)
+        if not quiet:
+            print(f"  {'ok    ' if result.success else 'FAILED'} {f.key}", file=sys.stderr)
+    engine.dispose()
+    summary["seconds"] = round(time.perf_counter() - started, 2)
+    return summary
+
+
+def _status(hub: str | None) -> dict[str, Any]:
+    from mdm_orchestration.hub.status import hub_status
+    from mdm_orchestration.hub.store import create_hub_engine
+
+    engine = create_hub_engine(hub)
+    try:
+        return hub_status(engine)
+    finally:
+        engine.dispose()
+
+
+def _print_status(status: dict[str, Any]) -> None:
+    print(
+        f"extracts loaded {status['extracts']}, rejected {status['rejected_extracts']}, "
+        f"duplicate drops {status['duplicate_extracts']}"
+    )
+    print(
+        f"rows landed {status['rows_landed']} = loaded {status['rows_loaded']} "
+        f"+ quarantined {status['quarantined_rows']}"
+    )
+    print(f"source records {status['source_records']} (versions {status['source_record_versions']})")
+    if status["per_source"]:
+        print(f"{'source':<12}{'extracts':>9}{'landed':>10}{'loaded':>10}{'quarant.':>10}{'records':>10}")
+        for source, s in status["per_source"].items():
+            print(
+                f"{source:<12}{s.get('extracts', 0):>9}{s.get('rows_landed', 0):>10}"
+                f"{s.get('rows_loaded', 0):>10}{s.get('quarantined_rows', 0):>10}"
+                f"{s.get('source_records', 0):>10}"
+            )
+    if status["quarantine_reasons"]:
+        reasons = ", ".join(f"{k} {v}" for k, v in status["quarantine_reasons"].items())
+        print(f"quarantine reasons: {reasons}")
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from mdm_orchestration.sample_data import generate
+
+    started = time.perf_counter()
+    summary = generate(Path(args.out), people=args.people, seed=args.seed)
+    seconds = time.perf_counter() - started
+    print(
+        f"{summary.rows} source records for {summary.people} people and "
+        f"{summary.organisations} organisations in {len(summary.files)} files "
+        f"({seconds:.1f} s) under {Path(args.out) / 'landing'}; truth in {Path(args.out) / 'truth.csv'}"
+    )
+    for source, n in summary.rows_per_source.items():
+        print(f"  {source:<10} {n:>9} rows")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    landing = Path(args.landing)
+    if not landing.is_dir():
+        print(f"mdm run: landing folder {landing} does not exist", file=sys.stderr)
+        return 2
+    _use_environment(args.hub, landing, args.config)
+    summary = run_landing(landing)
+    print(
+        f"{summary['files']} file(s) landed: {summary['ingested']} ingested, "
+        f"{summary['skipped']} already in the hub, {len(summary['failed'])} failed "
+        f"({summary['seconds']} s)"
+    )
+    for key in summary["failed"]:
+        print(f"  failed: {key} (see the run in the Dagster UI, or `mdm status`)")
+    _print_status(_status(None))
+    return 1 if summary["failed"] else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    status = _status(args.hub)
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+    else:
+        _print_status(status)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mdm_orchestration.hub.store import masked_url, mdm_home, resolve_hub_url
+    from mdm_orchestration.sample_data import generate
+
+    if args.home:
+        os.environ["MDM_HOME"] = str(Path(args.home).resolve())
+    home = mdm_home()
+    print(f"Generating sample silos for {args.people} people under {home} ...")
+    gen = generate(home, people=args.people, seed=args.seed)
+    print(f"  {gen.rows} source records in {len(gen.files)} files across {len(gen.rows_per_source)} silos")
+    landing = home / "landing"
+    _use_environment(args.hub, landing, args.config)
+    print("Consolidating through the Dagster assets (ingest_job, one run per landed file) ...")
+    summary = run_landing(landing)
+    status = _status(None)
+    print()
+    print("Hub summary")
+    print(f"  hub: {masked_url(resolve_hub_url())}")
+    _print_status(status)
+    ok = status["rows_loaded"] + status["quarantined_rows"] == status["rows_landed"]
+    print(f"  every landed row accounted for: {'yes' if ok else 'NO'}")
+    print()
+    print("Open the Dagster UI on this hub (asset graph, runs, checks, the landing sensor):")
+    print(
+        f"  MDM_HOME={home} DAGSTER_HOME={os.environ['DAGSTER_HOME']} "
+        f"{Path(sys.executable).parent / 'dagster'} dev -w workspace.yaml"
+    )
+    print("  then browse http://127.0.0.1:3000 ; drop files into "
+          f"{landing}/<source>/ and the landing_sensor ingests them.")
+    return 0 if ok and not summary["failed"] else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mdm", description="Customer MDM hub on Dagster")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("generate", help="write sample silo extracts and truth.csv")
+    p.add_argument("--out", required=True, help="folder for landing/ and truth.csv")
+    p.add_argument("--people", type=int, default=DEFAULT_DEMO_PEOPLE)
+    p.add_argument("--seed", type=int, default=42)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("run", help="consolidate everything that has landed, in-process")
+    p.add_argument("--landing", required=True, help="landing root (<root>/<source>/<file>)")
+    p.add_argument("--config", help="configuration folder (default: MDM_CONFIG_DIR or ./config)")
+    p.add_argument("--hub", help="hub database URL (default: MDM_HUB_URL or SQLite in MDM_HOME)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("status", help="what the hub holds")
+    p.add_argument("--hub", help="hub database URL (default: MDM_HUB_URL or SQLite in MDM_HOME)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("demo", help="generate sample silos, consolidate them, print a summary")
+    p.add_argument("--people", type=int, default=DEFAULT_DEMO_PEOPLE)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--home", help="local folder for hub, landing and Dagster (default: MDM_HOME or ./.mdm)")
+    p.add_argument("--hub", help="hub database URL (default: SQLite in the home folder)")
+    p.add_argument("--config", help="configuration folder")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from mdm_orchestration.config import ConfigError
+
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"configuration error:\n{exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,266 @@
+"""Loads and validates the hub's configuration (``config/*.yaml``).
+
+Sources are configuration, not code: each names its landing folder, file format, key column,
+trust rank, update-timestamp column, default country, date order, a mapping from its own columns
+to the canonical fields and its consent columns. Every validation error names the file, the
+source and the field, so an operator can fix the YAML without reading code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+#: The canonical customer model (ARCHITECTURE.md), plus ``organisation_key``: the source key of
+#: the organisation a B2B contact belongs to, within the same source.
+CANONICAL_FIELDS: tuple[str, ...] = (
+    "given_name",
+    "family_name",
+    "full_name",
+    "birth_date",
+    "email",
+    "phone",
+    "street",
+    "city",
+    "region",
+    "postcode",
+    "country",
+    "national_id",
+    "company_name",
+    "job_title",
+    "party_type",
+    "lifecycle",
+    "organisation_key",
+)
+
+#: Column names we accept in extracts and in the mapping: letters (any script), digits and a few
+#: separators. Anything else (``;``, quotes, control characters) is refused at the header.
+SAFE_COLUMN = re.compile(r"^[\w][\w .\-/#()]{0,127}$")
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_DIR = ROOT / "config"
+
+
+class ConfigError(ValueError):
+    """A configuration file is missing or invalid; the message names file, source and field."""
+
+
+class FileFormat(StrEnum):
+    csv = "csv"
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
+class DateOrder(StrEnum):
+    DMY = "DMY"
+    MDY = "MDY"
+    YMD = "YMD"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FieldMapping(_Strict):
+    """Where one canonical field comes from.
+
+    Exactly one of ``column`` (one column), ``columns`` (several, joined with ``separator``) or
+    ``value`` (a constant for the whole source). ``values`` translates source codes
+    (``Lead`` -> ``lead``); codes not listed pass through unchanged.
+    """
+
+    column: str | None = None
+    columns: list[str] | None = None
+    separator: str = " "
+    value: str | None = None
+    values: dict[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> FieldMapping:
+        given = [x for x in (self.column, self.columns, self.value) if x is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of 'column', 'columns' or 'value'")
+        for col in self.source_columns:
+            if not SAFE_COLUMN.match(col):
+                raise ValueError(f"column name {col!r} has characters that are not allowed")
+        return self
+
+    @property
+    def source_columns(self) -> list[str]:
+        if self.column is not None:
+            return [self.column]
+        return list(self.columns or [])
+
+
+class ConsentColumn(_Strict):
+    """A column that carries consent for one purpose. ``opt_out`` columns mean 'true = refused'."""
+
+    column: str
+    opt_out: bool = False
+
+
+class SourceConfig(_Strict):
+    name: str
+    landing_folder: str
+    format: FileFormat
+    key_column: str
+    trust_rank: Annotated[int, Field(ge=1)]
+    updated_at_column: str | None = None
+    default_country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
+    date_order: DateOrder = DateOrder.YMD
+    delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","
+    encoding: str = "utf-8"
+    mapping: dict[str, FieldMapping]
+    consent_columns: dict[str, ConsentColumn] = Field(default_factory=dict)
+    #: Columns the source sends that the hub knowingly does not use (no drift warning for them).
+    ignored_columns: list[str] = Field(default_factory=list)
+    description: str = ""
+
+    @field_validator("mapping", mode="before")
+    @classmethod
+    def _short_form(cls, value: Any) -> Any:
+        # ``given_name: FirstName`` is shorthand for ``given_name: {column: FirstName}``.
+        if isinstance(value, dict):
+            return {k: ({"column": v} if isinstance(v, str) else v) for k, v in value.items()}
+        return value
+
+    @field_validator("consent_columns", mode="before")
+    @classmethod
+    def _consent_short_form(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: ({"column": v} if isinstance(v, str) else v) for k, v in value.items()}
+        return value
+
+    @field_validator("mapping")
+    @classmethod
+    def _canonical_only(cls, value: dict[str, FieldMapping]) -> dict[str, FieldMapping]:
+        unknown = sorted(set(value) - set(CANONICAL_FIELDS))
+        if unknown:
+            raise ValueError(
+                f"unknown canonical field(s) {unknown}; allowed: {', '.join(CANONICAL_FIELDS)}"
+            )
+        return value
+
+    @field_validator("key_column", "updated_at_column")
+    @classmethod
+    def _safe_name(cls, value: str | None) -> str | None:
+        if value is not None and not SAFE_COLUMN.match(value):
+            raise ValueError(f"column name {value!r} has characters that are not allowed")
+        return value
+
+    @field_validator("landing_folder")
+    @classmethod
+    def _plain_folder(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_\-]+", value):
+            raise ValueError("must be one plain folder name (letters, digits, '_' or '-')")
+        return value
+
+    @property
+    def required_columns(self) -> list[str]:
+        """Columns an extract must have: the key, the updated-at column and every mapped column."""
+        cols = [self.key_column]
+        if self.updated_at_column:
+            cols.append(self.updated_at_column)
+        for mapping in self.mapping.values():
+            cols.extend(mapping.source_columns)
+        for consent in self.consent_columns.values():
+            cols.append(consent.column)
+        return list(dict.fromkeys(cols))
+
+    def is_known_column(self, column: str) -> bool:
+        """Mapped, ignored on purpose, or the parent of a mapped dotted JSON column."""
+        known = [*self.required_columns, *self.ignored_columns]
+        return column in known or any(k.startswith(column + ".") for k in known)
+
+
+class IngestSettings(_Strict):
+    #: A file whose size and mtime have not changed for this long counts as complete.
+    settle_seconds: Annotated[float, Field(ge=0)] = 10.0
+    #: Longest accepted field value; longer values quarantine the row.
+    max_field_length: Annotated[int, Field(ge=16)] = 4096
+
+
+class HubConfig(_Strict):
+    sources: dict[str, SourceConfig]
+    ingest: IngestSettings = IngestSettings()
+    config_dir: Path
+
+    def source_for_folder(self, folder: str) -> SourceConfig | None:
+        for source in self.sources.values():
+            if source.landing_folder == folder:
+                return source
+        return None
+
+
+def _format_errors(path: Path, err: ValidationError, prefix: tuple[Any, ...] = ()) -> str:
+    lines = []
+    for e in err.errors():
+        loc = prefix + tuple(e["loc"])
+        if len(loc) >= 2 and loc[0] == "sources":
+            where = f"source '{loc[1]}'"
+            field = ".".join(str(p) for p in loc[2:]) or "(the source itself)"
+        else:
+            where = "top level"
+            field = ".".join(str(p) for p in loc) or "(file)"
+        lines.append(f"{path}: {where}: field '{field}': {e['msg']}")
+    return "\n".join(lines)
+
+
+def resolve_config_dir(config_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The configuration folder: the argument, else ``MDM_CONFIG_DIR``, else the shipped one."""
+    chosen = config_dir or os.environ.get("MDM_CONFIG_DIR") or DEFAULT_CONFIG_DIR
+    return Path(chosen).expanduser().resolve()
+
+
+def load_hub_config(config_dir: str | os.PathLike[str] | None = None) -> HubConfig:
+    """Read ``sources.yaml`` from the configuration folder and validate it."""
+    folder = resolve_config_dir(config_dir)
+    path = folder / "sources.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found (set --config or MDM_CONFIG_DIR)")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict) or not isinstance(raw.get("sources"), dict) or not raw["sources"]:
+        raise ConfigError(f"{path}: top level: field 'sources': a mapping of sources is required")
+    sources: dict[str, SourceConfig] = {}
+    problems: list[str] = []
+    for name, body in raw["sources"].items():
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", str(name)):
+            problems.append(
+                f"{path}: source '{name}': field '(name)': use lower-case letters, digits and '_'"
+            )
+            continue
+        if not isinstance(body, dict):
+            problems.append(f"{path}: source '{name}': field '(the source itself)': not a mapping")
+            continue
+        try:
+            sources[name] = SourceConfig(name=name, **{"landing_folder": name, **body})
+        except ValidationError as exc:
+            problems.append(_format_errors(path, exc, ("sources", name)))
+    folders: dict[str, str] = {}
+    for src in sources.values():
+        if src.landing_folder in folders:
+            problems.append(
+                f"{path}: source '{src.name}': field 'landing_folder': "
+                f"'{src.landing_folder}' is already used by source '{folders[src.landing_folder]}'"
+            )
+        folders[src.landing_folder] = src.name
+    try:
+        ingest = IngestSettings(**(raw.get("ingest") or {}))
+    except ValidationError as exc:
+        problems.append(_format_errors(path, exc, ("ingest",)).replace("top level", "ingest"))
+        ingest = IngestSettings()
+    unknown_top = sorted(set(raw) - {"sources", "ingest"})
+    if unknown_top:
+        problems.append(f"{path}: top level: field '{unknown_top[0]}': not a known section")
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return HubConfig(sources=sources, ingest=ingest, config_dir=folder)

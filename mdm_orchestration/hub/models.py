@@ -1,0 +1,118 @@
+"""The hub's tables as SQLModel classes.
+
+The schema is owned by the Alembic migrations in ``hub/migrations``; these classes describe the
+current head so that code can query it. A test checks that migrating an empty database gives
+exactly these tables and columns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Index, Text, text
+from sqlmodel import Field, SQLModel
+
+
+class ExtractStatus(StrEnum):
+    loaded = "loaded"
+    rejected = "rejected"
+    duplicate = "duplicate"
+
+
+class Extract(SQLModel, table=True):
+    """The ingest ledger: one row per attempt to ingest a landed file.
+
+    Only one *loaded* extract may exist per ``(source, content_hash)``: the same bytes landing
+    twice (under any name) are ingested once; the later drop is recorded as ``duplicate``.
+    Rejected files are recorded too, but do not block a fixed re-drop.
+    """
+
+    __tablename__ = "extracts"
+    __table_args__ = (
+        Index(
+            "uq_extracts_loaded_content",
+            "source",
+            "content_hash",
+            unique=True,
+            sqlite_where=text("status = 'loaded'"),
+            postgresql_where=text("status = 'loaded'"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=40, index=True)
+    file_name: str = Field(max_length=512)
+    content_hash: str = Field(max_length=64)
+    size_bytes: int = Field(sa_type=BigInteger)
+    status: str = Field(max_length=16, index=True)
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    rows_landed: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    unmapped_columns: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    duplicate_of: int | None = Field(default=None, foreign_key="extracts.id")
+    run_id: str | None = Field(default=None, max_length=64)
+    started_at: datetime
+    finished_at: datetime | None = None
+
+
+class SourceRecordVersion(SQLModel, table=True):
+    """One data row of one loaded extract, verbatim: the raw values keyed by column name."""
+
+    __tablename__ = "source_record_versions"
+    __table_args__ = (Index("ix_srv_record", "source_record_id"),)
+
+    extract_id: int = Field(foreign_key="extracts.id", primary_key=True)
+    row_number: int = Field(primary_key=True)
+    source_record_id: str = Field(max_length=32)
+    source: str = Field(max_length=40)
+    source_key: str = Field(max_length=256)
+    raw: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    raw_hash: str = Field(max_length=32)
+    source_updated_at: datetime | None = None
+    loaded_at: datetime
+
+
+class SourceRecord(SQLModel, table=True):
+    """A source record ``(source, source_key)`` and a pointer to its current version.
+
+    The current version is the one with the latest source updated-at; on a tie (or without an
+    updated-at column) the one loaded last. So an old extract landing late does not overwrite
+    newer data.
+    """
+
+    __tablename__ = "source_records"
+    __table_args__ = (Index("uq_source_records_key", "source", "source_key", unique=True),)
+
+    id: str = Field(primary_key=True, max_length=32)
+    source: str = Field(max_length=40)
+    source_key: str = Field(max_length=256)
+    current_extract_id: int = Field(foreign_key="extracts.id")
+    current_row_number: int
+    source_updated_at: datetime | None = None
+    first_loaded_at: datetime
+    last_loaded_at: datetime
+
+
+class QuarantineRow(SQLModel, table=True):
+    """A row that could not go on, with where and why. Never the offending value itself."""
+
+    __tablename__ = "quarantine"
+    __table_args__ = (Index("ix_quarantine_extract", "extract_id", "row_number"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    extract_id: int = Field(foreign_key="extracts.id")
+    row_number: int
+    stage: str = Field(max_length=16, index=True)
+    field: str | None = Field(default=None, max_length=128)
+    reason: str = Field(max_length=64)
+    detail: str | None = Field(default=None, sa_column=Column(Text))
+    quarantined_at: datetime
+
+
+def source_record_id(source: str, source_key: str) -> str:
+    """Deterministic id of a source record: the same ``(source, key)`` always gives the same id."""
+    return hashlib.sha256(f"{source}\x1f{source_key}".encode()).hexdigest()[:32]

@@ -1,0 +1,89 @@
+"""What the hub holds, as counts (the keys of ``mdm status --json``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from mdm_orchestration.hub.models import (
+    Extract,
+    ExtractStatus,
+    QuarantineRow,
+    SourceRecord,
+    SourceRecordVersion,
+)
+from mdm_orchestration.hub.store import schema_revision
+
+#: Keys that stages not built yet report as 0, so that the contract's keys are always there.
+LATER_STAGE_KEYS = ("cleansed_records", "golden_records")
+
+
+def hub_status(engine: Engine) -> dict[str, Any]:
+    extracts = Extract.__table__
+    quarantine = QuarantineRow.__table__
+    with engine.connect() as conn:
+        by_status = dict(
+            conn.execute(select(extracts.c.status, func.count()).group_by(extracts.c.status)).all()
+        )
+        landed, loaded, quarantined = conn.execute(
+            select(
+                func.coalesce(func.sum(extracts.c.rows_landed), 0),
+                func.coalesce(func.sum(extracts.c.rows_loaded), 0),
+                func.coalesce(func.sum(extracts.c.rows_quarantined), 0),
+            ).where(extracts.c.status == ExtractStatus.loaded.value)
+        ).one()
+        per_source: dict[str, dict[str, int]] = {}
+        rows = conn.execute(
+            select(
+                extracts.c.source,
+                func.count(),
+                func.sum(extracts.c.rows_landed),
+                func.sum(extracts.c.rows_loaded),
+                func.sum(extracts.c.rows_quarantined),
+            )
+            .where(extracts.c.status == ExtractStatus.loaded.value)
+            .group_by(extracts.c.source)
+            .order_by(extracts.c.source)
+        ).all()
+        for source, n, s_landed, s_loaded, s_quarantined in rows:
+            per_source[source] = {
+                "extracts": int(n),
+                "rows_landed": int(s_landed or 0),
+                "rows_loaded": int(s_loaded or 0),
+                "quarantined_rows": int(s_quarantined or 0),
+            }
+        records = dict(
+            conn.execute(
+                select(SourceRecord.__table__.c.source, func.count()).group_by(
+                    SourceRecord.__table__.c.source
+                )
+            ).all()
+        )
+        for source, n in records.items():
+            per_source.setdefault(source, {})["source_records"] = int(n)
+        versions = conn.execute(select(func.count()).select_from(SourceRecordVersion.__table__)).scalar_one()
+        quarantine_reasons = dict(
+            conn.execute(
+                select(quarantine.c.reason, func.count())
+                .group_by(quarantine.c.reason)
+                .order_by(quarantine.c.reason)
+            ).all()
+        )
+    status: dict[str, Any] = {
+        "schema_version": schema_revision(engine),
+        "extracts": int(by_status.get(ExtractStatus.loaded.value, 0)),
+        "rejected_extracts": int(by_status.get(ExtractStatus.rejected.value, 0)),
+        "duplicate_extracts": int(by_status.get(ExtractStatus.duplicate.value, 0)),
+        "rows_landed": int(landed),
+        "rows_loaded": int(loaded),
+        "quarantined_rows": int(quarantined),
+        "source_record_versions": int(versions),
+        "source_records": int(sum(records.values())),
+        "quarantine_reasons": {k: int(v) for k, v in quarantine_reasons.items()},
+        "per_source": per_source,
+        "pending_events": {},
+    }
+    # Stages not built yet (cleansing, mastering) hold nothing.
+    status.update({key: 0 for key in LATER_STAGE_KEYS})
+    return status

@@ -1,0 +1,136 @@
+"""Connecting to the hub database and keeping its schema current.
+
+The same code runs on SQLite (the embedded default, nothing to start) and PostgreSQL.
+Migrations are applied automatically the first time a process connects.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+
+#: Where the embedded default keeps its files when nothing else is said.
+DEFAULT_HOME = Path(".mdm")
+
+#: Key for ``pg_advisory_xact_lock`` while migrating (two processes starting at once).
+_MIGRATION_LOCK_KEY = 0x6D646D01
+
+_migrated: set[str] = set()
+_migrated_lock = threading.Lock()
+
+
+def mdm_home() -> Path:
+    """The local folder of the embedded default (``MDM_HOME``, else ``./.mdm``)."""
+    return Path(os.environ.get("MDM_HOME") or DEFAULT_HOME).expanduser().resolve()
+
+
+def default_hub_url() -> str:
+    return f"sqlite:///{mdm_home() / 'hub.db'}"
+
+
+def resolve_hub_url(url: str | None = None) -> str:
+    """The hub URL: the argument, else ``MDM_HUB_URL``, else SQLite under :func:`mdm_home`.
+
+    ``postgresql://`` is read as psycopg2 (the driver we ship), not SQLAlchemy 2.1's psycopg 3.
+    """
+    chosen = url or os.environ.get("MDM_HUB_URL") or default_hub_url()
+    if chosen.startswith("postgresql://") or chosen.startswith("postgres://"):
+        chosen = "postgresql+psycopg2://" + chosen.split("://", 1)[1]
+    return chosen
+
+
+def masked_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", "mdm_orchestration.hub:migrations")
+    return cfg
+
+
+def schema_head() -> str:
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def schema_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection in a write transaction: committed on success, rolled back on any error."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(mdm_write=True)
+        with conn.begin():
+            yield conn
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest version. Safe to call from many processes at once."""
+    cfg = _alembic_config()
+    with write_transaction(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+        if MigrationContext.configure(conn).get_current_revision() == schema_head():
+            return
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    cur = dbapi_conn.cursor()
+    # WAL lets readers (the UI, `mdm status`) work while a run writes; busy_timeout makes a
+    # second writer wait instead of failing with "database is locked".
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=60000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def create_hub_engine(url: str | None = None, *, auto_migrate: bool = True) -> Engine:
+    """An engine on the hub, with the schema migrated to the newest version on first use."""
+    resolved = resolve_hub_url(url)
+    parsed = make_url(resolved)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(resolved, connect_args={"timeout": 60})
+        event.listen(engine, "connect", _sqlite_pragmas)
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn) -> None:  # type: ignore[no-untyped-def]
+            # Writers take the write lock at BEGIN, so two writers queue (busy_timeout) instead
+            # of failing when a read lock is upgraded; readers stay deferred (WAL).
+            write = conn.get_execution_options().get("mdm_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        # pysqlite's own transaction handling must be off for the BEGIN above to be ours.
+        @event.listens_for(engine, "connect")
+        def _no_autobegin(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+            dbapi_conn.isolation_level = None
+
+    else:
+        engine = create_engine(resolved, pool_pre_ping=True)
+    if auto_migrate:
+        key = engine.url.render_as_string(hide_password=False)
+        with _migrated_lock:
+            if key not in _migrated:
+                migrate(engine)
+                _migrated.add(key)
+    return engine

@@ -1,0 +1,331 @@
+"""Readers for landed extracts: CSV, JSON Lines and Parquet, streamed in batches.
+
+A reader yields :class:`RawRow` objects: either the row's values keyed by column name, or the
+reason the row cannot be read (wrong field count, malformed JSON, a nested value). A problem
+that makes the whole file unreadable (undecodable bytes, a corrupt or truncated file, a bad
+header) raises :class:`ExtractRejected`, whose message names the file, the row and the field but
+never a customer value.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from mdm_orchestration.config import SAFE_COLUMN, FileFormat, SourceConfig
+
+# Fields can legitimately be long (free-text notes); the per-field limit is applied by the loader.
+csv.field_size_limit(16 * 1024 * 1024)
+
+
+class ExtractRejected(Exception):
+    """The whole file cannot be ingested. ``code`` is a stable reason code for the ledger."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+@dataclass(slots=True)
+class RawRow:
+    row_number: int
+    values: dict[str, str | None] | None = None
+    #: When the row cannot be read: (field or None, reason code, detail without values).
+    error: tuple[str | None, str, str] | None = None
+
+
+@dataclass
+class ExtractHeader:
+    columns: list[str]
+    unmapped_columns: list[str] = field(default_factory=list)
+
+
+def _check_header(path: Path, source: SourceConfig, columns: list[str]) -> ExtractHeader:
+    for position, name in enumerate(columns, start=1):
+        if not SAFE_COLUMN.match(name):
+            raise ExtractRejected(
+                "unsafe_header",
+                f"{path.name}: header column {position} has a name with characters that are "
+                "not allowed (only letters, digits, space and _ . - / # ( ) are)",
+            )
+    seen: set[str] = set()
+    for name in columns:
+        if name in seen:
+            raise ExtractRejected("duplicate_column", f"{path.name}: column '{name}' appears twice")
+        seen.add(name)
+    if source.key_column not in seen:
+        raise ExtractRejected(
+            "missing_key_column",
+            f"{path.name}: key column '{source.key_column}' of source '{source.name}' is missing",
+        )
+    missing = [c for c in source.required_columns if c not in seen]
+    if missing:
+        raise ExtractRejected(
+            "schema_drift",
+            f"{path.name}: columns expected by the mapping of source '{source.name}' are "
+            f"missing: {', '.join(missing)} (renamed or removed?); nothing was loaded",
+        )
+    return ExtractHeader(
+        columns=columns, unmapped_columns=[c for c in columns if not source.is_known_column(c)]
+    )
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as fh:
+        fh.seek(0, 2)
+        if fh.tell() == 0:
+            return True
+        fh.seek(-1, 2)
+        return fh.read(1) == b"\n"
+
+
+def _decode_error(path: Path, row: int, exc: UnicodeDecodeError, encoding: str) -> ExtractRejected:
+    return ExtractRejected(
+        "undecodable",
+        f"{path.name}: row {row}: bytes that are not valid {encoding} "
+        f"(declare the file's encoding in sources.yaml if it is not {encoding})",
+    )
+
+
+class CsvReader:
+    def __init__(self, path: Path, source: SourceConfig) -> None:
+        self.path = path
+        self.source = source
+        encoding = source.encoding.lower().replace("_", "-")
+        # utf-8-sig strips a byte-order mark and otherwise reads plain UTF-8.
+        self.encoding = "utf-8-sig" if encoding in ("utf-8", "utf8") else source.encoding
+        self._fh = path.open("r", encoding=self.encoding, errors="strict", newline="")
+        self._reader = csv.reader(self._fh, delimiter=source.delimiter, strict=True)
+        try:
+            columns = next(self._reader)
+        except StopIteration:
+            raise ExtractRejected("empty_file", f"{path.name}: the file is empty") from None
+        except UnicodeDecodeError as exc:
+            raise _decode_error(path, 0, exc, source.encoding) from exc
+        except csv.Error as exc:
+            raise ExtractRejected("malformed_csv", f"{path.name}: header: {exc}") from exc
+        self.header = _check_header(path, source, [c.strip() for c in columns])
+
+    def rows(self) -> Iterator[RawRow]:
+        columns = self.header.columns
+        width = len(columns)
+        complete = _ends_with_newline(self.path)
+        row_number = 0
+        pending: RawRow | None = None
+        try:
+            for fields in self._reader:
+                if not fields or (len(fields) == 1 and fields[0] == ""):
+                    continue  # blank line: not a data row
+                row_number += 1
+                if pending is not None:
+                    yield pending
+                if len(fields) == width:
+                    pending = RawRow(row_number, dict(zip(columns, fields, strict=True)))
+                else:
+                    pending = RawRow(
+                        row_number,
+                        error=(None, "wrong_field_count", f"expected {width} fields, found {len(fields)}"),
+                    )
+        except UnicodeDecodeError as exc:
+            raise _decode_error(self.path, row_number + 1, exc, self.source.encoding) from exc
+        except csv.Error as exc:
+            code = "truncated" if "unexpected end of data" in str(exc) else "malformed_csv"
+            raise ExtractRejected(code, f"{self.path.name}: row {row_number + 1}: {exc}") from exc
+        finally:
+            self._fh.close()
+        if pending is not None:
+            if not complete and pending.error is not None:
+                raise ExtractRejected(
+                    "truncated",
+                    f"{self.path.name}: row {pending.row_number}: the file ends mid-row "
+                    "(no final newline and too few fields)",
+                )
+            yield pending
+
+
+def _scalar(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | Decimal):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if not value.is_integer() else str(int(value))
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
+
+
+def _flatten(obj: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{name}.")
+        else:
+            yield name, value
+
+
+def _to_values(items: Iterator[tuple[str, Any]]) -> tuple[dict[str, str | None], str | None]:
+    values: dict[str, str | None] = {}
+    for name, value in items:
+        try:
+            values[name] = _scalar(value)
+        except TypeError:
+            return values, name
+    return values, None
+
+
+class JsonLinesReader:
+    """JSON Lines: one object per line; nested objects are flattened to dotted column names."""
+
+    def __init__(self, path: Path, source: SourceConfig) -> None:
+        self.path = path
+        self.source = source
+        self.header = ExtractHeader(columns=[])
+        self._columns: dict[str, None] = {}
+
+    def rows(self) -> Iterator[RawRow]:
+        complete = _ends_with_newline(self.path)
+        encoding = self.source.encoding
+        row_number = 0
+        # A malformed last line of a file without a final newline means a truncated file, so a
+        # malformed line is held back until the next line shows it was not the last.
+        pending_malformed: RawRow | None = None
+        with self.path.open("rb") as fh:
+            for raw_line in fh:
+                if row_number == 0 and raw_line.startswith(b"\xef\xbb\xbf"):
+                    raw_line = raw_line[3:]
+                if not raw_line.strip():
+                    continue
+                row_number += 1
+                if pending_malformed is not None:
+                    yield pending_malformed
+                    pending_malformed = None
+                try:
+                    line = raw_line.decode(encoding)
+                except UnicodeDecodeError as exc:
+                    raise _decode_error(self.path, row_number, exc, encoding) from exc
+                if "\x00" in line:
+                    raise ExtractRejected(
+                        "corrupt", f"{self.path.name}: row {row_number}: NUL bytes in the file"
+                    )
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError:
+                    pending_malformed = RawRow(
+                        row_number, error=(None, "malformed_json", "the line is not valid JSON")
+                    )
+                    continue
+                if not isinstance(obj, dict):
+                    yield RawRow(
+                        row_number, error=(None, "not_an_object", "the line is not a JSON object")
+                    )
+                    continue
+                values, bad_field = _to_values(_flatten(obj))
+                if bad_field is not None:
+                    yield RawRow(
+                        row_number,
+                        error=(bad_field, "wrong_type", "a list where a single value is expected"),
+                    )
+                    continue
+                for name in values:
+                    if name not in self._columns:
+                        if not SAFE_COLUMN.match(name):
+                            raise ExtractRejected(
+                                "unsafe_header",
+                                f"{self.path.name}: row {row_number}: a key has characters "
+                                "that are not allowed",
+                            )
+                        self._columns[name] = None
+                yield RawRow(row_number, values)
+        if pending_malformed is not None:
+            if not complete:
+                raise ExtractRejected(
+                    "truncated", f"{self.path.name}: row {row_number}: the file ends mid-row"
+                )
+            yield pending_malformed
+        if row_number == 0:
+            raise ExtractRejected("empty_file", f"{self.path.name}: the file has no rows")
+        # JSON Lines has no header: the schema is checked against every key the file used.
+        self.header = _check_header(self.path, self.source, list(self._columns))
+
+
+class ParquetReader:
+    BATCH = 50_000
+
+    def __init__(self, path: Path, source: SourceConfig) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.path = path
+        self.source = source
+        try:
+            self._file = pq.ParquetFile(path)
+        except (pa.ArrowException, OSError) as exc:
+            raise ExtractRejected(
+                "corrupt", f"{path.name}: not a readable Parquet file ({type(exc).__name__})"
+            ) from exc
+        self.header = _check_header(path, source, list(self._file.schema_arrow.names))
+
+    def rows(self) -> Iterator[RawRow]:
+        import pyarrow as pa
+
+        row_number = 0
+        try:
+            for batch in self._file.iter_batches(batch_size=self.BATCH):
+                for record in batch.to_pylist():
+                    row_number += 1
+                    values, bad_field = _to_values(iter(record.items()))
+                    if bad_field is not None:
+                        yield RawRow(
+                            row_number,
+                            error=(bad_field, "wrong_type", "a nested value where a single value is expected"),
+                        )
+                    else:
+                        yield RawRow(row_number, values)
+        except (pa.ArrowException, OSError) as exc:
+            raise ExtractRejected(
+                "corrupt",
+                f"{self.path.name}: row {row_number + 1}: the Parquet data cannot be read "
+                f"({type(exc).__name__})",
+            ) from exc
+
+
+def open_extract(path: Path, source: SourceConfig) -> CsvReader | JsonLinesReader | ParquetReader:
+    """A reader for ``path`` in the source's configured format."""
+    if source.format is FileFormat.csv:
+        try:
+            return CsvReader(path, source)
+        except UnicodeDecodeError as exc:
+            raise _decode_error(path, 0, exc, source.encoding) from exc
+    if source.format is FileFormat.jsonl:
+        return JsonLinesReader(path, source)
+    return ParquetReader(path, source)
+
+
+def file_format_mismatch(path: Path, source: SourceConfig) -> str | None:
+    """A reason when the file name says a different format than the source is configured for."""
+    suffixes = [s.lower() for s in path.suffixes]
+    known = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+    named = next((known[s] for s in reversed(suffixes) if s in known), None)
+    if named is None:
+        return (
+            f"{path.name}: unknown file format (source '{source.name}' expects "
+            f"{source.format.value} files)"
+        )
+    if named != source.format.value:
+        return f"{path.name}: a {named} file, but source '{source.name}' expects {source.format.value}"
+    return None

@@ -1,0 +1,16 @@
+"""Asset jobs. Sensors target them by name; they never import asset functions."""
+
+import dagster as dg
+
+
+INGEST_JOB = "ingest_job"
+
+ingest_job = dg.define_asset_job(
+    INGEST_JOB,
+    selection=dg.AssetSelection.assets("source_extracts"),
+    description="Ingest one landed extract (a partition of landed_files) into the hub.",
+    # One step: a process per step would only add start-up time.
+    executor_def=dg.in_process_executor,
+)
+
+ALL_JOBS = [ingest_job]

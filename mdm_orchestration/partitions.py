@@ -1,0 +1,7 @@
+"""Partition definitions shared by assets and sensors."""
+
+import dagster as dg
+
+#: One partition per landed file, keyed ``<source folder>/<file name>``. For observability: the
+#: hub's own ledger (by content hash) decides what has been ingested.
+landed_files = dg.DynamicPartitionsDefinition(name="landed_files")

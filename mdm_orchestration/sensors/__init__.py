@@ -1,0 +1,7 @@
+"""Sensors. They reach assets only through ``jobs.py`` and ``partitions.py``."""
+
+from mdm_orchestration.sensors.landing import landing_sensor
+
+ALL_SENSORS = [landing_sensor]
+
+__all__ = ["ALL_SENSORS", "landing_sensor"]

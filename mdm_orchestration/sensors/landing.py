@@ -1,0 +1,74 @@
+"""The landing sensor: new complete files in the landing zone become ingest runs."""
+
+
+import time
+
+import dagster as dg
+
+from mdm_orchestration.ingestion import (
+    LandingCursor,
+    complete_files,
+    file_sha256,
+    loaded_extract_id,
+    scan_landing,
+)
+from mdm_orchestration.jobs import INGEST_JOB
+from mdm_orchestration.partitions import landed_files
+from mdm_orchestration.resources import HubDatabase, LandingZone
+
+
+@dg.sensor(
+    job_name=INGEST_JOB,
+    minimum_interval_seconds=15,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Watches <landing root>/<source folder>/ for new complete extracts; adds one "
+    "landed_files partition per file and requests an ingest run for it. Skips dotfiles, "
+    ".tmp/.part names, files still being written, and bytes the hub has already loaded.",
+)
+def landing_sensor(
+    context: dg.SensorEvaluationContext, hub: HubDatabase, landing: LandingZone
+) -> dg.SensorResult:
+    config = landing.hub_config()
+    root = landing.root_path()
+    cursor = LandingCursor.from_json(context.cursor)
+    folders = [s.landing_folder for s in config.sources.values()]
+    files = scan_landing(root, folders)
+    ready = complete_files(files, cursor, time.time_ns(), config.ingest.settle_seconds)
+
+    requests: list[dg.RunRequest] = []
+    already = 0
+    for f in ready:
+        sha = file_sha256(f.path)
+        cursor.done[f.key] = [f.size, f.mtime_ns, sha]
+        source = config.source_for_folder(f.key.split("/", 1)[0])
+        if source is not None and loaded_extract_id(hub.engine, source.name, sha) is not None:
+            already += 1  # the same bytes are already in the hub: no run
+            continue
+        requests.append(
+            dg.RunRequest(
+                # One run per file content: a re-drop of the same bytes under the same name
+                # is not run twice, a corrected file (new bytes) is.
+                run_key=f"{f.key}:{sha}",
+                partition_key=f.key,
+                tags={"mdm/source_folder": f.key.split("/", 1)[0]},
+            )
+        )
+    new_keys = sorted({r.partition_key for r in requests} - set(
+        context.instance.get_dynamic_partitions(landed_files.name)
+    ))
+    if not requests:
+        reason = f"{len(files)} file(s) in the landing zone, none new and complete"
+        if cursor.pending:
+            reason += f"; {len(cursor.pending)} still being written"
+        if already:
+            reason += f"; {already} already ingested (same content)"
+        return dg.SensorResult(skip_reason=reason, cursor=cursor.to_json())
+    context.log.info(
+        f"{len(requests)} new extract(s); {len(cursor.pending)} still being written; "
+        f"{already} already ingested"
+    )
+    return dg.SensorResult(
+        run_requests=requests,
+        dynamic_partitions_requests=[landed_files.build_add_request(new_keys)] if new_keys else [],
+        cursor=cursor.to_json(),
+    )
