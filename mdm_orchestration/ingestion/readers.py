@@ -89,12 +89,27 @@ def _ends_with_newline(path: Path) -> bool:
         return fh.read(1) == b"\n"
 
 
-def _decode_error(path: Path, row: int, exc: UnicodeDecodeError, encoding: str) -> ExtractRejected:
+def _decode_error(path: Path, where: str, encoding: str) -> ExtractRejected:
     return ExtractRejected(
         "undecodable",
-        f"{path.name}: row {row}: bytes that are not valid {encoding} "
+        f"{path.name}: {where}: bytes that are not valid {encoding} "
         f"(declare the file's encoding in sources.yaml if it is not {encoding})",
     )
+
+
+def _check_decodable(path: Path, encoding: str) -> None:
+    """Find the first line that does not decode or holds NUL bytes (a corrupt file). A text
+    reader decodes ahead in chunks, so its own error cannot say where the bad bytes are."""
+    with path.open("rb") as fh:
+        for line_number, line in enumerate(fh, start=1):
+            if b"\x00" in line and "16" not in encoding and "32" not in encoding:
+                raise ExtractRejected(
+                    "corrupt", f"{path.name}: line {line_number}: NUL bytes in the file"
+                )
+            try:
+                line.decode(encoding)
+            except UnicodeDecodeError:
+                raise _decode_error(path, f"line {line_number}", encoding) from None
 
 
 class CsvReader:
@@ -104,14 +119,13 @@ class CsvReader:
         encoding = source.encoding.lower().replace("_", "-")
         # utf-8-sig strips a byte-order mark and otherwise reads plain UTF-8.
         self.encoding = "utf-8-sig" if encoding in ("utf-8", "utf8") else source.encoding
+        _check_decodable(path, self.encoding)
         self._fh = path.open("r", encoding=self.encoding, errors="strict", newline="")
         self._reader = csv.reader(self._fh, delimiter=source.delimiter, strict=True)
         try:
             columns = next(self._reader)
         except StopIteration:
             raise ExtractRejected("empty_file", f"{path.name}: the file is empty") from None
-        except UnicodeDecodeError as exc:
-            raise _decode_error(path, 0, exc, source.encoding) from exc
         except csv.Error as exc:
             raise ExtractRejected("malformed_csv", f"{path.name}: header: {exc}") from exc
         self.header = _check_header(path, source, [c.strip() for c in columns])
@@ -136,8 +150,6 @@ class CsvReader:
                         row_number,
                         error=(None, "wrong_field_count", f"expected {width} fields, found {len(fields)}"),
                     )
-        except UnicodeDecodeError as exc:
-            raise _decode_error(self.path, row_number + 1, exc, self.source.encoding) from exc
         except csv.Error as exc:
             code = "truncated" if "unexpected end of data" in str(exc) else "malformed_csv"
             raise ExtractRejected(code, f"{self.path.name}: row {row_number + 1}: {exc}") from exc
@@ -216,8 +228,8 @@ class JsonLinesReader:
                     pending_malformed = None
                 try:
                     line = raw_line.decode(encoding)
-                except UnicodeDecodeError as exc:
-                    raise _decode_error(self.path, row_number, exc, encoding) from exc
+                except UnicodeDecodeError:
+                    raise _decode_error(self.path, f"row {row_number}", encoding) from None
                 if "\x00" in line:
                     raise ExtractRejected(
                         "corrupt", f"{self.path.name}: row {row_number}: NUL bytes in the file"
@@ -307,24 +319,20 @@ class ParquetReader:
 def open_extract(path: Path, source: SourceConfig) -> CsvReader | JsonLinesReader | ParquetReader:
     """A reader for ``path`` in the source's configured format."""
     if source.format is FileFormat.csv:
-        try:
-            return CsvReader(path, source)
-        except UnicodeDecodeError as exc:
-            raise _decode_error(path, 0, exc, source.encoding) from exc
+        return CsvReader(path, source)
     if source.format is FileFormat.jsonl:
         return JsonLinesReader(path, source)
     return ParquetReader(path, source)
 
 
 def file_format_mismatch(path: Path, source: SourceConfig) -> str | None:
-    """A reason when the file name says a different format than the source is configured for."""
-    suffixes = [s.lower() for s in path.suffixes]
+    """A reason when the file name says a different (or an unknown) format than the source's."""
     known = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
-    named = next((known[s] for s in reversed(suffixes) if s in known), None)
+    named = known.get(path.suffix.lower())
     if named is None:
         return (
-            f"{path.name}: unknown file format (source '{source.name}' expects "
-            f"{source.format.value} files)"
+            f"{path.name}: unknown file format '{path.suffix or '(none)'}' (source "
+            f"'{source.name}' expects uncompressed {source.format.value} files)"
         )
     if named != source.format.value:
         return f"{path.name}: a {named} file, but source '{source.name}' expects {source.format.value}"

@@ -1,0 +1,95 @@
+"""Shared fixtures: a real SQLite hub per test, a throwaway PostgreSQL database, a landing zone."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from mdm_orchestration.config import HubConfig, load_hub_config
+from mdm_orchestration.hub.store import create_hub_engine
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO / "config"
+PG_ADMIN_URL = os.environ.get(
+    "MDM_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test touches ./.mdm or the developer's environment variables."""
+    monkeypatch.setenv("MDM_HOME", str(tmp_path / "mdm_home"))
+    for var in ("MDM_HUB_URL", "MDM_LANDING_DIR", "MDM_CONFIG_DIR", "DAGSTER_HOME"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def hub_config() -> HubConfig:
+    return load_hub_config(CONFIG_DIR)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'hub.db'}"
+
+
+@pytest.fixture
+def sqlite_engine(sqlite_url: str) -> Iterator[sa.Engine]:
+    engine = create_hub_engine(sqlite_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def landing(tmp_path: Path, hub_config: HubConfig) -> Path:
+    root = tmp_path / "landing"
+    for source in hub_config.sources.values():
+        (root / source.landing_folder).mkdir(parents=True)
+    return root
+
+
+def _postgres_available() -> str | None:
+    try:
+        engine = sa.create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 3})
+        with engine.connect():
+            pass
+        engine.dispose()
+        return None
+    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL database of the test's own, dropped afterwards."""
+    problem = _postgres_available()
+    if problem is not None:
+        message = f"PostgreSQL not reachable at {PG_ADMIN_URL} ({problem})"
+        if os.environ.get("MDM_REQUIRE_POSTGRES"):
+            pytest.fail(message + " and MDM_REQUIRE_POSTGRES is set")
+        pytest.skip(message)
+    name = f"mdm_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sample_silos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Generated silos (small population), shared read-only by the tests that need them."""
+    from mdm_orchestration.sample_data import generate
+
+    out = tmp_path_factory.mktemp("silos")
+    generate(out, people=600, seed=11)
+    return out
