@@ -92,7 +92,7 @@ def source_extracts(
             landing.hub_config(),
             root / context.partition_key,
             root,
-            run_id=context.run_id,
+            run_id=context.run.run_id,
         )
     except ExtractRejected as exc:
         # The reason names file, row and field; never a value.

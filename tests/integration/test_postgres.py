@@ -1,0 +1,96 @@
+"""The same code on the local PostgreSQL: migrations, ingestion, and two concurrent loads."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from mdm_orchestration.hub.models import ExtractStatus
+from mdm_orchestration.hub.store import create_hub_engine, schema_head, schema_revision
+from mdm_orchestration.ingestion import ExtractRejected, ingest_file
+from tests.helpers import write_file
+
+pytestmark = pytest.mark.postgres
+
+HEADER = "cust_no;full_name;addr_line1;addr_line2;city;state;zip;phone;email;dob;ssn;last_updated\n"
+
+
+def rows(n: int, start: int = 0) -> str:
+    return "".join(
+        f"B{i};Doe, Jane;{i} Main St;;Town;IL;62701;217-555-0100;j{i}@example.com;1980-01-01;;2026-01-01 00:00:00\n"
+        for i in range(start, start + n)
+    )
+
+
+def test_migrations_and_ingestion_on_postgres(postgres_url, hub_config, landing):
+    engine = create_hub_engine(postgres_url)
+    assert engine.dialect.name == "postgresql"
+    assert schema_revision(engine) == schema_head()
+    path = write_file(landing / "billing/a.csv", HEADER + rows(50) + ";no key;;;;;;;;;;\n")
+    outcome = ingest_file(engine, hub_config, path, landing)
+    assert (outcome.rows_landed, outcome.rows_loaded, outcome.rows_quarantined) == (51, 50, 1)
+    again = ingest_file(engine, hub_config, path, landing)
+    assert again.status is ExtractStatus.duplicate
+    bad = write_file(landing / "billing/b.csv", HEADER.replace("ssn", "tax") + rows(5))
+    with pytest.raises(ExtractRejected):
+        ingest_file(engine, hub_config, bad, landing)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM source_record_versions")).scalar_one() == 50
+        statuses = conn.execute(sa.text("SELECT status FROM extracts ORDER BY id")).scalars().all()
+    assert statuses == ["loaded", "duplicate", "rejected"]
+    engine.dispose()
+
+
+def test_concurrent_loads_of_the_same_content_ingest_it_once(postgres_url, hub_config, landing):
+    engine = create_hub_engine(postgres_url)
+    content = HEADER + rows(3000)
+    paths = [write_file(landing / f"billing/copy{i}.csv", content) for i in range(2)]
+    barrier = threading.Barrier(2)
+    outcomes: list = []
+    errors: list = []
+
+    def load(path):
+        barrier.wait()
+        try:
+            outcomes.append(ingest_file(engine, hub_config, path, landing))
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load, args=(p,)) for p in paths]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(o.status.value for o in outcomes) == ["duplicate", "loaded"]
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM source_record_versions")).scalar_one() == 3000
+        assert conn.execute(sa.text("SELECT count(*) FROM source_records")).scalar_one() == 3000
+    engine.dispose()
+
+
+def test_concurrent_loads_on_sqlite_queue_instead_of_failing(sqlite_url, hub_config, landing):
+    """SQLite variant of RELIABILITY row 11: a second writer waits (no 'database is locked')."""
+    engine = create_hub_engine(sqlite_url)
+    paths = [write_file(landing / f"billing/part{i}.csv", HEADER + rows(2000, start=i * 2000)) for i in range(3)]
+    barrier = threading.Barrier(3)
+    errors: list = []
+
+    def load(path):
+        barrier.wait()
+        try:
+            ingest_file(engine, hub_config, path, landing)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load, args=(p,)) for p in paths]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM source_records")).scalar_one() == 6000
+    engine.dispose()

@@ -1,0 +1,73 @@
+"""The `mdm` command end to end: generate, run through the Dagster job, status."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from mdm_orchestration.cli import main
+from tests.conftest import CONFIG_DIR
+
+
+def test_generate_run_status(tmp_path, monkeypatch, capsys):
+    hub = f"sqlite:///{tmp_path / 'hub.db'}"
+    # Set (and so restore afterwards) every variable the CLI exports for the code location.
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("MDM_HUB_URL", hub)
+    monkeypatch.setenv("MDM_LANDING_DIR", str(tmp_path / "out/landing"))
+    monkeypatch.setenv("MDM_CONFIG_DIR", str(CONFIG_DIR))
+
+    assert main(["generate", "--out", str(tmp_path / "out"), "--people", "300", "--seed", "4"]) == 0
+    assert (tmp_path / "out/truth.csv").exists()
+    # Three extracts, one per format, keep the run count (and the suite's time) small.
+    keep = {"crm_export_2026-01-05.csv", "KNA1_20260105.parquet", "signups_2026-01-05.jsonl"}
+    for path in list((tmp_path / "out/landing").rglob("*.*")):
+        if path.name not in keep:
+            path.unlink()
+    assert main(["run", "--landing", str(tmp_path / "out/landing"), "--hub", hub, "--config", str(CONFIG_DIR)]) == 0
+    capsys.readouterr()
+    assert main(["status", "--hub", hub, "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    for key in ("extracts", "rejected_extracts", "rows_landed", "rows_loaded", "quarantined_rows",
+                "source_records", "cleansed_records", "golden_records", "pending_events"):
+        assert key in status
+    assert status["extracts"] == 3 and status["rejected_extracts"] == 0
+    assert status["rows_loaded"] + status["quarantined_rows"] == status["rows_landed"]
+    assert status["rows_landed"] > 200
+    assert set(status["per_source"]) == {"crm", "ecommerce", "erp"}
+
+    # The runs went through Dagster and are in its instance (what `dagster dev` shows).
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs()
+        assert len(runs) == 3 and all(r.job_name == "ingest_job" for r in runs)
+        assert len(instance.get_dynamic_partitions("landed_files")) == 3
+
+    # Running again is idempotent: nothing new, no new runs.
+    assert main(["run", "--landing", str(tmp_path / "out/landing"), "--hub", hub]) == 0
+    capsys.readouterr()
+    assert main(["status", "--hub", hub, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rows_loaded"] == status["rows_loaded"]
+    with dg.DagsterInstance.get() as instance:
+        assert len(instance.get_runs()) == 3
+
+
+def test_console_script_reports_status_of_an_empty_hub(tmp_path):
+    mdm = Path(sys.executable).parent / "mdm"
+    env = {**os.environ, "MDM_HOME": str(tmp_path)}
+    out = subprocess.run([str(mdm), "status", "--json"], env=env, capture_output=True, text=True, check=True)
+    status = json.loads(out.stdout)
+    assert status["extracts"] == 0 and status["rows_landed"] == 0
+    assert (tmp_path / "hub.db").exists()
+
+
+def test_bad_configuration_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "sources.yaml").write_text("sources:\n  shop:\n    format: xml\n")
+    code = main(["run", "--landing", str(tmp_path), "--config", str(tmp_path), "--hub", f"sqlite:///{tmp_path}/h.db"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "sources.yaml: source 'shop': field 'format'" in err
