@@ -105,9 +105,13 @@ def _print_status(status: dict[str, Any]) -> None:
         f"rows landed {status['rows_landed']} = loaded {status['rows_loaded']} "
         f"+ quarantined {status['quarantined_rows']}"
     )
-    print(f"source records {status['source_records']} (versions {status['source_record_versions']})")
+    print(
+        f"source records {status['source_records']} (versions {status['source_record_versions']})"
+    )
     if status["per_source"]:
-        print(f"{'source':<12}{'extracts':>9}{'landed':>10}{'loaded':>10}{'quarant.':>10}{'records':>10}")
+        print(
+            f"{'source':<12}{'extracts':>9}{'landed':>10}{'loaded':>10}{'quarant.':>10}{'records':>10}"
+        )
         for source, s in status["per_source"].items():
             print(
                 f"{source:<12}{s.get('extracts', 0):>9}{s.get('rows_landed', 0):>10}"
@@ -171,7 +175,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     home = mdm_home()
     print(f"Generating sample silos for {args.people} people under {home} ...")
     gen = generate(home, people=args.people, seed=args.seed)
-    print(f"  {gen.rows} source records in {len(gen.files)} files across {len(gen.rows_per_source)} silos")
+    print(
+        f"  {gen.rows} source records in {len(gen.files)} files across {len(gen.rows_per_source)} silos"
+    )
     landing = home / "landing"
     _use_environment(args.hub, landing, args.config)
     print("Consolidating through the Dagster assets (ingest_job, one run per landed file) ...")
@@ -189,8 +195,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"  MDM_HOME={home} DAGSTER_HOME={os.environ['DAGSTER_HOME']} "
         f"{Path(sys.executable).parent / 'dagster'} dev -w workspace.yaml"
     )
-    print("  then browse http://127.0.0.1:3000 ; drop files into "
-          f"{landing}/<source>/ and the landing_sensor ingests them.")
+    print(
+        "  then browse http://127.0.0.1:3000 ; drop files into "
+        f"{landing}/<source>/ and the landing_sensor ingests them."
+    )
     return 0 if ok and not summary["failed"] else 1
 
 
@@ -218,7 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="generate sample silos, consolidate them, print a summary")
     p.add_argument("--people", type=int, default=DEFAULT_DEMO_PEOPLE)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--home", help="local folder for hub, landing and Dagster (default: MDM_HOME or ./.mdm)")
+    p.add_argument(
+        "--home", help="local folder for hub, landing and Dagster (default: MDM_HOME or ./.mdm)"
+    )
     p.add_argument("--hub", help="hub database URL (default: SQLite in the home folder)")
     p.add_argument("--config", help="configuration folder")
     p.set_defaults(func=cmd_demo)

@@ -2,7 +2,6 @@
 
 import dagster as dg
 
-
 INGEST_JOB = "ingest_job"
 
 ingest_job = dg.define_asset_job(

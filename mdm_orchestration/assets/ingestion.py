@@ -1,6 +1,5 @@
 """Ingestion: one landed file (a partition of ``landed_files``) into the hub."""
 
-
 import dagster as dg
 from sqlalchemy import func, select
 

@@ -62,7 +62,9 @@ def hub_status(engine: Engine) -> dict[str, Any]:
         )
         for source, n in records.items():
             per_source.setdefault(source, {})["source_records"] = int(n)
-        versions = conn.execute(select(func.count()).select_from(SourceRecordVersion.__table__)).scalar_one()
+        versions = conn.execute(
+            select(func.count()).select_from(SourceRecordVersion.__table__)
+        ).scalar_one()
         quarantine_reasons = dict(
             conn.execute(
                 select(quarantine.c.reason, func.count())

@@ -155,13 +155,23 @@ class _Loader:
             return
         if len(key) > MAX_KEY_LENGTH:
             batch.quarantine.append(
-                (row.row_number, self.source.key_column, "key_too_long", f"longer than {MAX_KEY_LENGTH}")
+                (
+                    row.row_number,
+                    self.source.key_column,
+                    "key_too_long",
+                    f"longer than {MAX_KEY_LENGTH}",
+                )
             )
             return
         for name, value in values.items():
             if value is not None and len(value) > self.max_field_length:
                 batch.quarantine.append(
-                    (row.row_number, name, "field_too_long", f"longer than {self.max_field_length} characters")
+                    (
+                        row.row_number,
+                        name,
+                        "field_too_long",
+                        f"longer than {self.max_field_length} characters",
+                    )
                 )
                 return
         batch.rows.append((row.row_number, values, key))
@@ -178,7 +188,12 @@ class _Loader:
             for (row_number, values, key), ts, raw in zip(rows, updated, raw_ts, strict=True):
                 if ts is None and raw is not None and raw.strip():
                     batch.quarantine.append(
-                        (row_number, col, "invalid_updated_at", "the update timestamp cannot be parsed")
+                        (
+                            row_number,
+                            col,
+                            "invalid_updated_at",
+                            "the update timestamp cannot be parsed",
+                        )
                     )
                 else:
                     kept_rows.append((row_number, values, key))
@@ -206,7 +221,12 @@ class _Loader:
                 )
                 best = current.get(rid)
                 # Within one batch the newest by updated-at wins; on a tie the later row.
-                if best is None or ts is None or best["source_updated_at"] is None or ts >= best["source_updated_at"]:  # type: ignore[operator]
+                if (
+                    best is None
+                    or ts is None
+                    or best["source_updated_at"] is None
+                    or ts >= best["source_updated_at"]
+                ):  # type: ignore[operator]
                     current[rid] = {
                         "id": rid,
                         "source": source.name,

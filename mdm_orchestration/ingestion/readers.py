@@ -148,7 +148,11 @@ class CsvReader:
                 else:
                     pending = RawRow(
                         row_number,
-                        error=(None, "wrong_field_count", f"expected {width} fields, found {len(fields)}"),
+                        error=(
+                            None,
+                            "wrong_field_count",
+                            f"expected {width} fields, found {len(fields)}",
+                        ),
                     )
         except csv.Error as exc:
             code = "truncated" if "unexpected end of data" in str(exc) else "malformed_csv"
@@ -304,7 +308,11 @@ class ParquetReader:
                     if bad_field is not None:
                         yield RawRow(
                             row_number,
-                            error=(bad_field, "wrong_type", "a nested value where a single value is expected"),
+                            error=(
+                                bad_field,
+                                "wrong_type",
+                                "a nested value where a single value is expected",
+                            ),
                         )
                     else:
                         yield RawRow(row_number, values)
@@ -327,7 +335,13 @@ def open_extract(path: Path, source: SourceConfig) -> CsvReader | JsonLinesReade
 
 def file_format_mismatch(path: Path, source: SourceConfig) -> str | None:
     """A reason when the file name says a different (or an unknown) format than the source's."""
-    known = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+    known = {
+        ".csv": "csv",
+        ".jsonl": "jsonl",
+        ".ndjson": "jsonl",
+        ".parquet": "parquet",
+        ".pq": "parquet",
+    }
     named = known.get(path.suffix.lower())
     if named is None:
         return (
@@ -335,5 +349,7 @@ def file_format_mismatch(path: Path, source: SourceConfig) -> str | None:
             f"'{source.name}' expects uncompressed {source.format.value} files)"
         )
     if named != source.format.value:
-        return f"{path.name}: a {named} file, but source '{source.name}' expects {source.format.value}"
+        return (
+            f"{path.name}: a {named} file, but source '{source.name}' expects {source.format.value}"
+        )
     return None

@@ -1,6 +1,5 @@
 """Dagster resources: the hub database and the landing zone."""
 
-
 import os
 from pathlib import Path
 

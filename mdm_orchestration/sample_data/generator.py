@@ -75,8 +75,16 @@ LEGAL_FORM_VARIANTS = {
     "and Sons": ("and Sons", "& Sons", "and Sons"),
 }
 JOB_TITLES = (
-    "Purchasing Manager", "Accounts Payable Clerk", "CFO", "Office Manager", "IT Director",
-    "Procurement Lead", "Operations Manager", "CEO", "Controller", "Buyer",
+    "Purchasing Manager",
+    "Accounts Payable Clerk",
+    "CFO",
+    "Office Manager",
+    "IT Director",
+    "Procurement Lead",
+    "Operations Manager",
+    "CEO",
+    "Controller",
+    "Buyer",
 )
 BAD_DATES = ("31/02/1985", "02/30/1979", "1985-13-45", "unknown", "n/a", "00/00/0000", "19xx")
 
@@ -144,21 +152,35 @@ class _Pools:
         self.last_w = list(accumulate(PersonProvider.last_names.values()))
         rng = random.Random(seed)
         self.streets = sorted({fake.street_name() for _ in range(1500)})
-        states = sorted(s for s in AddressProvider.states_abbr if s in AddressProvider.states_postcode)
+        states = sorted(
+            s for s in AddressProvider.states_abbr if s in AddressProvider.states_postcode
+        )
         self.places: list[tuple[str, str, str]] = []
         for _ in range(1200):
             state = rng.choice(states)
             self.places.append((fake.city(), state, fake.postcode_in_state(state)))
         industries = (
-            "Logistics", "Foods", "Systems", "Partners", "Industries", "Health", "Consulting",
-            "Motors", "Textiles", "Labs",
+            "Logistics",
+            "Foods",
+            "Systems",
+            "Partners",
+            "Industries",
+            "Health",
+            "Consulting",
+            "Motors",
+            "Textiles",
+            "Labs",
         )
         self.companies: list[tuple[str, str]] = []
         for _ in range(1500):
             base, other, third = (rng.choice(self.last) for _ in range(3))
             form = rng.choice(tuple(LEGAL_FORM_VARIANTS))
             name = rng.choice(
-                (f"{base} {rng.choice(industries)}", f"{base}, {other} and {third}", f"{base}-{other}")
+                (
+                    f"{base} {rng.choice(industries)}",
+                    f"{base}, {other} and {third}",
+                    f"{base}-{other}",
+                )
             )
             self.companies.append((name, form))
 
@@ -199,8 +221,15 @@ class Generator:
         city, state, zip_code = place or rng.choice(self.pools.places)
         unit = ""
         if rng.random() < 0.2:
-            unit = rng.choice(("Apt", "Unit", "Suite", "#")) + " " + str(rng.randint(1, 40)) + rng.choice(("", "", "A", "B"))
-        return Address(str(rng.randint(1, 9999)), rng.choice(self.pools.streets), unit, city, state, zip_code)
+            unit = (
+                rng.choice(("Apt", "Unit", "Suite", "#"))
+                + " "
+                + str(rng.randint(1, 40))
+                + rng.choice(("", "", "A", "B"))
+            )
+        return Address(
+            str(rng.randint(1, 9999)), rng.choice(self.pools.streets), unit, city, state, zip_code
+        )
 
     def _ssn(self) -> str:
         rng = self.rng
@@ -221,12 +250,17 @@ class Generator:
             return f"{local}@{domain}"
         style = rng.randint(0, 4)
         local = (
-            f"{g}.{f}", f"{g}{f}{rng.randint(1, 99)}", f"{g[0]}{f}", f"{f}.{g}{rng.randint(60, 99)}",
+            f"{g}.{f}",
+            f"{g}{f}{rng.randint(1, 99)}",
+            f"{g[0]}{f}",
+            f"{f}.{g}{rng.randint(60, 99)}",
             f"{g}_{f[:3]}{rng.randint(1, 999)}",
         )[style]
         return f"{local}@{rng.choice(PERSONAL_DOMAINS)}"
 
-    def _person(self, index: int, family: str | None = None, address: Address | None = None) -> Person:
+    def _person(
+        self, index: int, family: str | None = None, address: Address | None = None
+    ) -> Person:
         rng, pools = self.rng, self.pools
         gender = rng.choice("FM")
         if gender == "F":
@@ -277,7 +311,9 @@ class Generator:
         n_orgs = max(1, self.n_people // 40)
         for o in range(n_orgs):
             name, form = rng.choice(self.pools.companies)
-            domain = name.split(",")[0].split(" ")[0].split("-")[0].lower() + rng.choice((".com", ".net", ".io", ".co"))
+            domain = name.split(",")[0].split(" ")[0].split("-")[0].lower() + rng.choice(
+                (".com", ".net", ".io", ".co")
+            )
             ein = f"{rng.randint(10, 99)}{rng.randint(1000000, 9999999)}"
             self.orgs.append(
                 Organisation(f"O{o:06d}", name, form, domain, self._phone(), self._address(), ein)
@@ -319,8 +355,13 @@ class Generator:
         a, b, c = digits[:3], digits[3:6], digits[6:]
         style = self.rng.choice(styles)
         return (
-            f"({a}) {b}-{c}", f"{a}-{b}-{c}", f"{a}.{b}.{c}", f"+1 {a} {b} {c}", f"{digits}",
-            f"1-{a}-{b}-{c}", f"+1{digits}",
+            f"({a}) {b}-{c}",
+            f"{a}-{b}-{c}",
+            f"{a}.{b}.{c}",
+            f"+1 {a} {b} {c}",
+            f"{digits}",
+            f"1-{a}-{b}-{c}",
+            f"+1{digits}",
         )[style]
 
     def street_line(self, addr: Address, abbreviate: float) -> str:
@@ -375,14 +416,24 @@ def _crm_row(gen: Generator, entity: object, later: bool, key: str) -> dict[str,
         legal = rng.choice(LEGAL_FORM_VARIANTS[org.legal_form])
         name = f"{org.name} {legal}".strip() if legal else org.name
         return {
-            "Id": key, "RecordType": "Account", "Salutation": "", "FirstName": "", "LastName": "",
+            "Id": key,
+            "RecordType": "Account",
+            "Salutation": "",
+            "FirstName": "",
+            "LastName": "",
             "AccountName": gen.maybe_typo(name.upper() if rng.random() < 0.2 else name, 0.04),
-            "ParentAccountId": "", "Title": "", "Email": "",
+            "ParentAccountId": "",
+            "Title": "",
+            "Email": "",
             "Phone": gen.format_phone(org.switchboard, (0, 1, 3)),
-            "MailingStreet": gen.street_line(org.address, 0.5), "MailingCity": org.address.city,
-            "MailingState": org.address.state, "MailingPostalCode": gen.zip_variant(org.address),
+            "MailingStreet": gen.street_line(org.address, 0.5),
+            "MailingCity": org.address.city,
+            "MailingState": org.address.state,
+            "MailingPostalCode": gen.zip_variant(org.address),
             "MailingCountry": rng.choice(("USA", "United States", "US", "")),
-            "Birthdate": "", "LastModifiedDate": modified, "HasOptedOutOfEmail": "false",
+            "Birthdate": "",
+            "LastModifiedDate": modified,
+            "HasOptedOutOfEmail": "false",
         }
     p: Person = entity  # type: ignore[assignment]
     family = p.new_family if (later and p.new_family) else p.family
@@ -398,7 +449,9 @@ def _crm_row(gen: Generator, entity: object, later: bool, key: str) -> dict[str,
     return {
         "Id": key,
         "RecordType": "Contact" if is_contact else "Lead",
-        "Salutation": rng.choice(("Mr.", "Mrs.", "Ms.", "Dr.", "", "")) if rng.random() < 0.5 else "",
+        "Salutation": rng.choice(("Mr.", "Mrs.", "Ms.", "Dr.", "", ""))
+        if rng.random() < 0.5
+        else "",
         "FirstName": given,
         "LastName": last,
         "AccountName": p.org.name if p.org else "",
@@ -406,10 +459,17 @@ def _crm_row(gen: Generator, entity: object, later: bool, key: str) -> dict[str,
         "Title": p.job_title if is_contact else "",
         "Email": gen.blank(p.work_email if is_contact else p.email, 0.1),
         "Phone": gen.blank(
-            gen.format_phone(p.org.switchboard if (is_contact and rng.random() < 0.6) else (p.new_mobile if later and p.new_mobile else p.mobile), (0, 1, 2)),
+            gen.format_phone(
+                p.org.switchboard
+                if (is_contact and rng.random() < 0.6)
+                else (p.new_mobile if later and p.new_mobile else p.mobile),
+                (0, 1, 2),
+            ),
             0.15,
         ),
-        "MailingStreet": gen.blank(gen.street_line(p.org.address if is_contact else addr, 0.5), 0.2),
+        "MailingStreet": gen.blank(
+            gen.street_line(p.org.address if is_contact else addr, 0.5), 0.2
+        ),
         "MailingCity": (p.org.address if is_contact else addr).city,
         "MailingState": (p.org.address if is_contact else addr).state,
         "MailingPostalCode": gen.zip_variant(p.org.address if is_contact else addr),
@@ -447,7 +507,12 @@ def _billing_row(gen: Generator, entity: object, later: bool, key: str) -> dict[
         "city": addr.city.upper() if rng.random() < 0.3 else addr.city,
         "state": addr.state,
         "zip": gen.zip_variant(addr),
-        "phone": gen.blank(gen.format_phone(p.new_mobile if later and p.new_mobile else (p.landline or p.mobile), (0, 1, 4)), 0.05),
+        "phone": gen.blank(
+            gen.format_phone(
+                p.new_mobile if later and p.new_mobile else (p.landline or p.mobile), (0, 1, 4)
+            ),
+            0.05,
+        ),
         "email": gen.blank(p.email, 0.25),
         "dob": gen.blank(dob, 0.1),
         "ssn": gen.blank(ssn, 0.1),
@@ -464,11 +529,20 @@ def _erp_row(gen: Generator, entity: object, later: bool, key: str) -> dict[str,
         org = entity
         legal = rng.choice(LEGAL_FORM_VARIANTS[org.legal_form])
         return {
-            "KUNNR": key, "NAME1": gen.maybe_typo(f"{org.name} {legal}".strip(), 0.03).upper(),
-            "NAME2": "", "STRAS": gen.street_line(org.address, 0.8).upper(), "ORT01": org.address.city.upper(),
-            "REGIO": org.address.state, "PSTLZ": org.address.zip, "LAND1": "US",
-            "TELF1": gen.format_phone(org.switchboard, (3, 6)), "SMTP_ADDR": f"ap@{org.domain}",
-            "STCD1": f"{org.ein[:2]}-{org.ein[2:]}", "KTOKD": "KUNA", "ERDAT": "20240102", "AEDAT": changed,
+            "KUNNR": key,
+            "NAME1": gen.maybe_typo(f"{org.name} {legal}".strip(), 0.03).upper(),
+            "NAME2": "",
+            "STRAS": gen.street_line(org.address, 0.8).upper(),
+            "ORT01": org.address.city.upper(),
+            "REGIO": org.address.state,
+            "PSTLZ": org.address.zip,
+            "LAND1": "US",
+            "TELF1": gen.format_phone(org.switchboard, (3, 6)),
+            "SMTP_ADDR": f"ap@{org.domain}",
+            "STCD1": f"{org.ein[:2]}-{org.ein[2:]}",
+            "KTOKD": "KUNA",
+            "ERDAT": "20240102",
+            "AEDAT": changed,
         }
     p: Person = entity  # type: ignore[assignment]
     one_time = key.startswith("0009")
@@ -506,10 +580,15 @@ def _ecommerce_row(gen: Generator, entity: object, later: bool, key: str) -> dic
         email = email.replace(".", "", 1) if "." in local else email
     if rng.random() < 0.1:
         email = email.capitalize()
-    given, last = gen.maybe_typo(gen.given_variant(p.given, 0.1), 0.03), gen.maybe_typo(family, 0.03)
+    given, last = (
+        gen.maybe_typo(gen.given_variant(p.given, 0.1), 0.03),
+        gen.maybe_typo(family, 0.03),
+    )
     if rng.random() < 0.4:
         given, last = given.lower(), last.lower()
-    phone: object = gen.blank(gen.format_phone(p.new_mobile if later and p.new_mobile else p.mobile, (0, 4, 5, 6)), 0.5)
+    phone: object = gen.blank(
+        gen.format_phone(p.new_mobile if later and p.new_mobile else p.mobile, (0, 4, 5, 6)), 0.5
+    )
     if _bad(gen, 0.003):
         phone = [phone or gen.format_phone(p.mobile, (0,)), gen.format_phone(p.mobile, (4,))]
     birthday = ""
@@ -561,8 +640,16 @@ def _loyalty_row(gen: Generator, entity: object, later: bool, key: str) -> dict[
         "surname": last,
         "birthday": gen.blank(birthday, 0.3),
         "email_address": gen.blank(p.email.lower(), 0.2),
-        "mobile": gen.blank(gen.format_phone(p.new_mobile if later and p.new_mobile else p.mobile, (0, 1, 2, 4)), 0.2),
-        "street_address": gen.blank(gen.street_line(addr, 0.5).lower() if rng.random() < 0.3 else gen.street_line(addr, 0.5), 0.1),
+        "mobile": gen.blank(
+            gen.format_phone(p.new_mobile if later and p.new_mobile else p.mobile, (0, 1, 2, 4)),
+            0.2,
+        ),
+        "street_address": gen.blank(
+            gen.street_line(addr, 0.5).lower()
+            if rng.random() < 0.3
+            else gen.street_line(addr, 0.5),
+            0.1,
+        ),
         "town": addr.city,
         "state": addr.state,
         "postcode": addr.zip,
@@ -572,21 +659,68 @@ def _loyalty_row(gen: Generator, entity: object, later: bool, key: str) -> dict[
 
 
 CRM_HEADER = [
-    "Id", "RecordType", "Salutation", "FirstName", "LastName", "AccountName", "ParentAccountId",
-    "Title", "Email", "Phone", "MailingStreet", "MailingCity", "MailingState",
-    "MailingPostalCode", "MailingCountry", "Birthdate", "LastModifiedDate", "HasOptedOutOfEmail",
+    "Id",
+    "RecordType",
+    "Salutation",
+    "FirstName",
+    "LastName",
+    "AccountName",
+    "ParentAccountId",
+    "Title",
+    "Email",
+    "Phone",
+    "MailingStreet",
+    "MailingCity",
+    "MailingState",
+    "MailingPostalCode",
+    "MailingCountry",
+    "Birthdate",
+    "LastModifiedDate",
+    "HasOptedOutOfEmail",
 ]
 BILLING_HEADER = [
-    "cust_no", "full_name", "addr_line1", "addr_line2", "city", "state", "zip", "phone", "email",
-    "dob", "ssn", "last_updated",
+    "cust_no",
+    "full_name",
+    "addr_line1",
+    "addr_line2",
+    "city",
+    "state",
+    "zip",
+    "phone",
+    "email",
+    "dob",
+    "ssn",
+    "last_updated",
 ]
 ERP_HEADER = [
-    "KUNNR", "NAME1", "NAME2", "STRAS", "ORT01", "REGIO", "PSTLZ", "LAND1", "TELF1", "SMTP_ADDR",
-    "STCD1", "KTOKD", "ERDAT", "AEDAT",
+    "KUNNR",
+    "NAME1",
+    "NAME2",
+    "STRAS",
+    "ORT01",
+    "REGIO",
+    "PSTLZ",
+    "LAND1",
+    "TELF1",
+    "SMTP_ADDR",
+    "STCD1",
+    "KTOKD",
+    "ERDAT",
+    "AEDAT",
 ]
 LOYALTY_HEADER = [
-    "member_no", "given_name", "surname", "birthday", "email_address", "mobile", "street_address",
-    "town", "state", "postcode", "last_update", "consent_marketing",
+    "member_no",
+    "given_name",
+    "surname",
+    "birthday",
+    "email_address",
+    "mobile",
+    "street_address",
+    "town",
+    "state",
+    "postcode",
+    "last_update",
+    "consent_marketing",
 ]
 
 
@@ -602,7 +736,9 @@ class GenerationSummary:
         return sum(self.rows_per_source.values())
 
 
-def _write_csv(path: Path, header: list[str], rows: list[dict[str, object]], delimiter: str, gen: Generator) -> None:
+def _write_csv(
+    path: Path, header: list[str], rows: list[dict[str, object]], delimiter: str, gen: Generator
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", encoding="utf-8", newline="") as fh:
@@ -662,10 +798,12 @@ def generate(out: Path, people: int = 2000, seed: int = 42) -> GenerationSummary
             gen.record_truth(source, key, entity.entity_id)  # type: ignore[attr-defined]
             first.append(make(gen, entity, False, key))
         for i, entity in enumerate(members):
-            changed = isinstance(entity, Person) and (entity.new_address or entity.new_family or entity.new_mobile)
-            if (changed and rng.random() < 0.7) or rng.random() < 0.03:
-                if keys[i].strip():
-                    delta.append(make(gen, entity, True, keys[i]))
+            changed = isinstance(entity, Person) and (
+                entity.new_address or entity.new_family or entity.new_mobile
+            )
+            picked = (changed and rng.random() < 0.7) or rng.random() < 0.03
+            if picked and keys[i].strip():
+                delta.append(make(gen, entity, True, keys[i]))
         offset = len(members)
         for j, entity in enumerate(late_members):
             key = key_of(offset + j, entity)
@@ -688,8 +826,11 @@ def generate(out: Path, people: int = 2000, seed: int = 42) -> GenerationSummary
     org_key = {o.entity_id: f"001A{i:08d}" for i, o in enumerate(crm_orgs)}
     early, late = split_late(crm_people)
     first, delta = two_extracts(
-        "crm", crm_orgs + early, lambda i, e: org_key[e.entity_id] if isinstance(e, Organisation) else f"003A{i:08d}",
-        _crm_row, late,
+        "crm",
+        crm_orgs + early,
+        lambda i, e: org_key[e.entity_id] if isinstance(e, Organisation) else f"003A{i:08d}",
+        _crm_row,
+        late,
     )
     # Link B2B contacts to their organisation's CRM key.
     person_by_id = {p.entity_id: p for p in gen.people}
@@ -717,9 +858,11 @@ def generate(out: Path, people: int = 2000, seed: int = 42) -> GenerationSummary
     erp_members: list[object] = [o for o in gen.orgs if rng.random() < 0.8] + erp_people
     n_regular = len(erp_members)
     first, delta = two_extracts(
-        "erp", erp_members + one_time,
+        "erp",
+        erp_members + one_time,
         lambda i, e: f"{'0009' if i >= n_regular else '0001'}{i:06d}",
-        _erp_row, [],
+        _erp_row,
+        [],
     )
     _write_parquet(out / "landing/erp/KNA1_20260105.parquet", ERP_HEADER, first)
     _write_parquet(out / "landing/erp/KNA1_20260302.parquet", ERP_HEADER, delta)
@@ -729,7 +872,11 @@ def generate(out: Path, people: int = 2000, seed: int = 42) -> GenerationSummary
     # E-commerce: web sign-ups.
     early, late = split_late(membership(0.4), 0.08)
     first, delta = two_extracts(
-        "ecommerce", early, lambda i, e: f"u{(i * 2654435761) % 4294967296:010d}", _ecommerce_row, late
+        "ecommerce",
+        early,
+        lambda i, e: f"u{(i * 2654435761) % 4294967296:010d}",
+        _ecommerce_row,
+        late,
     )
     _write_jsonl(out / "landing/ecommerce/signups_2026-01-05.jsonl", first)
     _write_jsonl(out / "landing/ecommerce/signups_2026-03-02.jsonl", delta)

@@ -1,6 +1,5 @@
 """The landing sensor: new complete files in the landing zone become ingest runs."""
 
-
 import time
 
 import dagster as dg
@@ -53,9 +52,10 @@ def landing_sensor(
                 tags={"mdm/source_folder": f.key.split("/", 1)[0]},
             )
         )
-    new_keys = sorted({r.partition_key for r in requests} - set(
-        context.instance.get_dynamic_partitions(landed_files.name)
-    ))
+    new_keys = sorted(
+        {r.partition_key for r in requests}
+        - set(context.instance.get_dynamic_partitions(landed_files.name))
+    )
     if not requests:
         reason = f"{len(files)} file(s) in the landing zone, none new and complete"
         if cursor.pending:

@@ -37,7 +37,9 @@ def test_migrations_and_ingestion_on_postgres(postgres_url, hub_config, landing)
     with pytest.raises(ExtractRejected):
         ingest_file(engine, hub_config, bad, landing)
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM source_record_versions")).scalar_one() == 50
+        assert (
+            conn.execute(sa.text("SELECT count(*) FROM source_record_versions")).scalar_one() == 50
+        )
         statuses = conn.execute(sa.text("SELECT status FROM extracts ORDER BY id")).scalars().all()
     assert statuses == ["loaded", "duplicate", "rejected"]
     engine.dispose()
@@ -66,7 +68,10 @@ def test_concurrent_loads_of_the_same_content_ingest_it_once(postgres_url, hub_c
     assert errors == []
     assert sorted(o.status.value for o in outcomes) == ["duplicate", "loaded"]
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM source_record_versions")).scalar_one() == 3000
+        assert (
+            conn.execute(sa.text("SELECT count(*) FROM source_record_versions")).scalar_one()
+            == 3000
+        )
         assert conn.execute(sa.text("SELECT count(*) FROM source_records")).scalar_one() == 3000
     engine.dispose()
 
@@ -74,7 +79,10 @@ def test_concurrent_loads_of_the_same_content_ingest_it_once(postgres_url, hub_c
 def test_concurrent_loads_on_sqlite_queue_instead_of_failing(sqlite_url, hub_config, landing):
     """SQLite variant of RELIABILITY row 11: a second writer waits (no 'database is locked')."""
     engine = create_hub_engine(sqlite_url)
-    paths = [write_file(landing / f"billing/part{i}.csv", HEADER + rows(2000, start=i * 2000)) for i in range(3)]
+    paths = [
+        write_file(landing / f"billing/part{i}.csv", HEADER + rows(2000, start=i * 2000))
+        for i in range(3)
+    ]
     barrier = threading.Barrier(3)
     errors: list = []
 

@@ -29,12 +29,34 @@ def test_generate_run_status(tmp_path, monkeypatch, capsys):
     for path in list((tmp_path / "out/landing").rglob("*.*")):
         if path.name not in keep:
             path.unlink()
-    assert main(["run", "--landing", str(tmp_path / "out/landing"), "--hub", hub, "--config", str(CONFIG_DIR)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--landing",
+                str(tmp_path / "out/landing"),
+                "--hub",
+                hub,
+                "--config",
+                str(CONFIG_DIR),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["status", "--hub", hub, "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
-    for key in ("extracts", "rejected_extracts", "rows_landed", "rows_loaded", "quarantined_rows",
-                "source_records", "cleansed_records", "golden_records", "pending_events"):
+    for key in (
+        "extracts",
+        "rejected_extracts",
+        "rows_landed",
+        "rows_loaded",
+        "quarantined_rows",
+        "source_records",
+        "cleansed_records",
+        "golden_records",
+        "pending_events",
+    ):
         assert key in status
     assert status["extracts"] == 3 and status["rejected_extracts"] == 0
     assert status["rows_loaded"] + status["quarantined_rows"] == status["rows_landed"]
@@ -59,7 +81,9 @@ def test_generate_run_status(tmp_path, monkeypatch, capsys):
 def test_console_script_reports_status_of_an_empty_hub(tmp_path):
     mdm = Path(sys.executable).parent / "mdm"
     env = {**os.environ, "MDM_HOME": str(tmp_path)}
-    out = subprocess.run([str(mdm), "status", "--json"], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(mdm), "status", "--json"], env=env, capture_output=True, text=True, check=True
+    )
     status = json.loads(out.stdout)
     assert status["extracts"] == 0 and status["rows_landed"] == 0
     assert (tmp_path / "hub.db").exists()
@@ -67,7 +91,17 @@ def test_console_script_reports_status_of_an_empty_hub(tmp_path):
 
 def test_bad_configuration_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "sources.yaml").write_text("sources:\n  shop:\n    format: xml\n")
-    code = main(["run", "--landing", str(tmp_path), "--config", str(tmp_path), "--hub", f"sqlite:///{tmp_path}/h.db"])
+    code = main(
+        [
+            "run",
+            "--landing",
+            str(tmp_path),
+            "--config",
+            str(tmp_path),
+            "--hub",
+            f"sqlite:///{tmp_path}/h.db",
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "sources.yaml: source 'shop': field 'format'" in err

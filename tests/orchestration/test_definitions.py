@@ -20,7 +20,9 @@ def test_definitions_load_without_warnings():
     assert sensor.job_name == "ingest_job"
     checks = {key.name for key in graph.asset_check_keys}
     assert {
-        "every_row_accounted_for", "no_unmapped_columns", "ingest_quarantine_rate_below_threshold",
+        "every_row_accounted_for",
+        "no_unmapped_columns",
+        "ingest_quarantine_rate_below_threshold",
     } <= checks
     spec = next(iter(defs.resolve_all_asset_specs()))
     assert spec.group_name == "ingestion" and spec.description

@@ -17,7 +17,9 @@ from mdm_orchestration.sensors import landing_sensor
 from tests.conftest import CONFIG_DIR
 from tests.helpers import write_file
 
-BILLING = "cust_no;full_name;addr_line1;addr_line2;city;state;zip;phone;email;dob;ssn;last_updated\n"
+BILLING = (
+    "cust_no;full_name;addr_line1;addr_line2;city;state;zip;phone;email;dob;ssn;last_updated\n"
+)
 
 
 def row(key: str, name: str = "Doe, Jane") -> str:
@@ -57,8 +59,11 @@ def run_requests(instance, resources, result: dg.SensorResult) -> list[dg.Execut
     for request in result.run_requests or []:
         out.append(
             dg.materialize(
-                [source_extracts], partition_key=request.partition_key, instance=instance,
-                resources=resources, raise_on_error=False,
+                [source_extracts],
+                partition_key=request.partition_key,
+                instance=instance,
+                resources=resources,
+                raise_on_error=False,
             )
         )
     return out
@@ -128,7 +133,12 @@ def test_asset_metadata_checks_and_rejected_file_fails_the_run(resources, landin
     write_file(landing / "billing/bad.csv", BILLING.replace("full_name", "name") + row("B2"))
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(landed_files.name, ["billing/good.csv", "billing/bad.csv"])
-        ok = dg.materialize([source_extracts], partition_key="billing/good.csv", instance=instance, resources=resources)
+        ok = dg.materialize(
+            [source_extracts],
+            partition_key="billing/good.csv",
+            instance=instance,
+            resources=resources,
+        )
         assert ok.success
         meta = ok.asset_materializations_for_node("source_extracts")[0].metadata
         assert meta["rows_landed"].value == 2
@@ -139,11 +149,16 @@ def test_asset_metadata_checks_and_rejected_file_fails_the_run(resources, landin
         assert checks["every_row_accounted_for"].passed
         assert checks["no_unmapped_columns"].passed
         assert not checks["ingest_quarantine_rate_below_threshold"].passed  # 50% quarantined
-        assert checks["ingest_quarantine_rate_below_threshold"].severity == dg.AssetCheckSeverity.WARN
+        assert (
+            checks["ingest_quarantine_rate_below_threshold"].severity == dg.AssetCheckSeverity.WARN
+        )
 
         bad = dg.materialize(
-            [source_extracts], partition_key="billing/bad.csv", instance=instance,
-            resources=resources, raise_on_error=False,
+            [source_extracts],
+            partition_key="billing/bad.csv",
+            instance=instance,
+            resources=resources,
+            raise_on_error=False,
         )
         assert not bad.success
         failure = next(e for e in bad.all_events if e.is_step_failure)

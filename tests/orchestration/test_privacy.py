@@ -35,7 +35,10 @@ def test_canary_values_never_reach_dagster_storage(tmp_path, sqlite_url, landing
     ]
     write_file(landing / "billing/canary.csv", HEADER + "".join(rows))
     write_file(landing / "billing/drift.csv", HEADER.replace("full_name", f"{name}") + rows[0])
-    write_file(landing / "billing/latin1.csv", (HEADER + rows[0]).encode("utf-8") + f"{name}\xe9".encode("latin-1") + b"\n")
+    write_file(
+        landing / "billing/latin1.csv",
+        (HEADER + rows[0]).encode("utf-8") + f"{name}\xe9".encode("latin-1") + b"\n",
+    )
 
     dagster_home = tmp_path / "dagster_home"
     dagster_home.mkdir()
@@ -50,14 +53,23 @@ def test_canary_values_never_reach_dagster_storage(tmp_path, sqlite_url, landing
         instance.add_dynamic_partitions(landed_files.name, keys)
         outcomes = {
             key: dg.materialize(
-                [source_extracts], partition_key=key, instance=instance, resources=resources,
+                [source_extracts],
+                partition_key=key,
+                instance=instance,
+                resources=resources,
                 raise_on_error=False,
             ).success
             for key in keys
         }
-        assert outcomes == {"billing/canary.csv": True, "billing/drift.csv": False, "billing/latin1.csv": False}
+        assert outcomes == {
+            "billing/canary.csv": True,
+            "billing/drift.csv": False,
+            "billing/latin1.csv": False,
+        }
         failures = [
-            entry for run in instance.get_runs() for entry in instance.all_logs(run.run_id)
+            entry
+            for run in instance.get_runs()
+            for entry in instance.all_logs(run.run_id)
             if entry.dagster_event is not None and entry.dagster_event.is_step_failure
         ]
         assert len(failures) == 2

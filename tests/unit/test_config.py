@@ -33,8 +33,11 @@ def _base() -> dict:
     return {
         "sources": {
             "shop": {
-                "format": "csv", "key_column": "id", "trust_rank": 1,
-                "default_country": "GB", "mapping": {"email": "mail"},
+                "format": "csv",
+                "key_column": "id",
+                "trust_rank": 1,
+                "default_country": "GB",
+                "mapping": {"email": "mail"},
             }
         }
     }
@@ -47,7 +50,11 @@ def _base() -> dict:
         (lambda s: s.pop("key_column"), "key_column", "required"),
         (lambda s: s.update(default_country="England"), "default_country", "pattern"),
         (lambda s: s.update(mapping={"shoe_size": "x"}), "mapping", "shoe_size"),
-        (lambda s: s.update(mapping={"email": {"column": "a", "value": "b"}}), "mapping.email", "exactly one"),
+        (
+            lambda s: s.update(mapping={"email": {"column": "a", "value": "b"}}),
+            "mapping.email",
+            "exactly one",
+        ),
         (lambda s: s.update(trust_rank=0), "trust_rank", "greater than"),
         (lambda s: s.update(date_order="DDMMYY"), "date_order", "DMY"),
         (lambda s: s.update(colour="red"), "colour", "not permitted"),

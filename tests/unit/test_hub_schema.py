@@ -36,8 +36,15 @@ def test_first_use_migrates_to_head_and_matches_models(sqlite_url):
 
 def test_loaded_content_is_unique_per_source_at_database_level(sqlite_engine):
     row = dict(
-        source="billing", file_name="a.csv", content_hash="h", size_bytes=1, status="loaded",
-        rows_landed=0, rows_loaded=0, rows_quarantined=0, started_at="2026-01-01",
+        source="billing",
+        file_name="a.csv",
+        content_hash="h",
+        size_bytes=1,
+        status="loaded",
+        rows_landed=0,
+        rows_loaded=0,
+        rows_quarantined=0,
+        started_at="2026-01-01",
     )
     insert = sa.text(
         "INSERT INTO extracts (source, file_name, content_hash, size_bytes, status, rows_landed, "

@@ -18,15 +18,27 @@ from mdm_orchestration.hub.models import ExtractStatus
 from mdm_orchestration.ingestion import ExtractRejected, ingest_file
 from tests.helpers import write_file
 
-BILLING_HEADER = "cust_no;full_name;addr_line1;addr_line2;city;state;zip;phone;email;dob;ssn;last_updated\n"
+BILLING_HEADER = (
+    "cust_no;full_name;addr_line1;addr_line2;city;state;zip;phone;email;dob;ssn;last_updated\n"
+)
 
 
-def billing_row(key: str, name: str = "Doe, Jane", updated: str = "2026-01-01 10:00:00", **extra: str) -> str:
+def billing_row(
+    key: str, name: str = "Doe, Jane", updated: str = "2026-01-01 10:00:00", **extra: str
+) -> str:
     """One ``;``-separated billing row, quoted the way a CSV writer quotes it."""
     fields = {
-        "cust_no": key, "full_name": name, "addr_line1": "1 Main St", "addr_line2": "",
-        "city": "Springfield", "state": "IL", "zip": "62701", "phone": "217-555-0100",
-        "email": "jane@example.com", "dob": "1980-02-03", "ssn": "123-45-6789",
+        "cust_no": key,
+        "full_name": name,
+        "addr_line1": "1 Main St",
+        "addr_line2": "",
+        "city": "Springfield",
+        "state": "IL",
+        "zip": "62701",
+        "phone": "217-555-0100",
+        "email": "jane@example.com",
+        "dob": "1980-02-03",
+        "ssn": "123-45-6789",
         "last_updated": updated,
     }
     fields.update(extra)
@@ -66,7 +78,10 @@ def test_csv_rows_become_versions_and_records(sqlite_engine, hub_config, landing
         ).scalar_one()
     assert json.loads(raw)["full_name"] == "Smith, John"
     assert counts(sqlite_engine) == {
-        "extracts": 1, "source_record_versions": 2, "source_records": 2, "quarantine": 0,
+        "extracts": 1,
+        "source_record_versions": 2,
+        "source_records": 2,
+        "quarantine": 0,
     }
     [row] = ledger(sqlite_engine)
     assert row["status"] == "loaded" and row["rows_landed"] == 2 and len(row["content_hash"]) == 64
@@ -75,11 +90,11 @@ def test_csv_rows_become_versions_and_records(sqlite_engine, hub_config, landing
 def test_bad_rows_are_quarantined_with_field_and_reason(sqlite_engine, hub_config, landing):
     rows = [
         billing_row("B1"),
-        billing_row(""),                                   # empty key
-        billing_row("   "),                                # blank key
-        billing_row("B4").rstrip("\n") + ";surplus\n",      # one field too many
-        billing_row("B5", updated="not a timestamp"),      # unparseable updated-at
-        billing_row("B6", full_name="x" * 5000),           # oversized field
+        billing_row(""),  # empty key
+        billing_row("   "),  # blank key
+        billing_row("B4").rstrip("\n") + ";surplus\n",  # one field too many
+        billing_row("B5", updated="not a timestamp"),  # unparseable updated-at
+        billing_row("B6", full_name="x" * 5000),  # oversized field
         billing_row("B7"),
     ]
     path = write_file(landing / "billing/bad.csv", BILLING_HEADER + "".join(rows))
@@ -88,7 +103,10 @@ def test_bad_rows_are_quarantined_with_field_and_reason(sqlite_engine, hub_confi
     assert outcome.rows_loaded == 2
     assert outcome.rows_quarantined == 5
     assert dict(outcome.quarantine_reasons) == {
-        "missing_key": 2, "wrong_field_count": 1, "invalid_updated_at": 1, "field_too_long": 1,
+        "missing_key": 2,
+        "wrong_field_count": 1,
+        "invalid_updated_at": 1,
+        "field_too_long": 1,
     }
     with sqlite_engine.connect() as conn:
         quarantined = conn.execute(
@@ -102,14 +120,21 @@ def test_bad_rows_are_quarantined_with_field_and_reason(sqlite_engine, hub_confi
         (6, "full_name", "field_too_long"),
     ]
     # The reason never carries the offending value.
-    assert all("not a timestamp" not in (r.detail or "") and "xxxx" not in (r.detail or "") for r in quarantined)
+    assert all(
+        "not a timestamp" not in (r.detail or "") and "xxxx" not in (r.detail or "")
+        for r in quarantined
+    )
 
 
 def test_same_content_twice_is_ingested_once(sqlite_engine, hub_config, landing):
     content = BILLING_HEADER + billing_row("B1")
-    first = ingest_file(sqlite_engine, hub_config, write_file(landing / "billing/a.csv", content), landing)
+    first = ingest_file(
+        sqlite_engine, hub_config, write_file(landing / "billing/a.csv", content), landing
+    )
     again = ingest_file(sqlite_engine, hub_config, landing / "billing/a.csv", landing)
-    renamed = ingest_file(sqlite_engine, hub_config, write_file(landing / "billing/b.csv", content), landing)
+    renamed = ingest_file(
+        sqlite_engine, hub_config, write_file(landing / "billing/b.csv", content), landing
+    )
     assert first.status is ExtractStatus.loaded
     assert again.status is ExtractStatus.duplicate and again.duplicate_of == first.extract_id
     assert renamed.status is ExtractStatus.duplicate and renamed.duplicate_of == first.extract_id
@@ -123,7 +148,9 @@ def test_corrected_extract_supersedes_and_old_extract_does_not(sqlite_engine, hu
     v2 = BILLING_HEADER + billing_row("B1", name="Roe, Jane", updated="2026-02-01 10:00:00")
     old = BILLING_HEADER + billing_row("B1", name="Old, Jane", updated="2025-06-01 10:00:00")
     ingest_file(sqlite_engine, hub_config, write_file(landing / "billing/c.csv", v1), landing)
-    second = ingest_file(sqlite_engine, hub_config, write_file(landing / "billing/c.csv", v2), landing)
+    second = ingest_file(
+        sqlite_engine, hub_config, write_file(landing / "billing/c.csv", v2), landing
+    )
     ingest_file(sqlite_engine, hub_config, write_file(landing / "billing/late.csv", old), landing)
 
     def current_name() -> str:
@@ -162,24 +189,48 @@ def _assert_rejected_and_nothing_written(engine, code: str, call) -> ExtractReje
     [
         ("x.xlsx", b"PK\x03\x04 not a csv", "unknown_format", "unknown file format"),
         ("m.csv", "id;full_name\n1;A\n", "missing_key_column", "cust_no"),
-        ("l1.csv", (BILLING_HEADER + billing_row("B1", name="Jos\u00e9")).encode("latin-1"), "undecodable", "line 2"),
-        ("nul.csv", (BILLING_HEADER + billing_row("B1")).encode() + b"B2;\x00\x00;x\n", "corrupt", "line 3"),
+        (
+            "l1.csv",
+            (BILLING_HEADER + billing_row("B1", name="Jos\u00e9")).encode("latin-1"),
+            "undecodable",
+            "line 2",
+        ),
+        (
+            "nul.csv",
+            (BILLING_HEADER + billing_row("B1")).encode() + b"B2;\x00\x00;x\n",
+            "corrupt",
+            "line 3",
+        ),
         ("cut.csv", BILLING_HEADER + billing_row("B1") + 'B2;"Doe, Ja', "truncated", "row 2"),
         ("short.csv", BILLING_HEADER + billing_row("B1") + "B2;Doe", "truncated", "row 2"),
-        ("drift.csv", BILLING_HEADER.replace("full_name", "name") + billing_row("B1"), "schema_drift", "full_name"),
-        ("inj.csv", BILLING_HEADER.replace("cust_no;", 'cust_no;"id; DROP TABLE x";'), "unsafe_header", "column 2"),
+        (
+            "drift.csv",
+            BILLING_HEADER.replace("full_name", "name") + billing_row("B1"),
+            "schema_drift",
+            "full_name",
+        ),
+        (
+            "inj.csv",
+            BILLING_HEADER.replace("cust_no;", 'cust_no;"id; DROP TABLE x";'),
+            "unsafe_header",
+            "column 2",
+        ),
         ("dup.csv", BILLING_HEADER.replace("city;", "zip;"), "duplicate_column", "zip"),
         ("empty.csv", "", "empty_file", "empty"),
     ],
 )
-def test_unreadable_files_are_rejected_whole(sqlite_engine, hub_config, landing, name, content, code, message_part):
+def test_unreadable_files_are_rejected_whole(
+    sqlite_engine, hub_config, landing, name, content, code, message_part
+):
     path = write_file(landing / "billing" / name, content)
     error = _assert_rejected_and_nothing_written(
         sqlite_engine, code, lambda: ingest_file(sqlite_engine, hub_config, path, landing)
     )
     assert name in error.message and message_part in error.message
     # A fixed re-drop of the same name is ingested normally.
-    fixed = write_file(landing / "billing" / (Path(name).stem + ".csv"), BILLING_HEADER + billing_row("OK1"))
+    fixed = write_file(
+        landing / "billing" / (Path(name).stem + ".csv"), BILLING_HEADER + billing_row("OK1")
+    )
     assert ingest_file(sqlite_engine, hub_config, fixed, landing).status is ExtractStatus.loaded
 
 
@@ -187,10 +238,26 @@ def test_rejection_rolls_back_rows_already_written(sqlite_engine, hub_config, la
     """A file that fails after many rows (here: a truncated JSON Lines file) leaves nothing."""
     monkeypatch.setattr("mdm_orchestration.ingestion.loader.BATCH_ROWS", 10)
     rows = [
-        json.dumps({"user_id": f"u{i}", "email": f"a{i}@example.com", "first_name": "A", "last_name": "B",
-                    "phone": None, "birthday": None, "updated_at": "2026-01-01T00:00:00Z",
-                    "marketing_opt_in": True, "shipping": {"line1": "1 Main St", "line2": None, "city": "X",
-                    "region": "IL", "postal_code": "62701", "country": "US"}})
+        json.dumps(
+            {
+                "user_id": f"u{i}",
+                "email": f"a{i}@example.com",
+                "first_name": "A",
+                "last_name": "B",
+                "phone": None,
+                "birthday": None,
+                "updated_at": "2026-01-01T00:00:00Z",
+                "marketing_opt_in": True,
+                "shipping": {
+                    "line1": "1 Main St",
+                    "line2": None,
+                    "city": "X",
+                    "region": "IL",
+                    "postal_code": "62701",
+                    "country": "US",
+                },
+            }
+        )
         for i in range(55)
     ]
     path = write_file(landing / "ecommerce/cut.jsonl", "\n".join(rows) + "\n" + rows[0][:30])
@@ -200,49 +267,90 @@ def test_rejection_rolls_back_rows_already_written(sqlite_engine, hub_config, la
 
 
 def test_jsonl_nested_objects_wrong_types_and_malformed_lines(sqlite_engine, hub_config, landing):
-    good = {"user_id": "u1", "email": "a@example.com", "first_name": "Ann", "last_name": "Lee",
-            "phone": "555", "birthday": None, "updated_at": "2026-01-01T00:00:00Z",
-            "marketing_opt_in": True, "email_verified": False, "created_at": "2025-01-01T00:00:00Z",
-            "shipping": {"line1": "1 Main St", "line2": None, "city": "X", "region": "IL",
-                         "postal_code": "62701", "country": "US"}}
+    good = {
+        "user_id": "u1",
+        "email": "a@example.com",
+        "first_name": "Ann",
+        "last_name": "Lee",
+        "phone": "555",
+        "birthday": None,
+        "updated_at": "2026-01-01T00:00:00Z",
+        "marketing_opt_in": True,
+        "email_verified": False,
+        "created_at": "2025-01-01T00:00:00Z",
+        "shipping": {
+            "line1": "1 Main St",
+            "line2": None,
+            "city": "X",
+            "region": "IL",
+            "postal_code": "62701",
+            "country": "US",
+        },
+    }
     lines = [
         json.dumps(good),
         json.dumps({**good, "user_id": "u2", "phone": ["1", "2"]}),  # wrong type
-        "{not json",                                                 # malformed line
-        json.dumps([1, 2]),                                          # not an object
-        json.dumps({**good, "user_id": None}),                        # missing key
+        "{not json",  # malformed line
+        json.dumps([1, 2]),  # not an object
+        json.dumps({**good, "user_id": None}),  # missing key
         json.dumps({**good, "user_id": 42, "loyalty_tier": "gold"}),  # numbers as text, new column
     ]
     path = write_file(landing / "ecommerce/s.jsonl", "\ufeff" + "\n".join(lines) + "\n")
     outcome = ingest_file(sqlite_engine, hub_config, path, landing)
     assert (outcome.rows_landed, outcome.rows_loaded, outcome.rows_quarantined) == (6, 2, 4)
     assert dict(outcome.quarantine_reasons) == {
-        "wrong_type": 1, "malformed_json": 1, "not_an_object": 1, "missing_key": 1,
+        "wrong_type": 1,
+        "malformed_json": 1,
+        "not_an_object": 1,
+        "missing_key": 1,
     }
     assert outcome.unmapped_columns == ["loyalty_tier"]
     with sqlite_engine.connect() as conn:
-        raws = [json.loads(r) for r in conn.execute(sa.text("SELECT raw FROM source_record_versions ORDER BY row_number")).scalars()]
+        raws = [
+            json.loads(r)
+            for r in conn.execute(
+                sa.text("SELECT raw FROM source_record_versions ORDER BY row_number")
+            ).scalars()
+        ]
     assert raws[0]["shipping.city"] == "X" and raws[0]["marketing_opt_in"] == "true"
     assert raws[1]["user_id"] == "42"
     with sqlite_engine.connect() as conn:
-        field = conn.execute(sa.text("SELECT field FROM quarantine WHERE reason = 'wrong_type'")).scalar_one()
+        field = conn.execute(
+            sa.text("SELECT field FROM quarantine WHERE reason = 'wrong_type'")
+        ).scalar_one()
     assert field == "phone"
 
 
 def _erp_table(rows: list[dict]) -> pa.Table:
-    cols = ["KUNNR", "NAME1", "NAME2", "STRAS", "ORT01", "REGIO", "PSTLZ", "LAND1", "TELF1",
-            "SMTP_ADDR", "STCD1", "KTOKD", "ERDAT", "AEDAT"]
+    cols = [
+        "KUNNR",
+        "NAME1",
+        "NAME2",
+        "STRAS",
+        "ORT01",
+        "REGIO",
+        "PSTLZ",
+        "LAND1",
+        "TELF1",
+        "SMTP_ADDR",
+        "STCD1",
+        "KTOKD",
+        "ERDAT",
+        "AEDAT",
+    ]
     return pa.table({c: pa.array([r.get(c, "") for r in rows], pa.string()) for c in cols})
 
 
 def test_parquet_extract_and_sap_null_dates(sqlite_engine, hub_config, landing):
     path = landing / "erp/KNA1.parquet"
     pq.write_table(
-        _erp_table([
-            {"KUNNR": "0001", "NAME1": "ACME INC", "AEDAT": "20260105"},
-            {"KUNNR": "0002", "NAME1": "Jane Doe", "AEDAT": "00000000"},
-            {"KUNNR": "", "NAME1": "No Key", "AEDAT": "20260105"},
-        ]),
+        _erp_table(
+            [
+                {"KUNNR": "0001", "NAME1": "ACME INC", "AEDAT": "20260105"},
+                {"KUNNR": "0002", "NAME1": "Jane Doe", "AEDAT": "00000000"},
+                {"KUNNR": "", "NAME1": "No Key", "AEDAT": "20260105"},
+            ]
+        ),
         path,
     )
     outcome = ingest_file(sqlite_engine, hub_config, path, landing)
@@ -269,10 +377,14 @@ def test_corrupt_parquet_and_gzip_are_rejected(sqlite_engine, hub_config, landin
 def test_bom_and_crlf_and_sql_looking_values(sqlite_engine, hub_config, landing):
     evil = "Robert'); DROP TABLE source_records;--"
     content = "\ufeff" + (BILLING_HEADER + billing_row("B1", name=evil)).replace("\n", "\r\n")
-    outcome = ingest_file(sqlite_engine, hub_config, write_file(landing / "billing/bom.csv", content), landing)
+    outcome = ingest_file(
+        sqlite_engine, hub_config, write_file(landing / "billing/bom.csv", content), landing
+    )
     assert outcome.rows_loaded == 1
     with sqlite_engine.connect() as conn:
-        raw = json.loads(conn.execute(sa.text("SELECT raw FROM source_record_versions")).scalar_one())
+        raw = json.loads(
+            conn.execute(sa.text("SELECT raw FROM source_record_versions")).scalar_one()
+        )
     assert "cust_no" in raw  # the BOM did not stick to the first header
     assert raw["full_name"] == evil  # stored literally, byte-exact
     assert counts(sqlite_engine)["source_records"] == 1

@@ -17,17 +17,27 @@ def _csv_rows(path, delimiter=","):
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
-    a, b, c = (generate(tmp_path / n, people=300, seed=s) for n, s in (("a", 5), ("b", 5), ("c", 6)))
+    a, b, c = (
+        generate(tmp_path / n, people=300, seed=s) for n, s in (("a", 5), ("b", 5), ("c", 6))
+    )
     assert a.files == b.files
     for rel in a.files + ["../truth.csv"]:
-        assert filecmp.cmp(tmp_path / "a/landing" / rel, tmp_path / "b/landing" / rel, shallow=False)
+        assert filecmp.cmp(
+            tmp_path / "a/landing" / rel, tmp_path / "b/landing" / rel, shallow=False
+        )
     assert not filecmp.cmp(tmp_path / "a/truth.csv", tmp_path / "c/truth.csv", shallow=False)
     assert c.rows > 0
 
 
 def test_five_silos_their_layouts_flaws_and_truth(sample_silos):
     landing = sample_silos / "landing"
-    assert sorted(p.name for p in landing.iterdir()) == ["billing", "crm", "ecommerce", "erp", "loyalty"]
+    assert sorted(p.name for p in landing.iterdir()) == [
+        "billing",
+        "crm",
+        "ecommerce",
+        "erp",
+        "loyalty",
+    ]
     truth = _csv_rows(sample_silos / "truth.csv")
     entity = {(r["source"], r["source_key"]): r["entity_id"] for r in truth}
     assert {r["source"] for r in truth} == {"billing", "crm", "ecommerce", "erp", "loyalty"}
@@ -39,7 +49,11 @@ def test_five_silos_their_layouts_flaws_and_truth(sample_silos):
     linked = [r for r in contacts if r["ParentAccountId"]]
     assert contacts and len(linked) >= 0.7 * len(contacts)  # some accounts are not in the CRM
     assert all(r["ParentAccountId"].startswith("001A") for r in linked)
-    assert all(entity[("crm", r["ParentAccountId"])].startswith("O") for r in contacts if r["ParentAccountId"])
+    assert all(
+        entity[("crm", r["ParentAccountId"])].startswith("O")
+        for r in contacts
+        if r["ParentAccountId"]
+    )
 
     billing = _csv_rows(landing / "billing/customers_20260105.csv", ";")
     assert any(", " in r["full_name"] for r in billing)  # "LAST, First" order
@@ -71,7 +85,11 @@ def test_bad_rows_of_each_kind_are_present(tmp_path):
     landing = tmp_path / "landing"
     billing = _csv_rows(landing / "billing/customers_20260105.csv", ";")
     assert any(not r["cust_no"].strip() for r in billing)  # empty keys
-    assert any(r["dob"] in ("31/02/1985", "02/30/1979", "1985-13-45", "unknown", "n/a", "00/00/0000", "19xx") for r in billing)
+    assert any(
+        r["dob"]
+        in ("31/02/1985", "02/30/1979", "1985-13-45", "unknown", "n/a", "00/00/0000", "19xx")
+        for r in billing
+    )
     with (landing / "billing/customers_20260105.csv").open() as fh:
         widths = {len(row) for row in csv.reader(fh, delimiter=";")}
     assert len(widths) > 1  # rows with a field too many
