@@ -19,19 +19,11 @@ from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import Connection, Engine, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from mdm_orchestration.config import DateOrder, HubConfig, SourceConfig
-from mdm_orchestration.hub.models import (
-    Extract,
-    ExtractStatus,
-    QuarantineRow,
-    SourceRecord,
-    SourceRecordVersion,
-    source_record_id,
-)
+from mdm_orchestration.hub.bulk import bulk_insert, bulk_upsert
+from mdm_orchestration.hub.models import Extract, ExtractStatus, source_record_id
 from mdm_orchestration.hub.store import write_transaction
 from mdm_orchestration.ingestion.readers import (
     ExtractRejected,
@@ -44,9 +36,36 @@ BATCH_ROWS = 20_000
 MAX_KEY_LENGTH = 256
 
 EXTRACTS = Extract.__table__
-VERSIONS = SourceRecordVersion.__table__
-RECORDS = SourceRecord.__table__
-QUARANTINE = QuarantineRow.__table__
+VERSION_COLUMNS = (
+    "extract_id",
+    "row_number",
+    "source_record_id",
+    "source",
+    "source_key",
+    "raw",
+    "raw_hash",
+    "source_updated_at",
+    "loaded_at",
+)
+RECORD_COLUMNS = (
+    "id",
+    "source",
+    "source_key",
+    "current_extract_id",
+    "current_row_number",
+    "source_updated_at",
+    "first_loaded_at",
+    "last_loaded_at",
+)
+QUARANTINE_COLUMNS = (
+    "extract_id",
+    "row_number",
+    "stage",
+    "field",
+    "reason",
+    "detail",
+    "quarantined_at",
+)
 
 
 @dataclass
@@ -96,23 +115,38 @@ def confine_to_landing(path: Path, landing_root: Path) -> tuple[Path, Path]:
     return real, real.relative_to(root)
 
 
-def _parse_updated_at(values: list[str | None], order: DateOrder) -> list[datetime | None]:
-    """Parse the source's updated-at column: ISO 8601 first, then the source's date order."""
-    series = pd.Series(values, dtype="string")
-    parsed = pd.to_datetime(series, errors="coerce", format="ISO8601", utc=True)
-    retry = parsed.isna() & series.notna() & (series.str.strip() != "")
-    if retry.any():
-        parsed.loc[retry] = pd.to_datetime(
-            series[retry],
+def parse_timestamps(values: list[str | None], order: DateOrder) -> list[datetime | None]:
+    """Parse a source's update timestamps to UTC (naive values are taken as UTC).
+
+    ISO 8601 (also SAP's ``20260105``) through ``datetime.fromisoformat``, which is fast; the rest
+    through pandas with the source's day/month order. ``None`` where nothing parses.
+    """
+    out: list[datetime | None] = []
+    retry: list[int] = []
+    for i, value in enumerate(values):
+        if value is None or not value.strip():
+            out.append(None)
+            continue
+        try:
+            ts = datetime.fromisoformat(value.strip())
+        except ValueError:
+            out.append(None)
+            retry.append(i)
+            continue
+        out.append(ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC))
+    if retry:
+        series = pd.Series([values[i] for i in retry], dtype="string")
+        parsed = pd.to_datetime(
+            series,
             errors="coerce",
             format="mixed",
             dayfirst=order is DateOrder.DMY,
             yearfirst=order is DateOrder.YMD,
             utc=True,
         )
-    out: list[datetime | None] = []
-    for ts in parsed.astype(object):
-        out.append(None if ts is None or ts is pd.NaT else ts.to_pydatetime())
+        for i, ts in zip(retry, parsed.astype(object), strict=True):
+            if ts is not None and ts is not pd.NaT:
+                out[i] = ts.to_pydatetime()
     return out
 
 
@@ -137,8 +171,6 @@ class _Loader:
         self.max_field_length = max_field_length
         self.outcome = outcome
         self.now = _now()
-        dialect = conn.dialect.name
-        self._insert = pg_insert if dialect == "postgresql" else sqlite_insert
 
     def check_row(self, row: RawRow, batch: _Batch) -> None:
         self.outcome.rows_landed += 1
@@ -183,7 +215,7 @@ class _Loader:
         if source.updated_at_column and rows:
             col = source.updated_at_column
             raw_ts = [values.get(col) for _, values, _ in rows]
-            updated = _parse_updated_at(raw_ts, source.date_order)
+            updated = parse_timestamps(raw_ts, source.date_order)
             kept_rows, kept_updated = [], []
             for (row_number, values, key), ts, raw in zip(rows, updated, raw_ts, strict=True):
                 if ts is None and raw is not None and raw.strip():
@@ -201,75 +233,52 @@ class _Loader:
             rows, updated = kept_rows, kept_updated
 
         if rows:
-            version_rows = []
-            current: dict[str, dict[str, object]] = {}
+            versions: list[tuple[object, ...]] = []
+            current: dict[str, tuple[object, ...]] = {}
+            current_ts: dict[str, datetime | None] = {}
+            name, extract_id, now = source.name, self.extract_id, self.now
             for (row_number, values, key), ts in zip(rows, updated, strict=True):
-                encoded = json.dumps(values, ensure_ascii=False, sort_keys=True)
-                rid = source_record_id(source.name, key)
-                version_rows.append(
-                    {
-                        "extract_id": self.extract_id,
-                        "row_number": row_number,
-                        "source_record_id": rid,
-                        "source": source.name,
-                        "source_key": key,
-                        "raw": values,
-                        "raw_hash": hashlib.blake2b(encoded.encode(), digest_size=16).hexdigest(),
-                        "source_updated_at": ts,
-                        "loaded_at": self.now,
-                    }
+                encoded = json.dumps(
+                    values, ensure_ascii=False, sort_keys=True, separators=(",", ":")
                 )
-                best = current.get(rid)
-                # Within one batch the newest by updated-at wins; on a tie the later row.
-                if (
-                    best is None
-                    or ts is None
-                    or best["source_updated_at"] is None
-                    or ts >= best["source_updated_at"]
-                ):  # type: ignore[operator]
-                    current[rid] = {
-                        "id": rid,
-                        "source": source.name,
-                        "source_key": key,
-                        "current_extract_id": self.extract_id,
-                        "current_row_number": row_number,
-                        "source_updated_at": ts,
-                        "first_loaded_at": self.now,
-                        "last_loaded_at": self.now,
-                    }
-            self.conn.execute(insert(VERSIONS), version_rows)
-            stmt = self._insert(RECORDS)
-            excluded = stmt.excluded
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[RECORDS.c.id],
-                set_={
-                    "current_extract_id": excluded.current_extract_id,
-                    "current_row_number": excluded.current_row_number,
-                    "source_updated_at": excluded.source_updated_at,
-                    "last_loaded_at": excluded.last_loaded_at,
-                },
-                where=(
-                    RECORDS.c.source_updated_at.is_(None)
-                    | excluded.source_updated_at.is_(None)
-                    | (excluded.source_updated_at >= RECORDS.c.source_updated_at)
+                digest = hashlib.blake2b(encoded.encode(), digest_size=16).hexdigest()
+                rid = source_record_id(name, key)
+                versions.append((extract_id, row_number, rid, name, key, encoded, digest, ts, now))
+                # Within one batch the newest by updated-at wins; on a tie (or unknown) the later row.
+                if rid in current:
+                    best = current_ts[rid]
+                    if ts is not None and best is not None and ts < best:
+                        continue
+                current[rid] = (rid, name, key, extract_id, row_number, ts, now, now)
+                current_ts[rid] = ts
+            bulk_insert(self.conn, "source_record_versions", VERSION_COLUMNS, versions)
+            bulk_upsert(
+                self.conn,
+                "source_records",
+                RECORD_COLUMNS,
+                list(current.values()),
+                conflict="id",
+                update=(
+                    "current_extract_id",
+                    "current_row_number",
+                    "source_updated_at",
+                    "last_loaded_at",
+                ),
+                # An older version (by the source's own clock) never replaces a newer one.
+                only_if=(
+                    "source_records.source_updated_at IS NULL OR excluded.source_updated_at IS NULL "
+                    "OR excluded.source_updated_at >= source_records.source_updated_at"
                 ),
             )
-            self.conn.execute(stmt, list(current.values()))
-            self.outcome.rows_loaded += len(version_rows)
+            self.outcome.rows_loaded += len(versions)
 
         if batch.quarantine:
-            self.conn.execute(
-                insert(QUARANTINE),
+            bulk_insert(
+                self.conn,
+                "quarantine",
+                QUARANTINE_COLUMNS,
                 [
-                    {
-                        "extract_id": self.extract_id,
-                        "row_number": row_number,
-                        "stage": "ingest",
-                        "field": field_name,
-                        "reason": reason,
-                        "detail": detail,
-                        "quarantined_at": self.now,
-                    }
+                    (self.extract_id, row_number, "ingest", field_name, reason, detail, self.now)
                     for row_number, field_name, reason, detail in batch.quarantine
                 ],
             )
