@@ -12,6 +12,16 @@ from typing import Any
 
 DEFAULT_DEMO_PEOPLE = 2000
 
+#: The local Dagster instance's settings: one hub writer at a time (every asset that writes the
+#: hub is in the ``hub_writer`` pool), and no telemetry.
+LOCAL_DAGSTER_YAML = """\
+telemetry:
+  enabled: false
+concurrency:
+  pools:
+    default_limit: 1
+"""
+
 
 def _use_environment(hub: str | None, landing: Path | None, config: str | None) -> None:
     """The code location's resources read these variables; the CLI runs that same location."""
@@ -37,7 +47,7 @@ def _dagster_instance():  # type: ignore[no-untyped-def]
     home = Path(os.environ["DAGSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+        (home / "dagster.yaml").write_text(LOCAL_DAGSTER_YAML, encoding="utf-8")
     return dg.DagsterInstance.get()
 
 
