@@ -28,6 +28,7 @@ WANT="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "Installing the hub and its dependencies into .venv (first time: a few minutes) ..." >&2
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e '.[dev]'
+  # --no-compile: byte-code is written on first import, only for the modules actually used.
+  .venv/bin/python -m pip install --quiet --no-compile -e '.[dev]'
   echo "$WANT" > "$STAMP"
 fi
