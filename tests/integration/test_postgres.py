@@ -24,6 +24,28 @@ def rows(n: int, start: int = 0) -> str:
     )
 
 
+def load_at_once(engine, hub_config, landing, paths) -> list:
+    """Ingest the files from as many threads, released together; no thread may fail."""
+    barrier = threading.Barrier(len(paths))
+    outcomes: list = []
+    errors: list = []
+
+    def load(path):
+        barrier.wait()
+        try:
+            outcomes.append(ingest_file(engine, hub_config, path, landing))
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load, args=(p,)) for p in paths]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    return outcomes
+
+
 def test_migrations_and_ingestion_on_postgres(postgres_url, hub_config, landing):
     engine = create_hub_engine(postgres_url)
     assert engine.dialect.name == "postgresql"
@@ -49,23 +71,7 @@ def test_concurrent_loads_of_the_same_content_ingest_it_once(postgres_url, hub_c
     engine = create_hub_engine(postgres_url)
     content = HEADER + rows(3000)
     paths = [write_file(landing / f"billing/copy{i}.csv", content) for i in range(2)]
-    barrier = threading.Barrier(2)
-    outcomes: list = []
-    errors: list = []
-
-    def load(path):
-        barrier.wait()
-        try:
-            outcomes.append(ingest_file(engine, hub_config, path, landing))
-        except Exception as exc:  # noqa: BLE001 - collected and asserted below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=load, args=(p,)) for p in paths]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    outcomes = load_at_once(engine, hub_config, landing, paths)
     assert sorted(o.status.value for o in outcomes) == ["duplicate", "loaded"]
     with engine.connect() as conn:
         assert (
@@ -83,22 +89,7 @@ def test_concurrent_loads_on_sqlite_queue_instead_of_failing(sqlite_url, hub_con
         write_file(landing / f"billing/part{i}.csv", HEADER + rows(2000, start=i * 2000))
         for i in range(3)
     ]
-    barrier = threading.Barrier(3)
-    errors: list = []
-
-    def load(path):
-        barrier.wait()
-        try:
-            ingest_file(engine, hub_config, path, landing)
-        except Exception as exc:  # noqa: BLE001
-            errors.append(exc)
-
-    threads = [threading.Thread(target=load, args=(p,)) for p in paths]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    load_at_once(engine, hub_config, landing, paths)
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM source_records")).scalar_one() == 6000
     engine.dispose()

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from mdm_orchestration.hub.models import ExtractStatus
 from mdm_orchestration.ingestion import ExtractRejected, ingest_file
+from mdm_orchestration.sample_data.generator import ERP_HEADER
 from tests.helpers import write_file
 
 BILLING_HEADER = (
@@ -45,6 +46,29 @@ def billing_row(
     out = io.StringIO()
     csv.writer(out, delimiter=";", lineterminator="\n").writerow(fields.values())
     return out.getvalue()
+
+
+def shop_record(key: str, **extra: object) -> dict:
+    """One e-commerce sign-up as the web shop exports it (nested shipping address)."""
+    return {
+        "user_id": key,
+        "email": f"{key}@example.com",
+        "first_name": "Ann",
+        "last_name": "Lee",
+        "phone": None,
+        "birthday": None,
+        "updated_at": "2026-01-01T00:00:00Z",
+        "marketing_opt_in": True,
+        "shipping": {
+            "line1": "1 Main St",
+            "line2": None,
+            "city": "X",
+            "region": "IL",
+            "postal_code": "62701",
+            "country": "US",
+        },
+        **extra,
+    }
 
 
 def counts(engine: sa.Engine) -> dict[str, int]:
@@ -237,29 +261,7 @@ def test_unreadable_files_are_rejected_whole(
 def test_rejection_rolls_back_rows_already_written(sqlite_engine, hub_config, landing, monkeypatch):
     """A file that fails after many rows (here: a truncated JSON Lines file) leaves nothing."""
     monkeypatch.setattr("mdm_orchestration.ingestion.loader.BATCH_ROWS", 10)
-    rows = [
-        json.dumps(
-            {
-                "user_id": f"u{i}",
-                "email": f"a{i}@example.com",
-                "first_name": "A",
-                "last_name": "B",
-                "phone": None,
-                "birthday": None,
-                "updated_at": "2026-01-01T00:00:00Z",
-                "marketing_opt_in": True,
-                "shipping": {
-                    "line1": "1 Main St",
-                    "line2": None,
-                    "city": "X",
-                    "region": "IL",
-                    "postal_code": "62701",
-                    "country": "US",
-                },
-            }
-        )
-        for i in range(55)
-    ]
+    rows = [json.dumps(shop_record(f"u{i}")) for i in range(55)]
     path = write_file(landing / "ecommerce/cut.jsonl", "\n".join(rows) + "\n" + rows[0][:30])
     _assert_rejected_and_nothing_written(
         sqlite_engine, "truncated", lambda: ingest_file(sqlite_engine, hub_config, path, landing)
@@ -267,26 +269,7 @@ def test_rejection_rolls_back_rows_already_written(sqlite_engine, hub_config, la
 
 
 def test_jsonl_nested_objects_wrong_types_and_malformed_lines(sqlite_engine, hub_config, landing):
-    good = {
-        "user_id": "u1",
-        "email": "a@example.com",
-        "first_name": "Ann",
-        "last_name": "Lee",
-        "phone": "555",
-        "birthday": None,
-        "updated_at": "2026-01-01T00:00:00Z",
-        "marketing_opt_in": True,
-        "email_verified": False,
-        "created_at": "2025-01-01T00:00:00Z",
-        "shipping": {
-            "line1": "1 Main St",
-            "line2": None,
-            "city": "X",
-            "region": "IL",
-            "postal_code": "62701",
-            "country": "US",
-        },
-    }
+    good = shop_record("u1", phone="555", email_verified=False, created_at="2025-01-01T00:00:00Z")
     lines = [
         json.dumps(good),
         json.dumps({**good, "user_id": "u2", "phone": ["1", "2"]}),  # wrong type
@@ -322,22 +305,7 @@ def test_jsonl_nested_objects_wrong_types_and_malformed_lines(sqlite_engine, hub
 
 
 def _erp_table(rows: list[dict]) -> pa.Table:
-    cols = [
-        "KUNNR",
-        "NAME1",
-        "NAME2",
-        "STRAS",
-        "ORT01",
-        "REGIO",
-        "PSTLZ",
-        "LAND1",
-        "TELF1",
-        "SMTP_ADDR",
-        "STCD1",
-        "KTOKD",
-        "ERDAT",
-        "AEDAT",
-    ]
+    cols = ERP_HEADER
     return pa.table({c: pa.array([r.get(c, "") for r in rows], pa.string()) for c in cols})
 
 
