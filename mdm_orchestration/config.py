@@ -205,6 +205,9 @@ def _format_errors(path: Path, err: ValidationError, prefix: tuple[Any, ...] = (
         if len(loc) >= 2 and loc[0] == "sources":
             where = f"source '{loc[1]}'"
             field = ".".join(str(p) for p in loc[2:]) or "(the source itself)"
+        elif loc and loc[0] == "ingest":
+            where = "section 'ingest'"
+            field = ".".join(str(p) for p in loc[1:]) or "(the section itself)"
         else:
             where = "top level"
             field = ".".join(str(p) for p in loc) or "(file)"
@@ -256,7 +259,7 @@ def load_hub_config(config_dir: str | os.PathLike[str] | None = None) -> HubConf
     try:
         ingest = IngestSettings(**(raw.get("ingest") or {}))
     except ValidationError as exc:
-        problems.append(_format_errors(path, exc, ("ingest",)).replace("top level", "ingest"))
+        problems.append(_format_errors(path, exc, ("ingest",)))
         ingest = IngestSettings()
     unknown_top = sorted(set(raw) - {"sources", "ingest"})
     if unknown_top:

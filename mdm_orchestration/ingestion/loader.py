@@ -378,8 +378,7 @@ def ingest_file(
         outcome.extract_id = _record_attempt(engine, outcome, size, run_id)
         raise
 
-    with engine.connect() as conn:
-        previous = _loaded_extract(conn, source.name, outcome.content_hash)
+    previous = loaded_extract_id(engine, source.name, outcome.content_hash)
     if previous is not None:
         return _duplicate(engine, outcome, previous, size, run_id)
 
@@ -423,8 +422,7 @@ def ingest_file(
             )
     except IntegrityError:
         # A concurrent run loaded the same content first: the unique index decided.
-        with engine.connect() as conn:
-            previous = _loaded_extract(conn, source.name, outcome.content_hash)
+        previous = loaded_extract_id(engine, source.name, outcome.content_hash)
         if previous is None:
             raise
         return _duplicate(engine, outcome, previous, size, run_id)
