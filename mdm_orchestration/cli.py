@@ -91,8 +91,25 @@ def run_landing(landing: Path, *, quiet: bool = False) -> dict[str, Any]:
         if not quiet:
             print(f"  {'ok    ' if result.success else 'FAILED'} {f.key}", file=sys.stderr)
     engine.dispose()
+    summary["cleansed"] = run_cleansing(instance, quiet=quiet)
     summary["seconds"] = round(time.perf_counter() - started, 2)
     return summary
+
+
+def run_cleansing(instance: Any, *, quiet: bool = False) -> bool:  # noqa: ANN401
+    """Materialise ``cleansed_records`` (the ``cleanse_job``): cleanses what is not cleansed yet."""
+    from mdm_orchestration.definitions import defs
+    from mdm_orchestration.jobs import CLEANSE_JOB
+
+    result = defs.resolve_job_def(CLEANSE_JOB).execute_in_process(
+        instance=instance,
+        raise_on_error=False,
+        tags={"mdm/trigger": "cli"},
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+    )
+    if not quiet:
+        print(f"  {'ok    ' if result.success else 'FAILED'} cleansed_records", file=sys.stderr)
+    return result.success
 
 
 def _status(hub: str | None) -> dict[str, Any]:
@@ -128,6 +145,10 @@ def _print_status(status: dict[str, Any]) -> None:
                 f"{s.get('rows_loaded', 0):>10}{s.get('quarantined_rows', 0):>10}"
                 f"{s.get('source_records', 0):>10}"
             )
+    print(
+        f"cleansed records {status['cleansed_records']}, quarantined by cleansing "
+        f"{status['cleanse_quarantined_rows']}, pending {status['versions_pending_cleansing']}"
+    )
     if status["quarantine_reasons"]:
         reasons = ", ".join(f"{k} {v}" for k, v in status["quarantine_reasons"].items())
         print(f"quarantine reasons: {reasons}")
@@ -164,7 +185,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for key in summary["failed"]:
         print(f"  failed: {key} (see the run in the Dagster UI, or `mdm status`)")
     _print_status(_status(None))
-    return 1 if summary["failed"] else 0
+    return 1 if summary["failed"] or not summary["cleansed"] else 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -190,7 +211,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     landing = home / "landing"
     _use_environment(args.hub, landing, args.config)
-    print("Consolidating through the Dagster assets (ingest_job, one run per landed file) ...")
+    print(
+        "Consolidating through the Dagster assets (ingest_job, one run per landed file; "
+        "then cleanse_job) ..."
+    )
     summary = run_landing(landing)
     status = _status(None)
     print()
@@ -198,6 +222,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"  hub: {masked_url(resolve_hub_url())}")
     _print_status(status)
     ok = status["rows_loaded"] + status["quarantined_rows"] == status["rows_landed"]
+    ok = ok and (
+        status["cleansed_records"] + status["cleanse_quarantined_rows"] == status["rows_loaded"]
+    )
     print(f"  every landed row accounted for: {'yes' if ok else 'NO'}")
     print()
     print("Open the Dagster UI on this hub (asset graph, runs, checks, the landing sensor):")
@@ -209,7 +236,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "  then browse http://127.0.0.1:3000 ; drop files into "
         f"{landing}/<source>/ and the landing_sensor ingests them."
     )
-    return 0 if ok and not summary["failed"] else 1
+    return 0 if ok and not summary["failed"] and summary["cleansed"] else 1
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -186,9 +186,126 @@ class IngestSettings(_Strict):
     max_field_length: Annotated[int, Field(ge=16)] = 4096
 
 
+class Severity(StrEnum):
+    #: The record goes to quarantine with the rule as its reason.
+    block = "block"
+    #: The record is cleansed; the rule is listed in its flags and lowers its score.
+    flag = "flag"
+
+
+#: The data-quality rules cleansing evaluates. Their severity and weight are configuration.
+QUALITY_RULES: dict[str, str] = {
+    "no_name": "neither a person name nor an organisation name",
+    "no_contact_point": "no valid email, phone or street address",
+    "required_missing": "a field the source must provide is empty (one flag per field)",
+    "email_invalid": "email address fails syntax validation",
+    "phone_invalid": "phone number is not a valid number for its country",
+    "address_unparsed": "street line could not be split into number and street",
+    "postcode_invalid": "postcode does not match its country's format",
+    "country_unknown": "country is not an ISO 3166 country",
+    "birth_date_invalid": "birth date is not a real date in the source's date order",
+    "birth_date_implausible": "birth date outside the plausible age range",
+    "national_id_invalid": "national id fails every check configured for its country",
+}
+
+
+class QualityRule(_Strict):
+    severity: Severity = Severity.flag
+    #: Score penalty when the rule fails (the score is 1 minus the penalties, floored at 0).
+    weight: Annotated[float, Field(ge=0, le=1)] = 0.1
+
+
+class QualityThresholds(_Strict):
+    #: Above this share of a source's rows quarantined by cleansing, its check fails.
+    max_quarantine_rate: Annotated[float, Field(ge=0, le=1)] = 0.02
+    #: Each required field must be filled (and valid) in at least this share of records.
+    min_completeness: Annotated[float, Field(ge=0, le=1)] = 0.8
+
+
+class SourceQuality(_Strict):
+    #: Canonical fields this source must provide; each empty one is a ``required_missing`` flag.
+    required: list[str] = Field(default_factory=list)
+    thresholds: QualityThresholds | None = None
+    #: Per-source severity/weight overrides, e.g. ``{national_id_invalid: {severity: block}}``.
+    rules: dict[str, QualityRule] = Field(default_factory=dict)
+
+    @field_validator("required")
+    @classmethod
+    def _canonical(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(CANONICAL_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown canonical field(s) {unknown}")
+        return value
+
+    @field_validator("rules")
+    @classmethod
+    def _known_rules(cls, value: dict[str, QualityRule]) -> dict[str, QualityRule]:
+        unknown = sorted(set(value) - set(QUALITY_RULES))
+        if unknown:
+            raise ValueError(f"unknown rule(s) {unknown}; known: {', '.join(QUALITY_RULES)}")
+        return value
+
+
+class Plausibility(_Strict):
+    min_age_years: Annotated[int, Field(ge=0, le=150)] = 14
+    max_age_years: Annotated[int, Field(ge=1, le=150)] = 120
+
+
+class QualityConfig(_Strict):
+    rules: dict[str, QualityRule] = Field(
+        default_factory=lambda: {name: QualityRule() for name in QUALITY_RULES}
+    )
+    thresholds: QualityThresholds = QualityThresholds()
+    plausibility: Plausibility = Plausibility()
+    #: Country -> python-stdnum modules tried in order (``us.ssn``); the first valid one wins.
+    national_ids: dict[str, list[str]] = Field(default_factory=dict)
+    sources: dict[str, SourceQuality] = Field(default_factory=dict)
+
+    @field_validator("rules")
+    @classmethod
+    def _all_rules(cls, value: dict[str, QualityRule]) -> dict[str, QualityRule]:
+        unknown = sorted(set(value) - set(QUALITY_RULES))
+        if unknown:
+            raise ValueError(f"unknown rule(s) {unknown}; known: {', '.join(QUALITY_RULES)}")
+        # Rules left out of the file keep their defaults.
+        return {name: value.get(name, QualityRule()) for name in QUALITY_RULES}
+
+    @field_validator("national_ids")
+    @classmethod
+    def _stdnum_modules(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        import importlib
+
+        for country, modules in value.items():
+            if not re.fullmatch(r"[A-Z]{2}", country):
+                raise ValueError(f"{country!r} is not an ISO 3166-1 alpha-2 code")
+            for name in modules:
+                if not re.fullmatch(r"[a-z]{2}\.[a-z_]+", name):
+                    raise ValueError(f"{name!r} is not a python-stdnum module such as 'us.ssn'")
+                try:
+                    importlib.import_module(f"stdnum.{name}")
+                except ImportError:
+                    raise ValueError(f"python-stdnum has no module {name!r}") from None
+        return value
+
+    def rule(self, source: str, name: str) -> QualityRule:
+        override = self.sources.get(source)
+        if override and name in override.rules:
+            return override.rules[name]
+        return self.rules[name]
+
+    def thresholds_for(self, source: str) -> QualityThresholds:
+        override = self.sources.get(source)
+        return (override.thresholds if override else None) or self.thresholds
+
+    def required_for(self, source: str) -> list[str]:
+        override = self.sources.get(source)
+        return list(override.required) if override else []
+
+
 class HubConfig(_Strict):
     sources: dict[str, SourceConfig]
     ingest: IngestSettings = IngestSettings()
+    quality: QualityConfig = QualityConfig()
     config_dir: Path
 
     def source_for_folder(self, folder: str) -> SourceConfig | None:
@@ -208,6 +325,9 @@ def _format_errors(path: Path, err: ValidationError, prefix: tuple[Any, ...] = (
         elif loc and loc[0] == "ingest":
             where = "section 'ingest'"
             field = ".".join(str(p) for p in loc[1:]) or "(the section itself)"
+        elif len(loc) >= 2 and loc[0] in ("rules", "national_ids"):
+            where = f"section '{loc[0]}'"
+            field = ".".join(str(p) for p in loc[1:])
         else:
             where = "top level"
             field = ".".join(str(p) for p in loc) or "(file)"
@@ -264,6 +384,29 @@ def load_hub_config(config_dir: str | os.PathLike[str] | None = None) -> HubConf
     unknown_top = sorted(set(raw) - {"sources", "ingest"})
     if unknown_top:
         problems.append(f"{path}: top level: field '{unknown_top[0]}': not a known section")
+    quality, quality_problems = _load_quality(folder / "quality.yaml", sources)
+    problems.extend(quality_problems)
     if problems:
         raise ConfigError("\n".join(problems))
-    return HubConfig(sources=sources, ingest=ingest, config_dir=folder)
+    return HubConfig(sources=sources, ingest=ingest, quality=quality, config_dir=folder)
+
+
+def _load_quality(path: Path, sources: dict[str, SourceConfig]) -> tuple[QualityConfig, list[str]]:
+    """``quality.yaml`` is optional: without it every rule flags with the default weight."""
+    if not path.is_file():
+        return QualityConfig(), []
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        return QualityConfig(), [f"{path}: not valid YAML: {exc}"]
+    if not isinstance(raw, dict):
+        return QualityConfig(), [f"{path}: top level: field '(file)': a mapping is required"]
+    try:
+        quality = QualityConfig(**raw)
+    except ValidationError as exc:
+        return QualityConfig(), [_format_errors(path, exc)]
+    problems = [
+        f"{path}: source '{name}': field '(name)': not a source in sources.yaml"
+        for name in sorted(set(quality.sources) - set(sources))
+    ]
+    return quality, problems

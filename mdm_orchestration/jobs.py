@@ -12,4 +12,13 @@ ingest_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
 )
 
-ALL_JOBS = [ingest_job]
+CLEANSE_JOB = "cleanse_job"
+
+cleanse_job = dg.define_asset_job(
+    CLEANSE_JOB,
+    selection=dg.AssetSelection.assets("cleansed_records"),
+    description="Cleanse every ingested source-record version not cleansed yet.",
+    executor_def=dg.in_process_executor,
+)
+
+ALL_JOBS = [ingest_job, cleanse_job]

@@ -8,11 +8,11 @@ exactly these tables and columns.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Text, text
+from sqlalchemy import JSON, BigInteger, Boolean, Column, Index, Text, text
 from sqlmodel import Field, SQLModel
 
 
@@ -57,6 +57,8 @@ class Extract(SQLModel, table=True):
     run_id: str | None = Field(default=None, max_length=64)
     started_at: datetime
     finished_at: datetime | None = None
+    #: When cleansing finished this extract's rows (``None``: not yet, or to be redone).
+    cleansed_at: datetime | None = None
 
 
 class SourceRecordVersion(SQLModel, table=True):
@@ -111,6 +113,67 @@ class QuarantineRow(SQLModel, table=True):
     reason: str = Field(max_length=64)
     detail: str | None = Field(default=None, sa_column=Column(Text))
     quarantined_at: datetime
+
+
+class CleansedRecord(SQLModel, table=True):
+    """One source-record version in the canonical customer model, with its quality verdict.
+
+    Display values keep the source's accents; ``*_key`` and ``*_phonetic`` columns are folded
+    match keys. ``*_valid`` is ``None`` where there was no value to judge. ``quality_flags`` lists
+    the rules the record failed (``required_missing:<field>`` per missing required field).
+    """
+
+    __tablename__ = "cleansed_records"
+    __table_args__ = (
+        Index("ix_cleansed_source_record", "source_record_id"),
+        Index("ix_cleansed_source", "source"),
+    )
+
+    extract_id: int = Field(foreign_key="extracts.id", primary_key=True)
+    row_number: int = Field(primary_key=True)
+    source_record_id: str = Field(max_length=32)
+    source: str = Field(max_length=40)
+    source_key: str = Field(max_length=256)
+    source_updated_at: datetime | None = None
+    party_type: str = Field(max_length=16)
+    lifecycle: str | None = Field(default=None, max_length=32)
+    title: str | None = Field(default=None, sa_column=Column(Text))
+    given_name: str | None = Field(default=None, sa_column=Column(Text))
+    middle_name: str | None = Field(default=None, sa_column=Column(Text))
+    family_name: str | None = Field(default=None, sa_column=Column(Text))
+    suffix: str | None = Field(default=None, sa_column=Column(Text))
+    full_name: str | None = Field(default=None, sa_column=Column(Text))
+    given_key: str | None = Field(default=None, sa_column=Column(Text))
+    family_key: str | None = Field(default=None, sa_column=Column(Text))
+    given_phonetic: str | None = Field(default=None, max_length=16)
+    family_phonetic: str | None = Field(default=None, max_length=16)
+    company_name: str | None = Field(default=None, sa_column=Column(Text))
+    legal_form: str | None = Field(default=None, max_length=32)
+    company_key: str | None = Field(default=None, sa_column=Column(Text))
+    job_title: str | None = Field(default=None, sa_column=Column(Text))
+    organisation_record_id: str | None = Field(default=None, max_length=32)
+    email: str | None = Field(default=None, sa_column=Column(Text))
+    email_key: str | None = Field(default=None, sa_column=Column(Text))
+    email_valid: bool | None = Field(default=None, sa_column=Column(Boolean))
+    phone: str | None = Field(default=None, sa_column=Column(Text))
+    phone_valid: bool | None = Field(default=None, sa_column=Column(Boolean))
+    street_number: str | None = Field(default=None, sa_column=Column(Text))
+    street_name: str | None = Field(default=None, sa_column=Column(Text))
+    unit: str | None = Field(default=None, sa_column=Column(Text))
+    street: str | None = Field(default=None, sa_column=Column(Text))
+    city: str | None = Field(default=None, sa_column=Column(Text))
+    region: str | None = Field(default=None, sa_column=Column(Text))
+    postcode: str | None = Field(default=None, sa_column=Column(Text))
+    country: str | None = Field(default=None, max_length=2)
+    address_key: str | None = Field(default=None, sa_column=Column(Text))
+    birth_date: date | None = None
+    national_id: str | None = Field(default=None, sa_column=Column(Text))
+    national_id_type: str | None = Field(default=None, max_length=32)
+    national_id_valid: bool | None = Field(default=None, sa_column=Column(Boolean))
+    consents: dict[str, bool] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    quality_score: float
+    quality_flags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    cleansed_at: datetime
 
 
 def source_record_id(source: str, source_key: str) -> str:

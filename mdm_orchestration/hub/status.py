@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from mdm_orchestration.hub.models import (
+    CleansedRecord,
     Extract,
     ExtractStatus,
     QuarantineRow,
@@ -16,7 +17,7 @@ from mdm_orchestration.hub.models import (
 from mdm_orchestration.hub.store import schema_revision
 
 #: Keys that stages not built yet report as 0, so that the contract's keys are always there.
-LATER_STAGE_KEYS = ("cleansed_records", "golden_records")
+LATER_STAGE_KEYS = ("golden_records",)
 
 
 def hub_status(engine: Engine) -> dict[str, Any]:
@@ -65,6 +66,25 @@ def hub_status(engine: Engine) -> dict[str, Any]:
         versions = conn.execute(
             select(func.count()).select_from(SourceRecordVersion.__table__)
         ).scalar_one()
+        cleansed = dict(
+            conn.execute(
+                select(CleansedRecord.__table__.c.source, func.count()).group_by(
+                    CleansedRecord.__table__.c.source
+                )
+            ).all()
+        )
+        for source, n in cleansed.items():
+            per_source.setdefault(source, {})["cleansed_records"] = int(n)
+        uncleansed = conn.execute(
+            select(func.coalesce(func.sum(extracts.c.rows_loaded), 0)).where(
+                extracts.c.status == ExtractStatus.loaded.value, extracts.c.cleansed_at.is_(None)
+            )
+        ).scalar_one()
+        by_stage = dict(
+            conn.execute(
+                select(quarantine.c.stage, func.count()).group_by(quarantine.c.stage)
+            ).all()
+        )
         quarantine_reasons = dict(
             conn.execute(
                 select(quarantine.c.reason, func.count())
@@ -83,9 +103,13 @@ def hub_status(engine: Engine) -> dict[str, Any]:
         "source_record_versions": int(versions),
         "source_records": int(sum(records.values())),
         "quarantine_reasons": {k: int(v) for k, v in quarantine_reasons.items()},
+        # Cleansing: every loaded row is a cleansed record, a cleanse-quarantine row, or pending.
+        "cleansed_records": int(sum(cleansed.values())),
+        "cleanse_quarantined_rows": int(by_stage.get("cleanse", 0)),
+        "versions_pending_cleansing": int(uncleansed),
         "per_source": per_source,
         "pending_events": {},
     }
-    # Stages not built yet (cleansing, mastering) hold nothing.
+    # Stages not built yet (mastering) hold nothing.
     status.update({key: 0 for key in LATER_STAGE_KEYS})
     return status

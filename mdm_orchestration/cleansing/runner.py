@@ -1,0 +1,246 @@
+"""Cleansing against the hub: every loaded extract not yet cleansed, one transaction each.
+
+The watermark is ``extracts.cleansed_at``: an extract's versions are cleansed, written (records
+and quarantine rows) and the extract stamped in one transaction, so a crash leaves each extract
+either wholly cleansed or untouched, and a re-run with nothing new reads one small query.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, Engine, and_, func, select, update
+
+from mdm_orchestration.cleansing.pipeline import (
+    _FILLED_BY,
+    _VALID_BY,
+    IDENTITY_COLUMNS,
+    RECORD_COLUMNS,
+    CleanseResult,
+    cleanse_batch,
+)
+from mdm_orchestration.config import HubConfig
+from mdm_orchestration.hub.bulk import bulk_insert
+from mdm_orchestration.hub.models import (
+    CleansedRecord,
+    Extract,
+    ExtractStatus,
+    QuarantineRow,
+    SourceRecordVersion,
+)
+from mdm_orchestration.hub.store import write_transaction
+
+STAGE = "cleanse"
+EXTRACTS = Extract.__table__
+VERSIONS = SourceRecordVersion.__table__
+CLEANSED = CleansedRecord.__table__
+QUARANTINE = QuarantineRow.__table__
+CLEANSED_COLUMNS = (*IDENTITY_COLUMNS, *RECORD_COLUMNS, "cleansed_at")
+QUARANTINE_COLUMNS = ("extract_id", "row_number", "stage", "field", "reason", "detail",
+                      "quarantined_at")  # fmt: skip
+_BOOL_COLUMNS = {"email_valid", "phone_valid", "national_id_valid"}
+_JSON_COLUMNS = {"consents", "quality_flags"}
+
+
+@dataclass
+class CleanseSummary:
+    """What one cleansing run did: counts only, never values."""
+
+    extracts: int = 0
+    versions: int = 0
+    cleansed: int = 0
+    quarantined: int = 0
+    skipped_extracts: int = 0  # their source is no longer configured; left for a later run
+    per_source: dict[str, dict[str, int]] = field(default_factory=dict)
+    rule_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # source -> rule -> n
+
+    def add(self, source: str, result: CleanseResult) -> None:
+        cleansed, quarantined = len(result.records), len(result.quarantine)
+        self.versions += cleansed + quarantined
+        self.cleansed += cleansed
+        self.quarantined += quarantined
+        counts = self.per_source.setdefault(source, {"cleansed": 0, "quarantined": 0})
+        counts["cleansed"] += cleansed
+        counts["quarantined"] += quarantined
+        rules = Counter(self.rule_counts.get(source, {}))
+        rules.update(result.rule_counts)
+        self.rule_counts[source] = dict(sorted(rules.items()))
+
+
+def pending_extracts(conn: Connection) -> list[tuple[int, str]]:
+    """Loaded extracts whose rows are not cleansed yet, oldest first."""
+    rows = conn.execute(
+        select(EXTRACTS.c.id, EXTRACTS.c.source)
+        .where(EXTRACTS.c.status == ExtractStatus.loaded.value, EXTRACTS.c.cleansed_at.is_(None))
+        .order_by(EXTRACTS.c.id)
+    )
+    return [(int(r.id), str(r.source)) for r in rows]
+
+
+def _stored(value: Any, column: str) -> Any:
+    """A cleansed value in the form ``bulk_insert`` hands to the driver."""
+    if value is None or value is pd.NA:
+        return None
+    if column in _JSON_COLUMNS:
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    if column in _BOOL_COLUMNS:
+        return bool(value)
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return value
+
+
+def _read_versions(conn: Connection, extract_id: int, after: int, limit: int) -> pd.DataFrame:
+    rows = conn.execute(
+        select(
+            VERSIONS.c.extract_id,
+            VERSIONS.c.row_number,
+            VERSIONS.c.source_record_id,
+            VERSIONS.c.source_key,
+            VERSIONS.c.raw,
+            VERSIONS.c.source_updated_at,
+        )
+        .where(VERSIONS.c.extract_id == extract_id, VERSIONS.c.row_number > after)
+        .order_by(VERSIONS.c.row_number)
+        .limit(limit)
+    ).all()
+    columns = ["extract_id", "row_number", "source_record_id", "source_key", "raw",
+               "source_updated_at"]  # fmt: skip
+    return pd.DataFrame([tuple(r) for r in rows], columns=columns, dtype=object)
+
+
+def _write(conn: Connection, result: CleanseResult, now: datetime) -> None:
+    records = result.records
+    if len(records):
+        columns = [*IDENTITY_COLUMNS, *RECORD_COLUMNS]
+        values = [records[c].tolist() for c in columns]
+        rows = [
+            (*(_stored(v, c) for v, c in zip(row, columns, strict=True)), now)
+            for row in zip(*values, strict=True)
+        ]
+        bulk_insert(conn, "cleansed_records", CLEANSED_COLUMNS, rows)
+    q = result.quarantine
+    if len(q):
+        rows = [
+            (int(e), int(r), STAGE, f, reason, d, now)
+            for e, r, f, reason, d in zip(
+                q["extract_id"], q["row_number"], q["field"], q["reason"], q["detail"], strict=True
+            )
+        ]
+        bulk_insert(conn, "quarantine", QUARANTINE_COLUMNS, rows)
+
+
+def cleanse_extract(
+    engine: Engine, config: HubConfig, extract_id: int, source_name: str, *,
+    today: date, chunk_rows: int = 50_000, summary: CleanseSummary,
+) -> None:  # fmt: skip
+    """Cleanse one extract's versions in one transaction (earlier results for it are replaced)."""
+    source = config.sources[source_name]
+    now = datetime.now(UTC)
+    with write_transaction(engine) as conn:
+        conn.execute(CLEANSED.delete().where(CLEANSED.c.extract_id == extract_id))
+        conn.execute(
+            QUARANTINE.delete().where(
+                QUARANTINE.c.extract_id == extract_id, QUARANTINE.c.stage == STAGE
+            )
+        )
+        after = 0
+        while True:
+            batch = _read_versions(conn, extract_id, after, chunk_rows)
+            if batch.empty:
+                break
+            result = cleanse_batch(batch, source, config.quality, today)
+            _write(conn, result, now)
+            summary.add(source_name, result)
+            after = int(batch["row_number"].iloc[-1])
+        conn.execute(update(EXTRACTS).where(EXTRACTS.c.id == extract_id).values(cleansed_at=now))
+    summary.extracts += 1
+
+
+def cleanse_pending(
+    engine: Engine, config: HubConfig, *, today: date | None = None, rebuild: bool = False,
+    chunk_rows: int = 50_000,
+) -> CleanseSummary:  # fmt: skip
+    """Cleanse every loaded extract not cleansed yet; with ``rebuild``, all of them again
+    (after a change of cleansing rules). Idempotent: with nothing new it writes nothing."""
+    today = today or datetime.now(UTC).date()
+    if rebuild:
+        with write_transaction(engine) as conn:
+            conn.execute(update(EXTRACTS).values(cleansed_at=None))
+    with engine.connect() as conn:
+        pending = pending_extracts(conn)
+    summary = CleanseSummary()
+    for extract_id, source_name in pending:
+        if source_name not in config.sources:
+            summary.skipped_extracts += 1
+            continue
+        cleanse_extract(
+            engine, config, extract_id, source_name, today=today, chunk_rows=chunk_rows,
+            summary=summary,
+        )  # fmt: skip
+    return summary
+
+
+@dataclass
+class SourceQualityState:
+    """The hub-wide state of one source after cleansing, for the asset checks."""
+
+    cleansed: int
+    quarantined: int
+    mean_score: float | None
+    completeness: dict[str, float]  # required field -> share filled and valid
+
+    @property
+    def quarantine_rate(self) -> float:
+        total = self.cleansed + self.quarantined
+        return self.quarantined / total if total else 0.0
+
+
+def quality_state(engine: Engine, config: HubConfig) -> dict[str, SourceQualityState]:
+    """Per configured source: cleansed and quarantined counts, mean score, completeness."""
+    out: dict[str, SourceQualityState] = {}
+    with engine.connect() as conn:
+        quarantined = dict(
+            conn.execute(
+                select(EXTRACTS.c.source, func.count())
+                .select_from(QUARANTINE.join(EXTRACTS, EXTRACTS.c.id == QUARANTINE.c.extract_id))
+                .where(QUARANTINE.c.stage == STAGE)
+                .group_by(EXTRACTS.c.source)
+            ).all()
+        )
+        for name in config.sources:
+            required = config.quality.required_for(name)
+            filled = []
+            for fld in required:
+                cond = CLEANSED.c[_FILLED_BY[fld]].is_not(None)
+                if fld in _VALID_BY:
+                    cond = and_(cond, CLEANSED.c[_VALID_BY[fld]].is_(True))
+                filled.append(func.sum(func.cast(cond, CLEANSED.c.quality_score.type)))
+            row = conn.execute(
+                select(func.count(), func.avg(CLEANSED.c.quality_score), *filled).where(
+                    CLEANSED.c.source == name
+                )
+            ).one()
+            count = int(row[0])
+            out[name] = SourceQualityState(
+                cleansed=count,
+                quarantined=int(quarantined.get(name, 0)),
+                mean_score=round(float(row[1]), 4) if row[1] is not None else None,
+                completeness={
+                    fld: round(float(row[2 + i] or 0) / count, 4) if count else 1.0
+                    for i, fld in enumerate(required)
+                },
+            )
+    return out
