@@ -134,7 +134,7 @@ def _title(word: str) -> str:
 
 
 def _abbreviate(word: str, table: dict[str, str]) -> str:
-    return table.get(word.upper().rstrip("."), word)
+    return table.get(word.upper().rstrip("."), word.rstrip("."))
 
 
 @lru_cache(maxsize=262144)
@@ -151,9 +151,9 @@ def parse_us_street(line: str) -> tuple[str | None, str | None, str | None, bool
     words: list[str] = []
     for label, table in (
         ("StreetNamePreDirectional", DIRECTIONAL_REPLACEMENTS),
-        ("StreetNamePreModifier", {}),
-        ("StreetNamePreType", {}),
-        ("StreetName", {}),
+        ("StreetNamePreModifier", None),
+        ("StreetNamePreType", None),
+        ("StreetName", None),
         ("StreetNamePostType", STREET_TYPE_ABBREVIATIONS),
         ("StreetNamePostDirectional", DIRECTIONAL_REPLACEMENTS),
     ):
@@ -161,7 +161,7 @@ def parse_us_street(line: str) -> tuple[str | None, str | None, str | None, bool
         if not value:
             continue
         for word in value.split():
-            short = _abbreviate(word, table)
+            short = word if table is None else _abbreviate(word, table)
             words.append(short.upper() if table is DIRECTIONAL_REPLACEMENTS else _title(short))
     unit = None
     unit_type = parts.get("OccupancyType")

@@ -127,8 +127,8 @@ def parse_person_name(
     else:
         # "family, given" lets nameparser find titles and suffixes typed into either field.
         human = HumanName(f"{family or ''}, {given or ''}" if family else given or "")
-        if not family and not human.last and human.first:
-            human.last, human.first = "", human.first
+        if family and not human.last and human.first:  # a family name alone
+            human.last, human.first = human.first, ""
     if (full or "").isupper() or (full or "").islower():
         human.capitalize(force=True)
     first = _fix_case(human.first or None)

@@ -14,7 +14,7 @@ _SPACE = re.compile(r"\s+")
 _NOT_ALNUM = re.compile(r"[^a-z0-9 ]+")
 
 #: Values silos use for "nothing here".
-PLACEHOLDERS = frozenset({"", "n/a", "na", "none", "null", "nil", "unknown", "-", "--", "?", "x"})
+PLACEHOLDERS = frozenset({"", "n/a", "na", "none", "null", "nil", "unknown", "-", "--", "?"})
 
 
 def clean_text(value: Any) -> str | None:
