@@ -300,15 +300,26 @@ def _rule_field(flag: str) -> str:
     return field or RULE_FIELD.get(rule, rule)
 
 
+#: Rules that read several canonical fields (the quarantine detail names all their columns).
+RULE_FIELDS = {
+    "no_name": ("given_name", "family_name", "full_name", "company_name"),
+    "no_contact_point": ("email", "phone", "street"),
+}
+
+
 def _detail(flags: list[str], blocking: set[str], source: SourceConfig) -> str:
     """Which blocking rules failed and the source columns they read. Never a value."""
     parts = []
     for flag in flags:
         if flag not in blocking:
             continue
-        field = _rule_field(flag)
-        mapping = source.mapping.get(field)
-        columns = ", ".join(mapping.source_columns) if mapping else "not mapped"
         rule = flag.split(":")[0]
-        parts.append(f"{flag}: {QUALITY_RULES[rule]} (field {field}; source column(s): {columns})")
+        fields = RULE_FIELDS.get(rule, (_rule_field(flag),))
+        columns = [
+            f"{col} ({fld})"
+            for fld in fields
+            for col in (source.mapping[fld].source_columns if fld in source.mapping else [])
+        ]
+        where = ", ".join(columns) if columns else "not mapped"
+        parts.append(f"{flag}: {QUALITY_RULES[rule]}; source column(s): {where}")
     return "; ".join(parts)

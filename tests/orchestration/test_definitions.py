@@ -24,8 +24,11 @@ def test_definitions_load_without_warnings():
         "no_unmapped_columns",
         "ingest_quarantine_rate_below_threshold",
     } <= checks
-    spec = next(iter(defs.resolve_all_asset_specs()))
-    assert spec.group_name == "ingestion" and spec.description
+    assert {"quarantine_rate_below_threshold", "required_fields_complete"} <= checks
+    groups = {s.key.path[-1]: s.group_name for s in defs.resolve_all_asset_specs()}
+    assert groups == {"source_extracts": "ingestion", "cleansed_records": "cleansing"}
+    assert all(s.description for s in defs.resolve_all_asset_specs())
+    assert defs.resolve_job_def("cleanse_job") is not None
 
 
 def test_workspace_points_at_the_definitions():
