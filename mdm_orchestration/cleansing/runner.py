@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, and_, func, select, update
+from sqlalchemy import Connection, Engine, and_, case, func, select, update
 
 from mdm_orchestration.cleansing.pipeline import (
     _FILLED_BY,
@@ -227,7 +227,7 @@ def quality_state(engine: Engine, config: HubConfig) -> dict[str, SourceQualityS
                 cond = CLEANSED.c[_FILLED_BY[fld]].is_not(None)
                 if fld in _VALID_BY:
                     cond = and_(cond, CLEANSED.c[_VALID_BY[fld]].is_(True))
-                filled.append(func.sum(func.cast(cond, CLEANSED.c.quality_score.type)))
+                filled.append(func.sum(case((cond, 1), else_=0)))
             row = conn.execute(
                 select(func.count(), func.avg(CLEANSED.c.quality_score), *filled).where(
                     CLEANSED.c.source == name

@@ -93,3 +93,46 @@ def test_concurrent_loads_on_sqlite_queue_instead_of_failing(sqlite_url, hub_con
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM source_records")).scalar_one() == 6000
     engine.dispose()
+
+
+def test_cleansing_on_postgres(postgres_url, hub_config, landing):
+    """COPY of cleansed records (booleans, dates, JSON) and the quality state on PostgreSQL."""
+    from mdm_orchestration.cleansing import cleanse_pending, quality_state
+    from mdm_orchestration.hub.status import hub_status
+
+    write_file(
+        landing / "loyalty/a.csv",
+        "member_no,given_name,surname,birthday,email_address,mobile,street_address,town,state,"
+        "postcode,last_update,consent_marketing\n"
+        'L1,Zoë,O\'Neil,04/03/1985,zoe@example.com,(415) 555-2671,"1 Main St, Apt 4",Boston,MA,'
+        "2134,01/01/2026 10:00,Y\n"
+        "L2,,,,,,,,,,01/01/2026 10:00,N\n"
+        "L3,Bo,Li,31/02/1985,bad@,12,,,,,01/01/2026 10:00,\n",
+    )
+    engine = create_hub_engine(postgres_url)
+    try:
+        ingest_file(engine, hub_config, landing / "loyalty/a.csv", landing)
+        summary = cleanse_pending(engine, hub_config)
+        assert (summary.cleansed, summary.quarantined) == (2, 1)
+        assert cleanse_pending(engine, hub_config).versions == 0
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT source_key, given_name, family_name, birth_date, email_valid, "
+                    "phone_valid, postcode, consents, quality_flags FROM cleansed_records "
+                    "ORDER BY source_key"
+                )
+            ).all()
+        first, third = rows
+        assert first.given_name == "Zoë" and first.family_name == "O'Neil"
+        assert str(first.birth_date) == "1985-03-04" and first.postcode == "02134"
+        assert first.email_valid is True and first.consents == {"marketing_email": True}
+        assert third.email_valid is False and third.phone_valid is False
+        assert set(third.quality_flags) >= {"email_invalid", "phone_invalid", "birth_date_invalid"}
+        status = hub_status(engine)
+        assert (
+            status["cleansed_records"] + status["cleanse_quarantined_rows"] == status["rows_loaded"]
+        )
+        assert quality_state(engine, hub_config)["loyalty"].quarantined == 1
+    finally:
+        engine.dispose()
