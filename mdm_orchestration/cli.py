@@ -90,8 +90,13 @@ def run_landing(landing: Path, *, quiet: bool = False) -> dict[str, Any]:
             summary["failed"].append(f.key)
         if not quiet:
             print(f"  {'ok    ' if result.success else 'FAILED'} {f.key}", file=sys.stderr)
+    from mdm_orchestration.cleansing.runner import pending_extracts
+
+    with engine.connect() as conn:
+        anything_to_cleanse = bool(pending_extracts(conn))
     engine.dispose()
-    summary["cleansed"] = run_cleansing(instance, quiet=quiet)
+    # Nothing new, no run: re-running the command is idempotent in the Dagster UI too.
+    summary["cleansed"] = run_cleansing(instance, quiet=quiet) if anything_to_cleanse else True
     summary["seconds"] = round(time.perf_counter() - started, 2)
     return summary
 

@@ -61,12 +61,13 @@ def test_generate_run_status(tmp_path, monkeypatch, capsys):
     assert status["extracts"] == 3 and status["rejected_extracts"] == 0
     assert status["rows_loaded"] + status["quarantined_rows"] == status["rows_landed"]
     assert status["rows_landed"] > 200
+    assert status["cleansed_records"] + status["cleanse_quarantined_rows"] == status["rows_loaded"]
     assert set(status["per_source"]) == {"crm", "ecommerce", "erp"}
 
     # The runs went through Dagster and are in its instance (what `dagster dev` shows).
     with dg.DagsterInstance.get() as instance:
         runs = instance.get_runs()
-        assert len(runs) == 3 and all(r.job_name == "ingest_job" for r in runs)
+        assert sorted(r.job_name for r in runs) == ["cleanse_job"] + ["ingest_job"] * 3
         assert len(instance.get_dynamic_partitions("landed_files")) == 3
 
     # Running again is idempotent: nothing new, no new runs.
@@ -75,7 +76,7 @@ def test_generate_run_status(tmp_path, monkeypatch, capsys):
     assert main(["status", "--hub", hub, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["rows_loaded"] == status["rows_loaded"]
     with dg.DagsterInstance.get() as instance:
-        assert len(instance.get_runs()) == 3
+        assert len(instance.get_runs()) == 4
 
 
 def test_console_script_reports_status_of_an_empty_hub(tmp_path):

@@ -238,8 +238,8 @@ def test_national_ids(raw, country, modules, expected):
 
 # --- idempotence: cleansing a cleansed value changes nothing ---------------------------------
 
-names = st.text(alphabet=st.characters(categories=("Lu", "Ll"), max_codepoint=0x24F), min_size=1,
-                max_size=12)  # fmt: skip
+_LETTERS = "abcdefghijklmnopqrstuvwxyzàáâäçèéêëíîïñóôöúûüøåæ"
+names = st.text(alphabet=_LETTERS + _LETTERS.upper(), min_size=1, max_size=12)
 
 
 @settings(max_examples=150, deadline=None)
