@@ -9,11 +9,18 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import settings as hypothesis_settings
 
 from mdm_orchestration.config import HubConfig, load_hub_config
 from mdm_orchestration.hub.store import create_hub_engine
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Property tests explore at random on a developer's machine, but CI must give the same verdict
+# on the same commit: there the examples are derived from the test itself.
+hypothesis_settings.register_profile("ci", derandomize=True, deadline=None)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 CONFIG_DIR = REPO / "config"
 PG_ADMIN_URL = os.environ.get(
     "MDM_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"

@@ -126,9 +126,13 @@ def parse_person_name(
         human = HumanName(full)
     else:
         # "family, given" lets nameparser find titles and suffixes typed into either field.
-        human = HumanName(f"{family or ''}, {given or ''}" if family else given or "")
-        if family and not human.last and human.first:  # a family name alone
-            human.last, human.first = human.first, ""
+        human = HumanName(f"{family}, {given}" if family and given else given or "")
+        if family and (not given or not human.last):
+            # A family name alone (or one nameparser cannot place) is taken as written.
+            human = HumanName()
+            human.last = family
+            if given:
+                human.first = given
     if (full or "").isupper() or (full or "").islower():
         human.capitalize(force=True)
     first = _fix_case(human.first or None)
