@@ -47,6 +47,14 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_DIR = ROOT / "config"
 
 
+def _known(names: Any, allowed: Any, what: str) -> Any:
+    """``names`` unchanged if each is in ``allowed``; else a message listing the allowed ones."""
+    unknown = sorted(set(names) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown {what}(s) {unknown}; allowed: {', '.join(allowed)}")
+    return names
+
+
 class ConfigError(ValueError):
     """A configuration file is missing or invalid; the message names file, source and field."""
 
@@ -140,12 +148,7 @@ class SourceConfig(_Strict):
     @field_validator("mapping")
     @classmethod
     def _canonical_only(cls, value: dict[str, FieldMapping]) -> dict[str, FieldMapping]:
-        unknown = sorted(set(value) - set(CANONICAL_FIELDS))
-        if unknown:
-            raise ValueError(
-                f"unknown canonical field(s) {unknown}; allowed: {', '.join(CANONICAL_FIELDS)}"
-            )
-        return value
+        return _known(value, CANONICAL_FIELDS, "canonical field")
 
     @field_validator("key_column", "updated_at_column")
     @classmethod
@@ -232,18 +235,12 @@ class SourceQuality(_Strict):
     @field_validator("required")
     @classmethod
     def _canonical(cls, value: list[str]) -> list[str]:
-        unknown = sorted(set(value) - set(CANONICAL_FIELDS))
-        if unknown:
-            raise ValueError(f"unknown canonical field(s) {unknown}")
-        return value
+        return _known(value, CANONICAL_FIELDS, "canonical field")
 
     @field_validator("rules")
     @classmethod
     def _known_rules(cls, value: dict[str, QualityRule]) -> dict[str, QualityRule]:
-        unknown = sorted(set(value) - set(QUALITY_RULES))
-        if unknown:
-            raise ValueError(f"unknown rule(s) {unknown}; known: {', '.join(QUALITY_RULES)}")
-        return value
+        return _known(value, QUALITY_RULES, "rule")
 
 
 class Plausibility(_Strict):
@@ -264,9 +261,7 @@ class QualityConfig(_Strict):
     @field_validator("rules")
     @classmethod
     def _all_rules(cls, value: dict[str, QualityRule]) -> dict[str, QualityRule]:
-        unknown = sorted(set(value) - set(QUALITY_RULES))
-        if unknown:
-            raise ValueError(f"unknown rule(s) {unknown}; known: {', '.join(QUALITY_RULES)}")
+        _known(value, QUALITY_RULES, "rule")
         # Rules left out of the file keep their defaults.
         return {name: value.get(name, QualityRule()) for name in QUALITY_RULES}
 

@@ -59,10 +59,10 @@ IDENTITY_COLUMNS = ("extract_id", "row_number", "source_record_id", "source", "s
                     "source_updated_at")  # fmt: skip
 
 #: Which cleansed column answers "is this canonical field filled (and valid)?".
-_FILLED_BY = {name: name for name in CANONICAL_FIELDS} | {
+FILLED_BY = {name: name for name in CANONICAL_FIELDS} | {
     "organisation_key": "organisation_record_id"
 }
-_VALID_BY = {"email": "email_valid", "phone": "phone_valid", "national_id": "national_id_valid"}
+VALID_BY = {"email": "email_valid", "phone": "phone_valid", "national_id": "national_id_valid"}
 #: The canonical field each rule concerns (the quarantine row names it).
 RULE_FIELD = {
     "no_name": "full_name", "no_contact_point": "email", "email_invalid": "email",
@@ -258,10 +258,10 @@ def cleanse_batch(
     for rule in ("address_unparsed", "postcode_invalid", "country_unknown"):
         failed[rule] = np.array([rule in f for f in address_flags], dtype=bool)
     for field in quality.required_for(source.name):
-        column = out[_FILLED_BY[field]]
+        column = out[FILLED_BY[field]]
         missing = column.isna().to_numpy().copy()
-        if field in _VALID_BY:
-            missing |= ~out[_VALID_BY[field]].fillna(False).to_numpy(bool)
+        if field in VALID_BY:
+            missing |= ~out[VALID_BY[field]].fillna(False).to_numpy(bool)
         failed[f"required_missing:{field}"] = missing
 
     names_in_order = [r for r in failed if r.split(":")[0] in QUALITY_RULES]

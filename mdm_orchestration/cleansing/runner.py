@@ -18,10 +18,10 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, and_, case, func, select, update
 
 from mdm_orchestration.cleansing.pipeline import (
-    _FILLED_BY,
-    _VALID_BY,
+    FILLED_BY,
     IDENTITY_COLUMNS,
     RECORD_COLUMNS,
+    VALID_BY,
     CleanseResult,
     cleanse_batch,
 )
@@ -224,9 +224,9 @@ def quality_state(engine: Engine, config: HubConfig) -> dict[str, SourceQualityS
             required = config.quality.required_for(name)
             filled = []
             for fld in required:
-                cond = CLEANSED.c[_FILLED_BY[fld]].is_not(None)
-                if fld in _VALID_BY:
-                    cond = and_(cond, CLEANSED.c[_VALID_BY[fld]].is_(True))
+                cond = CLEANSED.c[FILLED_BY[fld]].is_not(None)
+                if fld in VALID_BY:
+                    cond = and_(cond, CLEANSED.c[VALID_BY[fld]].is_(True))
                 filled.append(func.sum(case((cond, 1), else_=0)))
             row = conn.execute(
                 select(func.count(), func.avg(CLEANSED.c.quality_score), *filled).where(
