@@ -197,7 +197,7 @@ def cleanse_batch(
     )
     orgs = map_unique(company_raw, parse_organisation_name)
     for col in ("company_name", "legal_form", "company_key"):
-        out[col] = [getattr(o, col) if o is not None and o == o else None for o in orgs]
+        out[col] = [getattr(o, col) if o else None for o in orgs]
 
     person_inputs = inputs[["given_name", "family_name", "full_name"]].where(
         pd.Series(~is_org, index=inputs.index), None
@@ -212,11 +212,9 @@ def cleanse_batch(
     ]
 
     emails = map_unique(inputs["email"], normalise_email)
-    out["email"] = [e.email if e == e and e is not None else None for e in emails]
-    out["email_key"] = [e.email_key if e == e and e is not None else None for e in emails]
-    out["email_valid"] = pd.array(
-        [e.valid if e == e and e is not None else None for e in emails], dtype="boolean"
-    )
+    out["email"] = [e.email if e else None for e in emails]
+    out["email_key"] = [e.email_key if e else None for e in emails]
+    out["email_valid"] = pd.array([e.valid if e else None for e in emails], dtype="boolean")
     phones = map_rows_unique(
         pd.DataFrame({"v": inputs["phone"], "c": country}), lambda v, c: normalise_phone(v, c)
     )

@@ -38,9 +38,11 @@ def fold(value: str | None) -> str | None:
 
 def map_unique(series: pd.Series, fn: Callable[[Any], Any]) -> pd.Series:
     """Apply ``fn`` once per distinct value (silos repeat cities, names, domains...)."""
-    uniques = series.dropna().unique()
-    table = {value: fn(value) for value in uniques}
-    return series.map(table)
+    table = {value: fn(value) for value in series.dropna().unique()}
+    # Missing inputs give None (not NaN), so results can be tested with plain truthiness.
+    return pd.Series(
+        [None if pd.isna(v) else table[v] for v in series], index=series.index, dtype=object
+    )
 
 
 def map_rows_unique(frame: pd.DataFrame, fn: Callable[..., Hashable]) -> list[Any]:

@@ -130,12 +130,10 @@ def test_checks_fail_when_a_threshold_is_crossed(tmp_path, landing, sqlite_url, 
     if scenario == "quarantine_rate":
         check = c["quarantine_rate_below_threshold"]
         assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
-        assert check.metadata["sources_over_threshold"].value == {
-            "loyalty": pytest.approx(3 / 11, abs=1e-3)
-        }
+        assert check.metadata["failing"].value == {"loyalty": pytest.approx(3 / 11, abs=1e-3)}
         assert c["required_fields_complete"].passed
     else:
         check = c["required_fields_complete"]
         assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
-        assert check.metadata["fields_below_threshold"].value == {"loyalty.postcode": 0.75}
+        assert check.metadata["failing"].value == {"loyalty.postcode": 0.75}
         assert c["quarantine_rate_below_threshold"].passed
