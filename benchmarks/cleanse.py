@@ -19,37 +19,12 @@ import time
 from datetime import date
 from pathlib import Path
 
-import pandas as pd
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
 def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def load_versions(landing: Path, config) -> dict[str, pd.DataFrame]:  # noqa: ANN001
-    from mdm_orchestration.ingestion.readers import open_extract
-
-    frames: dict[str, list[dict]] = {}
-    for path in sorted(p for p in landing.rglob("*") if p.is_file()):
-        source = config.source_for_folder(path.parent.name)
-        rows = frames.setdefault(source.name, [])
-        for i, row in enumerate(open_extract(path, source).rows(), start=1):
-            if row.values is None or not row.values.get(source.key_column):
-                continue
-            rows.append(
-                {
-                    "extract_id": 0,
-                    "row_number": i,
-                    "source_record_id": "x",
-                    "source_key": row.values[source.key_column],
-                    "raw": row.values,
-                    "source_updated_at": None,
-                }
-            )
-    return {name: pd.DataFrame(rows, dtype=object) for name, rows in frames.items()}
 
 
 def main() -> None:
@@ -63,13 +38,14 @@ def main() -> None:
     from mdm_orchestration.cleansing import cleanse_batch, cleanse_pending
     from mdm_orchestration.config import load_hub_config
     from mdm_orchestration.sample_data import generate
+    from mdm_orchestration.sample_data.offline import landing_versions
 
     config = load_hub_config()
     work = Path(tempfile.mkdtemp(prefix="mdm-bench-cleanse-"))
     t0 = time.perf_counter()
     generate(work, people=max(1, round(args.records / 2.1)), seed=7)
     t1 = time.perf_counter()
-    frames = load_versions(work / "landing", config)
+    frames = landing_versions(work / "landing", config)
     total = sum(len(f) for f in frames.values())
     t2 = time.perf_counter()
     print(f"generated {total:,} records in {t1 - t0:.1f} s; read in {t2 - t1:.1f} s")

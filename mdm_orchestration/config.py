@@ -297,10 +297,45 @@ class QualityConfig(_Strict):
         return list(override.required) if override else []
 
 
+#: Deterministic match rules applied before the learned model (``matching.yaml`` turns them on).
+MATCH_RULES: dict[str, str] = {
+    "same_national_id": "the same valid national id (and party type)",
+    "same_email_and_given_name": "the same email key and the same formal given name",
+    "same_phone_and_full_name": "the same valid phone and the same given and family name keys",
+}
+
+
+class MatchingConfig(_Strict):
+    #: Match probability at or above which two records join a cluster; ``None``: the threshold
+    #: chosen from the labels for the best expected F1 when the model was trained.
+    threshold: Annotated[float, Field(gt=0, lt=1)] | None = None
+    #: Pairs scored in this band go to the steward review queue.
+    review_band: tuple[float, float] = (0.3, 0.7)
+    #: Blocks (records sharing a key) larger than this are skipped: shared switchboards and
+    #: placeholder values, not evidence. Counted in the metadata.
+    max_block_size: Annotated[int, Field(ge=2)] = 60
+    #: The asset check flags clusters larger than this (over-merging).
+    max_cluster_size: Annotated[int, Field(ge=2)] = 12
+    rules: list[str] = Field(default_factory=lambda: list(MATCH_RULES))
+
+    @field_validator("rules")
+    @classmethod
+    def _known_rules(cls, value: list[str]) -> list[str]:
+        return _known(value, MATCH_RULES, "match rule")
+
+    @model_validator(mode="after")
+    def _band(self) -> MatchingConfig:
+        low, high = self.review_band
+        if not 0 <= low < high <= 1:
+            raise ValueError("review_band must be [low, high] with 0 <= low < high <= 1")
+        return self
+
+
 class HubConfig(_Strict):
     sources: dict[str, SourceConfig]
     ingest: IngestSettings = IngestSettings()
     quality: QualityConfig = QualityConfig()
+    matching: MatchingConfig = MatchingConfig()
     config_dir: Path
 
     def source_for_folder(self, folder: str) -> SourceConfig | None:
@@ -381,25 +416,36 @@ def load_hub_config(config_dir: str | os.PathLike[str] | None = None) -> HubConf
         problems.append(f"{path}: top level: field '{unknown_top[0]}': not a known section")
     quality, quality_problems = _load_quality(folder / "quality.yaml", sources)
     problems.extend(quality_problems)
+    matching, matching_problems = _load_optional(folder / "matching.yaml", MatchingConfig)
+    problems.extend(matching_problems)
     if problems:
         raise ConfigError("\n".join(problems))
-    return HubConfig(sources=sources, ingest=ingest, quality=quality, config_dir=folder)
+    return HubConfig(
+        sources=sources, ingest=ingest, quality=quality, matching=matching, config_dir=folder
+    )
+
+
+def _load_optional(path: Path, model: type[_Strict]) -> tuple[Any, list[str]]:
+    """An optional YAML file validated by ``model``; its defaults when the file is absent."""
+    if not path.is_file():
+        return model(), []
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        return model(), [f"{path}: not valid YAML: {exc}"]
+    if not isinstance(raw, dict):
+        return model(), [f"{path}: top level: field '(file)': a mapping is required"]
+    try:
+        return model(**raw), []
+    except ValidationError as exc:
+        return model(), [_format_errors(path, exc)]
 
 
 def _load_quality(path: Path, sources: dict[str, SourceConfig]) -> tuple[QualityConfig, list[str]]:
     """``quality.yaml`` is optional: without it every rule flags with the default weight."""
-    if not path.is_file():
-        return QualityConfig(), []
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        return QualityConfig(), [f"{path}: not valid YAML: {exc}"]
-    if not isinstance(raw, dict):
-        return QualityConfig(), [f"{path}: top level: field '(file)': a mapping is required"]
-    try:
-        quality = QualityConfig(**raw)
-    except ValidationError as exc:
-        return QualityConfig(), [_format_errors(path, exc)]
+    quality, problems = _load_optional(path, QualityConfig)
+    if problems:
+        return quality, problems
     problems = [
         f"{path}: source '{name}': field '(name)': not a source in sources.yaml"
         for name in sorted(set(quality.sources) - set(sources))

@@ -1,0 +1,113 @@
+"""Blocking: which record pairs are compared at all.
+
+Several passes of keys computed from the cleansed record; two records become a candidate pair
+when they share any key. Keys are chosen so that each kind of true duplicate shares at least one
+even when other fields changed: the email key (moves, married names), a valid phone, a valid
+national id, the address (typos in names), and phonetic family name with given name plus birth
+date or postcode (new email and phone). Blocks larger than ``max_block_size`` are skipped: a
+shared switchboard or a placeholder value is not evidence, and a giant block costs quadratically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+PERSON, ORGANISATION = "person", "organisation"
+
+
+def _join(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """``a|b|c`` where every part is present, else None."""
+    cols = [frame[c].tolist() for c in columns]
+    joined = [
+        "|".join(str(p) for p in parts) if all(isinstance(p, str) and p for p in parts) else None
+        for parts in zip(*cols, strict=True)
+    ]
+    return pd.Series(joined, index=frame.index, dtype=object)
+
+
+def blocking_keys(records: pd.DataFrame, party_type: str) -> dict[str, pd.Series]:
+    """Key name -> one key per record (``NaN`` where the record has no such key)."""
+    r = records
+    first_letter = pd.Series([v[0] if isinstance(v, str) and v else None for v in r["given_key"]],
+                             index=r.index, dtype=object)  # fmt: skip
+    r = r.assign(given_initial=first_letter)
+    if party_type == PERSON:
+        return {
+            "email": r["email"],
+            "phone": r["phone"],
+            "national_id": r["national_id"],
+            "address": _join(r, ["street", "postcode"]),
+            "name_birth": _join(r, ["family_phonetic", "given_initial", "birth"]),
+            "given_birth": _join(r, ["given_key", "birth"]),
+            "name_postcode": _join(r, ["family_phonetic", "given_key", "postcode"]),
+            "name_city": _join(r, ["family_phonetic", "given_phonetic", "city"]),
+            # The same person at work (CRM contact) and at home shares little but the name;
+            # common names make blocks too large to keep, which is the point of the cap.
+            "full_name": _join(r, ["given_key", "family"]),
+        }
+    return {
+        "company": r["company"],
+        "phone": r["phone"],
+        "national_id": r["national_id"],
+        "email_domain": r["email_domain"].where(~r["email_domain"].isin(PERSONAL_DOMAINS)),
+        "address": _join(r, ["street", "postcode"]),
+        "company_postcode": _join(
+            r.assign(
+                head=pd.Series(
+                    [" ".join(v.split()[:2]) if isinstance(v, str) else None for v in r["company"]],
+                    index=r.index,
+                    dtype=object,
+                )
+            ),  # fmt: skip
+            ["head", "postcode"],
+        ),
+    }
+
+
+#: Free-mail domains: shared by strangers, never an organisation key.
+PERSONAL_DOMAINS = frozenset({"gmail.com", "googlemail.com", "yahoo.com", "hotmail.com",
+                              "outlook.com", "aol.com", "icloud.com", "live.com", "msn.com",
+                              "gmx.de", "web.de", "mail.com", "proton.me", "protonmail.com"})  # fmt: skip
+
+
+@dataclass
+class Candidates:
+    """Candidate pairs (positions, ``left < right``) and what the blocking did."""
+
+    left: np.ndarray
+    right: np.ndarray
+    pairs_by_key: dict[str, int] = field(default_factory=dict)
+    giant_blocks: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.left)
+
+
+def candidate_pairs(records: pd.DataFrame, party_type: str, max_block_size: int) -> Candidates:
+    """Every pair of records (by position in ``records``) sharing at least one blocking key."""
+    lefts, rights = [], []
+    by_key: dict[str, int] = {}
+    giants: dict[str, int] = {}
+    positions = np.arange(len(records), dtype=np.int64)
+    for name, keys in blocking_keys(records, party_type).items():
+        frame = pd.DataFrame({"key": keys.to_numpy(), "pos": positions}).dropna()
+        if frame.empty:
+            continue
+        sizes = frame.groupby("key")["pos"].transform("size")
+        giants[name] = int(frame.loc[sizes > max_block_size, "key"].nunique())
+        frame = frame[(sizes > 1) & (sizes <= max_block_size)]
+        if frame.empty:
+            continue
+        merged = frame.merge(frame, on="key", suffixes=("_l", "_r"))
+        merged = merged[merged["pos_l"] < merged["pos_r"]]
+        by_key[name] = len(merged)
+        lefts.append(merged["pos_l"].to_numpy(np.int64))
+        rights.append(merged["pos_r"].to_numpy(np.int64))
+    if not lefts:
+        return Candidates(np.zeros(0, np.int64), np.zeros(0, np.int64), by_key, giants)
+    packed = np.unique(np.concatenate(lefts) * len(records) + np.concatenate(rights))
+    n = max(len(records), 1)
+    return Candidates(packed // n, packed % n, by_key, giants)

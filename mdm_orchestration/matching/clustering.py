@@ -1,0 +1,104 @@
+"""Clusters from scored pairs: dedupe's hierarchical clustering, then steward constraints.
+
+dedupe clusters each connected component of pairs above the threshold by centroid linkage, so a
+chain of weak links does not fuse two people. Must-link pairs enter with score 1.0 (they merge
+first and stay merged); cannot-link pairs are removed, and a cluster that still holds both ends
+of one (through other records) is split again by greedy union in descending score order that
+refuses every union joining a cannot-link pair. Both constraints always hold.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+from dedupe.clustering import cluster as dedupe_cluster
+
+
+@dataclass
+class Clustering:
+    cluster_of: np.ndarray  # position -> cluster number (0..k-1)
+    confidence: np.ndarray  # position -> dedupe's per-record confidence (1.0 for singletons)
+
+
+def _find(parent: list[int], i: int) -> int:
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+def _split_constrained(
+    members: list[int], edges: list[tuple[float, int, int]], cannot: set[tuple[int, int]]
+) -> list[list[int]]:
+    """Greedy union over ``edges`` (score, a, b) inside one cluster, never joining a forbidden pair."""
+    index = {m: k for k, m in enumerate(members)}
+    parent = list(range(len(members)))
+    groups: dict[int, set[int]] = {k: {m} for k, m in enumerate(members)}
+    for _score, a, b in sorted(edges, reverse=True):
+        ra, rb = _find(parent, index[a]), _find(parent, index[b])
+        if ra == rb:
+            continue
+        if any((min(x, y), max(x, y)) in cannot for x in groups[ra] for y in groups[rb]):
+            continue
+        parent[rb] = ra
+        groups[ra] |= groups.pop(rb)
+    return [sorted(g) for g in groups.values()]
+
+
+def cluster_pairs(
+    n: int,
+    left: np.ndarray,
+    right: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    must_link: list[tuple[int, int]] = (),  # type: ignore[assignment]
+    cannot_link: list[tuple[int, int]] = (),  # type: ignore[assignment]
+) -> Clustering:
+    """Cluster ``n`` records (positions) from scored pairs ``left < right``."""
+    cannot = {(min(a, b), max(a, b)) for a, b in cannot_link}
+    score_of: dict[tuple[int, int], float] = {}
+    for a, b, s in zip(left.tolist(), right.tolist(), scores.tolist(), strict=True):
+        score_of[(a, b)] = s
+    for a, b in must_link:
+        score_of[(min(a, b), max(a, b))] = 1.0
+    for pair in cannot:
+        score_of.pop(pair, None)
+    cluster_of = np.arange(n, dtype=np.int64)
+    confidence = np.ones(n, dtype=np.float64)
+    kept = [(p, s) for p, s in score_of.items() if s >= threshold or s == 1.0]
+    if kept:
+        dupes = np.array(kept, dtype=[("pairs", "i8", 2), ("score", "f4")])
+        for ids, conf in dedupe_cluster(dupes, threshold=threshold):
+            members = list(ids)
+            groups = [members]
+            if cannot and any((min(x, y), max(x, y)) in cannot for x in members for y in members):
+                inside = set(members)
+                edges = [(s, a, b) for (a, b), s in score_of.items() if a in inside and b in inside
+                         and s >= threshold]  # fmt: skip
+                groups = _split_constrained(members, edges, cannot)
+            conf_of = dict(zip(members, np.asarray(conf, dtype=float).tolist(), strict=False))
+            for group in groups:
+                root = min(group)
+                for m in group:
+                    cluster_of[m] = root
+                    confidence[m] = conf_of.get(m, 1.0) if len(group) > 1 else 1.0
+    # Must-links hold even where dedupe's linkage left them apart: join their clusters.
+    if must_link:
+        members_of: dict[int, set[int]] = defaultdict(set)
+        for i, c in enumerate(cluster_of.tolist()):
+            members_of[c].add(i)
+        for a, b in must_link:
+            ca, cb = int(cluster_of[a]), int(cluster_of[b])
+            joined = members_of[ca] | members_of[cb]
+            if cannot and any((min(x, y), max(x, y)) in cannot for x in joined for y in joined):
+                continue  # a steward's cannot-link wins over a conflicting must-link
+            if ca != cb:
+                root = min(ca, cb)
+                for m in members_of[ca] | members_of[cb]:
+                    cluster_of[m] = root
+                members_of[root] = members_of.pop(ca, set()) | members_of.pop(cb, set())
+    # Renumber 0..k-1 in order of first appearance.
+    _, dense = np.unique(cluster_of, return_inverse=True)
+    return Clustering(cluster_of=dense.astype(np.int64), confidence=confidence)

@@ -1,0 +1,152 @@
+"""Match a set of cleansed records into clusters: blocking, rules, model, clustering.
+
+Pure: cleansed records, trained models and steward overrides in; a cluster per record, the
+pairs for review and counts out. Persons and organisations are matched apart; each B2B contact
+is linked to its organisation's cluster (through the source's own organisation key, else through
+an employer name that names exactly one organisation cluster).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mdm_orchestration.config import MatchingConfig
+from mdm_orchestration.matching.blocking import ORGANISATION, PERSON, candidate_pairs
+from mdm_orchestration.matching.clustering import cluster_pairs
+from mdm_orchestration.matching.model import FIELDS, MatchModel
+from mdm_orchestration.matching.records import match_frame
+from mdm_orchestration.matching.rules import apply_rules
+
+
+@dataclass
+class MatchResult:
+    #: record_id, party_type, cluster_id, confidence, organisation_cluster_id
+    clusters: pd.DataFrame
+    #: left_id, right_id, party_type, score: pairs in the review band
+    review: pd.DataFrame
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def _pairs(records: pd.DataFrame, fields: tuple[str, ...], left: np.ndarray, right: np.ndarray):  # noqa: ANN202
+    rows = records[list(fields)].to_dict("records")
+    return [(rows[a], rows[b]) for a, b in zip(left.tolist(), right.tolist(), strict=True)]
+
+
+def _positions(records: pd.DataFrame, pairs: list[tuple[str, str]]) -> list[tuple[int, int]]:
+    where = {rid: i for i, rid in enumerate(records["record_id"].tolist())}
+    return [(where[a], where[b]) for a, b in pairs if a in where and b in where and a != b]
+
+
+def match_party(
+    records: pd.DataFrame,
+    party_type: str,
+    model: MatchModel,
+    config: MatchingConfig,
+    must_link: list[tuple[str, str]],
+    cannot_link: list[tuple[str, str]],
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Cluster the records of one party type. ``records`` from :func:`match_frame`."""
+    records = records.reset_index(drop=True)
+    n = len(records)
+    cands = candidate_pairs(records, party_type, config.max_block_size)
+    left, right = cands.left, cands.right
+    rule_masks = apply_rules(records, left, right, config.rules)
+    by_rule = np.zeros(len(left), dtype=bool)
+    for mask in rule_masks.values():
+        by_rule |= mask
+    scores = np.ones(len(left), dtype=np.float32)
+    todo = np.nonzero(~by_rule)[0]
+    if len(todo):
+        scores[todo] = model.score(_pairs(records, FIELDS[party_type], left[todo], right[todo]))
+    threshold = config.threshold if config.threshold is not None else model.threshold
+    clustering = cluster_pairs(
+        n, left, right, scores, threshold,
+        must_link=_positions(records, must_link), cannot_link=_positions(records, cannot_link),
+    )  # fmt: skip
+    ids = records["record_id"].to_numpy(object)
+    root = pd.Series(ids).groupby(clustering.cluster_of).transform("min").to_numpy(object)
+    clusters = pd.DataFrame({"record_id": ids, "party_type": party_type, "cluster_id": root,
+                             "confidence": np.round(clustering.confidence, 4)})  # fmt: skip
+    low, high = config.review_band
+    band = (scores >= low) & (scores < high) & ~by_rule
+    review = pd.DataFrame({"left_id": ids[left[band]], "right_id": ids[right[band]],
+                           "party_type": party_type, "score": np.round(scores[band], 4)})  # fmt: skip
+    sizes = Counter(Counter(clustering.cluster_of.tolist()).values())
+    stats = {
+        "records": n,
+        "candidate_pairs": len(left),
+        "pairs_by_blocking_key": cands.pairs_by_key,
+        "giant_blocks_skipped": {k: v for k, v in cands.giant_blocks.items() if v},
+        "rule_matches": {k: int(m.sum()) for k, m in rule_masks.items()},
+        "model_scored_pairs": len(todo),
+        "pairs_at_or_above_threshold": int((scores >= threshold).sum()),
+        "threshold": float(threshold),
+        "clusters": int(clustering.cluster_of.max() + 1) if n else 0,
+        "cluster_sizes": {str(k): v for k, v in sorted(sizes.items())},
+        "largest_cluster": max(sizes) if sizes else 0,
+        "review_pairs": int(band.sum()),
+    }
+    return clusters, review, stats
+
+
+def match_records(
+    cleansed: pd.DataFrame,
+    models: dict[str, MatchModel],
+    config: MatchingConfig,
+    must_link: list[tuple[str, str]] = (),  # type: ignore[assignment]
+    cannot_link: list[tuple[str, str]] = (),  # type: ignore[assignment]
+) -> MatchResult:
+    """Cluster cleansed records (one current record per source record)."""
+    frame = match_frame(cleansed)
+    parts, reviews, stats = [], [], {}
+    for party in (PERSON, ORGANISATION):
+        sub = frame[frame["party_type"] == party]
+        if sub.empty:
+            continue
+        clusters, review, party_stats = match_party(
+            sub, party, models[party], config, list(must_link), list(cannot_link)
+        )
+        parts.append(clusters)
+        reviews.append(review)
+        stats[party] = party_stats
+    columns = ["record_id", "party_type", "cluster_id", "confidence"]
+    clusters = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    clusters["organisation_cluster_id"] = _organisation_links(frame, clusters)
+    review = (
+        pd.concat(reviews, ignore_index=True)
+        if reviews
+        else pd.DataFrame(columns=["left_id", "right_id", "party_type", "score"])
+    )
+    stats["contacts_linked_to_organisations"] = int(
+        clusters["organisation_cluster_id"].notna().sum()
+    )
+    return MatchResult(clusters=clusters, review=review, stats=stats)
+
+
+def _organisation_links(frame: pd.DataFrame, clusters: pd.DataFrame) -> list[str | None]:
+    cluster_of = dict(zip(clusters["record_id"], clusters["cluster_id"], strict=True))
+    orgs = frame[frame["party_type"] == ORGANISATION]
+    by_name: dict[str, set[str]] = {}
+    for rid, key in zip(orgs["record_id"], orgs["company"], strict=True):
+        if key:
+            by_name.setdefault(key, set()).add(cluster_of[rid])
+    out: list[str | None] = []
+    info = frame.set_index("record_id")
+    for rid, party in zip(clusters["record_id"], clusters["party_type"], strict=True):
+        link = None
+        if party == PERSON:
+            org_record = info.at[rid, "organisation_record_id"]
+            if org_record and org_record in cluster_of:
+                link = cluster_of[org_record]
+            else:
+                employer = info.at[rid, "employer"]
+                named = by_name.get(employer) if employer else None
+                if named and len(named) == 1:
+                    link = next(iter(named))
+        out.append(link)
+    return out

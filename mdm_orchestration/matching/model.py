@@ -1,0 +1,151 @@
+"""The learned part: dedupe's field comparators and classifier, behind a small interface.
+
+``train_model`` fits dedupe's data model (affine-gap string distances, exact and short-string
+comparators, missing-value indicators) and its logistic-regression classifier on labelled
+pairs, and chooses the clustering threshold with the best F1 in cross-validation on those labels.
+Blocking is ours (``blocking.py``), so dedupe's own predicate learning, its memory-hungry part,
+is not run. ``load_model`` reads settings that the hub itself wrote (they are pickles).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+from dataclasses import dataclass, field
+from typing import Any
+
+import dedupe
+import numpy as np
+from dedupe import variables as v
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+from mdm_orchestration.matching.records import ORGANISATION_FIELDS, PERSON_FIELDS
+
+PERSON, ORGANISATION = "person", "organisation"
+FIELDS = {PERSON: PERSON_FIELDS, ORGANISATION: ORGANISATION_FIELDS}
+
+Pair = tuple[dict[str, Any], dict[str, Any]]
+
+
+def variables(party_type: str) -> list[Any]:
+    """dedupe variable definitions per party type."""
+    if party_type == PERSON:
+        return [
+            v.String("given"),
+            v.Exact("given_key"),
+            v.Exact("middle_initial", has_missing=True),
+            v.String("family"),
+            v.Exact("suffix", has_missing=True),
+            v.ShortString("birth", has_missing=True),
+            v.String("email", has_missing=True),
+            v.ShortString("phone", has_missing=True),
+            v.String("street", has_missing=True),
+            v.ShortString("unit", has_missing=True),
+            v.ShortString("postcode", has_missing=True),
+            v.ShortString("city", has_missing=True),
+            v.Exact("national_id", has_missing=True),
+        ]
+    return [
+        v.String("company"),
+        v.Exact("legal_form", has_missing=True),
+        v.String("email", has_missing=True),
+        v.Exact("email_domain", has_missing=True),
+        v.ShortString("phone", has_missing=True),
+        v.String("street", has_missing=True),
+        v.ShortString("unit", has_missing=True),
+        v.ShortString("postcode", has_missing=True),
+        v.ShortString("city", has_missing=True),
+        v.Exact("national_id", has_missing=True),
+    ]
+
+
+@dataclass
+class MatchModel:
+    party_type: str
+    data_model: Any
+    classifier: Any
+    threshold: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def score(self, pairs: list[Pair], batch: int = 20_000) -> np.ndarray:
+        """Match probability of each record pair."""
+        out = np.zeros(len(pairs), dtype=np.float32)
+        for start in range(0, len(pairs), batch):
+            chunk = pairs[start : start + batch]
+            distances = self.data_model.distances(chunk)
+            out[start : start + len(chunk)] = self.classifier.predict_proba(distances)[:, 1]
+        return out
+
+    def to_bytes(self) -> bytes:
+        """dedupe's settings layout (data model, classifier, predicates) plus our threshold."""
+        buffer = io.BytesIO()
+        pickle.dump(self.data_model, buffer)
+        pickle.dump(self.classifier, buffer)
+        pickle.dump((), buffer)  # no learned predicates: blocking is ours
+        pickle.dump({"party_type": self.party_type, "threshold": self.threshold,
+                     "metrics": self.metrics}, buffer)  # fmt: skip
+        return buffer.getvalue()
+
+
+def load_model(settings: bytes) -> MatchModel:
+    """Load settings written by :meth:`MatchModel.to_bytes` (only ever the hub's own)."""
+    buffer = io.BytesIO(settings)
+    static = dedupe.StaticDedupe(buffer, num_cores=0)
+    extra = pickle.load(buffer)
+    return MatchModel(
+        party_type=extra["party_type"],
+        data_model=static.data_model,
+        classifier=static.classifier,
+        threshold=float(extra["threshold"]),
+        metrics=dict(extra["metrics"]),
+    )
+
+
+def settings_digest(settings: bytes) -> str:
+    return hashlib.sha256(settings).hexdigest()
+
+
+def best_f1_threshold(y: np.ndarray, p: np.ndarray) -> tuple[float, dict[str, float]]:
+    """The threshold in 0.05 .. 0.95 with the best F1 of ``p >= threshold`` against ``y``."""
+    best = (0.5, {"f1": -1.0})
+    for t in np.round(np.arange(0.05, 0.96, 0.01), 2):
+        pred = p >= t
+        tp = float(np.sum(pred & (y == 1)))
+        fp = float(np.sum(pred & (y == 0)))
+        fn = float(np.sum(~pred & (y == 1)))
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        if f1 > best[1]["f1"]:
+            best = (float(t), {"precision": round(precision, 4), "recall": round(recall, 4),
+                               "f1": round(f1, 4)})  # fmt: skip
+    return best
+
+
+class TrainingError(ValueError):
+    """Not enough labelled pairs to train on."""
+
+
+def train_model(party_type: str, matches: list[Pair], distincts: list[Pair]) -> MatchModel:
+    """Fit dedupe's data model and classifier on labelled pairs; choose the threshold by
+    5-fold cross-validated F1 on the same labels."""
+    if len(matches) < 10 or len(distincts) < 10:
+        raise TrainingError(
+            f"{party_type}: {len(matches)} match and {len(distincts)} distinct labels; "
+            "at least 10 of each are needed"
+        )
+    deduper = dedupe.Dedupe(variables(party_type), num_cores=0)
+    # dedupe searches C with n_jobs=-1 (a process per core); a run worker must not fork.
+    deduper.classifier.set_params(n_jobs=1, estimator__max_iter=2000)
+    examples = matches + distincts
+    y = np.array([1] * len(matches) + [0] * len(distincts))
+    distances = deduper.data_model.distances(examples)
+    deduper.classifier.fit(distances, y)
+    best = deduper.classifier.best_estimator_
+    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
+    p = cross_val_predict(best, distances, y, cv=folds, method="predict_proba")[:, 1]
+    threshold, metrics = best_f1_threshold(y, p)
+    metrics = {**metrics, "labels_match": len(matches), "labels_distinct": len(distincts),
+               "C": float(deduper.classifier.best_params_["C"])}  # fmt: skip
+    return MatchModel(party_type, deduper.data_model, deduper.classifier, threshold, metrics)

@@ -1,0 +1,112 @@
+"""Match records: the fields the matcher compares, derived from cleansed records.
+
+One row per record with an integer position (dedupe's record id), the source record id and the
+comparison fields, each folded to a match form or ``None``. Invalid values (a phone that is not
+a number, an id that fails its check) are left out: they are not evidence.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from mdm_orchestration.cleansing.text import fold
+
+PERSON_FIELDS = ("given", "given_key", "middle_initial", "family", "suffix", "birth", "email",
+                 "phone", "street", "unit", "postcode", "city", "national_id")  # fmt: skip
+ORGANISATION_FIELDS = ("company", "legal_form", "email", "email_domain", "phone", "street",
+                       "unit", "postcode", "city", "national_id")  # fmt: skip
+#: Blocking-only columns kept alongside the comparison fields.
+KEY_COLUMNS = ("given_phonetic", "family_phonetic", "address_key", "birth_year")
+
+#: Cleansed columns the matcher reads.
+CLEANSED_COLUMNS = (
+    "source_record_id", "source", "source_key", "party_type", "given_name", "middle_name",
+    "family_name", "suffix", "given_key", "family_key", "given_phonetic", "family_phonetic",
+    "company_key", "legal_form", "organisation_record_id", "email_key", "email_valid", "phone",
+    "phone_valid", "street_number", "street_name", "unit", "postcode", "city", "country",
+    "address_key", "birth_date", "national_id", "national_id_valid",
+)  # fmt: skip
+
+
+def _missing(value: object) -> bool:
+    return (
+        value is None
+        or value is pd.NA
+        or value is pd.NaT
+        or value == ""
+        or (isinstance(value, float) and value != value)
+    )
+
+
+def _none(series: pd.Series) -> pd.Series:
+    """Object series with None for missing/empty values (dedupe's notion of missing).
+
+    Built explicitly as ``object``: pandas 3 would infer its string dtype and turn None into NaN.
+    """
+    return pd.Series([None if _missing(v) else v for v in series], index=series.index, dtype=object)
+
+
+def _map(series: pd.Series, fn) -> pd.Series:  # noqa: ANN001
+    """``fn`` over present values, None elsewhere, as an object series."""
+    return pd.Series([None if _missing(v) else fn(v) for v in series], index=series.index,
+                     dtype=object)  # fmt: skip
+
+
+def _folded(series: pd.Series) -> pd.Series:
+    table = {v: fold(str(v)) for v in series.dropna().unique()}
+    return _map(series, lambda v: table.get(v))
+
+
+def match_frame(cleansed: pd.DataFrame) -> pd.DataFrame:
+    """Comparison fields for every cleansed record (persons and organisations alike)."""
+    c = cleansed.reset_index(drop=True)
+    out = pd.DataFrame(index=c.index)
+    out["record_id"] = c["source_record_id"].astype(object)
+    out["source"] = c["source"].astype(object)
+    out["party_type"] = c["party_type"].astype(object)
+    out["organisation_record_id"] = _none(c["organisation_record_id"])
+    out["given"] = _folded(c["given_name"])
+    out["given_key"] = _none(c["given_key"])
+    out["middle_initial"] = _map(_folded(c["middle_name"]), lambda v: v[0])
+    out["family"] = _none(c["family_key"])
+    out["suffix"] = _folded(c["suffix"])
+    birth = pd.to_datetime(c["birth_date"], errors="coerce")
+    out["birth"] = _none(birth.dt.strftime("%Y-%m-%d"))
+    out["birth_year"] = _none(birth.dt.strftime("%Y"))
+    email_ok = c["email_valid"].astype("boolean").fillna(False).to_numpy(bool)
+    out["email"] = _none(c["email_key"].where(email_ok))
+    out["email_domain"] = _map(out["email"], lambda v: v.rsplit("@", 1)[1])
+    phone_ok = c["phone_valid"].astype("boolean").fillna(False).to_numpy(bool)
+    out["phone"] = _none(c["phone"].where(phone_ok))
+    street = (
+        c["street_number"].fillna("").astype(str) + " " + c["street_name"].fillna("").astype(str)
+    )
+    out["street"] = _folded(street.str.strip().where(c["street_name"].notna()))
+    out["unit"] = _map(_folded(c["unit"]), lambda v: v.rsplit(" ", 1)[-1])
+    country = c["country"].fillna("")
+    postcode = c["postcode"].astype(object)
+    out["postcode"] = _none(
+        pd.Series(
+            [
+                p[:5] if (k == "US" and isinstance(p, str)) else p
+                for p, k in zip(postcode, country, strict=True)
+            ],
+            index=c.index,
+            dtype=object,
+        )  # fmt: skip
+    )
+    out["city"] = _folded(c["city"])
+    id_ok = c["national_id_valid"].astype("boolean").fillna(False).to_numpy(bool)
+    out["national_id"] = _none(c["national_id"].where(id_ok))
+    out["company"] = _none(c["company_key"].where(c["party_type"] == "organisation"))
+    out["employer"] = _none(c["company_key"].where(c["party_type"] != "organisation"))
+    out["legal_form"] = _folded(c["legal_form"])
+    out["given_phonetic"] = _none(c["given_phonetic"])
+    out["family_phonetic"] = _none(c["family_phonetic"])
+    out["address_key"] = _none(c["address_key"])
+    return out
+
+
+def dedupe_record(row: dict, fields: tuple[str, ...]) -> dict:
+    """The dict dedupe compares for one record (missing values as ``None``)."""
+    return {f: row.get(f) for f in fields}

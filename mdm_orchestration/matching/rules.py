@@ -1,0 +1,62 @@
+"""Deterministic match rules, applied to candidate pairs before the learned model.
+
+A pair a rule accepts is a match whatever the model says (score 1.0); rules never reject. Which
+rules run is configuration (``matching.yaml``); each is strict enough to hold on household
+traps: members sharing an address, a surname and a home phone differ in given name, and a
+father and son sharing a name differ in national id and birth date.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def _same(records: pd.DataFrame, column: str, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    values = records[column].to_numpy(object)
+    a, b = values[left], values[right]
+    present = pd.notna(a) & pd.notna(b)
+    out = np.zeros(len(left), dtype=bool)
+    out[present] = a[present] == b[present]
+    return out
+
+
+def _differ(records: pd.DataFrame, column: str, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Both present and different: evidence against, which vetoes the softer rules."""
+    values = records[column].to_numpy(object)
+    a, b = values[left], values[right]
+    present = pd.notna(a) & pd.notna(b)
+    out = np.zeros(len(left), dtype=bool)
+    out[present] = a[present] != b[present]
+    return out
+
+
+def apply_rules(
+    records: pd.DataFrame, left: np.ndarray, right: np.ndarray, rules: list[str]
+) -> dict[str, np.ndarray]:
+    """Rule name -> mask of the candidate pairs it accepts."""
+    same_party = _same(records, "party_type", left, right)
+    conflict = (
+        _differ(records, "national_id", left, right)
+        | _differ(records, "birth", left, right)
+        | _differ(records, "suffix", left, right)
+    )
+    out: dict[str, np.ndarray] = {}
+    if "same_national_id" in rules:
+        out["same_national_id"] = same_party & _same(records, "national_id", left, right)
+    if "same_email_and_given_name" in rules:
+        out["same_email_and_given_name"] = (
+            same_party
+            & _same(records, "email", left, right)
+            & _same(records, "given_key", left, right)
+            & ~conflict
+        )
+    if "same_phone_and_full_name" in rules:
+        out["same_phone_and_full_name"] = (
+            same_party
+            & _same(records, "phone", left, right)
+            & _same(records, "given_key", left, right)
+            & _same(records, "family", left, right)
+            & ~conflict
+        )
+    return out
