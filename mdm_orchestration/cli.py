@@ -94,27 +94,39 @@ def run_landing(landing: Path, *, quiet: bool = False) -> dict[str, Any]:
 
     with engine.connect() as conn:
         anything_to_cleanse = bool(pending_extracts(conn))
-    engine.dispose()
     # Nothing new, no run: re-running the command is idempotent in the Dagster UI too.
-    summary["cleansed"] = run_cleansing(instance, quiet=quiet) if anything_to_cleanse else True
+    summary["cleansed"] = run_job(instance, "cleanse_job", quiet) if anything_to_cleanse else True
+    summary["matched"] = run_matching(
+        instance, engine, quiet=quiet, after_cleansing=anything_to_cleanse
+    )
+    engine.dispose()
     summary["seconds"] = round(time.perf_counter() - started, 2)
     return summary
 
 
-def run_cleansing(instance: Any, *, quiet: bool = False) -> bool:  # noqa: ANN401
-    """Materialise ``cleansed_records`` (the ``cleanse_job``): cleanses what is not cleansed yet."""
+def run_job(instance: Any, name: str, quiet: bool = False) -> bool:  # noqa: ANN401
+    """Execute one of the code location's unpartitioned jobs in-process, in ``instance``."""
     from mdm_orchestration.definitions import defs
-    from mdm_orchestration.jobs import CLEANSE_JOB
 
-    result = defs.resolve_job_def(CLEANSE_JOB).execute_in_process(
+    result = defs.resolve_job_def(name).execute_in_process(
         instance=instance,
         raise_on_error=False,
         tags={"mdm/trigger": "cli"},
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )
     if not quiet:
-        print(f"  {'ok    ' if result.success else 'FAILED'} cleansed_records", file=sys.stderr)
+        print(f"  {'ok    ' if result.success else 'FAILED'} {name}", file=sys.stderr)
     return result.success
+
+
+def run_matching(instance: Any, engine: Any, *, quiet: bool = False,  # noqa: ANN401
+                 after_cleansing: bool = False) -> bool:  # fmt: skip
+    """Run ``match_job`` when the clustering is stale (new records, labels or overrides)."""
+    from mdm_orchestration.matching.store import needs_rematch
+
+    with engine.connect() as conn:
+        stale = after_cleansing or needs_rematch(conn)
+    return run_job(instance, "match_job", quiet) if stale else True
 
 
 def _status(hub: str | None) -> dict[str, Any]:
@@ -154,6 +166,10 @@ def _print_status(status: dict[str, Any]) -> None:
         f"cleansed records {status['cleansed_records']}, quarantined by cleansing "
         f"{status['cleanse_quarantined_rows']}, pending {status['versions_pending_cleansing']}"
     )
+    print(
+        f"clusters {status['clusters']} over {status['clustered_records']} records, "
+        f"review queue {status['review_queue']}"
+    )
     if status["quarantine_reasons"]:
         reasons = ", ".join(f"{k} {v}" for k, v in status["quarantine_reasons"].items())
         print(f"quarantine reasons: {reasons}")
@@ -190,7 +206,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for key in summary["failed"]:
         print(f"  failed: {key} (see the run in the Dagster UI, or `mdm status`)")
     _print_status(_status(None))
-    return 1 if summary["failed"] or not summary["cleansed"] else 0
+    return 1 if summary["failed"] or not (summary["cleansed"] and summary["matched"]) else 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -241,7 +257,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "  then browse http://127.0.0.1:3000 ; drop files into "
         f"{landing}/<source>/ and the landing_sensor ingests them."
     )
-    return 0 if ok and not summary["failed"] and summary["cleansed"] else 1
+    return 0 if ok and not summary["failed"] and summary["cleansed"] and summary["matched"] else 1
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,4 +21,13 @@ cleanse_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
 )
 
-ALL_JOBS = [ingest_job, cleanse_job]
+MATCH_JOB = "match_job"
+
+match_job = dg.define_asset_job(
+    MATCH_JOB,
+    selection=dg.AssetSelection.assets("training_labels", "match_model", "match_clusters"),
+    description="Retrain the match model if the labels changed, then rebuild the clusters.",
+    executor_def=dg.in_process_executor,
+)
+
+ALL_JOBS = [ingest_job, cleanse_job, match_job]

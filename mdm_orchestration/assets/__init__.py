@@ -2,7 +2,15 @@
 
 from mdm_orchestration.assets.cleansing import cleansed_records
 from mdm_orchestration.assets.ingestion import source_extracts
+from mdm_orchestration.assets.matching import match_clusters, match_model, training_labels
 
-ALL_ASSETS = [source_extracts, cleansed_records]
+ALL_ASSETS = [source_extracts, cleansed_records, training_labels, match_model, match_clusters]
 
-__all__ = ["ALL_ASSETS", "cleansed_records", "source_extracts"]
+__all__ = [
+    "ALL_ASSETS",
+    "cleansed_records",
+    "match_clusters",
+    "match_model",
+    "source_extracts",
+    "training_labels",
+]

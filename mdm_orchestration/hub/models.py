@@ -12,7 +12,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Column, Index, Text, text
+from sqlalchemy import JSON, BigInteger, Boolean, Column, Index, LargeBinary, Text, text
 from sqlmodel import Field, SQLModel
 
 
@@ -174,6 +174,88 @@ class CleansedRecord(SQLModel, table=True):
     quality_score: float
     quality_flags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     cleansed_at: datetime
+
+
+class TrainingLabel(SQLModel, table=True):
+    """A steward's verdict on a pair of source records (``left < right``); the latest wins."""
+
+    __tablename__ = "training_labels"
+    __table_args__ = (
+        Index("uq_training_labels_pair", "left_record_id", "right_record_id", unique=True),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    party_type: str = Field(max_length=16)
+    left_record_id: str = Field(max_length=32)
+    right_record_id: str = Field(max_length=32)
+    label: str = Field(max_length=16)  # match | distinct | unsure
+    labelled_by: str = Field(max_length=128)
+    labelled_at: datetime
+
+
+class MatchOverride(SQLModel, table=True):
+    """A steward's must-link (merge) or cannot-link (split) between two source records."""
+
+    __tablename__ = "match_overrides"
+    __table_args__ = (
+        Index("uq_match_overrides_pair", "left_record_id", "right_record_id", unique=True),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    left_record_id: str = Field(max_length=32)
+    right_record_id: str = Field(max_length=32)
+    kind: str = Field(max_length=16)  # must_link | cannot_link
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    created_by: str = Field(max_length=128)
+    created_at: datetime
+
+
+class MatchModelRow(SQLModel, table=True):
+    """A trained model per party type: dedupe settings written by the hub, with the digest of
+    the labels it was trained on (a change of labels means a retrain)."""
+
+    __tablename__ = "match_models"
+    __table_args__ = (Index("ix_match_models_party", "party_type", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    party_type: str = Field(max_length=16)
+    labels_digest: str = Field(max_length=64)
+    threshold: float
+    settings: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    settings_sha256: str = Field(max_length=64)
+    metrics: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime
+
+
+class MatchCluster(SQLModel, table=True):
+    """Which cluster each current source record belongs to, with dedupe's confidence."""
+
+    __tablename__ = "match_clusters"
+    __table_args__ = (Index("ix_match_clusters_cluster", "cluster_id"),)
+
+    record_id: str = Field(primary_key=True, max_length=32)
+    party_type: str = Field(max_length=16)
+    cluster_id: str = Field(max_length=32)
+    confidence: float
+    organisation_cluster_id: str | None = Field(default=None, max_length=32)
+    clustered_at: datetime
+
+
+class ReviewItem(SQLModel, table=True):
+    """A candidate pair the model was unsure of, waiting for (or given) a steward's verdict."""
+
+    __tablename__ = "review_queue"
+    __table_args__ = (
+        Index("uq_review_queue_pair", "left_record_id", "right_record_id", unique=True),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    party_type: str = Field(max_length=16)
+    left_record_id: str = Field(max_length=32)
+    right_record_id: str = Field(max_length=32)
+    score: float
+    status: str = Field(max_length=16, index=True)  # pending | done
+    created_at: datetime
 
 
 def source_record_id(source: str, source_key: str) -> str:

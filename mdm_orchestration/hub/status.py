@@ -10,7 +10,9 @@ from mdm_orchestration.hub.models import (
     CleansedRecord,
     Extract,
     ExtractStatus,
+    MatchCluster,
     QuarantineRow,
+    ReviewItem,
     SourceRecord,
     SourceRecordVersion,
 )
@@ -85,6 +87,14 @@ def hub_status(engine: Engine) -> dict[str, Any]:
                 select(quarantine.c.stage, func.count()).group_by(quarantine.c.stage)
             ).all()
         )
+        clusters = conn.execute(
+            select(func.count(), func.count(MatchCluster.__table__.c.cluster_id.distinct()))
+        ).one()
+        review_queue = conn.execute(
+            select(func.count())
+            .select_from(ReviewItem.__table__)
+            .where(ReviewItem.__table__.c.status == "pending")
+        ).scalar_one()
         quarantine_reasons = dict(
             conn.execute(
                 select(quarantine.c.reason, func.count())
@@ -107,6 +117,9 @@ def hub_status(engine: Engine) -> dict[str, Any]:
         "cleansed_records": int(sum(cleansed.values())),
         "cleanse_quarantined_rows": int(by_stage.get("cleanse", 0)),
         "versions_pending_cleansing": int(uncleansed),
+        "clustered_records": int(clusters[0]),
+        "clusters": int(clusters[1]),
+        "review_queue": int(review_queue),
         "per_source": per_source,
         "pending_events": {},
     }
