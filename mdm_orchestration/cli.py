@@ -260,6 +260,111 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if ok and not summary["failed"] and summary["cleansed"] and summary["matched"] else 1
 
 
+REVIEW_FIELDS = ("source", "source_key", "party_type", "given_name", "middle_name", "family_name",
+                 "suffix", "company_key", "birth_date", "email_key", "phone", "street_number",
+                 "street_name", "unit", "city", "region", "postcode", "national_id")  # fmt: skip
+VERDICTS = {"m": "match", "d": "distinct", "u": "unsure"}
+
+
+def _steward() -> str:
+    return os.environ.get("MDM_STEWARD") or os.environ.get("USER") or "steward"
+
+
+def _show_pair(left: dict[str, Any], right: dict[str, Any], score: float) -> None:
+    print(f"\nmatch probability {score:.2f}")
+    print(f"{'':<16}{'left':<36}{'right':<36}")
+    for name in REVIEW_FIELDS:
+        a, b = left.get(name), right.get(name)
+        a = "" if a is None or a != a else str(a)
+        b = "" if b is None or b != b else str(b)
+        if a or b:
+            mark = " " if a == b else "≠"
+            print(f"{name:<15}{mark}{a[:35]:<36}{b[:35]:<36}")
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    """Show uncertain pairs side by side; record match / distinct / unsure."""
+    from mdm_orchestration.hub.store import create_hub_engine
+    from mdm_orchestration.matching.store import current_cleansed, pending_review, record_label
+
+    engine = create_hub_engine(args.hub)
+    done = 0
+    try:
+        with engine.connect() as conn:
+            items = pending_review(conn, args.limit)
+        if not items:
+            print("the review queue is empty")
+            return 0
+        for item in items:
+            with engine.connect() as conn:
+                frame = current_cleansed(conn, [item.left_record_id, item.right_record_id])
+            rows = {r["source_record_id"]: r for r in frame.to_dict("records")}
+            if item.left_record_id not in rows or item.right_record_id not in rows:
+                continue  # a record left the hub (erased or no longer current)
+            _show_pair(rows[item.left_record_id], rows[item.right_record_id], item.score)
+            answer = ""
+            while answer not in ("m", "d", "u", "s", "q"):
+                try:
+                    answer = (
+                        input("[m]atch, [d]istinct, [u]nsure, [s]kip, [q]uit? ").strip().lower()[:1]
+                    )
+                except EOFError:
+                    answer = "q"
+            if answer == "q":
+                break
+            if answer == "s":
+                continue
+            record_label(engine, item.left_record_id, item.right_record_id, VERDICTS[answer],
+                         _steward())  # fmt: skip
+            done += 1
+    finally:
+        engine.dispose()
+    print(f"{done} pair(s) labelled; `mdm match` retrains and reclusters with them")
+    return 0
+
+
+def _override(args: argparse.Namespace, kind: str) -> int:
+    from mdm_orchestration.hub.store import create_hub_engine
+    from mdm_orchestration.matching.store import UnknownRecord, record_override, resolve_record
+
+    engine = create_hub_engine(args.hub)
+    try:
+        with engine.connect() as conn:
+            left, right = resolve_record(conn, args.left), resolve_record(conn, args.right)
+        record_override(engine, left, right, kind, _steward(), args.reason)
+    except (UnknownRecord, ValueError) as exc:
+        print(f"mdm: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    verb = "always together" if kind == "must_link" else "never together"
+    print(f"{args.left} and {args.right}: {verb}; `mdm match` applies it")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    return _override(args, "must_link")
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    return _override(args, "cannot_link")
+
+
+def cmd_match(args: argparse.Namespace) -> int:
+    """Retrain if labels changed and recluster, through the code location's match_job."""
+    from mdm_orchestration.hub.store import create_hub_engine
+
+    _use_environment(args.hub, None, args.config)
+    instance = _dagster_instance()
+    engine = create_hub_engine()
+    try:
+        ok = run_matching(instance, engine, after_cleansing=args.force)
+    finally:
+        engine.dispose()
+    _print_status(_status(None))
+    return 0 if ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mdm", description="Customer MDM hub on Dagster")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -280,6 +385,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hub", help="hub database URL (default: MDM_HUB_URL or SQLite in MDM_HOME)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("review", help="label uncertain pairs from the review queue")
+    p.add_argument("--hub", help="hub database URL (default: MDM_HUB_URL or SQLite in MDM_HOME)")
+    p.add_argument("--limit", type=int, default=20, help="at most this many pairs")
+    p.set_defaults(func=cmd_review)
+
+    for name, func, text in (
+        ("merge", cmd_merge, "two records are the same customer, whatever the model says"),
+        ("split", cmd_split, "two records are different customers, whatever the model says"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("left", help="SOURCE:KEY (or a source record id)")
+        p.add_argument("right", help="SOURCE:KEY (or a source record id)")
+        p.add_argument("--reason")
+        p.add_argument("--hub", help="hub database URL")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("match", help="retrain (if labels changed) and recluster via match_job")
+    p.add_argument("--hub", help="hub database URL")
+    p.add_argument("--config", help="configuration folder")
+    p.add_argument("--force", action="store_true", help="recluster even if nothing changed")
+    p.set_defaults(func=cmd_match)
 
     p = sub.add_parser("demo", help="generate sample silos, consolidate them, print a summary")
     p.add_argument("--people", type=int, default=DEFAULT_DEMO_PEOPLE)
