@@ -26,9 +26,17 @@ def test_definitions_load_without_warnings():
     } <= checks
     assert {"quarantine_rate_below_threshold", "required_fields_complete"} <= checks
     groups = {s.key.path[-1]: s.group_name for s in defs.resolve_all_asset_specs()}
-    assert groups == {"source_extracts": "ingestion", "cleansed_records": "cleansing"}
+    assert groups == {
+        "source_extracts": "ingestion",
+        "cleansed_records": "cleansing",
+        "training_labels": "matching",
+        "match_model": "matching",
+        "match_clusters": "matching",
+    }
+    assert {"every_record_in_one_cluster", "no_cluster_above_max_size"} <= checks
     assert all(s.description for s in defs.resolve_all_asset_specs())
     assert defs.resolve_job_def("cleanse_job") is not None
+    assert defs.resolve_job_def("match_job") is not None
 
 
 def test_workspace_points_at_the_definitions():

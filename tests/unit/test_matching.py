@@ -1,0 +1,161 @@
+"""Matching's parts on small hand-made records and on generated silos with ground truth."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mdm_orchestration.config import MatchingConfig, load_hub_config
+from mdm_orchestration.matching.blocking import candidate_pairs
+from mdm_orchestration.matching.clustering import cluster_pairs
+from mdm_orchestration.matching.engine import match_records
+from mdm_orchestration.matching.evaluation import b_cubed, blocking_recall, pairwise_scores
+from mdm_orchestration.matching.labels import (
+    DEFAULT_LABELS,
+    build_default_labels,
+    load_default_labels,
+)
+from mdm_orchestration.matching.model import TrainingError, load_model, train_model
+from mdm_orchestration.matching.records import match_frame
+from mdm_orchestration.matching.rules import apply_rules
+from mdm_orchestration.sample_data.offline import cleansed_frame
+
+TODAY = date(2026, 11, 23)
+
+
+def person(rid: str, **fields) -> dict:
+    base = {"source_record_id": rid, "source": "crm", "source_key": rid, "party_type": "person",
+            "given_name": "Ann", "middle_name": None, "family_name": "Lee", "suffix": None,
+            "given_key": "ann", "family_key": "lee", "given_phonetic": "AN",
+            "family_phonetic": "L", "company_key": None, "legal_form": None,
+            "organisation_record_id": None, "email_key": None, "email_valid": None, "phone": None,
+            "phone_valid": None, "street_number": None, "street_name": None, "unit": None,
+            "postcode": None, "city": None, "country": "US", "address_key": None,
+            "birth_date": None, "national_id": None, "national_id_valid": None}  # fmt: skip
+    return base | fields
+
+
+def frame(*rows: dict) -> pd.DataFrame:
+    return match_frame(pd.DataFrame(list(rows), dtype=object))
+
+
+@pytest.fixture(scope="module")
+def models():
+    labels = load_default_labels()
+    return {
+        party: train_model(party, [tuple(p) for p in s["match"]], [tuple(p) for p in s["distinct"]])
+        for party, s in labels.items()
+    }
+
+
+def test_blocking_pairs_shared_keys_and_skips_giant_blocks():
+    rows = [person(f"r{i}", given_key=f"g{i}", family_key=f"f{i}", family_phonetic=f"F{i}",
+                   phone="+14155552671", phone_valid=True) for i in range(5)]  # fmt: skip
+    rows[0] |= {"email_key": "ann@example.com", "email_valid": True}
+    rows[1] |= {"email_key": "ann@example.com", "email_valid": True}
+    records = frame(*rows)
+    wide = candidate_pairs(records, "person", max_block_size=10)
+    assert len(wide) == 10 and wide.pairs_by_key["phone"] == 10  # everyone shares the phone
+    capped = candidate_pairs(records, "person", max_block_size=4)
+    assert list(zip(capped.left, capped.right, strict=True)) == [(0, 1)]  # only the email pair
+    assert capped.giant_blocks["phone"] == 1
+
+
+def test_rules_accept_sure_pairs_and_spare_household_traps():
+    home = {"street_number": "1", "street_name": "Main St", "postcode": "02134",
+            "phone": "+16175550100", "phone_valid": True}  # fmt: skip
+    records = frame(
+        person("a", national_id="123-45-6789", national_id_valid=True, **home),
+        person("b", national_id="123-45-6789", national_id_valid=True),
+        person("c", given_name="Bob", given_key="robert", **home),  # same household, other person
+        person("d", suffix="Jr", birth_date=date(1990, 1, 1), **home),  # the son
+        person("e", birth_date=date(1960, 1, 1), **home),  # the father
+    )
+    pairs = candidate_pairs(records, "person", 60)
+    masks = apply_rules(records, pairs.left, pairs.right, MatchingConfig().rules)
+    any_rule = np.zeros(len(pairs), dtype=bool)
+    for mask in masks.values():
+        any_rule |= mask
+    accepted = {(int(a), int(b)) for a, b, ok in zip(pairs.left, pairs.right, any_rule,
+                                                     strict=True) if ok}  # fmt: skip
+    assert (0, 1) in accepted  # the same valid SSN
+    assert (0, 2) not in accepted  # other given name
+    assert (3, 4) not in accepted  # father and son: birth dates and suffix differ
+    assert (0, 4) in accepted  # same phone and full name, nothing contradicting
+
+
+def test_cluster_constraints_always_hold():
+    # a, b and c strongly linked; a steward says a and c are different people.
+    left, right = np.array([0, 1, 0, 3]), np.array([1, 2, 2, 4])
+    scores = np.array([0.95, 0.9, 0.85, 0.1], dtype=np.float32)
+    free = cluster_pairs(5, left, right, scores, 0.5)
+    assert free.cluster_of[0] == free.cluster_of[1] == free.cluster_of[2]
+    assert free.cluster_of[3] != free.cluster_of[4]
+    ruled = cluster_pairs(5, left, right, scores, 0.5, must_link=[(3, 4)], cannot_link=[(0, 2)])
+    assert ruled.cluster_of[0] != ruled.cluster_of[2]
+    assert ruled.cluster_of[0] == ruled.cluster_of[1]  # the stronger link survives
+    assert ruled.cluster_of[3] == ruled.cluster_of[4]
+    # A must-link across two otherwise unrelated records.
+    joined = cluster_pairs(3, np.array([], dtype=np.int64), np.array([], dtype=np.int64),
+                           np.array([], dtype=np.float32), 0.5, must_link=[(0, 2)])  # fmt: skip
+    assert joined.cluster_of[0] == joined.cluster_of[2] != joined.cluster_of[1]
+
+
+def test_training_threshold_and_offline_round_trip(models):
+    person_model = models["person"]
+    assert 0.05 <= person_model.threshold <= 0.95
+    assert person_model.metrics["f1"] > 0.95
+    again = load_model(person_model.to_bytes())
+    labels = load_default_labels()["person"]
+    pairs = [tuple(p) for p in labels["match"][:50] + labels["distinct"][:50]]
+    assert np.allclose(again.score(pairs), person_model.score(pairs))
+    assert again.threshold == person_model.threshold
+    assert (person_model.score(pairs[:50]) > 0.5).mean() > 0.9
+    with pytest.raises(TrainingError):
+        train_model("person", [tuple(p) for p in labels["match"][:3]], [])
+
+
+def test_default_labels_are_reproducible():
+    import json
+
+    rebuilt = build_default_labels()
+    shipped = json.loads(DEFAULT_LABELS.read_text())
+    for party in ("person", "organisation"):
+        assert rebuilt[party] == shipped[party]
+    assert hashlib.sha256(DEFAULT_LABELS.read_bytes()).hexdigest()  # the file is there
+
+
+def test_generated_silos_match_the_truth(models, sample_silos):
+    config = load_hub_config()
+    cleansed = cleansed_frame(sample_silos / "landing", config, TODAY)
+    truth = pd.read_csv(sample_silos / "truth.csv", dtype=str)
+    entity = dict(zip(zip(truth["source"], truth["source_key"], strict=True), truth["entity_id"],
+                      strict=True))  # fmt: skip
+    cleansed["entity"] = [entity.get(k) for k in zip(cleansed["source"], cleansed["source_key"],
+                                                     strict=True)]  # fmt: skip
+    cleansed = cleansed[cleansed["entity"].notna()].reset_index(drop=True)
+    result = match_records(cleansed, models, config.matching)
+    merged = result.clusters.merge(cleansed[["source_record_id", "entity"]],
+                                   left_on="record_id", right_on="source_record_id")  # fmt: skip
+    assert len(merged) == len(cleansed) == merged["record_id"].nunique()
+    persons = merged[merged["party_type"] == "person"]
+    scores = pairwise_scores(persons["cluster_id"].tolist(), persons["entity"].tolist())
+    assert scores["precision"] > 0.95 and scores["recall"] > 0.9
+    assert result.stats["contacts_linked_to_organisations"] > 0
+    assert result.stats["person"]["largest_cluster"] <= config.matching.max_cluster_size
+
+
+def test_metrics_on_known_clusterings():
+    truth = ["a", "a", "a", "b", "b", "c"]
+    assert pairwise_scores(truth, truth)["f1"] == 1.0
+    split = pairwise_scores([1, 1, 2, 3, 3, 4], truth)  # a split in two: 1 of 3 a-pairs found
+    assert split["precision"] == 1.0 and split["recall"] == pytest.approx(2 / 4)
+    merged = pairwise_scores([1, 1, 1, 1, 1, 2], truth)
+    assert merged["recall"] == 1.0 and merged["precision"] == pytest.approx(4 / 10)
+    assert b_cubed(truth, truth)["f1"] == 1.0
+    found = blocking_recall([0, 3], [1, 4], truth)
+    assert found["true_pairs"] == 4 and found["recall"] == pytest.approx(0.5)
