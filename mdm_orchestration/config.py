@@ -317,6 +317,9 @@ class MatchingConfig(_Strict):
     #: The asset check flags clusters larger than this (over-merging).
     max_cluster_size: Annotated[int, Field(ge=2)] = 12
     rules: list[str] = Field(default_factory=lambda: list(MATCH_RULES))
+    #: Two records agreeing on nothing but the name are left to review unless at most this
+    #: many records in the hub carry that name (a rare name is evidence; a common one is not).
+    rare_name_records: Annotated[int, Field(ge=0)] = 0
 
     @field_validator("rules")
     @classmethod

@@ -42,6 +42,26 @@ def blocking_keys(records: pd.DataFrame, party_type: str) -> dict[str, pd.Series
             "address": _join(r, ["street", "postcode"]),
             "name_birth": _join(r, ["family_phonetic", "given_initial", "birth"]),
             "given_birth": _join(r, ["given_key", "birth"]),
+            # Typos in both names (or the two swapped): born the same day in the same postcode.
+            "birth_postcode": _join(r, ["birth", "postcode"]),
+            # A typo in the postcode: the same street line in the same town.
+            "street_city": _join(r, ["street", "city"]),
+            # Given and family name swapped between silos.
+            "names_any_order_birth": _join(
+                r.assign(
+                    names=pd.Series(
+                        [
+                            "|".join(sorted((g, f)))
+                            if isinstance(g, str) and isinstance(f, str)
+                            else None
+                            for g, f in zip(r["given_phonetic"], r["family_phonetic"], strict=True)
+                        ],
+                        index=r.index,
+                        dtype=object,
+                    )
+                ),
+                ["names", "birth"],
+            ),
             "name_postcode": _join(r, ["family_phonetic", "given_key", "postcode"]),
             "name_city": _join(r, ["family_phonetic", "given_phonetic", "city"]),
             # The same person at work (CRM contact) and at home shares little but the name;

@@ -20,7 +20,7 @@ from mdm_orchestration.matching.blocking import ORGANISATION, PERSON, candidate_
 from mdm_orchestration.matching.clustering import cluster_pairs
 from mdm_orchestration.matching.model import FIELDS, MatchModel
 from mdm_orchestration.matching.records import match_frame
-from mdm_orchestration.matching.rules import apply_rules
+from mdm_orchestration.matching.rules import apply_rules, corroborated
 
 
 @dataclass
@@ -64,6 +64,18 @@ def match_party(
     if len(todo):
         scores[todo] = model.score(_pairs(records, FIELDS[party_type], left[todo], right[todo]))
     threshold = config.threshold if config.threshold is not None else model.threshold
+    # A pair agreeing on nothing but the name is matched only when the name is rare in the hub
+    # (no more records carry it than one person plausibly has across the silos); for a
+    # common name it is left to a steward.
+    name = (
+        records["given_key"].astype(object).fillna("")
+        + "|"
+        + records["family"].astype(object).fillna("")
+    )
+    name_count = name.map(name.value_counts()).to_numpy()
+    rare = np.minimum(name_count[left], name_count[right]) <= config.rare_name_records
+    weak = ~corroborated(records, left, right) & ~by_rule & ~rare
+    scores[weak] = np.minimum(scores[weak], max(threshold - 0.01, 0.0))
     clustering = cluster_pairs(
         n, left, right, scores, threshold,
         must_link=_positions(records, must_link), cannot_link=_positions(records, cannot_link),
@@ -84,6 +96,7 @@ def match_party(
         "giant_blocks_skipped": {k: v for k, v in cands.giant_blocks.items() if v},
         "rule_matches": {k: int(m.sum()) for k, m in rule_masks.items()},
         "model_scored_pairs": len(todo),
+        "uncorroborated_pairs_capped": int(weak.sum()),
         "pairs_at_or_above_threshold": int((scores >= threshold).sum()),
         "threshold": float(threshold),
         "clusters": int(clustering.cluster_of.max() + 1) if n else 0,

@@ -23,7 +23,7 @@ CLEANSED_COLUMNS = (
     "source_record_id", "source", "source_key", "party_type", "given_name", "middle_name",
     "family_name", "suffix", "given_key", "family_key", "given_phonetic", "family_phonetic",
     "company_key", "legal_form", "organisation_record_id", "email_key", "email_valid", "phone",
-    "phone_valid", "street_number", "street_name", "unit", "postcode", "city", "country",
+    "phone_valid", "street_number", "street_name", "unit", "street", "postcode", "city", "country",
     "address_key", "birth_date", "national_id", "national_id_valid",
 )  # fmt: skip
 
@@ -78,10 +78,13 @@ def match_frame(cleansed: pd.DataFrame) -> pd.DataFrame:
     out["email_domain"] = _map(out["email"], lambda v: v.rsplit("@", 1)[1])
     phone_ok = c["phone_valid"].astype("boolean").fillna(False).to_numpy(bool)
     out["phone"] = _none(c["phone"].where(phone_ok))
-    street = (
-        c["street_number"].fillna("").astype(str) + " " + c["street_name"].fillna("").astype(str)
-    )
-    out["street"] = _folded(street.str.strip().where(c["street_name"].notna()))
+    # Parsed (US) streets as number + name; elsewhere the street line as written.
+    street = [
+        (f"{'' if _missing(n) else n} {name}".strip() if not _missing(name)
+         else (None if _missing(line) else line))
+        for n, name, line in zip(c["street_number"], c["street_name"], c["street"], strict=True)
+    ]  # fmt: skip
+    out["street"] = _folded(pd.Series(street, index=c.index, dtype=object))
     out["unit"] = _map(_folded(c["unit"]), lambda v: v.rsplit(" ", 1)[-1])
     country = c["country"].fillna("")
     postcode = c["postcode"].astype(object)
@@ -96,7 +99,9 @@ def match_frame(cleansed: pd.DataFrame) -> pd.DataFrame:
         )  # fmt: skip
     )
     out["city"] = _folded(c["city"])
-    id_ok = c["national_id_valid"].astype("boolean").fillna(False).to_numpy(bool)
+    # An id no rule could judge (no check configured for its country) still identifies; one
+    # that failed its check does not.
+    id_ok = c["national_id_valid"].astype("boolean").fillna(True).to_numpy(bool)
     out["national_id"] = _none(c["national_id"].where(id_ok))
     out["company"] = _none(c["company_key"].where(c["party_type"] == "organisation"))
     out["employer"] = _none(c["company_key"].where(c["party_type"] != "organisation"))

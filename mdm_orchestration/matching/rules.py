@@ -60,3 +60,21 @@ def apply_rules(
             & ~conflict
         )
     return out
+
+
+#: Fields whose exact agreement corroborates a name match.
+CORROBORATING = ("email", "phone", "national_id", "birth", "street", "postcode", "company")
+
+
+def corroborated(records: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Pairs that agree on at least one identifying field besides the name.
+
+    Two records sharing only a name (a common name in two cities; a person's work contact and
+    home record with nothing else in common) are never matched automatically: the model's score
+    is capped below the threshold, so the pair goes to review instead.
+    """
+    out = np.zeros(len(left), dtype=bool)
+    for column in CORROBORATING:
+        if column in records:
+            out |= _same(records, column, left, right)
+    return out

@@ -34,6 +34,7 @@ def person(rid: str, **fields) -> dict:
             "family_phonetic": "L", "company_key": None, "legal_form": None,
             "organisation_record_id": None, "email_key": None, "email_valid": None, "phone": None,
             "phone_valid": None, "street_number": None, "street_name": None, "unit": None,
+            "street": None,
             "postcode": None, "city": None, "country": "US", "address_key": None,
             "birth_date": None, "national_id": None, "national_id_valid": None}  # fmt: skip
     return base | fields

