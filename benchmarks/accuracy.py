@@ -7,11 +7,15 @@ Datasets:
   febrl4   FEBRL datasets 4a + 4b (2 x 5,000 records, linkage), matched as one set
   gen-N    generated silos of about N source records (seed different from the default labels')
 
+With --peers (FEBRL only), the same run also fits splink (DuckDB) and a classic recordlinkage
+pipeline on the same test half, in a separate virtualenv (see benchmarks/peers.py).
+
 FEBRL: the model trains on the shipped default labels plus labels from the benchmark's own
 training split (candidate pairs among half of the entities, chosen by a hash of the entity id);
 the figures are computed on the other half only. Generated silos: shipped default labels only.
 
     .venv/bin/python benchmarks/accuracy.py                 # febrl3 febrl4 gen-10000 gen-100000
+    .venv/bin/python benchmarks/accuracy.py --peers febrl3 febrl4
     .venv/bin/python benchmarks/accuracy.py gen-1000000
 """
 
@@ -159,13 +163,40 @@ def evaluate(name: str, cleansed: pd.DataFrame, extra_labels: dict | None) -> No
         recall["found"] += br["true_pairs_found"]
         recall["total"] += br["true_pairs"]
     blocking = recall["found"] / recall["total"] if recall["total"] else 1.0
-    print(f"{name:<14} {len(cleansed):>9,} rec  P {pw['precision']:.4f}  R {pw['recall']:.4f}  "
+    print(f"{name:<22} {len(cleansed):>9,} rec  P {pw['precision']:.4f}  R {pw['recall']:.4f}  "
           f"F1 {pw['f1']:.4f}  blocking recall {blocking:.4f}  B3-F1 {bc['f1']:.4f}  "
           f"train {trained:.1f} s  match {seconds:.1f} s  peak {peak_mb():,.0f} MB", flush=True)  # fmt: skip
 
 
+PEERS_VENV = CACHE / "peers-venv"
+
+
+def run_peers(name: str) -> None:
+    """splink and recordlinkage on the same FEBRL test half, in their own virtualenv."""
+    import json
+
+    python = PEERS_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(PEERS_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "splink>=4.0,<5",
+                        "recordlinkage==0.16", "pandas<3", "duckdb"], check=True)  # fmt: skip
+    out = subprocess.run([str(python), "-W", "ignore", str(ROOT / "benchmarks" / "peers.py"), name],
+                         check=True, capture_output=True, text=True).stdout  # fmt: skip
+    for line in out.splitlines():
+        if not line.startswith("{"):
+            continue
+        r = json.loads(line)
+        label = f"{name} {r['peer']}"
+        print(f"{label:<22} {r['records']:>9,} rec  P {r['precision']:.4f}  R {r['recall']:.4f}  "
+              f"F1 {r['f1']:.4f}  candidate recall {r['blocking_recall']:.4f}  "
+              f"B3-F1 {r['b3_f1']:.4f}  {r['seconds']:.1f} s  peak {r['peak_rss_mb']:,} MB",
+              flush=True)  # fmt: skip
+
+
 def main() -> None:
-    wanted = sys.argv[1:] or ["febrl3", "febrl4", "gen-10000", "gen-100000"]
+    args = sys.argv[1:]
+    peers = "--peers" in args
+    wanted = [a for a in args if a != "--peers"] or ["febrl3", "febrl4", "gen-10000", "gen-100000"]
     from mdm_orchestration.config import load_hub_config
 
     config = load_hub_config()
@@ -175,7 +206,9 @@ def main() -> None:
             cleansed = febrl_cleansed([febrl_file(f) for f in files])
             train = cleansed[cleansed["entity"].map(in_training_half)].reset_index(drop=True)
             test = cleansed[~cleansed["entity"].map(in_training_half)].reset_index(drop=True)
-            evaluate(f"{name} (test)", test, split_labels(train, config))
+            evaluate(f"{name} ours", test, split_labels(train, config))
+            if peers:
+                run_peers(name)
         else:
             evaluate(name, generated_cleansed(int(name.split("-", 1)[1])), None)
 

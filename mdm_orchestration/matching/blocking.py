@@ -40,7 +40,8 @@ def blocking_keys(records: pd.DataFrame, party_type: str) -> dict[str, pd.Series
             "phone": r["phone"],
             "national_id": r["national_id"],
             "address": _join(r, ["street", "postcode"]),
-            "name_birth": _join(r, ["family_phonetic", "given_initial", "birth"]),
+            "family_birth": _join(r, ["family_phonetic", "birth"]),
+            "birth_city": _join(r, ["birth", "city"]),
             "given_birth": _join(r, ["given_key", "birth"]),
             # Typos in both names (or the two swapped): born the same day in the same postcode.
             "birth_postcode": _join(r, ["birth", "postcode"]),
@@ -62,7 +63,7 @@ def blocking_keys(records: pd.DataFrame, party_type: str) -> dict[str, pd.Series
                 ),
                 ["names", "birth"],
             ),
-            "name_postcode": _join(r, ["family_phonetic", "given_key", "postcode"]),
+            "family_postcode": _join(r, ["family_phonetic", "postcode"]),
             "name_city": _join(r, ["family_phonetic", "given_phonetic", "city"]),
             # The same person at work (CRM contact) and at home shares little but the name;
             # common names make blocks too large to keep, which is the point of the cap.

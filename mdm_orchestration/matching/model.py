@@ -17,6 +17,7 @@ from typing import Any
 
 import dedupe
 import numpy as np
+from affinegap import normalizedAffineGapDistance
 from dedupe import variables as v
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
@@ -28,6 +29,18 @@ FIELDS = {PERSON: PERSON_FIELDS, ORGANISATION: ORGANISATION_FIELDS}
 Pair = tuple[dict[str, Any], dict[str, Any]]
 
 
+def names_any_order(a: str, b: str) -> float:
+    """Distance of two ``given|family`` pairs, in whichever order fits better: silos swap the
+    two fields. dedupe calls it for records where both are present."""
+    ga, _, fa = a.partition("|")
+    gb, _, fb = b.partition("|")
+
+    def d(x: str, y: str) -> float:
+        return normalizedAffineGapDistance(x, y) if x and y else 0.5
+
+    return min(d(ga, gb) + d(fa, fb), d(ga, fb) + d(fa, gb))
+
+
 def variables(party_type: str) -> list[Any]:
     """dedupe variable definitions per party type."""
     if party_type == PERSON:
@@ -36,6 +49,7 @@ def variables(party_type: str) -> list[Any]:
             v.Exact("given_key"),
             v.Exact("middle_initial", has_missing=True),
             v.String("family"),
+            v.Custom("names", comparator=names_any_order, has_missing=True),
             v.Exact("suffix", has_missing=True),
             v.ShortString("birth", has_missing=True),
             v.String("email", has_missing=True),

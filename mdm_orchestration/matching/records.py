@@ -11,7 +11,7 @@ import pandas as pd
 
 from mdm_orchestration.cleansing.text import fold
 
-PERSON_FIELDS = ("given", "given_key", "middle_initial", "family", "suffix", "birth", "email",
+PERSON_FIELDS = ("given", "given_key", "middle_initial", "family", "names", "suffix", "birth", "email",
                  "phone", "street", "unit", "postcode", "city", "national_id")  # fmt: skip
 ORGANISATION_FIELDS = ("company", "legal_form", "email", "email_domain", "phone", "street",
                        "unit", "postcode", "city", "national_id")  # fmt: skip
@@ -69,6 +69,11 @@ def match_frame(cleansed: pd.DataFrame) -> pd.DataFrame:
     out["given_key"] = _none(c["given_key"])
     out["middle_initial"] = _map(_folded(c["middle_name"]), lambda v: v[0])
     out["family"] = _none(c["family_key"])
+    out["names"] = pd.Series(
+        [f"{g}|{f}" if isinstance(g, str) and isinstance(f, str) else None
+         for g, f in zip(out["given"], out["family"], strict=True)],
+        index=c.index, dtype=object,
+    )  # fmt: skip
     out["suffix"] = _folded(c["suffix"])
     birth = pd.to_datetime(c["birth_date"], errors="coerce")
     out["birth"] = _none(birth.dt.strftime("%Y-%m-%d"))
