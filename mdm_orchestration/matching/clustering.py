@@ -58,9 +58,14 @@ def cluster_pairs(
 ) -> Clustering:
     """Cluster ``n`` records (positions) from scored pairs ``left < right``."""
     cannot = {(min(a, b), max(a, b)) for a, b in cannot_link}
-    score_of: dict[tuple[int, int], float] = {}
-    for a, b, s in zip(left.tolist(), right.tolist(), scores.tolist(), strict=True):
-        score_of[(a, b)] = s
+    # Only pairs at or above the threshold can join records: keep just those (millions of
+    # candidate pairs as a Python dict would cost gigabytes at a million records).
+    above = scores >= threshold
+    score_of: dict[tuple[int, int], float] = {
+        (a, b): s
+        for a, b, s in zip(left[above].tolist(), right[above].tolist(), scores[above].tolist(),
+                           strict=True)
+    }  # fmt: skip
     for a, b in must_link:
         score_of[(min(a, b), max(a, b))] = 1.0
     for pair in cannot:

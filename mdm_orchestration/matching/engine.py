@@ -32,11 +32,6 @@ class MatchResult:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def _pairs(records: pd.DataFrame, fields: tuple[str, ...], left: np.ndarray, right: np.ndarray):  # noqa: ANN202
-    rows = records[list(fields)].to_dict("records")
-    return [(rows[a], rows[b]) for a, b in zip(left.tolist(), right.tolist(), strict=True)]
-
-
 def _positions(records: pd.DataFrame, pairs: list[tuple[str, str]]) -> list[tuple[int, int]]:
     where = {rid: i for i, rid in enumerate(records["record_id"].tolist())}
     return [(where[a], where[b]) for a, b in pairs if a in where and b in where and a != b]
@@ -62,7 +57,9 @@ def match_party(
     scores = np.ones(len(left), dtype=np.float32)
     todo = np.nonzero(~by_rule)[0]
     if len(todo):
-        scores[todo] = model.score(_pairs(records, FIELDS[party_type], left[todo], right[todo]))
+        rows = records[list(FIELDS[party_type])].to_dict("records")
+        scores[todo] = model.score_indexed(rows, left[todo], right[todo])
+        del rows
     threshold = config.threshold if config.threshold is not None else model.threshold
     # A pair agreeing on nothing but the name is matched only when the name is rare in the hub
     # (no more records carry it than one person plausibly has across the silos); for a

@@ -91,6 +91,19 @@ class MatchModel:
             out[start : start + len(chunk)] = self.classifier.predict_proba(distances)[:, 1]
         return out
 
+    def score_indexed(
+        self, rows: list[dict[str, Any]], left: np.ndarray, right: np.ndarray, batch: int = 20_000
+    ) -> np.ndarray:
+        """Match probability of the pairs ``(rows[left[i]], rows[right[i]])``, built a batch at
+        a time so that millions of pairs never exist as Python objects at once."""
+        out = np.zeros(len(left), dtype=np.float32)
+        for start in range(0, len(left), batch):
+            a, b = left[start : start + batch].tolist(), right[start : start + batch].tolist()
+            out[start : start + len(a)] = self.score(
+                [(rows[i], rows[j]) for i, j in zip(a, b, strict=True)], batch=batch
+            )
+        return out
+
     def to_bytes(self) -> bytes:
         """dedupe's settings layout (data model, classifier, predicates) plus our threshold."""
         buffer = io.BytesIO()
