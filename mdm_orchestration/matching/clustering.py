@@ -29,6 +29,17 @@ def _find(parent: list[int], i: int) -> int:
     return i
 
 
+def _components(
+    n: int, left: np.ndarray, right: np.ndarray, extra: list[tuple[int, int]]
+) -> np.ndarray:
+    parent = list(range(n))
+    for a, b in [*zip(left.tolist(), right.tolist(), strict=True), *extra]:
+        ra, rb = _find(parent, a), _find(parent, b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return np.array([_find(parent, i) for i in range(n)], dtype=np.int64)
+
+
 def _split_constrained(
     members: list[int], edges: list[tuple[float, int, int]], cannot: set[tuple[int, int]]
 ) -> list[list[int]]:
@@ -58,12 +69,16 @@ def cluster_pairs(
 ) -> Clustering:
     """Cluster ``n`` records (positions) from scored pairs ``left < right``."""
     cannot = {(min(a, b), max(a, b)) for a, b in cannot_link}
-    # Only pairs at or above the threshold can join records: keep just those (millions of
-    # candidate pairs as a Python dict would cost gigabytes at a million records).
+    # Components of the pairs at or above the threshold (and must-links) bound what can join.
+    # Inside a component every scored pair is handed to dedupe, below the threshold too: a pair
+    # it does not see counts as "completely different" and would split one person's records.
+    # Pairs outside every component are left out (millions of them at a million records).
     above = scores >= threshold
+    comp = _components(n, left[above], right[above], must_link)
+    inside = comp[left] == comp[right]
     score_of: dict[tuple[int, int], float] = {
         (a, b): s
-        for a, b, s in zip(left[above].tolist(), right[above].tolist(), scores[above].tolist(),
+        for a, b, s in zip(left[inside].tolist(), right[inside].tolist(), scores[inside].tolist(),
                            strict=True)
     }  # fmt: skip
     for a, b in must_link:
@@ -72,16 +87,16 @@ def cluster_pairs(
         score_of.pop(pair, None)
     cluster_of = np.arange(n, dtype=np.int64)
     confidence = np.ones(n, dtype=np.float64)
-    kept = [(p, s) for p, s in score_of.items() if s >= threshold or s == 1.0]
+    kept = list(score_of.items())
     if kept:
         dupes = np.array(kept, dtype=[("pairs", "i8", 2), ("score", "f4")])
         for ids, conf in dedupe_cluster(dupes, threshold=threshold):
             members = list(ids)
             groups = [members]
             if cannot and any((min(x, y), max(x, y)) in cannot for x in members for y in members):
-                inside = set(members)
-                edges = [(s, a, b) for (a, b), s in score_of.items() if a in inside and b in inside
-                         and s >= threshold]  # fmt: skip
+                group_set = set(members)
+                edges = [(s, a, b) for (a, b), s in score_of.items()
+                         if a in group_set and b in group_set and s >= threshold]  # fmt: skip
                 groups = _split_constrained(members, edges, cannot)
             conf_of = dict(zip(members, np.asarray(conf, dtype=float).tolist(), strict=False))
             for group in groups:

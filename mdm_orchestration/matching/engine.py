@@ -37,6 +37,84 @@ def _positions(records: pd.DataFrame, pairs: list[tuple[str, str]]) -> list[tupl
     return [(where[a], where[b]) for a, b in pairs if a in where and b in where and a != b]
 
 
+@dataclass
+class _Scored:
+    scores: np.ndarray
+    by_rule: np.ndarray
+    weak: np.ndarray
+    rule_counts: dict[str, int]
+
+
+class _Scorer:
+    """Rules, the model and the name-only cap over index pairs of one party's records."""
+
+    def __init__(self, records: pd.DataFrame, party_type: str, model: MatchModel,
+                 config: MatchingConfig) -> None:  # fmt: skip
+        self.records, self.model, self.config = records, model, config
+        self.rows = records[list(FIELDS[party_type])].to_dict("records")
+        self.threshold = config.threshold if config.threshold is not None else model.threshold
+        name = (
+            records["given_key"].astype(object).fillna("")
+            + "|"
+            + records["family"].astype(object).fillna("")
+        )
+        self.name_count = name.map(name.value_counts()).to_numpy()
+
+    def __call__(self, left: np.ndarray, right: np.ndarray) -> _Scored:
+        rule_masks = apply_rules(self.records, left, right, self.config.rules)
+        by_rule = np.zeros(len(left), dtype=bool)
+        for mask in rule_masks.values():
+            by_rule |= mask
+        scores = np.ones(len(left), dtype=np.float32)
+        todo = np.nonzero(~by_rule)[0]
+        if len(todo):
+            scores[todo] = self.model.score_indexed(self.rows, left[todo], right[todo])
+        # A pair agreeing on nothing but the name is matched only when the name is rare in the
+        # hub (config: rare_name_records); otherwise it is left to a steward.
+        rare = (np.minimum(self.name_count[left], self.name_count[right])
+                <= self.config.rare_name_records)  # fmt: skip
+        weak = ~corroborated(self.records, left, right) & ~by_rule & ~rare
+        scores[weak] = np.minimum(scores[weak], max(self.threshold - 0.01, 0.0))
+        return _Scored(scores, by_rule, weak, {k: int(m.sum()) for k, m in rule_masks.items()})
+
+
+def _missing_pairs_in_components(
+    n: int, left: np.ndarray, right: np.ndarray, linked: np.ndarray, max_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs inside each connected component of ``linked`` pairs that blocking did not produce.
+
+    dedupe's clustering reads a missing pair as "completely different", so one person's five
+    records, of which only some share a key, would be split apart; scoring the rest of the pairs
+    inside each (small) component lets the clustering see them.
+    """
+    parent = np.arange(n)
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return int(i)
+
+    for a, b in zip(left[linked].tolist(), right[linked].tolist(), strict=True):
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    members: dict[int, list[int]] = {}
+    for i in set(left[linked].tolist()) | set(right[linked].tolist()):
+        members.setdefault(find(i), []).append(i)
+    have = set(zip(left.tolist(), right.tolist(), strict=True))
+    extra_l, extra_r = [], []
+    for group in members.values():
+        if 3 <= len(group) <= max_size:
+            group.sort()
+            for i, a in enumerate(group):
+                for b in group[i + 1 :]:
+                    if (a, b) not in have:
+                        extra_l.append(a)
+                        extra_r.append(b)
+    return np.array(extra_l, dtype=np.int64), np.array(extra_r, dtype=np.int64)
+
+
 def match_party(
     records: pd.DataFrame,
     party_type: str,
@@ -49,34 +127,22 @@ def match_party(
     records = records.reset_index(drop=True)
     n = len(records)
     cands = candidate_pairs(records, party_type, config.max_block_size)
-    left, right = cands.left, cands.right
-    rule_masks = apply_rules(records, left, right, config.rules)
-    by_rule = np.zeros(len(left), dtype=bool)
-    for mask in rule_masks.values():
-        by_rule |= mask
-    scores = np.ones(len(left), dtype=np.float32)
-    todo = np.nonzero(~by_rule)[0]
-    if len(todo):
-        rows = records[list(FIELDS[party_type])].to_dict("records")
-        scores[todo] = model.score_indexed(rows, left[todo], right[todo])
-        del rows
-    threshold = config.threshold if config.threshold is not None else model.threshold
-    # A pair agreeing on nothing but the name is matched only when the name is rare in the hub
-    # (no more records carry it than one person plausibly has across the silos); for a
-    # common name it is left to a steward.
-    name = (
-        records["given_key"].astype(object).fillna("")
-        + "|"
-        + records["family"].astype(object).fillna("")
+    scorer = _Scorer(records, party_type, model, config)
+    threshold = scorer.threshold
+    scored = scorer(cands.left, cands.right)
+    extra_l, extra_r = _missing_pairs_in_components(
+        n, cands.left, cands.right, scored.scores >= threshold, config.max_cluster_size * 4
     )
-    name_count = name.map(name.value_counts()).to_numpy()
-    rare = np.minimum(name_count[left], name_count[right]) <= config.rare_name_records
-    weak = ~corroborated(records, left, right) & ~by_rule & ~rare
-    scores[weak] = np.minimum(scores[weak], max(threshold - 0.01, 0.0))
+    extra = scorer(extra_l, extra_r)
+    left = np.concatenate([cands.left, extra_l])
+    right = np.concatenate([cands.right, extra_r])
+    scores = np.concatenate([scored.scores, extra.scores])
+    by_rule = np.concatenate([scored.by_rule, extra.by_rule])
     clustering = cluster_pairs(
         n, left, right, scores, threshold,
         must_link=_positions(records, must_link), cannot_link=_positions(records, cannot_link),
     )  # fmt: skip
+    del scorer
     ids = records["record_id"].to_numpy(object)
     root = pd.Series(ids).groupby(clustering.cluster_of).transform("min").to_numpy(object)
     clusters = pd.DataFrame({"record_id": ids, "party_type": party_type, "cluster_id": root,
@@ -88,12 +154,13 @@ def match_party(
     sizes = Counter(Counter(clustering.cluster_of.tolist()).values())
     stats = {
         "records": n,
-        "candidate_pairs": len(left),
+        "candidate_pairs": len(cands),
         "pairs_by_blocking_key": cands.pairs_by_key,
         "giant_blocks_skipped": {k: v for k, v in cands.giant_blocks.items() if v},
-        "rule_matches": {k: int(m.sum()) for k, m in rule_masks.items()},
-        "model_scored_pairs": len(todo),
-        "uncorroborated_pairs_capped": int(weak.sum()),
+        "component_pairs_added": len(extra_l),
+        "rule_matches": scored.rule_counts,
+        "model_scored_pairs": int((~by_rule).sum()),
+        "uncorroborated_pairs_capped": int(scored.weak.sum() + extra.weak.sum()),
         "pairs_at_or_above_threshold": int((scores >= threshold).sum()),
         "threshold": float(threshold),
         "clusters": int(clustering.cluster_of.max() + 1) if n else 0,
