@@ -42,9 +42,13 @@ def run(path: Path) -> None:
     from mdm_orchestration.matching.engine import match_records
     from mdm_orchestration.matching.labels import load_default_labels
     from mdm_orchestration.matching.model import train_model
+    from mdm_orchestration.matching.records import CLEANSED_COLUMNS
 
-    frame = pd.read_parquet(path).astype(object)
-    frame = frame.where(frame.notna(), None)
+    # The columns the hub reads for matching (store.current_cleansed), as Python objects.
+    frame = pd.read_parquet(path, columns=list(CLEANSED_COLUMNS))
+    for column in frame.columns:
+        values = frame[column]
+        frame[column] = pd.Series([None if pd.isna(v) else v for v in values], dtype=object)
     t0 = time.perf_counter()
     models = {
         p: train_model(p, [tuple(x) for x in s["match"]], [tuple(x) for x in s["distinct"]])

@@ -102,17 +102,19 @@ def _missing_pairs_in_components(
     members: dict[int, list[int]] = {}
     for i in set(left[linked].tolist()) | set(right[linked].tolist()):
         members.setdefault(find(i), []).append(i)
-    have = set(zip(left.tolist(), right.tolist(), strict=True))
     extra_l, extra_r = [], []
     for group in members.values():
         if 3 <= len(group) <= max_size:
             group.sort()
             for i, a in enumerate(group):
                 for b in group[i + 1 :]:
-                    if (a, b) not in have:
-                        extra_l.append(a)
-                        extra_r.append(b)
-    return np.array(extra_l, dtype=np.int64), np.array(extra_r, dtype=np.int64)
+                    extra_l.append(a)
+                    extra_r.append(b)
+    el, er = np.array(extra_l, dtype=np.int64), np.array(extra_r, dtype=np.int64)
+    # Drop the pairs blocking already produced (as int64 codes: a set of millions of tuples
+    # would cost hundreds of megabytes).
+    new = ~np.isin(el * n + er, left * n + right)
+    return el[new], er[new]
 
 
 def match_party(
