@@ -136,3 +136,42 @@ def test_cleansing_on_postgres(postgres_url, hub_config, landing):
         assert quality_state(engine, hub_config)["loyalty"].quarantined == 1
     finally:
         engine.dispose()
+
+
+def test_matching_on_postgres(postgres_url, hub_config, sample_silos, tmp_path):
+    """Models (binary settings), clusters and the review queue (COPY) on PostgreSQL."""
+    from mdm_orchestration.cleansing import cleanse_pending
+    from mdm_orchestration.matching.store import (
+        cluster_state,
+        load_models,
+        needs_rematch,
+        rebuild_clusters,
+        record_label,
+        train_models,
+    )
+    from tests.helpers import copy_landing
+
+    landing = copy_landing(sample_silos, tmp_path / "silos")
+    engine = create_hub_engine(postgres_url)
+    try:
+        for path in sorted(p for p in landing.rglob("*") if p.is_file()):
+            ingest_file(engine, hub_config, path, landing)
+        cleanse_pending(engine, hub_config)
+        with engine.connect() as conn:
+            assert needs_rematch(conn)
+        assert train_models(engine).retrained == {"person": True, "organisation": True}
+        with engine.connect() as conn:
+            assert set(load_models(conn)) == {"person", "organisation"}
+        result = rebuild_clusters(engine, hub_config)
+        state = cluster_state(engine, hub_config)
+        assert state.records == state.clustered == state.distinct_records > 1000
+        assert not state.oversized
+        with engine.connect() as conn:
+            assert not needs_rematch(conn)
+        pair = result.review.iloc[0]
+        record_label(engine, pair["left_id"], pair["right_id"], "distinct", "test")
+        with engine.connect() as conn:
+            assert needs_rematch(conn)  # labels changed: retrain and recluster
+        assert train_models(engine).retrained["person"] is True
+    finally:
+        engine.dispose()
