@@ -3,7 +3,7 @@
 A pair a rule accepts is a match whatever the model says (score 1.0); rules never reject. Which
 rules run is configuration (``matching.yaml``); each is strict enough to hold on household
 traps: members sharing an address, a surname and a home phone differ in given name, and a
-father and son sharing a name differ in national id and birth date.
+father and son sharing a name differ in national id, birth date, suffix or middle initial.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ def apply_rules(
         _differ(records, "national_id", left, right)
         | _differ(records, "birth", left, right)
         | _differ(records, "suffix", left, right)
+        | _differ(records, "middle_initial", left, right)
     )
     out: dict[str, np.ndarray] = {}
     if "same_national_id" in rules:

@@ -75,6 +75,8 @@ def test_rules_accept_sure_pairs_and_spare_household_traps():
         person("c", given_name="Bob", given_key="robert", **home),  # same household, other person
         person("d", suffix="Jr", birth_date=date(1990, 1, 1), **home),  # the son
         person("e", birth_date=date(1960, 1, 1), **home),  # the father
+        person("f", middle_name="A.", **home),
+        person("g", middle_name="B.", **home),  # same name, another middle initial
     )
     pairs = candidate_pairs(records, "person", 60)
     masks = apply_rules(records, pairs.left, pairs.right, MatchingConfig().rules)
@@ -87,6 +89,7 @@ def test_rules_accept_sure_pairs_and_spare_household_traps():
     assert (0, 2) not in accepted  # other given name
     assert (3, 4) not in accepted  # father and son: birth dates and suffix differ
     assert (0, 4) in accepted  # same phone and full name, nothing contradicting
+    assert (5, 6) not in accepted
 
 
 def test_cluster_constraints_always_hold():
