@@ -27,6 +27,14 @@ evaluation = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(evaluation)  # plain Python: no hub dependencies needed here
 
 
+def peak_mb() -> int:
+    """This process's own high-water mark (VmHWM; ru_maxrss would include the forking parent's)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
 def in_training_half(entity: str) -> bool:
     return hashlib.sha256(f"split:{entity}".encode()).digest()[0] < 128
 
@@ -69,7 +77,7 @@ def report(peer: str, name: str, test: pd.DataFrame, labels: list[int], seconds:
                       "precision": pw["precision"], "recall": pw["recall"], "f1": pw["f1"],
                       "blocking_recall": br["recall"], "b3_f1": bc["f1"],
                       "seconds": round(seconds, 1),
-                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}),
+                      "peak_rss_mb": peak_mb()}),
           flush=True)  # fmt: skip
 
 
