@@ -320,6 +320,9 @@ class MatchingConfig(_Strict):
     #: Two records agreeing on nothing but the name are left to review unless at most this
     #: many records in the hub carry that name (a rare name is evidence; a common one is not).
     rare_name_records: Annotated[int, Field(ge=0)] = 0
+    #: Records whose birth years are this far apart (and not a typo) never share a cluster,
+    #: even through a third record resembling both (a father and son). 0 turns it off.
+    birth_year_gap: Annotated[int, Field(ge=0)] = 10
 
     @field_validator("rules")
     @classmethod

@@ -20,7 +20,7 @@ from mdm_orchestration.matching.blocking import ORGANISATION, PERSON, candidate_
 from mdm_orchestration.matching.clustering import cluster_pairs
 from mdm_orchestration.matching.model import FIELDS, MatchModel
 from mdm_orchestration.matching.records import match_frame
-from mdm_orchestration.matching.rules import apply_rules, corroborated
+from mdm_orchestration.matching.rules import apply_rules, contradicting, corroborated
 
 
 @dataclass
@@ -140,9 +140,16 @@ def match_party(
     right = np.concatenate([cands.right, extra_r])
     scores = np.concatenate([scored.scores, extra.scores])
     by_rule = np.concatenate([scored.by_rule, extra.by_rule])
+    # Pairs that contradict each other (birth dates, national ids) are never clustered together,
+    # even through a third record that resembles both; steward cannot-links join them.
+    linked = scores >= threshold
+    contra = contradicting(records, left[~linked], right[~linked], config.birth_year_gap)
+    cannot = _positions(records, cannot_link) + list(
+        zip(left[~linked][contra].tolist(), right[~linked][contra].tolist(), strict=True)
+    )
     clustering = cluster_pairs(
         n, left, right, scores, threshold,
-        must_link=_positions(records, must_link), cannot_link=_positions(records, cannot_link),
+        must_link=_positions(records, must_link), cannot_link=cannot,
     )  # fmt: skip
     del scorer
     ids = records["record_id"].to_numpy(object)
@@ -161,6 +168,7 @@ def match_party(
         "giant_blocks_skipped": {k: v for k, v in cands.giant_blocks.items() if v},
         "component_pairs_added": len(extra_l),
         "rule_matches": scored.rule_counts,
+        "contradicting_pairs_kept_apart": int(contra.sum()),
         "model_scored_pairs": int((~by_rule).sum()),
         "uncorroborated_pairs_capped": int(scored.weak.sum() + extra.weak.sum()),
         "pairs_at_or_above_threshold": int((scores >= threshold).sum()),

@@ -79,3 +79,28 @@ def corroborated(records: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> 
         if column in records:
             out |= _same(records, column, left, right)
     return out
+
+
+def _positions_differ(a: str, b: str) -> int:
+    if len(a) != len(b):
+        return max(len(a), len(b))
+    return sum(x != y for x, y in zip(a, b, strict=True))
+
+
+def contradicting(
+    records: pd.DataFrame, left: np.ndarray, right: np.ndarray, year_gap: int = 10
+) -> np.ndarray:
+    """Pairs that cannot be one person whatever else they share: birth dates a generation
+    apart (years ``year_gap`` or more apart and more than two characters different; a typo or a
+    pair of swapped digits is not; 0 turns this off). A father and son sharing a name, an address and a phone are kept
+    apart by this even when a third record, without a birth date, resembles both."""
+    values = records["birth"].to_numpy(object)
+    a, b = values[left], values[right]
+    out = np.zeros(len(left), dtype=bool)
+    if year_gap <= 0:
+        return out
+    for i in np.nonzero(pd.notna(a) & pd.notna(b))[0]:
+        x, y = str(a[i]), str(b[i])
+        if x[:4].isdigit() and y[:4].isdigit() and abs(int(x[:4]) - int(y[:4])) >= year_gap:
+            out[i] = _positions_differ(x, y) > 2
+    return out

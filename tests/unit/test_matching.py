@@ -163,3 +163,25 @@ def test_metrics_on_known_clusterings():
     assert b_cubed(truth, truth)["f1"] == 1.0
     found = blocking_recall([0, 3], [1, 4], truth)
     assert found["true_pairs"] == 4 and found["recall"] == pytest.approx(0.5)
+
+
+def test_father_and_son_stay_apart_even_through_a_third_record(models):
+    home = {"given_name": "John", "given_key": "john", "given_phonetic": "JN",
+            "family_name": "Smith", "family_key": "smith", "family_phonetic": "SM0",
+            "street_number": "12", "street_name": "Oak St", "street": "12 Oak St",
+            "postcode": "02134", "city": "Boston", "phone": "+16175550100", "phone_valid": True}  # fmt: skip
+    records = pd.DataFrame(
+        [
+            person("father", birth_date=date(1958, 3, 4), **home),
+            person("son", birth_date=date(1989, 7, 1), **home),
+            person("either", email_key="jsmith@example.com", email_valid=True, **home),
+            person("or", **home),  # two records without a birth date resemble both men
+        ],
+        dtype=object,
+    )
+    config = load_hub_config().matching
+    clusters = match_records(records, models, config).clusters.set_index("record_id")["cluster_id"]
+    assert clusters["father"] != clusters["son"]
+    off = config.model_copy(update={"birth_year_gap": 0})
+    chained = match_records(records, models, off).clusters.set_index("record_id")["cluster_id"]
+    assert chained["father"] == chained["son"]  # without the rule the chain fuses them
