@@ -176,34 +176,37 @@ class CleansedRecord(SQLModel, table=True):
     cleansed_at: datetime
 
 
-class TrainingLabel(SQLModel, table=True):
-    """A steward's verdict on a pair of source records (``left < right``); the latest wins."""
-
-    __tablename__ = "training_labels"
-    __table_args__ = (
-        Index("uq_training_labels_pair", "left_record_id", "right_record_id", unique=True),
-    )
+class _RecordPair(SQLModel):
+    """Columns of the tables about a pair of source records, stored with ``left < right`` and
+    unique per pair (each table adds its ``uq_<table>_pair`` index)."""
 
     id: int | None = Field(default=None, primary_key=True)
-    party_type: str = Field(max_length=16)
     left_record_id: str = Field(max_length=32)
     right_record_id: str = Field(max_length=32)
+
+
+def _pair_index(table: str) -> Index:
+    return Index(f"uq_{table}_pair", "left_record_id", "right_record_id", unique=True)
+
+
+class TrainingLabel(_RecordPair, table=True):
+    """A steward's verdict on a pair of source records; the latest wins."""
+
+    __tablename__ = "training_labels"
+    __table_args__ = (_pair_index("training_labels"),)
+
+    party_type: str = Field(max_length=16)
     label: str = Field(max_length=16)  # match | distinct | unsure
     labelled_by: str = Field(max_length=128)
     labelled_at: datetime
 
 
-class MatchOverride(SQLModel, table=True):
+class MatchOverride(_RecordPair, table=True):
     """A steward's must-link (merge) or cannot-link (split) between two source records."""
 
     __tablename__ = "match_overrides"
-    __table_args__ = (
-        Index("uq_match_overrides_pair", "left_record_id", "right_record_id", unique=True),
-    )
+    __table_args__ = (_pair_index("match_overrides"),)
 
-    id: int | None = Field(default=None, primary_key=True)
-    left_record_id: str = Field(max_length=32)
-    right_record_id: str = Field(max_length=32)
     kind: str = Field(max_length=16)  # must_link | cannot_link
     reason: str | None = Field(default=None, sa_column=Column(Text))
     created_by: str = Field(max_length=128)
@@ -241,18 +244,13 @@ class MatchCluster(SQLModel, table=True):
     clustered_at: datetime
 
 
-class ReviewItem(SQLModel, table=True):
+class ReviewItem(_RecordPair, table=True):
     """A candidate pair the model was unsure of, waiting for (or given) a steward's verdict."""
 
     __tablename__ = "review_queue"
-    __table_args__ = (
-        Index("uq_review_queue_pair", "left_record_id", "right_record_id", unique=True),
-    )
+    __table_args__ = (_pair_index("review_queue"),)
 
-    id: int | None = Field(default=None, primary_key=True)
     party_type: str = Field(max_length=16)
-    left_record_id: str = Field(max_length=32)
-    right_record_id: str = Field(max_length=32)
     score: float
     status: str = Field(max_length=16, index=True)  # pending | done
     created_at: datetime
