@@ -2,8 +2,8 @@
 
 Generates silos for about N / 2.1 people (all five layouts, realistic repetition of cities,
 streets, names and domains), reads every extract with the ingestion readers, then times only
-``cleanse_batch`` over all rows in chunks of --chunk (what the ``cleansed_records`` asset runs
-per chunk, without the database). With --hub it also times the whole hub path on SQLite
+``cleanse_batches`` over all rows in chunks of --chunk on --workers processes (what the
+``cleansed_records`` asset runs per extract, without the database). With --hub it also times the whole hub path on SQLite
 (``cleanse_pending``: read versions, cleanse, write records and quarantine) for --hub-records.
 
     .venv/bin/python benchmarks/cleanse.py --records 1000000
@@ -31,11 +31,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--chunk", type=int, default=50_000)
+    parser.add_argument("--workers", type=int, default=0, help="0: one per CPU, at most 4")
     parser.add_argument("--hub", action="store_true", help="also time cleanse_pending on SQLite")
     parser.add_argument("--hub-records", type=int, default=100_000)
     args = parser.parse_args()
 
-    from mdm_orchestration.cleansing import cleanse_batch, cleanse_pending
+    from mdm_orchestration.cleansing import cleanse_pending
+    from mdm_orchestration.cleansing.pipeline import cleanse_batches, resolve_workers
     from mdm_orchestration.config import load_hub_config
     from mdm_orchestration.sample_data import generate
     from mdm_orchestration.sample_data.offline import landing_versions
@@ -52,21 +54,21 @@ def main() -> None:
     print(f"peak RSS before cleansing: {peak_mb():,.0f} MB")
 
     cleansed = quarantined = 0
+    workers = resolve_workers(args.workers)
     started = time.perf_counter()
     for name, frame in frames.items():
         s0 = time.perf_counter()
-        for start in range(0, len(frame), args.chunk):
-            result = cleanse_batch(
-                frame.iloc[start : start + args.chunk], config.sources[name], config.quality,
-                date(2026, 11, 23),
-            )  # fmt: skip
+        chunks = (frame.iloc[i : i + args.chunk] for i in range(0, len(frame), args.chunk))
+        for result in cleanse_batches(chunks, config.sources[name], config.quality,
+                                      date(2026, 11, 23), workers):  # fmt: skip
             cleansed += len(result.records)
             quarantined += len(result.quarantine)
         print(f"  {name:<10} {len(frame):>9,} records {time.perf_counter() - s0:7.1f} s")
     seconds = time.perf_counter() - started
     print(
-        f"cleanse_batch: {total:,} records in {seconds:.1f} s = {total / seconds:,.0f} records/s "
-        f"({cleansed:,} cleansed, {quarantined:,} quarantined); peak RSS {peak_mb():,.0f} MB"
+        f"cleanse_batches ({workers} worker(s)): {total:,} records in {seconds:.1f} s = "
+        f"{total / seconds:,.0f} records/s ({cleansed:,} cleansed, {quarantined:,} quarantined); "
+        f"peak RSS of this process {peak_mb():,.0f} MB"
     )
 
     if args.hub:

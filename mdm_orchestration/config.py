@@ -254,6 +254,8 @@ class QualityConfig(_Strict):
     )
     thresholds: QualityThresholds = QualityThresholds()
     plausibility: Plausibility = Plausibility()
+    #: Processes cleansing an extract of more than one batch (0: one per CPU, at most 4).
+    workers: Annotated[int, Field(ge=0, le=64)] = 0
     #: Country -> python-stdnum modules tried in order (``us.ssn``); the first valid one wins.
     national_ids: dict[str, list[str]] = Field(default_factory=dict)
     sources: dict[str, SourceQuality] = Field(default_factory=dict)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -23,7 +24,8 @@ from mdm_orchestration.cleansing.pipeline import (
     RECORD_COLUMNS,
     VALID_BY,
     CleanseResult,
-    cleanse_batch,
+    cleanse_batches,
+    resolve_workers,
 )
 from mdm_orchestration.config import HubConfig
 from mdm_orchestration.hub.bulk import bulk_insert
@@ -156,15 +158,20 @@ def cleanse_extract(
                 QUARANTINE.c.extract_id == extract_id, QUARANTINE.c.stage == STAGE
             )
         )
-        after = 0
-        while True:
-            batch = _read_versions(conn, extract_id, after, chunk_rows)
-            if batch.empty:
-                break
-            result = cleanse_batch(batch, source, config.quality, today)
+
+        def batches() -> Iterator[pd.DataFrame]:
+            after = 0
+            while True:
+                batch = _read_versions(conn, extract_id, after, chunk_rows)
+                if batch.empty:
+                    return
+                yield batch
+                after = int(batch["row_number"].iloc[-1])
+
+        workers = resolve_workers(config.quality.workers)
+        for result in cleanse_batches(batches(), source, config.quality, today, workers):
             _write(conn, result, now)
             summary.add(source_name, result)
-            after = int(batch["row_number"].iloc[-1])
         conn.execute(update(EXTRACTS).where(EXTRACTS.c.id == extract_id).values(cleansed_at=now))
     summary.extracts += 1
 

@@ -164,23 +164,22 @@ def test_crash_mid_extract_leaves_it_untouched(
 ):
     landing = copy_landing(sample_silos, tmp_path / "landing")
     _ingest_all(sqlite_engine, hub_config, landing)
-    real = runner_module.cleanse_batch
-    calls = {"n": 0}
+    real = runner_module.cleanse_batches
 
-    def failing(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:  # the second chunk of the first extract
-            raise RuntimeError("power cut")
-        return real(*args, **kwargs)
+    def failing(batches, *args, **kwargs):
+        for i, result in enumerate(real(batches, *args, **kwargs)):
+            if i == 1:  # after the first batch of the first extract was written
+                raise RuntimeError("power cut")
+            yield result
 
-    monkeypatch.setattr(runner_module, "cleanse_batch", failing)
+    monkeypatch.setattr(runner_module, "cleanse_batches", failing)
     with pytest.raises(RuntimeError, match="power cut"):
         cleanse_pending(sqlite_engine, hub_config, today=TODAY, chunk_rows=50)
     status = hub_status(sqlite_engine)
     # The first extract was cleansed? No: the crash was inside it, so nothing is.
     assert status["cleansed_records"] == 0 and status["cleanse_quarantined_rows"] == 0
     assert status["versions_pending_cleansing"] == status["rows_loaded"]
-    monkeypatch.setattr(runner_module, "cleanse_batch", real)
+    monkeypatch.setattr(runner_module, "cleanse_batches", real)
     cleanse_pending(sqlite_engine, hub_config, today=TODAY, chunk_rows=50)
     status = hub_status(sqlite_engine)
     assert status["cleansed_records"] + status["cleanse_quarantined_rows"] == status["rows_loaded"]
@@ -206,3 +205,19 @@ def test_quality_config_errors_name_file_and_field(tmp_path):
     (tmp_path / "quality.yaml").write_text("sources:\n  nowhere: {required: [email]}\n")
     with pytest.raises(ConfigError, match="source 'nowhere'.*not a source in sources.yaml"):
         load_hub_config(tmp_path)
+
+
+def test_parallel_cleansing_gives_the_serial_result(hub_config, sample_silos):
+    """Two spawned workers over a stream of batches: same records, same order, as one process."""
+    from mdm_orchestration.cleansing.pipeline import cleanse_batches
+    from mdm_orchestration.sample_data.offline import landing_versions
+
+    versions = landing_versions(sample_silos / "landing", hub_config)["billing"]
+    batches = [versions.iloc[i : i + 100] for i in range(0, len(versions), 100)]
+    source = hub_config.sources["billing"]
+    serial = list(cleanse_batches(iter(batches), source, hub_config.quality, TODAY, workers=1))
+    parallel = list(cleanse_batches(iter(batches), source, hub_config.quality, TODAY, workers=2))
+    assert len(batches) > 3 and len(parallel) == len(serial) == len(batches)
+    for a, b in zip(serial, parallel, strict=True):
+        pd.testing.assert_frame_equal(a.records, b.records)
+        pd.testing.assert_frame_equal(a.quarantine, b.quarantine)
