@@ -99,6 +99,7 @@ def run_landing(landing: Path, *, quiet: bool = False) -> dict[str, Any]:
     summary["matched"] = run_matching(
         instance, engine, quiet=quiet, after_cleansing=anything_to_cleanse
     )
+    summary["mastered"] = run_mastering(instance, engine, quiet=quiet)
     engine.dispose()
     summary["seconds"] = round(time.perf_counter() - started, 2)
     return summary
@@ -127,6 +128,16 @@ def run_matching(instance: Any, engine: Any, *, quiet: bool = False,  # noqa: AN
     with engine.connect() as conn:
         stale = after_cleansing or needs_rematch(conn)
     return run_job(instance, "match_job", quiet) if stale else True
+
+
+def run_mastering(instance: Any, engine: Any, *, quiet: bool = False) -> bool:  # noqa: ANN401
+    """Run ``master_job`` when the golden records are stale (new clusters, changed rules)."""
+    from mdm_orchestration.config import load_hub_config
+    from mdm_orchestration.survivorship.store import needs_consolidation
+
+    with engine.connect() as conn:
+        stale = needs_consolidation(conn, load_hub_config())
+    return run_job(instance, "master_job", quiet) if stale else True
 
 
 def _status(hub: str | None) -> dict[str, Any]:
@@ -170,6 +181,12 @@ def _print_status(status: dict[str, Any]) -> None:
         f"clusters {status['clusters']} over {status['clustered_records']} records, "
         f"review queue {status['review_queue']}"
     )
+    print(
+        f"golden records {status['golden_records']} (persons {status['golden_persons']}, "
+        f"organisations {status['golden_organisations']}), households "
+        f"{status['multi_person_households']} with 2+ persons, change events "
+        f"{status['golden_changes']}"
+    )
     if status["quarantine_reasons"]:
         reasons = ", ".join(f"{k} {v}" for k, v in status["quarantine_reasons"].items())
         print(f"quarantine reasons: {reasons}")
@@ -206,7 +223,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     for key in summary["failed"]:
         print(f"  failed: {key} (see the run in the Dagster UI, or `mdm status`)")
     _print_status(_status(None))
-    return 1 if summary["failed"] or not (summary["cleansed"] and summary["matched"]) else 0
+    done = summary["cleansed"] and summary["matched"] and summary["mastered"]
+    return 1 if summary["failed"] or not done else 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -234,7 +252,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _use_environment(args.hub, landing, args.config)
     print(
         "Consolidating through the Dagster assets (ingest_job, one run per landed file; "
-        "then cleanse_job) ..."
+        "then cleanse_job, match_job and master_job) ..."
     )
     summary = run_landing(landing)
     status = _status(None)
@@ -257,7 +275,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "  then browse http://127.0.0.1:3000 ; drop files into "
         f"{landing}/<source>/ and the landing_sensor ingests them."
     )
-    return 0 if ok and not summary["failed"] and summary["cleansed"] and summary["matched"] else 1
+    done = summary["cleansed"] and summary["matched"] and summary["mastered"]
+    return 0 if ok and not summary["failed"] and done else 1
 
 
 REVIEW_FIELDS = ("source", "source_key", "party_type", "given_name", "middle_name", "family_name",
@@ -365,6 +384,41 @@ def cmd_match(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_lookup(args: argparse.Namespace) -> int:
+    """Golden records by email, phone, name, source record or golden id, as JSON."""
+    from mdm_orchestration.hub.store import create_hub_engine
+    from mdm_orchestration.survivorship.lookup import lookup
+
+    engine = create_hub_engine(args.hub)
+    try:
+        with engine.connect() as conn:
+            found = lookup(conn, golden_id=args.golden, email=args.email, phone=args.phone,
+                           name=args.name, source=args.source, key=args.key,
+                           country=args.country)  # fmt: skip
+    except ValueError as exc:
+        print(f"mdm lookup: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    print(json.dumps(found, indent=2, ensure_ascii=False, default=str))
+    return 0 if found else 1
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """golden, xref or changes as CSV, safe to open in a spreadsheet."""
+    from mdm_orchestration.hub.store import create_hub_engine
+    from mdm_orchestration.survivorship.lookup import export_csv
+
+    engine = create_hub_engine(args.hub)
+    try:
+        with engine.connect() as conn:
+            n = export_csv(conn, args.kind, Path(args.out))
+    finally:
+        engine.dispose()
+    print(f"{n} {args.kind} row(s) written to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mdm", description="Customer MDM hub on Dagster")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -407,6 +461,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="configuration folder")
     p.add_argument("--force", action="store_true", help="recluster even if nothing changed")
     p.set_defaults(func=cmd_match)
+
+    p = sub.add_parser("lookup", help="find golden records (JSON with xref and lineage)")
+    p.add_argument("--email")
+    p.add_argument("--phone")
+    p.add_argument("--name", help="a person's or an organisation's name")
+    p.add_argument("--source", help="with --key: a source record")
+    p.add_argument("--key", help="the source's own record key")
+    p.add_argument("--golden", help="a golden id (a merged one leads to its survivor)")
+    p.add_argument("--country", default="US", help="country of a national phone number")
+    p.add_argument("--hub", help="hub database URL")
+    p.set_defaults(func=cmd_lookup)
+
+    p = sub.add_parser("export", help="golden records, cross-reference or change events as CSV")
+    p.add_argument("kind", choices=("golden", "xref", "changes"))
+    p.add_argument("--out", required=True, help="CSV file to write")
+    p.add_argument("--hub", help="hub database URL")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="generate sample silos, consolidate them, print a summary")
     p.add_argument("--people", type=int, default=DEFAULT_DEMO_PEOPLE)

@@ -339,11 +339,85 @@ class MatchingConfig(_Strict):
         return self
 
 
+#: How survivorship picks a golden value among a cluster's records (``survivorship.yaml``).
+SURVIVORSHIP_STRATEGIES = ("valid_only", "prefer_valid", "source_trust", "most_recent",
+                           "most_frequent", "most_complete")  # fmt: skip
+#: Golden attributes, each surviving as a group from one record, and the cleansed columns in
+#: each (the first is the one that must be filled for a record to offer the group).
+GOLDEN_GROUPS: dict[str, tuple[str, ...]] = {
+    "name": ("full_name", "title", "given_name", "middle_name", "family_name", "suffix",
+             "given_key", "family_key"),
+    "organisation": ("company_name", "legal_form", "company_key"),
+    "job_title": ("job_title",),
+    "email": ("email", "email_key", "email_valid"),
+    "phone": ("phone", "phone_valid"),
+    "address": ("street", "street_number", "street_name", "unit", "city", "region", "postcode",
+                "country", "address_key"),
+    "birth_date": ("birth_date",),
+    "national_id": ("national_id", "national_id_type", "national_id_valid"),
+}  # fmt: skip
+LIFECYCLES = ("customer", "one-off", "contact", "lead")
+
+
+class AttributeRule(_Strict):
+    #: Applied in order: each keeps the candidate records that are best by its measure.
+    strategies: list[str]
+    #: Source order for ``source_trust`` on this attribute (best first); sources not listed
+    #: come after, by their ``trust_rank``. Default: ``trust_rank`` alone.
+    source_order: list[str] = Field(default_factory=list)
+
+    @field_validator("strategies")
+    @classmethod
+    def _known_strategies(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one strategy is needed")
+        if "valid_only" in value and "prefer_valid" in value:
+            raise ValueError("use valid_only or prefer_valid, not both")
+        return _known(value, SURVIVORSHIP_STRATEGIES, "strategy")
+
+
+def _default_attribute_rules() -> dict[str, AttributeRule]:
+    return {
+        "name": AttributeRule(strategies=["most_complete", "source_trust", "most_recent"]),
+        "organisation": AttributeRule(strategies=["source_trust", "most_complete"]),
+        "job_title": AttributeRule(strategies=["most_recent", "source_trust"]),
+        "email": AttributeRule(strategies=["prefer_valid", "most_recent", "source_trust"]),
+        "phone": AttributeRule(strategies=["prefer_valid", "most_recent", "source_trust"]),
+        "address": AttributeRule(strategies=["prefer_valid", "most_recent", "most_complete"]),
+        "birth_date": AttributeRule(strategies=["valid_only", "most_frequent", "source_trust"]),
+        "national_id": AttributeRule(strategies=["valid_only", "source_trust", "most_frequent"]),
+    }
+
+
+class SurvivorshipConfig(_Strict):
+    attributes: dict[str, AttributeRule] = Field(default_factory=_default_attribute_rules)
+    #: Breaks a tie left by an attribute's strategies; the smallest source record id comes last,
+    #: so the result never depends on the order records were read in.
+    tie_break: list[str] = Field(default_factory=lambda: ["most_recent", "source_trust"])
+    #: A golden record's lifecycle is the first of these that any of its records has.
+    lifecycle_order: list[str] = Field(default_factory=lambda: list(LIFECYCLES))
+    #: Persons at one normalised address form a household when their family names are
+    #: compatible (the same, or sharing one part of a double-barrelled name).
+    households: bool = True
+
+    @field_validator("attributes")
+    @classmethod
+    def _every_group(cls, value: dict[str, AttributeRule]) -> dict[str, AttributeRule]:
+        _known(value, GOLDEN_GROUPS, "golden attribute")
+        return {**_default_attribute_rules(), **value}
+
+    @field_validator("tie_break")
+    @classmethod
+    def _tie_break(cls, value: list[str]) -> list[str]:
+        return _known(value, ("most_recent", "source_trust", "most_complete"), "tie-break")
+
+
 class HubConfig(_Strict):
     sources: dict[str, SourceConfig]
     ingest: IngestSettings = IngestSettings()
     quality: QualityConfig = QualityConfig()
     matching: MatchingConfig = MatchingConfig()
+    survivorship: SurvivorshipConfig = SurvivorshipConfig()
     config_dir: Path
 
     def source_for_folder(self, folder: str) -> SourceConfig | None:
@@ -363,7 +437,7 @@ def _format_errors(path: Path, err: ValidationError, prefix: tuple[Any, ...] = (
         elif loc and loc[0] == "ingest":
             where = "section 'ingest'"
             field = ".".join(str(p) for p in loc[1:]) or "(the section itself)"
-        elif len(loc) >= 2 and loc[0] in ("rules", "national_ids"):
+        elif len(loc) >= 2 and loc[0] in ("rules", "national_ids", "attributes"):
             where = f"section '{loc[0]}'"
             field = ".".join(str(p) for p in loc[1:])
         else:
@@ -426,10 +500,26 @@ def load_hub_config(config_dir: str | os.PathLike[str] | None = None) -> HubConf
     problems.extend(quality_problems)
     matching, matching_problems = _load_optional(folder / "matching.yaml", MatchingConfig)
     problems.extend(matching_problems)
+    survivorship, survivorship_problems = _load_optional(
+        folder / "survivorship.yaml", SurvivorshipConfig
+    )
+    problems.extend(survivorship_problems)
+    for group, rule in survivorship.attributes.items():
+        problems.extend(
+            f"{folder / 'survivorship.yaml'}: attribute '{group}': field 'source_order': "
+            f"'{name}' is not a source in sources.yaml"
+            for name in rule.source_order
+            if name not in sources
+        )
     if problems:
         raise ConfigError("\n".join(problems))
     return HubConfig(
-        sources=sources, ingest=ingest, quality=quality, matching=matching, config_dir=folder
+        sources=sources,
+        ingest=ingest,
+        quality=quality,
+        matching=matching,
+        survivorship=survivorship,
+        config_dir=folder,
     )
 
 

@@ -30,4 +30,13 @@ match_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
 )
 
-ALL_JOBS = [ingest_job, cleanse_job, match_job]
+MASTER_JOB = "master_job"
+
+master_job = dg.define_asset_job(
+    MASTER_JOB,
+    selection=dg.AssetSelection.assets("golden_records", "golden_changes", "households"),
+    description="Survive the clusters into golden records, their change events and households.",
+    executor_def=dg.in_process_executor,
+)
+
+ALL_JOBS = [ingest_job, cleanse_job, match_job, master_job]

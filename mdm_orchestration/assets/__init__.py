@@ -2,13 +2,24 @@
 
 from mdm_orchestration.assets.cleansing import cleansed_records
 from mdm_orchestration.assets.ingestion import source_extracts
+from mdm_orchestration.assets.mastering import consolidate_golden_records, households
 from mdm_orchestration.assets.matching import match_clusters, match_model, training_labels
 
-ALL_ASSETS = [source_extracts, cleansed_records, training_labels, match_model, match_clusters]
+ALL_ASSETS = [
+    source_extracts,
+    cleansed_records,
+    training_labels,
+    match_model,
+    match_clusters,
+    consolidate_golden_records,
+    households,
+]
 
 __all__ = [
     "ALL_ASSETS",
     "cleansed_records",
+    "consolidate_golden_records",
+    "households",
     "match_clusters",
     "match_model",
     "source_extracts",

@@ -259,3 +259,142 @@ class ReviewItem(_RecordPair, table=True):
 def source_record_id(source: str, source_key: str) -> str:
     """Deterministic id of a source record: the same ``(source, key)`` always gives the same id."""
     return hashlib.sha256(f"{source}\x1f{source_key}".encode()).hexdigest()[:32]
+
+
+# --- mastering: golden records, their history, the cross-reference and the outbox ------------
+
+
+class GoldenRecord(SQLModel, table=True):
+    """The current version of a golden record: the best values of its cluster's records.
+
+    ``status`` is ``active``, ``merged`` (into ``merged_into``) or ``retired`` (no record left).
+    Rows are never deleted, so a golden id is never reused. ``keys`` holds the folded match keys
+    of the surviving values (for households and lookups); ``lineage`` names, per attribute, the
+    source record and the survivorship strategy that supplied it.
+    """
+
+    __tablename__ = "golden_records"
+    __table_args__ = (
+        Index("uq_golden_records_seq", "seq", unique=True),
+        Index("ix_golden_records_status", "status"),
+        Index("ix_golden_records_org", "organisation_golden_id"),
+    )
+
+    golden_id: str = Field(primary_key=True, max_length=16)
+    seq: int = Field(sa_type=BigInteger)
+    party_type: str = Field(max_length=16)
+    status: str = Field(max_length=16)
+    merged_into: str | None = Field(default=None, max_length=16)
+    version: int
+    attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    keys: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    lineage: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    consents: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    lifecycle: str | None = Field(default=None, max_length=32)
+    organisation_golden_id: str | None = Field(default=None, max_length=16)
+    sources: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    member_count: int
+    content_hash: str = Field(max_length=64)
+    created_at: datetime
+    updated_at: datetime
+    created_run_id: str | None = Field(default=None, max_length=64)
+    updated_run_id: str | None = Field(default=None, max_length=64)
+
+
+class GoldenHistory(SQLModel, table=True):
+    """Every version of every golden record, as it was: read a golden record as of a past time."""
+
+    __tablename__ = "golden_history"
+    __table_args__ = (
+        Index("uq_golden_history_version", "golden_id", "version", unique=True),
+        Index("ix_golden_history_recorded", "recorded_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    golden_id: str = Field(max_length=16)
+    version: int
+    status: str = Field(max_length=16)
+    change: str = Field(max_length=16)  # created | updated | merged | split | retired
+    changed: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    party_type: str = Field(max_length=16)
+    attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    lineage: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    consents: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    lifecycle: str | None = Field(default=None, max_length=32)
+    organisation_golden_id: str | None = Field(default=None, max_length=16)
+    members: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    merged_into: str | None = Field(default=None, max_length=16)
+    run_id: str | None = Field(default=None, max_length=64)
+    recorded_at: datetime
+
+
+class GoldenXref(SQLModel, table=True):
+    """The cross-reference: each active source record and the golden record it belongs to."""
+
+    __tablename__ = "golden_xref"
+    __table_args__ = (
+        Index("uq_golden_xref_key", "source", "source_key", unique=True),
+        Index("ix_golden_xref_golden", "golden_id"),
+    )
+
+    record_id: str = Field(primary_key=True, max_length=32)
+    source: str = Field(max_length=40)
+    source_key: str = Field(max_length=256)
+    golden_id: str = Field(max_length=16)
+    assigned_at: datetime
+
+
+class GoldenChange(SQLModel, table=True):
+    """The outbox: ordered change events, written in the transaction that changes the golden
+    records. ``seq`` orders them; ``event_id`` is stable, so receivers can drop a redelivery.
+    The values of the version an event announces are in ``golden_history``."""
+
+    __tablename__ = "golden_changes"
+    __table_args__ = (
+        Index("uq_golden_changes_event", "event_id", unique=True),
+        Index("ix_golden_changes_golden", "golden_id", "version"),
+        {"sqlite_autoincrement": True},
+    )
+
+    seq: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=36)
+    golden_id: str = Field(max_length=16)
+    version: int
+    event_type: str = Field(max_length=16)  # created | updated | merged | split | retired
+    changed: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    related: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    run_id: str | None = Field(default=None, max_length=64)
+    created_at: datetime
+
+
+class GoldenRun(SQLModel, table=True):
+    """One consolidation: what it consumed and what it changed (counts only)."""
+
+    __tablename__ = "golden_runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str | None = Field(default=None, max_length=64)
+    clusters_at: datetime | None = None
+    config_digest: str = Field(max_length=64)
+    counts: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    finished_at: datetime
+
+
+class HouseholdRow(SQLModel, table=True):
+    """A household: persons at one normalised address with a compatible family name."""
+
+    __tablename__ = "households"
+
+    household_id: str = Field(primary_key=True, max_length=16)
+    address_key: str = Field(sa_column=Column(Text, nullable=False))
+    family_key: str = Field(sa_column=Column(Text, nullable=False))
+    member_count: int
+    updated_at: datetime
+
+
+class HouseholdMember(SQLModel, table=True):
+    __tablename__ = "household_members"
+    __table_args__ = (Index("ix_household_members_household", "household_id"),)
+
+    golden_id: str = Field(primary_key=True, max_length=16)
+    household_id: str = Field(max_length=16)

@@ -32,11 +32,27 @@ def test_definitions_load_without_warnings():
         "training_labels": "matching",
         "match_model": "matching",
         "match_clusters": "matching",
+        "golden_records": "mastering",
+        "golden_changes": "mastering",
+        "households": "mastering",
     }
     assert {"every_record_in_one_cluster", "no_cluster_above_max_size"} <= checks
     assert all(s.description for s in defs.resolve_all_asset_specs())
     assert defs.resolve_job_def("cleanse_job") is not None
     assert defs.resolve_job_def("match_job") is not None
+    assert {
+        "every_source_record_has_one_golden_id",
+        "no_golden_record_without_members",
+        "golden_ids_unique",
+        "lineage_complete",
+        "household_members_are_active_persons",
+    } <= checks
+    master = defs.resolve_job_def("master_job")
+    assert {k.to_user_string() for k in master.asset_layer.executable_asset_keys} == {
+        "golden_records",
+        "golden_changes",
+        "households",
+    }
 
 
 def test_workspace_points_at_the_definitions():

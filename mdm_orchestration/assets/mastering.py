@@ -1,0 +1,163 @@
+"""Mastering: golden records with lineage and stable ids, the outbox of their changes, and
+households."""
+
+import dagster as dg
+from sqlalchemy import func, select
+
+from mdm_orchestration.resources import HubDatabase, LandingZone
+from mdm_orchestration.survivorship.store import (
+    ACTIVE,
+    CHANGES,
+    GOLDEN,
+    HOUSEHOLD_MEMBERS,
+    consolidate,
+    golden_health,
+    rebuild_households,
+)
+
+ONE_GOLDEN_ID = "every_source_record_has_one_golden_id"
+NO_EMPTY = "no_golden_record_without_members"
+UNIQUE_IDS = "golden_ids_unique"
+LINEAGE = "lineage_complete"
+HOUSEHOLD_MEMBERS_ACTIVE = "household_members_are_active_persons"
+_COMMON = {"group_name": "mastering", "kinds": {"python", "sql"}, "owners": ["team:mdm"],
+           "tags": {"stage": "mastering"}}  # fmt: skip
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            "golden_records",
+            deps=["match_clusters"],
+            description=(
+                "One golden record per cluster: each attribute survives from one record by the "
+                "strategies of survivorship.yaml (validity, source trust, recency, frequency, "
+                "completeness), with its lineage. Golden ids are stable across re-runs and "
+                "retrains; merges keep the oldest id, splits keep the id with the largest part. "
+                "Also writes the cross-reference (source, key -> golden id) and the history."
+            ),
+            **_COMMON,
+        ),
+        dg.AssetSpec(
+            "golden_changes",
+            deps=["golden_records"],
+            description=(
+                "The outbox: ordered change events (created, updated with the changed "
+                "attributes, merged, split, retired), written in the same transaction as the "
+                "golden records. Syndication reads it."
+            ),
+            **_COMMON,
+        ),
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(ONE_GOLDEN_ID, asset="golden_records",
+                          description="Every current, cleansed source record maps to exactly one "
+                          "active golden id in the cross-reference."),
+        dg.AssetCheckSpec(NO_EMPTY, asset="golden_records",
+                          description="Every active golden record has at least one source record."),
+        dg.AssetCheckSpec(UNIQUE_IDS, asset="golden_records",
+                          description="Golden ids are unique and never reused."),
+        dg.AssetCheckSpec(LINEAGE, asset="golden_records",
+                          description="Every attribute of the golden records written by the run "
+                          "names the source record and the rule that supplied it."),
+    ],
+    pool="hub_writer",
+)  # fmt: skip
+def consolidate_golden_records(
+    context: dg.AssetExecutionContext, hub: HubDatabase, landing: LandingZone
+):  # type: ignore[no-untyped-def]
+    """Survive every cluster into its golden record; write changes and their events at once."""
+    config = landing.hub_config()
+    result = consolidate(hub.engine, config, run_id=context.run_id)
+    health = golden_health(hub.engine, run_id=context.run_id)
+    with hub.engine.connect() as conn:
+        lifecycles = dict(conn.execute(
+            select(GOLDEN.c.lifecycle, func.count()).where(GOLDEN.c.status == ACTIVE)
+            .group_by(GOLDEN.c.lifecycle)).all())  # fmt: skip
+        linked = conn.execute(
+            select(func.count()).select_from(GOLDEN).where(
+                GOLDEN.c.status == ACTIVE, GOLDEN.c.organisation_golden_id.is_not(None))
+        ).scalar_one()  # fmt: skip
+        total_events, last_seq = conn.execute(
+            select(func.count(), func.max(CHANGES.c.seq))).one()  # fmt: skip
+    counts = result.counts
+    context.log.info(f"golden records {result.golden_records}; this run: {counts}")
+    yield dg.MaterializeResult(
+        asset_key="golden_records",
+        metadata={
+            "golden_records": result.golden_records,
+            "persons": result.by_party.get("person", 0),
+            "organisations": result.by_party.get("organisation", 0),
+            "source_records": result.records,
+            **{k: v for k, v in counts.items()},
+            "contacts_linked_to_organisations": int(linked),
+            "lifecycles": dg.MetadataValue.json({str(k): int(v) for k, v in lifecycles.items()}),
+            "this_run": dg.MetadataValue.md(
+                "| created | updated | merged | split | retired | unchanged |\n"
+                "|---:|---:|---:|---:|---:|---:|\n"
+                f"| {counts['created']} | {counts['updated']} | {counts['merged']} | "
+                f"{counts['split']} | {counts['retired']} | {counts['unchanged']} |"
+            ),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=ONE_GOLDEN_ID,
+                passed=health.active_records == health.mapped_records == health.xref_rows
+                and health.xref_to_inactive == 0,
+                metadata={"source_records": health.active_records,
+                          "mapped": health.mapped_records,
+                          "xref_rows": health.xref_rows,
+                          "xref_to_inactive_golden": health.xref_to_inactive},
+            ),
+            dg.AssetCheckResult(check_name=NO_EMPTY, passed=health.goldens_without_members == 0,
+                                metadata={"empty": health.goldens_without_members}),
+            dg.AssetCheckResult(check_name=UNIQUE_IDS,
+                                passed=health.golden_rows == health.distinct_golden_ids,
+                                metadata={"golden_ids": health.golden_rows,
+                                          "distinct": health.distinct_golden_ids}),
+            dg.AssetCheckResult(check_name=LINEAGE, passed=health.lineage_gaps == 0,
+                                metadata={"checked_golden_records": health.checked_for_lineage,
+                                          "attributes_without_lineage": health.lineage_gaps}),
+        ],
+    )  # fmt: skip
+    yield dg.MaterializeResult(
+        asset_key="golden_changes",
+        metadata={
+            "events_this_run": result.events,
+            "events_total": int(total_events),
+            "last_seq": int(last_seq or 0),
+            "events_by_type_this_run": dg.MetadataValue.json(
+                {k: v for k, v in counts.items() if k != "unchanged"}
+            ),
+        },
+    )
+
+
+@dg.asset(
+    deps=["golden_records"],
+    pool="hub_writer",
+    check_specs=[
+        dg.AssetCheckSpec(HOUSEHOLD_MEMBERS_ACTIVE, asset="households",
+                          description="Every household member is an active person golden record."),
+    ],
+    **_COMMON,
+)  # fmt: skip
+def households(context: dg.AssetExecutionContext, hub: HubDatabase) -> dg.MaterializeResult:
+    """Households: persons' golden records at the same normalised address with a compatible
+    family name (the same, or one part of a double-barrelled one). Organisations and their
+    contacts are linked on the golden records themselves (organisation_golden_id)."""
+    stats = rebuild_households(hub.engine)
+    with hub.engine.connect() as conn:
+        stray = conn.execute(
+            select(func.count()).select_from(
+                HOUSEHOLD_MEMBERS.outerjoin(GOLDEN,
+                                            GOLDEN.c.golden_id == HOUSEHOLD_MEMBERS.c.golden_id)
+            ).where((GOLDEN.c.status != ACTIVE) | (GOLDEN.c.party_type != "person")
+                    | GOLDEN.c.golden_id.is_(None))
+        ).scalar_one()  # fmt: skip
+    context.log.info(f"households: {stats}")
+    return dg.MaterializeResult(
+        metadata=dict(stats),
+        check_results=[dg.AssetCheckResult(check_name=HOUSEHOLD_MEMBERS_ACTIVE, passed=stray == 0,
+                                            metadata={"stray_members": int(stray)})],
+    )  # fmt: skip

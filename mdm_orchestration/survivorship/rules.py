@@ -1,0 +1,273 @@
+"""Survivorship: the golden value of each attribute, chosen among a cluster's records.
+
+Pure functions over plain records (dicts of cleansed columns plus ``source_updated_at`` and
+``quality_flags``); nothing here knows the hub or Dagster. Every attribute group survives from
+one record (an address's parts never mix two records), and every choice is explained: the
+record that supplied it and the strategy that decided.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from mdm_orchestration.cleansing.text import fold
+from mdm_orchestration.config import GOLDEN_GROUPS, SourceConfig, SurvivorshipConfig
+
+Record = Mapping[str, Any]
+
+#: The group's fields a golden record shows; the rest of GOLDEN_GROUPS are match keys and
+#: validity flags, kept with the golden record for households and lookups.
+PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
+    "name": ("title", "given_name", "middle_name", "family_name", "suffix", "full_name"),
+    "organisation": ("company_name", "legal_form"),
+    "job_title": ("job_title",),
+    "email": ("email",),
+    "phone": ("phone",),
+    "address": ("street", "unit", "city", "region", "postcode", "country"),
+    "birth_date": ("birth_date",),
+    "national_id": ("national_id", "national_id_type"),
+}
+ATTRIBUTES: tuple[str, ...] = tuple(f for fields in PUBLIC_FIELDS.values() for f in fields)
+KEY_FIELDS: dict[str, tuple[str, ...]] = {
+    "name": ("given_key", "family_key"),
+    "organisation": ("company_key",),
+    "email": ("email_key",),
+    "address": ("address_key",),
+}
+#: A value is valid unless cleansing judged it invalid: its ``*_valid`` column is False, or the
+#: record carries a flag about that value.
+VALIDITY_COLUMN = {"email": "email_valid", "phone": "phone_valid",
+                   "national_id": "national_id_valid"}  # fmt: skip
+INVALIDATING_FLAGS = {
+    "email": frozenset({"email_invalid"}),
+    "phone": frozenset({"phone_invalid"}),
+    "address": frozenset({"postcode_invalid", "country_unknown"}),
+    "birth_date": frozenset({"birth_date_invalid", "birth_date_implausible"}),
+    "national_id": frozenset({"national_id_invalid"}),
+}
+VALIDITY = ("valid_only", "prefer_valid")
+_OLDEST = datetime.min.replace(tzinfo=UTC)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value == "" or (isinstance(value, float) and value != value)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return value
+
+
+def _updated(record: Record) -> datetime:
+    stamp = record.get("source_updated_at")
+    if stamp is None or (isinstance(stamp, float) and stamp != stamp):
+        return _OLDEST
+    if hasattr(stamp, "to_pydatetime"):
+        stamp = stamp.to_pydatetime()
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+class Trust:
+    """Source trust per attribute group: ``source_order`` first, then ``trust_rank``."""
+
+    def __init__(self, sources: Mapping[str, SourceConfig], config: SurvivorshipConfig) -> None:
+        base = {name: s.trust_rank for name, s in sources.items()}
+        worst = max(base.values(), default=0) + 1
+        self._default = base
+        self._worst = worst
+        self._by_group: dict[str, dict[str, float]] = {}
+        for group, rule in config.attributes.items():
+            if rule.source_order:
+                order = {
+                    name: i - len(rule.source_order) for i, name in enumerate(rule.source_order)
+                }
+                self._by_group[group] = {**base, **order}
+
+    def rank(self, source: str, group: str | None = None) -> float:
+        table = self._by_group.get(group or "", self._default)
+        return table.get(source, self._worst)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Where a golden value came from."""
+
+    record_id: str
+    source: str
+    source_key: str
+    rule: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"record_id": self.record_id, "source": self.source,
+                "source_key": self.source_key, "rule": self.rule}  # fmt: skip
+
+
+@dataclass
+class Survived:
+    """A cluster's golden values: public attributes, internal keys, and their lineage."""
+
+    attributes: dict[str, Any] = field(default_factory=dict)
+    keys: dict[str, Any] = field(default_factory=dict)
+    lineage: dict[str, dict[str, str]] = field(default_factory=dict)
+    consents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lifecycle: str | None = None
+    sources: list[str] = field(default_factory=list)
+
+
+class Survivor:
+    """Applies ``survivorship.yaml`` to clusters of records."""
+
+    def __init__(self, config: SurvivorshipConfig, sources: Mapping[str, SourceConfig]) -> None:
+        self.config = config
+        self.trust = Trust(sources, config)
+        self._lifecycle_rank = {name: i for i, name in enumerate(config.lifecycle_order)}
+
+    # --- the measures --------------------------------------------------------------------
+
+    def _valid(self, record: Record, group: str) -> bool:
+        column = VALIDITY_COLUMN.get(group)
+        if column is not None and record.get(column) is False:
+            return False
+        bad = INVALIDATING_FLAGS.get(group)
+        return not (bad and any(f in bad for f in record.get("quality_flags") or ()))
+
+    @staticmethod
+    def _value_key(record: Record, group: str) -> tuple[Any, ...]:
+        fields = KEY_FIELDS.get(group) or PUBLIC_FIELDS[group]
+        if any(not _missing(record.get(f)) for f in fields):
+            return tuple(record.get(f) for f in fields)
+        return tuple(fold(str(record.get(f))) if not _missing(record.get(f)) else None
+                     for f in PUBLIC_FIELDS[group])  # fmt: skip
+
+    @staticmethod
+    def _completeness(record: Record, group: str) -> int:
+        return sum(not _missing(record.get(f)) for f in PUBLIC_FIELDS[group])
+
+    def _keep_best(self, strategy: str, cands: list[Record], group: str) -> list[Record]:
+        measure: Callable[[Record], Any]
+        if strategy == "valid_only":
+            return [r for r in cands if self._valid(r, group)]
+        if strategy == "prefer_valid":
+            valid = [r for r in cands if self._valid(r, group)]
+            return valid or cands
+        if strategy == "source_trust":
+            measure = lambda r: -self.trust.rank(r["source"], group)  # noqa: E731
+        elif strategy == "most_recent":
+            measure = _updated
+        elif strategy == "most_complete":
+            measure = lambda r: self._completeness(r, group)  # noqa: E731
+        elif strategy == "most_frequent":
+            counts = Counter(self._value_key(r, group) for r in cands)
+            measure = lambda r: counts[self._value_key(r, group)]  # noqa: E731
+        else:  # pragma: no cover - the configuration validates strategy names
+            raise ValueError(strategy)
+        scores = [measure(r) for r in cands]
+        best = max(scores)
+        return [r for r, s in zip(cands, scores, strict=True) if s == best]
+
+    def _tie_break_key(self, group: str | None) -> Callable[[Record], tuple[Any, ...]]:
+        parts: list[Callable[[Record], Any]] = []
+        for name in self.config.tie_break:
+            if name == "most_recent":
+                parts.append(lambda r: -_updated(r).timestamp())
+            elif name == "source_trust":
+                parts.append(lambda r: self.trust.rank(r["source"], group))
+            elif name == "most_complete" and group is not None:
+                parts.append(lambda r: -self._completeness(r, group))
+        return lambda r: (*(p(r) for p in parts), r["source_record_id"])
+
+    # --- one attribute group ---------------------------------------------------------------
+
+    def choose(self, records: Sequence[Record], group: str) -> tuple[Record, str] | None:
+        """The record whose ``group`` survives, and the strategy that decided; ``None`` if no
+        record offers a (valid, where required) value."""
+        primary = GOLDEN_GROUPS[group][0]
+        cands = [r for r in records if not _missing(r.get(primary))]
+        if not cands:
+            return None
+        distinct = len({self._value_key(r, group) for r in cands})
+        rule = None
+        if distinct == 1:
+            rule = "only_value" if len(cands) == 1 else "agreed"
+        # Records agreeing on a value still go through the strategies: they pick the best
+        # rendering of it (the most complete name, the most trusted spelling).
+        for strategy in self.config.attributes[group].strategies:
+            if len(cands) == 1 and strategy not in VALIDITY:
+                continue
+            kept = self._keep_best(strategy, cands, group)
+            if not kept:
+                return None
+            if rule is None and len({self._value_key(r, group) for r in kept}) == 1:
+                rule = strategy
+            cands = kept
+        return min(cands, key=self._tie_break_key(group)), rule or "tie_break"
+
+    # --- a whole cluster -------------------------------------------------------------------
+
+    def survive(self, records: Sequence[Record]) -> Survived:
+        out = Survived()
+        for group in GOLDEN_GROUPS:
+            chosen = self.choose(records, group)
+            if chosen is None:
+                continue
+            record, rule = chosen
+            choice = Choice(record["source_record_id"], record["source"], record["source_key"],
+                            rule).as_dict()  # fmt: skip
+            for f in PUBLIC_FIELDS[group]:
+                value = record.get(f)
+                if not _missing(value):
+                    out.attributes[f] = _json_value(value)
+                    out.lineage[f] = choice
+            for f in KEY_FIELDS.get(group, ()):
+                if not _missing(record.get(f)):
+                    out.keys[f] = record[f]
+        out.consents = self.consents(records)
+        out.lifecycle, lifecycle_from = self.lifecycle(records)
+        if lifecycle_from is not None:
+            out.lineage["lifecycle"] = lifecycle_from
+        out.sources = sorted({r["source"] for r in records})
+        return out
+
+    def consents(self, records: Iterable[Record]) -> dict[str, dict[str, Any]]:
+        """Per purpose, the most recent statement across sources (then trust, then record id)."""
+        latest: dict[str, tuple[tuple[Any, ...], Record, bool]] = {}
+        for r in records:
+            for purpose, granted in (r.get("consents") or {}).items():
+                key = (
+                    -_updated(r).timestamp(),
+                    self.trust.rank(r["source"]),
+                    r["source_record_id"],
+                )
+                if purpose not in latest or key < latest[purpose][0]:
+                    latest[purpose] = (key, r, bool(granted))
+        out = {}
+        for purpose in sorted(latest):
+            _key, r, granted = latest[purpose]
+            stamp = _updated(r)
+            out[purpose] = {
+                "granted": granted,
+                "stated_at": None if stamp == _OLDEST else stamp.isoformat(),
+                **Choice(r["source_record_id"], r["source"], r["source_key"], "most_recent")
+                .as_dict(),
+            }  # fmt: skip
+        return out
+
+    def lifecycle(self, records: Sequence[Record]) -> tuple[str | None, dict[str, str] | None]:
+        """The first lifecycle of ``lifecycle_order`` that any record has (unknown ones last)."""
+        with_stage = [r for r in records if not _missing(r.get("lifecycle"))]
+        if not with_stage:
+            return None, None
+        worst = len(self._lifecycle_rank)
+        order = self._tie_break_key(None)
+        best = min(with_stage,
+                   key=lambda r: (self._lifecycle_rank.get(r["lifecycle"], worst), order(r)))  # fmt: skip
+        choice = Choice(best["source_record_id"], best["source"], best["source_key"],
+                        "lifecycle_order")  # fmt: skip
+        return best["lifecycle"], choice.as_dict()

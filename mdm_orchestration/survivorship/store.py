@@ -1,0 +1,395 @@
+"""Golden records in the hub: read what consolidation needs, write its plan atomically.
+
+One consolidation is one write transaction covering the golden records, their history, the
+cross-reference and the outbox (``golden_changes``): a crash anywhere leaves either all of it or
+none of it (RELIABILITY.md rule 4). Named crash points mark the boundaries for the tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, select, update
+
+from mdm_orchestration.config import GOLDEN_GROUPS, HubConfig
+from mdm_orchestration.hub.bulk import bulk_insert, bulk_upsert
+from mdm_orchestration.hub.crash import crash_point
+from mdm_orchestration.hub.models import (
+    CleansedRecord,
+    GoldenChange,
+    GoldenHistory,
+    GoldenRecord,
+    GoldenRun,
+    GoldenXref,
+    HouseholdMember,
+    HouseholdRow,
+    MatchCluster,
+    SourceRecord,
+)
+from mdm_orchestration.hub.store import write_transaction
+from mdm_orchestration.survivorship.consolidate import (
+    MERGED,
+    RETIRED,
+    GoldenState,
+    Plan,
+    Previous,
+    plan_consolidation,
+)
+from mdm_orchestration.survivorship.households import build_households
+from mdm_orchestration.survivorship.ids import golden_id_for, seq_of
+from mdm_orchestration.survivorship.rules import ATTRIBUTES, Survivor
+
+GOLDEN = GoldenRecord.__table__
+HISTORY = GoldenHistory.__table__
+XREF = GoldenXref.__table__
+CHANGES = GoldenChange.__table__
+RUNS = GoldenRun.__table__
+HOUSEHOLDS = HouseholdRow.__table__
+HOUSEHOLD_MEMBERS = HouseholdMember.__table__
+CLEANSED = CleansedRecord.__table__
+SOURCES = SourceRecord.__table__
+CLUSTERS = MatchCluster.__table__
+CURRENT = CLEANSED.join(
+    SOURCES,
+    and_(
+        SOURCES.c.current_extract_id == CLEANSED.c.extract_id,
+        SOURCES.c.current_row_number == CLEANSED.c.row_number,
+    ),
+)
+#: Cleansed columns survivorship reads.
+SURVIVOR_COLUMNS = tuple(
+    dict.fromkeys(
+        ("source_record_id", "source", "source_key", "source_updated_at", "lifecycle",
+         "consents", "quality_flags", *itertools.chain.from_iterable(GOLDEN_GROUPS.values()))
+    )
+)  # fmt: skip
+ACTIVE = "active"
+#: Fixed namespace of the hub's event ids: the same (golden id, version) is always the same id.
+EVENT_NAMESPACE = uuid.UUID("6f1c5e0a-3b1d-4c4e-9d6a-6d646d2d6875")
+GOLDEN_COLUMNS = ("golden_id", "seq", "party_type", "status", "merged_into", "version",
+                  "attributes", "keys", "lineage", "consents", "lifecycle",
+                  "organisation_golden_id", "sources", "member_count", "content_hash",
+                  "created_at", "updated_at", "created_run_id", "updated_run_id")  # fmt: skip
+HISTORY_COLUMNS = ("golden_id", "version", "status", "change", "changed", "party_type",
+                   "attributes", "lineage", "consents", "lifecycle", "organisation_golden_id",
+                   "members", "merged_into", "run_id", "recorded_at")  # fmt: skip
+CHANGE_COLUMNS = ("event_id", "golden_id", "version", "event_type", "changed", "related",
+                  "run_id", "created_at")  # fmt: skip
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+
+
+def event_id(golden_id: str, version: int) -> str:
+    return str(uuid.uuid5(EVENT_NAMESPACE, f"{golden_id}:{version}"))
+
+
+def config_digest(config: HubConfig) -> str:
+    """Changes when anything that decides golden values changes (survivorship, trust ranks)."""
+    trust = {name: s.trust_rank for name, s in sorted(config.sources.items())}
+    text = _json({"survivorship": config.survivorship.model_dump(), "trust": trust})
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class ConsolidationResult:
+    counts: dict[str, int]
+    golden_records: int
+    records: int
+    events: int
+    run_id: str | None
+    by_party: dict[str, int] = field(default_factory=dict)
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def _membership(conn: Connection) -> dict[str, tuple[str, str, str | None]]:
+    rows = conn.execute(
+        select(CLUSTERS.c.record_id, CLUSTERS.c.cluster_id, CLUSTERS.c.party_type,
+               CLUSTERS.c.organisation_cluster_id)
+        .select_from(CLUSTERS.join(CURRENT, CLEANSED.c.source_record_id == CLUSTERS.c.record_id))
+    )  # fmt: skip
+    return {r: (c, p, o) for r, c, p, o in rows}
+
+
+def _previous(conn: Connection) -> dict[str, Previous]:
+    rows = conn.execute(
+        select(GOLDEN.c.golden_id, GOLDEN.c.version, GOLDEN.c.content_hash, GOLDEN.c.party_type,
+               GOLDEN.c.attributes, GOLDEN.c.lineage, GOLDEN.c.consents, GOLDEN.c.lifecycle,
+               GOLDEN.c.organisation_golden_id).where(GOLDEN.c.status == ACTIVE)
+    )  # fmt: skip
+    return {r[0]: Previous(*r[1:]) for r in rows}
+
+
+def _cluster_records(conn: Connection) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """Each cluster's records, streamed in cluster order."""
+    query = (
+        select(CLUSTERS.c.cluster_id, *[CLEANSED.c[c] for c in SURVIVOR_COLUMNS])
+        .select_from(CLUSTERS.join(CURRENT, CLEANSED.c.source_record_id == CLUSTERS.c.record_id))
+        .order_by(CLUSTERS.c.cluster_id, CLEANSED.c.source_record_id)
+    )
+    rows = conn.execution_options(yield_per=10_000).execute(query).mappings()
+    for cluster, group in itertools.groupby(rows, key=lambda r: r["cluster_id"]):
+        yield cluster, [dict(r) for r in group]
+
+
+def plan(conn: Connection, config: HubConfig) -> tuple[Plan, dict[str, Previous]]:
+    previous = _previous(conn)
+    previous_xref = dict(conn.execute(select(XREF.c.record_id, XREF.c.golden_id)).all())
+    next_seq = (conn.execute(select(func.max(GOLDEN.c.seq))).scalar_one() or 0) + 1
+    survivor = Survivor(config.survivorship, config.sources)
+    the_plan = plan_consolidation(_membership(conn), _cluster_records(conn), previous_xref,
+                                  previous, next_seq, survivor)  # fmt: skip
+    the_plan.previous_xref = previous_xref  # type: ignore[attr-defined]
+    return the_plan, previous
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def consolidate(
+    engine: Engine, config: HubConfig, run_id: str | None = None
+) -> ConsolidationResult:
+    """Survive every cluster and write what changed, with its history, cross-reference and
+    change events, in one transaction. Nothing changed: nothing is written but the run's row."""
+    with engine.connect() as conn:
+        clusters_at = conn.execute(select(func.max(CLUSTERS.c.clustered_at))).scalar_one()
+        the_plan, previous = plan(conn, config)
+    previous_xref: dict[str, str] = the_plan.previous_xref  # type: ignore[attr-defined]
+    now = _now()
+    versions = {g: p.version + 1 for g, p in previous.items()}
+    golden_rows, history_rows, change_rows = [], [], []
+    for event in the_plan.events:
+        gid = event.golden_id
+        version = versions.get(gid, 1)
+        if event.event_type in (MERGED, RETIRED):
+            old = previous[gid]
+            merged_into = event.related[0] if event.event_type == MERGED else None
+            history_rows.append((gid, version, event.event_type, event.event_type,
+                                 _json(event.changed), old.party_type, _json(old.attributes),
+                                 _json(old.lineage), _json(old.consents), old.lifecycle,
+                                 old.organisation_golden_id, "[]", merged_into, run_id, now))  # fmt: skip
+        else:
+            s: GoldenState = the_plan.states[gid]
+            golden_rows.append((gid, seq_of(gid), s.party_type, ACTIVE, None, version,
+                                _json(s.attributes), _json(s.keys), _json(s.lineage),
+                                _json(s.consents), s.lifecycle, s.organisation_golden_id,
+                                _json(s.sources), len(s.members), s.digest(), now, now, run_id,
+                                run_id))  # fmt: skip
+            history_rows.append((gid, version, ACTIVE, event.event_type, _json(event.changed),
+                                 s.party_type, _json(s.attributes), _json(s.lineage),
+                                 _json(s.consents), s.lifecycle, s.organisation_golden_id,
+                                 _json(s.members), None, run_id, now))  # fmt: skip
+        change_rows.append((event_id(gid, version), gid, version, event.event_type,
+                            _json(event.changed), _json(event.related), run_id, now))  # fmt: skip
+    xref_rows = [(rid, gid, now) for rid, gid in the_plan.xref.items()
+                 if previous_xref.get(rid) != gid]  # fmt: skip
+    gone = [rid for rid in previous_xref if rid not in the_plan.xref]
+    counts = the_plan.counts()
+    with write_transaction(engine) as conn:
+        bulk_upsert(conn, "golden_records", GOLDEN_COLUMNS, golden_rows, conflict="golden_id",
+                    update=[c for c in GOLDEN_COLUMNS
+                            if c not in ("golden_id", "seq", "created_at", "created_run_id")],
+                    only_if="1 = 1")  # fmt: skip
+        ended = [e for e in the_plan.events if e.event_type in (MERGED, RETIRED)]
+        if ended:
+            conn.execute(
+                update(GOLDEN).where(GOLDEN.c.golden_id == bindparam("g")).values(
+                    status=bindparam("s"), merged_into=bindparam("m"), version=bindparam("v"),
+                    member_count=0, updated_at=now, updated_run_id=run_id),
+                [{"g": e.golden_id, "s": e.event_type, "v": versions[e.golden_id],
+                  "m": e.related[0] if e.event_type == MERGED else None} for e in ended],
+            )  # fmt: skip
+        crash_point("golden:after_golden_write")
+        bulk_insert(conn, "golden_history", HISTORY_COLUMNS, history_rows)
+        for chunk in _chunks(gone, 500):
+            conn.execute(delete(XREF).where(XREF.c.record_id.in_(chunk)))
+        if xref_rows:
+            keys = _source_keys(conn, [r[0] for r in xref_rows])
+            bulk_upsert(conn, "golden_xref",
+                        ("record_id", "source", "source_key", "golden_id", "assigned_at"),
+                        [(rid, *keys[rid], gid, at) for rid, gid, at in xref_rows],
+                        conflict="record_id", update=("golden_id", "assigned_at"),
+                        only_if="1 = 1")  # fmt: skip
+        crash_point("golden:before_outbox")
+        bulk_insert(conn, "golden_changes", CHANGE_COLUMNS, change_rows)
+        conn.execute(RUNS.insert().values(run_id=run_id, clusters_at=clusters_at,
+                                          config_digest=config_digest(config), counts=counts,
+                                          finished_at=_now()))  # fmt: skip
+        crash_point("golden:before_commit")
+        active = conn.execute(
+            select(func.count()).select_from(GOLDEN).where(GOLDEN.c.status == ACTIVE)
+        ).scalar_one()
+        by_party = dict(conn.execute(
+            select(GOLDEN.c.party_type, func.count()).where(GOLDEN.c.status == ACTIVE)
+            .group_by(GOLDEN.c.party_type)).all())  # fmt: skip
+    return ConsolidationResult(counts=counts, golden_records=int(active),
+                               records=len(the_plan.xref), events=len(change_rows),
+                               run_id=run_id, by_party={k: int(v) for k, v in by_party.items()})  # fmt: skip
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _source_keys(conn: Connection, ids: list[str]) -> dict[str, tuple[str, str]]:
+    out: dict[str, tuple[str, str]] = {}
+    for chunk in _chunks(ids, 500):
+        rows = conn.execute(
+            select(SOURCES.c.id, SOURCES.c.source, SOURCES.c.source_key).where(
+                SOURCES.c.id.in_(chunk)
+            )
+        )
+        out.update({rid: (s, k) for rid, s, k in rows})
+    return out
+
+
+# --- households -------------------------------------------------------------------------------
+
+
+def rebuild_households(engine: Engine) -> dict[str, int]:
+    """Households of the active person golden records, replaced in one transaction."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(GOLDEN.c.golden_id, GOLDEN.c["keys"]).where(
+                GOLDEN.c.status == ACTIVE, GOLDEN.c.party_type == "person"
+            )
+        ).all()
+    households = build_households(
+        (gid, keys.get("address_key"), keys.get("family_key")) for gid, keys in rows
+    )
+    now = _now()
+    with write_transaction(engine) as conn:
+        conn.execute(delete(HOUSEHOLD_MEMBERS))
+        conn.execute(delete(HOUSEHOLDS))
+        bulk_insert(conn, "households",
+                    ("household_id", "address_key", "family_key", "member_count", "updated_at"),
+                    [(h.household_id, h.address_key, h.family_key, len(h.members), now)
+                     for h in households])  # fmt: skip
+        bulk_insert(conn, "household_members", ("golden_id", "household_id"),
+                    [(g, h.household_id) for h in households for g in h.members])  # fmt: skip
+    sizes = [len(h.members) for h in households]
+    return {
+        "persons": len(rows),
+        "households": len(households),
+        "multi_person_households": sum(1 for n in sizes if n > 1),
+        "persons_in_multi_person_households": sum(n for n in sizes if n > 1),
+        "largest_household": max(sizes, default=0),
+    }
+
+
+# --- what the checks verify -------------------------------------------------------------------
+
+
+@dataclass
+class GoldenHealth:
+    active_records: int  # current, cleansed source records
+    mapped_records: int  # of those, mapped to an active golden record
+    xref_rows: int  # cross-reference rows (each a record id, unique by key)
+    xref_to_inactive: int  # rows pointing at a merged or retired golden record
+    goldens_without_members: int
+    golden_rows: int
+    distinct_golden_ids: int
+    lineage_gaps: int  # attributes of active golden records without a lineage entry
+    checked_for_lineage: int
+
+
+def golden_health(engine: Engine, run_id: str | None = None) -> GoldenHealth:
+    """The facts behind golden_records' asset checks. Lineage is checked on the golden records
+    the run wrote (``run_id``), or on all of them."""
+    with engine.connect() as conn:
+        active_records = conn.execute(select(func.count()).select_from(CURRENT)).scalar_one()
+        mapped = conn.execute(
+            select(func.count())
+            .select_from(
+                CURRENT.join(XREF, XREF.c.record_id == CLEANSED.c.source_record_id).join(
+                    GOLDEN, GOLDEN.c.golden_id == XREF.c.golden_id
+                )
+            )
+            .where(GOLDEN.c.status == ACTIVE)
+        ).scalar_one()
+        xref_rows = conn.execute(select(func.count()).select_from(XREF)).scalar_one()
+        to_inactive = conn.execute(
+            select(func.count())
+            .select_from(XREF.outerjoin(GOLDEN, GOLDEN.c.golden_id == XREF.c.golden_id))
+            .where((GOLDEN.c.status != ACTIVE) | GOLDEN.c.golden_id.is_(None))
+        ).scalar_one()
+        empty = conn.execute(
+            select(func.count())
+            .select_from(GOLDEN)
+            .where(
+                GOLDEN.c.status == ACTIVE,
+                ~select(XREF.c.record_id).where(XREF.c.golden_id == GOLDEN.c.golden_id).exists(),
+            )
+        ).scalar_one()
+        golden_rows, distinct = conn.execute(
+            select(func.count(), func.count(GOLDEN.c.golden_id.distinct()))
+        ).one()
+        query = select(GOLDEN.c.attributes, GOLDEN.c.lineage).where(GOLDEN.c.status == ACTIVE)
+        if run_id is not None:
+            query = query.where(GOLDEN.c.updated_run_id == run_id)
+        gaps = checked = 0
+        for attributes, lineage in conn.execute(query):
+            checked += 1
+            gaps += sum(1 for name in attributes if name not in lineage)
+    return GoldenHealth(int(active_records), int(mapped), int(xref_rows), int(to_inactive),
+                        int(empty), int(golden_rows), int(distinct), gaps, checked)  # fmt: skip
+
+
+def needs_consolidation(conn: Connection, config: HubConfig) -> bool:
+    """Whether golden records are stale: clusters rebuilt since the last consolidation, or the
+    survivorship configuration changed."""
+    last = conn.execute(select(RUNS).order_by(RUNS.c.id.desc()).limit(1)).first()
+    clustered_at = conn.execute(select(func.max(CLUSTERS.c.clustered_at))).scalar_one()
+    if last is None:
+        return clustered_at is not None
+    if last.config_digest != config_digest(config):
+        return True
+    if clustered_at is None or last.clusters_at is None:
+        return clustered_at != last.clusters_at
+    return _utc(clustered_at) > _utc(last.clusters_at)
+
+
+def _utc(stamp: datetime) -> datetime:
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+# --- reading golden records -------------------------------------------------------------------
+
+
+def golden_as_of(conn: Connection, golden_id: str, at: datetime | None = None) -> dict | None:
+    """A golden record as it was at ``at`` (now, without it): its latest version recorded at
+    or before that time, with its status, values, lineage and members then."""
+    query = select(HISTORY).where(HISTORY.c.golden_id == golden_id)
+    if at is not None:
+        query = query.where(HISTORY.c.recorded_at <= at)
+    row = conn.execute(query.order_by(HISTORY.c.version.desc()).limit(1)).mappings().first()
+    if row is None:
+        return None
+    out = dict(row)
+    out.pop("id", None)
+    return out
+
+
+def pending_events(conn: Connection, after_seq: int = 0) -> int:
+    return int(conn.execute(
+        select(func.count()).select_from(CHANGES).where(CHANGES.c.seq > after_seq)
+    ).scalar_one())  # fmt: skip
+
+
+__all__ = ["ATTRIBUTES", "consolidate", "golden_as_of", "golden_health", "golden_id_for",
+           "needs_consolidation", "rebuild_households"]  # fmt: skip
