@@ -343,7 +343,7 @@ class MatchingConfig(_Strict):
 SURVIVORSHIP_STRATEGIES = ("valid_only", "prefer_valid", "source_trust", "most_recent",
                            "most_frequent", "most_complete")  # fmt: skip
 #: Golden attributes, each surviving as a group from one record, and the cleansed columns in
-#: each (the first is the one that must be filled for a record to offer the group).
+#: each (shown values, their match keys and validity flags).
 GOLDEN_GROUPS: dict[str, tuple[str, ...]] = {
     "name": ("full_name", "title", "given_name", "middle_name", "family_name", "suffix",
              "given_key", "family_key"),

@@ -12,7 +12,8 @@ its own column layout, file format, date order and habits:
 Every silo has a first full extract and a later delta that updates earlier keys (moves,
 married names, new phones) and adds new ones. About 1% of rows are deliberately bad (empty keys,
 impossible dates, wrong types, extra fields). ``truth.csv`` maps every (source, source_key) to the
-real entity. The same seed gives byte-identical output.
+real entity; ``relationships.csv`` says who shares a household (same address and family name)
+and who works for which organisation. The same seed gives byte-identical output.
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ class Person:
     org: Organisation | None = None
     job_title: str = ""
     work_email: str = ""
+    #: The entity id of the household's first person (set for households of two or more).
+    household: str = ""
 
 
 @dataclass
@@ -306,6 +309,8 @@ class Generator:
                     member = self._person(index, family=family, address=lead.address)
                     member.new_address = lead.new_address
                     member.landline = landline
+                    if member.family == lead.family:  # a lodger with another name lives apart
+                        member.household = lead.household = lead.entity_id
                     self.people.append(member)
                     index += 1
         n_orgs = max(1, self.n_people // 40)
@@ -897,4 +902,12 @@ def generate(out: Path, people: int = 2000, seed: int = 42) -> GenerationSummary
         writer.writerow(["source", "source_key", "entity_id"])
         for (source, key), entity in sorted(gen.truth.items()):
             writer.writerow([source, key, entity])
+    # Who lives with whom (same address, same family name) and who works where.
+    with (out / "relationships.csv").open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["entity_id", "household_id", "organisation_id"])
+        for person in gen.people:
+            if person.household or person.org:
+                org = person.org.entity_id if person.org else ""
+                writer.writerow([person.entity_id, person.household, org])
     return GenerationSummary(len(gen.people), len(gen.orgs), rows_per_source, files)

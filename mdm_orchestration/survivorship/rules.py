@@ -187,9 +187,10 @@ class Survivor:
 
     def choose(self, records: Sequence[Record], group: str) -> tuple[Record, str] | None:
         """The record whose ``group`` survives, and the strategy that decided; ``None`` if no
-        record offers a (valid, where required) value."""
-        primary = GOLDEN_GROUPS[group][0]
-        cands = [r for r in records if not _missing(r.get(primary))]
+        record offers a (valid, where required) value. A record offers a group when it fills
+        any of the group's parts (an address with a city but no street still counts)."""
+        shown = PUBLIC_FIELDS[group]
+        cands = [r for r in records if any(not _missing(r.get(f)) for f in shown)]
         if not cands:
             return None
         distinct = len({self._value_key(r, group) for r in cands})
