@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from pathlib import Path
+
+import sqlalchemy as sa
 
 
 def write_file(path: Path, content: str | bytes) -> Path:
@@ -18,3 +21,30 @@ def write_file(path: Path, content: str | bytes) -> Path:
 def copy_landing(sample_silos: Path, dest: Path) -> Path:
     shutil.copytree(sample_silos / "landing", dest, dirs_exist_ok=True)
     return dest
+
+
+def _rows(engine: sa.Engine, sql: str) -> list:
+    with engine.connect() as conn:
+        return conn.execute(sa.text(sql)).all()
+
+
+def check_invariants(engine) -> None:
+    """RELIABILITY.md's invariants that concern golden records."""
+    current = {r for (r,) in _rows(engine, "SELECT c.source_record_id FROM cleansed_records c JOIN "
+                                         "source_records s ON s.current_extract_id = c.extract_id "
+                                         "AND s.current_row_number = c.row_number")}  # fmt: skip
+    mapping = dict(_rows(engine, "SELECT record_id, golden_id FROM golden_xref"))
+    assert set(mapping) == current  # every source record in exactly one golden record
+    state = {
+        g: (s, m, v)
+        for g, s, m, v in _rows(
+            engine, "SELECT golden_id, status, merged_into, version FROM golden_records"
+        )
+    }
+    assert all(state[g][0] == "active" for g in mapping.values())
+    assert {g for g, s in state.items() if s[0] == "active"} == set(mapping.values())  # no empty
+    history = Counter(g for (g,) in _rows(engine, "SELECT golden_id FROM golden_history"))
+    events = Counter(g for (g,) in _rows(engine, "SELECT golden_id FROM golden_changes"))
+    assert history == events  # every version has exactly one event, and no orphan event
+    for g, (_s, _m, version) in state.items():
+        assert history[g] == version  # versions 1..n, no gaps

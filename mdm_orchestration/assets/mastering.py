@@ -68,8 +68,8 @@ def consolidate_golden_records(
 ):  # type: ignore[no-untyped-def]
     """Survive every cluster into its golden record; write changes and their events at once."""
     config = landing.hub_config()
-    result = consolidate(hub.engine, config, run_id=context.run_id)
-    health = golden_health(hub.engine, run_id=context.run_id)
+    result = consolidate(hub.engine, config, run_id=context.run.run_id)
+    health = golden_health(hub.engine, run_id=context.run.run_id)
     with hub.engine.connect() as conn:
         lifecycles = dict(conn.execute(
             select(GOLDEN.c.lifecycle, func.count()).where(GOLDEN.c.status == ACTIVE)

@@ -12,8 +12,9 @@ its own column layout, file format, date order and habits:
 Every silo has a first full extract and a later delta that updates earlier keys (moves,
 married names, new phones) and adds new ones. About 1% of rows are deliberately bad (empty keys,
 impossible dates, wrong types, extra fields). ``truth.csv`` maps every (source, source_key) to the
-real entity; ``relationships.csv`` says who shares a household (same address and family name)
-and who works for which organisation. The same seed gives byte-identical output.
+real entity; ``relationships.csv`` says who shares a household (same address and family name),
+who works for which organisation, and who moved or took a new family name (some silos never
+hear of it). The same seed gives byte-identical output.
 """
 
 from __future__ import annotations
@@ -905,9 +906,11 @@ def generate(out: Path, people: int = 2000, seed: int = 42) -> GenerationSummary
     # Who lives with whom (same address, same family name) and who works where.
     with (out / "relationships.csv").open("w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["entity_id", "household_id", "organisation_id"])
+        writer.writerow(["entity_id", "household_id", "organisation_id", "moved", "renamed"])
         for person in gen.people:
             if person.household or person.org:
                 org = person.org.entity_id if person.org else ""
-                writer.writerow([person.entity_id, person.household, org])
+                writer.writerow([person.entity_id, person.household, org,
+                                 int(person.new_address is not None),
+                                 int(bool(person.new_family))])  # fmt: skip
     return GenerationSummary(len(gen.people), len(gen.orgs), rows_per_source, files)

@@ -72,10 +72,14 @@ def test_most_frequent_and_most_complete():
 def test_valid_only_leaves_the_attribute_empty_and_prefer_valid_falls_back():
     strict = survivor(email=AttributeRule(strategies=["valid_only", "source_trust"]))
     lenient = survivor(email=AttributeRule(strategies=["prefer_valid", "source_trust"]))
-    invalid = [rec("a", "billing", email="not-an-email", email_valid=False, flags=["email_invalid"])]
+    invalid = [
+        rec("a", "billing", email="not-an-email", email_valid=False, flags=["email_invalid"])
+    ]
     assert "email" not in strict.survive(invalid).attributes
     assert lenient.survive(invalid).attributes["email"] == "not-an-email"
-    mixed = invalid + [rec("b", "loyalty", email="ok@x.com", email_key="ok@x.com", email_valid=True)]
+    mixed = invalid + [
+        rec("b", "loyalty", email="ok@x.com", email_key="ok@x.com", email_valid=True)
+    ]
     for s in (strict, lenient):
         out = s.survive(mixed)
         assert out.attributes["email"] == "ok@x.com"
@@ -113,7 +117,10 @@ def test_ties_are_broken_the_same_way_whatever_the_input_order():
                [("r3", "crm", "+15550000003"), ("r1", "crm", "+15550000001"),
                 ("r2", "crm", "+15550000002")]]  # fmt: skip
     results = {
-        (s.survive(list(order)).attributes["phone"], s.survive(list(order)).lineage["phone"]["rule"])
+        (
+            s.survive(list(order)).attributes["phone"],
+            s.survive(list(order)).lineage["phone"]["rule"],
+        )
         for order in itertools.permutations(records)
     }
     assert results == {("+15550000001", "tie_break")}  # the smallest record id, last resort
@@ -245,7 +252,7 @@ def test_an_update_names_what_changed():
     membership = {"p1": ("p1", "person", None)}
     before = _plan(membership, [("p1", [rec("p1", "crm", "2025-01-01", full_name="Ann Lee",
                                              family_name="Lee", city="Springfield")])])  # fmt: skip
-    (gid, s), = before.states.items()
+    ((gid, s),) = before.states.items()
     previous = {gid: Previous(1, s.digest(), "person", s.attributes, s.lineage, s.consents,
                               s.lifecycle, None)}  # fmt: skip
     after = _plan(membership, [("p1", [rec("p1", "crm", "2026-01-01", full_name="Ann Lee",
