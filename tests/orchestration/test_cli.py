@@ -64,12 +64,16 @@ def test_generate_run_status(tmp_path, monkeypatch, capsys):
     assert status["cleansed_records"] + status["cleanse_quarantined_rows"] == status["rows_loaded"]
     assert status["clustered_records"] == status["source_records"] and status["clusters"] > 0
     assert set(status["per_source"]) == {"crm", "ecommerce", "erp"}
+    assert status["xref_records"] == status["clustered_records"]
+    assert 0 < status["golden_records"] <= status["clusters"]
+    assert status["golden_changes"] == status["golden_records"]
 
     # The runs went through Dagster and are in its instance (what `dagster dev` shows).
     with dg.DagsterInstance.get() as instance:
         runs = instance.get_runs()
         assert sorted(r.job_name for r in runs) == ["cleanse_job"] + ["ingest_job"] * 3 + [
-            "match_job"
+            "master_job",
+            "match_job",
         ]
         assert len(instance.get_dynamic_partitions("landed_files")) == 3
 
@@ -79,7 +83,7 @@ def test_generate_run_status(tmp_path, monkeypatch, capsys):
     assert main(["status", "--hub", hub, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["rows_loaded"] == status["rows_loaded"]
     with dg.DagsterInstance.get() as instance:
-        assert len(instance.get_runs()) == 5
+        assert len(instance.get_runs()) == 6
 
 
 def test_console_script_reports_status_of_an_empty_hub(tmp_path):
