@@ -265,6 +265,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         status["cleansed_records"] + status["cleanse_quarantined_rows"] == status["rows_loaded"]
     )
     print(f"  every landed row accounted for: {'yes' if ok else 'NO'}")
+    mapped = status["xref_records"] == status["clustered_records"]
+    print(f"  every clustered source record has one golden id: {'yes' if mapped else 'NO'}")
+    ok = ok and mapped
+    print(
+        f"  look one up:  MDM_HOME={home} {Path(sys.executable).parent / 'mdm'} lookup --golden G0000000001"
+    )
     print()
     print("Open the Dagster UI on this hub (asset graph, runs, checks, the landing sensor):")
     print(
@@ -500,6 +506,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error:\n{exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `mdm lookup ... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":
