@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from mdm_orchestration.survivorship.ids import Assignment, assign_golden_ids, seq_of
@@ -36,7 +36,8 @@ class GoldenState:
     members: list[str]
 
     def digest(self) -> str:
-        text = json.dumps(asdict(self), sort_keys=True, default=str, separators=(",", ":"))
+        # vars(), not dataclasses.asdict(): asdict deep-copies every nested value (slow).
+        text = json.dumps(vars(self), sort_keys=True, default=str, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -66,6 +67,8 @@ class Event:
 class Plan:
     #: golden id -> new content, for every golden record created or changed
     states: dict[str, GoldenState] = field(default_factory=dict)
+    #: golden id -> GoldenState.digest() of its new content
+    digests: dict[str, str] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     assignment: Assignment = field(default_factory=Assignment)
     #: record id -> golden id, for every clustered record
@@ -157,10 +160,11 @@ def plan_consolidation(
             members=sorted(m["source_record_id"] for m in members),
         )
         old = previous.get(gid)
+        digest = state.digest()
         if old is None:
             origins = assignment.minted.get(gid, [])
             event = Event(gid, SPLIT if origins else CREATED, sorted(survived.attributes), origins)
-        elif state.digest() != old.content_hash:
+        elif digest != old.content_hash:
             related = sorted(merged_into_target.get(gid, []) + split_off.get(gid, []))
             event = Event(gid, UPDATED, changed_fields(old, state, old_members.get(gid, [])),
                           related)  # fmt: skip
@@ -168,6 +172,7 @@ def plan_consolidation(
             plan.unchanged += 1
             continue
         plan.states[gid] = state
+        plan.digests[gid] = digest
         plan.events.append(event)
     for loser, target in sorted(assignment.merged.items()):
         plan.events.append(Event(loser, MERGED, ["status"], [target]))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, select, text, update
 
 from mdm_orchestration.config import GOLDEN_GROUPS, HubConfig
 from mdm_orchestration.hub.bulk import bulk_insert, bulk_upsert
@@ -71,6 +71,8 @@ SURVIVOR_COLUMNS = tuple(
     )
 )  # fmt: skip
 ACTIVE = "active"
+#: ``pg_advisory_xact_lock`` key of the consolidation writer (RELIABILITY.md rule 3).
+CONSOLIDATE_LOCK_KEY = 0x6D646D02
 #: Fixed namespace of the hub's event ids: the same (golden id, version) is always the same id.
 EVENT_NAMESPACE = uuid.UUID("6f1c5e0a-3b1d-4c4e-9d6a-6d646d2d6875")
 GOLDEN_COLUMNS = ("golden_id", "seq", "party_type", "status", "merged_into", "version",
@@ -146,6 +148,14 @@ def _cluster_records(conn: Connection) -> Iterator[tuple[str, list[dict[str, Any
         yield cluster, [dict(r) for r in group]
 
 
+class ConcurrentConsolidation(RuntimeError):
+    """Another consolidation committed while this one was planning: nothing was written."""
+
+
+def _last_run(conn: Connection) -> int:
+    return int(conn.execute(select(func.coalesce(func.max(RUNS.c.id), 0))).scalar_one())
+
+
 def plan(conn: Connection, config: HubConfig) -> tuple[Plan, dict[str, Previous]]:
     previous = _previous(conn)
     previous_xref = dict(conn.execute(select(XREF.c.record_id, XREF.c.golden_id)).all())
@@ -165,8 +175,9 @@ def consolidate(
 ) -> ConsolidationResult:
     """Survive every cluster and write what changed, with its history, cross-reference and
     change events, in one transaction. Nothing changed: nothing is written but the run's row."""
-    with engine.connect() as conn:
+    with engine.connect() as conn, conn.begin():  # one snapshot for the whole plan
         clusters_at = conn.execute(select(func.max(CLUSTERS.c.clustered_at))).scalar_one()
+        planned_after = _last_run(conn)
         the_plan, previous = plan(conn, config)
     previous_xref: dict[str, str] = the_plan.previous_xref  # type: ignore[attr-defined]
     now = _now()
@@ -187,7 +198,7 @@ def consolidate(
             golden_rows.append((gid, seq_of(gid), s.party_type, ACTIVE, None, version,
                                 _json(s.attributes), _json(s.keys), _json(s.lineage),
                                 _json(s.consents), s.lifecycle, s.organisation_golden_id,
-                                _json(s.sources), len(s.members), s.digest(), now, now, run_id,
+                                _json(s.sources), len(s.members), the_plan.digests[gid], now, now, run_id,
                                 run_id))  # fmt: skip
             history_rows.append((gid, version, ACTIVE, event.event_type, _json(event.changed),
                                  s.party_type, _json(s.attributes), _json(s.lineage),
@@ -200,6 +211,14 @@ def consolidate(
     gone = [rid for rid in previous_xref if rid not in the_plan.xref]
     counts = the_plan.counts()
     with write_transaction(engine) as conn:
+        # One writer at a time (SQLite: BEGIN IMMEDIATE already; PostgreSQL: an advisory lock),
+        # and the plan must still be based on the newest golden state.
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CONSOLIDATE_LOCK_KEY})
+        if _last_run(conn) != planned_after:
+            raise ConcurrentConsolidation(
+                "another consolidation committed while this one was planning; run it again"
+            )
         bulk_upsert(conn, "golden_records", GOLDEN_COLUMNS, golden_rows, conflict="golden_id",
                     update=[c for c in GOLDEN_COLUMNS
                             if c not in ("golden_id", "seq", "created_at", "created_run_id")],

@@ -402,3 +402,27 @@ def test_lookup_and_formula_safe_exports(hub, tmp_path, capsys):
         assert sum(1 for _ in csv.DictReader(fh)) == len(
             rows(engine, "SELECT seq FROM golden_changes")
         )
+
+
+def test_a_consolidation_planned_on_stale_state_writes_nothing(hub, monkeypatch):
+    """Two consolidations overlapping: the one that commits second notices and writes nothing."""
+    from mdm_orchestration.survivorship import store
+
+    engine = hub["engine"]
+    config = load_hub_config(hub["config"])
+    planned = store.plan
+    raced = []
+
+    def plan_then_race(conn, cfg):
+        out = planned(conn, cfg)
+        if not raced:
+            raced.append(None)
+            raced[0] = consolidate(engine, cfg, "the other run")
+        return out
+
+    monkeypatch.setattr(store, "plan", plan_then_race)
+    with pytest.raises(store.ConcurrentConsolidation):
+        consolidate(engine, config, "stale")
+    assert raced[0].counts["created"] > 0
+    assert rows(engine, "SELECT DISTINCT run_id FROM golden_changes") == [("the other run",)]
+    check_invariants(engine)

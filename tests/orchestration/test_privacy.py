@@ -11,7 +11,10 @@ from pathlib import Path
 
 import dagster as dg
 
+from mdm_orchestration.assets.cleansing import cleansed_records
 from mdm_orchestration.assets.ingestion import source_extracts
+from mdm_orchestration.assets.mastering import consolidate_golden_records, households
+from mdm_orchestration.assets.matching import match_clusters, match_model, training_labels
 from mdm_orchestration.partitions import landed_files
 from mdm_orchestration.resources import HubDatabase, LandingZone
 from mdm_orchestration.sensors import landing_sensor
@@ -66,6 +69,14 @@ def test_canary_values_never_reach_dagster_storage(tmp_path, sqlite_url, landing
             "billing/drift.csv": False,
             "billing/latin1.csv": False,
         }
+        # The canary goes on through cleansing, matching and into a golden record.
+        downstream = dg.materialize(
+            [cleansed_records, training_labels, match_model, match_clusters,
+             consolidate_golden_records, households],
+            instance=instance,
+            resources=resources,
+        )  # fmt: skip
+        assert downstream.success
         failures = [
             entry
             for run in instance.get_runs()
@@ -90,3 +101,11 @@ def test_canary_values_never_reach_dagster_storage(tmp_path, sqlite_url, landing
             data = path.read_bytes()
             leaked += [(path.name, c) for c in canaries if c.encode() in data]
     assert leaked == []
+    # ... while the hub itself does hold the canary person's golden record.
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(sqlite_url)
+    with engine.connect() as conn:
+        golden = conn.execute(sa.text("SELECT attributes FROM golden_records")).scalars().all()
+    engine.dispose()
+    assert any(name in str(a) for a in golden)
