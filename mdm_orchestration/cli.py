@@ -396,6 +396,8 @@ def cmd_lookup(args: argparse.Namespace) -> int:
     from mdm_orchestration.survivorship.lookup import lookup
 
     engine = create_hub_engine(args.hub)
+    if args.as_of is not None:
+        return _lookup_as_of(engine, args)
     try:
         with engine.connect() as conn:
             found = lookup(conn, golden_id=args.golden, email=args.email, phone=args.phone,
@@ -408,6 +410,31 @@ def cmd_lookup(args: argparse.Namespace) -> int:
         engine.dispose()
     print(json.dumps(found, indent=2, ensure_ascii=False, default=str))
     return 0 if found else 1
+
+
+def _lookup_as_of(engine: Any, args: argparse.Namespace) -> int:  # noqa: ANN401
+    """A golden record's version as it was at a past time (its history)."""
+    from datetime import UTC, datetime
+
+    from mdm_orchestration.survivorship.store import golden_as_of
+
+    try:
+        if args.golden is None:
+            raise ValueError("--as-of reads one golden record's history: give --golden")
+        at = datetime.fromisoformat(args.as_of)
+        at = at if at.tzinfo else at.replace(tzinfo=UTC)
+        with engine.connect() as conn:
+            version = golden_as_of(conn, args.golden, at)
+    except ValueError as exc:
+        print(f"mdm lookup: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    if version is None:
+        print(f"mdm lookup: {args.golden} did not exist at {args.as_of}", file=sys.stderr)
+        return 1
+    print(json.dumps(version, indent=2, ensure_ascii=False, default=str))
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -476,6 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", help="the source's own record key")
     p.add_argument("--golden", help="a golden id (a merged one leads to its survivor)")
     p.add_argument("--country", default="US", help="country of a national phone number")
+    p.add_argument("--as-of", help="with --golden: the version current at this ISO time")
     p.add_argument("--hub", help="hub database URL")
     p.set_defaults(func=cmd_lookup)
 

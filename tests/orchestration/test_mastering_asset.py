@@ -185,6 +185,13 @@ def test_merge_keeps_the_oldest_id_and_split_mints_a_new_one(hub, capsys):
     assert then["version"] == 1 and then["members"] == [a]
     assert now["version"] == 2 and sorted(now["members"]) == sorted([a, b])
     assert gone["status"] == "merged" and gone["merged_into"] == older
+    assert (
+        main(["lookup", "--golden", older, "--as-of", stamp.isoformat(), "--hub", hub["url"]]) == 0
+    )
+    as_of = json.loads(capsys.readouterr().out)
+    assert as_of["version"] == 1 and as_of["members"] == [a]
+    assert main(["lookup", "--golden", older, "--as-of", "2000-01-01", "--hub", hub["url"]]) == 1
+    capsys.readouterr()
     # A look-up of the merged id leads to the survivor.
     assert main(["lookup", "--golden", younger, "--hub", hub["url"]]) == 0
     found = json.loads(capsys.readouterr().out)
