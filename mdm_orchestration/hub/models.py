@@ -322,6 +322,7 @@ class GoldenHistory(SQLModel, table=True):
     consents: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     lifecycle: str | None = Field(default=None, max_length=32)
     organisation_golden_id: str | None = Field(default=None, max_length=16)
+    sources: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     members: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     merged_into: str | None = Field(default=None, max_length=16)
     run_id: str | None = Field(default=None, max_length=64)

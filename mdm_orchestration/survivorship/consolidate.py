@@ -53,6 +53,7 @@ class Previous:
     consents: dict[str, Any]
     lifecycle: str | None
     organisation_golden_id: str | None
+    sources: list[str] = field(default_factory=list)
 
 
 @dataclass

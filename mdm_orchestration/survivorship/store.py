@@ -81,7 +81,7 @@ GOLDEN_COLUMNS = ("golden_id", "seq", "party_type", "status", "merged_into", "ve
                   "created_at", "updated_at", "created_run_id", "updated_run_id")  # fmt: skip
 HISTORY_COLUMNS = ("golden_id", "version", "status", "change", "changed", "party_type",
                    "attributes", "lineage", "consents", "lifecycle", "organisation_golden_id",
-                   "members", "merged_into", "run_id", "recorded_at")  # fmt: skip
+                   "sources", "members", "merged_into", "run_id", "recorded_at")  # fmt: skip
 CHANGE_COLUMNS = ("event_id", "golden_id", "version", "event_type", "changed", "related",
                   "run_id", "created_at")  # fmt: skip
 
@@ -131,7 +131,7 @@ def _previous(conn: Connection) -> dict[str, Previous]:
     rows = conn.execute(
         select(GOLDEN.c.golden_id, GOLDEN.c.version, GOLDEN.c.content_hash, GOLDEN.c.party_type,
                GOLDEN.c.attributes, GOLDEN.c.lineage, GOLDEN.c.consents, GOLDEN.c.lifecycle,
-               GOLDEN.c.organisation_golden_id).where(GOLDEN.c.status == ACTIVE)
+               GOLDEN.c.organisation_golden_id, GOLDEN.c.sources).where(GOLDEN.c.status == ACTIVE)
     )  # fmt: skip
     return {r[0]: Previous(*r[1:]) for r in rows}
 
@@ -192,7 +192,8 @@ def consolidate(
             history_rows.append((gid, version, event.event_type, event.event_type,
                                  _json(event.changed), old.party_type, _json(old.attributes),
                                  _json(old.lineage), _json(old.consents), old.lifecycle,
-                                 old.organisation_golden_id, "[]", merged_into, run_id, now))  # fmt: skip
+                                 old.organisation_golden_id, _json(old.sources), "[]",
+                                 merged_into, run_id, now))  # fmt: skip
         else:
             s: GoldenState = the_plan.states[gid]
             golden_rows.append((gid, seq_of(gid), s.party_type, ACTIVE, None, version,
@@ -203,7 +204,7 @@ def consolidate(
             history_rows.append((gid, version, ACTIVE, event.event_type, _json(event.changed),
                                  s.party_type, _json(s.attributes), _json(s.lineage),
                                  _json(s.consents), s.lifecycle, s.organisation_golden_id,
-                                 _json(s.members), None, run_id, now))  # fmt: skip
+                                 _json(s.sources), _json(s.members), None, run_id, now))  # fmt: skip
         change_rows.append((event_id(gid, version), gid, version, event.event_type,
                             _json(event.changed), _json(event.related), run_id, now))  # fmt: skip
     xref_rows = [(rid, gid, now) for rid, gid in the_plan.xref.items()

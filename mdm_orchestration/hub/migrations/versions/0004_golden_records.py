@@ -54,6 +54,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("change", sa.String(16), nullable=False),
         sa.Column("changed", sa.JSON(), nullable=False),
+        sa.Column("sources", sa.JSON(), nullable=False),
         sa.Column("members", sa.JSON(), nullable=False),
         sa.Column("merged_into", sa.String(16), nullable=True),
         sa.Column("run_id", sa.String(64), nullable=True),
