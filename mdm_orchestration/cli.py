@@ -100,6 +100,7 @@ def run_landing(landing: Path, *, quiet: bool = False) -> dict[str, Any]:
         instance, engine, quiet=quiet, after_cleansing=anything_to_cleanse
     )
     summary["mastered"] = run_mastering(instance, engine, quiet=quiet)
+    summary["syndicated"] = run_syndication(instance, engine, quiet=quiet)
     engine.dispose()
     summary["seconds"] = round(time.perf_counter() - started, 2)
     return summary
@@ -140,13 +141,54 @@ def run_mastering(instance: Any, engine: Any, *, quiet: bool = False) -> bool:  
     return run_job(instance, "master_job", quiet) if stale else True
 
 
+def run_syndication(instance: Any, engine: Any, *, quiet: bool = False,  # noqa: ANN401
+                    only: str | None = None) -> bool:  # fmt: skip
+    """Run ``syndicate_job`` for each subscriber (or ``only`` one) with something to deliver."""
+    from mdm_orchestration.config import load_hub_config
+    from mdm_orchestration.definitions import defs
+    from mdm_orchestration.partitions import subscribers
+    from mdm_orchestration.syndication.delivery import subscriber_status
+
+    config = load_hub_config()
+    if only is not None and only not in config.subscriptions.subscribers:
+        raise ValueError(f"no subscriber {only!r} in subscriptions.yaml")
+    job = defs.resolve_job_def("syndicate_job")
+    ok = True
+    for name, state in subscriber_status(engine, config).items():
+        if (only and name != only) or (state["pending"] == 0 and state["snapshot_done"]):
+            continue
+        if not instance.has_dynamic_partition(subscribers.name, name):
+            instance.add_dynamic_partitions(subscribers.name, [name])
+        result = job.execute_in_process(
+            partition_key=name,
+            instance=instance,
+            raise_on_error=False,
+            tags={"mdm/trigger": "cli"},
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
+        ok = ok and result.success
+        if not quiet:
+            print(f"  {'ok    ' if result.success else 'FAILED'} syndicate_job {name}",
+                  file=sys.stderr)  # fmt: skip
+    return ok
+
+
 def _status(hub: str | None) -> dict[str, Any]:
+    from mdm_orchestration.config import ConfigError, load_hub_config
     from mdm_orchestration.hub.status import hub_status
     from mdm_orchestration.hub.store import create_hub_engine
+    from mdm_orchestration.syndication.delivery import subscriber_status
 
     engine = create_hub_engine(hub)
     try:
-        return hub_status(engine)
+        status = hub_status(engine)
+        try:
+            subs = subscriber_status(engine, load_hub_config())
+        except ConfigError:
+            subs = {}
+        status["pending_events"] = {name: s["pending"] for name, s in subs.items()}
+        status["subscribers"] = subs
+        return status
     finally:
         engine.dispose()
 
@@ -187,6 +229,10 @@ def _print_status(status: dict[str, Any]) -> None:
         f"{status['multi_person_households']} with 2+ persons, change events "
         f"{status['golden_changes']}"
     )
+    for name, s in status.get("subscribers", {}).items():
+        since = f", failing since {s['failing_since']}" if s["failing_since"] else ""
+        print(f"subscriber {name}: {s['status']}, delivered {s['delivered_total']}, "
+              f"pending {s['pending']}{since}")  # fmt: skip
     if status["quarantine_reasons"]:
         reasons = ", ".join(f"{k} {v}" for k, v in status["quarantine_reasons"].items())
         print(f"quarantine reasons: {reasons}")
@@ -224,6 +270,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  failed: {key} (see the run in the Dagster UI, or `mdm status`)")
     _print_status(_status(None))
     done = summary["cleansed"] and summary["matched"] and summary["mastered"]
+    done = done and summary["syndicated"]
     return 1 if summary["failed"] or not done else 0
 
 
@@ -282,6 +329,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"{landing}/<source>/ and the landing_sensor ingests them."
     )
     done = summary["cleansed"] and summary["matched"] and summary["mastered"]
+    done = done and summary["syndicated"]
     return 0 if ok and not summary["failed"] and done else 1
 
 
@@ -452,6 +500,45 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_syndicate(args: argparse.Namespace) -> int:
+    """Deliver pending changes to the subscribers (or one) through syndicate_job."""
+    from mdm_orchestration.hub.store import create_hub_engine
+
+    _use_environment(args.hub, None, args.config)
+    instance = _dagster_instance()
+    engine = create_hub_engine()
+    try:
+        ok = run_syndication(instance, engine, only=args.subscriber)
+    except ValueError as exc:
+        print(f"mdm syndicate: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    _print_status(_status(None))
+    return 0 if ok else 1
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    """Erase a person from the hub; subscribers that received them are told at the next
+    syndication (``mdm syndicate`` or the syndication sensor)."""
+    from mdm_orchestration.hub.store import create_hub_engine
+    from mdm_orchestration.syndication.erasure import NothingToErase, erase
+
+    engine = create_hub_engine(args.hub)
+    try:
+        result = erase(engine, golden_id=args.golden, source=args.source, key=args.key,
+                       by=_steward())  # fmt: skip
+    except (NothingToErase, ValueError) as exc:
+        print(f"mdm erase: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    print(f"erasure {result.erasure_id}: golden record {result.golden_id or '(none)'}, "
+          f"{result.records} source record(s) removed, {result.golden_records_blanked} golden "
+          "record(s) blanked; subscribers hear of it at the next syndication")  # fmt: skip
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mdm", description="Customer MDM hub on Dagster")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -512,6 +599,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="CSV file to write")
     p.add_argument("--hub", help="hub database URL")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("syndicate", help="deliver pending golden-record changes (syndicate_job)")
+    p.add_argument("--subscriber", help="only this subscriber")
+    p.add_argument("--hub", help="hub database URL")
+    p.add_argument("--config", help="configuration folder")
+    p.set_defaults(func=cmd_syndicate)
+
+    p = sub.add_parser("erase", help="erase a person from the hub (GDPR Art. 17)")
+    p.add_argument("--golden", help="the golden id of the person")
+    p.add_argument("--source", help="with --key: a source record of the person")
+    p.add_argument("--key")
+    p.add_argument("--hub", help="hub database URL")
+    p.set_defaults(func=cmd_erase)
 
     p = sub.add_parser("demo", help="generate sample silos, consolidate them, print a summary")
     p.add_argument("--people", type=int, default=DEFAULT_DEMO_PEOPLE)

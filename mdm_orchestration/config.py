@@ -12,7 +12,7 @@ import os
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -356,6 +356,18 @@ GOLDEN_GROUPS: dict[str, tuple[str, ...]] = {
     "birth_date": ("birth_date",),
     "national_id": ("national_id", "national_id_type", "national_id_valid"),
 }  # fmt: skip
+#: The part of each group a golden record shows (the rest are match keys and validity flags).
+GOLDEN_PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
+    "name": ("title", "given_name", "middle_name", "family_name", "suffix", "full_name"),
+    "organisation": ("company_name", "legal_form"),
+    "job_title": ("job_title",),
+    "email": ("email",),
+    "phone": ("phone",),
+    "address": ("street", "unit", "city", "region", "postcode", "country"),
+    "birth_date": ("birth_date",),
+    "national_id": ("national_id", "national_id_type"),
+}
+GOLDEN_ATTRIBUTES: tuple[str, ...] = tuple(f for fs in GOLDEN_PUBLIC_FIELDS.values() for f in fs)
 LIFECYCLES = ("customer", "one-off", "contact", "lead")
 
 
@@ -412,12 +424,84 @@ class SurvivorshipConfig(_Strict):
         return _known(value, ("most_recent", "source_trust", "most_complete"), "tie-break")
 
 
+EVENT_TYPES = ("created", "updated", "merged", "split", "retired", "erased")
+
+
+class FileTarget(_Strict):
+    #: Folder the batches are written into (relative: under MDM_HOME); ``${VAR}`` expands.
+    folder: str
+    format: Literal["jsonl", "csv"] = "jsonl"
+
+
+class WebhookTarget(_Strict):
+    #: ``${VAR}`` expands (keep secrets in the environment).
+    url: str
+    timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class SqlTarget(_Strict):
+    #: Any SQLAlchemy URL; ``${VAR}`` expands.
+    url: str
+    table: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
+
+
+class SubscriberFilter(_Strict):
+    party_types: list[Literal["person", "organisation"]] = Field(default_factory=list)
+    lifecycles: list[str] = Field(default_factory=list)
+    #: Golden records spanning at least one of these sources.
+    sources: list[str] = Field(default_factory=list)
+
+
+class Subscriber(_Strict):
+    description: str = ""
+    transport: Literal["file", "webhook", "sql"]
+    file: FileTarget | None = None
+    webhook: WebhookTarget | None = None
+    sql: SqlTarget | None = None
+    #: Golden attributes it receives (empty: all of them).
+    attributes: list[str] = Field(default_factory=list)
+    filter: SubscriberFilter = SubscriberFilter()
+    #: A golden record is sent only with consent granted for this purpose (a withdrawal is
+    #: sent as a removal).
+    consent_purpose: str | None = None
+    #: Change events it wants; ``erased`` is always sent to a subscriber that received the
+    #: golden record.
+    events: list[str] = Field(default_factory=lambda: list(EVENT_TYPES))
+    #: A new subscriber first receives every golden record it may see, then the changes.
+    snapshot: bool = True
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    max_attempts: Annotated[int, Field(ge=1)] = 5
+    backoff_seconds: Annotated[float, Field(ge=0)] = 1.0
+    #: The asset check fails when more events than this wait for the subscriber.
+    max_lag_events: Annotated[int, Field(ge=0)] = 10_000
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, value: list[str]) -> list[str]:
+        return _known(value, EVENT_TYPES, "event type")
+
+    @model_validator(mode="after")
+    def _target(self) -> Subscriber:
+        if getattr(self, self.transport) is None:
+            raise ValueError(f"transport {self.transport} needs a '{self.transport}' section")
+        return self
+
+    def target(self) -> FileTarget | WebhookTarget | SqlTarget:
+        return getattr(self, self.transport)
+
+
+class SubscriptionsConfig(_Strict):
+    subscribers: dict[str, Subscriber] = Field(default_factory=dict)
+
+
 class HubConfig(_Strict):
     sources: dict[str, SourceConfig]
     ingest: IngestSettings = IngestSettings()
     quality: QualityConfig = QualityConfig()
     matching: MatchingConfig = MatchingConfig()
     survivorship: SurvivorshipConfig = SurvivorshipConfig()
+    subscriptions: SubscriptionsConfig = SubscriptionsConfig()
     config_dir: Path
 
     def source_for_folder(self, folder: str) -> SourceConfig | None:
@@ -437,6 +521,9 @@ def _format_errors(path: Path, err: ValidationError, prefix: tuple[Any, ...] = (
         elif loc and loc[0] == "ingest":
             where = "section 'ingest'"
             field = ".".join(str(p) for p in loc[1:]) or "(the section itself)"
+        elif len(loc) >= 2 and loc[0] == "subscribers":
+            where = f"subscriber '{loc[1]}'"
+            field = ".".join(str(p) for p in loc[2:]) or "(the subscriber itself)"
         elif len(loc) >= 2 and loc[0] in ("rules", "national_ids", "attributes"):
             where = f"section '{loc[0]}'"
             field = ".".join(str(p) for p in loc[1:])
@@ -511,6 +598,8 @@ def load_hub_config(config_dir: str | os.PathLike[str] | None = None) -> HubConf
             for name in rule.source_order
             if name not in sources
         )
+    subscriptions, subscription_problems = _load_subscriptions(folder / "subscriptions.yaml")
+    problems.extend(subscription_problems)
     if problems:
         raise ConfigError("\n".join(problems))
     return HubConfig(
@@ -519,6 +608,7 @@ def load_hub_config(config_dir: str | os.PathLike[str] | None = None) -> HubConf
         quality=quality,
         matching=matching,
         survivorship=survivorship,
+        subscriptions=subscriptions,
         config_dir=folder,
     )
 
@@ -549,3 +639,19 @@ def _load_quality(path: Path, sources: dict[str, SourceConfig]) -> tuple[Quality
         for name in sorted(set(quality.sources) - set(sources))
     ]
     return quality, problems
+
+
+def _load_subscriptions(path: Path) -> tuple[SubscriptionsConfig, list[str]]:
+    """``subscriptions.yaml``: names like sources', attributes among the golden attributes."""
+    subs, problems = _load_optional(path, SubscriptionsConfig)
+    if problems:
+        return subs, problems
+    for name, sub in subs.subscribers.items():
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", name):
+            problems.append(f"{path}: subscriber '{name}': field '(name)': use lower-case "
+                            "letters, digits and '_'")  # fmt: skip
+        unknown = sorted(set(sub.attributes) - set(GOLDEN_ATTRIBUTES))
+        if unknown:
+            problems.append(f"{path}: subscriber '{name}': field 'attributes': unknown "
+                            f"attribute(s) {unknown}; allowed: {', '.join(GOLDEN_ATTRIBUTES)}")  # fmt: skip
+    return subs, problems

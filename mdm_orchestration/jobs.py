@@ -39,4 +39,13 @@ master_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
 )
 
-ALL_JOBS = [ingest_job, cleanse_job, match_job, master_job]
+SYNDICATE_JOB = "syndicate_job"
+
+syndicate_job = dg.define_asset_job(
+    SYNDICATE_JOB,
+    selection=dg.AssetSelection.assets("subscriber_deliveries"),
+    description="Deliver pending golden-record changes to one subscriber (a partition).",
+    executor_def=dg.in_process_executor,
+)
+
+ALL_JOBS = [ingest_job, cleanse_job, match_job, master_job, syndicate_job]

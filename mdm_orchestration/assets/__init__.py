@@ -4,6 +4,7 @@ from mdm_orchestration.assets.cleansing import cleansed_records
 from mdm_orchestration.assets.ingestion import source_extracts
 from mdm_orchestration.assets.mastering import consolidate_golden_records, households
 from mdm_orchestration.assets.matching import match_clusters, match_model, training_labels
+from mdm_orchestration.assets.syndication import subscriber_deliveries
 
 ALL_ASSETS = [
     source_extracts,
@@ -13,6 +14,7 @@ ALL_ASSETS = [
     match_clusters,
     consolidate_golden_records,
     households,
+    subscriber_deliveries,
 ]
 
 __all__ = [
@@ -23,5 +25,6 @@ __all__ = [
     "match_clusters",
     "match_model",
     "source_extracts",
+    "subscriber_deliveries",
     "training_labels",
 ]

@@ -399,3 +399,61 @@ class HouseholdMember(SQLModel, table=True):
 
     golden_id: str = Field(primary_key=True, max_length=16)
     household_id: str = Field(max_length=16)
+
+
+# --- syndication and erasure ------------------------------------------------------------------
+
+
+class SubscriberState(SQLModel, table=True):
+    """Where each subscriber stands in the outbox, and whether it is failing."""
+
+    __tablename__ = "subscriber_state"
+
+    subscriber: str = Field(primary_key=True, max_length=40)
+    cursor_seq: int = Field(default=0, sa_type=BigInteger)
+    snapshot_done: bool = False
+    snapshot_seq: int | None = Field(default=None, sa_type=BigInteger)
+    snapshot_after: str | None = Field(default=None, max_length=16)
+    status: str = Field(default="ok", max_length=16)  # ok | failing
+    failing_since: datetime | None = None
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    delivered_total: int = Field(default=0, sa_type=BigInteger)
+    updated_at: datetime
+
+
+class Delivery(SQLModel, table=True):
+    """The delivery ledger: per subscriber and golden record, the last version delivered and
+    whether the subscriber holds it now. A row stays after a removal: erasure notices go to
+    every subscriber that ever received the golden record."""
+
+    __tablename__ = "deliveries"
+
+    subscriber: str = Field(primary_key=True, max_length=40)
+    golden_id: str = Field(primary_key=True, max_length=16)
+    version: int
+    event_id: str = Field(max_length=36)
+    present: bool
+    delivered_at: datetime
+
+
+class Erasure(SQLModel, table=True):
+    """An erasure request carried out: a tombstone with no personal data."""
+
+    __tablename__ = "erasures"
+
+    id: int | None = Field(default=None, primary_key=True)
+    golden_id: str = Field(max_length=16, index=True)
+    records: int
+    requested_by: str = Field(max_length=128)
+    erased_at: datetime
+
+
+class ErasedRecord(SQLModel, table=True):
+    """Source record ids (hashes of source and key) whose subject was erased: a later extract
+    carrying them is quarantined as ``erased_subject``, and a restore replays them."""
+
+    __tablename__ = "erased_records"
+
+    record_id: str = Field(primary_key=True, max_length=32)
+    erasure_id: int = Field(foreign_key="erasures.id")

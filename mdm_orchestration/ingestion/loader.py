@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from mdm_orchestration.config import DateOrder, HubConfig, SourceConfig
 from mdm_orchestration.hub.bulk import bulk_insert, bulk_upsert
-from mdm_orchestration.hub.models import Extract, ExtractStatus, source_record_id
+from mdm_orchestration.hub.models import ErasedRecord, Extract, ExtractStatus, source_record_id
 from mdm_orchestration.hub.store import write_transaction
 from mdm_orchestration.ingestion.readers import (
     ExtractRejected,
@@ -171,6 +171,8 @@ class _Loader:
         self.max_field_length = max_field_length
         self.outcome = outcome
         self.now = _now()
+        # Subjects erased from the hub stay out of it (RELIABILITY.md row 17).
+        self.erased = set(conn.execute(select(ErasedRecord.__table__.c.record_id)).scalars())
 
     def check_row(self, row: RawRow, batch: _Batch) -> None:
         self.outcome.rows_landed += 1
@@ -231,6 +233,19 @@ class _Loader:
                     kept_rows.append((row_number, values, key))
                     kept_updated.append(ts)
             rows, updated = kept_rows, kept_updated
+
+        if rows and self.erased:
+            kept = [(r, ts) for r, ts in zip(rows, updated, strict=True)
+                    if source_record_id(source.name, r[2]) not in self.erased]  # fmt: skip
+            if len(kept) < len(rows):
+                kept_numbers = {r[0] for r, _ts in kept}
+                batch.quarantine.extend(
+                    (row_number, source.key_column, "erased_subject",
+                     "the record's subject was erased from the hub")
+                    for row_number, _v, _k in rows if row_number not in kept_numbers
+                )  # fmt: skip
+                rows = [r for r, _ts in kept]
+                updated = [ts for _r, ts in kept]
 
         if rows:
             versions: list[tuple[object, ...]] = []

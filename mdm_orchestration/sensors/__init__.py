@@ -1,7 +1,8 @@
 """Sensors. They reach assets only through ``jobs.py`` and ``partitions.py``."""
 
 from mdm_orchestration.sensors.landing import landing_sensor
+from mdm_orchestration.sensors.syndication import syndication_sensor
 
-ALL_SENSORS = [landing_sensor]
+ALL_SENSORS = [landing_sensor, syndication_sensor]
 
-__all__ = ["ALL_SENSORS", "landing_sensor"]
+__all__ = ["ALL_SENSORS", "landing_sensor", "syndication_sensor"]

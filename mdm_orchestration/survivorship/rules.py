@@ -15,23 +15,18 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from mdm_orchestration.cleansing.text import fold
-from mdm_orchestration.config import GOLDEN_GROUPS, SourceConfig, SurvivorshipConfig
+from mdm_orchestration.config import (
+    GOLDEN_ATTRIBUTES,
+    GOLDEN_GROUPS,
+    GOLDEN_PUBLIC_FIELDS,
+    SourceConfig,
+    SurvivorshipConfig,
+)
 
 Record = Mapping[str, Any]
 
-#: The group's fields a golden record shows; the rest of GOLDEN_GROUPS are match keys and
-#: validity flags, kept with the golden record for households and lookups.
-PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
-    "name": ("title", "given_name", "middle_name", "family_name", "suffix", "full_name"),
-    "organisation": ("company_name", "legal_form"),
-    "job_title": ("job_title",),
-    "email": ("email",),
-    "phone": ("phone",),
-    "address": ("street", "unit", "city", "region", "postcode", "country"),
-    "birth_date": ("birth_date",),
-    "national_id": ("national_id", "national_id_type"),
-}
-ATTRIBUTES: tuple[str, ...] = tuple(f for fields in PUBLIC_FIELDS.values() for f in fields)
+PUBLIC_FIELDS = GOLDEN_PUBLIC_FIELDS
+ATTRIBUTES = GOLDEN_ATTRIBUTES
 KEY_FIELDS: dict[str, tuple[str, ...]] = {
     "name": ("given_key", "family_key"),
     "organisation": ("company_key",),

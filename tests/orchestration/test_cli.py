@@ -67,6 +67,7 @@ def test_generate_run_status(tmp_path, monkeypatch, capsys):
     assert status["xref_records"] == status["clustered_records"]
     assert 0 < status["golden_records"] <= status["clusters"]
     assert status["golden_changes"] == status["golden_records"]
+    assert status["pending_events"] == {"warehouse": 0, "marketing": 0}
 
     # The runs went through Dagster and are in its instance (what `dagster dev` shows).
     with dg.DagsterInstance.get() as instance:
@@ -74,6 +75,8 @@ def test_generate_run_status(tmp_path, monkeypatch, capsys):
         assert sorted(r.job_name for r in runs) == ["cleanse_job"] + ["ingest_job"] * 3 + [
             "master_job",
             "match_job",
+            "syndicate_job",
+            "syndicate_job",
         ]
         assert len(instance.get_dynamic_partitions("landed_files")) == 3
 
@@ -83,7 +86,7 @@ def test_generate_run_status(tmp_path, monkeypatch, capsys):
     assert main(["status", "--hub", hub, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["rows_loaded"] == status["rows_loaded"]
     with dg.DagsterInstance.get() as instance:
-        assert len(instance.get_runs()) == 6
+        assert len(instance.get_runs()) == 8
 
 
 def test_console_script_reports_status_of_an_empty_hub(tmp_path):

@@ -35,6 +35,7 @@ def test_definitions_load_without_warnings():
         "golden_records": "mastering",
         "golden_changes": "mastering",
         "households": "mastering",
+        "subscriber_deliveries": "syndication",
     }
     assert {"every_record_in_one_cluster", "no_cluster_above_max_size"} <= checks
     assert all(s.description for s in defs.resolve_all_asset_specs())
@@ -47,6 +48,10 @@ def test_definitions_load_without_warnings():
         "lineage_complete",
         "household_members_are_active_persons",
     } <= checks
+    assert "subscriber_lag_within_limit" in checks
+    syndicate = defs.resolve_job_def("syndicate_job")
+    assert syndicate.partitions_def is not None and syndicate.partitions_def.name == "subscribers"
+    assert defs.resolve_sensor_def("syndication_sensor").job_name == "syndicate_job"
     master = defs.resolve_job_def("master_job")
     assert {k.to_user_string() for k in master.asset_layer.executable_asset_keys} == {
         "golden_records",

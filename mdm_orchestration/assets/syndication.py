@@ -1,0 +1,85 @@
+"""Syndication: golden-record changes delivered to each subscriber (one partition each)."""
+
+import dagster as dg
+
+from mdm_orchestration.partitions import subscribers
+from mdm_orchestration.resources import HubDatabase, LandingZone
+from mdm_orchestration.syndication.delivery import (
+    SubscriberFailing,
+    subscriber_status,
+    syndicate,
+)
+
+LAG = "subscriber_lag_within_limit"
+
+
+def _lag_table(status: dict) -> str:
+    lines = ["| subscriber | status | pending events | delivered | failing since |",
+             "|---|---|---:|---:|---|"]  # fmt: skip
+    for name, s in status.items():
+        lines.append(f"| {name} | {s['status']} | {s['pending']} | {s['delivered_total']} | "
+                     f"{s['failing_since'] or ''} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+@dg.asset(
+    deps=["golden_changes"],
+    partitions_def=subscribers,
+    group_name="syndication",
+    kinds={"python", "sql"},
+    owners=["team:mdm"],
+    tags={"stage": "syndication"},
+    check_specs=[
+        dg.AssetCheckSpec(LAG, asset="subscriber_deliveries",
+                          description="The subscriber is not failing and no more than its "
+                          "max_lag_events outbox events wait for it."),
+    ],
+)  # fmt: skip
+def subscriber_deliveries(
+    context: dg.AssetExecutionContext, hub: HubDatabase, landing: LandingZone
+):  # type: ignore[no-untyped-def]
+    """Golden-record changes delivered to one subscriber of subscriptions.yaml (the partition):
+    a snapshot first, then every change in order, cut to its attributes, filtered by party
+    type, lifecycle, sources and consent; removals when it may no longer hold a record; erasure
+    notices. At least once, with stable event ids; a failing target is retried with backoff,
+    then marked failing (a failed run and a failed check) and resumed where it stopped."""
+    config = landing.hub_config()
+    name = context.partition_key
+    if name not in config.subscriptions.subscribers:
+        raise dg.Failure(description=f"subscriber {name!r} is not in subscriptions.yaml")
+    sub = config.subscriptions.subscribers[name]
+    try:
+        result = syndicate(hub.engine, config, name)
+    except SubscriberFailing as exc:
+        state = subscriber_status(hub.engine, config)[name]
+        yield dg.AssetCheckResult(
+            check_name=LAG, passed=False,
+            metadata={"status": "failing", "pending_events": state["pending"],
+                      "failing_since": state["failing_since"] or "",
+                      "last_error": state["last_error"] or ""},
+        )  # fmt: skip
+        raise dg.Failure(description=str(exc)) from None
+    status = subscriber_status(hub.engine, config)
+    mine = status[name]
+    context.log.info(f"{name}: delivered {result.delivered}, pending {result.pending}")
+    yield dg.MaterializeResult(
+        metadata={
+            "delivered": result.delivered,
+            "snapshot": result.snapshot,
+            "skipped_events": result.skipped,
+            "retries": result.retries,
+            "batches": result.batches,
+            "pending_events": result.pending,
+            "delivered_total": mine["delivered_total"],
+            "status": mine["status"],
+            "outbox_seq": mine["outbox_seq"],
+            "subscribers": dg.MetadataValue.md(_lag_table(status)),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=LAG,
+                passed=mine["status"] == "ok" and result.pending <= sub.max_lag_events,
+                metadata={"pending_events": result.pending, "max_lag_events": sub.max_lag_events},
+            )
+        ],
+    )

@@ -1,0 +1,185 @@
+"""Erasure (GDPR Art. 17): remove a person from every hub table, keep a tombstone, tell the
+subscribers that received them.
+
+One transaction deletes the person's source-record versions, source records, cleansed records,
+clusters, review items, labels, overrides, cross-reference rows and household membership;
+blanks the golden record and every version of its history (and of the golden records merged
+into it); appends an ``erased`` event to the outbox; and records the erased source record ids
+(hashes of source and key, nothing readable) so that a later extract carrying them is
+quarantined as ``erased_subject`` and a restored backup can be cleaned again
+(:func:`replay_erasures`). Landed files are the silos' own exports and are not rewritten: purge
+or re-export them by the silos' own retention rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Engine, delete, func, insert, or_, select, update
+
+from mdm_orchestration.hub.models import (
+    CleansedRecord,
+    ErasedRecord,
+    Erasure,
+    MatchCluster,
+    MatchOverride,
+    ReviewItem,
+    SourceRecord,
+    SourceRecordVersion,
+    TrainingLabel,
+    source_record_id,
+)
+from mdm_orchestration.hub.store import write_transaction
+from mdm_orchestration.survivorship.store import (
+    CHANGES,
+    GOLDEN,
+    HISTORY,
+    HOUSEHOLD_MEMBERS,
+    XREF,
+    event_id,
+)
+
+ERASURES = Erasure.__table__
+ERASED = ErasedRecord.__table__
+PAIR_TABLES = (TrainingLabel.__table__, MatchOverride.__table__, ReviewItem.__table__)
+RECORD_TABLES = (
+    (SourceRecordVersion.__table__, "source_record_id"),
+    (CleansedRecord.__table__, "source_record_id"),
+    (MatchCluster.__table__, "record_id"),
+    (XREF, "record_id"),
+    (SourceRecord.__table__, "id"),
+)
+
+
+class NothingToErase(LookupError):
+    pass
+
+
+@dataclass
+class ErasureResult:
+    erasure_id: int
+    golden_id: str | None
+    records: int
+    golden_records_blanked: int
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _chunks(items: list[str], size: int = 500) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _active_golden(conn: Connection, golden_id: str) -> str | None:
+    seen: set[str] = set()
+    while golden_id not in seen:
+        seen.add(golden_id)
+        row = conn.execute(select(GOLDEN.c.status, GOLDEN.c.merged_into)
+                           .where(GOLDEN.c.golden_id == golden_id)).first()  # fmt: skip
+        if row is None:
+            return None
+        if row.status != "merged" or not row.merged_into:
+            return golden_id
+        golden_id = row.merged_into
+    return None
+
+
+def _absorbed(conn: Connection, golden_id: str) -> set[str]:
+    """``golden_id`` and every golden record merged into it, directly or not."""
+    out, frontier = {golden_id}, [golden_id]
+    while frontier:
+        rows = conn.execute(select(GOLDEN.c.golden_id).where(GOLDEN.c.merged_into.in_(frontier)))
+        frontier = [g for (g,) in rows if g not in out]
+        out.update(frontier)
+    return out
+
+
+def _delete_records(conn: Connection, record_ids: list[str]) -> None:
+    for chunk in _chunks(record_ids):
+        for table in PAIR_TABLES:
+            conn.execute(delete(table).where(or_(table.c.left_record_id.in_(chunk),
+                                                 table.c.right_record_id.in_(chunk))))  # fmt: skip
+        for table, column in RECORD_TABLES:
+            conn.execute(delete(table).where(table.c[column].in_(chunk)))
+
+
+def erase(engine: Engine, *, golden_id: str | None = None, source: str | None = None,
+          key: str | None = None, by: str) -> ErasureResult:  # fmt: skip
+    """Erase the person of a golden record (or of one source record) from the hub."""
+    if (golden_id is None) == (source is None or key is None):
+        raise ValueError("erase either --golden ID or --source S --key K")
+    now = _now()
+    with write_transaction(engine) as conn:
+        target: str | None
+        if golden_id is not None:
+            target = _active_golden(conn, golden_id)
+            if target is None:
+                raise NothingToErase(f"no golden record {golden_id}")
+        else:
+            rid = source_record_id(source or "", key or "")
+            target = conn.execute(select(XREF.c.golden_id).where(XREF.c.record_id == rid)).scalar()
+            if target is None:
+                exists = conn.execute(select(func.count()).select_from(SourceRecord.__table__)
+                                      .where(SourceRecord.__table__.c.id == rid)).scalar_one()  # fmt: skip
+                if not exists:
+                    raise NothingToErase("no such source record in the hub")
+        goldens = sorted(_absorbed(conn, target)) if target else []
+        if target is not None:
+            record_ids = sorted(conn.execute(select(XREF.c.record_id)
+                                             .where(XREF.c.golden_id == target)).scalars())  # fmt: skip
+        else:
+            record_ids = [rid]
+        _delete_records(conn, record_ids)
+        for chunk in _chunks(goldens):
+            conn.execute(delete(HOUSEHOLD_MEMBERS).where(HOUSEHOLD_MEMBERS.c.golden_id.in_(chunk)))
+            conn.execute(update(HISTORY).where(HISTORY.c.golden_id.in_(chunk)).values(
+                attributes={}, lineage={}, consents={}, lifecycle=None, sources=[], members=[],
+                changed=[]))  # fmt: skip
+            conn.execute(update(GOLDEN).where(GOLDEN.c.golden_id.in_(chunk)).values(
+                attributes={}, keys={}, lineage={}, consents={}, lifecycle=None, sources=[],
+                member_count=0, content_hash="", updated_at=now))  # fmt: skip
+        if target is not None:
+            current = conn.execute(select(GOLDEN.c.version, GOLDEN.c.party_type)
+                                   .where(GOLDEN.c.golden_id == target)).one()  # fmt: skip
+            version = current.version + 1
+            conn.execute(update(GOLDEN).where(GOLDEN.c.golden_id == target).values(
+                status="erased", version=version, updated_run_id=None))  # fmt: skip
+            conn.execute(insert(HISTORY).values(
+                golden_id=target, version=version, status="erased", change="erased", changed=[],
+                party_type=current.party_type, attributes={}, lineage={}, consents={},
+                lifecycle=None, organisation_golden_id=None, sources=[], members=[],
+                merged_into=None, run_id=None, recorded_at=now))  # fmt: skip
+            conn.execute(insert(CHANGES).values(
+                event_id=event_id(target, version), golden_id=target, version=version,
+                event_type="erased", changed=[], related=[], run_id=None, created_at=now))  # fmt: skip
+            # Contacts of an erased organisation lose the link (the organisation is gone).
+            conn.execute(update(GOLDEN).where(GOLDEN.c.organisation_golden_id == target)
+                         .values(organisation_golden_id=None))  # fmt: skip
+        erasure_id = conn.execute(insert(ERASURES).values(
+            golden_id=target or "", records=len(record_ids), requested_by=by, erased_at=now
+        ).returning(ERASURES.c.id)).scalar_one()  # fmt: skip
+        existing = set(conn.execute(select(ERASED.c.record_id)
+                                    .where(ERASED.c.record_id.in_(record_ids))).scalars())  # fmt: skip
+        rows = [{"record_id": r, "erasure_id": erasure_id} for r in record_ids if r not in existing]
+        if rows:
+            conn.execute(insert(ERASED), rows)
+    return ErasureResult(erasure_id, target, len(record_ids), len(goldens))
+
+
+def erased_record_ids(conn: Connection) -> set[str]:
+    return set(conn.execute(select(ERASED.c.record_id)).scalars())
+
+
+def replay_erasures(engine: Engine) -> int:
+    """After restoring a backup: delete again every erased record that came back (the ledger
+    is restored too, or kept aside and re-applied). Returns the records removed again."""
+    with write_transaction(engine) as conn:
+        erased = sorted(erased_record_ids(conn))
+        back = []
+        for chunk in _chunks(erased):
+            back += list(conn.execute(select(SourceRecord.__table__.c.id)
+                                      .where(SourceRecord.__table__.c.id.in_(chunk))).scalars())  # fmt: skip
+        _delete_records(conn, back)
+    return len(back)

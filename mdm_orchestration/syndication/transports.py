@@ -1,0 +1,194 @@
+"""Delivery adapters: a folder of batch files, an HTTP webhook, a table in a SQL database.
+
+Each ``send`` delivers messages in order and either returns (all delivered) or raises
+:class:`DeliveryError` saying how many were delivered before the failure, so the caller records
+exactly those. Errors carry no customer data (an HTTP status or an exception class).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from mdm_orchestration.config import FileTarget, SqlTarget, Subscriber, WebhookTarget
+from mdm_orchestration.survivorship.lookup import formula_safe
+from mdm_orchestration.syndication.messages import Message, subscribed_attributes
+
+
+class DeliveryError(RuntimeError):
+    def __init__(self, message: str, delivered: int = 0) -> None:
+        super().__init__(message)
+        self.delivered = delivered
+
+
+class Transport(Protocol):
+    def send(self, messages: Sequence[Message], batch_name: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _expand(value: str) -> str:
+    return os.path.expandvars(value)
+
+
+class FileTransport:
+    """One file per batch, written under a temporary name and renamed into place. The name
+    comes from the batch (its outbox range), so a redelivered batch replaces its own file."""
+
+    def __init__(self, name: str, sub: Subscriber, target: FileTarget, home: Path) -> None:
+        folder = Path(_expand(target.folder)).expanduser()
+        self.folder = folder if folder.is_absolute() else home / folder
+        self.format = target.format
+        self.name = name
+        self.columns = ["event_id", "event_type", "golden_id", "version", "seq", "occurred_at",
+                        "party_type", "lifecycle", *subscribed_attributes(sub), "sources",
+                        "related", "reason"]  # fmt: skip
+
+    def send(self, messages: Sequence[Message], batch_name: str) -> None:
+        if not messages:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        final = self.folder / f"{self.name}-{batch_name}.{self.format}"
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", dir=self.folder)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+                if self.format == "jsonl":
+                    for m in messages:
+                        fh.write(json.dumps(m.as_dict(), ensure_ascii=False, default=str))
+                        fh.write("\n")
+                else:
+                    writer = csv.writer(fh)
+                    writer.writerow(self.columns)
+                    for m in messages:
+                        row = m.as_dict()
+                        row.update(m.attributes or {})
+                        writer.writerow([formula_safe(row.get(c)) for c in self.columns])
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise DeliveryError(f"file: {type(exc).__name__}") from exc
+
+    def close(self) -> None:
+        return None
+
+
+class WebhookTransport:
+    """One JSON POST per message, with the event id as ``Idempotency-Key``; 2xx is success."""
+
+    def __init__(self, target: WebhookTarget) -> None:
+        self.url = _expand(target.url)
+        self.timeout = target.timeout_seconds
+        self.headers = {k: _expand(v) for k, v in target.headers.items()}
+
+    def send(self, messages: Sequence[Message], batch_name: str) -> None:
+        for i, m in enumerate(messages):
+            body = json.dumps(m.as_dict(), ensure_ascii=False, default=str).encode()
+            request = urllib.request.Request(
+                self.url, data=body, method="POST",
+                headers={"Content-Type": "application/json", "Idempotency-Key": m.event_id,
+                         **self.headers},
+            )  # fmt: skip
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    response.read()
+            except urllib.error.HTTPError as exc:
+                raise DeliveryError(f"webhook: HTTP {exc.code}", delivered=i) from None
+            except (urllib.error.URLError, OSError) as exc:
+                reason = getattr(exc, "reason", exc)
+                raise DeliveryError(f"webhook: {type(reason).__name__}", delivered=i) from None
+
+    def close(self) -> None:
+        return None
+
+
+class SqlTransport:
+    """A table keyed by golden id: upserts never replace a newer version; removals delete."""
+
+    def __init__(self, sub: Subscriber, target: SqlTarget) -> None:
+        from mdm_orchestration.hub.store import resolve_hub_url
+
+        self.engine = sa.create_engine(resolve_hub_url(_expand(target.url)))
+        self.attributes = subscribed_attributes(sub)
+        metadata = sa.MetaData()
+        self.table = sa.Table(
+            target.table, metadata,
+            sa.Column("golden_id", sa.String(16), primary_key=True),
+            sa.Column("version", sa.Integer, nullable=False),
+            sa.Column("event_id", sa.String(36), nullable=False),
+            sa.Column("party_type", sa.String(16)),
+            sa.Column("lifecycle", sa.String(32)),
+            *[sa.Column(a, sa.Text) for a in self.attributes],
+            sa.Column("updated_at", sa.String(40), nullable=False),
+        )  # fmt: skip
+        try:
+            metadata.create_all(self.engine, checkfirst=True)
+        except sa.exc.SQLAlchemyError as exc:
+            raise DeliveryError(f"sql: {type(exc).__name__}") from None
+
+    def _upsert(self, conn: sa.Connection, m: Message) -> None:
+        values: dict[str, Any] = {
+            "golden_id": m.golden_id, "version": m.version, "event_id": m.event_id,
+            "party_type": m.party_type, "lifecycle": m.lifecycle, "updated_at": m.occurred_at,
+            **{a: None if (v := (m.attributes or {}).get(a)) is None else str(v)
+               for a in self.attributes},
+        }  # fmt: skip
+        t = self.table
+        dialect = conn.dialect.name
+        if dialect in ("sqlite", "postgresql"):
+            module = sqlite if dialect == "sqlite" else postgresql
+            stmt = module.insert(t).values(**values)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[t.c.golden_id],
+                set_={k: stmt.excluded[k] for k in values if k != "golden_id"},
+                where=stmt.excluded.version >= t.c.version,
+            )
+            conn.execute(stmt)
+            return
+        updated = conn.execute(
+            t.update()
+            .where(t.c.golden_id == m.golden_id, t.c.version <= m.version)
+            .values(**values)
+        )
+        if (
+            updated.rowcount == 0
+            and conn.execute(sa.select(t.c.golden_id).where(t.c.golden_id == m.golden_id)).first()
+            is None
+        ):
+            conn.execute(t.insert().values(**values))
+
+    def send(self, messages: Sequence[Message], batch_name: str) -> None:
+        try:
+            with self.engine.begin() as conn:  # the whole batch, or none of it
+                for m in messages:
+                    if m.removes:
+                        conn.execute(self.table.delete().where(
+                            self.table.c.golden_id == m.golden_id,
+                            self.table.c.version <= m.version))  # fmt: skip
+                    else:
+                        self._upsert(conn, m)
+        except sa.exc.SQLAlchemyError as exc:
+            raise DeliveryError(f"sql: {type(exc).__name__}") from None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def make_transport(name: str, sub: Subscriber, home: Path) -> Transport:
+    target = sub.target()
+    if isinstance(target, FileTarget):
+        return FileTransport(name, sub, target, home)
+    if isinstance(target, WebhookTarget):
+        return WebhookTransport(target)
+    return SqlTransport(sub, target)
