@@ -48,3 +48,30 @@ def check_invariants(engine) -> None:
     assert history == events  # every version has exactly one event, and no orphan event
     for g, (_s, _m, version) in state.items():
         assert history[g] == version  # versions 1..n, no gaps
+
+
+def build_mastered_hub(root: Path, sample_silos: Path) -> str:
+    """A SQLite hub under ``root`` holding the generated silos: ingested, cleansed, matched on
+    the shipped labels and consolidated into golden records. Returns its URL."""
+    from mdm_orchestration.cleansing import cleanse_pending
+    from mdm_orchestration.config import load_hub_config
+    from mdm_orchestration.hub.store import create_hub_engine
+    from mdm_orchestration.ingestion import ingest_file
+    from mdm_orchestration.matching.store import rebuild_clusters, train_models
+    from mdm_orchestration.survivorship.store import consolidate
+    from tests.conftest import CONFIG_DIR
+
+    landing = copy_landing(sample_silos, root / "landing")
+    url = f"sqlite:///{root / 'hub.db'}"
+    engine = create_hub_engine(url)
+    config = load_hub_config(CONFIG_DIR)
+    for path in sorted(p for p in landing.rglob("*") if p.is_file()):
+        ingest_file(engine, config, path, landing)
+    cleanse_pending(engine, config)
+    train_models(engine)
+    rebuild_clusters(engine, config)
+    consolidate(engine, config, "setup")
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return url

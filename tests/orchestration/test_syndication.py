@@ -1,0 +1,375 @@
+"""Syndication end to end on a real hub: a webhook receiver that fails, file and SQL targets,
+consent, a failing subscriber in Dagster, crashes mid-delivery, and erasure."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from mdm_orchestration.assets.syndication import subscriber_deliveries
+from mdm_orchestration.cleansing import cleanse_pending
+from mdm_orchestration.cli import main
+from mdm_orchestration.config import load_hub_config
+from mdm_orchestration.hub.store import create_hub_engine
+from mdm_orchestration.ingestion import ingest_file
+from mdm_orchestration.matching.store import rebuild_clusters, record_override
+from mdm_orchestration.partitions import subscribers
+from mdm_orchestration.resources import HubDatabase, LandingZone
+from mdm_orchestration.survivorship.store import consolidate
+from mdm_orchestration.syndication.delivery import syndicate
+from tests.conftest import CONFIG_DIR, REPO
+from tests.helpers import build_mastered_hub, check_invariants, write_file
+
+
+class Receiver:
+    """A webhook target on 127.0.0.1: fails its first ``fail_first`` requests (503), or all of
+    them while ``down``; records what it accepted."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.fail_first = fail_first
+        self.down = False
+        self.requests = 0
+        self.got: list[tuple[str, dict]] = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with receiver.lock:
+                    receiver.requests += 1
+                    failing = receiver.down or receiver.requests <= receiver.fail_first
+                    if not failing:
+                        receiver.got.append((self.headers["Idempotency-Key"], body))
+                self.send_response(503 if failing else 200)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/events"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def mastered(tmp_path_factory, sample_silos) -> Path:
+    root = tmp_path_factory.mktemp("mastered")
+    build_mastered_hub(root, sample_silos)
+    return root
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def hub(tmp_path, mastered, receiver):
+    shutil.copy(mastered / "hub.db", tmp_path / "hub.db")
+    config_dir = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, config_dir)
+    out = tmp_path / "out"
+    (config_dir / "subscriptions.yaml").write_text(yaml.safe_dump({"subscribers": {
+        "hook": {"transport": "webhook", "webhook": {"url": receiver.url, "timeout_seconds": 5},
+                 "backoff_seconds": 0, "max_attempts": 4, "batch_size": 200},
+        "files": {"transport": "file", "file": {"folder": str(out / "files")},
+                  "batch_size": 300},
+        "table": {"transport": "sql", "sql": {"url": f"sqlite:///{out / 'target.db'}",
+                                              "table": "customers"}},
+        "marketing": {"transport": "file", "file": {"folder": str(out / "marketing"),
+                                                    "format": "csv"},
+                      "attributes": ["given_name", "family_name", "email"],
+                      "filter": {"party_types": ["person"]},
+                      "consent_purpose": "marketing_email"},
+    }}))  # fmt: skip
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    engine = create_hub_engine(url)
+    yield {"url": url, "engine": engine, "config_dir": config_dir,
+           "config": load_hub_config(config_dir), "out": out, "root": tmp_path,
+           "landing": mastered / "landing"}  # fmt: skip
+    engine.dispose()
+
+
+def rows(engine, sql: str, **params) -> list:
+    with engine.connect() as conn:
+        return conn.execute(sa.text(sql), params).all()
+
+
+def active_goldens(engine) -> dict[str, int]:
+    return dict(rows(engine, "SELECT golden_id, version FROM golden_records WHERE status='active'"))
+
+
+def merge_two(hub) -> tuple[str, str]:
+    """A steward merges two single-record person golden records; reconsolidate."""
+    engine = hub["engine"]
+    (a, ga), (b, gb) = rows(engine, "SELECT x.record_id, x.golden_id FROM golden_xref x JOIN "
+                                    "golden_records g USING (golden_id) WHERE g.member_count = 1 "
+                                    "AND g.party_type = 'person' ORDER BY x.golden_id LIMIT 2")  # fmt: skip
+    record_override(engine, a, b, "must_link", "test")
+    rebuild_clusters(engine, hub["config"])
+    consolidate(engine, hub["config"], "merge")
+    return ga, gb
+
+
+def no_sleep(_seconds: float) -> None:
+    return None
+
+
+def test_webhook_gets_everything_in_order_per_golden_record_despite_failures(hub, receiver):
+    engine, config = hub["engine"], hub["config"]
+    receiver.fail_first = 3
+    result = syndicate(engine, config, "hook", sleep=no_sleep)
+    assert result.retries == 3 and result.pending == 0
+    snapshot = {b["golden_id"]: b for _k, b in receiver.got}
+    assert set(snapshot) == set(active_goldens(engine))
+    assert all(b["event_type"] == "snapshot" and b["attributes"] for b in snapshot.values())
+
+    survivor, merged = merge_two(hub)
+    receiver.requests, receiver.fail_first = 0, 2
+    before = len(receiver.got)
+    syndicate(engine, config, "hook", sleep=no_sleep)
+    changes = receiver.got[before:]
+    kinds = {(b["golden_id"], b["event_type"]) for _k, b in changes}
+    assert (merged, "merged") in kinds and (survivor, "updated") in kinds
+    merged_msg = next(b for _k, b in changes if b["event_type"] == "merged")
+    assert merged_msg["related"] == [survivor] and merged_msg["attributes"] is None
+    # Per golden record, versions only grow; a key is sent again only with the same body.
+    seen: dict[str, int] = {}
+    by_key: dict[str, dict] = {}
+    for key, body in receiver.got:
+        assert key == body["event_id"]
+        assert by_key.setdefault(key, body) == body
+        assert body["version"] >= seen.get(body["golden_id"], 0)
+        seen[body["golden_id"]] = body["version"]
+    assert syndicate(engine, config, "hook", sleep=no_sleep).delivered == 0  # nothing new
+
+
+def test_failing_subscriber_fails_its_run_and_check_then_resumes_where_it_stopped(hub, receiver,
+                                                                                   tmp_path):  # fmt: skip
+    resources = {"hub": HubDatabase(url=hub["url"]),
+                 "landing": LandingZone(root=str(hub["landing"]),
+                                        config_dir=str(hub["config_dir"]))}  # fmt: skip
+    receiver.down = True
+    (tmp_path / "dagster").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        instance.add_dynamic_partitions(subscribers.name, ["hook"])
+        failed = dg.materialize([subscriber_deliveries], partition_key="hook", instance=instance,
+                                resources=resources, raise_on_error=False)  # fmt: skip
+        assert not failed.success
+        (check,) = failed.get_asset_check_evaluations()
+        assert not check.passed and check.metadata["status"].value == "failing"
+        state = rows(hub["engine"], "SELECT status, failing_since, last_error, cursor_seq "
+                                    "FROM subscriber_state WHERE subscriber='hook'")[0]  # fmt: skip
+        assert state[0] == "failing" and state[1] is not None and state[2] == "webhook: HTTP 503"
+        assert receiver.got == []
+
+        receiver.down = False
+        ok = dg.materialize([subscriber_deliveries], partition_key="hook", instance=instance,
+                            resources=resources)  # fmt: skip
+        (check,) = ok.get_asset_check_evaluations()
+        assert check.passed
+        meta = ok.asset_materializations_for_node("subscriber_deliveries")[0].metadata
+        assert meta["pending_events"].value == 0 and meta["status"].value == "ok"
+    assert {b["golden_id"] for _k, b in receiver.got} == set(active_goldens(hub["engine"]))
+
+
+def test_file_and_sql_subscribers_hold_the_golden_state(hub):
+    engine, config, out = hub["engine"], hub["config"], hub["out"]
+    for name in ("files", "table"):
+        syndicate(engine, config, name)
+    merge_two(hub)
+    for name in ("files", "table"):
+        syndicate(engine, config, name)
+    current = active_goldens(engine)
+    target = sa.create_engine(f"sqlite:///{out / 'target.db'}")
+    with target.connect() as conn:
+        table = dict(conn.execute(sa.text("SELECT golden_id, version FROM customers")).all())
+    target.dispose()
+    assert table == current  # merged-away records deleted, versions current
+    # The files replay to the same state: upserts and removals, in order.
+    state: dict[str, int] = {}
+    names = sorted(p.name for p in (out / "files").iterdir())
+    assert names and not any(n.startswith(".") for n in names)  # no temporary file left
+    snapshots = [n for n in names if "snapshot" in n]
+    for name in snapshots + [n for n in names if n not in snapshots]:
+        for line in (out / "files" / name).read_text().splitlines():
+            m = json.loads(line)
+            if m["attributes"] is None:
+                state.pop(m["golden_id"], None)
+            else:
+                state[m["golden_id"]] = m["version"]
+    assert state == current
+
+
+def test_marketing_receives_consenting_persons_only_and_a_withdrawal(hub):
+    engine, config = hub["engine"], hub["config"]
+    syndicate(engine, config, "marketing")
+    (csv_file,) = (hub["out"] / "marketing").glob("*.csv")
+    with csv_file.open() as fh:
+        sent = list(csv.DictReader(fh))
+    consenting = {g for g, c, p in rows(engine, "SELECT golden_id, consents, party_type FROM "
+                                                "golden_records WHERE status = 'active'")
+                  if p == "person" and json.loads(c).get("marketing_email", {}).get("granted")}  # fmt: skip
+    assert {r["golden_id"] for r in sent} == consenting
+    assert set(sent[0]) >= {"given_name", "family_name", "email"}
+    assert "national_id" not in sent[0] and "phone" not in sent[0]
+
+    # A loyalty member withdraws consent in a later extract.
+    golden, key = next(
+        (g, json.loads(c)["marketing_email"]["source_key"])
+        for g, c in rows(engine, "SELECT golden_id, consents FROM golden_records")
+        if json.loads(c).get("marketing_email", {}).get("source") == "loyalty"
+        and json.loads(c)["marketing_email"]["granted"]
+    )
+    raw = rows(engine, "SELECT v.raw FROM source_record_versions v JOIN source_records s ON "
+                       "s.current_extract_id = v.extract_id AND s.current_row_number = "
+                       "v.row_number WHERE s.source = 'loyalty' AND s.source_key = :k", k=key)[0][0]  # fmt: skip
+    values = json.loads(raw) if isinstance(raw, str) else raw
+    values.update(consent_marketing="N", last_update="20/11/2026 09:00")
+    landing = hub["root"] / "landing2"
+    header = list(values)
+    write_file(landing / "loyalty" / "withdrawal.csv",
+               ",".join(header) + "\n" + ",".join(f'"{values[h] or ""}"' for h in header) + "\n")  # fmt: skip
+    ingest_file(engine, config, landing / "loyalty" / "withdrawal.csv", landing)
+    cleanse_pending(engine, config)
+    rebuild_clusters(engine, config)
+    consolidate(engine, config, "withdrawal")
+    result = syndicate(engine, config, "marketing")
+    assert result.delivered == 1
+    removal = [p for p in (hub["out"] / "marketing").glob("*.csv") if p != csv_file]
+    with removal[0].open() as fh:
+        (message,) = list(csv.DictReader(fh))
+    assert message["golden_id"] == golden and message["event_type"] == "removed"
+    assert message["reason"] == "no_consent" and message["email"] == ""
+
+
+@pytest.mark.parametrize("transport", ["hook", "files"])
+def test_a_delivery_killed_after_sending_is_redelivered_and_nothing_is_lost(hub, receiver,
+                                                                            transport):  # fmt: skip
+    engine = hub["engine"]
+    script = ("import sys; from mdm_orchestration.config import load_hub_config;"
+              "from mdm_orchestration.hub.store import create_hub_engine;"
+              "from mdm_orchestration.syndication.delivery import syndicate;"
+              "syndicate(create_hub_engine(sys.argv[1]), load_hub_config(sys.argv[2]), sys.argv[3])")  # fmt: skip
+    env = {**os.environ, "MDM_CRASH_AT": "syndication:after_send_before_commit"}
+    proc = subprocess.run([sys.executable, "-c", script, hub["url"], str(hub["config_dir"]),
+                           transport], env=env, cwd=REPO, capture_output=True, timeout=300)  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    assert rows(engine, "SELECT count(*) FROM deliveries") == [(0,)]  # nothing recorded as sent
+    syndicate(engine, hub["config"], transport)
+    current = set(active_goldens(engine))
+    if transport == "hook":
+        keys = [k for k, _b in receiver.got]
+        assert {b["golden_id"] for _k, b in receiver.got} == current
+        assert len(keys) > len(set(keys))  # the first batch came twice, under the same keys
+    else:
+        delivered = set()
+        for path in (hub["out"] / "files").iterdir():
+            delivered |= {json.loads(line)["golden_id"] for line in path.read_text().splitlines()}
+        assert delivered == current
+    ledger = rows(engine, "SELECT count(*) FROM deliveries WHERE subscriber = :s", s=transport)
+    assert ledger == [(len(current),)]
+
+
+def test_erasure_removes_the_person_everywhere_and_tells_every_recipient(hub, receiver, tmp_path):
+    engine, config = hub["engine"], hub["config"]
+    tag = uuid.uuid4().hex[:8]
+    name, email = f"Canaryname{tag}", f"zz-canary-{tag}@example.invalid"
+    canaries = [name, email, "Canarystreet"]
+    landing = hub["root"] / "landing3"
+    billing = write_file(landing / "billing" / "canary.csv",
+        "cust_no;full_name;addr_line1;addr_line2;city;state;zip;phone;email;dob;ssn;last_updated\n"
+        f"C{tag};Zed {name};1 Canarystreet Rd;;Springfield;IL;62701;217-555-0199;{email};"
+        "1980-02-03;;2026-01-01 00:00:00\n")  # fmt: skip
+    loyalty_header = ("member_no,given_name,surname,birthday,email_address,mobile,street_address,"
+                      "town,state,postcode,last_update,consent_marketing\n")  # fmt: skip
+    loyalty_row = (f"LC{tag},Zed,{name},03/02/1980,{email},217-555-0199,1 Canarystreet Rd,"
+                   "Springfield,IL,62701,01/01/2026 10:00,Y\n")  # fmt: skip
+    loyalty = write_file(landing / "loyalty" / "canary.csv", loyalty_header + loyalty_row)
+    for path in (billing, loyalty):
+        ingest_file(engine, config, path, landing)
+    cleanse_pending(engine, config)
+    rebuild_clusters(engine, config)
+    consolidate(engine, config, "canary")
+    resources = {"hub": HubDatabase(url=hub["url"]),
+                 "landing": LandingZone(root=str(landing), config_dir=str(hub["config_dir"]))}  # fmt: skip
+    dagster_home = tmp_path / "dagster"
+    dagster_home.mkdir()
+    with dg.instance_for_test(temp_dir=str(dagster_home)) as instance:
+        names = list(config.subscriptions.subscribers)
+        instance.add_dynamic_partitions(subscribers.name, names)
+        for sub in names:
+            assert dg.materialize([subscriber_deliveries], partition_key=sub, instance=instance,
+                                  resources=resources).success  # fmt: skip
+        (golden,) = {g for (g,) in rows(engine, "SELECT golden_id FROM golden_xref WHERE "
+                                                "source_key IN (:a, :b)", a=f"C{tag}", b=f"LC{tag}")}  # fmt: skip
+        assert len(rows(engine, "SELECT 1 FROM golden_xref WHERE golden_id=:g", g=golden)) == 2
+        recipients = {s for (s,) in rows(engine, "SELECT subscriber FROM deliveries WHERE "
+                                                 "golden_id = :g", g=golden)}  # fmt: skip
+        assert recipients == {"hook", "files", "table", "marketing"}
+
+        assert main(["erase", "--source", "billing", "--key", f"C{tag}", "--hub", hub["url"]]) == 0
+        for sub in names:
+            assert dg.materialize([subscriber_deliveries], partition_key=sub, instance=instance,
+                                  resources=resources).success  # fmt: skip
+
+    # Gone from every hub table (the tombstone holds hashes only) ...
+    dump = []
+    with engine.connect() as conn:
+        for table in sa.inspect(engine).get_table_names():
+            dump += [str(r) for r in conn.execute(sa.text(f'SELECT * FROM "{table}"'))]
+    text = "\n".join(dump)
+    assert not [c for c in canaries if c in text]
+    assert rows(engine, "SELECT status, attributes FROM golden_records WHERE golden_id=:g",
+                g=golden) == [("erased", "{}")]  # fmt: skip
+    check_invariants(engine)
+    # ... from Dagster's storage ...
+    leaked = [p for p in dagster_home.rglob("*") if p.is_file()
+              and any(c.encode() in p.read_bytes() for c in canaries)]  # fmt: skip
+    assert leaked == []
+    # ... and every subscriber that received the person was told.
+    assert [b["event_type"] for _k, b in receiver.got if b["golden_id"] == golden][-1] == "erased"
+    for folder in ("files", "marketing"):
+        last = None
+        for path in sorted((hub["out"] / folder).iterdir(), key=lambda p: p.stat().st_mtime_ns):
+            text = path.read_text()
+            if golden in text:
+                last = text
+        assert last is not None and "erased" in last
+    target = sa.create_engine(f"sqlite:///{hub['out'] / 'target.db'}")
+    with target.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM customers WHERE golden_id = :g"),
+                            {"g": golden}).scalar_one() == 0  # fmt: skip
+    target.dispose()
+
+    # A later extract carrying the person again is quarantined, not loaded.
+    again = write_file(landing / "loyalty" / "again.csv",
+                       loyalty_header + loyalty_row + "LOTHER,Amy,Other,,a@b.co,,,,,,01/01/2026 10:00,N\n")  # fmt: skip
+    ingest_file(engine, config, again, landing)
+    reasons = rows(engine, "SELECT q.reason FROM quarantine q JOIN extracts e ON e.id = "
+                           "q.extract_id WHERE e.file_name LIKE '%again.csv'")  # fmt: skip
+    assert reasons == [("erased_subject",)]
+    assert rows(engine, "SELECT count(*) FROM source_records WHERE source_key = :k",
+                k=f"LC{tag}") == [(0,)]  # fmt: skip
+    assert rows(engine, "SELECT count(*) FROM source_records WHERE source_key = 'LOTHER'") == [(1,)]
