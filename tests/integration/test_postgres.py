@@ -240,3 +240,61 @@ def test_golden_records_on_postgres(postgres_url, hub_config, sample_silos, tmp_
         check_invariants(engine)
     finally:
         engine.dispose()
+
+
+def test_syndication_and_erasure_on_postgres(postgres_url, sample_silos, tmp_path):
+    """The hub on PostgreSQL delivering to a SQL subscriber on PostgreSQL (another database)
+    and to files; then an erasure reaches both."""
+    import shutil
+
+    import yaml
+
+    from mdm_orchestration.cleansing import cleanse_pending
+    from mdm_orchestration.config import load_hub_config
+    from mdm_orchestration.matching.store import rebuild_clusters, train_models
+    from mdm_orchestration.survivorship.store import consolidate
+    from mdm_orchestration.syndication.delivery import syndicate
+    from mdm_orchestration.syndication.erasure import erase
+    from tests.conftest import CONFIG_DIR
+    from tests.helpers import check_invariants, copy_landing
+
+    config_dir = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, config_dir)
+    (config_dir / "subscriptions.yaml").write_text(yaml.safe_dump({"subscribers": {
+        "crm_sync": {"transport": "sql", "sql": {"url": postgres_url, "table": "golden_copy"},
+                     "attributes": ["full_name", "email", "postcode"], "batch_size": 250},
+        "files": {"transport": "file", "file": {"folder": str(tmp_path / "out")}},
+    }}))  # fmt: skip
+    config = load_hub_config(config_dir)
+    landing = copy_landing(sample_silos, tmp_path / "silos")
+    hub_url = postgres_url  # the hub and the target table share the throwaway database
+    engine = create_hub_engine(hub_url)
+    try:
+        for path in sorted(p for p in landing.rglob("*") if p.is_file()):
+            ingest_file(engine, config, path, landing)
+        cleanse_pending(engine, config)
+        train_models(engine)
+        rebuild_clusters(engine, config)
+        consolidate(engine, config, "first")
+        for name in ("crm_sync", "files"):
+            assert syndicate(engine, config, name).pending == 0
+        with engine.connect() as conn:
+            active = dict(conn.execute(sa.text(
+                "SELECT golden_id, version FROM golden_records WHERE status = 'active'")).all())  # fmt: skip
+            copy = dict(conn.execute(sa.text("SELECT golden_id, version FROM golden_copy")).all())
+            assert copy == active
+            victim = conn.execute(sa.text(
+                "SELECT golden_id FROM golden_records WHERE status = 'active' AND member_count > 1 "
+                "AND party_type = 'person' ORDER BY golden_id LIMIT 1")).scalar_one()  # fmt: skip
+        result = erase(engine, golden_id=victim, by="test")
+        assert result.records > 1
+        assert syndicate(engine, config, "crm_sync").delivered == 1
+        assert syndicate(engine, config, "files").delivered == 1
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM golden_copy WHERE golden_id = :g"),
+                                {"g": victim}).scalar_one() == 0  # fmt: skip
+            assert conn.execute(sa.text("SELECT count(*) FROM golden_xref WHERE golden_id = :g"),
+                                {"g": victim}).scalar_one() == 0  # fmt: skip
+        check_invariants(engine)
+    finally:
+        engine.dispose()
