@@ -373,3 +373,26 @@ def test_erasure_removes_the_person_everywhere_and_tells_every_recipient(hub, re
     assert rows(engine, "SELECT count(*) FROM source_records WHERE source_key = :k",
                 k=f"LC{tag}") == [(0,)]  # fmt: skip
     assert rows(engine, "SELECT count(*) FROM source_records WHERE source_key = 'LOTHER'") == [(1,)]
+
+
+def test_syndication_sensor_requests_a_run_per_subscriber_with_pending_events(hub, tmp_path):
+    from mdm_orchestration.sensors import syndication_sensor
+
+    resources = {"hub": HubDatabase(url=hub["url"]),
+                 "landing": LandingZone(root=str(hub["landing"]),
+                                        config_dir=str(hub["config_dir"]))}  # fmt: skip
+    with dg.instance_for_test() as instance:
+        with dg.build_sensor_context(instance=instance, resources=resources) as context:
+            first = syndication_sensor(context)
+        assert {r.partition_key for r in first.run_requests} == set(hub["config"].subscriptions
+                                                                     .subscribers)  # fmt: skip
+        (added,) = first.dynamic_partitions_requests
+        assert set(added.partition_keys) == {"hook", "files", "table", "marketing"}
+        for name in ("files", "table", "marketing"):
+            syndicate(hub["engine"], hub["config"], name)
+        with dg.build_sensor_context(instance=instance, resources=resources,
+                                     cursor=first.cursor) as context:  # fmt: skip
+            second = syndication_sensor(context)
+        assert [r.partition_key for r in second.run_requests] == ["hook"]
+        keys = {r.partition_key: r.run_key for r in first.run_requests}
+        assert second.run_requests[0].run_key == keys["hook"]  # same state, same run key
