@@ -24,6 +24,12 @@ _COMMON = {"group_name": "mastering", "kinds": {"python", "sql"}, "owners": ["te
            "tags": {"stage": "mastering"}}  # fmt: skip
 
 
+class GoldenRecordsConfig(dg.Config):
+    #: Survive every cluster again, not only those that changed (after editing sources.yaml's
+    #: trust ranks, say; a change of survivorship.yaml is noticed by itself).
+    full: bool = False
+
+
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
@@ -64,11 +70,15 @@ _COMMON = {"group_name": "mastering", "kinds": {"python", "sql"}, "owners": ["te
     pool="hub_writer",
 )  # fmt: skip
 def consolidate_golden_records(
-    context: dg.AssetExecutionContext, hub: HubDatabase, landing: LandingZone
+    context: dg.AssetExecutionContext,
+    config: GoldenRecordsConfig,
+    hub: HubDatabase,
+    landing: LandingZone,
 ):  # type: ignore[no-untyped-def]
-    """Survive every cluster into its golden record; write changes and their events at once."""
-    config = landing.hub_config()
-    result = consolidate(hub.engine, config, run_id=context.run.run_id)
+    """Survive the clusters that changed into golden records; write changes and their events
+    at once."""
+    result = consolidate(hub.engine, landing.hub_config(), run_id=context.run.run_id,
+                         full=config.full)  # fmt: skip
     health = golden_health(hub.engine, run_id=context.run.run_id)
     with hub.engine.connect() as conn:
         lifecycles = dict(conn.execute(

@@ -242,6 +242,9 @@ class MatchCluster(SQLModel, table=True):
     confidence: float
     organisation_cluster_id: str | None = Field(default=None, max_length=32)
     clustered_at: datetime
+    #: The cleansed version that was clustered (a newer current version means: match again).
+    extract_id: int | None = None
+    row_number: int | None = None
 
 
 class ReviewItem(_RecordPair, table=True):
@@ -457,3 +460,40 @@ class ErasedRecord(SQLModel, table=True):
 
     record_id: str = Field(primary_key=True, max_length=32)
     erasure_id: int = Field(foreign_key="erasures.id")
+
+
+# --- incremental reconsolidation --------------------------------------------------------------
+
+
+class BlockingKey(SQLModel, table=True):
+    """The persisted blocking index: each clustered record's blocking keys, hashed (no values),
+    so that a new record finds the existing records it could match without re-pairing the hub."""
+
+    __tablename__ = "blocking_index"
+    __table_args__ = (Index("ix_blocking_index_key", "key_name", "key_hash"),)
+
+    record_id: str = Field(primary_key=True, max_length=32)
+    key_name: str = Field(primary_key=True, max_length=32)
+    key_hash: str = Field(max_length=32)
+
+
+class ConsolidationQueue(SQLModel, table=True):
+    """Records whose cluster changed since golden records were last built (written by
+    matching, emptied by consolidation, each in its own transaction)."""
+
+    __tablename__ = "consolidation_queue"
+
+    record_id: str = Field(primary_key=True, max_length=32)
+
+
+class MatchRun(SQLModel, table=True):
+    """One matching run: full or incremental, what it consumed and touched (counts only)."""
+
+    __tablename__ = "match_runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    mode: str = Field(max_length=16)  # full | incremental
+    #: extracts cleansed up to this time were taken into account
+    cleansed_upto: datetime | None = None
+    counts: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    finished_at: datetime

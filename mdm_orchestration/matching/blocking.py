@@ -10,6 +10,8 @@ shared switchboard or a placeholder value is not evidence, and a giant block cos
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -107,8 +109,32 @@ class Candidates:
         return len(self.left)
 
 
-def candidate_pairs(records: pd.DataFrame, party_type: str, max_block_size: int) -> Candidates:
-    """Every pair of records (by position in ``records``) sharing at least one blocking key."""
+def key_hash(name: str, key: str) -> str:
+    """How the persisted blocking index stores a key: hashed, so it holds no customer value."""
+    return hashlib.blake2b(f"{name}\x1f{key}".encode(), digest_size=16).hexdigest()
+
+
+def index_entries(records: pd.DataFrame, party_type: str) -> list[tuple[str, str, str]]:
+    """(record id, key name, key hash) for every blocking key of ``records`` (a match frame)."""
+    out = []
+    ids = records["record_id"].tolist()
+    for name, keys in blocking_keys(records, party_type).items():
+        for rid, key in zip(ids, keys.tolist(), strict=True):
+            if isinstance(key, str) and key:
+                out.append((rid, name, key_hash(name, key)))
+    return out
+
+
+def candidate_pairs(
+    records: pd.DataFrame,
+    party_type: str,
+    max_block_size: int,
+    block_sizes: Mapping[tuple[str, str], int] | None = None,
+) -> Candidates:
+    """Every pair of records (by position in ``records``) sharing at least one blocking key.
+
+    ``block_sizes`` gives the size of a block in the whole hub, by (key name, key hash), when
+    ``records`` are only part of it (incremental matching): a block is giant by its hub size."""
     lefts, rights = [], []
     by_key: dict[str, int] = {}
     giants: dict[str, int] = {}
@@ -118,6 +144,9 @@ def candidate_pairs(records: pd.DataFrame, party_type: str, max_block_size: int)
         if frame.empty:
             continue
         sizes = frame.groupby("key")["pos"].transform("size")
+        if block_sizes is not None:
+            hub = frame["key"].map(lambda k, n=name: block_sizes.get((n, key_hash(n, k)), 0))
+            sizes = np.maximum(sizes, hub.astype(np.int64))
         giants[name] = int(frame.loc[sizes > max_block_size, "key"].nunique())
         frame = frame[(sizes > 1) & (sizes <= max_block_size)]
         if frame.empty:

@@ -9,6 +9,7 @@ an employer name that names exactly one organisation cluster).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,11 +125,12 @@ def match_party(
     config: MatchingConfig,
     must_link: list[tuple[str, str]],
     cannot_link: list[tuple[str, str]],
+    block_sizes: Mapping[tuple[str, str], int] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Cluster the records of one party type. ``records`` from :func:`match_frame`."""
     records = records.reset_index(drop=True)
     n = len(records)
-    cands = candidate_pairs(records, party_type, config.max_block_size)
+    cands = candidate_pairs(records, party_type, config.max_block_size, block_sizes)
     scorer = _Scorer(records, party_type, model, config)
     threshold = scorer.threshold
     scored = scorer(cands.left, cands.right)
@@ -187,8 +189,15 @@ def match_records(
     config: MatchingConfig,
     must_link: list[tuple[str, str]] = (),  # type: ignore[assignment]
     cannot_link: list[tuple[str, str]] = (),  # type: ignore[assignment]
+    block_sizes: Mapping[tuple[str, str], int] | None = None,
+    known_organisations: pd.DataFrame | None = None,
 ) -> MatchResult:
-    """Cluster cleansed records (one current record per source record)."""
+    """Cluster cleansed records (one current record per source record).
+
+    For incremental matching, ``block_sizes`` (see
+    :func:`~mdm_orchestration.matching.blocking.candidate_pairs`) and ``known_organisations``
+    (``record_id``, ``company``, ``cluster_id`` of organisations outside ``cleansed``, which
+    contacts may link to) describe the rest of the hub."""
     frame = match_frame(cleansed)
     parts, reviews, stats = [], [], {}
     for party in (PERSON, ORGANISATION):
@@ -196,14 +205,14 @@ def match_records(
         if sub.empty:
             continue
         clusters, review, party_stats = match_party(
-            sub, party, models[party], config, list(must_link), list(cannot_link)
+            sub, party, models[party], config, list(must_link), list(cannot_link), block_sizes
         )
         parts.append(clusters)
         reviews.append(review)
         stats[party] = party_stats
     columns = ["record_id", "party_type", "cluster_id", "confidence"]
     clusters = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
-    clusters["organisation_cluster_id"] = _organisation_links(frame, clusters)
+    clusters["organisation_cluster_id"] = _organisation_links(frame, clusters, known_organisations)
     review = (
         pd.concat(reviews, ignore_index=True)
         if reviews
@@ -215,13 +224,22 @@ def match_records(
     return MatchResult(clusters=clusters, review=review, stats=stats)
 
 
-def _organisation_links(frame: pd.DataFrame, clusters: pd.DataFrame) -> list[str | None]:
+def _organisation_links(frame: pd.DataFrame, clusters: pd.DataFrame,
+                        known: pd.DataFrame | None = None) -> list[str | None]:  # fmt: skip
     cluster_of = dict(zip(clusters["record_id"], clusters["cluster_id"], strict=True))
     orgs = frame[frame["party_type"] == ORGANISATION]
     by_name: dict[str, set[str]] = {}
     for rid, key in zip(orgs["record_id"], orgs["company"], strict=True):
         if key:
             by_name.setdefault(key, set()).add(cluster_of[rid])
+    if known is not None:
+        for rid, key, cluster in zip(known["record_id"], known["company"], known["cluster_id"],
+                                     strict=True):  # fmt: skip
+            if rid in cluster_of:
+                continue
+            cluster_of[rid] = cluster
+            if key:
+                by_name.setdefault(key, set()).add(cluster)
     out: list[str | None] = []
     info = frame.set_index("record_id")
     for rid, party in zip(clusters["record_id"], clusters["party_type"], strict=True):

@@ -9,27 +9,34 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, text, tuple_, update
 
 from mdm_orchestration.config import HubConfig
 from mdm_orchestration.hub.bulk import bulk_insert
 from mdm_orchestration.hub.models import (
+    BlockingKey,
     CleansedRecord,
+    ConsolidationQueue,
+    Extract,
+    GoldenXref,
     MatchCluster,
     MatchModelRow,
     MatchOverride,
+    MatchRun,
     ReviewItem,
     SourceRecord,
+    SourceRecordVersion,
     TrainingLabel,
     source_record_id,
 )
 from mdm_orchestration.hub.store import write_transaction
-from mdm_orchestration.matching.blocking import ORGANISATION, PERSON
+from mdm_orchestration.matching.blocking import ORGANISATION, PERSON, index_entries
 from mdm_orchestration.matching.engine import MatchResult, match_records
 from mdm_orchestration.matching.labels import DEFAULT_LABELS, load_default_labels
 from mdm_orchestration.matching.model import (
@@ -48,6 +55,12 @@ OVERRIDES = MatchOverride.__table__
 MODELS = MatchModelRow.__table__
 CLUSTERS = MatchCluster.__table__
 REVIEW = ReviewItem.__table__
+INDEX = BlockingKey.__table__
+QUEUE = ConsolidationQueue.__table__
+RUNS = MatchRun.__table__
+EXTRACTS = Extract.__table__
+VERSIONS = SourceRecordVersion.__table__
+XREF = GoldenXref.__table__
 LABEL_VALUES = ("match", "distinct", "unsure")
 #: Each source record's current version, cleansed.
 _CURRENT = CLEANSED.join(
@@ -250,38 +263,278 @@ def load_models(conn: Connection) -> dict[str, MatchModel]:
 # --- clusters and review ---------------------------------------------------------------------
 
 
+CLUSTER_COLUMNS = ("record_id", "party_type", "cluster_id", "confidence",
+                   "organisation_cluster_id", "clustered_at", "extract_id", "row_number")  # fmt: skip
+#: ``pg_advisory_xact_lock`` key of the transactions that rewrite clusters (one at a time).
+MATCH_LOCK_KEY = 0x6D646D03
+
+
+def _lock(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MATCH_LOCK_KEY})
+
+
+def _cleansed_upto(conn: Connection) -> datetime | None:
+    return conn.execute(select(func.max(EXTRACTS.c.cleansed_at))).scalar_one()
+
+
+def _versions_of(conn: Connection, record_ids: list[str] | None) -> dict[str, tuple[int, int]]:
+    """Each record's current cleansed version (extract id, row number)."""
+    query = select(CLEANSED.c.source_record_id, CLEANSED.c.extract_id,
+                   CLEANSED.c.row_number).select_from(_CURRENT)  # fmt: skip
+    if record_ids is None:
+        return {r: (e, n) for r, e, n in conn.execute(query)}
+    out = {}
+    for chunk in _chunks(record_ids):
+        rows = conn.execute(query.where(CLEANSED.c.source_record_id.in_(chunk)))
+        out.update({r: (e, n) for r, e, n in rows})
+    return out
+
+
+def _chunks(items: list[str], size: int = 500) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _cluster_rows(result: MatchResult, versions: dict[str, tuple[int, int]],
+                  now: datetime) -> list[tuple[Any, ...]]:  # fmt: skip
+    c = result.clusters
+    return [(r, p, k, float(s), o, now, *versions[r]) for r, p, k, s, o in zip(
+        c["record_id"], c["party_type"], c["cluster_id"], c["confidence"],
+        c["organisation_cluster_id"], strict=True)]  # fmt: skip
+
+
+def _review_rows(conn: Connection, result: MatchResult, judged: set[tuple[str, str]],
+                 now: datetime) -> list[tuple[Any, ...]]:  # fmt: skip
+    done = {tuple(r) for r in conn.execute(
+        select(REVIEW.c.left_record_id, REVIEW.c.right_record_id))}  # fmt: skip
+    return [
+        (p, a, b, float(s), "pending", now)
+        for a, b, p, s in zip(result.review["left_id"], result.review["right_id"],
+                              result.review["party_type"], result.review["score"], strict=True)
+        if (a, b) not in judged and (a, b) not in done
+    ]  # fmt: skip
+
+
+def _index_rows(cleansed: pd.DataFrame) -> list[tuple[str, str, str]]:
+    frame = match_frame(cleansed)
+    rows: list[tuple[str, str, str]] = []
+    for party in PARTY_TYPES:
+        sub = frame[frame["party_type"] == party]
+        if not sub.empty:
+            rows += index_entries(sub, party)
+    return rows
+
+
+def _model_ids(conn: Connection) -> dict[str, int]:
+    return {p: int(r.id) for p, r in latest_model_rows(conn).items()}
+
+
 def rebuild_clusters(engine: Engine, config: HubConfig) -> MatchResult:
-    """Cluster every current source record; replace the clustering and the pending review
-    items in one transaction. Pairs a steward already judged do not come back for review."""
-    with engine.connect() as conn:
+    """Cluster every current source record; replace the clustering, the blocking index and the
+    pending review items in one transaction, and queue every record for consolidation. Pairs a
+    steward already judged do not come back for review."""
+    with engine.connect() as conn, conn.begin():
         models = load_models(conn)
+        model_ids = _model_ids(conn)
+        upto = _cleansed_upto(conn)
         cleansed = current_cleansed(conn)
+        versions = _versions_of(conn, None)
         must, cannot = overrides(conn)
         judged = {(a, b) for _p, a, b, _l in steward_labels(conn)} | set(must) | set(cannot)
     result = match_records(cleansed, models, config.matching, must, cannot)
+    index = _index_rows(cleansed)
     now = _now()
     with write_transaction(engine) as conn:
+        _lock(conn)
         conn.execute(delete(CLUSTERS))
-        c = result.clusters
-        bulk_insert(conn, "match_clusters",
-                    ("record_id", "party_type", "cluster_id", "confidence",
-                     "organisation_cluster_id", "clustered_at"),
-                    [(r, p, k, float(s), o, now) for r, p, k, s, o in zip(
-                        c["record_id"], c["party_type"], c["cluster_id"], c["confidence"],
-                        c["organisation_cluster_id"], strict=True)])  # fmt: skip
+        bulk_insert(conn, "match_clusters", CLUSTER_COLUMNS, _cluster_rows(result, versions, now))
+        conn.execute(delete(INDEX))
+        bulk_insert(conn, "blocking_index", ("record_id", "key_name", "key_hash"), index)
         conn.execute(delete(REVIEW).where(REVIEW.c.status == "pending"))
-        done = {tuple(r) for r in conn.execute(
-            select(REVIEW.c.left_record_id, REVIEW.c.right_record_id))}  # fmt: skip
-        review = [
-            (p, a, b, float(s), "pending", now)
-            for a, b, p, s in zip(result.review["left_id"], result.review["right_id"],
-                                  result.review["party_type"], result.review["score"], strict=True)
-            if (a, b) not in judged and (a, b) not in done
-        ]  # fmt: skip
+        review = _review_rows(conn, result, judged, now)
         bulk_insert(conn, "review_queue", ("party_type", "left_record_id", "right_record_id",
                                            "score", "status", "created_at"), review)  # fmt: skip
+        # Every record (and every record that had a golden record) is consolidated again.
+        conn.execute(delete(QUEUE))
+        conn.execute(QUEUE.insert().from_select(
+            ["record_id"], select(CLUSTERS.c.record_id).union(select(XREF.c.record_id))))  # fmt: skip
+        counts = {"records": len(result.clusters), "arrived": len(result.clusters),
+                  "removed": 0, "clusters_touched": int(result.clusters["cluster_id"].nunique())
+                  if len(result.clusters) else 0, **{f"{p}_model": i for p, i in model_ids.items()}}  # fmt: skip
+        conn.execute(RUNS.insert().values(mode="full", cleansed_upto=upto, counts=counts,
+                                          finished_at=_now()))  # fmt: skip
     result.stats["review_queue"] = len(review)
+    result.stats["run"] = counts
     return result
+
+
+@dataclass
+class IncrementalResult:
+    counts: dict[str, int]
+    review_queue: int = 0
+
+
+def _changed_since(conn: Connection, since: datetime | None) -> tuple[list[str], list[str]]:
+    """Records whose current cleansed version differs from the one clustered (new or changed),
+    and clustered records with no current cleansed version any more (removed), among the
+    records of extracts cleansed after ``since``."""
+    extracts = select(EXTRACTS.c.id).where(EXTRACTS.c.cleansed_at.is_not(None))
+    if since is not None:
+        extracts = extracts.where(EXTRACTS.c.cleansed_at > since)
+    touched = sorted(conn.execute(select(VERSIONS.c.source_record_id).distinct()
+                                  .where(VERSIONS.c.extract_id.in_(extracts))).scalars())  # fmt: skip
+    current = _versions_of(conn, touched)
+    clustered: dict[str, tuple[int, int]] = {}
+    for chunk in _chunks(touched):
+        rows = conn.execute(select(CLUSTERS.c.record_id, CLUSTERS.c.extract_id,
+                                   CLUSTERS.c.row_number).where(CLUSTERS.c.record_id.in_(chunk)))  # fmt: skip
+        clustered.update({r: (e, n) for r, e, n in rows})
+    changed = [r for r in touched if r in current and clustered.get(r) != current[r]]
+    removed = [r for r in touched if r in clustered and r not in current]
+    return changed, removed
+
+
+def _neighbours(conn: Connection, keys: set[tuple[str, str]], exclude: set[str],
+                max_block: int, extra: Counter) -> tuple[set[str], dict[tuple[str, str], int]]:  # fmt: skip
+    """Records in the index sharing a key with ``keys`` (giant blocks left out), and the hub
+    size of each of those blocks (``extra`` adds keys of records about to be indexed)."""
+    members: dict[tuple[str, str], set[str]] = {}
+    key_list = sorted(keys)
+    for start in range(0, len(key_list), 400):
+        chunk = key_list[start : start + 400]
+        rows = conn.execute(select(INDEX.c.key_name, INDEX.c.key_hash, INDEX.c.record_id)
+                            .where(tuple_(INDEX.c.key_name, INDEX.c.key_hash).in_(chunk)))  # fmt: skip
+        for name, h, rid in rows:
+            if rid not in exclude:
+                members.setdefault((name, h), set()).add(rid)
+    sizes = {k: len(members.get(k, ())) + extra[k] for k in keys}
+    found: set[str] = set()
+    for k, m in members.items():
+        if sizes[k] <= max_block:
+            found |= m
+    return found, sizes
+
+
+def _clusters_members(conn: Connection, record_ids: set[str]) -> set[str]:
+    """Every member of the clusters of ``record_ids``."""
+    ids = sorted(record_ids)
+    clusters: set[str] = set()
+    for chunk in _chunks(ids):
+        clusters.update(conn.execute(select(CLUSTERS.c.cluster_id)
+                                     .where(CLUSTERS.c.record_id.in_(chunk))).scalars())  # fmt: skip
+    out = set(record_ids)
+    cl = sorted(clusters)
+    for chunk in _chunks(cl):
+        out.update(conn.execute(select(CLUSTERS.c.record_id)
+                                .where(CLUSTERS.c.cluster_id.in_(chunk))).scalars())  # fmt: skip
+        # Contacts linked to these organisation clusters are re-linked with them.
+        out.update(conn.execute(select(CLUSTERS.c.record_id)
+                                .where(CLUSTERS.c.organisation_cluster_id.in_(chunk))).scalars())  # fmt: skip
+    return out
+
+
+def _known_organisations(conn: Connection, exclude: set[str]) -> pd.DataFrame:
+    rows = conn.execute(
+        select(CLEANSED.c.source_record_id, CLEANSED.c.company_key, CLUSTERS.c.cluster_id)
+        .select_from(_CURRENT.join(CLUSTERS, CLUSTERS.c.record_id == CLEANSED.c.source_record_id))
+        .where(CLEANSED.c.party_type == ORGANISATION)
+    ).all()  # fmt: skip
+    keep = [(r, k, c) for r, k, c in rows if r not in exclude]
+    return pd.DataFrame(keep, columns=["record_id", "company", "cluster_id"], dtype=object)
+
+
+def match_incremental(engine: Engine, config: HubConfig) -> IncrementalResult:
+    """Match only what changed since the last run: the new and changed records, against the
+    records they share a blocking key with (the persisted index), re-clustering the clusters
+    those belong to; records that left are taken out. One transaction writes the clusters,
+    the index, the review items and the consolidation queue."""
+    with engine.connect() as conn, conn.begin():
+        last = conn.execute(select(RUNS).order_by(RUNS.c.id.desc()).limit(1)).first()
+        upto = _cleansed_upto(conn)
+        changed, removed = _changed_since(conn, last.cleansed_upto if last else None)
+        counts = {"arrived": len(changed), "removed": len(removed), "records": 0,
+                  "clusters_touched": 0, "neighbours": 0}  # fmt: skip
+        if not changed and not removed:
+            result, index, versions, affected = None, [], {}, set()
+        else:
+            models = load_models(conn)
+            new = current_cleansed(conn, changed)
+            index = _index_rows(new)
+            gone = set(changed) | set(removed)
+            keys = {(name, h) for _r, name, h in index}
+            neighbours, _sizes = _neighbours(conn, keys, gone, config.matching.max_block_size,
+                                             Counter((n, h) for _r, n, h in index))  # fmt: skip
+            affected = _clusters_members(conn, neighbours | gone) - set(removed)
+            affected |= set(changed)
+            cleansed = current_cleansed(conn, sorted(affected))
+            affected = set(cleansed["source_record_id"])
+            all_keys = {(n, h) for _r, n, h in _index_rows(cleansed)}
+            _found, block_sizes = _neighbours(conn, all_keys, gone, config.matching.max_block_size,
+                                              Counter((n, h) for _r, n, h in index))  # fmt: skip
+            must, cannot = overrides(conn)
+            judged = {(a, b) for _p, a, b, _l in steward_labels(conn)} | set(must) | set(cannot)
+            known = _known_organisations(conn, affected | set(removed))
+            versions = _versions_of(conn, sorted(affected))
+            counts["neighbours"] = len(neighbours)
+            result = match_records(cleansed, models, config.matching, must, cannot,
+                                   block_sizes=block_sizes, known_organisations=known)  # fmt: skip
+            counts["records"] = len(affected)
+            counts["clusters_touched"] = int(result.clusters["cluster_id"].nunique())
+    now = _now()
+    review: list[tuple[Any, ...]] = []
+    with write_transaction(engine) as conn:
+        _lock(conn)
+        latest = conn.execute(select(func.max(RUNS.c.id))).scalar_one()
+        if latest != (last.id if last else None):
+            raise ConcurrentMatch("another matching run committed meanwhile; run again")
+        if result is not None:
+            touched = sorted(affected | set(removed))
+            for chunk in _chunks(touched):
+                conn.execute(delete(CLUSTERS).where(CLUSTERS.c.record_id.in_(chunk)))
+                conn.execute(delete(REVIEW).where(REVIEW.c.status == "pending",
+                             REVIEW.c.left_record_id.in_(chunk) | REVIEW.c.right_record_id.in_(chunk)))  # fmt: skip
+            for chunk in _chunks(sorted(set(changed) | set(removed))):
+                conn.execute(delete(INDEX).where(INDEX.c.record_id.in_(chunk)))
+            bulk_insert(conn, "match_clusters", CLUSTER_COLUMNS,
+                        _cluster_rows(result, versions, now))  # fmt: skip
+            bulk_insert(conn, "blocking_index", ("record_id", "key_name", "key_hash"), index)
+            review = _review_rows(conn, result, judged, now)
+            bulk_insert(conn, "review_queue", ("party_type", "left_record_id", "right_record_id",
+                                               "score", "status", "created_at"), review)  # fmt: skip
+            queued = set(conn.execute(select(QUEUE.c.record_id)).scalars())
+            bulk_insert(conn, "consolidation_queue", ("record_id",),
+                        [(r,) for r in touched if r not in queued])  # fmt: skip
+        conn.execute(RUNS.insert().values(mode="incremental", cleansed_upto=upto,
+                                          counts={**counts, **_model_ids(conn)},
+                                          finished_at=_now()))  # fmt: skip
+    return IncrementalResult(counts, len(review))
+
+
+class ConcurrentMatch(RuntimeError):
+    """Another matching run committed while this one was reading: nothing was written."""
+
+
+def needs_full_rematch(conn: Connection) -> bool:
+    """A full rebuild is due: never matched, a model newer than the last full run, or steward
+    labels or overrides newer than the last run."""
+    last_full = conn.execute(select(RUNS).where(RUNS.c.mode == "full")
+                             .order_by(RUNS.c.id.desc()).limit(1)).first()  # fmt: skip
+    if last_full is None:
+        return True
+    models = _model_ids(conn)
+    if any(last_full.counts.get(f"{p}_model") != i for p, i in models.items()):
+        return True
+    last_run = conn.execute(select(func.max(RUNS.c.finished_at))).scalar_one()
+    newest = [
+        conn.execute(select(func.max(LABELS.c.labelled_at))).scalar_one(),
+        conn.execute(select(func.max(OVERRIDES.c.created_at))).scalar_one(),
+    ]
+    stamp = _utc(last_run)
+    return any(t is not None and _utc(t) > stamp for t in newest)
+
+
+def _utc(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -320,18 +573,14 @@ def pending_review(conn: Connection, limit: int) -> list[Any]:
 
 
 def needs_rematch(conn: Connection) -> bool:
-    """Whether the clustering is stale: no clusters yet, labels changed since the last model,
-    or a steward label or override came after the last clustering."""
-    clustered_at = conn.execute(select(func.max(CLUSTERS.c.clustered_at))).scalar_one()
-    if clustered_at is None:
-        return conn.execute(select(func.count()).select_from(_CURRENT)).scalar_one() > 0
-    latest = latest_model_rows(conn)
-    for party in PARTY_TYPES:
-        if party not in latest or latest[party].labels_digest != labels_digest(conn, party):
-            return True
-    newest = [
-        conn.execute(select(func.max(LABELS.c.labelled_at))).scalar_one(),
-        conn.execute(select(func.max(OVERRIDES.c.created_at))).scalar_one(),
-    ]
-    stamp = clustered_at if clustered_at.tzinfo else clustered_at.replace(tzinfo=UTC)
-    return any(t is not None and (t if t.tzinfo else t.replace(tzinfo=UTC)) > stamp for t in newest)
+    """Whether the clustering is stale: a full rebuild is due (see :func:`needs_full_rematch`)
+    or extracts were cleansed after the last matching run."""
+    if needs_full_rematch(conn):
+        return conn.execute(select(func.count()).select_from(_CURRENT)).scalar_one() > 0 or (
+            conn.execute(select(func.count()).select_from(CLUSTERS)).scalar_one() > 0
+        )
+    last = conn.execute(select(RUNS.c.cleansed_upto).order_by(RUNS.c.id.desc()).limit(1)).scalar()
+    newest = _cleansed_upto(conn)
+    if newest is None:
+        return False
+    return last is None or _utc(newest) > _utc(last)

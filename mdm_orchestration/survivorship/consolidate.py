@@ -112,18 +112,22 @@ def plan_consolidation(
     previous: Mapping[str, Previous],
     next_seq: int,
     survivor: Survivor,
+    outside_golden_of: Mapping[str, str] | None = None,
 ) -> Plan:
     """Plan a consolidation.
 
     ``membership`` maps every clustered record id to (cluster id, party type, organisation
     cluster id); ``records`` yields (cluster id, its records) for the clusters to survive;
     ``previous_xref`` maps record ids to their golden id in the hub, ``previous`` describes the
-    active golden records, and ``next_seq`` is the golden-id counter.
+    active golden records, and ``next_seq`` is the golden-id counter. When only part of the hub
+    is consolidated, ``outside_golden_of`` gives the golden id of organisation clusters outside
+    it that contacts inside it link to.
     """
     clusters: dict[str, list[str]] = {}
     for rid, (cluster, _party, _org) in membership.items():
         clusters.setdefault(cluster, []).append(rid)
     active_xref = {r: g for r, g in previous_xref.items() if g in previous}
+    outside = dict(outside_golden_of or {})
     assignment = assign_golden_ids(clusters, active_xref, sorted(previous, key=seq_of), next_seq)
     plan = Plan(assignment=assignment)
     golden_of = assignment.golden_of_cluster
@@ -144,9 +148,10 @@ def plan_consolidation(
         survived = survivor.survive(members)
         party = membership[members[0]["source_record_id"]][1]
         org_votes = Counter(
-            golden_of[o]
+            golden_of.get(o) or outside[o]
             for m in members
-            if (o := membership[m["source_record_id"]][2]) is not None and o in golden_of
+            if (o := membership[m["source_record_id"]][2]) is not None
+            and (o in golden_of or o in outside)
         )
         org = min(org_votes, key=lambda g: (-org_votes[g], g)) if org_votes else None
         state = GoldenState(

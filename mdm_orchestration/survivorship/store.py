@@ -23,6 +23,7 @@ from mdm_orchestration.hub.bulk import bulk_insert, bulk_upsert
 from mdm_orchestration.hub.crash import crash_point
 from mdm_orchestration.hub.models import (
     CleansedRecord,
+    ConsolidationQueue,
     GoldenChange,
     GoldenHistory,
     GoldenRecord,
@@ -56,6 +57,7 @@ HOUSEHOLD_MEMBERS = HouseholdMember.__table__
 CLEANSED = CleansedRecord.__table__
 SOURCES = SourceRecord.__table__
 CLUSTERS = MatchCluster.__table__
+QUEUE = ConsolidationQueue.__table__
 CURRENT = CLEANSED.join(
     SOURCES,
     and_(
@@ -118,34 +120,104 @@ class ConsolidationResult:
 # --- reading ----------------------------------------------------------------------------------
 
 
-def _membership(conn: Connection) -> dict[str, tuple[str, str, str | None]]:
-    rows = conn.execute(
+def _chunked_in(column: Any, values: set[str] | list[str]) -> Iterator[Any]:  # noqa: ANN401
+    """``column IN (...)`` conditions of at most 500 values each."""
+    ordered = sorted(values)
+    for start in range(0, len(ordered), 500):
+        yield column.in_(ordered[start : start + 500])
+
+
+def _membership(
+    conn: Connection, records: set[str] | None
+) -> dict[str, tuple[str, str, str | None]]:
+    query = (
         select(CLUSTERS.c.record_id, CLUSTERS.c.cluster_id, CLUSTERS.c.party_type,
                CLUSTERS.c.organisation_cluster_id)
         .select_from(CLUSTERS.join(CURRENT, CLEANSED.c.source_record_id == CLUSTERS.c.record_id))
     )  # fmt: skip
-    return {r: (c, p, o) for r, c, p, o in rows}
+    if records is None:
+        return {r: (c, p, o) for r, c, p, o in conn.execute(query)}
+    out = {}
+    for cond in _chunked_in(CLUSTERS.c.record_id, records):
+        out.update({r: (c, p, o) for r, c, p, o in conn.execute(query.where(cond))})
+    return out
 
 
-def _previous(conn: Connection) -> dict[str, Previous]:
-    rows = conn.execute(
-        select(GOLDEN.c.golden_id, GOLDEN.c.version, GOLDEN.c.content_hash, GOLDEN.c.party_type,
-               GOLDEN.c.attributes, GOLDEN.c.lineage, GOLDEN.c.consents, GOLDEN.c.lifecycle,
-               GOLDEN.c.organisation_golden_id, GOLDEN.c.sources).where(GOLDEN.c.status == ACTIVE)
-    )  # fmt: skip
-    return {r[0]: Previous(*r[1:]) for r in rows}
+def _previous(conn: Connection, golden_ids: set[str] | None) -> dict[str, Previous]:
+    query = select(
+        GOLDEN.c.golden_id, GOLDEN.c.version, GOLDEN.c.content_hash, GOLDEN.c.party_type,
+        GOLDEN.c.attributes, GOLDEN.c.lineage, GOLDEN.c.consents, GOLDEN.c.lifecycle,
+        GOLDEN.c.organisation_golden_id, GOLDEN.c.sources,
+    ).where(GOLDEN.c.status == ACTIVE)  # fmt: skip
+    if golden_ids is None:
+        return {r[0]: Previous(*r[1:]) for r in conn.execute(query)}
+    out = {}
+    for cond in _chunked_in(GOLDEN.c.golden_id, golden_ids):
+        out.update({r[0]: Previous(*r[1:]) for r in conn.execute(query.where(cond))})
+    return out
 
 
-def _cluster_records(conn: Connection) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """Each cluster's records, streamed in cluster order."""
+def _xref(conn: Connection, records: set[str] | None) -> dict[str, str]:
+    query = select(XREF.c.record_id, XREF.c.golden_id)
+    if records is None:
+        return dict(conn.execute(query).all())
+    out: dict[str, str] = {}
+    for cond in _chunked_in(XREF.c.record_id, records):
+        out.update(dict(conn.execute(query.where(cond)).all()))
+    return out
+
+
+def _cluster_records(conn: Connection, clusters: set[str] | None
+                     ) -> Iterator[tuple[str, list[dict[str, Any]]]]:  # fmt: skip
+    """Each cluster's records (all clusters, or those named), in cluster order."""
     query = (
         select(CLUSTERS.c.cluster_id, *[CLEANSED.c[c] for c in SURVIVOR_COLUMNS])
         .select_from(CLUSTERS.join(CURRENT, CLEANSED.c.source_record_id == CLUSTERS.c.record_id))
         .order_by(CLUSTERS.c.cluster_id, CLEANSED.c.source_record_id)
     )
-    rows = conn.execution_options(yield_per=10_000).execute(query).mappings()
-    for cluster, group in itertools.groupby(rows, key=lambda r: r["cluster_id"]):
-        yield cluster, [dict(r) for r in group]
+    if clusters is None:
+        rows = conn.execution_options(yield_per=10_000).execute(query).mappings()
+        for cluster, group in itertools.groupby(rows, key=lambda r: r["cluster_id"]):
+            yield cluster, [dict(r) for r in group]
+        return
+    for cond in _chunked_in(CLUSTERS.c.cluster_id, clusters):
+        rows = conn.execute(query.where(cond)).mappings()
+        for cluster, group in itertools.groupby(rows, key=lambda r: r["cluster_id"]):
+            yield cluster, [dict(r) for r in group]
+
+
+def _closure(conn: Connection, dirty: set[str]) -> set[str]:
+    """``dirty`` records plus every record sharing a cluster or a golden record with one of
+    them, repeated until nothing is added: the part of the hub a change can reach."""
+    reach, frontier = set(dirty), set(dirty)
+    while frontier:
+        clusters: set[str] = set()
+        goldens: set[str] = set()
+        for cond in _chunked_in(CLUSTERS.c.record_id, frontier):
+            clusters.update(conn.execute(select(CLUSTERS.c.cluster_id).where(cond)).scalars())
+        for cond in _chunked_in(XREF.c.record_id, frontier):
+            goldens.update(conn.execute(select(XREF.c.golden_id).where(cond)).scalars())
+        members: set[str] = set()
+        for cond in _chunked_in(CLUSTERS.c.cluster_id, clusters):
+            members.update(conn.execute(select(CLUSTERS.c.record_id).where(cond)).scalars())
+        for cond in _chunked_in(XREF.c.golden_id, goldens):
+            members.update(conn.execute(select(XREF.c.record_id).where(cond)).scalars())
+        frontier = members - reach
+        reach |= members
+    return reach
+
+
+def _outside_golden_of(conn: Connection, clusters: set[str]) -> dict[str, str]:
+    """The golden id of clusters outside the part being consolidated (organisations that
+    contacts inside it link to), from the cross-reference of their members."""
+    out: dict[str, str] = {}
+    for cond in _chunked_in(CLUSTERS.c.cluster_id, clusters):
+        rows = conn.execute(select(CLUSTERS.c.cluster_id, XREF.c.golden_id)
+                            .select_from(CLUSTERS.join(XREF, XREF.c.record_id == CLUSTERS.c.record_id))
+                            .where(cond))  # fmt: skip
+        for cluster, golden in rows:
+            out.setdefault(cluster, golden)
+    return out
 
 
 class ConcurrentConsolidation(RuntimeError):
@@ -156,30 +228,57 @@ def _last_run(conn: Connection) -> int:
     return int(conn.execute(select(func.coalesce(func.max(RUNS.c.id), 0))).scalar_one())
 
 
-def plan(conn: Connection, config: HubConfig) -> tuple[Plan, dict[str, Previous]]:
-    previous = _previous(conn)
-    previous_xref = dict(conn.execute(select(XREF.c.record_id, XREF.c.golden_id)).all())
-    next_seq = (conn.execute(select(func.max(GOLDEN.c.seq))).scalar_one() or 0) + 1
+@dataclass
+class Planned:
+    plan: Plan
+    previous: dict[str, Previous]
+    previous_xref: dict[str, str]
+    queued: list[str]  # consolidation-queue entries this plan settles
+    full: bool
+    considered: int
+
+
+def plan(conn: Connection, config: HubConfig, *, full: bool = False) -> Planned:
+    """Plan a consolidation: of every cluster (``full``: the first run, a change of the
+    survivorship rules, or asked for), else of the part of the hub the queued records reach."""
+    last = conn.execute(select(RUNS).order_by(RUNS.c.id.desc()).limit(1)).first()
+    full = full or last is None or last.config_digest != config_digest(config)
+    queued = list(conn.execute(select(QUEUE.c.record_id)).scalars())
     survivor = Survivor(config.survivorship, config.sources)
-    the_plan = plan_consolidation(_membership(conn), _cluster_records(conn), previous_xref,
-                                  previous, next_seq, survivor)  # fmt: skip
-    the_plan.previous_xref = previous_xref  # type: ignore[attr-defined]
-    return the_plan, previous
+    next_seq = (conn.execute(select(func.max(GOLDEN.c.seq))).scalar_one() or 0) + 1
+    if full:
+        previous, previous_xref = _previous(conn, None), _xref(conn, None)
+        membership = _membership(conn, None)
+        the_plan = plan_consolidation(membership, _cluster_records(conn, None), previous_xref,
+                                      previous, next_seq, survivor)  # fmt: skip
+        return Planned(the_plan, previous, previous_xref, queued, True, len(membership))
+    reach = _closure(conn, set(queued))
+    membership = _membership(conn, reach)
+    previous_xref = _xref(conn, reach)
+    previous = _previous(conn, set(previous_xref.values()))
+    clusters = {c for c, _p, _o in membership.values()}
+    outside = {o for _c, _p, o in membership.values() if o is not None and o not in clusters}
+    the_plan = plan_consolidation(membership, _cluster_records(conn, clusters), previous_xref,
+                                  previous, next_seq, survivor,
+                                  outside_golden_of=_outside_golden_of(conn, outside))  # fmt: skip
+    return Planned(the_plan, previous, previous_xref, queued, False, len(reach))
 
 
 # --- writing ----------------------------------------------------------------------------------
 
 
 def consolidate(
-    engine: Engine, config: HubConfig, run_id: str | None = None
+    engine: Engine, config: HubConfig, run_id: str | None = None, *, full: bool = False
 ) -> ConsolidationResult:
-    """Survive every cluster and write what changed, with its history, cross-reference and
-    change events, in one transaction. Nothing changed: nothing is written but the run's row."""
+    """Survive the clusters that changed (every cluster when ``full``, on the first run or
+    after a change of the survivorship rules) and write what changed, with its history,
+    cross-reference and change events, in one transaction. Nothing changed: nothing is written
+    but the run's row."""
     with engine.connect() as conn, conn.begin():  # one snapshot for the whole plan
         clusters_at = conn.execute(select(func.max(CLUSTERS.c.clustered_at))).scalar_one()
         planned_after = _last_run(conn)
-        the_plan, previous = plan(conn, config)
-    previous_xref: dict[str, str] = the_plan.previous_xref  # type: ignore[attr-defined]
+        planned = plan(conn, config, full=full)
+    the_plan, previous, previous_xref = planned.plan, planned.previous, planned.previous_xref
     now = _now()
     versions = {g: p.version + 1 for g, p in previous.items()}
     golden_rows, history_rows, change_rows = [], [], []
@@ -210,7 +309,11 @@ def consolidate(
     xref_rows = [(rid, gid, now) for rid, gid in the_plan.xref.items()
                  if previous_xref.get(rid) != gid]  # fmt: skip
     gone = [rid for rid in previous_xref if rid not in the_plan.xref]
-    counts = the_plan.counts()
+    counts = the_plan.counts() | {
+        "full": int(planned.full),
+        "records_considered": planned.considered,
+        "clusters_considered": len({g for g in the_plan.xref.values()}),
+    }
     with write_transaction(engine) as conn:
         # One writer at a time (SQLite: BEGIN IMMEDIATE already; PostgreSQL: an advisory lock),
         # and the plan must still be based on the newest golden state.
@@ -246,6 +349,8 @@ def consolidate(
                         only_if="1 = 1")  # fmt: skip
         crash_point("golden:before_outbox")
         bulk_insert(conn, "golden_changes", CHANGE_COLUMNS, change_rows)
+        for cond in _chunked_in(QUEUE.c.record_id, planned.queued):
+            conn.execute(delete(QUEUE).where(cond))
         conn.execute(RUNS.insert().values(run_id=run_id, clusters_at=clusters_at,
                                           config_digest=config_digest(config), counts=counts,
                                           finished_at=_now()))  # fmt: skip
@@ -371,17 +476,14 @@ def golden_health(engine: Engine, run_id: str | None = None) -> GoldenHealth:
 
 
 def needs_consolidation(conn: Connection, config: HubConfig) -> bool:
-    """Whether golden records are stale: clusters rebuilt since the last consolidation, or the
-    survivorship configuration changed."""
+    """Whether golden records are stale: records queued by matching, clusters but no golden
+    records yet, or a change of the survivorship configuration."""
     last = conn.execute(select(RUNS).order_by(RUNS.c.id.desc()).limit(1)).first()
-    clustered_at = conn.execute(select(func.max(CLUSTERS.c.clustered_at))).scalar_one()
     if last is None:
-        return clustered_at is not None
+        return conn.execute(select(func.count()).select_from(CLUSTERS)).scalar_one() > 0
     if last.config_digest != config_digest(config):
         return True
-    if clustered_at is None or last.clusters_at is None:
-        return clustered_at != last.clusters_at
-    return _utc(clustered_at) > _utc(last.clusters_at)
+    return conn.execute(select(QUEUE.c.record_id).limit(1)).first() is not None
 
 
 def _utc(stamp: datetime) -> datetime:

@@ -19,7 +19,9 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, Engine, delete, func, insert, or_, select, update
 
 from mdm_orchestration.hub.models import (
+    BlockingKey,
     CleansedRecord,
+    ConsolidationQueue,
     ErasedRecord,
     Erasure,
     MatchCluster,
@@ -44,6 +46,8 @@ ERASURES = Erasure.__table__
 ERASED = ErasedRecord.__table__
 PAIR_TABLES = (TrainingLabel.__table__, MatchOverride.__table__, ReviewItem.__table__)
 RECORD_TABLES = (
+    (BlockingKey.__table__, "record_id"),
+    (ConsolidationQueue.__table__, "record_id"),
     (SourceRecordVersion.__table__, "source_record_id"),
     (CleansedRecord.__table__, "source_record_id"),
     (MatchCluster.__table__, "record_id"),

@@ -138,8 +138,15 @@ def test_golden_records_checks_metadata_and_a_rerun_changes_nothing(hub):
         second = master(hub, instance)
         m2 = meta(second, "second")
         assert m2["created"] == m2["updated"] == m2["merged"] == m2["split"] == 0
-        assert m2["unchanged"] == m["golden_records"]
+        assert m2["records_considered"] == 0 and m2["full"] == 0  # nothing queued: no work
         assert meta(second, "second", "golden_changes")["events_this_run"] == 0
+        # Surviving every cluster again finds nothing to change either.
+        third = dg.materialize(MASTERING, resources=hub["resources"], instance=instance,
+                               run_config={"ops": {"consolidate_golden_records":
+                                                   {"config": {"full": True}}}})  # fmt: skip
+        m3 = meta(third, "third")
+        assert m3["full"] == 1 and m3["unchanged"] == m["golden_records"]
+        assert meta(third, "third", "golden_changes")["events_this_run"] == 0
         assert rows(hub["engine"], "SELECT * FROM golden_records ORDER BY golden_id") == before
     # Metadata holds counts, never customer values.
     assert CANARY_NAME not in json.dumps([str(v) for v in m.values()])
@@ -420,8 +427,8 @@ def test_a_consolidation_planned_on_stale_state_writes_nothing(hub, monkeypatch)
     planned = store.plan
     raced = []
 
-    def plan_then_race(conn, cfg):
-        out = planned(conn, cfg)
+    def plan_then_race(conn, cfg, **kwargs):
+        out = planned(conn, cfg, **kwargs)
         if not raced:
             raced.append(None)
             raced[0] = consolidate(engine, cfg, "the other run")
