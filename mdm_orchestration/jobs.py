@@ -39,6 +39,36 @@ master_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
 )
 
+RECONSOLIDATE_JOB = "reconsolidate_job"
+#: Everything from cleansing to golden records; matching and survivorship only touch what
+#: changed (match_clusters and golden_records decide), so a small extract costs little.
+RECONSOLIDATE_ASSETS = ("cleansed_records", "training_labels", "match_model", "match_clusters",
+                        "golden_records", "golden_changes", "households")  # fmt: skip
+
+reconsolidate_job = dg.define_asset_job(
+    RECONSOLIDATE_JOB,
+    selection=dg.AssetSelection.assets(*RECONSOLIDATE_ASSETS),
+    description="Absorb what has been ingested: cleanse it, match it against the hub (only the "
+    "clusters it reaches), re-survive the golden records it changes, write their change events.",
+    executor_def=dg.in_process_executor,
+)
+
+REBUILD_JOB = "rebuild_job"
+
+rebuild_job = dg.define_asset_job(
+    REBUILD_JOB,
+    selection=dg.AssetSelection.assets(*RECONSOLIDATE_ASSETS),
+    description="Full rebuild: re-pair and recluster the whole hub and survive every cluster "
+    "again (after a retrain, or on demand). Golden ids stay stable.",
+    config={
+        "ops": {
+            "match_clusters": {"config": {"full": True}},
+            "consolidate_golden_records": {"config": {"full": True}},
+        }
+    },
+    executor_def=dg.in_process_executor,
+)
+
 SYNDICATE_JOB = "syndicate_job"
 
 syndicate_job = dg.define_asset_job(
@@ -48,4 +78,5 @@ syndicate_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
 )
 
-ALL_JOBS = [ingest_job, cleanse_job, match_job, master_job, syndicate_job]
+ALL_JOBS = [ingest_job, cleanse_job, match_job, master_job, reconsolidate_job, rebuild_job,
+            syndicate_job]  # fmt: skip

@@ -1,8 +1,15 @@
 """Sensors. They reach assets only through ``jobs.py`` and ``partitions.py``."""
 
 from mdm_orchestration.sensors.landing import landing_sensor
+from mdm_orchestration.sensors.reconsolidation import reconsolidation_sensor, retrain_sensor
 from mdm_orchestration.sensors.syndication import syndication_sensor
 
-ALL_SENSORS = [landing_sensor, syndication_sensor]
+ALL_SENSORS = [landing_sensor, reconsolidation_sensor, retrain_sensor, syndication_sensor]
 
-__all__ = ["ALL_SENSORS", "landing_sensor", "syndication_sensor"]
+__all__ = [
+    "ALL_SENSORS",
+    "landing_sensor",
+    "reconsolidation_sensor",
+    "retrain_sensor",
+    "syndication_sensor",
+]

@@ -18,7 +18,7 @@ from mdm_orchestration.resources import HubDatabase, LandingZone
 
 @dg.sensor(
     job_name=INGEST_JOB,
-    minimum_interval_seconds=15,
+    minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Watches <landing root>/<source folder>/ for new complete extracts; adds one "
     "landed_files partition per file and requests an ingest run for it. Skips dotfiles, "

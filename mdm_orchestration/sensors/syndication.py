@@ -15,7 +15,7 @@ RETRY_SECONDS = 60
 
 @dg.sensor(
     job_name=SYNDICATE_JOB,
-    minimum_interval_seconds=15,
+    minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Watches the outbox (golden_changes): each subscriber of subscriptions.yaml "
     "with undelivered events (or a snapshot still to take) gets a syndicate run for its "

@@ -1,0 +1,218 @@
+"""Incremental reconsolidation: a new extract touches only what it reaches, and agrees with a
+full rebuild; updates move golden records, stable ids survive a rebuild."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from mdm_orchestration.cleansing import cleanse_pending
+from mdm_orchestration.config import load_hub_config
+from mdm_orchestration.hub.store import create_hub_engine
+from mdm_orchestration.ingestion import ingest_file
+from mdm_orchestration.matching.evaluation import pairwise_scores
+from mdm_orchestration.matching.store import (
+    match_incremental,
+    needs_full_rematch,
+    rebuild_clusters,
+    train_models,
+)
+from mdm_orchestration.survivorship.store import consolidate
+from tests.conftest import CONFIG_DIR
+from tests.helpers import check_invariants, copy_landing, write_file
+
+CONFIG = load_hub_config(CONFIG_DIR)
+
+
+def rows(engine, sql: str, **params) -> list:
+    with engine.connect() as conn:
+        return conn.execute(sa.text(sql), params).all()
+
+
+def clusters(engine) -> dict[str, str]:
+    return dict(rows(engine, "SELECT record_id, cluster_id FROM match_clusters"))
+
+
+def golden_of(engine) -> dict[str, str]:
+    return dict(rows(engine, "SELECT record_id, golden_id FROM golden_xref"))
+
+
+def reconsolidate(engine) -> dict:
+    """What reconsolidate_job does: cleanse what is new, match it (a full rebuild when none was
+    made yet), re-survive what changed."""
+    cleanse_pending(engine, CONFIG)
+    with engine.connect() as conn:
+        full = needs_full_rematch(conn)
+    counts = rebuild_clusters(engine, CONFIG).stats["run"] if full else match_incremental(
+        engine, CONFIG).counts  # fmt: skip
+    return {"match": counts, "golden": consolidate(engine, CONFIG, "test").counts}
+
+
+@pytest.fixture(scope="module")
+def incremental_hub(tmp_path_factory, sample_silos) -> tuple[Path, list[dict]]:
+    """The generated silos' ten files loaded one at a time, reconsolidating after each."""
+    root = tmp_path_factory.mktemp("incremental")
+    landing = copy_landing(sample_silos, root / "landing")
+    engine = create_hub_engine(f"sqlite:///{root / 'hub.db'}")
+    train_models(engine)
+    files = sorted((p for p in landing.rglob("*") if p.is_file()),
+                   key=lambda p: (p.name.split("_")[-1], p.parent.name))  # fmt: skip
+    assert len(files) == 10
+    steps = []
+    for path in files:
+        ingest_file(engine, CONFIG, path, landing)
+        steps.append(reconsolidate(engine))
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return root, steps
+
+
+def test_ten_incremental_loads_agree_with_one_full_load(incremental_hub, tmp_path, sample_silos):
+    root, steps = incremental_hub
+    assert steps[0]["match"]["arrived"] > 0
+    assert all(s["match"]["arrived"] > 0 for s in steps)
+    # After the first file, each load re-matches only the part of the hub it reaches.
+    later = [s["match"] for s in steps[1:]]
+    assert all(m["records"] < m["arrived"] * 10 for m in later), later
+    incremental = create_hub_engine(f"sqlite:///{root / 'hub.db'}")
+    check_invariants(incremental)
+
+    landing = copy_landing(sample_silos, tmp_path / "landing")
+    full = create_hub_engine(f"sqlite:///{tmp_path / 'full.db'}")
+    train_models(full)
+    for path in sorted(p for p in landing.rglob("*") if p.is_file()):
+        ingest_file(full, CONFIG, path, landing)
+    cleanse_pending(full, CONFIG)
+    rebuild_clusters(full, CONFIG)
+    consolidate(full, CONFIG, "full")
+    a, b = clusters(incremental), clusters(full)
+    assert set(a) == set(b)
+    ids = sorted(a)
+    agreement = pairwise_scores([a[r] for r in ids], [b[r] for r in ids])
+    assert agreement["f1"] >= 0.995, agreement
+    assert len(set(golden_of(incremental).values())) == len(set(golden_of(full).values()))
+    incremental.dispose()
+    full.dispose()
+
+
+def test_a_full_rebuild_keeps_the_golden_ids_of_unchanged_clusters(incremental_hub, tmp_path):
+    root, _steps = incremental_hub
+    shutil.copy(root / "hub.db", tmp_path / "hub.db")
+    engine = create_hub_engine(f"sqlite:///{tmp_path / 'hub.db'}")
+    before_clusters, before = clusters(engine), golden_of(engine)
+    rebuild_clusters(engine, CONFIG)
+    counts = consolidate(engine, CONFIG, "rebuild").counts
+    after_clusters, after = clusters(engine), golden_of(engine)
+
+    def members(mapping):
+        out: dict[str, frozenset] = {}
+        for rid, cid in mapping.items():
+            out[cid] = out.get(cid, frozenset()) | {rid}
+        return set(out.values())
+
+    unchanged = members(before_clusters) & members(after_clusters)
+    assert len(unchanged) >= 0.99 * len(members(before_clusters))
+    for group in unchanged:
+        assert {before[r] for r in group} == {after[r] for r in group}
+    assert counts["created"] == 0
+    check_invariants(engine)
+    engine.dispose()
+
+
+def test_an_update_moves_the_golden_record_and_touches_nothing_else(incremental_hub, tmp_path):
+    root, _steps = incremental_hub
+    shutil.copy(root / "hub.db", tmp_path / "hub.db")
+    engine = create_hub_engine(f"sqlite:///{tmp_path / 'hub.db'}")
+    # A billing customer moves: the newest billing extract row, with a new address.
+    key, raw = rows(engine, "SELECT s.source_key, v.raw FROM source_records s JOIN "
+                            "source_record_versions v ON v.extract_id = s.current_extract_id AND "
+                            "v.row_number = s.current_row_number WHERE s.source = 'billing' "
+                            "ORDER BY s.source_key LIMIT 1")[0]  # fmt: skip
+    values = json.loads(raw) if isinstance(raw, str) else dict(raw)
+    values.update(addr_line1="77 Newhome Avenue", addr_line2="", city="Lakeview", zip="60613",
+                  state="IL", last_updated="2026-11-20 08:00:00")  # fmt: skip
+    header = list(values)
+    write_file(tmp_path / "landing" / "billing" / "move.csv",
+               ";".join(header) + "\n" + ";".join(values[h] or "" for h in header) + "\n")  # fmt: skip
+    before_versions = dict(rows(engine, "SELECT golden_id, version FROM golden_records"))
+    ingest_file(engine, CONFIG, tmp_path / "landing" / "billing" / "move.csv",
+                tmp_path / "landing")  # fmt: skip
+    counts = reconsolidate(engine)
+    assert counts["match"]["arrived"] == 1 and counts["match"]["records"] < 50
+    (golden,) = {g for (g,) in rows(engine, "SELECT golden_id FROM golden_xref WHERE "
+                                            "source = 'billing' AND source_key = :k", k=key)}  # fmt: skip
+    attributes = json.loads(rows(engine, "SELECT attributes FROM golden_records WHERE "
+                                         "golden_id = :g", g=golden)[0][0])  # fmt: skip
+    assert attributes["street"].startswith("77 Newhome") and attributes["city"] == "Lakeview"
+    event = rows(engine, "SELECT event_type, changed FROM golden_changes WHERE golden_id = :g "
+                         "ORDER BY seq DESC LIMIT 1", g=golden)[0]  # fmt: skip
+    assert event[0] == "updated" and "street" in json.loads(event[1])
+    after_versions = dict(rows(engine, "SELECT golden_id, version FROM golden_records"))
+    changed = {g for g, v in after_versions.items() if before_versions.get(g) != v}
+    assert golden in changed and len(changed) <= 3
+    assert counts["golden"]["records_considered"] < 50
+    check_invariants(engine)
+    engine.dispose()
+
+
+def test_nothing_new_means_no_work(incremental_hub, tmp_path):
+    root, _steps = incremental_hub
+    shutil.copy(root / "hub.db", tmp_path / "hub.db")
+    engine = create_hub_engine(f"sqlite:///{tmp_path / 'hub.db'}")
+    counts = reconsolidate(engine)
+    assert counts["match"]["arrived"] == counts["match"]["records"] == 0
+    assert counts["golden"]["records_considered"] == 0
+    assert sum(counts["golden"][k] for k in ("created", "updated", "merged", "split")) == 0
+    engine.dispose()
+
+
+def test_an_ingest_run_leads_to_a_reconsolidate_run_and_a_retrain_to_a_rebuild(tmp_path,
+                                                                               sample_silos):  # fmt: skip
+    import dagster as dg
+
+    from mdm_orchestration.assets.ingestion import source_extracts
+    from mdm_orchestration.assets.matching import match_model, training_labels
+    from mdm_orchestration.definitions import defs
+    from mdm_orchestration.partitions import landed_files
+    from mdm_orchestration.resources import HubDatabase, LandingZone
+    from mdm_orchestration.sensors import reconsolidation_sensor, retrain_sensor
+
+    landing = copy_landing(sample_silos, tmp_path / "landing")
+    resources = {"hub": HubDatabase(url=f"sqlite:///{tmp_path / 'hub.db'}"),
+                 "landing": LandingZone(root=str(landing), config_dir=str(CONFIG_DIR))}  # fmt: skip
+    key = "crm/" + sorted(p.name for p in (landing / "crm").iterdir())[0]
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(landed_files.name, [key])
+        ingest = dg.materialize([source_extracts], partition_key=key, instance=instance,
+                                resources=resources)  # fmt: skip
+        context = dg.build_run_status_sensor_context(
+            sensor_name=reconsolidation_sensor.name, dagster_instance=instance,
+            dagster_run=ingest.dagster_run, dagster_event=ingest.get_run_success_event(),
+        )  # fmt: skip
+        request = reconsolidation_sensor(context)
+        assert request.run_key == f"after-ingest:{ingest.run_id}"
+        assert reconsolidation_sensor.job_name == "reconsolidate_job"
+        # The requested job runs end to end on what was ingested.
+        job = defs.resolve_job_def("reconsolidate_job")
+        result = job.execute_in_process(instance=instance,
+                                        resources=resources)  # fmt: skip
+        assert result.success
+        golden = result.asset_materializations_for_node("consolidate_golden_records")
+        assert {m.asset_key.to_user_string() for m in golden} == {"golden_records",
+                                                                  "golden_changes"}  # fmt: skip
+
+        # A retrained model asks for a full rebuild; a materialisation without retraining not.
+        with dg.build_sensor_context(instance=instance) as ctx:
+            (first,) = list(retrain_sensor(ctx))
+            cursor = ctx.cursor
+        assert isinstance(first, dg.RunRequest) and first.run_key.startswith("retrain:")
+        assert retrain_sensor.job_name == "rebuild_job"
+        dg.materialize([training_labels, match_model], instance=instance, resources=resources)
+        with dg.build_sensor_context(instance=instance, cursor=cursor) as ctx:
+            (again,) = list(retrain_sensor(ctx))
+        assert isinstance(again, dg.SkipReason)
