@@ -113,6 +113,14 @@ class ConsentColumn(_Strict):
     opt_out: bool = False
 
 
+class DeletedFlag(_Strict):
+    """A column by which a source marks a record deleted; such a version takes the record out
+    of its cluster and golden record."""
+
+    column: str
+    values: list[str] = Field(default_factory=lambda: ["true", "1", "y", "yes", "deleted", "x"])
+
+
 class SourceConfig(_Strict):
     name: str
     landing_folder: str
@@ -128,6 +136,7 @@ class SourceConfig(_Strict):
     consent_columns: dict[str, ConsentColumn] = Field(default_factory=dict)
     #: Columns the source sends that the hub knowingly does not use (no drift warning for them).
     ignored_columns: list[str] = Field(default_factory=list)
+    deleted_flag: DeletedFlag | None = None
     description: str = ""
 
     @field_validator("mapping", mode="before")
@@ -174,6 +183,8 @@ class SourceConfig(_Strict):
             cols.extend(mapping.source_columns)
         for consent in self.consent_columns.values():
             cols.append(consent.column)
+        if self.deleted_flag is not None:
+            cols.append(self.deleted_flag.column)
         return list(dict.fromkeys(cols))
 
     def is_known_column(self, column: str) -> bool:

@@ -165,6 +165,18 @@ def cleanse_batch(
     source_updated_at`` (``raw``: the stored dict of source columns). Every version ends in
     exactly one of the two result frames.
     """
+    deleted = _deleted(versions, source)
+    if deleted.any():
+        rest = cleanse_batch(versions[~deleted], source, quality, today)
+        gone = versions.loc[deleted, ["extract_id", "row_number"]].copy()
+        gone["reason"] = DELETED
+        gone["field"] = None
+        gone["detail"] = (
+            f"the source marks the record deleted (column {source.deleted_flag.column})"  # type: ignore[union-attr]
+        )
+        gone["rules"] = [[] for _ in range(len(gone))]
+        quarantine = pd.concat([rest.quarantine, gone], ignore_index=True)
+        return CleanseResult(records=rest.records, quarantine=quarantine)
     n = len(versions)
     inputs = canonical_inputs(versions["raw"], source)
     out = pd.DataFrame(index=versions.index)
@@ -297,6 +309,23 @@ def cleanse_batch(
     records = out.loc[~blocked, [*IDENTITY_COLUMNS, *RECORD_COLUMNS]]
     return CleanseResult(
         records=records.reset_index(drop=True), quarantine=q.reset_index(drop=True)
+    )
+
+
+#: The quarantine reason of a version by which the source deletes a record: not an error, the
+#: record leaves its cluster and golden record (and the quarantine-rate check ignores it).
+DELETED = "deleted_by_source"
+
+
+def _deleted(versions: pd.DataFrame, source: SourceConfig) -> pd.Series:
+    flag = source.deleted_flag
+    if flag is None or versions.empty:
+        return pd.Series(False, index=versions.index)
+    wanted = {v.casefold() for v in flag.values}
+    return (
+        versions["raw"]
+        .map(lambda raw: str((raw or {}).get(flag.column) or "").strip().casefold() in wanted)
+        .astype(bool)
     )
 
 

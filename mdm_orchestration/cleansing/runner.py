@@ -19,6 +19,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, and_, case, func, select, update
 
 from mdm_orchestration.cleansing.pipeline import (
+    DELETED,
     FILLED_BY,
     IDENTITY_COLUMNS,
     RECORD_COLUMNS,
@@ -223,7 +224,7 @@ def quality_state(engine: Engine, config: HubConfig) -> dict[str, SourceQualityS
             conn.execute(
                 select(EXTRACTS.c.source, func.count())
                 .select_from(QUARANTINE.join(EXTRACTS, EXTRACTS.c.id == QUARANTINE.c.extract_id))
-                .where(QUARANTINE.c.stage == STAGE)
+                .where(QUARANTINE.c.stage == STAGE, QUARANTINE.c.reason != DELETED)
                 .group_by(EXTRACTS.c.source)
             ).all()
         )

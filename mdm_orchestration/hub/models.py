@@ -470,7 +470,7 @@ class BlockingKey(SQLModel, table=True):
     so that a new record finds the existing records it could match without re-pairing the hub."""
 
     __tablename__ = "blocking_index"
-    __table_args__ = (Index("ix_blocking_index_key", "key_name", "key_hash"),)
+    __table_args__ = (Index("ix_blocking_index_hash", "key_hash"),)
 
     record_id: str = Field(primary_key=True, max_length=32)
     key_name: str = Field(primary_key=True, max_length=32)

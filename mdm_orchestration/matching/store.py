@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, text, tuple_, update
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, text, update
 
 from mdm_orchestration.config import HubConfig
 from mdm_orchestration.hub.bulk import bulk_insert
@@ -68,6 +68,8 @@ _CURRENT = CLEANSED.join(
     and_(
         SOURCES.c.current_extract_id == CLEANSED.c.extract_id,
         SOURCES.c.current_row_number == CLEANSED.c.row_number,
+        # Redundant for a current version, but it lets the database find a record by its id.
+        SOURCES.c.id == CLEANSED.c.source_record_id,
     ),
 )
 PARTY_TYPES = (PERSON, ORGANISATION)
@@ -395,24 +397,37 @@ def _changed_since(conn: Connection, since: datetime | None) -> tuple[list[str],
 
 
 def _neighbours(conn: Connection, keys: set[tuple[str, str]], exclude: set[str],
-                max_block: int, extra: Counter) -> tuple[set[str], dict[tuple[str, str], int]]:  # fmt: skip
-    """Records in the index sharing a key with ``keys`` (giant blocks left out), and the hub
-    size of each of those blocks (``extra`` adds keys of records about to be indexed)."""
-    members: dict[tuple[str, str], set[str]] = {}
-    key_list = sorted(keys)
-    for start in range(0, len(key_list), 400):
-        chunk = key_list[start : start + 400]
-        rows = conn.execute(select(INDEX.c.key_name, INDEX.c.key_hash, INDEX.c.record_id)
-                            .where(tuple_(INDEX.c.key_name, INDEX.c.key_hash).in_(chunk)))  # fmt: skip
-        for name, h, rid in rows:
+                max_block: int, extra: Counter) -> set[str]:  # fmt: skip
+    """Records in the index sharing one of ``keys`` (giant blocks left out: a block's hub size
+    counts ``extra``, the keys of records about to be indexed, instead of ``exclude``'s)."""
+    members: dict[str, set[str]] = {}
+    for cond in _in_chunks(INDEX.c.key_hash, sorted({h for _n, h in keys})):
+        for h, rid in conn.execute(select(INDEX.c.key_hash, INDEX.c.record_id).where(cond)):
             if rid not in exclude:
-                members.setdefault((name, h), set()).add(rid)
-    sizes = {k: len(members.get(k, ())) + extra[k] for k in keys}
+                members.setdefault(h, set()).add(rid)
     found: set[str] = set()
-    for k, m in members.items():
-        if sizes[k] <= max_block:
+    for name, h in keys:
+        m = members.get(h, set())
+        if len(m) + extra[(name, h)] <= max_block:
             found |= m
-    return found, sizes
+    return found
+
+
+def _block_sizes(conn: Connection, keys: set[tuple[str, str]], exclude: set[str],
+                 extra: Counter) -> dict[tuple[str, str], int]:  # fmt: skip
+    """Hub size of each block in ``keys``: index rows, minus ``exclude``'s, plus ``extra``."""
+    counts: Counter = Counter()
+    for cond in _in_chunks(INDEX.c.key_hash, sorted({h for _n, h in keys})):
+        counts.update(dict(conn.execute(select(INDEX.c.key_hash, func.count())
+                                        .where(cond).group_by(INDEX.c.key_hash)).all()))  # fmt: skip
+    for cond in _in_chunks(INDEX.c.record_id, sorted(exclude)):
+        for (h,) in conn.execute(select(INDEX.c.key_hash).where(cond)):
+            counts[h] -= 1
+    return {(n, h): counts[h] + extra[(n, h)] for n, h in keys}
+
+
+def _in_chunks(column: Any, values: list[str], size: int = 500) -> list[Any]:  # noqa: ANN401
+    return [column.in_(values[i : i + size]) for i in range(0, len(values), size)]
 
 
 def _clusters_members(conn: Connection, record_ids: set[str]) -> set[str]:
@@ -462,15 +477,15 @@ def match_incremental(engine: Engine, config: HubConfig) -> IncrementalResult:
             index = _index_rows(new)
             gone = set(changed) | set(removed)
             keys = {(name, h) for _r, name, h in index}
-            neighbours, _sizes = _neighbours(conn, keys, gone, config.matching.max_block_size,
-                                             Counter((n, h) for _r, n, h in index))  # fmt: skip
+            neighbours = _neighbours(conn, keys, gone, config.matching.max_block_size,
+                                     Counter((n, h) for _r, n, h in index))  # fmt: skip
             affected = _clusters_members(conn, neighbours | gone) - set(removed)
             affected |= set(changed)
             cleansed = current_cleansed(conn, sorted(affected))
             affected = set(cleansed["source_record_id"])
             all_keys = {(n, h) for _r, n, h in _index_rows(cleansed)}
-            _found, block_sizes = _neighbours(conn, all_keys, gone, config.matching.max_block_size,
-                                              Counter((n, h) for _r, n, h in index))  # fmt: skip
+            block_sizes = _block_sizes(conn, all_keys, gone,
+                                       Counter((n, h) for _r, n, h in index))  # fmt: skip
             must, cannot = overrides(conn)
             judged = {(a, b) for _p, a, b, _l in steward_labels(conn)} | set(must) | set(cannot)
             known = _known_organisations(conn, affected | set(removed))

@@ -63,6 +63,8 @@ CURRENT = CLEANSED.join(
     and_(
         SOURCES.c.current_extract_id == CLEANSED.c.extract_id,
         SOURCES.c.current_row_number == CLEANSED.c.row_number,
+        # Redundant for a current version, but it lets the database find a record by its id.
+        SOURCES.c.id == CLEANSED.c.source_record_id,
     ),
 )
 #: Cleansed columns survivorship reads.

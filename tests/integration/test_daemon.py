@@ -103,13 +103,22 @@ def test_dropped_files_become_change_events_and_deliveries(tmp_path, sample_silo
 
         def absorbed() -> bool:
             return (
-                _count(hub, "SELECT count(*) FROM extracts WHERE status = 'loaded' "
-                            "AND cleansed_at IS NOT NULL") == 3  # fmt: skip
+                _count(
+                    hub,
+                    "SELECT count(*) FROM extracts WHERE status = 'loaded' "
+                    "AND cleansed_at IS NOT NULL",
+                )
+                == 3  # fmt: skip
                 and _count(hub, "SELECT count(*) FROM consolidation_queue") == 0
                 and _count(hub, "SELECT count(*) FROM golden_xref")
-                == _count(hub, "SELECT count(*) FROM match_clusters") > 0
-                and _count(hub, "SELECT count(*) FROM match_runs WHERE cleansed_upto >= "
-                                "(SELECT max(cleansed_at) FROM extracts)") > 0  # fmt: skip
+                == _count(hub, "SELECT count(*) FROM match_clusters")
+                > 0
+                and _count(
+                    hub,
+                    "SELECT count(*) FROM match_runs WHERE cleansed_upto >= "
+                    "(SELECT max(cleansed_at) FROM extracts)",
+                )
+                > 0  # fmt: skip
             )
 
         _wait("both overlapping drops to be absorbed", absorbed, 300, log)

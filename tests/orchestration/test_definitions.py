@@ -52,6 +52,13 @@ def test_definitions_load_without_warnings():
     syndicate = defs.resolve_job_def("syndicate_job")
     assert syndicate.partitions_def is not None and syndicate.partitions_def.name == "subscribers"
     assert defs.resolve_sensor_def("syndication_sensor").job_name == "syndicate_job"
+    for name in ("reconsolidate_job", "rebuild_job"):
+        keys = {
+            k.to_user_string() for k in defs.resolve_job_def(name).asset_layer.executable_asset_keys
+        }
+        assert {"cleansed_records", "match_clusters", "golden_records", "golden_changes"} <= keys
+    assert defs.resolve_sensor_def("reconsolidation_sensor").job_name == "reconsolidate_job"
+    assert defs.resolve_sensor_def("retrain_sensor").job_name == "rebuild_job"
     master = defs.resolve_job_def("master_job")
     assert {k.to_user_string() for k in master.asset_layer.executable_asset_keys} == {
         "golden_records",

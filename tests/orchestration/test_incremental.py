@@ -216,3 +216,60 @@ def test_an_ingest_run_leads_to_a_reconsolidate_run_and_a_retrain_to_a_rebuild(t
         with dg.build_sensor_context(instance=instance, cursor=cursor) as ctx:
             (again,) = list(retrain_sensor(ctx))
         assert isinstance(again, dg.SkipReason)
+
+
+def test_a_record_the_source_deletes_leaves_its_cluster_and_golden_record(tmp_path):
+    import yaml
+
+    config_dir = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, config_dir)
+    sources = yaml.safe_load((config_dir / "sources.yaml").read_text())
+    sources["sources"]["support"] = {
+        "format": "csv", "key_column": "id", "trust_rank": 6, "updated_at_column": "updated",
+        "default_country": "US", "date_order": "YMD",
+        "mapping": {"full_name": "name", "email": "email", "party_type": {"value": "person"}},
+        "deleted_flag": {"column": "deleted"},
+    }  # fmt: skip
+    (config_dir / "sources.yaml").write_text(yaml.safe_dump(sources))
+    config = load_hub_config(config_dir)
+    engine = create_hub_engine(f"sqlite:///{tmp_path / 'hub.db'}")
+    train_models(engine)
+    landing = tmp_path / "landing"
+    header = "id,name,email,deleted,updated\n"
+    write_file(landing / "support" / "a.csv", header
+               + "S1,Mara Quist,mara.quist@example.com,,2026-01-01 10:00:00\n"
+               + "S2,Mara Quist,mara.quist@example.com,,2026-01-01 10:00:00\n"
+               + "S3,Olaf Brandt,olaf.b@example.com,,2026-01-01 10:00:00\n")  # fmt: skip
+    write_file(landing / "support" / "b.csv", header
+               + "S2,Mara Quist,mara.quist@example.com,true,2026-02-01 10:00:00\n"
+               + "S3,Olaf Brandt,olaf.b@example.com,yes,2026-02-01 10:00:00\n")  # fmt: skip
+
+    def step(name: str) -> dict:
+        ingest_file(engine, config, landing / "support" / name, landing)
+        cleanse_pending(engine, config)
+        with engine.connect() as conn:
+            full = needs_full_rematch(conn)
+        match = (rebuild_clusters(engine, config).stats["run"] if full
+                 else match_incremental(engine, config).counts)  # fmt: skip
+        return {"match": match, "golden": consolidate(engine, config, name).counts}
+
+    step("a.csv")
+    first = golden_of(engine)
+    assert first[_rid("S1")] == first[_rid("S2")] != first[_rid("S3")]
+    counts = step("b.csv")
+    assert counts["match"]["removed"] == 2
+    assert set(golden_of(engine)) == {_rid("S1")}
+    assert clusters(engine) == {_rid("S1"): _rid("S1")}
+    status = dict(rows(engine, "SELECT golden_id, status FROM golden_records"))
+    assert status[first[_rid("S1")]] == "active" and status[first[_rid("S3")]] == "retired"
+    assert counts["golden"]["updated"] == 1 and counts["golden"]["retired"] == 1
+    reasons = rows(engine, "SELECT reason FROM quarantine WHERE stage = 'cleanse'")
+    assert reasons == [("deleted_by_source",)] * 2
+    check_invariants(engine)
+    engine.dispose()
+
+
+def _rid(key: str) -> str:
+    from mdm_orchestration.hub.models import source_record_id
+
+    return source_record_id("support", key)

@@ -24,7 +24,8 @@ def upgrade() -> None:
         sa.Column("key_name", sa.String(32), primary_key=True),
         sa.Column("key_hash", sa.String(32), nullable=False),
     )
-    op.create_index("ix_blocking_index_key", "blocking_index", ["key_name", "key_hash"])
+    # The hash covers the key's name too, so it alone finds a block.
+    op.create_index("ix_blocking_index_hash", "blocking_index", ["key_hash"])
     op.create_table(
         "consolidation_queue",
         sa.Column("record_id", sa.String(32), primary_key=True),
