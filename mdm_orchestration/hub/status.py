@@ -8,6 +8,7 @@ from sqlalchemy import Engine, func, select
 
 from mdm_orchestration.hub.models import (
     CleansedRecord,
+    ConsolidationQueue,
     Extract,
     ExtractStatus,
     GoldenChange,
@@ -15,6 +16,7 @@ from mdm_orchestration.hub.models import (
     GoldenXref,
     HouseholdRow,
     MatchCluster,
+    MatchRun,
     QuarantineRow,
     ReviewItem,
     SourceRecord,
@@ -145,6 +147,14 @@ def _mastering(engine: Engine) -> dict[str, Any]:
         changes = conn.execute(
             select(func.count()).select_from(GoldenChange.__table__)
         ).scalar_one()
+        queue = conn.execute(
+            select(func.count()).select_from(ConsolidationQueue.__table__)
+        ).scalar_one()
+        last_match = conn.execute(
+            select(MatchRun.__table__.c.mode, MatchRun.__table__.c.counts)
+            .order_by(MatchRun.__table__.c.id.desc())
+            .limit(1)
+        ).first()
         multi = conn.execute(
             select(func.count())
             .select_from(HouseholdRow.__table__)
@@ -159,4 +169,11 @@ def _mastering(engine: Engine) -> dict[str, Any]:
         "xref_records": int(xref),
         "golden_changes": int(changes),
         "multi_person_households": int(multi),
+        "consolidation_queue": int(queue),
+        "last_match_run": {
+            "mode": last_match.mode,
+            **{k: v for k, v in last_match.counts.items() if not k.endswith("_model")},
+        }
+        if last_match
+        else None,
     }

@@ -80,6 +80,28 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
             yield conn
 
 
+#: Session-level ``pg_advisory_lock`` key held for a whole matching or consolidation run.
+RECONSOLIDATION_LOCK_KEY = 0x6D646D10
+
+
+@contextmanager
+def reconsolidation_lock(engine: Engine) -> Iterator[None]:
+    """One matching or consolidation run at a time on PostgreSQL: a second one waits here
+    (RELIABILITY.md rule 3), besides the Dagster pool. SQLite has one writer anyway, and each
+    run checks at write time that nothing committed since it read."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": RECONSOLIDATION_LOCK_KEY})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": RECONSOLIDATION_LOCK_KEY})
+            conn.commit()
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest version. Safe to call from many processes at once."""
     cfg = _alembic_config()

@@ -35,7 +35,7 @@ from mdm_orchestration.hub.models import (
     TrainingLabel,
     source_record_id,
 )
-from mdm_orchestration.hub.store import write_transaction
+from mdm_orchestration.hub.store import reconsolidation_lock, write_transaction
 from mdm_orchestration.matching.blocking import ORGANISATION, PERSON, index_entries
 from mdm_orchestration.matching.engine import MatchResult, match_records
 from mdm_orchestration.matching.labels import DEFAULT_LABELS, load_default_labels
@@ -335,6 +335,11 @@ def rebuild_clusters(engine: Engine, config: HubConfig) -> MatchResult:
     """Cluster every current source record; replace the clustering, the blocking index and the
     pending review items in one transaction, and queue every record for consolidation. Pairs a
     steward already judged do not come back for review."""
+    with reconsolidation_lock(engine):
+        return _rebuild_clusters(engine, config)
+
+
+def _rebuild_clusters(engine: Engine, config: HubConfig) -> MatchResult:
     with engine.connect() as conn, conn.begin():
         models = load_models(conn)
         model_ids = _model_ids(conn)
@@ -463,6 +468,11 @@ def match_incremental(engine: Engine, config: HubConfig) -> IncrementalResult:
     records they share a blocking key with (the persisted index), re-clustering the clusters
     those belong to; records that left are taken out. One transaction writes the clusters,
     the index, the review items and the consolidation queue."""
+    with reconsolidation_lock(engine):
+        return _match_incremental(engine, config)
+
+
+def _match_incremental(engine: Engine, config: HubConfig) -> IncrementalResult:
     with engine.connect() as conn, conn.begin():
         last = conn.execute(select(RUNS).order_by(RUNS.c.id.desc()).limit(1)).first()
         upto = _cleansed_upto(conn)

@@ -34,7 +34,7 @@ from mdm_orchestration.hub.models import (
     MatchCluster,
     SourceRecord,
 )
-from mdm_orchestration.hub.store import write_transaction
+from mdm_orchestration.hub.store import reconsolidation_lock, write_transaction
 from mdm_orchestration.survivorship.consolidate import (
     MERGED,
     RETIRED,
@@ -276,6 +276,12 @@ def consolidate(
     after a change of the survivorship rules) and write what changed, with its history,
     cross-reference and change events, in one transaction. Nothing changed: nothing is written
     but the run's row."""
+    with reconsolidation_lock(engine):
+        return _consolidate(engine, config, run_id, full)
+
+
+def _consolidate(engine: Engine, config: HubConfig, run_id: str | None, full: bool
+                 ) -> ConsolidationResult:  # fmt: skip
     with engine.connect() as conn, conn.begin():  # one snapshot for the whole plan
         clusters_at = conn.execute(select(func.max(CLUSTERS.c.clustered_at))).scalar_one()
         planned_after = _last_run(conn)
