@@ -69,6 +69,17 @@ rebuild_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
 )
 
+RETRAIN_JOB = "retrain_job"
+
+retrain_job = dg.define_asset_job(
+    RETRAIN_JOB,
+    selection=dg.AssetSelection.assets("training_labels", "match_model"),
+    description="Retrain the match model on the current labels, even if they did not change; "
+    "the retrain sensor then rebuilds the clusters and golden records.",
+    config={"ops": {"match_model": {"config": {"force": True}}}},
+    executor_def=dg.in_process_executor,
+)
+
 SYNDICATE_JOB = "syndicate_job"
 
 syndicate_job = dg.define_asset_job(
@@ -79,4 +90,4 @@ syndicate_job = dg.define_asset_job(
 )
 
 ALL_JOBS = [ingest_job, cleanse_job, match_job, master_job, reconsolidate_job, rebuild_job,
-            syndicate_job]  # fmt: skip
+            retrain_job, syndicate_job]  # fmt: skip

@@ -72,24 +72,33 @@ def webserver(tmp_path_factory):
     mdm = Path(sys.executable).parent / "mdm"
     subprocess.run([str(mdm), "demo", "--people", "300", "--home", str(root / "mdm")],
                    env=env, cwd=REPO, check=True, capture_output=True, timeout=600)  # fmt: skip
+    env = {**env, "MDM_LANDING_DIR": str(root / "mdm" / "landing")}
+    proc, port = _start_webserver(env, root)
+    try:
+        yield {"base": f"http://127.0.0.1:{port}", "port": port, "env": env, "root": root}
+    finally:
+        _stop(proc)
+
+
+def _start_webserver(env: dict, root: Path, *extra: str) -> tuple[subprocess.Popen, int]:
     port = _free_port()
-    log = (root / "webserver.log").open("wb")
+    log = (root / f"webserver-{port}.log").open("wb")
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "dagster-webserver"), "-w", str(REPO / "workspace.yaml"),
-         "-h", "127.0.0.1", "-p", str(port)],
-        env={**env, "MDM_LANDING_DIR": str(root / "mdm" / "landing")}, cwd=REPO, stdout=log,
-        stderr=subprocess.STDOUT, start_new_session=True,
+         "-h", "127.0.0.1", "-p", str(port), *extra],
+        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
+    log.close()
+    _wait_http(f"http://127.0.0.1:{port}/server_info", 120)
+    return proc, port
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
     try:
-        _wait_http(f"http://127.0.0.1:{port}/server_info", 120)
-        yield {"base": f"http://127.0.0.1:{port}", "port": port}
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
@@ -157,3 +166,25 @@ def test_the_webserver_listens_on_loopback_only(webserver):
     with socket.socket() as s:
         s.settimeout(2)
         assert s.connect_ex((address, webserver["port"])) != 0
+
+
+def test_a_read_only_webserver_refuses_to_launch_runs(webserver):
+    """RELIABILITY.md row 26: the read-only profile rejects mutations."""
+    import json
+
+    proc, port = _start_webserver(webserver["env"], webserver["root"], "--read-only")
+    try:
+        query = (
+            "mutation { launchRun(executionParams: {selector: {repositoryLocationName: "
+            '"mdm_orchestration.definitions:defs", repositoryName: "__repository__", '
+            'jobName: "cleanse_job"}}) { __typename } }'
+        )
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
+            headers={"Content-Type": "application/json"}, method="POST",
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.loads(response.read())
+    finally:
+        _stop(proc)
+    assert answer["data"]["launchRun"]["__typename"] == "UnauthorizedError", answer
