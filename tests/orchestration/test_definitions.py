@@ -39,6 +39,8 @@ def test_definitions_load_without_warnings():
     }
     assert {"every_record_in_one_cluster", "no_cluster_above_max_size"} <= checks
     assert all(s.description for s in defs.resolve_all_asset_specs())
+    assert all(s.owners and s.kinds for s in defs.resolve_all_asset_specs())
+    assert defs.resolve_job_def("retrain_job") is not None
     assert defs.resolve_job_def("cleanse_job") is not None
     assert defs.resolve_job_def("match_job") is not None
     assert {
