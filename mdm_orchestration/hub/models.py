@@ -251,7 +251,11 @@ class ReviewItem(_RecordPair, table=True):
     """A candidate pair the model was unsure of, waiting for (or given) a steward's verdict."""
 
     __tablename__ = "review_queue"
-    __table_args__ = (_pair_index("review_queue"),)
+    __table_args__ = (
+        _pair_index("review_queue"),
+        # The pair index finds a record on the left; this one on the right (incremental runs).
+        Index("ix_review_queue_right", "right_record_id"),
+    )
 
     party_type: str = Field(max_length=16)
     score: float

@@ -306,9 +306,16 @@ def _cluster_rows(result: MatchResult, versions: dict[str, tuple[int, int]],
 
 
 def _review_rows(conn: Connection, result: MatchResult, judged: set[tuple[str, str]],
-                 now: datetime) -> list[tuple[Any, ...]]:  # fmt: skip
-    done = {tuple(r) for r in conn.execute(
-        select(REVIEW.c.left_record_id, REVIEW.c.right_record_id))}  # fmt: skip
+                 now: datetime, among: set[str] | None = None) -> list[tuple[Any, ...]]:  # fmt: skip
+    """New pending review items: the result's uncertain pairs not judged or reviewed before
+    (``among``: the records an incremental run re-matched, whose pairs are the only candidates)."""
+    query = select(REVIEW.c.left_record_id, REVIEW.c.right_record_id)
+    if among is None:
+        done = {tuple(r) for r in conn.execute(query)}
+    else:
+        done = set()
+        for cond in _in_chunks(REVIEW.c.left_record_id, sorted(among)):
+            done.update(tuple(r) for r in conn.execute(query.where(cond)))
     return [
         (p, a, b, float(s), "pending", now)
         for a, b, p, s in zip(result.review["left_id"], result.review["right_id"],
@@ -516,14 +523,20 @@ def _match_incremental(engine: Engine, config: HubConfig) -> IncrementalResult:
             touched = sorted(affected | set(removed))
             for chunk in _chunks(touched):
                 conn.execute(delete(CLUSTERS).where(CLUSTERS.c.record_id.in_(chunk)))
-                conn.execute(delete(REVIEW).where(REVIEW.c.status == "pending",
-                             REVIEW.c.left_record_id.in_(chunk) | REVIEW.c.right_record_id.in_(chunk)))  # fmt: skip
+                # Found through the pair indexes (one per side), then deleted by id: a filter
+                # on status would lead the database to scan every pending item.
+                for side in (REVIEW.c.left_record_id, REVIEW.c.right_record_id):
+                    ids = [i for i, status in conn.execute(
+                        select(REVIEW.c.id, REVIEW.c.status).where(side.in_(chunk)))
+                        if status == "pending"]  # fmt: skip
+                    if ids:
+                        conn.execute(delete(REVIEW).where(REVIEW.c.id.in_(ids)))
             for chunk in _chunks(sorted(set(changed) | set(removed))):
                 conn.execute(delete(INDEX).where(INDEX.c.record_id.in_(chunk)))
             bulk_insert(conn, "match_clusters", CLUSTER_COLUMNS,
                         _cluster_rows(result, versions, now))  # fmt: skip
             bulk_insert(conn, "blocking_index", ("record_id", "key_name", "key_hash"), index)
-            review = _review_rows(conn, result, judged, now)
+            review = _review_rows(conn, result, judged, now, among=affected)
             bulk_insert(conn, "review_queue", ("party_type", "left_record_id", "right_record_id",
                                                "score", "status", "created_at"), review)  # fmt: skip
             queued = set(conn.execute(select(QUEUE.c.record_id)).scalars())

@@ -149,13 +149,16 @@ def _previous(conn: Connection, golden_ids: set[str] | None) -> dict[str, Previo
     query = select(
         GOLDEN.c.golden_id, GOLDEN.c.version, GOLDEN.c.content_hash, GOLDEN.c.party_type,
         GOLDEN.c.attributes, GOLDEN.c.lineage, GOLDEN.c.consents, GOLDEN.c.lifecycle,
-        GOLDEN.c.organisation_golden_id, GOLDEN.c.sources,
-    ).where(GOLDEN.c.status == ACTIVE)  # fmt: skip
+        GOLDEN.c.organisation_golden_id, GOLDEN.c.sources, GOLDEN.c.status,
+    )  # fmt: skip
     if golden_ids is None:
-        return {r[0]: Previous(*r[1:]) for r in conn.execute(query)}
+        rows = conn.execute(query.where(GOLDEN.c.status == ACTIVE))
+        return {r[0]: Previous(*r[1:-1]) for r in rows}
     out = {}
+    # By id only: with the status in the filter the database would scan every active record.
     for cond in _chunked_in(GOLDEN.c.golden_id, golden_ids):
-        out.update({r[0]: Previous(*r[1:]) for r in conn.execute(query.where(cond))})
+        out.update({r[0]: Previous(*r[1:-1]) for r in conn.execute(query.where(cond))
+                    if r[-1] == ACTIVE})  # fmt: skip
     return out
 
 

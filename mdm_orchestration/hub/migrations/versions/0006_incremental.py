@@ -26,6 +26,7 @@ def upgrade() -> None:
     )
     # The hash covers the key's name too, so it alone finds a block.
     op.create_index("ix_blocking_index_hash", "blocking_index", ["key_hash"])
+    op.create_index("ix_review_queue_right", "review_queue", ["right_record_id"])
     op.create_table(
         "consolidation_queue",
         sa.Column("record_id", sa.String(32), primary_key=True),
@@ -43,6 +44,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     for name in ("match_runs", "consolidation_queue", "blocking_index"):
         op.drop_table(name)
+    op.drop_index("ix_review_queue_right", "review_queue")
     with op.batch_alter_table("match_clusters") as batch:
         batch.drop_column("row_number")
         batch.drop_column("extract_id")
