@@ -319,14 +319,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"  look one up:  MDM_HOME={home} {Path(sys.executable).parent / 'mdm'} lookup --golden G0000000001"
     )
     print()
-    print("Open the Dagster UI on this hub (asset graph, runs, checks, the landing sensor):")
+    print("Open the Dagster UI on this hub (asset graph, runs, checks, sensors):")
     print(
         f"  MDM_HOME={home} DAGSTER_HOME={os.environ['DAGSTER_HOME']} "
         f"{Path(sys.executable).parent / 'dagster'} dev -w workspace.yaml"
     )
     print(
-        "  then browse http://127.0.0.1:3000 ; drop files into "
-        f"{landing}/<source>/ and the landing_sensor ingests them."
+        "  then browse http://127.0.0.1:3000 ; drop a file into "
+        f"{landing}/<source>/ and the sensors ingest it, reconsolidate and syndicate."
     )
     done = summary["cleansed"] and summary["matched"] and summary["mastered"]
     done = done and summary["syndicated"]
