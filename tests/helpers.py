@@ -23,6 +23,14 @@ def copy_landing(sample_silos: Path, dest: Path) -> Path:
     return dest
 
 
+def ingest_all(engine: sa.Engine, config, landing: Path) -> None:  # type: ignore[no-untyped-def]
+    """Ingest every file under ``landing``, in name order (the generator's files sort by date)."""
+    from mdm_orchestration.ingestion import ingest_file
+
+    for path in sorted(p for p in landing.rglob("*") if p.is_file()):
+        ingest_file(engine, config, path, landing)
+
+
 def _rows(engine: sa.Engine, sql: str) -> list:
     with engine.connect() as conn:
         return conn.execute(sa.text(sql)).all()
@@ -56,7 +64,6 @@ def build_mastered_hub(root: Path, sample_silos: Path) -> str:
     from mdm_orchestration.cleansing import cleanse_pending
     from mdm_orchestration.config import load_hub_config
     from mdm_orchestration.hub.store import create_hub_engine
-    from mdm_orchestration.ingestion import ingest_file
     from mdm_orchestration.matching.store import rebuild_clusters, train_models
     from mdm_orchestration.survivorship.store import consolidate
     from tests.conftest import CONFIG_DIR
@@ -65,8 +72,7 @@ def build_mastered_hub(root: Path, sample_silos: Path) -> str:
     url = f"sqlite:///{root / 'hub.db'}"
     engine = create_hub_engine(url)
     config = load_hub_config(CONFIG_DIR)
-    for path in sorted(p for p in landing.rglob("*") if p.is_file()):
-        ingest_file(engine, config, path, landing)
+    ingest_all(engine, config, landing)
     cleanse_pending(engine, config)
     train_models(engine)
     rebuild_clusters(engine, config)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -69,6 +71,23 @@ def schema_head() -> str:
 def schema_revision(engine: Engine) -> str | None:
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def chunks(items: Iterable[str], size: int = 500) -> list[list[str]]:
+    """``items`` (sorted) in lists of at most ``size``: the bound parameters of one ``IN``."""
+    ordered = sorted(items)
+    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+
+
+def in_chunks(column: Any, values: Iterable[str], size: int = 500) -> list[Any]:  # noqa: ANN401
+    """``column IN (...)`` conditions, at most ``size`` values each (SQLite's parameter limit;
+    short lists also keep PostgreSQL's plans on the index)."""
+    return [column.in_(chunk) for chunk in chunks(values, size)]
+
+
+def as_utc(stamp: datetime) -> datetime:
+    """A stored timestamp as an aware UTC datetime (SQLite returns naive ones)."""
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
 @contextmanager

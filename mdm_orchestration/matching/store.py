@@ -35,7 +35,13 @@ from mdm_orchestration.hub.models import (
     TrainingLabel,
     source_record_id,
 )
-from mdm_orchestration.hub.store import reconsolidation_lock, write_transaction
+from mdm_orchestration.hub.store import (
+    as_utc,
+    chunks,
+    in_chunks,
+    reconsolidation_lock,
+    write_transaction,
+)
 from mdm_orchestration.matching.blocking import ORGANISATION, PERSON, index_entries
 from mdm_orchestration.matching.engine import MatchResult, match_records
 from mdm_orchestration.matching.labels import DEFAULT_LABELS, load_default_labels
@@ -287,14 +293,10 @@ def _versions_of(conn: Connection, record_ids: list[str] | None) -> dict[str, tu
     if record_ids is None:
         return {r: (e, n) for r, e, n in conn.execute(query)}
     out = {}
-    for chunk in _chunks(record_ids):
+    for chunk in chunks(record_ids):
         rows = conn.execute(query.where(CLEANSED.c.source_record_id.in_(chunk)))
         out.update({r: (e, n) for r, e, n in rows})
     return out
-
-
-def _chunks(items: list[str], size: int = 500) -> list[list[str]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _cluster_rows(result: MatchResult, versions: dict[str, tuple[int, int]],
@@ -314,7 +316,7 @@ def _review_rows(conn: Connection, result: MatchResult, judged: set[tuple[str, s
         done = {tuple(r) for r in conn.execute(query)}
     else:
         done = set()
-        for cond in _in_chunks(REVIEW.c.left_record_id, sorted(among)):
+        for cond in in_chunks(REVIEW.c.left_record_id, sorted(among)):
             done.update(tuple(r) for r in conn.execute(query.where(cond)))
     return [
         (p, a, b, float(s), "pending", now)
@@ -399,7 +401,7 @@ def _changed_since(conn: Connection, since: datetime | None) -> tuple[list[str],
                                   .where(VERSIONS.c.extract_id.in_(extracts))).scalars())  # fmt: skip
     current = _versions_of(conn, touched)
     clustered: dict[str, tuple[int, int]] = {}
-    for chunk in _chunks(touched):
+    for chunk in chunks(touched):
         rows = conn.execute(select(CLUSTERS.c.record_id, CLUSTERS.c.extract_id,
                                    CLUSTERS.c.row_number).where(CLUSTERS.c.record_id.in_(chunk)))  # fmt: skip
         clustered.update({r: (e, n) for r, e, n in rows})
@@ -413,7 +415,7 @@ def _neighbours(conn: Connection, keys: set[tuple[str, str]], exclude: set[str],
     """Records in the index sharing one of ``keys`` (giant blocks left out: a block's hub size
     counts ``extra``, the keys of records about to be indexed, instead of ``exclude``'s)."""
     members: dict[str, set[str]] = {}
-    for cond in _in_chunks(INDEX.c.key_hash, sorted({h for _n, h in keys})):
+    for cond in in_chunks(INDEX.c.key_hash, sorted({h for _n, h in keys})):
         for h, rid in conn.execute(select(INDEX.c.key_hash, INDEX.c.record_id).where(cond)):
             if rid not in exclude:
                 members.setdefault(h, set()).add(rid)
@@ -429,29 +431,25 @@ def _block_sizes(conn: Connection, keys: set[tuple[str, str]], exclude: set[str]
                  extra: Counter) -> dict[tuple[str, str], int]:  # fmt: skip
     """Hub size of each block in ``keys``: index rows, minus ``exclude``'s, plus ``extra``."""
     counts: Counter = Counter()
-    for cond in _in_chunks(INDEX.c.key_hash, sorted({h for _n, h in keys})):
+    for cond in in_chunks(INDEX.c.key_hash, sorted({h for _n, h in keys})):
         counts.update(dict(conn.execute(select(INDEX.c.key_hash, func.count())
                                         .where(cond).group_by(INDEX.c.key_hash)).all()))  # fmt: skip
-    for cond in _in_chunks(INDEX.c.record_id, sorted(exclude)):
+    for cond in in_chunks(INDEX.c.record_id, sorted(exclude)):
         for (h,) in conn.execute(select(INDEX.c.key_hash).where(cond)):
             counts[h] -= 1
     return {(n, h): counts[h] + extra[(n, h)] for n, h in keys}
-
-
-def _in_chunks(column: Any, values: list[str], size: int = 500) -> list[Any]:  # noqa: ANN401
-    return [column.in_(values[i : i + size]) for i in range(0, len(values), size)]
 
 
 def _clusters_members(conn: Connection, record_ids: set[str]) -> set[str]:
     """Every member of the clusters of ``record_ids``."""
     ids = sorted(record_ids)
     clusters: set[str] = set()
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         clusters.update(conn.execute(select(CLUSTERS.c.cluster_id)
                                      .where(CLUSTERS.c.record_id.in_(chunk))).scalars())  # fmt: skip
     out = set(record_ids)
     cl = sorted(clusters)
-    for chunk in _chunks(cl):
+    for chunk in chunks(cl):
         out.update(conn.execute(select(CLUSTERS.c.record_id)
                                 .where(CLUSTERS.c.cluster_id.in_(chunk))).scalars())  # fmt: skip
         # Contacts linked to these organisation clusters are re-linked with them.
@@ -521,7 +519,7 @@ def _match_incremental(engine: Engine, config: HubConfig) -> IncrementalResult:
             raise ConcurrentMatch("another matching run committed meanwhile; run again")
         if result is not None:
             touched = sorted(affected | set(removed))
-            for chunk in _chunks(touched):
+            for chunk in chunks(touched):
                 conn.execute(delete(CLUSTERS).where(CLUSTERS.c.record_id.in_(chunk)))
                 # Found through the pair indexes (one per side), then deleted by id: a filter
                 # on status would lead the database to scan every pending item.
@@ -531,7 +529,7 @@ def _match_incremental(engine: Engine, config: HubConfig) -> IncrementalResult:
                         if status == "pending"]  # fmt: skip
                     if ids:
                         conn.execute(delete(REVIEW).where(REVIEW.c.id.in_(ids)))
-            for chunk in _chunks(sorted(set(changed) | set(removed))):
+            for chunk in chunks(sorted(set(changed) | set(removed))):
                 conn.execute(delete(INDEX).where(INDEX.c.record_id.in_(chunk)))
             bulk_insert(conn, "match_clusters", CLUSTER_COLUMNS,
                         _cluster_rows(result, versions, now))  # fmt: skip
@@ -567,12 +565,8 @@ def needs_full_rematch(conn: Connection) -> bool:
         conn.execute(select(func.max(LABELS.c.labelled_at))).scalar_one(),
         conn.execute(select(func.max(OVERRIDES.c.created_at))).scalar_one(),
     ]
-    stamp = _utc(last_run)
-    return any(t is not None and _utc(t) > stamp for t in newest)
-
-
-def _utc(t: datetime) -> datetime:
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+    stamp = as_utc(last_run)
+    return any(t is not None and as_utc(t) > stamp for t in newest)
 
 
 @dataclass
@@ -621,4 +615,4 @@ def needs_rematch(conn: Connection) -> bool:
     newest = _cleansed_upto(conn)
     if newest is None:
         return False
-    return last is None or _utc(newest) > _utc(last)
+    return last is None or as_utc(newest) > as_utc(last)

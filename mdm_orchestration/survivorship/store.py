@@ -34,7 +34,12 @@ from mdm_orchestration.hub.models import (
     MatchCluster,
     SourceRecord,
 )
-from mdm_orchestration.hub.store import reconsolidation_lock, write_transaction
+from mdm_orchestration.hub.store import (
+    chunks,
+    in_chunks,
+    reconsolidation_lock,
+    write_transaction,
+)
 from mdm_orchestration.survivorship.consolidate import (
     MERGED,
     RETIRED,
@@ -122,13 +127,6 @@ class ConsolidationResult:
 # --- reading ----------------------------------------------------------------------------------
 
 
-def _chunked_in(column: Any, values: set[str] | list[str]) -> Iterator[Any]:  # noqa: ANN401
-    """``column IN (...)`` conditions of at most 500 values each."""
-    ordered = sorted(values)
-    for start in range(0, len(ordered), 500):
-        yield column.in_(ordered[start : start + 500])
-
-
 def _membership(
     conn: Connection, records: set[str] | None
 ) -> dict[str, tuple[str, str, str | None]]:
@@ -140,7 +138,7 @@ def _membership(
     if records is None:
         return {r: (c, p, o) for r, c, p, o in conn.execute(query)}
     out = {}
-    for cond in _chunked_in(CLUSTERS.c.record_id, records):
+    for cond in in_chunks(CLUSTERS.c.record_id, records):
         out.update({r: (c, p, o) for r, c, p, o in conn.execute(query.where(cond))})
     return out
 
@@ -156,7 +154,7 @@ def _previous(conn: Connection, golden_ids: set[str] | None) -> dict[str, Previo
         return {r[0]: Previous(*r[1:-1]) for r in rows}
     out = {}
     # By id only: with the status in the filter the database would scan every active record.
-    for cond in _chunked_in(GOLDEN.c.golden_id, golden_ids):
+    for cond in in_chunks(GOLDEN.c.golden_id, golden_ids):
         out.update({r[0]: Previous(*r[1:-1]) for r in conn.execute(query.where(cond))
                     if r[-1] == ACTIVE})  # fmt: skip
     return out
@@ -167,7 +165,7 @@ def _xref(conn: Connection, records: set[str] | None) -> dict[str, str]:
     if records is None:
         return dict(conn.execute(query).all())
     out: dict[str, str] = {}
-    for cond in _chunked_in(XREF.c.record_id, records):
+    for cond in in_chunks(XREF.c.record_id, records):
         out.update(dict(conn.execute(query.where(cond)).all()))
     return out
 
@@ -185,7 +183,7 @@ def _cluster_records(conn: Connection, clusters: set[str] | None
         for cluster, group in itertools.groupby(rows, key=lambda r: r["cluster_id"]):
             yield cluster, [dict(r) for r in group]
         return
-    for cond in _chunked_in(CLUSTERS.c.cluster_id, clusters):
+    for cond in in_chunks(CLUSTERS.c.cluster_id, clusters):
         rows = conn.execute(query.where(cond)).mappings()
         for cluster, group in itertools.groupby(rows, key=lambda r: r["cluster_id"]):
             yield cluster, [dict(r) for r in group]
@@ -198,14 +196,14 @@ def _closure(conn: Connection, dirty: set[str]) -> set[str]:
     while frontier:
         clusters: set[str] = set()
         goldens: set[str] = set()
-        for cond in _chunked_in(CLUSTERS.c.record_id, frontier):
+        for cond in in_chunks(CLUSTERS.c.record_id, frontier):
             clusters.update(conn.execute(select(CLUSTERS.c.cluster_id).where(cond)).scalars())
-        for cond in _chunked_in(XREF.c.record_id, frontier):
+        for cond in in_chunks(XREF.c.record_id, frontier):
             goldens.update(conn.execute(select(XREF.c.golden_id).where(cond)).scalars())
         members: set[str] = set()
-        for cond in _chunked_in(CLUSTERS.c.cluster_id, clusters):
+        for cond in in_chunks(CLUSTERS.c.cluster_id, clusters):
             members.update(conn.execute(select(CLUSTERS.c.record_id).where(cond)).scalars())
-        for cond in _chunked_in(XREF.c.golden_id, goldens):
+        for cond in in_chunks(XREF.c.golden_id, goldens):
             members.update(conn.execute(select(XREF.c.record_id).where(cond)).scalars())
         frontier = members - reach
         reach |= members
@@ -216,7 +214,7 @@ def _outside_golden_of(conn: Connection, clusters: set[str]) -> dict[str, str]:
     """The golden id of clusters outside the part being consolidated (organisations that
     contacts inside it link to), from the cross-reference of their members."""
     out: dict[str, str] = {}
-    for cond in _chunked_in(CLUSTERS.c.cluster_id, clusters):
+    for cond in in_chunks(CLUSTERS.c.cluster_id, clusters):
         rows = conn.execute(select(CLUSTERS.c.cluster_id, XREF.c.golden_id)
                             .select_from(CLUSTERS.join(XREF, XREF.c.record_id == CLUSTERS.c.record_id))
                             .where(cond))  # fmt: skip
@@ -349,7 +347,7 @@ def _consolidate(engine: Engine, config: HubConfig, run_id: str | None, full: bo
             )  # fmt: skip
         crash_point("golden:after_golden_write")
         bulk_insert(conn, "golden_history", HISTORY_COLUMNS, history_rows)
-        for chunk in _chunks(gone, 500):
+        for chunk in chunks(gone, 500):
             conn.execute(delete(XREF).where(XREF.c.record_id.in_(chunk)))
         if xref_rows:
             keys = _source_keys(conn, [r[0] for r in xref_rows])
@@ -360,7 +358,7 @@ def _consolidate(engine: Engine, config: HubConfig, run_id: str | None, full: bo
                         only_if="1 = 1")  # fmt: skip
         crash_point("golden:before_outbox")
         bulk_insert(conn, "golden_changes", CHANGE_COLUMNS, change_rows)
-        for cond in _chunked_in(QUEUE.c.record_id, planned.queued):
+        for cond in in_chunks(QUEUE.c.record_id, planned.queued):
             conn.execute(delete(QUEUE).where(cond))
         conn.execute(RUNS.insert().values(run_id=run_id, clusters_at=clusters_at,
                                           config_digest=config_digest(config), counts=counts,
@@ -377,14 +375,9 @@ def _consolidate(engine: Engine, config: HubConfig, run_id: str | None, full: bo
                                run_id=run_id, by_party={k: int(v) for k, v in by_party.items()})  # fmt: skip
 
 
-def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def _source_keys(conn: Connection, ids: list[str]) -> dict[str, tuple[str, str]]:
     out: dict[str, tuple[str, str]] = {}
-    for chunk in _chunks(ids, 500):
+    for chunk in chunks(ids, 500):
         rows = conn.execute(
             select(SOURCES.c.id, SOURCES.c.source, SOURCES.c.source_key).where(
                 SOURCES.c.id.in_(chunk)
@@ -495,10 +488,6 @@ def needs_consolidation(conn: Connection, config: HubConfig) -> bool:
     if last.config_digest != config_digest(config):
         return True
     return conn.execute(select(QUEUE.c.record_id).limit(1)).first() is not None
-
-
-def _utc(stamp: datetime) -> datetime:
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
 # --- reading golden records -------------------------------------------------------------------

@@ -32,7 +32,8 @@ from mdm_orchestration.hub.models import (
     TrainingLabel,
     source_record_id,
 )
-from mdm_orchestration.hub.store import write_transaction
+from mdm_orchestration.hub.store import chunks, write_transaction
+from mdm_orchestration.survivorship.lookup import resolve_golden_id
 from mdm_orchestration.survivorship.store import (
     CHANGES,
     GOLDEN,
@@ -72,24 +73,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _chunks(items: list[str], size: int = 500) -> list[list[str]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def _active_golden(conn: Connection, golden_id: str) -> str | None:
-    seen: set[str] = set()
-    while golden_id not in seen:
-        seen.add(golden_id)
-        row = conn.execute(select(GOLDEN.c.status, GOLDEN.c.merged_into)
-                           .where(GOLDEN.c.golden_id == golden_id)).first()  # fmt: skip
-        if row is None:
-            return None
-        if row.status != "merged" or not row.merged_into:
-            return golden_id
-        golden_id = row.merged_into
-    return None
-
-
 def _absorbed(conn: Connection, golden_id: str) -> set[str]:
     """``golden_id`` and every golden record merged into it, directly or not."""
     out, frontier = {golden_id}, [golden_id]
@@ -101,7 +84,7 @@ def _absorbed(conn: Connection, golden_id: str) -> set[str]:
 
 
 def _delete_records(conn: Connection, record_ids: list[str]) -> None:
-    for chunk in _chunks(record_ids):
+    for chunk in chunks(record_ids):
         for table in PAIR_TABLES:
             conn.execute(delete(table).where(or_(table.c.left_record_id.in_(chunk),
                                                  table.c.right_record_id.in_(chunk))))  # fmt: skip
@@ -118,7 +101,7 @@ def erase(engine: Engine, *, golden_id: str | None = None, source: str | None = 
     with write_transaction(engine) as conn:
         target: str | None
         if golden_id is not None:
-            target = _active_golden(conn, golden_id)
+            target = resolve_golden_id(conn, golden_id)
             if target is None:
                 raise NothingToErase(f"no golden record {golden_id}")
         else:
@@ -136,7 +119,7 @@ def erase(engine: Engine, *, golden_id: str | None = None, source: str | None = 
         else:
             record_ids = [rid]
         _delete_records(conn, record_ids)
-        for chunk in _chunks(goldens):
+        for chunk in chunks(goldens):
             conn.execute(delete(HOUSEHOLD_MEMBERS).where(HOUSEHOLD_MEMBERS.c.golden_id.in_(chunk)))
             conn.execute(update(HISTORY).where(HISTORY.c.golden_id.in_(chunk)).values(
                 attributes={}, lineage={}, consents={}, lifecycle=None, sources=[], members=[],
@@ -182,7 +165,7 @@ def replay_erasures(engine: Engine) -> int:
     with write_transaction(engine) as conn:
         erased = sorted(erased_record_ids(conn))
         back = []
-        for chunk in _chunks(erased):
+        for chunk in chunks(erased):
             back += list(conn.execute(select(SourceRecord.__table__.c.id)
                                       .where(SourceRecord.__table__.c.id.in_(chunk))).scalars())  # fmt: skip
         _delete_records(conn, back)

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from mdm_orchestration.hub.models import ExtractStatus
 from mdm_orchestration.hub.store import create_hub_engine, schema_head, schema_revision
 from mdm_orchestration.ingestion import ExtractRejected, ingest_file
-from tests.helpers import write_file
+from tests.helpers import ingest_all, write_file
 
 pytestmark = pytest.mark.postgres
 
@@ -154,8 +154,7 @@ def test_matching_on_postgres(postgres_url, hub_config, sample_silos, tmp_path):
     landing = copy_landing(sample_silos, tmp_path / "silos")
     engine = create_hub_engine(postgres_url)
     try:
-        for path in sorted(p for p in landing.rglob("*") if p.is_file()):
-            ingest_file(engine, hub_config, path, landing)
+        ingest_all(engine, hub_config, landing)
         cleanse_pending(engine, hub_config)
         with engine.connect() as conn:
             assert needs_rematch(conn)
@@ -193,8 +192,7 @@ def test_golden_records_on_postgres(postgres_url, hub_config, sample_silos, tmp_
     landing = copy_landing(sample_silos, tmp_path / "silos")
     engine = create_hub_engine(postgres_url)
     try:
-        for path in sorted(p for p in landing.rglob("*") if p.is_file()):
-            ingest_file(engine, hub_config, path, landing)
+        ingest_all(engine, hub_config, landing)
         cleanse_pending(engine, hub_config)
         train_models(engine)
         rebuild_clusters(engine, hub_config)
@@ -270,8 +268,7 @@ def test_syndication_and_erasure_on_postgres(postgres_url, sample_silos, tmp_pat
     hub_url = postgres_url  # the hub and the target table share the throwaway database
     engine = create_hub_engine(hub_url)
     try:
-        for path in sorted(p for p in landing.rglob("*") if p.is_file()):
-            ingest_file(engine, config, path, landing)
+        ingest_all(engine, config, landing)
         cleanse_pending(engine, config)
         train_models(engine)
         rebuild_clusters(engine, config)

@@ -23,7 +23,7 @@ from mdm_orchestration.matching.store import (
 )
 from mdm_orchestration.survivorship.store import consolidate
 from tests.conftest import CONFIG_DIR
-from tests.helpers import check_invariants, copy_landing, write_file
+from tests.helpers import check_invariants, copy_landing, ingest_all, write_file
 
 CONFIG = load_hub_config(CONFIG_DIR)
 
@@ -85,8 +85,7 @@ def test_ten_incremental_loads_agree_with_one_full_load(incremental_hub, tmp_pat
     landing = copy_landing(sample_silos, tmp_path / "landing")
     full = create_hub_engine(f"sqlite:///{tmp_path / 'full.db'}")
     train_models(full)
-    for path in sorted(p for p in landing.rglob("*") if p.is_file()):
-        ingest_file(full, CONFIG, path, landing)
+    ingest_all(full, CONFIG, landing)
     cleanse_pending(full, CONFIG)
     rebuild_clusters(full, CONFIG)
     consolidate(full, CONFIG, "full")

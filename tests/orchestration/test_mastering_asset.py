@@ -25,12 +25,11 @@ from mdm_orchestration.assets.matching import match_clusters, match_model, train
 from mdm_orchestration.cli import main
 from mdm_orchestration.config import load_hub_config
 from mdm_orchestration.hub.store import create_hub_engine
-from mdm_orchestration.ingestion import ingest_file
 from mdm_orchestration.matching.store import record_label, record_override
 from mdm_orchestration.resources import HubDatabase, LandingZone
 from mdm_orchestration.survivorship.store import consolidate, golden_as_of
 from tests.conftest import CONFIG_DIR, REPO
-from tests.helpers import check_invariants, copy_landing, write_file
+from tests.helpers import check_invariants, copy_landing, ingest_all, write_file
 
 MATCHING = [training_labels, match_model, match_clusters]
 MASTERING = [consolidate_golden_records, households]
@@ -50,8 +49,7 @@ def matched_hub(tmp_path_factory, sample_silos) -> Path:
     url = f"sqlite:///{root / 'hub.db'}"
     engine = create_hub_engine(url)
     config = load_hub_config(CONFIG_DIR)
-    for path in sorted(p for p in landing.rglob("*") if p.is_file()):
-        ingest_file(engine, config, path, landing)
+    ingest_all(engine, config, landing)
     resources = {"hub": HubDatabase(url=url),
                  "landing": LandingZone(root=str(landing), config_dir=str(CONFIG_DIR))}  # fmt: skip
     assert dg.materialize([cleansed_records, *MATCHING], resources=resources).success

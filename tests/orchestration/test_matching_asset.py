@@ -15,10 +15,9 @@ from mdm_orchestration.assets.cleansing import cleansed_records
 from mdm_orchestration.assets.matching import match_clusters, match_model, training_labels
 from mdm_orchestration.cli import main
 from mdm_orchestration.hub.store import create_hub_engine
-from mdm_orchestration.ingestion import ingest_file
 from mdm_orchestration.resources import HubDatabase, LandingZone
 from tests.conftest import CONFIG_DIR
-from tests.helpers import copy_landing
+from tests.helpers import copy_landing, ingest_all
 
 MATCHING = [training_labels, match_model, match_clusters]
 
@@ -29,8 +28,7 @@ def hub(tmp_path, sample_silos, hub_config):
     url = f"sqlite:///{tmp_path / 'hub.db'}"
     landing = copy_landing(sample_silos, tmp_path / "landing")
     engine = create_hub_engine(url)
-    for path in sorted(p for p in landing.rglob("*") if p.is_file()):
-        ingest_file(engine, hub_config, path, landing)
+    ingest_all(engine, hub_config, landing)
     engine.dispose()
     config = tmp_path / "config"
     shutil.copytree(CONFIG_DIR, config)

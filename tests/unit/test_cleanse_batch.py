@@ -4,7 +4,6 @@ tests/integration): quarantine, flags, scores, incremental behaviour, crash atom
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,7 +14,7 @@ from mdm_orchestration.cleansing import runner as runner_module
 from mdm_orchestration.config import HubConfig, load_hub_config
 from mdm_orchestration.hub.status import hub_status
 from mdm_orchestration.ingestion import ingest_file
-from tests.helpers import copy_landing, write_file
+from tests.helpers import copy_landing, ingest_all, write_file
 
 TODAY = date(2026, 11, 23)
 
@@ -109,16 +108,11 @@ def test_party_type_inferred_when_the_source_does_not_say(hub_config: HubConfig)
     assert records["national_id_type"].tolist()[:2] == ["us.ein", "us.ein"]
 
 
-def _ingest_all(engine: sa.Engine, config: HubConfig, landing: Path) -> None:
-    for path in sorted(p for p in landing.rglob("*") if p.is_file()):
-        ingest_file(engine, config, path, landing)
-
-
 def test_hub_run_is_incremental_and_accounts_for_every_row(
     sqlite_engine, hub_config, sample_silos, tmp_path
 ):
     landing = copy_landing(sample_silos, tmp_path / "landing")
-    _ingest_all(sqlite_engine, hub_config, landing)
+    ingest_all(sqlite_engine, hub_config, landing)
     first = cleanse_pending(sqlite_engine, hub_config, today=TODAY)
     status = hub_status(sqlite_engine)
     assert first.extracts == status["extracts"] == 10
@@ -163,7 +157,7 @@ def test_crash_mid_extract_leaves_it_untouched(
     sqlite_engine, hub_config, sample_silos, tmp_path, monkeypatch
 ):
     landing = copy_landing(sample_silos, tmp_path / "landing")
-    _ingest_all(sqlite_engine, hub_config, landing)
+    ingest_all(sqlite_engine, hub_config, landing)
     real = runner_module.cleanse_batches
 
     def failing(batches, *args, **kwargs):
