@@ -336,6 +336,11 @@ class MatchingConfig(_Strict):
     #: Records whose birth years are this far apart (and not a typo) never share a cluster,
     #: even through a third record resembling both (a father and son). 0 turns it off.
     birth_year_gap: Annotated[int, Field(ge=0)] = 10
+    #: The shipped default labels (from generated silos) train the model until the hub holds
+    #: this many labels of its own for a party type (steward reviews, imported labels; at least
+    #: 10 of each kind); from then on the model trains on the hub's own labels alone. ``None``:
+    #: always train on both.
+    own_labels_suffice: Annotated[int, Field(ge=20)] | None = 1000
 
     @field_validator("rules")
     @classmethod

@@ -67,12 +67,17 @@ class MatchModelConfig(dg.Config):
     pool="hub_writer",
 )
 def match_model(
-    context: dg.AssetExecutionContext, config: MatchModelConfig, hub: HubDatabase
+    context: dg.AssetExecutionContext,
+    config: MatchModelConfig,
+    hub: HubDatabase,
+    landing: LandingZone,
 ) -> dg.MaterializeResult:
     """dedupe's comparators and classifier per party type (persons, organisations), trained
     on the labels and stored in the hub with the digest of those labels. Retrained only when the
-    labels changed; the clustering threshold is the one with the best cross-validated F1."""
-    summary = train_models(hub.engine, force=config.force)
+    labels changed; the clustering threshold is the one with the best cross-validated F1. The
+    shipped default labels take part until the hub holds ``own_labels_suffice`` labels of its
+    own for the party type."""
+    summary = train_models(hub.engine, landing.hub_config(), force=config.force)
     metadata: dict[str, object] = {}
     for party in PARTY_TYPES:
         m = summary.metrics[party]

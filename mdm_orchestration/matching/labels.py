@@ -40,6 +40,27 @@ def load_default_labels(path: Path = DEFAULT_LABELS) -> Labels:
     return {party: data[party] for party in (PERSON, ORGANISATION)}
 
 
+def uses_defaults(own_match: int, own_distinct: int, suffice: int | None) -> bool:
+    """Whether a model trains on the shipped defaults as well as the hub's own labels: until
+    the hub's own labels of that party type number ``suffice`` (at least 10 of each kind), the
+    defaults carry the model; after that they would only dilute what the stewards taught it
+    about their own silos."""
+    if suffice is None:
+        return True
+    return own_match + own_distinct < suffice or min(own_match, own_distinct) < 10
+
+
+def training_set(party_type: str, own_match: list, own_distinct: list,
+                 suffice: int | None) -> tuple[list, list]:  # fmt: skip
+    """Match and distinct pairs a model of ``party_type`` trains on (see :func:`uses_defaults`)."""
+    matches, distinct = list(own_match), list(own_distinct)
+    if uses_defaults(len(own_match), len(own_distinct), suffice):
+        defaults = load_default_labels()[party_type]
+        matches = [tuple(p) for p in defaults["match"]] + matches
+        distinct = [tuple(p) for p in defaults["distinct"]] + distinct
+    return matches, distinct
+
+
 def _father_and_son(row: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     son = dict(row)
     year = int(row["birth"][:4]) + rng.randint(22, 38) if row.get("birth") else None

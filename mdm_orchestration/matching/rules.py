@@ -68,7 +68,8 @@ CORROBORATING = ("email", "phone", "national_id", "birth", "street", "postcode",
 
 
 def corroborated(records: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Pairs that agree on at least one identifying field besides the name.
+    """Pairs that agree on at least one identifying field besides the name (a national id
+    that differs only by a keying slip counts: see :func:`near_same_id`).
 
     Two records sharing only a name (a common name in two cities; a person's work contact and
     home record with nothing else in common) are never matched automatically: the model's score
@@ -78,6 +79,32 @@ def corroborated(records: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> 
     for column in CORROBORATING:
         if column in records:
             out |= _same(records, column, left, right)
+    if "national_id" in records:
+        out |= near_same_id(records, left, right)
+    return out
+
+
+def one_slip(x: str, y: str) -> bool:
+    """Equal, or one keying slip apart: one character mistyped, or two adjacent ones swapped."""
+    if len(x) != len(y):
+        return False
+    diff = [i for i, (p, q) in enumerate(zip(x, y, strict=True)) if p != q]
+    if len(diff) <= 1:
+        return True
+    i, j = diff if len(diff) == 2 else (0, 0)
+    return j == i + 1 and x[i] == y[j] and x[j] == y[i]
+
+
+def near_same_id(records: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Pairs whose national ids (both present, at least 6 characters) are equal or one keying
+    slip apart. Identifiers are issued without regard to family, so two relatives' ids are
+    no closer than two strangers'; a near-equal id is a transcription of one person's."""
+    values = records["national_id"].to_numpy(object)
+    a, b = values[left], values[right]
+    out = np.zeros(len(left), dtype=bool)
+    for i in np.nonzero(pd.notna(a) & pd.notna(b))[0]:
+        x, y = str(a[i]), str(b[i])
+        out[i] = len(x) >= 6 and one_slip(x, y)
     return out
 
 
@@ -93,13 +120,18 @@ def contradicting(
     """Pairs that cannot be one person whatever else they share: birth dates a generation
     apart (years ``year_gap`` or more apart and more than two characters different; a typo or a
     pair of swapped digits is not; 0 turns this off). A father and son sharing a name, an address and a phone are kept
-    apart by this even when a third record, without a birth date, resembles both."""
+    apart by this even when a third record, without a birth date, resembles both. National ids
+    equal or one keying slip apart outweigh the birth dates (a birth date keyed in the wrong
+    field or replaced by a placeholder is commoner than two relatives with near-equal ids)."""
     values = records["birth"].to_numpy(object)
     a, b = values[left], values[right]
     out = np.zeros(len(left), dtype=bool)
     if year_gap <= 0:
         return out
-    for i in np.nonzero(pd.notna(a) & pd.notna(b))[0]:
+    checked = pd.notna(a) & pd.notna(b)
+    if "national_id" in records and checked.any():
+        checked[checked] = ~near_same_id(records, left[checked], right[checked])
+    for i in np.nonzero(checked)[0]:
         x, y = str(a[i]), str(b[i])
         if x[:4].isdigit() and y[:4].isdigit() and abs(int(x[:4]) - int(y[:4])) >= year_gap:
             out[i] = _positions_differ(x, y) > 2

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, text, update
 
-from mdm_orchestration.config import HubConfig
+from mdm_orchestration.config import HubConfig, load_hub_config
 from mdm_orchestration.hub.bulk import bulk_insert
 from mdm_orchestration.hub.models import (
     BlockingKey,
@@ -44,7 +44,7 @@ from mdm_orchestration.hub.store import (
 )
 from mdm_orchestration.matching.blocking import ORGANISATION, PERSON, index_entries
 from mdm_orchestration.matching.engine import MatchResult, match_records
-from mdm_orchestration.matching.labels import DEFAULT_LABELS, load_default_labels
+from mdm_orchestration.matching.labels import DEFAULT_LABELS, training_set, uses_defaults
 from mdm_orchestration.matching.model import (
     FIELDS,
     MatchModel,
@@ -127,20 +127,24 @@ def steward_labels(conn: Connection) -> list[tuple[str, str, str, str]]:
     return [tuple(r) for r in rows]  # type: ignore[misc]
 
 
-def labels_digest(conn: Connection, party_type: str) -> str:
+def labels_digest(conn: Connection, party_type: str, suffice: int | None = None) -> str:
     """Changes whenever the labels a model of ``party_type`` would train on change."""
-    h = hashlib.sha256(hashlib.sha256(DEFAULT_LABELS.read_bytes()).digest())
-    for row in steward_labels(conn):
-        if row[0] == party_type and row[3] != "unsure":
-            h.update(json.dumps(row).encode())
+    labelled = [r for r in steward_labels(conn) if r[0] == party_type and r[3] != "unsure"]
+    n_match = sum(r[3] == "match" for r in labelled)
+    h = hashlib.sha256()
+    if uses_defaults(n_match, len(labelled) - n_match, suffice):
+        h.update(hashlib.sha256(DEFAULT_LABELS.read_bytes()).digest())
+    for row in labelled:
+        h.update(json.dumps(row).encode())
     return h.hexdigest()
 
 
-def training_pairs(conn: Connection, party_type: str) -> tuple[list, list]:
-    """Shipped default pairs plus steward-labelled pairs (their current cleansed values)."""
-    defaults = load_default_labels()[party_type]
-    matches = [tuple(p) for p in defaults["match"]]
-    distinct = [tuple(p) for p in defaults["distinct"]]
+def training_pairs(conn: Connection, party_type: str,
+                   suffice: int | None = None) -> tuple[list, list]:  # fmt: skip
+    """The hub's own labelled pairs (their current cleansed values), with the shipped default
+    pairs while the hub's own are fewer than ``suffice`` (see ``uses_defaults``)."""
+    matches: list = []
+    distinct: list = []
     labelled = [r for r in steward_labels(conn) if r[0] == party_type and r[3] != "unsure"]
     if labelled:
         ids = sorted({r[1] for r in labelled} | {r[2] for r in labelled})
@@ -150,6 +154,9 @@ def training_pairs(conn: Connection, party_type: str) -> tuple[list, list]:
         for _party, left, right, label in labelled:
             if left in rows and right in rows:  # an erased record drops out of training
                 (matches if label == "match" else distinct).append((rows[left], rows[right]))
+    n_match = sum(r[3] == "match" for r in labelled)
+    if uses_defaults(n_match, len(labelled) - n_match, suffice):
+        return training_set(party_type, matches, distinct, None)
     return matches, distinct
 
 
@@ -220,16 +227,19 @@ def latest_model_rows(conn: Connection) -> dict[str, Any]:
     return out
 
 
-def train_models(engine: Engine, *, force: bool = False) -> TrainSummary:
-    """Train a model per party type whose labels changed since its last model (or ``force``)."""
+def train_models(engine: Engine, config: HubConfig | None = None, *,
+                 force: bool = False) -> TrainSummary:  # fmt: skip
+    """Train a model per party type whose labels changed since its last model (or ``force``).
+    ``config.matching.own_labels_suffice`` decides when the shipped defaults stop taking part."""
+    suffice = (config or load_hub_config()).matching.own_labels_suffice
     summary = TrainSummary()
     with engine.connect() as conn:
         latest = latest_model_rows(conn)
         todo = {}
         for party in PARTY_TYPES:
-            digest = labels_digest(conn, party)
+            digest = labels_digest(conn, party, suffice)
             if force or party not in latest or latest[party].labels_digest != digest:
-                todo[party] = (digest, *training_pairs(conn, party))
+                todo[party] = (digest, *training_pairs(conn, party, suffice))
     for party in PARTY_TYPES:
         if party not in todo:
             summary.retrained[party] = False

@@ -165,3 +165,40 @@ def test_match_clusters_needs_a_model(tmp_path, hub):
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "match_model" in str(failure.step_failure_data.error)
     del tmp_path
+
+
+def test_enough_own_labels_replace_the_shipped_defaults(hub):
+    matching = yaml.safe_load((hub["config"] / "matching.yaml").read_text())
+    matching["own_labels_suffice"] = 30
+    (hub["config"] / "matching.yaml").write_text(yaml.safe_dump(matching))
+    with dg.instance_for_test() as instance:
+        assert materialize(hub, instance).success
+        by_cluster: dict[str, list[str]] = {}
+        for rid, cid in sorted(clusters(hub["url"]).items()):
+            by_cluster.setdefault(cid, []).append(rid)
+        groups = [sorted(m) for m in by_cluster.values() if len(m) >= 2]
+        engine = sa.create_engine(hub["url"])
+        with engine.connect() as conn:
+            persons = {r for (r,) in conn.execute(sa.text(
+                "SELECT source_record_id FROM cleansed_records WHERE party_type = 'person'"))}  # fmt: skip
+        engine.dispose()
+        groups = [g for g in groups if g[0] in persons][:40]
+        same = [(g[0], g[1]) for g in groups[:20]]
+        apart = [(a[0], b[0]) for a, b in zip(groups[20:30], groups[30:40], strict=True)]
+        from mdm_orchestration.matching.store import record_label
+
+        engine = create_hub_engine(hub["url"])
+        for a, b in same[:10] + apart[:5]:
+            record_label(engine, a, b, "match" if (a, b) in same else "distinct", "test")
+        few = materialize(hub, instance).asset_materializations_for_node("match_model")[0]
+        # 15 own labels: the shipped defaults still take part.
+        assert few.metadata["person_retrained"].value is True
+        assert few.metadata["person_labels"].value > 1000
+        for a, b in same[10:] + apart[5:]:
+            record_label(engine, a, b, "match" if (a, b) in same else "distinct", "test")
+        engine.dispose()
+        own = materialize(hub, instance).asset_materializations_for_node("match_model")[0]
+        assert own.metadata["person_retrained"].value is True
+        assert own.metadata["person_labels"].value == 30  # the hub's own labels alone
+        again = materialize(hub, instance).asset_materializations_for_node("match_model")[0]
+        assert again.metadata["person_retrained"].value is False

@@ -185,3 +185,33 @@ def test_father_and_son_stay_apart_even_through_a_third_record(models):
     off = config.model_copy(update={"birth_year_gap": 0})
     chained = match_records(records, models, off).clusters.set_index("record_id")["cluster_id"]
     assert chained["father"] == chained["son"]  # without the rule the chain fuses them
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "slip"),
+    [("5181241", "5181241", True), ("5181241", "5181141", True), ("7433231", "7432331", True),
+     ("5701396", "5701369", True), ("5701396", "5791306", False), ("5904872", "2401777", False),
+     ("12345", "12346", False), ("1234567", "123456", False)],
+)  # fmt: skip
+def test_national_ids_one_keying_slip_apart(a, b, slip):
+    from mdm_orchestration.matching.rules import contradicting, near_same_id
+
+    records = pd.DataFrame({"national_id": [a, b], "birth": ["1985-11-27", "1919-12-11"]})
+    pair = np.array([0]), np.array([1])
+    assert bool(near_same_id(records, *pair)[0]) is slip
+    # A near-equal id outweighs birth dates a generation apart; unrelated ids do not.
+    assert bool(contradicting(records, *pair, 10)[0]) is not slip
+
+
+def test_own_labels_replace_the_defaults_only_when_enough():
+    from mdm_orchestration.matching.labels import training_set, uses_defaults
+
+    assert uses_defaults(600, 399, 1000) and not uses_defaults(600, 400, 1000)
+    assert uses_defaults(995, 9, 1000)  # too few of one kind
+    assert uses_defaults(5000, 5000, None)
+    own = [({"given": "a"}, {"given": "a"})] * 20
+    matches, distinct = training_set("person", own, own, 40)
+    assert (len(matches), len(distinct)) == (20, 20)
+    defaults = load_default_labels()["person"]
+    matches, distinct = training_set("person", own, own, 41)
+    assert len(matches) == len(defaults["match"]) + 20
