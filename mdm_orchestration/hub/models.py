@@ -234,7 +234,10 @@ class MatchCluster(SQLModel, table=True):
     """Which cluster each current source record belongs to, with dedupe's confidence."""
 
     __tablename__ = "match_clusters"
-    __table_args__ = (Index("ix_match_clusters_cluster", "cluster_id"),)
+    __table_args__ = (
+        Index("ix_match_clusters_cluster", "cluster_id"),
+        Index("ix_match_clusters_org", "organisation_cluster_id"),
+    )
 
     record_id: str = Field(primary_key=True, max_length=32)
     party_type: str = Field(max_length=16)
@@ -501,3 +504,19 @@ class MatchRun(SQLModel, table=True):
     cleansed_upto: datetime | None = None
     counts: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     finished_at: datetime
+
+
+class MatchPair(SQLModel, table=True):
+    """A scored record pair (``left_record_id < right_record_id``), kept so that an incremental
+    run re-scores only the pairs of records that changed: the match probability the model (or a
+    rule) gave it. Pairs scoring below ``PAIR_FLOOR`` (matching/store.py) are not kept; they are
+    scored again if a component ever needs them."""
+
+    __tablename__ = "match_pairs"
+    __table_args__ = (Index("ix_match_pairs_right", "right_record_id"),)
+
+    left_record_id: str = Field(primary_key=True, max_length=32)
+    right_record_id: str = Field(primary_key=True, max_length=32)
+    party_type: str = Field(max_length=16)
+    score: float
+    by_rule: bool

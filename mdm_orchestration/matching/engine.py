@@ -25,12 +25,36 @@ from mdm_orchestration.matching.rules import apply_rules, contradicting, corrobo
 
 
 @dataclass
+class ScoredPairs:
+    """Scored pairs of one party type's records: positions into ``ids``."""
+
+    party_type: str
+    ids: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    scores: np.ndarray
+    by_rule: np.ndarray
+
+    def rows(self, floor: float) -> list[tuple[str, str, str, float, bool]]:
+        """``(left id, right id, party, score, by rule)`` with the ids in order, for the pairs
+        that score at least ``floor``."""
+        keep = np.nonzero(self.scores >= floor)[0]
+        a, b = self.ids[self.left[keep]], self.ids[self.right[keep]]
+        return [(x, y, self.party_type, round(float(s), 4), bool(r)) if x < y
+                else (y, x, self.party_type, round(float(s), 4), bool(r))
+                for x, y, s, r in zip(a.tolist(), b.tolist(), self.scores[keep].tolist(),
+                                      self.by_rule[keep].tolist(), strict=True)]  # fmt: skip
+
+
+@dataclass
 class MatchResult:
     #: record_id, party_type, cluster_id, confidence, organisation_cluster_id
     clusters: pd.DataFrame
     #: left_id, right_id, party_type, score: pairs in the review band
     review: pd.DataFrame
     stats: dict[str, Any] = field(default_factory=dict)
+    #: every pair scored, per party type (kept by the hub for incremental runs)
+    pairs: list[ScoredPairs] = field(default_factory=list)
 
 
 def _positions(records: pd.DataFrame, pairs: list[tuple[str, str]]) -> list[tuple[int, int]]:
@@ -118,6 +142,19 @@ def _missing_pairs_in_components(
     return el[new], er[new]
 
 
+@dataclass
+class PartyMatch:
+    """One party type's clustering, plus every pair it scored (positions into the records)."""
+
+    clusters: pd.DataFrame
+    review: pd.DataFrame
+    stats: dict[str, Any]
+    left: np.ndarray
+    right: np.ndarray
+    scores: np.ndarray
+    by_rule: np.ndarray
+
+
 def match_party(
     records: pd.DataFrame,
     party_type: str,
@@ -126,22 +163,77 @@ def match_party(
     must_link: list[tuple[str, str]],
     cannot_link: list[tuple[str, str]],
     block_sizes: Mapping[tuple[str, str], int] | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+) -> PartyMatch:
     """Cluster the records of one party type. ``records`` from :func:`match_frame`."""
     records = records.reset_index(drop=True)
-    n = len(records)
     cands = candidate_pairs(records, party_type, config.max_block_size, block_sizes)
     scorer = _Scorer(records, party_type, model, config)
-    threshold = scorer.threshold
     scored = scorer(cands.left, cands.right)
+    out = cluster_scored(records, party_type, scorer, config, cands.left, cands.right,
+                         scored.scores, scored.by_rule, must_link, cannot_link)  # fmt: skip
+    out.stats.update({
+        "candidate_pairs": len(cands),
+        "pairs_by_blocking_key": cands.pairs_by_key,
+        "giant_blocks_skipped": {k: v for k, v in cands.giant_blocks.items() if v},
+        "rule_matches": scored.rule_counts,
+        "model_scored_pairs": int((~scored.by_rule).sum()),
+    })  # fmt: skip
+    out.stats["uncorroborated_pairs_capped"] += int(scored.weak.sum())
+    return out
+
+
+def score_pairs(records: pd.DataFrame, party_type: str, model: MatchModel,
+                config: MatchingConfig, left: np.ndarray,
+                right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Rules and model over the given pairs of ``records`` (positions): scores and by-rule."""
+    scored = _Scorer(records, party_type, model, config)(left, right)
+    return scored.scores, scored.by_rule
+
+
+def recluster_party(
+    records: pd.DataFrame,
+    party_type: str,
+    model: MatchModel,
+    config: MatchingConfig,
+    left: np.ndarray,
+    right: np.ndarray,
+    scores: np.ndarray,
+    by_rule: np.ndarray,
+    must_link: list[tuple[str, str]],
+    cannot_link: list[tuple[str, str]],
+) -> PartyMatch:
+    """Cluster ``records`` (whole components of the hub's match graph) from pairs scored
+    earlier: the incremental path, which re-scores only pairs it has not kept."""
+    records = records.reset_index(drop=True)
+    scorer = _Scorer(records, party_type, model, config)
+    return cluster_scored(records, party_type, scorer, config, left, right, scores, by_rule,
+                          must_link, cannot_link)  # fmt: skip
+
+
+def cluster_scored(
+    records: pd.DataFrame,
+    party_type: str,
+    scorer: _Scorer,
+    config: MatchingConfig,
+    left: np.ndarray,
+    right: np.ndarray,
+    scores: np.ndarray,
+    by_rule: np.ndarray,
+    must_link: list[tuple[str, str]],
+    cannot_link: list[tuple[str, str]],
+) -> PartyMatch:
+    """From scored pairs to clusters: score the missing pairs inside each component, keep
+    contradicting pairs apart, cluster, and pick the pairs for review."""
+    n = len(records)
+    threshold = scorer.threshold
     extra_l, extra_r = _missing_pairs_in_components(
-        n, cands.left, cands.right, scored.scores >= threshold, config.max_cluster_size * 4
+        n, left, right, scores >= threshold, config.max_cluster_size * 4
     )
     extra = scorer(extra_l, extra_r)
-    left = np.concatenate([cands.left, extra_l])
-    right = np.concatenate([cands.right, extra_r])
-    scores = np.concatenate([scored.scores, extra.scores])
-    by_rule = np.concatenate([scored.by_rule, extra.by_rule])
+    left = np.concatenate([left, extra_l])
+    right = np.concatenate([right, extra_r])
+    scores = np.concatenate([scores, extra.scores])
+    by_rule = np.concatenate([by_rule, extra.by_rule])
     # Pairs that contradict each other (birth dates, national ids) are never clustered together,
     # even through a third record that resembles both; steward cannot-links join them.
     linked = scores >= threshold
@@ -153,7 +245,6 @@ def match_party(
         n, left, right, scores, threshold,
         must_link=_positions(records, must_link), cannot_link=cannot,
     )  # fmt: skip
-    del scorer
     ids = records["record_id"].to_numpy(object)
     root = pd.Series(ids).groupby(clustering.cluster_of).transform("min").to_numpy(object)
     clusters = pd.DataFrame({"record_id": ids, "party_type": party_type, "cluster_id": root,
@@ -165,14 +256,9 @@ def match_party(
     sizes = Counter(Counter(clustering.cluster_of.tolist()).values())
     stats = {
         "records": n,
-        "candidate_pairs": len(cands),
-        "pairs_by_blocking_key": cands.pairs_by_key,
-        "giant_blocks_skipped": {k: v for k, v in cands.giant_blocks.items() if v},
         "component_pairs_added": len(extra_l),
-        "rule_matches": scored.rule_counts,
         "contradicting_pairs_kept_apart": int(contra.sum()),
-        "model_scored_pairs": int((~by_rule).sum()),
-        "uncorroborated_pairs_capped": int(scored.weak.sum() + extra.weak.sum()),
+        "uncorroborated_pairs_capped": int(extra.weak.sum()),
         "pairs_at_or_above_threshold": int((scores >= threshold).sum()),
         "threshold": float(threshold),
         "clusters": int(clustering.cluster_of.max() + 1) if n else 0,
@@ -180,7 +266,7 @@ def match_party(
         "largest_cluster": max(sizes) if sizes else 0,
         "review_pairs": int(band.sum()),
     }
-    return clusters, review, stats
+    return PartyMatch(clusters, review, stats, left, right, scores, by_rule)
 
 
 def match_records(
@@ -199,29 +285,35 @@ def match_records(
     (``record_id``, ``company``, ``cluster_id`` of organisations outside ``cleansed``, which
     contacts may link to) describe the rest of the hub."""
     frame = match_frame(cleansed)
-    parts, reviews, stats = [], [], {}
+    parts = {}
     for party in (PERSON, ORGANISATION):
-        sub = frame[frame["party_type"] == party]
-        if sub.empty:
-            continue
-        clusters, review, party_stats = match_party(
-            sub, party, models[party], config, list(must_link), list(cannot_link), block_sizes
-        )
-        parts.append(clusters)
-        reviews.append(review)
-        stats[party] = party_stats
+        sub = frame[frame["party_type"] == party].reset_index(drop=True)
+        if not sub.empty:
+            parts[party] = (sub, match_party(sub, party, models[party], config, list(must_link),
+                                             list(cannot_link), block_sizes))  # fmt: skip
+    return assemble(frame, parts, known_organisations)
+
+
+def assemble(frame: pd.DataFrame, parts: dict[str, tuple[pd.DataFrame, PartyMatch]],
+             known_organisations: pd.DataFrame | None = None) -> MatchResult:  # fmt: skip
+    """One result from the party types' clusterings (``frame``: their records, a match frame),
+    with each contact linked to its organisation's cluster."""
     columns = ["record_id", "party_type", "cluster_id", "confidence"]
-    clusters = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    clusters = (pd.concat([m.clusters for _s, m in parts.values()], ignore_index=True)
+                if parts else pd.DataFrame(columns=columns))  # fmt: skip
     clusters["organisation_cluster_id"] = _organisation_links(frame, clusters, known_organisations)
     review = (
-        pd.concat(reviews, ignore_index=True)
-        if reviews
+        pd.concat([m.review for _s, m in parts.values()], ignore_index=True)
+        if parts
         else pd.DataFrame(columns=["left_id", "right_id", "party_type", "score"])
     )
+    stats: dict[str, Any] = {party: m.stats for party, (_s, m) in parts.items()}
     stats["contacts_linked_to_organisations"] = int(
         clusters["organisation_cluster_id"].notna().sum()
     )
-    return MatchResult(clusters=clusters, review=review, stats=stats)
+    pairs = [ScoredPairs(party, sub["record_id"].to_numpy(object), m.left, m.right, m.scores,
+                         m.by_rule) for party, (sub, m) in parts.items()]  # fmt: skip
+    return MatchResult(clusters=clusters, review=review, stats=stats, pairs=pairs)
 
 
 def _organisation_links(frame: pd.DataFrame, clusters: pd.DataFrame,

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, text, update
 
-from mdm_orchestration.config import HubConfig, load_hub_config
+from mdm_orchestration.config import HubConfig, MatchingConfig
 from mdm_orchestration.hub.bulk import bulk_insert
 from mdm_orchestration.hub.models import (
     BlockingKey,
@@ -28,6 +29,7 @@ from mdm_orchestration.hub.models import (
     MatchCluster,
     MatchModelRow,
     MatchOverride,
+    MatchPair,
     MatchRun,
     ReviewItem,
     SourceRecord,
@@ -42,8 +44,22 @@ from mdm_orchestration.hub.store import (
     reconsolidation_lock,
     write_transaction,
 )
-from mdm_orchestration.matching.blocking import ORGANISATION, PERSON, index_entries
-from mdm_orchestration.matching.engine import MatchResult, match_records
+from mdm_orchestration.matching.blocking import (
+    ORGANISATION,
+    PERSON,
+    candidate_pairs,
+    index_entries,
+    key_hash,
+)
+from mdm_orchestration.matching.engine import (
+    MatchResult,
+    PartyMatch,
+    ScoredPairs,
+    assemble,
+    match_records,
+    recluster_party,
+    score_pairs,
+)
 from mdm_orchestration.matching.labels import DEFAULT_LABELS, training_set, uses_defaults
 from mdm_orchestration.matching.model import (
     FIELDS,
@@ -62,6 +78,13 @@ MODELS = MatchModelRow.__table__
 CLUSTERS = MatchCluster.__table__
 REVIEW = ReviewItem.__table__
 INDEX = BlockingKey.__table__
+PAIRS = MatchPair.__table__
+PAIR_COLUMNS = ("left_record_id", "right_record_id", "party_type", "score", "by_rule")
+#: Scored pairs below this match probability are not kept: they join no component, and a
+#: component that needs one (to cluster its members) has it scored again.
+PAIR_FLOOR = 0.05
+#: Kept scores are valid for the clustering rules of this version (``match_runs.counts``).
+PAIRS_VERSION = 1
 QUEUE = ConsolidationQueue.__table__
 RUNS = MatchRun.__table__
 EXTRACTS = Extract.__table__
@@ -109,9 +132,13 @@ def resolve_record(conn: Connection, reference: str) -> str:
 def current_cleansed(conn: Connection, record_ids: list[str] | None = None) -> pd.DataFrame:
     """The cleansed form of each source record's current version."""
     query = select(*[CLEANSED.c[c] for c in CLEANSED_COLUMNS]).select_from(_CURRENT)
-    if record_ids is not None:
-        query = query.where(CLEANSED.c.source_record_id.in_(record_ids))
-    rows = conn.execute(query.order_by(CLEANSED.c.source_record_id)).all()
+    if record_ids is None:
+        rows = conn.execute(query.order_by(CLEANSED.c.source_record_id)).all()
+    else:
+        rows = []
+        for chunk in chunks(sorted(set(record_ids))):
+            rows += conn.execute(query.where(CLEANSED.c.source_record_id.in_(chunk))
+                                 .order_by(CLEANSED.c.source_record_id)).all()  # fmt: skip
     return pd.DataFrame([tuple(r) for r in rows], columns=list(CLEANSED_COLUMNS), dtype=object)
 
 
@@ -230,8 +257,9 @@ def latest_model_rows(conn: Connection) -> dict[str, Any]:
 def train_models(engine: Engine, config: HubConfig | None = None, *,
                  force: bool = False) -> TrainSummary:  # fmt: skip
     """Train a model per party type whose labels changed since its last model (or ``force``).
-    ``config.matching.own_labels_suffice`` decides when the shipped defaults stop taking part."""
-    suffice = (config or load_hub_config()).matching.own_labels_suffice
+    ``config.matching.own_labels_suffice`` (without ``config``, its default) decides when the
+    shipped defaults stop taking part."""
+    suffice = (config.matching if config else MatchingConfig()).own_labels_suffice
     summary = TrainSummary()
     with engine.connect() as conn:
         latest = latest_model_rows(conn)
@@ -323,17 +351,21 @@ def _review_rows(conn: Connection, result: MatchResult, judged: set[tuple[str, s
     (``among``: the records an incremental run re-matched, whose pairs are the only candidates)."""
     query = select(REVIEW.c.left_record_id, REVIEW.c.right_record_id)
     if among is None:
-        done = {tuple(r) for r in conn.execute(query)}
+        done = {ordered(*r) for r in conn.execute(query)}
     else:
         done = set()
-        for cond in in_chunks(REVIEW.c.left_record_id, sorted(among)):
-            done.update(tuple(r) for r in conn.execute(query.where(cond)))
-    return [
-        (p, a, b, float(s), "pending", now)
-        for a, b, p, s in zip(result.review["left_id"], result.review["right_id"],
-                              result.review["party_type"], result.review["score"], strict=True)
-        if (a, b) not in judged and (a, b) not in done
-    ]  # fmt: skip
+        for side in (REVIEW.c.left_record_id, REVIEW.c.right_record_id):
+            for cond in in_chunks(side, sorted(among)):
+                done.update(ordered(*r) for r in conn.execute(query.where(cond)))
+    judged = {ordered(*p) for p in judged}
+    out = []
+    for a, b, p, s in zip(result.review["left_id"], result.review["right_id"],
+                          result.review["party_type"], result.review["score"], strict=True):  # fmt: skip
+        pair = ordered(a, b)
+        if pair not in judged and pair not in done:
+            done.add(pair)
+            out.append((p, *pair, float(s), "pending", now))
+    return out
 
 
 def _index_rows(cleansed: pd.DataFrame) -> list[tuple[str, str, str]]:
@@ -344,6 +376,23 @@ def _index_rows(cleansed: pd.DataFrame) -> list[tuple[str, str, str]]:
         if not sub.empty:
             rows += index_entries(sub, party)
     return rows
+
+
+def _write_pairs(conn: Connection, pairs: list[ScoredPairs], start: dict[str, int] | None = None,
+                 batch: int = 200_000) -> int:  # fmt: skip
+    """Keep the scored pairs at or above ``PAIR_FLOOR`` (from ``start[party]`` on), a batch of
+    rows at a time."""
+    written = 0
+    for sp in pairs:
+        first = (start or {}).get(sp.party_type, 0)
+        for lo in range(first, len(sp.left), batch):
+            part = ScoredPairs(sp.party_type, sp.ids, sp.left[lo : lo + batch],
+                               sp.right[lo : lo + batch], sp.scores[lo : lo + batch],
+                               sp.by_rule[lo : lo + batch])  # fmt: skip
+            rows = part.rows(PAIR_FLOOR)
+            bulk_insert(conn, "match_pairs", PAIR_COLUMNS, rows)
+            written += len(rows)
+    return written
 
 
 def _model_ids(conn: Connection) -> dict[str, int]:
@@ -376,6 +425,8 @@ def _rebuild_clusters(engine: Engine, config: HubConfig) -> MatchResult:
         bulk_insert(conn, "match_clusters", CLUSTER_COLUMNS, _cluster_rows(result, versions, now))
         conn.execute(delete(INDEX))
         bulk_insert(conn, "blocking_index", ("record_id", "key_name", "key_hash"), index)
+        conn.execute(delete(PAIRS))
+        _write_pairs(conn, result.pairs)
         conn.execute(delete(REVIEW).where(REVIEW.c.status == "pending"))
         review = _review_rows(conn, result, judged, now)
         bulk_insert(conn, "review_queue", ("party_type", "left_record_id", "right_record_id",
@@ -386,7 +437,8 @@ def _rebuild_clusters(engine: Engine, config: HubConfig) -> MatchResult:
             ["record_id"], select(CLUSTERS.c.record_id).union(select(XREF.c.record_id))))  # fmt: skip
         counts = {"records": len(result.clusters), "arrived": len(result.clusters),
                   "removed": 0, "clusters_touched": int(result.clusters["cluster_id"].nunique())
-                  if len(result.clusters) else 0, **{f"{p}_model": i for p, i in model_ids.items()}}  # fmt: skip
+                  if len(result.clusters) else 0, "pairs_version": PAIRS_VERSION,
+                  **{f"{p}_model": i for p, i in model_ids.items()}}  # fmt: skip
         conn.execute(RUNS.insert().values(mode="full", cleansed_upto=upto, counts=counts,
                                           finished_at=_now()))  # fmt: skip
     result.stats["review_queue"] = len(review)
@@ -468,23 +520,50 @@ def _clusters_members(conn: Connection, record_ids: set[str]) -> set[str]:
     return out
 
 
-def _known_organisations(conn: Connection, exclude: set[str]) -> pd.DataFrame:
-    rows = conn.execute(
-        select(CLEANSED.c.source_record_id, CLEANSED.c.company_key, CLUSTERS.c.cluster_id)
-        .select_from(_CURRENT.join(CLUSTERS, CLUSTERS.c.record_id == CLEANSED.c.source_record_id))
-        .where(CLEANSED.c.party_type == ORGANISATION)
-    ).all()  # fmt: skip
-    keep = [(r, k, c) for r, k, c in rows if r not in exclude]
-    return pd.DataFrame(keep, columns=["record_id", "company", "cluster_id"], dtype=object)
+def _known_organisations(conn: Connection, frame: pd.DataFrame, exclude: set[str]) -> pd.DataFrame:
+    """Organisations outside ``exclude`` that the contacts in ``frame`` may link to: the ones
+    their sources name, and the ones whose name is a contact's employer (found through the
+    blocking index's ``company`` keys, not by reading every organisation)."""
+    wanted = {o for o in frame["organisation_record_id"].tolist() if isinstance(o, str)}
+    hashes = sorted({key_hash("company", e) for e in frame["employer"].tolist()
+                     if isinstance(e, str) and e})  # fmt: skip
+    for cond in in_chunks(INDEX.c.key_hash, hashes):
+        wanted.update(conn.execute(select(INDEX.c.record_id).where(cond)).scalars())
+    rows = []
+    for chunk in chunks(sorted(wanted - exclude)):
+        rows += conn.execute(
+            select(CLEANSED.c.source_record_id, CLEANSED.c.company_key, CLUSTERS.c.cluster_id)
+            .select_from(_CURRENT.join(CLUSTERS,
+                                       CLUSTERS.c.record_id == CLEANSED.c.source_record_id))
+            .where(CLEANSED.c.party_type == ORGANISATION,
+                   CLEANSED.c.source_record_id.in_(chunk))
+        ).all()  # fmt: skip
+    return pd.DataFrame([tuple(r) for r in rows], columns=["record_id", "company", "cluster_id"],
+                        dtype=object)  # fmt: skip
 
 
 def match_incremental(engine: Engine, config: HubConfig) -> IncrementalResult:
-    """Match only what changed since the last run: the new and changed records, against the
-    records they share a blocking key with (the persisted index), re-clustering the clusters
-    those belong to; records that left are taken out. One transaction writes the clusters,
-    the index, the review items and the consolidation queue."""
+    """Match only what changed since the last run. The new and changed records are scored
+    against the records they share a blocking key with (the persisted index); the pairs kept
+    from earlier runs stand for everything else. The region re-clustered is every whole
+    component of the match graph (pairs at or above the threshold, must-links) that holds a
+    changed or removed record, so it clusters exactly as a full run would. One transaction
+    writes the clusters, the index, the kept pairs, the review items and the consolidation
+    queue."""
     with reconsolidation_lock(engine):
         return _match_incremental(engine, config)
+
+
+@dataclass
+class _Plan:
+    result: MatchResult
+    index: list[tuple[str, str, str]]
+    versions: dict[str, tuple[int, int]]
+    region: set[str]
+    neighbours: set[str]
+    new_pairs: list[ScoredPairs]
+    completed: list[ScoredPairs]
+    judged: set[tuple[str, str]]
 
 
 def _match_incremental(engine: Engine, config: HubConfig) -> IncrementalResult:
@@ -493,33 +572,13 @@ def _match_incremental(engine: Engine, config: HubConfig) -> IncrementalResult:
         upto = _cleansed_upto(conn)
         changed, removed = _changed_since(conn, last.cleansed_upto if last else None)
         counts = {"arrived": len(changed), "removed": len(removed), "records": 0,
-                  "clusters_touched": 0, "neighbours": 0}  # fmt: skip
-        if not changed and not removed:
-            result, index, versions, affected = None, [], {}, set()
-        else:
-            models = load_models(conn)
-            new = current_cleansed(conn, changed)
-            index = _index_rows(new)
-            gone = set(changed) | set(removed)
-            keys = {(name, h) for _r, name, h in index}
-            neighbours = _neighbours(conn, keys, gone, config.matching.max_block_size,
-                                     Counter((n, h) for _r, n, h in index))  # fmt: skip
-            affected = _clusters_members(conn, neighbours | gone) - set(removed)
-            affected |= set(changed)
-            cleansed = current_cleansed(conn, sorted(affected))
-            affected = set(cleansed["source_record_id"])
-            all_keys = {(n, h) for _r, n, h in _index_rows(cleansed)}
-            block_sizes = _block_sizes(conn, all_keys, gone,
-                                       Counter((n, h) for _r, n, h in index))  # fmt: skip
-            must, cannot = overrides(conn)
-            judged = {(a, b) for _p, a, b, _l in steward_labels(conn)} | set(must) | set(cannot)
-            known = _known_organisations(conn, affected | set(removed))
-            versions = _versions_of(conn, sorted(affected))
-            counts["neighbours"] = len(neighbours)
-            result = match_records(cleansed, models, config.matching, must, cannot,
-                                   block_sizes=block_sizes, known_organisations=known)  # fmt: skip
-            counts["records"] = len(affected)
-            counts["clusters_touched"] = int(result.clusters["cluster_id"].nunique())
+                  "clusters_touched": 0, "neighbours": 0, "pairs_scored": 0}  # fmt: skip
+        plan = _plan(conn, config, changed, removed) if changed or removed else None
+        if plan is not None:
+            counts["neighbours"] = len(plan.neighbours)
+            counts["records"] = len(plan.region)
+            counts["clusters_touched"] = int(plan.result.clusters["cluster_id"].nunique())
+            counts["pairs_scored"] = sum(len(p.left) for p in plan.new_pairs + plan.completed)
     now = _now()
     review: list[tuple[Any, ...]] = []
     with write_transaction(engine) as conn:
@@ -527,10 +586,12 @@ def _match_incremental(engine: Engine, config: HubConfig) -> IncrementalResult:
         latest = conn.execute(select(func.max(RUNS.c.id))).scalar_one()
         if latest != (last.id if last else None):
             raise ConcurrentMatch("another matching run committed meanwhile; run again")
-        if result is not None:
-            touched = sorted(affected | set(removed))
+        if plan is not None:
+            gone = sorted(set(changed) | set(removed))
+            touched = sorted(plan.region | set(removed))
             for chunk in chunks(touched):
                 conn.execute(delete(CLUSTERS).where(CLUSTERS.c.record_id.in_(chunk)))
+            for chunk in chunks(gone):
                 # Found through the pair indexes (one per side), then deleted by id: a filter
                 # on status would lead the database to scan every pending item.
                 for side in (REVIEW.c.left_record_id, REVIEW.c.right_record_id):
@@ -539,12 +600,15 @@ def _match_incremental(engine: Engine, config: HubConfig) -> IncrementalResult:
                         if status == "pending"]  # fmt: skip
                     if ids:
                         conn.execute(delete(REVIEW).where(REVIEW.c.id.in_(ids)))
-            for chunk in chunks(sorted(set(changed) | set(removed))):
                 conn.execute(delete(INDEX).where(INDEX.c.record_id.in_(chunk)))
+                conn.execute(delete(PAIRS).where(PAIRS.c.left_record_id.in_(chunk)))
+                conn.execute(delete(PAIRS).where(PAIRS.c.right_record_id.in_(chunk)))
             bulk_insert(conn, "match_clusters", CLUSTER_COLUMNS,
-                        _cluster_rows(result, versions, now))  # fmt: skip
-            bulk_insert(conn, "blocking_index", ("record_id", "key_name", "key_hash"), index)
-            review = _review_rows(conn, result, judged, now, among=affected)
+                        _cluster_rows(plan.result, plan.versions, now))  # fmt: skip
+            bulk_insert(conn, "blocking_index", ("record_id", "key_name", "key_hash"), plan.index)
+            _write_pairs(conn, plan.new_pairs + plan.completed)
+            review = _review_rows(conn, plan.result, plan.judged, now,
+                                  among=plan.region | plan.neighbours)  # fmt: skip
             bulk_insert(conn, "review_queue", ("party_type", "left_record_id", "right_record_id",
                                                "score", "status", "created_at"), review)  # fmt: skip
             queued = set(conn.execute(select(QUEUE.c.record_id)).scalars())
@@ -556,16 +620,142 @@ def _match_incremental(engine: Engine, config: HubConfig) -> IncrementalResult:
     return IncrementalResult(counts, len(review))
 
 
+def _thresholds(models: dict[str, MatchModel], config: HubConfig) -> dict[str, float]:
+    t = config.matching.threshold
+    return {p: float(t if t is not None else m.threshold) for p, m in models.items()}
+
+
+def _plan(conn: Connection, config: HubConfig, changed: list[str], removed: list[str]) -> _Plan:
+    m = config.matching
+    models = load_models(conn)
+    thresholds = _thresholds(models, config)
+    gone = set(changed) | set(removed)
+    fresh = set(changed)
+    # 1. Score the changed records against the records sharing a blocking key with them.
+    index = _index_rows(current_cleansed(conn, changed))
+    extra = Counter((n, h) for _r, n, h in index)
+    keys = {(n, h) for _r, n, h in index}
+    neighbours = _neighbours(conn, keys, gone, m.max_block_size, extra)
+    block_sizes = _block_sizes(conn, keys, gone, extra)
+    around = match_frame(current_cleansed(conn, sorted(neighbours | fresh)))
+    new_pairs = []
+    for party in PARTY_TYPES:
+        sub = around[around["party_type"] == party].reset_index(drop=True)
+        if sub.empty:
+            continue
+        cands = candidate_pairs(sub, party, m.max_block_size, block_sizes)
+        mine = sub["record_id"].isin(fresh).to_numpy()
+        keep = mine[cands.left] | mine[cands.right]
+        left, right = cands.left[keep], cands.right[keep]
+        scores, by_rule = score_pairs(sub, party, models[party], m, left, right)
+        new_pairs.append(ScoredPairs(party, sub["record_id"].to_numpy(object), left, right,
+                                     scores, by_rule))  # fmt: skip
+    # 2. The region: every component of the match graph holding a changed or removed record.
+    must, cannot = overrides(conn)
+    linked: dict[str, set[str]] = {}
+    for sp in new_pairs:
+        up = sp.scores >= thresholds[sp.party_type]
+        for a, b in zip(sp.ids[sp.left[up]].tolist(), sp.ids[sp.right[up]].tolist(),
+                        strict=True):  # fmt: skip
+            linked.setdefault(a, set()).add(b)
+            linked.setdefault(b, set()).add(a)
+    for a, b in must:
+        linked.setdefault(a, set()).add(b)
+        linked.setdefault(b, set()).add(a)
+    seeds = fresh | _stored_links(conn, gone, set(), thresholds) | _clusters_members(conn, gone)
+    region: set[str] = set()
+    frontier = seeds - set(removed)
+    while frontier:
+        region |= frontier
+        found = _stored_links(conn, frontier, gone, thresholds)
+        found |= _clusters_members(conn, frontier)
+        for r in frontier:
+            found |= linked.get(r, set())
+        frontier = found - region - set(removed)
+    # 3. Re-cluster the region from the kept pairs and the new ones.
+    frame = match_frame(current_cleansed(conn, sorted(region)))
+    region = set(frame["record_id"])
+    kept = _stored_pairs(conn, region, gone)
+    parts: dict[str, tuple[pd.DataFrame, PartyMatch]] = {}
+    completed = []
+    for party in PARTY_TYPES:
+        sub = frame[frame["party_type"] == party].reset_index(drop=True)
+        if sub.empty:
+            continue
+        pos = {rid: i for i, rid in enumerate(sub["record_id"].tolist())}
+        rows = [(pos[a], pos[b], s, r) for a, b, p, s, r in kept
+                if p == party and a in pos and b in pos]  # fmt: skip
+        for sp in new_pairs:
+            if sp.party_type != party:
+                continue
+            for a, b, s, r in zip(sp.ids[sp.left].tolist(), sp.ids[sp.right].tolist(),
+                                  sp.scores.tolist(), sp.by_rule.tolist(), strict=True):  # fmt: skip
+                if a in pos and b in pos:
+                    rows.append((pos[a], pos[b], s, r))
+        rows = [(min(a, b), max(a, b), s, r) for a, b, s, r in rows]
+        left = np.array([r[0] for r in rows], dtype=np.int64)
+        right = np.array([r[1] for r in rows], dtype=np.int64)
+        scores = np.array([r[2] for r in rows], dtype=np.float32)
+        by_rule = np.array([r[3] for r in rows], dtype=bool)
+        pm = recluster_party(sub, party, models[party], m, left, right, scores, by_rule,
+                             must, cannot)  # fmt: skip
+        parts[party] = (sub, pm)
+        n = len(rows)
+        completed.append(ScoredPairs(party, sub["record_id"].to_numpy(object), pm.left[n:],
+                                     pm.right[n:], pm.scores[n:], pm.by_rule[n:]))  # fmt: skip
+    result = assemble(frame, parts, _known_organisations(conn, frame, region | set(removed)))
+    # Uncertain new pairs outside the region (below the threshold) go to review as well.
+    low, high = m.review_band
+    extra_review = []
+    for sp in new_pairs:
+        band = (sp.scores >= low) & (sp.scores < high) & ~sp.by_rule
+        extra_review.append(pd.DataFrame({
+            "left_id": sp.ids[sp.left[band]], "right_id": sp.ids[sp.right[band]],
+            "party_type": sp.party_type, "score": np.round(sp.scores[band], 4)}))  # fmt: skip
+    result.review = pd.concat([result.review, *extra_review], ignore_index=True)
+    judged = {(a, b) for _p, a, b, _l in steward_labels(conn)} | set(must) | set(cannot)
+    return _Plan(result, index, _versions_of(conn, sorted(region)), region, neighbours,
+                 new_pairs, completed, judged)  # fmt: skip
+
+
+def _stored_links(conn: Connection, ids: set[str], skip: set[str],
+                  thresholds: dict[str, float]) -> set[str]:  # fmt: skip
+    """Records linked to ``ids`` by a kept pair at or above its party's threshold (pairs
+    touching ``skip``, whose scores are stale, left out)."""
+    out: set[str] = set()
+    floor = min(thresholds.values())
+    for side, other in ((PAIRS.c.left_record_id, PAIRS.c.right_record_id),
+                        (PAIRS.c.right_record_id, PAIRS.c.left_record_id)):  # fmt: skip
+        query = select(other, PAIRS.c.party_type, PAIRS.c.score)
+        for cond in in_chunks(side, sorted(ids)):
+            for b, party, score in conn.execute(query.where(cond, PAIRS.c.score >= floor)):
+                if score >= thresholds[party] and b not in skip:
+                    out.add(b)
+    return out - skip
+
+
+def _stored_pairs(conn: Connection, region: set[str],
+                  skip: set[str]) -> list[tuple[str, str, str, float, bool]]:  # fmt: skip
+    """Kept pairs with both records in ``region`` and neither in ``skip``."""
+    out = []
+    query = select(*[PAIRS.c[c] for c in PAIR_COLUMNS])
+    for cond in in_chunks(PAIRS.c.left_record_id, sorted(region)):
+        for a, b, party, score, rule in conn.execute(query.where(cond)):
+            if b in region and a not in skip and b not in skip:
+                out.append((a, b, party, float(score), bool(rule)))
+    return out
+
+
 class ConcurrentMatch(RuntimeError):
     """Another matching run committed while this one was reading: nothing was written."""
 
 
 def needs_full_rematch(conn: Connection) -> bool:
-    """A full rebuild is due: never matched, a model newer than the last full run, or steward
-    labels or overrides newer than the last run."""
+    """A full rebuild is due: never matched, a model newer than the last full run, steward
+    labels or overrides newer than the last run, or kept pair scores from an older version."""
     last_full = conn.execute(select(RUNS).where(RUNS.c.mode == "full")
                              .order_by(RUNS.c.id.desc()).limit(1)).first()  # fmt: skip
-    if last_full is None:
+    if last_full is None or last_full.counts.get("pairs_version") != PAIRS_VERSION:
         return True
     models = _model_ids(conn)
     if any(last_full.counts.get(f"{p}_model") != i for p, i in models.items()):
