@@ -477,7 +477,8 @@ class BlockingKey(SQLModel, table=True):
     so that a new record finds the existing records it could match without re-pairing the hub."""
 
     __tablename__ = "blocking_index"
-    __table_args__ = (Index("ix_blocking_index_hash", "key_hash"),)
+    # SQLite: stored in primary-key order (no rowid), so a record's keys share a page.
+    __table_args__ = (Index("ix_blocking_index_hash", "key_hash"), {"sqlite_with_rowid": False})
 
     record_id: str = Field(primary_key=True, max_length=32)
     key_name: str = Field(primary_key=True, max_length=32)
@@ -513,7 +514,10 @@ class MatchPair(SQLModel, table=True):
     scored again if a component ever needs them."""
 
     __tablename__ = "match_pairs"
-    __table_args__ = (Index("ix_match_pairs_right", "right_record_id"),)
+    __table_args__ = (
+        Index("ix_match_pairs_right", "right_record_id"),
+        {"sqlite_with_rowid": False},
+    )
 
     left_record_id: str = Field(primary_key=True, max_length=32)
     right_record_id: str = Field(primary_key=True, max_length=32)

@@ -16,7 +16,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 
 from mdm_orchestration.config import HubConfig, MatchingConfig
 from mdm_orchestration.hub.bulk import bulk_insert
@@ -417,7 +428,7 @@ def _rebuild_clusters(engine: Engine, config: HubConfig) -> MatchResult:
         must, cannot = overrides(conn)
         judged = {(a, b) for _p, a, b, _l in steward_labels(conn)} | set(must) | set(cannot)
     result = match_records(cleansed, models, config.matching, must, cannot)
-    index = _index_rows(cleansed)
+    index = sorted(_index_rows(cleansed))  # in primary-key order: appends, not page splits
     now = _now()
     with write_transaction(engine) as conn:
         _lock(conn)
@@ -564,6 +575,10 @@ class _Plan:
     new_pairs: list[ScoredPairs]
     completed: list[ScoredPairs]
     judged: set[tuple[str, str]]
+    #: record -> (party, cluster, confidence, organisation cluster, extract, row) as stored
+    old_clusters: dict[str, tuple[Any, ...]]
+    #: the stored blocking keys of the changed and removed records
+    old_index: set[tuple[str, str, str]]
 
 
 def _match_incremental(engine: Engine, config: HubConfig) -> IncrementalResult:
@@ -588,9 +603,18 @@ def _match_incremental(engine: Engine, config: HubConfig) -> IncrementalResult:
             raise ConcurrentMatch("another matching run committed meanwhile; run again")
         if plan is not None:
             gone = sorted(set(changed) | set(removed))
-            touched = sorted(plan.region | set(removed))
-            for chunk in chunks(touched):
+            # Only rows that changed are written: most of a region clusters as before, and a
+            # changed record keeps most of its blocking keys.
+            rows = _cluster_rows(plan.result, plan.versions, now)
+            rewrite = [r for r in rows if plan.old_clusters.get(r[0]) != _stored_form(r)]
+            moved = {r[0] for r in rewrite
+                     if _golden_relevant(plan.old_clusters.get(r[0])) != _golden_relevant(
+                         _stored_form(r))}  # fmt: skip
+            stale = [r[0] for r in rewrite if r[0] in plan.old_clusters]
+            stale += [r for r in removed if r in plan.old_clusters]
+            for chunk in chunks(sorted(stale)):
                 conn.execute(delete(CLUSTERS).where(CLUSTERS.c.record_id.in_(chunk)))
+            bulk_insert(conn, "match_clusters", CLUSTER_COLUMNS, rewrite)
             for chunk in chunks(gone):
                 # Found through the pair indexes (one per side), then deleted by id: a filter
                 # on status would lead the database to scan every pending item.
@@ -600,24 +624,46 @@ def _match_incremental(engine: Engine, config: HubConfig) -> IncrementalResult:
                         if status == "pending"]  # fmt: skip
                     if ids:
                         conn.execute(delete(REVIEW).where(REVIEW.c.id.in_(ids)))
-                conn.execute(delete(INDEX).where(INDEX.c.record_id.in_(chunk)))
                 conn.execute(delete(PAIRS).where(PAIRS.c.left_record_id.in_(chunk)))
                 conn.execute(delete(PAIRS).where(PAIRS.c.right_record_id.in_(chunk)))
-            bulk_insert(conn, "match_clusters", CLUSTER_COLUMNS,
-                        _cluster_rows(plan.result, plan.versions, now))  # fmt: skip
-            bulk_insert(conn, "blocking_index", ("record_id", "key_name", "key_hash"), plan.index)
+            new_index = set(plan.index)
+            dropped = [{"r": r, "n": n} for r, n, _h in plan.old_index - new_index]
+            if dropped:
+                conn.execute(delete(INDEX).where(INDEX.c.record_id == bindparam("r"),
+                                                 INDEX.c.key_name == bindparam("n")), dropped)  # fmt: skip
+            bulk_insert(conn, "blocking_index", ("record_id", "key_name", "key_hash"),
+                        sorted(new_index - plan.old_index))  # fmt: skip
             _write_pairs(conn, plan.new_pairs + plan.completed)
-            review = _review_rows(conn, plan.result, plan.judged, now,
-                                  among=plan.region | plan.neighbours)  # fmt: skip
+            # An earlier item for a pair shares one of its records with it: one side suffices
+            # (the changed record's, whose items are few), read from both columns.
+            fresh = set(changed)
+            among = {a if a in fresh or b not in fresh else b
+                     for a, b in zip(plan.result.review["left_id"], plan.result.review["right_id"],
+                                     strict=True)}  # fmt: skip
+            review = _review_rows(conn, plan.result, plan.judged, now, among=among)
             bulk_insert(conn, "review_queue", ("party_type", "left_record_id", "right_record_id",
                                                "score", "status", "created_at"), review)  # fmt: skip
+            # Golden records follow clusters, organisation links and record contents: a record
+            # whose row changed only in confidence need not be consolidated again.
             queued = set(conn.execute(select(QUEUE.c.record_id)).scalars())
-            bulk_insert(conn, "consolidation_queue", ("record_id",),
-                        [(r,) for r in touched if r not in queued])  # fmt: skip
+            todo = (moved | set(changed) | set(removed)) - queued
+            bulk_insert(conn, "consolidation_queue", ("record_id",), [(r,) for r in sorted(todo)])
+            counts["clusters_rewritten"] = len(rewrite)
+            counts["queued"] = len(todo)
         conn.execute(RUNS.insert().values(mode="incremental", cleansed_upto=upto,
                                           counts={**counts, **_model_ids(conn)},
                                           finished_at=_now()))  # fmt: skip
     return IncrementalResult(counts, len(review))
+
+
+def _stored_form(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A ``CLUSTER_COLUMNS`` row as ``_Plan.old_clusters`` holds it (no record id, no time)."""
+    return (*row[1:5], *row[6:])
+
+
+def _golden_relevant(stored: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
+    """What of a cluster row golden records depend on: cluster, organisation link, version."""
+    return None if stored is None else (stored[1], *stored[3:])
 
 
 def _thresholds(models: dict[str, MatchModel], config: HubConfig) -> dict[str, float]:
@@ -704,18 +750,29 @@ def _plan(conn: Connection, config: HubConfig, changed: list[str], removed: list
         completed.append(ScoredPairs(party, sub["record_id"].to_numpy(object), pm.left[n:],
                                      pm.right[n:], pm.scores[n:], pm.by_rule[n:]))  # fmt: skip
     result = assemble(frame, parts, _known_organisations(conn, frame, region | set(removed)))
-    # Uncertain new pairs outside the region (below the threshold) go to review as well.
+    # Review candidates: the uncertain pairs scored in this run (inside the region or not).
+    # Every other uncertain pair was scored, and offered for review, by the run that scored it.
     low, high = m.review_band
-    extra_review = []
-    for sp in new_pairs:
+    review = []
+    for sp in new_pairs + completed:
         band = (sp.scores >= low) & (sp.scores < high) & ~sp.by_rule
-        extra_review.append(pd.DataFrame({
+        review.append(pd.DataFrame({
             "left_id": sp.ids[sp.left[band]], "right_id": sp.ids[sp.right[band]],
             "party_type": sp.party_type, "score": np.round(sp.scores[band], 4)}))  # fmt: skip
-    result.review = pd.concat([result.review, *extra_review], ignore_index=True)
+    result.review = pd.concat(review, ignore_index=True) if review else result.review.iloc[:0]
     judged = {(a, b) for _p, a, b, _l in steward_labels(conn)} | set(must) | set(cannot)
+    old_clusters = {}
+    for cond in in_chunks(CLUSTERS.c.record_id, sorted(region | set(removed))):
+        old_clusters.update({r[0]: tuple(r[1:]) for r in conn.execute(
+            select(CLUSTERS.c.record_id, CLUSTERS.c.party_type, CLUSTERS.c.cluster_id,
+                   CLUSTERS.c.confidence, CLUSTERS.c.organisation_cluster_id,
+                   CLUSTERS.c.extract_id, CLUSTERS.c.row_number).where(cond))})  # fmt: skip
+    old_index: set[tuple[str, str, str]] = set()
+    for cond in in_chunks(INDEX.c.record_id, sorted(gone)):
+        old_index.update(tuple(r) for r in conn.execute(  # type: ignore[misc]
+            select(INDEX.c.record_id, INDEX.c.key_name, INDEX.c.key_hash).where(cond)))  # fmt: skip
     return _Plan(result, index, _versions_of(conn, sorted(region)), region, neighbours,
-                 new_pairs, completed, judged)  # fmt: skip
+                 new_pairs, completed, judged, old_clusters, old_index)  # fmt: skip
 
 
 def _stored_links(conn: Connection, ids: set[str], skip: set[str],

@@ -32,6 +32,7 @@ from mdm_orchestration.hub.models import (
     HouseholdMember,
     HouseholdRow,
     MatchCluster,
+    MatchRun,
     SourceRecord,
 )
 from mdm_orchestration.hub.store import (
@@ -62,6 +63,7 @@ HOUSEHOLD_MEMBERS = HouseholdMember.__table__
 CLEANSED = CleansedRecord.__table__
 SOURCES = SourceRecord.__table__
 CLUSTERS = MatchCluster.__table__
+MATCH_RUNS = MatchRun.__table__
 QUEUE = ConsolidationQueue.__table__
 CURRENT = CLEANSED.join(
     SOURCES,
@@ -284,7 +286,9 @@ def consolidate(
 def _consolidate(engine: Engine, config: HubConfig, run_id: str | None, full: bool
                  ) -> ConsolidationResult:  # fmt: skip
     with engine.connect() as conn, conn.begin():  # one snapshot for the whole plan
-        clusters_at = conn.execute(select(func.max(CLUSTERS.c.clustered_at))).scalar_one()
+        # The clustering this is based on: the last matching run's (reading the newest
+        # clustered_at would scan every cluster row).
+        clusters_at = conn.execute(select(func.max(MATCH_RUNS.c.finished_at))).scalar_one()
         planned_after = _last_run(conn)
         planned = plan(conn, config, full=full)
     the_plan, previous, previous_xref = planned.plan, planned.previous, planned.previous_xref
