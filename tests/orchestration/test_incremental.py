@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from mdm_orchestration.cleansing import cleanse_pending
 from mdm_orchestration.config import load_hub_config
+from mdm_orchestration.hub.models import source_record_id as record_id
 from mdm_orchestration.hub.store import create_hub_engine
 from mdm_orchestration.ingestion import ingest_file
 from mdm_orchestration.matching.evaluation import pairwise_scores
@@ -141,8 +142,16 @@ def test_an_update_moves_the_golden_record_and_touches_nothing_else(incremental_
     before_versions = dict(rows(engine, "SELECT golden_id, version FROM golden_records"))
     ingest_file(engine, CONFIG, tmp_path / "landing" / "billing" / "move.csv",
                 tmp_path / "landing")  # fmt: skip
+    pairs_before = rows(engine, "SELECT count(*) FROM match_pairs")[0][0]
+    kept = set(rows(engine, "SELECT left_record_id, right_record_id, score FROM match_pairs"))
     counts = reconsolidate(engine)
     assert counts["match"]["arrived"] == 1 and counts["match"]["records"] < 50
+    # Only the moved record's pairs were scored; every other kept pair is as it was.
+    mover = record_id("billing", key)
+    assert 0 < counts["match"]["pairs_scored"] < 60 < pairs_before
+    after = set(rows(engine, "SELECT left_record_id, right_record_id, score FROM match_pairs"))
+    assert {p for p in kept ^ after if mover not in p[:2]} == set()
+    assert counts["match"]["clusters_rewritten"] <= 3 and counts["match"]["queued"] <= 3
     (golden,) = {g for (g,) in rows(engine, "SELECT golden_id FROM golden_xref WHERE "
                                             "source = 'billing' AND source_key = :k", k=key)}  # fmt: skip
     attributes = json.loads(rows(engine, "SELECT attributes FROM golden_records WHERE "
