@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
-import probablepeople
 from cleanco import basename, prepare_default_terms
 from doublemetaphone import doublemetaphone
 from nameparser import HumanName
@@ -246,6 +245,8 @@ def looks_like_organisation(name: str | None) -> bool:
         return False
     if parse_organisation_name(name).legal_form:
         return True
+    import probablepeople  # loads its model on import (half a second); only some sources need it
+
     try:
         _, kind = probablepeople.tag(name)
     except probablepeople.RepeatedLabelError:

@@ -13,7 +13,6 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
-from dedupe.clustering import cluster as dedupe_cluster
 
 
 @dataclass
@@ -89,6 +88,8 @@ def cluster_pairs(
     confidence = np.ones(n, dtype=np.float64)
     kept = list(score_of.items())
     if kept:
+        from dedupe.clustering import cluster as dedupe_cluster  # slow to import: see model.py
+
         dupes = np.array(kept, dtype=[("pairs", "i8", 2), ("score", "f4")])
         for ids, conf in dedupe_cluster(dupes, threshold=threshold):
             members = list(ids)

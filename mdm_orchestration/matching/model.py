@@ -5,6 +5,9 @@ comparators, missing-value indicators) and its logistic-regression classifier on
 pairs, and chooses the clustering threshold with the best F1 in cross-validation on those labels.
 Blocking is ours (``blocking.py``), so dedupe's own predicate learning, its memory-hungry part,
 is not run. ``load_model`` reads settings that the hub itself wrote (they are pickles).
+
+dedupe and scikit-learn are imported where they are used: importing them takes seconds, and
+every Dagster run imports this package (an ingest run never matches).
 """
 
 from __future__ import annotations
@@ -15,11 +18,8 @@ import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
-import dedupe
 import numpy as np
 from affinegap import normalizedAffineGapDistance
-from dedupe import variables as v
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from mdm_orchestration.matching.records import ORGANISATION_FIELDS, PERSON_FIELDS
 from mdm_orchestration.matching.rules import one_slip
@@ -52,6 +52,8 @@ def id_distance(a: str, b: str) -> float:
 
 def variables(party_type: str) -> list[Any]:
     """dedupe variable definitions per party type."""
+    from dedupe import variables as v
+
     if party_type == PERSON:
         return [
             v.String("given"),
@@ -126,6 +128,8 @@ class MatchModel:
 
 def load_model(settings: bytes) -> MatchModel:
     """Load settings written by :meth:`MatchModel.to_bytes` (only ever the hub's own)."""
+    import dedupe
+
     buffer = io.BytesIO(settings)
     static = dedupe.StaticDedupe(buffer, num_cores=0)
     extra = pickle.load(buffer)
@@ -171,6 +175,9 @@ def train_model(party_type: str, matches: list[Pair], distincts: list[Pair]) -> 
             f"{party_type}: {len(matches)} match and {len(distincts)} distinct labels; "
             "at least 10 of each are needed"
         )
+    import dedupe
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
     deduper = dedupe.Dedupe(variables(party_type), num_cores=0)
     # dedupe searches C with n_jobs=-1 (a process per core); a run worker must not fork.
     deduper.classifier.set_params(n_jobs=1, estimator__max_iter=2000)

@@ -14,11 +14,12 @@ from mdm_orchestration.ingestion import (
 from mdm_orchestration.jobs import INGEST_JOB
 from mdm_orchestration.partitions import landed_files
 from mdm_orchestration.resources import HubDatabase, LandingZone
+from mdm_orchestration.sensors.timing import FAST_SENSOR_INTERVAL
 
 
 @dg.sensor(
     job_name=INGEST_JOB,
-    minimum_interval_seconds=5,
+    minimum_interval_seconds=FAST_SENSOR_INTERVAL,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Watches <landing root>/<source folder>/ for new complete extracts; adds one "
     "landed_files partition per file and requests an ingest run for it. Skips dotfiles, "

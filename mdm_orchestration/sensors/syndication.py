@@ -7,6 +7,7 @@ import dagster as dg
 from mdm_orchestration.jobs import SYNDICATE_JOB
 from mdm_orchestration.partitions import subscribers
 from mdm_orchestration.resources import HubDatabase, LandingZone
+from mdm_orchestration.sensors.timing import FAST_SENSOR_INTERVAL
 from mdm_orchestration.syndication.delivery import subscriber_status
 
 #: A failing subscriber is tried again at most this often.
@@ -15,7 +16,7 @@ RETRY_SECONDS = 60
 
 @dg.sensor(
     job_name=SYNDICATE_JOB,
-    minimum_interval_seconds=5,
+    minimum_interval_seconds=FAST_SENSOR_INTERVAL,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Watches the outbox (golden_changes): each subscriber of subscriptions.yaml "
     "with undelivered events (or a snapshot still to take) gets a syndicate run for its "

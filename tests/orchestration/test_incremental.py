@@ -214,11 +214,19 @@ def test_an_ingest_run_leads_to_a_reconsolidate_run_and_a_retrain_to_a_rebuild(t
         assert {m.asset_key.to_user_string() for m in golden} == {"golden_records",
                                                                   "golden_changes"}  # fmt: skip
 
-        # A retrained model asks for a full rebuild; a materialisation without retraining not.
+        # The reconsolidation trained the first model and matched in full in the same run: no
+        # rebuild. A retrain on its own asks for one; a materialisation without retraining not.
         with dg.build_sensor_context(instance=instance) as ctx:
+            (inside,) = list(retrain_sensor(ctx))
+            cursor = ctx.cursor
+        assert isinstance(inside, dg.SkipReason) and "same run" in inside.skip_message
+        retrain = defs.resolve_job_def("retrain_job").execute_in_process(
+            instance=instance, resources=resources)  # fmt: skip
+        assert retrain.success
+        with dg.build_sensor_context(instance=instance, cursor=cursor) as ctx:
             (first,) = list(retrain_sensor(ctx))
             cursor = ctx.cursor
-        assert isinstance(first, dg.RunRequest) and first.run_key.startswith("retrain:")
+        assert isinstance(first, dg.RunRequest) and first.run_key == f"retrain:{retrain.run_id}"
         assert retrain_sensor.job_name == "rebuild_job"
         dg.materialize([training_labels, match_model], instance=instance, resources=resources)
         with dg.build_sensor_context(instance=instance, cursor=cursor) as ctx:
