@@ -12,7 +12,7 @@ from mdm_orchestration.survivorship.store import (
     HOUSEHOLD_MEMBERS,
     consolidate,
     golden_health,
-    rebuild_households,
+    refresh_households,
 )
 
 ONE_GOLDEN_ID = "every_source_record_has_one_golden_id"
@@ -58,9 +58,11 @@ class GoldenRecordsConfig(dg.Config):
     check_specs=[
         dg.AssetCheckSpec(ONE_GOLDEN_ID, asset="golden_records",
                           description="Every current, cleansed source record maps to exactly one "
-                          "active golden id in the cross-reference."),
+                          "active golden id in the cross-reference (an incremental run checks "
+                          "the records it considered; a full run, every record)."),
         dg.AssetCheckSpec(NO_EMPTY, asset="golden_records",
-                          description="Every active golden record has at least one source record."),
+                          description="Every active golden record has at least one source record "
+                          "(an incremental run checks the golden records it reached)."),
         dg.AssetCheckSpec(UNIQUE_IDS, asset="golden_records",
                           description="Golden ids are unique and never reused."),
         dg.AssetCheckSpec(LINEAGE, asset="golden_records",
@@ -79,7 +81,7 @@ def consolidate_golden_records(
     at once."""
     result = consolidate(hub.engine, landing.hub_config(), run_id=context.run.run_id,
                          full=config.full)  # fmt: skip
-    health = golden_health(hub.engine, run_id=context.run.run_id)
+    health = golden_health(hub.engine, run_id=context.run.run_id, scope=result.scope)
     with hub.engine.connect() as conn:
         lifecycles = dict(conn.execute(
             select(GOLDEN.c.lifecycle, func.count()).where(GOLDEN.c.status == ACTIVE)
@@ -114,7 +116,8 @@ def consolidate_golden_records(
                 check_name=ONE_GOLDEN_ID,
                 passed=health.active_records == health.mapped_records == health.xref_rows
                 and health.xref_to_inactive == 0,
-                metadata={"source_records": health.active_records,
+                metadata={"scope": "run" if result.scope is not None else "hub",
+                          "source_records": health.active_records,
                           "mapped": health.mapped_records,
                           "xref_rows": health.xref_rows,
                           "xref_to_inactive_golden": health.xref_to_inactive},
@@ -154,9 +157,10 @@ def consolidate_golden_records(
 )  # fmt: skip
 def households(context: dg.AssetExecutionContext, hub: HubDatabase) -> dg.MaterializeResult:
     """Households: persons' golden records at the same normalised address with a compatible
-    family name (the same, or one part of a double-barrelled one). Organisations and their
-    contacts are linked on the golden records themselves (organisation_golden_id)."""
-    stats = rebuild_households(hub.engine)
+    family name (the same, or one part of a double-barrelled one). Only the addresses of golden
+    records changed since the last run are redone (read from the outbox). Organisations and
+    their contacts are linked on the golden records themselves (organisation_golden_id)."""
+    stats = refresh_households(hub.engine)
     with hub.engine.connect() as conn:
         stray = conn.execute(
             select(func.count()).select_from(

@@ -288,6 +288,7 @@ class GoldenRecord(SQLModel, table=True):
         Index("uq_golden_records_seq", "seq", unique=True),
         Index("ix_golden_records_status", "status"),
         Index("ix_golden_records_org", "organisation_golden_id"),
+        Index("ix_golden_records_updated_run", "updated_run_id"),
     )
 
     golden_id: str = Field(primary_key=True, max_length=16)
@@ -395,6 +396,7 @@ class HouseholdRow(SQLModel, table=True):
     """A household: persons at one normalised address with a compatible family name."""
 
     __tablename__ = "households"
+    __table_args__ = (Index("ix_households_address", "address_key"),)
 
     household_id: str = Field(primary_key=True, max_length=16)
     address_key: str = Field(sa_column=Column(Text, nullable=False))
@@ -524,3 +526,13 @@ class MatchPair(SQLModel, table=True):
     party_type: str = Field(max_length=16)
     score: float
     by_rule: bool
+
+
+class HubCursor(SQLModel, table=True):
+    """How far an internal consumer of the outbox has read (``households``: the last
+    ``golden_changes.seq`` whose golden records its households reflect)."""
+
+    __tablename__ = "hub_cursors"
+
+    name: str = Field(primary_key=True, max_length=64)
+    value: int

@@ -461,6 +461,8 @@ def _rebuild_clusters(engine: Engine, config: HubConfig) -> MatchResult:
 class IncrementalResult:
     counts: dict[str, int]
     review_queue: int = 0
+    #: the records the run re-clustered or took out (what its checks look at)
+    scope: set[str] = field(default_factory=set)
 
 
 def _changed_since(conn: Connection, since: datetime | None) -> tuple[list[str], list[str]]:
@@ -653,7 +655,8 @@ def _match_incremental(engine: Engine, config: HubConfig) -> IncrementalResult:
         conn.execute(RUNS.insert().values(mode="incremental", cleansed_upto=upto,
                                           counts={**counts, **_model_ids(conn)},
                                           finished_at=_now()))  # fmt: skip
-    return IncrementalResult(counts, len(review))
+    scope = plan.region | set(removed) if plan is not None else set()
+    return IncrementalResult(counts, len(review), scope)
 
 
 def _stored_form(row: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -834,22 +837,38 @@ class ClusterState:
     oversized: dict[str, int]  # cluster id -> size, above max_cluster_size
 
 
-def cluster_state(engine: Engine, config: HubConfig) -> ClusterState:
-    """What the asset checks verify: every current record in exactly one cluster, no giant."""
+def cluster_state(engine: Engine, config: HubConfig,
+                  scope: set[str] | None = None) -> ClusterState:  # fmt: skip
+    """What the asset checks verify: every current record in exactly one cluster, no giant;
+    over the whole hub, or over ``scope`` (the records an incremental run re-clustered or took
+    out, and their clusters)."""
     with engine.connect() as conn:
         # Records to cluster: source records whose current version was cleansed (one whose
         # current version is quarantined has nothing to match on).
-        records = conn.execute(select(func.count()).select_from(_CURRENT)).scalar_one()
-        clustered, distinct = conn.execute(
-            select(func.count(), func.count(CLUSTERS.c.record_id.distinct())).select_from(
-                CLUSTERS.join(SOURCES, SOURCES.c.id == CLUSTERS.c.record_id)
-            )
-        ).one()
-        big = conn.execute(
-            select(CLUSTERS.c.cluster_id, func.count())
-            .group_by(CLUSTERS.c.cluster_id)
-            .having(func.count() > config.matching.max_cluster_size)
-        ).all()
+        count_current = select(func.count()).select_from(_CURRENT)
+        count_clustered = select(
+            func.count(), func.count(CLUSTERS.c.record_id.distinct())
+        ).select_from(CLUSTERS.join(SOURCES, SOURCES.c.id == CLUSTERS.c.record_id))
+        sizes = select(CLUSTERS.c.cluster_id, func.count()).group_by(CLUSTERS.c.cluster_id)
+        if scope is None:
+            records = conn.execute(count_current).scalar_one()
+            clustered, distinct = conn.execute(count_clustered).one()
+            big = conn.execute(
+                sizes.having(func.count() > config.matching.max_cluster_size)).all()  # fmt: skip
+        else:
+            records = clustered = distinct = 0
+            clusters: set[str] = set()
+            for chunk in chunks(sorted(scope)):
+                records += conn.execute(count_current.where(
+                    CLEANSED.c.source_record_id.in_(chunk))).scalar_one()  # fmt: skip
+                n, d = conn.execute(count_clustered.where(CLUSTERS.c.record_id.in_(chunk))).one()
+                clustered, distinct = clustered + n, distinct + d
+                clusters.update(conn.execute(select(CLUSTERS.c.cluster_id)
+                                             .where(CLUSTERS.c.record_id.in_(chunk))).scalars())  # fmt: skip
+            big = []
+            for chunk in chunks(sorted(clusters)):
+                big += conn.execute(sizes.where(CLUSTERS.c.cluster_id.in_(chunk)).having(
+                    func.count() > config.matching.max_cluster_size)).all()  # fmt: skip
     return ClusterState(int(records), int(clustered), int(distinct), {k: int(n) for k, n in big})
 
 

@@ -31,6 +31,7 @@ from mdm_orchestration.hub.models import (
     GoldenXref,
     HouseholdMember,
     HouseholdRow,
+    HubCursor,
     MatchCluster,
     MatchRun,
     SourceRecord,
@@ -60,6 +61,7 @@ CHANGES = GoldenChange.__table__
 RUNS = GoldenRun.__table__
 HOUSEHOLDS = HouseholdRow.__table__
 HOUSEHOLD_MEMBERS = HouseholdMember.__table__
+CURSORS = HubCursor.__table__
 CLEANSED = CleansedRecord.__table__
 SOURCES = SourceRecord.__table__
 CLUSTERS = MatchCluster.__table__
@@ -124,6 +126,8 @@ class ConsolidationResult:
     events: int
     run_id: str | None
     by_party: dict[str, int] = field(default_factory=dict)
+    #: the source records an incremental consolidation considered (None: every record)
+    scope: set[str] | None = None
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -241,6 +245,7 @@ class Planned:
     queued: list[str]  # consolidation-queue entries this plan settles
     full: bool
     considered: int
+    reach: set[str] | None = None  # the records an incremental plan considered
 
 
 def plan(conn: Connection, config: HubConfig, *, full: bool = False) -> Planned:
@@ -266,7 +271,7 @@ def plan(conn: Connection, config: HubConfig, *, full: bool = False) -> Planned:
     the_plan = plan_consolidation(membership, _cluster_records(conn, clusters), previous_xref,
                                   previous, next_seq, survivor,
                                   outside_golden_of=_outside_golden_of(conn, outside))  # fmt: skip
-    return Planned(the_plan, previous, previous_xref, queued, False, len(reach))
+    return Planned(the_plan, previous, previous_xref, queued, False, len(reach), reach)
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -376,7 +381,8 @@ def _consolidate(engine: Engine, config: HubConfig, run_id: str | None, full: bo
             .group_by(GOLDEN.c.party_type)).all())  # fmt: skip
     return ConsolidationResult(counts=counts, golden_records=int(active),
                                records=len(the_plan.xref), events=len(change_rows),
-                               run_id=run_id, by_party={k: int(v) for k, v in by_party.items()})  # fmt: skip
+                               run_id=run_id, by_party={k: int(v) for k, v in by_party.items()},
+                               scope=planned.reach)  # fmt: skip
 
 
 def _source_keys(conn: Connection, ids: list[str]) -> dict[str, tuple[str, str]]:
@@ -394,35 +400,108 @@ def _source_keys(conn: Connection, ids: list[str]) -> dict[str, tuple[str, str]]
 # --- households -------------------------------------------------------------------------------
 
 
+HOUSEHOLDS_CURSOR = "households"
+
+
 def rebuild_households(engine: Engine) -> dict[str, int]:
-    """Households of the active person golden records, replaced in one transaction."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(GOLDEN.c.golden_id, GOLDEN.c["keys"]).where(
-                GOLDEN.c.status == ACTIVE, GOLDEN.c.party_type == "person"
-            )
-        ).all()
+    """Households of every active person golden record, replaced in one transaction."""
+    return refresh_households(engine, full=True)
+
+
+def refresh_households(engine: Engine, *, full: bool = False) -> dict[str, int]:
+    """Bring households up to date with the golden records. A household depends only on the
+    persons at its address, so only the addresses of golden records changed since the last
+    refresh (read from the outbox, ``golden_changes``) are redone: the changed records' old
+    and new addresses. The first refresh, or ``full``, redoes every household. One
+    transaction; the counts returned are the whole hub's."""
+    with engine.connect() as conn, conn.begin():
+        upto = int(conn.execute(select(func.coalesce(func.max(CHANGES.c.seq), 0))).scalar_one())
+        cursor = conn.execute(select(CURSORS.c.value).where(
+            CURSORS.c.name == HOUSEHOLDS_CURSOR)).scalar_one_or_none()  # fmt: skip
+        full = full or cursor is None
+        if full:
+            persons = conn.execute(
+                select(GOLDEN.c.golden_id, GOLDEN.c["keys"]).where(
+                    GOLDEN.c.status == ACTIVE, GOLDEN.c.party_type == "person")
+            ).all()  # fmt: skip
+            addresses: set[str] = set()
+            changed: set[str] = set()
+        else:
+            changed = set(conn.execute(select(CHANGES.c.golden_id).distinct()
+                                       .where(CHANGES.c.seq > cursor)).scalars())  # fmt: skip
+            persons, addresses = _household_neighbourhood(conn, changed)
     households = build_households(
-        (gid, keys.get("address_key"), keys.get("family_key")) for gid, keys in rows
+        (gid, keys.get("address_key"), keys.get("family_key")) for gid, keys in persons
     )
     now = _now()
     with write_transaction(engine) as conn:
-        conn.execute(delete(HOUSEHOLD_MEMBERS))
-        conn.execute(delete(HOUSEHOLDS))
+        if full:
+            conn.execute(delete(HOUSEHOLD_MEMBERS))
+            conn.execute(delete(HOUSEHOLDS))
+        elif addresses or changed:
+            old = set()
+            for cond in in_chunks(HOUSEHOLDS.c.address_key, sorted(addresses)):
+                old.update(conn.execute(select(HOUSEHOLDS.c.household_id).where(cond)).scalars())
+            for cond in in_chunks(HOUSEHOLD_MEMBERS.c.golden_id, sorted(changed)):
+                old.update(conn.execute(select(HOUSEHOLD_MEMBERS.c.household_id)
+                                        .where(cond)).scalars())  # fmt: skip
+            for cond in in_chunks(HOUSEHOLD_MEMBERS.c.household_id, sorted(old)):
+                conn.execute(delete(HOUSEHOLD_MEMBERS).where(cond))
+            for cond in in_chunks(HOUSEHOLDS.c.household_id, sorted(old)):
+                conn.execute(delete(HOUSEHOLDS).where(cond))
         bulk_insert(conn, "households",
                     ("household_id", "address_key", "family_key", "member_count", "updated_at"),
                     [(h.household_id, h.address_key, h.family_key, len(h.members), now)
                      for h in households])  # fmt: skip
         bulk_insert(conn, "household_members", ("golden_id", "household_id"),
                     [(g, h.household_id) for h in households for g in h.members])  # fmt: skip
-    sizes = [len(h.members) for h in households]
+        conn.execute(delete(CURSORS).where(CURSORS.c.name == HOUSEHOLDS_CURSOR))
+        conn.execute(CURSORS.insert().values(name=HOUSEHOLDS_CURSOR, value=upto))
+        totals = conn.execute(select(
+            func.count(), func.coalesce(func.sum(HOUSEHOLDS.c.member_count), 0),
+            func.count().filter(HOUSEHOLDS.c.member_count > 1),
+            func.coalesce(func.sum(HOUSEHOLDS.c.member_count).filter(
+                HOUSEHOLDS.c.member_count > 1), 0),
+            func.coalesce(func.max(HOUSEHOLDS.c.member_count), 0))).one()  # fmt: skip
     return {
-        "persons": len(rows),
-        "households": len(households),
-        "multi_person_households": sum(1 for n in sizes if n > 1),
-        "persons_in_multi_person_households": sum(n for n in sizes if n > 1),
-        "largest_household": max(sizes, default=0),
+        "persons_in_households": int(totals[1]),
+        "households": int(totals[0]),
+        "multi_person_households": int(totals[2]),
+        "persons_in_multi_person_households": int(totals[3]),
+        "largest_household": int(totals[4]),
+        "households_redone": len(households),
+        "full": int(full),
     }
+
+
+def _household_neighbourhood(conn: Connection, changed: set[str]
+                             ) -> tuple[list[tuple[str, dict]], set[str]]:  # fmt: skip
+    """The active persons whose households a change of ``changed`` golden records can alter
+    (everyone at those records' old and new addresses), and those addresses."""
+    addresses: set[str] = set()
+    for cond in in_chunks(GOLDEN.c.golden_id, sorted(changed)):
+        for keys, status, party in conn.execute(
+            select(GOLDEN.c["keys"], GOLDEN.c.status, GOLDEN.c.party_type).where(cond)
+        ):  # fmt: skip
+            if status == ACTIVE and party == "person" and (keys or {}).get("address_key"):
+                addresses.add(keys["address_key"])
+    for cond in in_chunks(HOUSEHOLD_MEMBERS.c.golden_id, sorted(changed)):
+        addresses.update(conn.execute(
+            select(HOUSEHOLDS.c.address_key).select_from(HOUSEHOLD_MEMBERS.join(
+                HOUSEHOLDS, HOUSEHOLDS.c.household_id == HOUSEHOLD_MEMBERS.c.household_id))
+            .where(cond)).scalars())  # fmt: skip
+    ids = set(changed)
+    for cond in in_chunks(HOUSEHOLDS.c.address_key, sorted(addresses)):
+        ids.update(conn.execute(
+            select(HOUSEHOLD_MEMBERS.c.golden_id).select_from(HOUSEHOLD_MEMBERS.join(
+                HOUSEHOLDS, HOUSEHOLDS.c.household_id == HOUSEHOLD_MEMBERS.c.household_id))
+            .where(cond)).scalars())  # fmt: skip
+    persons = []
+    for cond in in_chunks(GOLDEN.c.golden_id, sorted(ids)):
+        persons += [(g, k) for g, k, st, p in conn.execute(
+            select(GOLDEN.c.golden_id, GOLDEN.c["keys"], GOLDEN.c.status, GOLDEN.c.party_type)
+            .where(cond)) if st == ACTIVE and p == "person"]  # fmt: skip
+    return persons, addresses
 
 
 # --- what the checks verify -------------------------------------------------------------------
@@ -441,46 +520,68 @@ class GoldenHealth:
     checked_for_lineage: int
 
 
-def golden_health(engine: Engine, run_id: str | None = None) -> GoldenHealth:
-    """The facts behind golden_records' asset checks. Lineage is checked on the golden records
-    the run wrote (``run_id``), or on all of them."""
+def golden_health(engine: Engine, run_id: str | None = None,
+                  scope: set[str] | None = None) -> GoldenHealth:  # fmt: skip
+    """The facts behind golden_records' asset checks, over the whole hub, or over ``scope``:
+    the source records an incremental consolidation considered and the golden records they
+    map to (a check then costs what the run cost, not what the hub holds; a full run checks
+    everything). Lineage is checked on the golden records the run wrote (``run_id``), or on
+    all of them."""
     with engine.connect() as conn:
-        active_records = conn.execute(select(func.count()).select_from(CURRENT)).scalar_one()
-        mapped = conn.execute(
-            select(func.count())
-            .select_from(
-                CURRENT.join(XREF, XREF.c.record_id == CLEANSED.c.source_record_id).join(
-                    GOLDEN, GOLDEN.c.golden_id == XREF.c.golden_id
-                )
-            )
-            .where(GOLDEN.c.status == ACTIVE)
-        ).scalar_one()
-        xref_rows = conn.execute(select(func.count()).select_from(XREF)).scalar_one()
-        to_inactive = conn.execute(
-            select(func.count())
-            .select_from(XREF.outerjoin(GOLDEN, GOLDEN.c.golden_id == XREF.c.golden_id))
-            .where((GOLDEN.c.status != ACTIVE) | GOLDEN.c.golden_id.is_(None))
-        ).scalar_one()
-        empty = conn.execute(
-            select(func.count())
-            .select_from(GOLDEN)
-            .where(
-                GOLDEN.c.status == ACTIVE,
-                ~select(XREF.c.record_id).where(XREF.c.golden_id == GOLDEN.c.golden_id).exists(),
-            )
-        ).scalar_one()
-        golden_rows, distinct = conn.execute(
-            select(func.count(), func.count(GOLDEN.c.golden_id.distinct()))
-        ).one()
-        query = select(GOLDEN.c.attributes, GOLDEN.c.lineage).where(GOLDEN.c.status == ACTIVE)
+        if scope is None:
+            return _health(conn, None, run_id)
+        return _health(conn, sorted(scope), run_id)
+
+
+def _health(conn: Connection, scope: list[str] | None, run_id: str | None) -> GoldenHealth:
+    def total(query, column) -> int:  # type: ignore[no-untyped-def]  # noqa: ANN001
+        if scope is None:
+            return int(conn.execute(query).scalar_one())
+        return sum(int(conn.execute(query.where(cond)).scalar_one())
+                   for cond in in_chunks(column, scope))  # fmt: skip
+
+    record = CLEANSED.c.source_record_id
+    active_records = total(select(func.count()).select_from(CURRENT), record)
+    mapped = total(
+        select(func.count())
+        .select_from(CURRENT.join(XREF, XREF.c.record_id == record)
+                     .join(GOLDEN, GOLDEN.c.golden_id == XREF.c.golden_id))
+        .where(GOLDEN.c.status == ACTIVE), record)  # fmt: skip
+    xref_rows = total(select(func.count()).select_from(XREF), XREF.c.record_id)
+    to_inactive = total(
+        select(func.count())
+        .select_from(XREF.outerjoin(GOLDEN, GOLDEN.c.golden_id == XREF.c.golden_id))
+        .where((GOLDEN.c.status != ACTIVE) | GOLDEN.c.golden_id.is_(None)), XREF.c.record_id)  # fmt: skip
+    if scope is None:
+        goldens = None
+    else:
+        goldens = set()
+        for cond in in_chunks(XREF.c.record_id, scope):
+            goldens.update(conn.execute(select(XREF.c.golden_id).where(cond)).scalars())
         if run_id is not None:
-            query = query.where(GOLDEN.c.updated_run_id == run_id)
-        gaps = checked = 0
-        for attributes, lineage in conn.execute(query):
-            checked += 1
-            gaps += sum(1 for name in attributes if name not in lineage)
-    return GoldenHealth(int(active_records), int(mapped), int(xref_rows), int(to_inactive),
-                        int(empty), int(golden_rows), int(distinct), gaps, checked)  # fmt: skip
+            goldens.update(conn.execute(select(GOLDEN.c.golden_id)
+                                        .where(GOLDEN.c.updated_run_id == run_id)).scalars())  # fmt: skip
+    empty_query = select(func.count()).select_from(GOLDEN).where(
+        GOLDEN.c.status == ACTIVE,
+        ~select(XREF.c.record_id).where(XREF.c.golden_id == GOLDEN.c.golden_id).exists())  # fmt: skip
+    if goldens is None:
+        empty = int(conn.execute(empty_query).scalar_one())
+    else:
+        empty = sum(int(conn.execute(empty_query.where(cond)).scalar_one())
+                    for cond in in_chunks(GOLDEN.c.golden_id, sorted(goldens)))  # fmt: skip
+    # Golden ids are the primary key: counted over the whole table, from its index.
+    golden_rows, distinct = conn.execute(
+        select(func.count(), func.count(GOLDEN.c.golden_id.distinct()))
+    ).one()
+    query = select(GOLDEN.c.attributes, GOLDEN.c.lineage).where(GOLDEN.c.status == ACTIVE)
+    if run_id is not None:
+        query = query.where(GOLDEN.c.updated_run_id == run_id)
+    gaps = checked = 0
+    for attributes, lineage in conn.execute(query):
+        checked += 1
+        gaps += sum(1 for name in attributes if name not in lineage)
+    return GoldenHealth(active_records, mapped, xref_rows, to_inactive, empty, int(golden_rows),
+                        int(distinct), gaps, checked)  # fmt: skip
 
 
 def needs_consolidation(conn: Connection, config: HubConfig) -> bool:
@@ -518,4 +619,4 @@ def pending_events(conn: Connection, after_seq: int = 0) -> int:
 
 
 __all__ = ["ATTRIBUTES", "consolidate", "golden_as_of", "golden_health", "golden_id_for",
-           "needs_consolidation", "rebuild_households"]  # fmt: skip
+           "needs_consolidation", "rebuild_households", "refresh_households"]  # fmt: skip

@@ -39,6 +39,7 @@ from mdm_orchestration.survivorship.store import (
     GOLDEN,
     HISTORY,
     HOUSEHOLD_MEMBERS,
+    HOUSEHOLDS,
     XREF,
     event_id,
 )
@@ -120,7 +121,15 @@ def erase(engine: Engine, *, golden_id: str | None = None, source: str | None = 
             record_ids = [rid]
         _delete_records(conn, record_ids)
         for chunk in chunks(goldens):
+            # The person leaves their household (which goes if they were its last member).
+            for household, n in conn.execute(
+                select(HOUSEHOLD_MEMBERS.c.household_id, func.count())
+                .where(HOUSEHOLD_MEMBERS.c.golden_id.in_(chunk))
+                .group_by(HOUSEHOLD_MEMBERS.c.household_id)).all():  # fmt: skip
+                conn.execute(update(HOUSEHOLDS).where(HOUSEHOLDS.c.household_id == household)
+                             .values(member_count=HOUSEHOLDS.c.member_count - n))  # fmt: skip
             conn.execute(delete(HOUSEHOLD_MEMBERS).where(HOUSEHOLD_MEMBERS.c.golden_id.in_(chunk)))
+            conn.execute(delete(HOUSEHOLDS).where(HOUSEHOLDS.c.member_count <= 0))
             conn.execute(update(HISTORY).where(HISTORY.c.golden_id.in_(chunk)).values(
                 attributes={}, lineage={}, consents={}, lifecycle=None, sources=[], members=[],
                 changed=[]))  # fmt: skip

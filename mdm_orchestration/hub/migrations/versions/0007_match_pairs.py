@@ -1,6 +1,7 @@
 """Scored record pairs kept for incremental matching; clusters found by their organisation;
 on SQLite, the blocking index stored in record order (WITHOUT ROWID), so that an incremental
-run's changes to it touch a page per record rather than one per key.
+run's changes to it touch a page per record rather than one per key; households found by
+address, and a cursor over the outbox for them.
 
 Revision ID: 0007
 Revises: 0006
@@ -40,9 +41,21 @@ def upgrade() -> None:
         op.rename_table("blocking_index_new", "blocking_index")
         op.create_index("ix_blocking_index_hash", "blocking_index", ["key_hash"])
     op.create_index("ix_match_clusters_org", "match_clusters", ["organisation_cluster_id"])
+    # Households follow the outbox: those at the addresses of changed golden records are redone.
+    op.create_index("ix_households_address", "households", ["address_key"])
+    # A run's checks read the golden records it wrote.
+    op.create_index("ix_golden_records_updated_run", "golden_records", ["updated_run_id"])
+    op.create_table(
+        "hub_cursors",
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("value", sa.Integer(), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_golden_records_updated_run", "golden_records")
+    op.drop_table("hub_cursors")
+    op.drop_index("ix_households_address", "households")
     op.drop_index("ix_match_clusters_org", "match_clusters")
     op.drop_index("ix_match_pairs_right", "match_pairs")
     op.drop_table("match_pairs")
