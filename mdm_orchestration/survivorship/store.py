@@ -534,54 +534,68 @@ def golden_health(engine: Engine, run_id: str | None = None,
 
 
 def _health(conn: Connection, scope: list[str] | None, run_id: str | None) -> GoldenHealth:
-    def total(query, column) -> int:  # type: ignore[no-untyped-def]  # noqa: ANN001
-        if scope is None:
-            return int(conn.execute(query).scalar_one())
-        return sum(int(conn.execute(query.where(cond)).scalar_one())
-                   for cond in in_chunks(column, scope))  # fmt: skip
-
-    record = CLEANSED.c.source_record_id
-    active_records = total(select(func.count()).select_from(CURRENT), record)
-    mapped = total(
-        select(func.count())
-        .select_from(CURRENT.join(XREF, XREF.c.record_id == record)
-                     .join(GOLDEN, GOLDEN.c.golden_id == XREF.c.golden_id))
-        .where(GOLDEN.c.status == ACTIVE), record)  # fmt: skip
-    xref_rows = total(select(func.count()).select_from(XREF), XREF.c.record_id)
-    to_inactive = total(
-        select(func.count())
-        .select_from(XREF.outerjoin(GOLDEN, GOLDEN.c.golden_id == XREF.c.golden_id))
-        .where((GOLDEN.c.status != ACTIVE) | GOLDEN.c.golden_id.is_(None)), XREF.c.record_id)  # fmt: skip
     if scope is None:
-        goldens = None
+        active_records = conn.execute(select(func.count()).select_from(CURRENT)).scalar_one()
+        mapped = conn.execute(
+            select(func.count())
+            .select_from(CURRENT.join(XREF, XREF.c.record_id == CLEANSED.c.source_record_id)
+                         .join(GOLDEN, GOLDEN.c.golden_id == XREF.c.golden_id))
+            .where(GOLDEN.c.status == ACTIVE)).scalar_one()  # fmt: skip
+        xref_rows = conn.execute(select(func.count()).select_from(XREF)).scalar_one()
+        to_inactive = conn.execute(
+            select(func.count())
+            .select_from(XREF.outerjoin(GOLDEN, GOLDEN.c.golden_id == XREF.c.golden_id))
+            .where((GOLDEN.c.status != ACTIVE) | GOLDEN.c.golden_id.is_(None))).scalar_one()  # fmt: skip
+        empty = conn.execute(select(func.count()).select_from(GOLDEN).where(
+            GOLDEN.c.status == ACTIVE,
+            ~select(XREF.c.record_id).where(XREF.c.golden_id == GOLDEN.c.golden_id).exists(),
+        )).scalar_one()  # fmt: skip
     else:
-        goldens = set()
-        for cond in in_chunks(XREF.c.record_id, scope):
-            goldens.update(conn.execute(select(XREF.c.golden_id).where(cond)).scalars())
+        # By record and golden id only, statuses compared here: with a status in the filter
+        # the database would start from the status index and read every active record.
+        active_records = mapped = xref_rows = to_inactive = 0
+        goldens: set[str] = set()
+        for chunk in chunks(scope):
+            active_records += conn.execute(select(func.count()).select_from(CURRENT)
+                                           .where(SOURCES.c.id.in_(chunk))).scalar_one()  # fmt: skip
+            mapped += sum(st == ACTIVE for (st,) in conn.execute(
+                select(GOLDEN.c.status).select_from(
+                    CURRENT.join(XREF, XREF.c.record_id == SOURCES.c.id)
+                    .join(GOLDEN, GOLDEN.c.golden_id == XREF.c.golden_id))
+                .where(SOURCES.c.id.in_(chunk))))  # fmt: skip
+            for golden, status in conn.execute(
+                select(XREF.c.golden_id, GOLDEN.c.status)
+                .select_from(XREF.outerjoin(GOLDEN, GOLDEN.c.golden_id == XREF.c.golden_id))
+                .where(XREF.c.record_id.in_(chunk))):  # fmt: skip
+                xref_rows += 1
+                to_inactive += status != ACTIVE
+                goldens.add(golden)
         if run_id is not None:
             goldens.update(conn.execute(select(GOLDEN.c.golden_id)
                                         .where(GOLDEN.c.updated_run_id == run_id)).scalars())  # fmt: skip
-    empty_query = select(func.count()).select_from(GOLDEN).where(
-        GOLDEN.c.status == ACTIVE,
-        ~select(XREF.c.record_id).where(XREF.c.golden_id == GOLDEN.c.golden_id).exists())  # fmt: skip
-    if goldens is None:
-        empty = int(conn.execute(empty_query).scalar_one())
-    else:
-        empty = sum(int(conn.execute(empty_query.where(cond)).scalar_one())
-                    for cond in in_chunks(GOLDEN.c.golden_id, sorted(goldens)))  # fmt: skip
+        empty = 0
+        for chunk in chunks(sorted(goldens)):
+            active = {g for g, st in conn.execute(select(GOLDEN.c.golden_id, GOLDEN.c.status)
+                                                  .where(GOLDEN.c.golden_id.in_(chunk)))
+                      if st == ACTIVE}  # fmt: skip
+            members = set(conn.execute(select(XREF.c.golden_id).distinct()
+                                       .where(XREF.c.golden_id.in_(chunk))).scalars())  # fmt: skip
+            empty += len(active - members)
     # Golden ids are the primary key: counted over the whole table, from its index.
     golden_rows, distinct = conn.execute(
         select(func.count(), func.count(GOLDEN.c.golden_id.distinct()))
     ).one()
-    query = select(GOLDEN.c.attributes, GOLDEN.c.lineage).where(GOLDEN.c.status == ACTIVE)
-    if run_id is not None:
+    query = select(GOLDEN.c.attributes, GOLDEN.c.lineage, GOLDEN.c.status)
+    if run_id is not None:  # by the run's index; the status is compared here
         query = query.where(GOLDEN.c.updated_run_id == run_id)
     gaps = checked = 0
-    for attributes, lineage in conn.execute(query):
+    for attributes, lineage, status in conn.execute(query):
+        if status != ACTIVE:
+            continue
         checked += 1
         gaps += sum(1 for name in attributes if name not in lineage)
-    return GoldenHealth(active_records, mapped, xref_rows, to_inactive, empty, int(golden_rows),
-                        int(distinct), gaps, checked)  # fmt: skip
+    return GoldenHealth(int(active_records), int(mapped), int(xref_rows), int(to_inactive),
+                        int(empty), int(golden_rows), int(distinct), gaps, checked)  # fmt: skip
 
 
 def needs_consolidation(conn: Connection, config: HubConfig) -> bool:
