@@ -169,6 +169,43 @@ def evaluate(name: str, cleansed: pd.DataFrame, extra_labels: dict | None) -> No
           f"train {trained:.1f} s  match {seconds:.1f} s  peak {peak_mb():,.0f} MB", flush=True)  # fmt: skip
 
 
+def reachable_without_names(cleansed: pd.DataFrame) -> None:
+    """The share of true pairs any matcher could find without linking on the name alone: pairs
+    inside the groups a person's (or organisation's) records form when only records agreeing on
+    an identifying field (``rules.CORROBORATING``, or ids one slip apart) are joined."""
+    import itertools
+
+    from mdm_orchestration.matching.records import match_frame
+    from mdm_orchestration.matching.rules import corroborated
+
+    frame = match_frame(cleansed).reset_index(drop=True)
+    frame["entity"] = cleansed["entity"].to_numpy()
+    total = reach = 0
+    for _party, sub in frame.groupby("party_type"):
+        sub = sub.reset_index(drop=True)
+        for _entity, group in sub.groupby("entity"):
+            idx = group.index.to_numpy()
+            if len(idx) < 2:
+                continue
+            pairs = list(itertools.combinations(range(len(idx)), 2))
+            ok = corroborated(sub, idx[[a for a, _ in pairs]], idx[[b for _, b in pairs]])
+            parent = list(range(len(idx)))
+
+            def find(i: int, parent: list[int] = parent) -> int:
+                while parent[i] != i:
+                    i = parent[i]
+                return i
+
+            for (a, b), joined in zip(pairs, ok, strict=True):
+                if joined:
+                    parent[find(a)] = find(b)
+            sizes = pd.Series([find(i) for i in range(len(idx))]).value_counts()
+            total += len(pairs)
+            reach += int((sizes * (sizes - 1) // 2).sum())
+    print(f"{'':<22} true pairs {total:,}; reachable without a name-only link {reach:,} "
+          f"({reach / total:.4f}): the recall ceiling with rare_name_records: 0", flush=True)  # fmt: skip
+
+
 PEERS_VENV = CACHE / "peers-venv"
 PEER_FIELDS = ("given", "family", "birth", "national_id", "email", "phone", "street", "postcode",
                "city")  # fmt: skip
@@ -229,6 +266,7 @@ def main() -> None:
             cleansed = generated_cleansed(int(name.split("-", 1)[1]))
             if not peers:
                 evaluate(name, cleansed, None)
+                reachable_without_names(cleansed)
                 continue
             # Side by side with the peers: persons of the test half, the same records for all.
             persons = cleansed[cleansed["party_type"] == "person"].reset_index(drop=True)
