@@ -66,6 +66,21 @@ def blocking_keys(records: pd.DataFrame, party_type: str) -> dict[str, pd.Series
                 ["names", "birth"],
             ),
             "family_postcode": _join(r, ["family_phonetic", "postcode"]),
+            # A national id keyed with two characters swapped (and names changed): the same
+            # characters, in order, in the same postcode.
+            "id_characters_postcode": _join(
+                r.assign(
+                    id_chars=pd.Series(
+                        [
+                            "".join(sorted(v)) if isinstance(v, str) and len(v) >= 6 else None
+                            for v in r["national_id"]
+                        ],
+                        index=r.index,
+                        dtype=object,
+                    )
+                ),
+                ["id_chars", "postcode"],
+            ),  # fmt: skip
             "name_city": _join(r, ["family_phonetic", "given_phonetic", "city"]),
             # The same person at work (CRM contact) and at home shares little but the name;
             # common names make blocks too large to keep, which is the point of the cap.

@@ -25,6 +25,9 @@ from mdm_orchestration.matching.records import ORGANISATION_FIELDS, PERSON_FIELD
 from mdm_orchestration.matching.rules import one_slip
 
 PERSON, ORGANISATION = "person", "organisation"
+#: Changes when ``variables`` change: part of the labels' digest, so a hub upgraded to new
+#: comparators retrains (and then rebuilds) instead of scoring with a model of the old ones.
+MODEL_VERSION = 2
 FIELDS = {PERSON: PERSON_FIELDS, ORGANISATION: ORGANISATION_FIELDS}
 
 Pair = tuple[dict[str, Any], dict[str, Any]]

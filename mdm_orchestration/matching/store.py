@@ -74,6 +74,7 @@ from mdm_orchestration.matching.engine import (
 from mdm_orchestration.matching.labels import DEFAULT_LABELS, training_set, uses_defaults
 from mdm_orchestration.matching.model import (
     FIELDS,
+    MODEL_VERSION,
     MatchModel,
     load_model,
     settings_digest,
@@ -94,8 +95,9 @@ PAIR_COLUMNS = ("left_record_id", "right_record_id", "party_type", "score", "by_
 #: Scored pairs below this match probability are not kept: they join no component, and a
 #: component that needs one (to cluster its members) has it scored again.
 PAIR_FLOOR = 0.05
-#: Kept scores are valid for the clustering rules of this version (``match_runs.counts``).
-PAIRS_VERSION = 1
+#: Kept scores and the blocking index are valid for the blocking keys and clustering rules of
+#: this version (``match_runs.counts``); a hub built by an older one is rebuilt in full.
+PAIRS_VERSION = 2
 QUEUE = ConsolidationQueue.__table__
 RUNS = MatchRun.__table__
 EXTRACTS = Extract.__table__
@@ -169,7 +171,7 @@ def labels_digest(conn: Connection, party_type: str, suffice: int | None = None)
     """Changes whenever the labels a model of ``party_type`` would train on change."""
     labelled = [r for r in steward_labels(conn) if r[0] == party_type and r[3] != "unsure"]
     n_match = sum(r[3] == "match" for r in labelled)
-    h = hashlib.sha256()
+    h = hashlib.sha256(f"model-version:{MODEL_VERSION}".encode())
     if uses_defaults(n_match, len(labelled) - n_match, suffice):
         h.update(hashlib.sha256(DEFAULT_LABELS.read_bytes()).digest())
     for row in labelled:

@@ -215,3 +215,15 @@ def test_own_labels_replace_the_defaults_only_when_enough():
     defaults = load_default_labels()["person"]
     matches, distinct = training_set("person", own, own, 41)
     assert len(matches) == len(defaults["match"]) + 20
+
+
+def test_a_transposed_national_id_in_one_postcode_is_a_candidate():
+    a = person("a", given_key="jacobie", family_key="tilleq", given_phonetic="JKP",
+               family_phonetic="TLK", national_id="4137877", postcode="4869")  # fmt: skip
+    b = person("b", given_key="blake", family_key="moody", given_phonetic="PLK",
+               family_phonetic="MT", national_id="4137787", postcode="4869")  # fmt: skip
+    elsewhere = person("c", given_key="ann", family_key="ray", given_phonetic="AN",
+                       family_phonetic="R", national_id="4137778", postcode="2000")  # fmt: skip
+    pairs = candidate_pairs(frame(a, b, elsewhere), "person", 60)
+    assert list(zip(pairs.left.tolist(), pairs.right.tolist(), strict=True)) == [(0, 1)]
+    assert pairs.pairs_by_key == {"id_characters_postcode": 1}
