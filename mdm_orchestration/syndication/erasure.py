@@ -26,6 +26,7 @@ from mdm_orchestration.hub.models import (
     Erasure,
     MatchCluster,
     MatchOverride,
+    MatchPair,
     ReviewItem,
     SourceRecord,
     SourceRecordVersion,
@@ -46,7 +47,8 @@ from mdm_orchestration.survivorship.store import (
 
 ERASURES = Erasure.__table__
 ERASED = ErasedRecord.__table__
-PAIR_TABLES = (TrainingLabel.__table__, MatchOverride.__table__, ReviewItem.__table__)
+PAIR_TABLES = (TrainingLabel.__table__, MatchOverride.__table__, ReviewItem.__table__,
+               MatchPair.__table__)  # fmt: skip
 RECORD_TABLES = (
     (BlockingKey.__table__, "record_id"),
     (ConsolidationQueue.__table__, "record_id"),

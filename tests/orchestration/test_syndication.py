@@ -341,6 +341,10 @@ def test_erasure_removes_the_person_everywhere_and_tells_every_recipient(hub, re
             dump += [str(r) for r in conn.execute(sa.text(f'SELECT * FROM "{table}"'))]
     text = "\n".join(dump)
     assert not [c for c in canaries if c in text]
+    # No kept match pair still names a record that is gone.
+    assert rows(engine, "SELECT count(*) FROM match_pairs WHERE left_record_id NOT IN (SELECT id "
+                        "FROM source_records) OR right_record_id NOT IN (SELECT id FROM "
+                        "source_records)") == [(0,)]  # fmt: skip
     assert rows(engine, "SELECT status, attributes FROM golden_records WHERE golden_id=:g",
                 g=golden) == [("erased", "{}")]  # fmt: skip
     check_invariants(engine)
