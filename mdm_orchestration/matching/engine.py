@@ -169,8 +169,8 @@ def match_party(
     cands = candidate_pairs(records, party_type, config.max_block_size, block_sizes)
     scorer = _Scorer(records, party_type, model, config)
     scored = scorer(cands.left, cands.right)
-    out = cluster_scored(records, party_type, scorer, config, cands.left, cands.right,
-                         scored.scores, scored.by_rule, must_link, cannot_link)  # fmt: skip
+    out = cluster_scored(records, party_type, model, config, cands.left, cands.right,
+                         scored.scores, scored.by_rule, must_link, cannot_link, scorer)  # fmt: skip
     out.stats.update({
         "candidate_pairs": len(cands),
         "pairs_by_blocking_key": cands.pairs_by_key,
@@ -190,7 +190,7 @@ def score_pairs(records: pd.DataFrame, party_type: str, model: MatchModel,
     return scored.scores, scored.by_rule
 
 
-def recluster_party(
+def cluster_scored(
     records: pd.DataFrame,
     party_type: str,
     model: MatchModel,
@@ -201,29 +201,13 @@ def recluster_party(
     by_rule: np.ndarray,
     must_link: list[tuple[str, str]],
     cannot_link: list[tuple[str, str]],
-) -> PartyMatch:
-    """Cluster ``records`` (whole components of the hub's match graph) from pairs scored
-    earlier: the incremental path, which re-scores only pairs it has not kept."""
-    records = records.reset_index(drop=True)
-    scorer = _Scorer(records, party_type, model, config)
-    return cluster_scored(records, party_type, scorer, config, left, right, scores, by_rule,
-                          must_link, cannot_link)  # fmt: skip
-
-
-def cluster_scored(
-    records: pd.DataFrame,
-    party_type: str,
-    scorer: _Scorer,
-    config: MatchingConfig,
-    left: np.ndarray,
-    right: np.ndarray,
-    scores: np.ndarray,
-    by_rule: np.ndarray,
-    must_link: list[tuple[str, str]],
-    cannot_link: list[tuple[str, str]],
+    scorer: _Scorer | None = None,
 ) -> PartyMatch:
     """From scored pairs to clusters: score the missing pairs inside each component, keep
-    contradicting pairs apart, cluster, and pick the pairs for review."""
+    contradicting pairs apart, cluster, and pick the pairs for review. ``records`` (positions
+    0..n-1) are whole components of the match graph; the incremental path passes the pairs it
+    kept from earlier runs and re-scores only those it has not."""
+    scorer = scorer or _Scorer(records, party_type, model, config)
     n = len(records)
     threshold = scorer.threshold
     extra_l, extra_r = _missing_pairs_in_components(

@@ -67,8 +67,8 @@ from mdm_orchestration.matching.engine import (
     PartyMatch,
     ScoredPairs,
     assemble,
+    cluster_scored,
     match_records,
-    recluster_party,
     score_pairs,
 )
 from mdm_orchestration.matching.labels import DEFAULT_LABELS, training_set, uses_defaults
@@ -748,7 +748,7 @@ def _plan(conn: Connection, config: HubConfig, changed: list[str], removed: list
         right = np.array([r[1] for r in rows], dtype=np.int64)
         scores = np.array([r[2] for r in rows], dtype=np.float32)
         by_rule = np.array([r[3] for r in rows], dtype=bool)
-        pm = recluster_party(sub, party, models[party], m, left, right, scores, by_rule,
+        pm = cluster_scored(sub, party, models[party], m, left, right, scores, by_rule,
                              must, cannot)  # fmt: skip
         parts[party] = (sub, pm)
         n = len(rows)
