@@ -83,6 +83,20 @@ def formal_given_name(name: str) -> str:
     return best
 
 
+@lru_cache(maxsize=65536)
+def nickname_related(a: str, b: str) -> bool:
+    """Whether two folded given names are one a nickname of the other (``tina`` and
+    ``christine``, ``gina`` and ``regina``) in the maintained list, whichever way it lists them.
+    Broader than the match key, which maps a nickname to one formal name only."""
+    nn = _nicknamer()
+    return (
+        b in nn.nicknames_of(a)
+        or a in nn.nicknames_of(b)
+        or b in nn.canonicals_of(a)
+        or a in nn.canonicals_of(b)
+    )
+
+
 def _fix_case(part: str | None) -> str | None:
     """Title-case a name part written all upper or all lower; keep deliberate mixed case."""
     if not part:

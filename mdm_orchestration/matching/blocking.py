@@ -82,6 +82,23 @@ def blocking_keys(records: pd.DataFrame, party_type: str) -> dict[str, pd.Series
                 ["id_chars", "postcode"],
             ),  # fmt: skip
             "name_city": _join(r, ["family_phonetic", "given_phonetic", "city"]),
+            # A mistyped postcode and a misspelt street (95 leahy place, 6302; 95 leahy lplace,
+            # 6320) keep the house number: with the family name it is a small block.
+            "family_house_number": _join(
+                r.assign(
+                    house=pd.Series(
+                        [
+                            head
+                            if isinstance(v, str) and (head := v.split(" ", 1)[0]).isdigit()
+                            else None
+                            for v in r["street"]
+                        ],
+                        index=r.index,
+                        dtype=object,
+                    )
+                ),
+                ["family_phonetic", "house"],
+            ),  # fmt: skip
             # The same person at work (CRM contact) and at home shares little but the name;
             # common names make blocks too large to keep, which is the point of the cap.
             "full_name": _join(r, ["given_key", "family"]),

@@ -21,13 +21,14 @@ from typing import Any
 import numpy as np
 from affinegap import normalizedAffineGapDistance
 
+from mdm_orchestration.cleansing.names import nickname_related
 from mdm_orchestration.matching.records import ORGANISATION_FIELDS, PERSON_FIELDS
 from mdm_orchestration.matching.rules import one_slip
 
 PERSON, ORGANISATION = "person", "organisation"
 #: Changes when ``variables`` change: part of the labels' digest, so a hub upgraded to new
 #: comparators retrains (and then rebuilds) instead of scoring with a model of the old ones.
-MODEL_VERSION = 2
+MODEL_VERSION = 3
 FIELDS = {PERSON: PERSON_FIELDS, ORGANISATION: ORGANISATION_FIELDS}
 
 Pair = tuple[dict[str, Any], dict[str, Any]]
@@ -43,6 +44,14 @@ def names_any_order(a: str, b: str) -> float:
         return normalizedAffineGapDistance(x, y) if x and y else 0.5
 
     return min(d(ga, gb) + d(fa, fb), d(ga, fb) + d(fa, gb))
+
+
+def given_names(a: str, b: str) -> float:
+    """Given names: 0 when equal, 0.5 when one is a nickname of the other (``tina`` and
+    ``christine``; the match key maps a nickname to one formal name only), 1 otherwise."""
+    if a == b:
+        return 0.0
+    return 0.5 if nickname_related(a, b) else 1.0
 
 
 def id_distance(a: str, b: str) -> float:
@@ -61,6 +70,7 @@ def variables(party_type: str) -> list[Any]:
         return [
             v.String("given"),
             v.Exact("given_key"),
+            v.Custom("given", comparator=given_names),
             v.Exact("middle_initial", has_missing=True),
             v.String("family"),
             v.Custom("names", comparator=names_any_order, has_missing=True),

@@ -79,8 +79,11 @@ def corroborated(records: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> 
     for column in CORROBORATING:
         if column in records:
             out |= _same(records, column, left, right)
-    if "national_id" in records:
-        out |= near_same_id(records, left, right)
+    # The near-equal checks loop in Python: run them only on pairs nothing exact corroborates.
+    for column, near in (("national_id", near_same_id), ("street", near_same_street)):
+        if column in records:
+            rest = np.nonzero(~out)[0]
+            out[rest] = near(records, left[rest], right[rest])
     return out
 
 
@@ -93,6 +96,34 @@ def one_slip(x: str, y: str) -> bool:
         return True
     i, j = diff if len(diff) == 2 else (0, 0)
     return j == i + 1 and x[i] == y[j] and x[j] == y[i]
+
+
+def one_edit(x: str, y: str) -> bool:
+    """Equal or one keying slip apart, a character left out or typed in once more included."""
+    if len(x) == len(y):
+        return one_slip(x, y)
+    if abs(len(x) - len(y)) != 1:
+        return False
+    short, long = (x, y) if len(x) < len(y) else (y, x)
+    i = next((k for k, (p, q) in enumerate(zip(short, long, strict=False)) if p != q), len(short))
+    return short[i:] == long[i + 1 :]
+
+
+def near_same_street(records: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Pairs whose street lines (both present) start with the same house number and are at
+    most one keying slip apart (``95 leahy place``, ``95 leahy lplace``): the same address,
+    mistyped, is as identifying as the exact one."""
+    values = records["street"].to_numpy(object)
+    number = pd.Series(values, dtype=object).str.extract(r"^(\d+) ", expand=False).to_numpy(object)
+    a, b = values[left], values[right]
+    na, nb = number[left], number[right]
+    out = np.zeros(len(left), dtype=bool)
+    same = pd.notna(na) & pd.notna(nb)
+    same[same] = na[same] == nb[same]
+    for i in np.nonzero(same)[0]:
+        x, y = a[i], b[i]
+        out[i] = len(x) >= 8 and one_edit(x, y)
+    return out
 
 
 def near_same_id(records: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> np.ndarray:

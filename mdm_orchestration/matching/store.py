@@ -97,7 +97,7 @@ PAIR_COLUMNS = ("left_record_id", "right_record_id", "party_type", "score", "by_
 PAIR_FLOOR = 0.05
 #: Kept scores and the blocking index are valid for the blocking keys and clustering rules of
 #: this version (``match_runs.counts``); a hub built by an older one is rebuilt in full.
-PAIRS_VERSION = 2
+PAIRS_VERSION = 3
 QUEUE = ConsolidationQueue.__table__
 RUNS = MatchRun.__table__
 EXTRACTS = Extract.__table__

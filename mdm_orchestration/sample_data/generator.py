@@ -210,6 +210,7 @@ class Generator:
         self.orgs: list[Organisation] = []
         self.truth: dict[tuple[str, str], str] = {}
         self._ssns: set[str] = set()
+        self._emails: set[str] = set()
 
     # ---- population -------------------------------------------------------------------
     def _phone(self) -> str:
@@ -247,20 +248,28 @@ class Generator:
                 return ssn
 
     def _email(self, given: str, family: str, domain: str | None = None) -> str:
+        """A mailbox of the person's own: a provider (or an employer) never hands one address
+        to two people, so a taken address gets a number, as a sign-up form would insist."""
         rng = self.rng
         g, f = given.lower().replace(" ", ""), family.lower().replace(" ", "").replace("'", "")
         if domain:
             local = rng.choice((f"{g}.{f}", f"{g[0]}{f}", f"{g}"))
-            return f"{local}@{domain}"
-        style = rng.randint(0, 4)
-        local = (
-            f"{g}.{f}",
-            f"{g}{f}{rng.randint(1, 99)}",
-            f"{g[0]}{f}",
-            f"{f}.{g}{rng.randint(60, 99)}",
-            f"{g}_{f[:3]}{rng.randint(1, 999)}",
-        )[style]
-        return f"{local}@{rng.choice(PERSONAL_DOMAINS)}"
+        else:
+            style = rng.randint(0, 4)
+            local = (
+                f"{g}.{f}",
+                f"{g}{f}{rng.randint(1, 99)}",
+                f"{g[0]}{f}",
+                f"{f}.{g}{rng.randint(60, 99)}",
+                f"{g}_{f[:3]}{rng.randint(1, 999)}",
+            )[style]
+            domain = rng.choice(PERSONAL_DOMAINS)
+        email = f"{local}@{domain}"
+        # Dots do not count (Gmail ignores them, and the e-commerce silo drops one).
+        while (taken := email.replace(".", "")) in self._emails:
+            email = f"{local}{rng.randint(2, 9999)}@{domain}"
+        self._emails.add(taken)
+        return email
 
     def _person(
         self, index: int, family: str | None = None, address: Address | None = None
