@@ -147,7 +147,8 @@ def decide(sub: Subscriber, event: OutboxEvent, version: GoldenVersion | None,
         return notice("removed", reason), Held(event.version, False)
     if event.event_type not in sub.events:
         return None, held
-    if present and event.event_type == "updated":
+    if present and event.event_type == "updated" and not event.related:
+        # A survivor of a merge or split is always sent: the golden ids it stands for changed.
         relevant = set(subscribed_attributes(sub)) | set(ALWAYS_SENT)
         if not relevant & set(event.changed):
             return None, held  # nothing it receives changed (consent it needs is still given)

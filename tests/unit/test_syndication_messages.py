@@ -49,6 +49,11 @@ def test_filters_events_and_irrelevant_changes():
     # A change to an attribute it does not receive is not sent.
     assert decide(MARKETING, event(2, changed=["national_id", "members"]), version(2),
                   Held(1, True)) == (None, Held(1, True))  # fmt: skip
+    # The survivor of a merge is sent even when nothing it receives changed: it now stands
+    # for the golden record merged into it.
+    survivor, held = decide(MARKETING, event(2, changed=["members"], related=["G0"]), version(2),
+                            Held(1, True))  # fmt: skip
+    assert survivor.event_type == "updated" and survivor.related == ["G0"] and held.present
     only_created = Subscriber(transport="file", file={"folder": "x"}, events=["created"])
     assert decide(only_created, event(2), version(2), Held(1, True))[0] is None
 
