@@ -225,8 +225,17 @@ def cluster_scored(
     cannot = _positions(records, cannot_link) + list(
         zip(left[~linked][contra].tolist(), right[~linked][contra].tolist(), strict=True)
     )
+    # A pair agreeing on nothing but the name is no evidence for the clustering either: at its
+    # capped score (just below the threshold) average linkage would let many such pairs carry a
+    # group over the line (at 1M generated records: pairwise precision 0.957 -> 0.971).
+    evidence = scores
+    below = np.nonzero(~linked & ~by_rule)[0]
+    if len(below):
+        weak = below[~corroborated(records, left[below], right[below])]
+        evidence = scores.copy()
+        evidence[weak] = 0.0
     clustering = cluster_pairs(
-        n, left, right, scores, threshold,
+        n, left, right, evidence, threshold,
         must_link=_positions(records, must_link), cannot_link=cannot,
     )  # fmt: skip
     ids = records["record_id"].to_numpy(object)
