@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from mdm_orchestration.matching.rules import house_numbers
+
 PERSON, ORGANISATION = "person", "organisation"
 
 
@@ -85,20 +87,8 @@ def blocking_keys(records: pd.DataFrame, party_type: str) -> dict[str, pd.Series
             # A mistyped postcode and a misspelt street (95 leahy place, 6302; 95 leahy lplace,
             # 6320) keep the house number: with the family name it is a small block.
             "family_house_number": _join(
-                r.assign(
-                    house=pd.Series(
-                        [
-                            head
-                            if isinstance(v, str) and (head := v.split(" ", 1)[0]).isdigit()
-                            else None
-                            for v in r["street"]
-                        ],
-                        index=r.index,
-                        dtype=object,
-                    )
-                ),
-                ["family_phonetic", "house"],
-            ),  # fmt: skip
+                r.assign(house=house_numbers(r["street"])), ["family_phonetic", "house"]
+            ),
             # The same person at work (CRM contact) and at home shares little but the name;
             # common names make blocks too large to keep, which is the point of the cap.
             "full_name": _join(r, ["given_key", "family"]),

@@ -68,8 +68,8 @@ CORROBORATING = ("email", "phone", "national_id", "birth", "street", "postcode",
 
 
 def corroborated(records: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Pairs that agree on at least one identifying field besides the name (a national id
-    that differs only by a keying slip counts: see :func:`near_same_id`).
+    """Pairs that agree on at least one identifying field besides the name (a national id or a
+    street line one keying slip apart counts: see :func:`near_same_id`, :func:`near_same_street`).
 
     Two records sharing only a name (a common name in two cities; a person's work contact and
     home record with nothing else in common) are never matched automatically: the model's score
@@ -109,12 +109,17 @@ def one_edit(x: str, y: str) -> bool:
     return short[i:] == long[i + 1 :]
 
 
+def house_numbers(streets: pd.Series) -> pd.Series:
+    """The leading house number of each street line (``95`` of ``95 leahy place``), else NaN."""
+    return streets.astype(object).str.extract(r"^(\d+) ", expand=False)
+
+
 def near_same_street(records: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """Pairs whose street lines (both present) start with the same house number and are at
     most one keying slip apart (``95 leahy place``, ``95 leahy lplace``): the same address,
     mistyped, is as identifying as the exact one."""
     values = records["street"].to_numpy(object)
-    number = pd.Series(values, dtype=object).str.extract(r"^(\d+) ", expand=False).to_numpy(object)
+    number = house_numbers(records["street"]).to_numpy(object)
     a, b = values[left], values[right]
     na, nb = number[left], number[right]
     out = np.zeros(len(left), dtype=bool)

@@ -227,3 +227,45 @@ def test_a_transposed_national_id_in_one_postcode_is_a_candidate():
     pairs = candidate_pairs(frame(a, b, elsewhere), "person", 60)
     assert list(zip(pairs.left.tolist(), pairs.right.tolist(), strict=True)) == [(0, 1)]
     assert pairs.pairs_by_key == {"id_characters_postcode": 1}
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "near"),
+    [("95 leahy place", "95 leahy lplace", True), ("95 leahy place", "95 laehy place", True),
+     ("95 leahy place", "95 leahy plac", True), ("95 leahy place", "59 leahy place", False),
+     ("95 leahy place", "95 lehy plce", False), ("95 oak st", "96 oak st", False),
+     ("leahy place", "leahy lplace", False)],
+)  # fmt: skip
+def test_a_street_one_keying_slip_apart_corroborates(a, b, near):
+    from mdm_orchestration.matching.rules import corroborated, near_same_street
+
+    records = pd.DataFrame({"street": [a, b], "national_id": [None, None]})
+    pair = np.array([0]), np.array([1])
+    assert bool(near_same_street(records, *pair)[0]) is near
+    assert bool(corroborated(records, *pair)[0]) is near
+
+
+def test_given_names_compare_nicknames_both_ways():
+    from mdm_orchestration.matching.model import given_names
+
+    assert given_names("christine", "christine") == 0.0
+    assert given_names("tina", "christine") == given_names("christine", "tina") == 0.5
+    assert given_names("gina", "regina") == 0.5
+    assert given_names("tina", "robert") == 1.0
+
+
+def test_average_linkage_keeps_a_record_most_links_tie_to_its_cluster():
+    # Record 4 scores near 1.0 against three of the cluster's records and low against the
+    # fourth (FEBRL3's case): it belongs with them; two strangers stay apart.
+    left, right, scores = [], [], []
+    for a in range(4):
+        for b in range(a + 1, 5):
+            left.append(a)
+            right.append(b)
+            scores.append(0.06 if (a, b) == (3, 4) else 0.98)
+    left.append(5)
+    right.append(6)
+    scores.append(0.2)
+    result = cluster_pairs(7, np.array(left), np.array(right), np.array(scores), 0.6)
+    assert len(set(result.cluster_of[:5].tolist())) == 1
+    assert result.cluster_of[5] != result.cluster_of[6]
