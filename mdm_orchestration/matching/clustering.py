@@ -5,10 +5,12 @@ dedupe's components, distance matrix and confidences, by average linkage (UPGMA)
 own ``cluster`` fixes centroid linkage, so a chain of weak links does not fuse two people.
 Centroid linkage assumes Euclidean distances, which match scores are not: a record four near-
 certain links bind to a person's cluster was left out because the cluster also held a record
-it scores low against (measured: FEBRL3 F1 0.9992 with centroid, 1.0 with average linkage). Must-link pairs enter with score 1.0 (they merge
-first and stay merged); cannot-link pairs are removed, and a cluster that still holds both ends
-of one (through other records) is split again by greedy union in descending score order that
-refuses every union joining a cannot-link pair. Both constraints always hold.
+it scores low against (measured: FEBRL3 F1 0.9992 with centroid, 1.0 with average linkage).
+
+Must-link pairs enter with score 1.0 (they merge first and stay merged); cannot-link pairs are
+removed, and a cluster that still holds both ends of one (through other records) is split again
+by greedy union in descending score order that refuses every union joining a cannot-link pair.
+Both constraints always hold.
 """
 
 from __future__ import annotations
