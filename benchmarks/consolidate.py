@@ -66,22 +66,33 @@ def run(work: Path) -> None:
     households = rebuild_households(engine)
     t3 = time.perf_counter()
     with engine.connect() as conn:
-        (a,), (b,) = conn.execute(text(
-            "SELECT min(record_id) FROM golden_xref GROUP BY golden_id ORDER BY golden_id LIMIT 2"
-        )).all()  # fmt: skip
+        (a,), (b,) = conn.execute(
+            text(
+                "SELECT min(record_id) FROM golden_xref GROUP BY golden_id ORDER BY golden_id LIMIT 2"
+            )
+        ).all()
     record_override(engine, a, b, "must_link", "bench")
     rebuild_clusters(engine, config)
     t4 = time.perf_counter()
     merged = consolidate(engine, config, "merge")
     t5 = time.perf_counter()
-    print(json.dumps({
-        "records": first.records, "golden_records": first.golden_records,
-        "first_s": round(t1 - t0, 1), "first_events": first.events,
-        "noop_s": round(t2 - t1, 1), "noop_events": again.events,
-        "households_s": round(t3 - t2, 1), "households": households["households"],
-        "merge_s": round(t5 - t4, 1), "merge_counts": merged.counts,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "records": first.records,
+                "golden_records": first.golden_records,
+                "first_s": round(t1 - t0, 1),
+                "first_events": first.events,
+                "noop_s": round(t2 - t1, 1),
+                "noop_events": again.events,
+                "households_s": round(t3 - t2, 1),
+                "households": households["households"],
+                "merge_s": round(t5 - t4, 1),
+                "merge_counts": merged.counts,
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -91,15 +102,23 @@ def main() -> None:
     for size in [int(a) for a in sys.argv[1:]] or [10_000, 100_000]:
         work = Path(tempfile.mkdtemp(prefix="mdm-bench-golden-"))
         prep = prepare(size, work)
-        out = subprocess.run([sys.executable, "-W", "ignore", __file__, "--run", str(work)],
-                             check=True, capture_output=True, text=True).stdout  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-W", "ignore", __file__, "--run", str(work)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         f = json.loads(out.strip().splitlines()[-1])
-        print(f"{size:>9,} generated -> {f['records']:,} records, {f['golden_records']:,} golden: "
-              f"first consolidation {f['first_s']} s ({f['first_events']:,} events), rerun "
-              f"{f['noop_s']} s ({f['noop_events']} events), households {f['households_s']} s, "
-              f"after a merge {f['merge_s']} s {f['merge_counts']}, peak RSS "
-              f"{f['peak_rss_mb']:,} MB (prep: " + ", ".join(f"{k} {v:.0f} s" for k, v in
-              prep.items()) + ")", flush=True)  # fmt: skip
+        print(
+            f"{size:>9,} generated -> {f['records']:,} records, {f['golden_records']:,} golden: "
+            f"first consolidation {f['first_s']} s ({f['first_events']:,} events), rerun "
+            f"{f['noop_s']} s ({f['noop_events']} events), households {f['households_s']} s, "
+            f"after a merge {f['merge_s']} s {f['merge_counts']}, peak RSS "
+            f"{f['peak_rss_mb']:,} MB (prep: "
+            + ", ".join(f"{k} {v:.0f} s" for k, v in prep.items())
+            + ")",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

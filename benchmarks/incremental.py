@@ -72,8 +72,10 @@ def prepare(records: int, work: Path) -> dict:
         hub_records = conn.exec_driver_sql("SELECT count(*) FROM match_clusters").scalar()
     engine.dispose()
     names = list(t)
-    return {"hub_records": hub_records,
-            **{f"{b}_s": round(t[b] - t[a], 1) for a, b in zip(names, names[1:], strict=False)}}  # fmt: skip
+    return {
+        "hub_records": hub_records,
+        **{f"{b}_s": round(t[b] - t[a], 1) for a, b in zip(names, names[1:], strict=False)},
+    }
 
 
 def absorb(work: Path) -> None:
@@ -104,13 +106,23 @@ def absorb(work: Path) -> None:
     t3 = time.perf_counter()
     golden = consolidate(engine, config, "absorb").counts
     t4 = time.perf_counter()
-    print(json.dumps({
-        "ingest_s": round(t1 - t0, 2), "cleanse_s": round(t2 - t1, 2),
-        "match_s": round(t3 - t2, 2), "consolidate_s": round(t4 - t3, 2),
-        "total_s": round(t4 - t0, 2), "import_matching_libraries_s": round(import_s, 2),
-        "arrived": match["arrived"], "rematched": match["records"],
-        "clusters_touched": match["clusters_touched"], "golden": golden, "peak_rss_mb": _rss(),
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "ingest_s": round(t1 - t0, 2),
+                "cleanse_s": round(t2 - t1, 2),
+                "match_s": round(t3 - t2, 2),
+                "consolidate_s": round(t4 - t3, 2),
+                "total_s": round(t4 - t0, 2),
+                "import_matching_libraries_s": round(import_s, 2),
+                "arrived": match["arrived"],
+                "rematched": match["records"],
+                "clusters_touched": match["clusters_touched"],
+                "golden": golden,
+                "peak_rss_mb": _rss(),
+            }
+        )
+    )
 
 
 def rebuild(work: Path) -> None:
@@ -126,13 +138,25 @@ def rebuild(work: Path) -> None:
     t1 = time.perf_counter()
     consolidate(engine, config, "rebuild", full=True)
     t2 = time.perf_counter()
-    print(json.dumps({"match_s": round(t1 - t0, 1), "consolidate_s": round(t2 - t1, 1),
-                      "total_s": round(t2 - t0, 1), "peak_rss_mb": _rss()}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "match_s": round(t1 - t0, 1),
+                "consolidate_s": round(t2 - t1, 1),
+                "total_s": round(t2 - t0, 1),
+                "peak_rss_mb": _rss(),
+            }
+        )
+    )
 
 
 def _child(step: str, work: Path) -> dict:
-    out = subprocess.run([sys.executable, "-W", "ignore", __file__, f"--{step}", str(work)],
-                         check=True, capture_output=True, text=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", __file__, f"--{step}", str(work)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -154,12 +178,26 @@ def latency() -> None:
     landing = work / "landing"
     landing.mkdir()
     hub = f"sqlite:///{work / 'hub.db'}"
-    env = {**os.environ, "DAGSTER_HOME": str(home), "MDM_HOME": str(work / "mdm"),
-           "MDM_LANDING_DIR": str(landing), "MDM_HUB_URL": hub}  # fmt: skip
-    daemon = subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run",
-                               "-w", str(ROOT / "workspace.yaml")], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)  # fmt: skip
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "MDM_HOME": str(work / "mdm"),
+        "MDM_LANDING_DIR": str(landing),
+        "MDM_HUB_URL": hub,
+    }
+    daemon = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "dagster-daemon"),
+            "run",
+            "-w",
+            str(ROOT / "workspace.yaml"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     import sqlalchemy as sa
 
     def events() -> int:
@@ -201,25 +239,39 @@ def main() -> None:
         work = Path(tempfile.mkdtemp(prefix="mdm-bench-incr-"))
         shutil.rmtree(work)
         work.mkdir()
-        prep = subprocess.run([sys.executable, "-W", "ignore", "-c",
-                               "import json, sys; sys.path.insert(0, sys.argv[1]);"
-                               "from benchmarks.incremental import prepare;"
-                               "print(json.dumps(prepare(int(sys.argv[2]), __import__('pathlib').Path(sys.argv[3]))))",
-                               str(ROOT), str(size), str(work)],
-                              check=True, capture_output=True, text=True).stdout  # fmt: skip
+        prep = subprocess.run(
+            [
+                sys.executable,
+                "-W",
+                "ignore",
+                "-c",
+                "import json, sys; sys.path.insert(0, sys.argv[1]);"
+                "from benchmarks.incremental import prepare;"
+                "print(json.dumps(prepare(int(sys.argv[2]), __import__('pathlib').Path(sys.argv[3]))))",
+                str(ROOT),
+                str(size),
+                str(work),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         p = json.loads(prep.strip().splitlines()[-1])
         shutil.copy(work / "hub.db", work / "hub.before.db")
         a = _child("absorb", work)
         shutil.copy(work / "hub.before.db", work / "hub.db")
         r = _child("rebuild", work)
-        print(f"{size:>9,} generated, hub of {p['hub_records']:,} records: absorbing "
-              f"{a['arrived']:,} new/changed records took {a['total_s']} s (ingest "
-              f"{a['ingest_s']}, cleanse {a['cleanse_s']}, match {a['match_s']} re-matching "
-              f"{a['rematched']:,} records in {a['clusters_touched']:,} clusters, golden "
-              f"{a['consolidate_s']}: {a['golden']['records_considered']:,} records considered), "
-              f"peak RSS {a['peak_rss_mb']:,} MB; full rebuild {r['total_s']} s (match "
-              f"{r['match_s']}, golden {r['consolidate_s']}), peak RSS {r['peak_rss_mb']:,} MB; "
-              f"ratio {r['total_s'] / max(a['total_s'], 0.01):.0f}x  (prep: {p})", flush=True)  # fmt: skip
+        print(
+            f"{size:>9,} generated, hub of {p['hub_records']:,} records: absorbing "
+            f"{a['arrived']:,} new/changed records took {a['total_s']} s (ingest "
+            f"{a['ingest_s']}, cleanse {a['cleanse_s']}, match {a['match_s']} re-matching "
+            f"{a['rematched']:,} records in {a['clusters_touched']:,} clusters, golden "
+            f"{a['consolidate_s']}: {a['golden']['records_considered']:,} records considered), "
+            f"peak RSS {a['peak_rss_mb']:,} MB; full rebuild {r['total_s']} s (match "
+            f"{r['match_s']}, golden {r['consolidate_s']}), peak RSS {r['peak_rss_mb']:,} MB; "
+            f"ratio {r['total_s'] / max(a['total_s'], 0.01):.0f}x  (prep: {p})",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

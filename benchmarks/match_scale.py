@@ -58,12 +58,20 @@ def run(path: Path) -> None:
     result = match_records(frame, models, load_hub_config().matching)
     t2 = time.perf_counter()
     persons = result.stats["person"]
-    print(json.dumps({
-        "records": len(frame), "train_s": round(t1 - t0, 1), "match_s": round(t2 - t1, 1),
-        "candidate_pairs": persons["candidate_pairs"] + result.stats.get("organisation", {}).get("candidate_pairs", 0),
-        "clusters": persons["clusters"] + result.stats.get("organisation", {}).get("clusters", 0),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "records": len(frame),
+                "train_s": round(t1 - t0, 1),
+                "match_s": round(t2 - t1, 1),
+                "candidate_pairs": persons["candidate_pairs"]
+                + result.stats.get("organisation", {}).get("candidate_pairs", 0),
+                "clusters": persons["clusters"]
+                + result.stats.get("organisation", {}).get("clusters", 0),
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -78,13 +86,20 @@ def main() -> None:
         p0 = time.perf_counter()
         subprocess.run([sys.executable, __file__, "--prepare", str(size), str(path)], check=True)
         prep = time.perf_counter() - p0
-        out = subprocess.run([sys.executable, "-W", "ignore", __file__, "--run", str(path)],
-                             check=True, capture_output=True, text=True).stdout  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-W", "ignore", __file__, "--run", str(path)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         figures = json.loads(out.strip().splitlines()[-1])
-        print(f"{size:>9,} generated -> {figures['records']:>9,} records: match {figures['match_s']} s "
-              f"(train {figures['train_s']} s), {figures['candidate_pairs']:,} candidate pairs, "
-              f"{figures['clusters']:,} clusters, peak RSS {figures['peak_rss_mb']:,} MB "
-              f"(generate + cleanse {prep:.0f} s)", flush=True)  # fmt: skip
+        print(
+            f"{size:>9,} generated -> {figures['records']:>9,} records: match {figures['match_s']} s "
+            f"(train {figures['train_s']} s), {figures['candidate_pairs']:,} candidate pairs, "
+            f"{figures['clusters']:,} clusters, peak RSS {figures['peak_rss_mb']:,} MB "
+            f"(generate + cleanse {prep:.0f} s)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -39,11 +39,27 @@ def in_training_half(entity: str) -> bool:
     return hashlib.sha256(f"split:{entity}".encode()).digest()[0] < 128
 
 
-FEBRL_COLUMNS = {"given_name": "given", "surname": "family", "date_of_birth": "birth",
-                 "soc_sec_id": "national_id", "address_1": "street", "suburb": "city"}  # fmt: skip
+FEBRL_COLUMNS = {
+    "given_name": "given",
+    "surname": "family",
+    "date_of_birth": "birth",
+    "soc_sec_id": "national_id",
+    "address_1": "street",
+    "suburb": "city",
+}
 #: Columns the peers compare, when the dataset has them.
-FIELDS = ("given", "family", "birth", "national_id", "email", "phone", "street", "postcode",
-          "city", "state")  # fmt: skip
+FIELDS = (
+    "given",
+    "family",
+    "birth",
+    "national_id",
+    "email",
+    "phone",
+    "street",
+    "postcode",
+    "city",
+    "state",
+)
 
 
 def load(name: str) -> pd.DataFrame:
@@ -79,17 +95,34 @@ def components(n: int, pairs: list[tuple[int, int]]) -> list[int]:
     return [find(i) for i in range(n)]
 
 
-def report(peer: str, name: str, test: pd.DataFrame, labels: list[int], seconds: float,
-           candidates: tuple[list[int], list[int]]) -> None:  # fmt: skip
+def report(
+    peer: str,
+    name: str,
+    test: pd.DataFrame,
+    labels: list[int],
+    seconds: float,
+    candidates: tuple[list[int], list[int]],
+) -> None:
     pw = evaluation.pairwise_scores(labels, test["entity"].tolist())
     bc = evaluation.b_cubed(labels, test["entity"].tolist())
     br = evaluation.blocking_recall(candidates[0], candidates[1], test["entity"].tolist())
-    print(json.dumps({"peer": peer, "dataset": name, "records": len(test),
-                      "precision": pw["precision"], "recall": pw["recall"], "f1": pw["f1"],
-                      "blocking_recall": br["recall"], "b3_f1": bc["f1"],
-                      "seconds": round(seconds, 1),
-                      "peak_rss_mb": peak_mb()}),
-          flush=True)  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "peer": peer,
+                "dataset": name,
+                "records": len(test),
+                "precision": pw["precision"],
+                "recall": pw["recall"],
+                "f1": pw["f1"],
+                "blocking_recall": br["recall"],
+                "b3_f1": bc["f1"],
+                "seconds": round(seconds, 1),
+                "peak_rss_mb": peak_mb(),
+            }
+        ),
+        flush=True,
+    )
 
 
 def recordlinkage_peer(name: str, train: pd.DataFrame, test: pd.DataFrame) -> None:
@@ -135,8 +168,11 @@ def splink_peer(name: str, test: pd.DataFrame) -> None:
     df["unique_id"] = range(len(df))
     df = df.drop(columns=["rec_id"]).replace("", None)
     fields = [f for f in FIELDS if f in df.columns]
-    blocks = [block_on(c) for c in ("given", "family", "birth", "national_id", "postcode", "email",
-                                    "phone") if c in fields]  # fmt: skip
+    blocks = [
+        block_on(c)
+        for c in ("given", "family", "birth", "national_id", "postcode", "email", "phone")
+        if c in fields
+    ]
     comparisons = []
     for col in fields:
         if col in ("given", "family"):

@@ -41,16 +41,64 @@ def fill(engine, n: int) -> None:  # type: ignore[no-untyped-def]
     golden, history, changes = [], [], []
     for i in range(1, n + 1):
         gid = golden_id_for(i)
-        attrs = json.dumps({"given_name": f"Given{i}", "family_name": f"Family{i % 997}",
-                            "full_name": f"Given{i} Family{i % 997}",
-                            "email": f"person{i}@example.com", "phone": f"+1217555{i % 10000:04d}",
-                            "street": f"{i % 9999} Main St", "city": "Springfield",
-                            "region": "IL", "postcode": "62701", "country": "US"})  # fmt: skip
+        attrs = json.dumps(
+            {
+                "given_name": f"Given{i}",
+                "family_name": f"Family{i % 997}",
+                "full_name": f"Given{i} Family{i % 997}",
+                "email": f"person{i}@example.com",
+                "phone": f"+1217555{i % 10000:04d}",
+                "street": f"{i % 9999} Main St",
+                "city": "Springfield",
+                "region": "IL",
+                "postcode": "62701",
+                "country": "US",
+            }
+        )
         consents = json.dumps({"marketing_email": {"granted": i % 2 == 0}})
-        golden.append((gid, i, "person", "active", None, 1, attrs, "{}", "{}", consents,
-                       "customer", None, '["crm"]', 1, "x", now, now, "bench", "bench"))  # fmt: skip
-        history.append((gid, 1, "active", "created", "[]", "person", attrs, "{}", consents,
-                        "customer", None, '["crm"]', "[]", None, "bench", now))  # fmt: skip
+        golden.append(
+            (
+                gid,
+                i,
+                "person",
+                "active",
+                None,
+                1,
+                attrs,
+                "{}",
+                "{}",
+                consents,
+                "customer",
+                None,
+                '["crm"]',
+                1,
+                "x",
+                now,
+                now,
+                "bench",
+                "bench",
+            )
+        )
+        history.append(
+            (
+                gid,
+                1,
+                "active",
+                "created",
+                "[]",
+                "person",
+                attrs,
+                "{}",
+                consents,
+                "customer",
+                None,
+                '["crm"]',
+                "[]",
+                None,
+                "bench",
+                now,
+            )
+        )
         changes.append((event_id(gid, 1), gid, 1, "created", "[]", "[]", "bench", now))
     with write_transaction(engine) as conn:
         bulk_insert(conn, "golden_records", GOLDEN_COLUMNS, golden)
@@ -63,9 +111,17 @@ def start_changes_only(engine, name: str) -> None:  # type: ignore[no-untyped-de
     from mdm_orchestration.syndication.delivery import STATE
 
     with write_transaction(engine) as conn:
-        conn.execute(STATE.insert().values(
-            subscriber=name, cursor_seq=0, snapshot_done=True, status="ok", attempts=0,
-            delivered_total=0, updated_at=datetime.now(UTC)))  # fmt: skip
+        conn.execute(
+            STATE.insert().values(
+                subscriber=name,
+                cursor_seq=0,
+                snapshot_done=True,
+                status="ok",
+                attempts=0,
+                delivered_total=0,
+                updated_at=datetime.now(UTC),
+            )
+        )
 
 
 class _Sink(BaseHTTPRequestHandler):
@@ -93,16 +149,20 @@ def main() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/"
     base = load_hub_config()
-    subs = SubscriptionsConfig(subscribers={
-        "snap_jsonl": {"transport": "file", "file": {"folder": str(work / "a")}},
-        "jsonl": {"transport": "file", "file": {"folder": str(work / "b")}},
-        "csv": {"transport": "file", "file": {"folder": str(work / "c"), "format": "csv"}},
-        "hook": {"transport": "webhook", "webhook": {"url": url}},
-    })  # fmt: skip
+    subs = SubscriptionsConfig(
+        subscribers={
+            "snap_jsonl": {"transport": "file", "file": {"folder": str(work / "a")}},
+            "jsonl": {"transport": "file", "file": {"folder": str(work / "b")}},
+            "csv": {"transport": "file", "file": {"folder": str(work / "c"), "format": "csv"}},
+            "hook": {"transport": "webhook", "webhook": {"url": url}},
+        }
+    )
     config = HubConfig(**{**base.model_dump(), "subscriptions": subs})
 
-    for label, n, names in (("files", args.events, ["snap_jsonl", "jsonl", "csv"]),
-                            ("webhook", args.webhook_events, ["hook"])):  # fmt: skip
+    for label, n, names in (
+        ("files", args.events, ["snap_jsonl", "jsonl", "csv"]),
+        ("webhook", args.webhook_events, ["hook"]),
+    ):
         engine = create_hub_engine(f"sqlite:///{work / f'{label}.db'}")
         t0 = time.perf_counter()
         fill(engine, n)
@@ -114,8 +174,11 @@ def main() -> None:
             result = syndicate(engine, config, name, home=work)
             seconds = time.perf_counter() - t0
             delivered = result.delivered
-            print(f"  {name:<11} {delivered:>9,} messages in {seconds:6.1f} s = "
-                  f"{delivered / seconds:8,.0f} events/s ({result.batches} batches)", flush=True)  # fmt: skip
+            print(
+                f"  {name:<11} {delivered:>9,} messages in {seconds:6.1f} s = "
+                f"{delivered / seconds:8,.0f} events/s ({result.batches} batches)",
+                flush=True,
+            )
         engine.dispose()
     server.shutdown()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -121,8 +121,13 @@ def run_job(instance: Any, name: str, quiet: bool = False) -> bool:  # noqa: ANN
     return result.success
 
 
-def run_matching(instance: Any, engine: Any, *, quiet: bool = False,  # noqa: ANN401
-                 after_cleansing: bool = False) -> bool:  # fmt: skip
+def run_matching(
+    instance: Any,
+    engine: Any,
+    *,
+    quiet: bool = False,  # noqa: ANN401
+    after_cleansing: bool = False,
+) -> bool:
     """Run ``match_job`` when the clustering is stale (new records, labels or overrides)."""
     from mdm_orchestration.matching.store import needs_rematch
 
@@ -141,8 +146,13 @@ def run_mastering(instance: Any, engine: Any, *, quiet: bool = False) -> bool:  
     return run_job(instance, "master_job", quiet) if stale else True
 
 
-def run_syndication(instance: Any, engine: Any, *, quiet: bool = False,  # noqa: ANN401
-                    only: str | None = None) -> bool:  # fmt: skip
+def run_syndication(
+    instance: Any,
+    engine: Any,
+    *,
+    quiet: bool = False,  # noqa: ANN401
+    only: str | None = None,
+) -> bool:
     """Run ``syndicate_job`` for each subscriber (or ``only`` one) with something to deliver."""
     from mdm_orchestration.config import load_hub_config
     from mdm_orchestration.definitions import defs
@@ -168,8 +178,10 @@ def run_syndication(instance: Any, engine: Any, *, quiet: bool = False,  # noqa:
         )
         ok = ok and result.success
         if not quiet:
-            print(f"  {'ok    ' if result.success else 'FAILED'} syndicate_job {name}",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"  {'ok    ' if result.success else 'FAILED'} syndicate_job {name}",
+                file=sys.stderr,
+            )
     return ok
 
 
@@ -231,8 +243,10 @@ def _print_status(status: dict[str, Any]) -> None:
     )
     for name, s in status.get("subscribers", {}).items():
         since = f", failing since {s['failing_since']}" if s["failing_since"] else ""
-        print(f"subscriber {name}: {s['status']}, delivered {s['delivered_total']}, "
-              f"pending {s['pending']}{since}")  # fmt: skip
+        print(
+            f"subscriber {name}: {s['status']}, delivered {s['delivered_total']}, "
+            f"pending {s['pending']}{since}"
+        )
     if status["quarantine_reasons"]:
         reasons = ", ".join(f"{k} {v}" for k, v in status["quarantine_reasons"].items())
         print(f"quarantine reasons: {reasons}")
@@ -333,9 +347,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if ok and not summary["failed"] and done else 1
 
 
-REVIEW_FIELDS = ("source", "source_key", "party_type", "given_name", "middle_name", "family_name",
-                 "suffix", "company_key", "birth_date", "email_key", "phone", "street_number",
-                 "street_name", "unit", "city", "region", "postcode", "national_id")  # fmt: skip
+REVIEW_FIELDS = (
+    "source",
+    "source_key",
+    "party_type",
+    "given_name",
+    "middle_name",
+    "family_name",
+    "suffix",
+    "company_key",
+    "birth_date",
+    "email_key",
+    "phone",
+    "street_number",
+    "street_name",
+    "unit",
+    "city",
+    "region",
+    "postcode",
+    "national_id",
+)
 VERDICTS = {"m": "match", "d": "distinct", "u": "unsure"}
 
 
@@ -387,8 +418,9 @@ def cmd_review(args: argparse.Namespace) -> int:
                 break
             if answer == "s":
                 continue
-            record_label(engine, item.left_record_id, item.right_record_id, VERDICTS[answer],
-                         _steward())  # fmt: skip
+            record_label(
+                engine, item.left_record_id, item.right_record_id, VERDICTS[answer], _steward()
+            )
             done += 1
     finally:
         engine.dispose()
@@ -448,9 +480,16 @@ def cmd_lookup(args: argparse.Namespace) -> int:
         return _lookup_as_of(engine, args)
     try:
         with engine.connect() as conn:
-            found = lookup(conn, golden_id=args.golden, email=args.email, phone=args.phone,
-                           name=args.name, source=args.source, key=args.key,
-                           country=args.country)  # fmt: skip
+            found = lookup(
+                conn,
+                golden_id=args.golden,
+                email=args.email,
+                phone=args.phone,
+                name=args.name,
+                source=args.source,
+                key=args.key,
+                country=args.country,
+            )
     except ValueError as exc:
         print(f"mdm lookup: {exc}", file=sys.stderr)
         return 2
@@ -526,16 +565,19 @@ def cmd_erase(args: argparse.Namespace) -> int:
 
     engine = create_hub_engine(args.hub)
     try:
-        result = erase(engine, golden_id=args.golden, source=args.source, key=args.key,
-                       by=_steward())  # fmt: skip
+        result = erase(
+            engine, golden_id=args.golden, source=args.source, key=args.key, by=_steward()
+        )
     except (NothingToErase, ValueError) as exc:
         print(f"mdm erase: {exc}", file=sys.stderr)
         return 2
     finally:
         engine.dispose()
-    print(f"erasure {result.erasure_id}: golden record {result.golden_id or '(none)'}, "
-          f"{result.records} source record(s) removed, {result.golden_records_blanked} golden "
-          "record(s) blanked; subscribers hear of it at the next syndication")  # fmt: skip
+    print(
+        f"erasure {result.erasure_id}: golden record {result.golden_id or '(none)'}, "
+        f"{result.records} source record(s) removed, {result.golden_records_blanked} golden "
+        "record(s) blanked; subscribers hear of it at the next syndication"
+    )
     return 0
 
 

@@ -356,22 +356,45 @@ class MatchingConfig(_Strict):
 
 
 #: How survivorship picks a golden value among a cluster's records (``survivorship.yaml``).
-SURVIVORSHIP_STRATEGIES = ("valid_only", "prefer_valid", "source_trust", "most_recent",
-                           "most_frequent", "most_complete")  # fmt: skip
+SURVIVORSHIP_STRATEGIES = (
+    "valid_only",
+    "prefer_valid",
+    "source_trust",
+    "most_recent",
+    "most_frequent",
+    "most_complete",
+)
 #: Golden attributes, each surviving as a group from one record, and the cleansed columns in
 #: each (shown values, their match keys and validity flags).
 GOLDEN_GROUPS: dict[str, tuple[str, ...]] = {
-    "name": ("full_name", "title", "given_name", "middle_name", "family_name", "suffix",
-             "given_key", "family_key"),
+    "name": (
+        "full_name",
+        "title",
+        "given_name",
+        "middle_name",
+        "family_name",
+        "suffix",
+        "given_key",
+        "family_key",
+    ),
     "organisation": ("company_name", "legal_form", "company_key"),
     "job_title": ("job_title",),
     "email": ("email", "email_key", "email_valid"),
     "phone": ("phone", "phone_valid"),
-    "address": ("street", "street_number", "street_name", "unit", "city", "region", "postcode",
-                "country", "address_key"),
+    "address": (
+        "street",
+        "street_number",
+        "street_name",
+        "unit",
+        "city",
+        "region",
+        "postcode",
+        "country",
+        "address_key",
+    ),
     "birth_date": ("birth_date",),
     "national_id": ("national_id", "national_id_type", "national_id_valid"),
-}  # fmt: skip
+}
 #: The part of each group a golden record shows (the rest are match keys and validity flags).
 GOLDEN_PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
     "name": ("title", "given_name", "middle_name", "family_name", "suffix", "full_name"),
@@ -664,10 +687,14 @@ def _load_subscriptions(path: Path) -> tuple[SubscriptionsConfig, list[str]]:
         return subs, problems
     for name, sub in subs.subscribers.items():
         if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", name):
-            problems.append(f"{path}: subscriber '{name}': field '(name)': use lower-case "
-                            "letters, digits and '_'")  # fmt: skip
+            problems.append(
+                f"{path}: subscriber '{name}': field '(name)': use lower-case "
+                "letters, digits and '_'"
+            )
         unknown = sorted(set(sub.attributes) - set(GOLDEN_ATTRIBUTES))
         if unknown:
-            problems.append(f"{path}: subscriber '{name}': field 'attributes': unknown "
-                            f"attribute(s) {unknown}; allowed: {', '.join(GOLDEN_ATTRIBUTES)}")  # fmt: skip
+            problems.append(
+                f"{path}: subscriber '{name}': field 'attributes': unknown "
+                f"attribute(s) {unknown}; allowed: {', '.join(GOLDEN_ATTRIBUTES)}"
+            )
     return subs, problems

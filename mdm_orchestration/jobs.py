@@ -42,8 +42,15 @@ master_job = dg.define_asset_job(
 RECONSOLIDATE_JOB = "reconsolidate_job"
 #: Everything from cleansing to golden records; matching and survivorship only touch what
 #: changed (match_clusters and golden_records decide), so a small extract costs little.
-RECONSOLIDATE_ASSETS = ("cleansed_records", "training_labels", "match_model", "match_clusters",
-                        "golden_records", "golden_changes", "households")  # fmt: skip
+RECONSOLIDATE_ASSETS = (
+    "cleansed_records",
+    "training_labels",
+    "match_model",
+    "match_clusters",
+    "golden_records",
+    "golden_changes",
+    "households",
+)
 
 reconsolidate_job = dg.define_asset_job(
     RECONSOLIDATE_JOB,
@@ -89,5 +96,13 @@ syndicate_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
 )
 
-ALL_JOBS = [ingest_job, cleanse_job, match_job, master_job, reconsolidate_job, rebuild_job,
-            retrain_job, syndicate_job]  # fmt: skip
+ALL_JOBS = [
+    ingest_job,
+    cleanse_job,
+    match_job,
+    master_job,
+    reconsolidate_job,
+    rebuild_job,
+    retrain_job,
+    syndicate_job,
+]

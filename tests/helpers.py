@@ -38,9 +38,15 @@ def _rows(engine: sa.Engine, sql: str) -> list:
 
 def check_invariants(engine) -> None:
     """RELIABILITY.md's invariants that concern golden records."""
-    current = {r for (r,) in _rows(engine, "SELECT c.source_record_id FROM cleansed_records c JOIN "
-                                         "source_records s ON s.current_extract_id = c.extract_id "
-                                         "AND s.current_row_number = c.row_number")}  # fmt: skip
+    current = {
+        r
+        for (r,) in _rows(
+            engine,
+            "SELECT c.source_record_id FROM cleansed_records c JOIN "
+            "source_records s ON s.current_extract_id = c.extract_id "
+            "AND s.current_row_number = c.row_number",
+        )
+    }
     mapping = dict(_rows(engine, "SELECT record_id, golden_id FROM golden_xref"))
     assert set(mapping) == current  # every source record in exactly one golden record
     state = {

@@ -20,8 +20,12 @@ NO_EMPTY = "no_golden_record_without_members"
 UNIQUE_IDS = "golden_ids_unique"
 LINEAGE = "lineage_complete"
 HOUSEHOLD_MEMBERS_ACTIVE = "household_members_are_active_persons"
-_COMMON = {"group_name": "mastering", "kinds": {"python", "sql"}, "owners": ["team:mdm"],
-           "tags": {"stage": "mastering"}}  # fmt: skip
+_COMMON = {
+    "group_name": "mastering",
+    "kinds": {"python", "sql"},
+    "owners": ["team:mdm"],
+    "tags": {"stage": "mastering"},
+}
 
 
 class GoldenRecordsConfig(dg.Config):
@@ -56,21 +60,33 @@ class GoldenRecordsConfig(dg.Config):
         ),
     ],
     check_specs=[
-        dg.AssetCheckSpec(ONE_GOLDEN_ID, asset="golden_records",
-                          description="Every current, cleansed source record maps to exactly one "
-                          "active golden id in the cross-reference (an incremental run checks "
-                          "the records it considered; a full run, every record)."),
-        dg.AssetCheckSpec(NO_EMPTY, asset="golden_records",
-                          description="Every active golden record has at least one source record "
-                          "(an incremental run checks the golden records it reached)."),
-        dg.AssetCheckSpec(UNIQUE_IDS, asset="golden_records",
-                          description="Golden ids are unique and never reused."),
-        dg.AssetCheckSpec(LINEAGE, asset="golden_records",
-                          description="Every attribute of the golden records written by the run "
-                          "names the source record and the rule that supplied it."),
+        dg.AssetCheckSpec(
+            ONE_GOLDEN_ID,
+            asset="golden_records",
+            description="Every current, cleansed source record maps to exactly one "
+            "active golden id in the cross-reference (an incremental run checks "
+            "the records it considered; a full run, every record).",
+        ),
+        dg.AssetCheckSpec(
+            NO_EMPTY,
+            asset="golden_records",
+            description="Every active golden record has at least one source record "
+            "(an incremental run checks the golden records it reached).",
+        ),
+        dg.AssetCheckSpec(
+            UNIQUE_IDS,
+            asset="golden_records",
+            description="Golden ids are unique and never reused.",
+        ),
+        dg.AssetCheckSpec(
+            LINEAGE,
+            asset="golden_records",
+            description="Every attribute of the golden records written by the run "
+            "names the source record and the rule that supplied it.",
+        ),
     ],
     pool="hub_writer",
-)  # fmt: skip
+)
 def consolidate_golden_records(
     context: dg.AssetExecutionContext,
     config: GoldenRecordsConfig,
@@ -79,19 +95,24 @@ def consolidate_golden_records(
 ):  # type: ignore[no-untyped-def]
     """Survive the clusters that changed into golden records; write changes and their events
     at once."""
-    result = consolidate(hub.engine, landing.hub_config(), run_id=context.run.run_id,
-                         full=config.full)  # fmt: skip
+    result = consolidate(
+        hub.engine, landing.hub_config(), run_id=context.run.run_id, full=config.full
+    )
     health = golden_health(hub.engine, run_id=context.run.run_id, scope=result.scope)
     with hub.engine.connect() as conn:
-        lifecycles = dict(conn.execute(
-            select(GOLDEN.c.lifecycle, func.count()).where(GOLDEN.c.status == ACTIVE)
-            .group_by(GOLDEN.c.lifecycle)).all())  # fmt: skip
+        lifecycles = dict(
+            conn.execute(
+                select(GOLDEN.c.lifecycle, func.count())
+                .where(GOLDEN.c.status == ACTIVE)
+                .group_by(GOLDEN.c.lifecycle)
+            ).all()
+        )
         linked = conn.execute(
-            select(func.count()).select_from(GOLDEN).where(
-                GOLDEN.c.status == ACTIVE, GOLDEN.c.organisation_golden_id.is_not(None))
-        ).scalar_one()  # fmt: skip
-        total_events, last_seq = conn.execute(
-            select(func.count(), func.max(CHANGES.c.seq))).one()  # fmt: skip
+            select(func.count())
+            .select_from(GOLDEN)
+            .where(GOLDEN.c.status == ACTIVE, GOLDEN.c.organisation_golden_id.is_not(None))
+        ).scalar_one()
+        total_events, last_seq = conn.execute(select(func.count(), func.max(CHANGES.c.seq))).one()
     counts = result.counts
     context.log.info(f"golden records {result.golden_records}; this run: {counts}")
     yield dg.MaterializeResult(
@@ -116,23 +137,34 @@ def consolidate_golden_records(
                 check_name=ONE_GOLDEN_ID,
                 passed=health.active_records == health.mapped_records == health.xref_rows
                 and health.xref_to_inactive == 0,
-                metadata={"scope": "run" if result.scope is not None else "hub",
-                          "source_records": health.active_records,
-                          "mapped": health.mapped_records,
-                          "xref_rows": health.xref_rows,
-                          "xref_to_inactive_golden": health.xref_to_inactive},
+                metadata={
+                    "scope": "run" if result.scope is not None else "hub",
+                    "source_records": health.active_records,
+                    "mapped": health.mapped_records,
+                    "xref_rows": health.xref_rows,
+                    "xref_to_inactive_golden": health.xref_to_inactive,
+                },
             ),
-            dg.AssetCheckResult(check_name=NO_EMPTY, passed=health.goldens_without_members == 0,
-                                metadata={"empty": health.goldens_without_members}),
-            dg.AssetCheckResult(check_name=UNIQUE_IDS,
-                                passed=health.golden_rows == health.distinct_golden_ids,
-                                metadata={"golden_ids": health.golden_rows,
-                                          "distinct": health.distinct_golden_ids}),
-            dg.AssetCheckResult(check_name=LINEAGE, passed=health.lineage_gaps == 0,
-                                metadata={"checked_golden_records": health.checked_for_lineage,
-                                          "attributes_without_lineage": health.lineage_gaps}),
+            dg.AssetCheckResult(
+                check_name=NO_EMPTY,
+                passed=health.goldens_without_members == 0,
+                metadata={"empty": health.goldens_without_members},
+            ),
+            dg.AssetCheckResult(
+                check_name=UNIQUE_IDS,
+                passed=health.golden_rows == health.distinct_golden_ids,
+                metadata={"golden_ids": health.golden_rows, "distinct": health.distinct_golden_ids},
+            ),
+            dg.AssetCheckResult(
+                check_name=LINEAGE,
+                passed=health.lineage_gaps == 0,
+                metadata={
+                    "checked_golden_records": health.checked_for_lineage,
+                    "attributes_without_lineage": health.lineage_gaps,
+                },
+            ),
         ],
-    )  # fmt: skip
+    )
     yield dg.MaterializeResult(
         asset_key="golden_changes",
         metadata={
@@ -150,11 +182,14 @@ def consolidate_golden_records(
     deps=["golden_records"],
     pool="hub_writer",
     check_specs=[
-        dg.AssetCheckSpec(HOUSEHOLD_MEMBERS_ACTIVE, asset="households",
-                          description="Every household member is an active person golden record."),
+        dg.AssetCheckSpec(
+            HOUSEHOLD_MEMBERS_ACTIVE,
+            asset="households",
+            description="Every household member is an active person golden record.",
+        ),
     ],
     **_COMMON,
-)  # fmt: skip
+)
 def households(context: dg.AssetExecutionContext, hub: HubDatabase) -> dg.MaterializeResult:
     """Households: persons' golden records at the same normalised address with a compatible
     family name (the same, or one part of a double-barrelled one). Only the addresses of golden
@@ -163,15 +198,26 @@ def households(context: dg.AssetExecutionContext, hub: HubDatabase) -> dg.Materi
     stats = refresh_households(hub.engine)
     with hub.engine.connect() as conn:
         stray = conn.execute(
-            select(func.count()).select_from(
-                HOUSEHOLD_MEMBERS.outerjoin(GOLDEN,
-                                            GOLDEN.c.golden_id == HOUSEHOLD_MEMBERS.c.golden_id)
-            ).where((GOLDEN.c.status != ACTIVE) | (GOLDEN.c.party_type != "person")
-                    | GOLDEN.c.golden_id.is_(None))
-        ).scalar_one()  # fmt: skip
+            select(func.count())
+            .select_from(
+                HOUSEHOLD_MEMBERS.outerjoin(
+                    GOLDEN, GOLDEN.c.golden_id == HOUSEHOLD_MEMBERS.c.golden_id
+                )
+            )
+            .where(
+                (GOLDEN.c.status != ACTIVE)
+                | (GOLDEN.c.party_type != "person")
+                | GOLDEN.c.golden_id.is_(None)
+            )
+        ).scalar_one()
     context.log.info(f"households: {stats}")
     return dg.MaterializeResult(
         metadata=dict(stats),
-        check_results=[dg.AssetCheckResult(check_name=HOUSEHOLD_MEMBERS_ACTIVE, passed=stray == 0,
-                                            metadata={"stray_members": int(stray)})],
-    )  # fmt: skip
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=HOUSEHOLD_MEMBERS_ACTIVE,
+                passed=stray == 0,
+                metadata={"stray_members": int(stray)},
+            )
+        ],
+    )

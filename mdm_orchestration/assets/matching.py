@@ -117,9 +117,17 @@ def cluster_stats(conn) -> dict:  # type: ignore[no-untyped-def]
     for party, n, clusters in conn.execute(
         select(sizes.c.party_type, sizes.c.n, func.count()).group_by(sizes.c.party_type, sizes.c.n)
     ):
-        s = out.setdefault(party, {"records": 0, "clusters": 0, "cluster_sizes": {},
-                                   "largest_cluster": 0, "records_in_multi_record_clusters": 0,
-                                   "contacts_linked": 0})  # fmt: skip
+        s = out.setdefault(
+            party,
+            {
+                "records": 0,
+                "clusters": 0,
+                "cluster_sizes": {},
+                "largest_cluster": 0,
+                "records_in_multi_record_clusters": 0,
+                "contacts_linked": 0,
+            },
+        )
         s["records"] += n * clusters
         s["clusters"] += clusters
         s["cluster_sizes"][str(n)] = clusters
@@ -127,12 +135,21 @@ def cluster_stats(conn) -> dict:  # type: ignore[no-untyped-def]
         if n > 1:
             s["records_in_multi_record_clusters"] += n * clusters
     for party, linked in conn.execute(
-        select(CLUSTERS.c.party_type, func.count()).where(
-            CLUSTERS.c.organisation_cluster_id.is_not(None)).group_by(CLUSTERS.c.party_type)
-    ):  # fmt: skip
-        out.setdefault(party, {"records": 0, "clusters": 0, "cluster_sizes": {},
-                               "largest_cluster": 0, "records_in_multi_record_clusters": 0,
-                               "contacts_linked": 0})["contacts_linked"] = linked  # fmt: skip
+        select(CLUSTERS.c.party_type, func.count())
+        .where(CLUSTERS.c.organisation_cluster_id.is_not(None))
+        .group_by(CLUSTERS.c.party_type)
+    ):
+        out.setdefault(
+            party,
+            {
+                "records": 0,
+                "clusters": 0,
+                "cluster_sizes": {},
+                "largest_cluster": 0,
+                "records_in_multi_record_clusters": 0,
+                "contacts_linked": 0,
+            },
+        )["contacts_linked"] = linked
     for s in out.values():
         s["cluster_sizes"] = dict(sorted(s["cluster_sizes"].items(), key=lambda kv: int(kv[0])))
     return out
@@ -151,14 +168,20 @@ class MatchClustersConfig(dg.Config):
     tags={"stage": "matching"},
     pool="hub_writer",
     check_specs=[
-        dg.AssetCheckSpec(ONE_CLUSTER, asset="match_clusters",
-                          description="Every current, cleansed source record is in exactly one "
-                          "cluster (an incremental run checks the records it re-clustered)."),
-        dg.AssetCheckSpec(NO_GIANTS, asset="match_clusters",
-                          description="No cluster is larger than matching.yaml's max_cluster_size "
-                          "(over-merging)."),
+        dg.AssetCheckSpec(
+            ONE_CLUSTER,
+            asset="match_clusters",
+            description="Every current, cleansed source record is in exactly one "
+            "cluster (an incremental run checks the records it re-clustered).",
+        ),
+        dg.AssetCheckSpec(
+            NO_GIANTS,
+            asset="match_clusters",
+            description="No cluster is larger than matching.yaml's max_cluster_size "
+            "(over-merging).",
+        ),
     ],
-)  # fmt: skip
+)
 def match_clusters(
     context: dg.AssetExecutionContext,
     config: MatchClustersConfig,
@@ -210,7 +233,7 @@ def match_clusters(
             "review_queue": int(queue),
             "contacts_linked_to_organisations": sum(s["contacts_linked"] for s in stats.values()),
             "cluster_sizes": dg.MetadataValue.md(_sizes_table(stats)),
-        },  # fmt: skip
+        },
         check_results=[
             dg.AssetCheckResult(
                 check_name=ONE_CLUSTER,

@@ -14,11 +14,15 @@ LAG = "subscriber_lag_within_limit"
 
 
 def _lag_table(status: dict) -> str:
-    lines = ["| subscriber | status | pending events | delivered | failing since |",
-             "|---|---|---:|---:|---|"]  # fmt: skip
+    lines = [
+        "| subscriber | status | pending events | delivered | failing since |",
+        "|---|---|---:|---:|---|",
+    ]
     for name, s in status.items():
-        lines.append(f"| {name} | {s['status']} | {s['pending']} | {s['delivered_total']} | "
-                     f"{s['failing_since'] or ''} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {s['status']} | {s['pending']} | {s['delivered_total']} | "
+            f"{s['failing_since'] or ''} |"
+        )
     return "\n".join(lines)
 
 
@@ -30,11 +34,14 @@ def _lag_table(status: dict) -> str:
     owners=["team:mdm"],
     tags={"stage": "syndication"},
     check_specs=[
-        dg.AssetCheckSpec(LAG, asset="subscriber_deliveries",
-                          description="The subscriber is not failing and no more than its "
-                          "max_lag_events outbox events wait for it."),
+        dg.AssetCheckSpec(
+            LAG,
+            asset="subscriber_deliveries",
+            description="The subscriber is not failing and no more than its "
+            "max_lag_events outbox events wait for it.",
+        ),
     ],
-)  # fmt: skip
+)
 def subscriber_deliveries(
     context: dg.AssetExecutionContext, hub: HubDatabase, landing: LandingZone
 ):  # type: ignore[no-untyped-def]
@@ -53,11 +60,15 @@ def subscriber_deliveries(
     except SubscriberFailing as exc:
         state = subscriber_status(hub.engine, config)[name]
         yield dg.AssetCheckResult(
-            check_name=LAG, passed=False,
-            metadata={"status": "failing", "pending_events": state["pending"],
-                      "failing_since": state["failing_since"] or "",
-                      "last_error": state["last_error"] or ""},
-        )  # fmt: skip
+            check_name=LAG,
+            passed=False,
+            metadata={
+                "status": "failing",
+                "pending_events": state["pending"],
+                "failing_since": state["failing_since"] or "",
+                "last_error": state["last_error"] or "",
+            },
+        )
         raise dg.Failure(description=str(exc)) from None
     status = subscriber_status(hub.engine, config)
     mine = status[name]

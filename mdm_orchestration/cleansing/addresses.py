@@ -25,9 +25,18 @@ from scourgify.address_constants import (
 from mdm_orchestration.cleansing.text import clean_text, fold
 
 #: Names that are not ISO 3166 names or codes but are common in customer data.
-COUNTRY_ALIASES = {"UK": "GB", "GREAT BRITAIN": "GB", "ENGLAND": "GB", "SCOTLAND": "GB",
-                   "WALES": "GB", "NORTHERN IRELAND": "GB", "AMERICA": "US", "U S": "US",
-                   "DEUTSCHLAND": "DE", "HOLLAND": "NL"}  # fmt: skip
+COUNTRY_ALIASES = {
+    "UK": "GB",
+    "GREAT BRITAIN": "GB",
+    "ENGLAND": "GB",
+    "SCOTLAND": "GB",
+    "WALES": "GB",
+    "NORTHERN IRELAND": "GB",
+    "AMERICA": "US",
+    "U S": "US",
+    "DEUTSCHLAND": "DE",
+    "HOLLAND": "NL",
+}
 
 
 @dataclass(frozen=True)

@@ -43,27 +43,72 @@ from mdm_orchestration.hub.models import source_record_id
 
 PERSON, ORGANISATION = "person", "organisation"
 PARTY_TYPES = {
-    "person": PERSON, "individual": PERSON, "consumer": PERSON, "private": PERSON, "p": PERSON,
-    "organisation": ORGANISATION, "organization": ORGANISATION, "company": ORGANISATION,
-    "business": ORGANISATION, "account": ORGANISATION, "org": ORGANISATION, "b2b": ORGANISATION,
+    "person": PERSON,
+    "individual": PERSON,
+    "consumer": PERSON,
+    "private": PERSON,
+    "p": PERSON,
+    "organisation": ORGANISATION,
+    "organization": ORGANISATION,
+    "company": ORGANISATION,
+    "business": ORGANISATION,
+    "account": ORGANISATION,
+    "org": ORGANISATION,
+    "b2b": ORGANISATION,
     "o": ORGANISATION,
-}  # fmt: skip
+}
 TRUE_WORDS = frozenset({"y", "yes", "true", "t", "1", "on", "opt-in", "opted in", "x"})
 FALSE_WORDS = frozenset({"n", "no", "false", "f", "0", "off", "opt-out", "opted out"})
 
 #: Columns of a cleansed record, in table order (after the version's identity columns).
 RECORD_COLUMNS: tuple[str, ...] = (
-    "party_type", "lifecycle",
-    "title", "given_name", "middle_name", "family_name", "suffix", "full_name",
-    "given_key", "family_key", "given_phonetic", "family_phonetic",
-    "company_name", "legal_form", "company_key", "job_title", "organisation_record_id",
-    "email", "email_key", "email_valid", "phone", "phone_valid",
-    "street_number", "street_name", "unit", "street", "city", "region", "postcode", "country",
-    "address_key", "birth_date", "national_id", "national_id_type", "national_id_valid",
-    "consents", "quality_score", "quality_flags",
-)  # fmt: skip
-IDENTITY_COLUMNS = ("extract_id", "row_number", "source_record_id", "source", "source_key",
-                    "source_updated_at")  # fmt: skip
+    "party_type",
+    "lifecycle",
+    "title",
+    "given_name",
+    "middle_name",
+    "family_name",
+    "suffix",
+    "full_name",
+    "given_key",
+    "family_key",
+    "given_phonetic",
+    "family_phonetic",
+    "company_name",
+    "legal_form",
+    "company_key",
+    "job_title",
+    "organisation_record_id",
+    "email",
+    "email_key",
+    "email_valid",
+    "phone",
+    "phone_valid",
+    "street_number",
+    "street_name",
+    "unit",
+    "street",
+    "city",
+    "region",
+    "postcode",
+    "country",
+    "address_key",
+    "birth_date",
+    "national_id",
+    "national_id_type",
+    "national_id_valid",
+    "consents",
+    "quality_score",
+    "quality_flags",
+)
+IDENTITY_COLUMNS = (
+    "extract_id",
+    "row_number",
+    "source_record_id",
+    "source",
+    "source_key",
+    "source_updated_at",
+)
 
 #: Which cleansed column answers "is this canonical field filled (and valid)?".
 FILLED_BY = {name: name for name in CANONICAL_FIELDS} | {
@@ -72,11 +117,17 @@ FILLED_BY = {name: name for name in CANONICAL_FIELDS} | {
 VALID_BY = {"email": "email_valid", "phone": "phone_valid", "national_id": "national_id_valid"}
 #: The canonical field each rule concerns (the quarantine row names it).
 RULE_FIELD = {
-    "no_name": "full_name", "no_contact_point": "email", "email_invalid": "email",
-    "phone_invalid": "phone", "address_unparsed": "street", "postcode_invalid": "postcode",
-    "country_unknown": "country", "birth_date_invalid": "birth_date",
-    "birth_date_implausible": "birth_date", "national_id_invalid": "national_id",
-}  # fmt: skip
+    "no_name": "full_name",
+    "no_contact_point": "email",
+    "email_invalid": "email",
+    "phone_invalid": "phone",
+    "address_unparsed": "street",
+    "postcode_invalid": "postcode",
+    "country_unknown": "country",
+    "birth_date_invalid": "birth_date",
+    "birth_date_implausible": "birth_date",
+    "national_id_invalid": "national_id",
+}
 
 
 @dataclass
@@ -189,8 +240,17 @@ def cleanse_batch(
         inputs[["street", "city", "region", "postcode", "country"]],
         lambda s, c, r, p, k: parse_address(s, c, r, p, k, source.default_country),
     )
-    for col in ("street_number", "street_name", "unit", "street", "city", "region", "postcode",
-                "country", "address_key"):  # fmt: skip
+    for col in (
+        "street_number",
+        "street_name",
+        "unit",
+        "street",
+        "city",
+        "region",
+        "postcode",
+        "country",
+        "address_key",
+    ):
         out[col] = [getattr(a, col) for a in address_parts]
     address_flags = [a.flags for a in address_parts]
     country = out["country"].fillna(source.default_country)

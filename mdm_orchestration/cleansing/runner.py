@@ -45,8 +45,15 @@ VERSIONS = SourceRecordVersion.__table__
 CLEANSED = CleansedRecord.__table__
 QUARANTINE = QuarantineRow.__table__
 CLEANSED_COLUMNS = (*IDENTITY_COLUMNS, *RECORD_COLUMNS, "cleansed_at")
-QUARANTINE_COLUMNS = ("extract_id", "row_number", "stage", "field", "reason", "detail",
-                      "quarantined_at")  # fmt: skip
+QUARANTINE_COLUMNS = (
+    "extract_id",
+    "row_number",
+    "stage",
+    "field",
+    "reason",
+    "detail",
+    "quarantined_at",
+)
 _BOOL_COLUMNS = {"email_valid", "phone_valid", "national_id_valid"}
 _JSON_COLUMNS = {"consents", "quality_flags"}
 
@@ -119,8 +126,14 @@ def _read_versions(conn: Connection, extract_id: int, after: int, limit: int) ->
         .order_by(VERSIONS.c.row_number)
         .limit(limit)
     ).all()
-    columns = ["extract_id", "row_number", "source_record_id", "source_key", "raw",
-               "source_updated_at"]  # fmt: skip
+    columns = [
+        "extract_id",
+        "row_number",
+        "source_record_id",
+        "source_key",
+        "raw",
+        "source_updated_at",
+    ]
     return pd.DataFrame([tuple(r) for r in rows], columns=columns, dtype=object)
 
 
@@ -146,9 +159,15 @@ def _write(conn: Connection, result: CleanseResult, now: datetime) -> None:
 
 
 def cleanse_extract(
-    engine: Engine, config: HubConfig, extract_id: int, source_name: str, *,
-    today: date, chunk_rows: int = 50_000, summary: CleanseSummary,
-) -> None:  # fmt: skip
+    engine: Engine,
+    config: HubConfig,
+    extract_id: int,
+    source_name: str,
+    *,
+    today: date,
+    chunk_rows: int = 50_000,
+    summary: CleanseSummary,
+) -> None:
     """Cleanse one extract's versions in one transaction (earlier results for it are replaced)."""
     source = config.sources[source_name]
     now = datetime.now(UTC)
@@ -178,9 +197,13 @@ def cleanse_extract(
 
 
 def cleanse_pending(
-    engine: Engine, config: HubConfig, *, today: date | None = None, rebuild: bool = False,
+    engine: Engine,
+    config: HubConfig,
+    *,
+    today: date | None = None,
+    rebuild: bool = False,
     chunk_rows: int = 50_000,
-) -> CleanseSummary:  # fmt: skip
+) -> CleanseSummary:
     """Cleanse every loaded extract not cleansed yet; with ``rebuild``, all of them again
     (after a change of cleansing rules). Idempotent: with nothing new it writes nothing."""
     today = today or datetime.now(UTC).date()
@@ -195,9 +218,14 @@ def cleanse_pending(
             summary.skipped_extracts += 1
             continue
         cleanse_extract(
-            engine, config, extract_id, source_name, today=today, chunk_rows=chunk_rows,
+            engine,
+            config,
+            extract_id,
+            source_name,
+            today=today,
+            chunk_rows=chunk_rows,
             summary=summary,
-        )  # fmt: skip
+        )
     return summary
 
 

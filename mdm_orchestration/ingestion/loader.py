@@ -235,15 +235,23 @@ class _Loader:
             rows, updated = kept_rows, kept_updated
 
         if rows and self.erased:
-            kept = [(r, ts) for r, ts in zip(rows, updated, strict=True)
-                    if source_record_id(source.name, r[2]) not in self.erased]  # fmt: skip
+            kept = [
+                (r, ts)
+                for r, ts in zip(rows, updated, strict=True)
+                if source_record_id(source.name, r[2]) not in self.erased
+            ]
             if len(kept) < len(rows):
                 kept_numbers = {r[0] for r, _ts in kept}
                 batch.quarantine.extend(
-                    (row_number, source.key_column, "erased_subject",
-                     "the record's subject was erased from the hub")
-                    for row_number, _v, _k in rows if row_number not in kept_numbers
-                )  # fmt: skip
+                    (
+                        row_number,
+                        source.key_column,
+                        "erased_subject",
+                        "the record's subject was erased from the hub",
+                    )
+                    for row_number, _v, _k in rows
+                    if row_number not in kept_numbers
+                )
                 rows = [r for r, _ts in kept]
                 updated = [ts for _r, ts in kept]
 

@@ -35,8 +35,11 @@ def _join(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
 def blocking_keys(records: pd.DataFrame, party_type: str) -> dict[str, pd.Series]:
     """Key name -> one key per record (``NaN`` where the record has no such key)."""
     r = records
-    first_letter = pd.Series([v[0] if isinstance(v, str) and v else None for v in r["given_key"]],
-                             index=r.index, dtype=object)  # fmt: skip
+    first_letter = pd.Series(
+        [v[0] if isinstance(v, str) and v else None for v in r["given_key"]],
+        index=r.index,
+        dtype=object,
+    )
     r = r.assign(given_initial=first_letter)
     if party_type == PERSON:
         return {
@@ -82,7 +85,7 @@ def blocking_keys(records: pd.DataFrame, party_type: str) -> dict[str, pd.Series
                     )
                 ),
                 ["id_chars", "postcode"],
-            ),  # fmt: skip
+            ),
             "name_city": _join(r, ["family_phonetic", "given_phonetic", "city"]),
             # A mistyped postcode and a misspelt street (95 leahy place, 6302; 95 leahy lplace,
             # 6320) keep the house number: with the family name it is a small block.
@@ -106,16 +109,31 @@ def blocking_keys(records: pd.DataFrame, party_type: str) -> dict[str, pd.Series
                     index=r.index,
                     dtype=object,
                 )
-            ),  # fmt: skip
+            ),
             ["head", "postcode"],
         ),
     }
 
 
 #: Free-mail domains: shared by strangers, never an organisation key.
-PERSONAL_DOMAINS = frozenset({"gmail.com", "googlemail.com", "yahoo.com", "hotmail.com",
-                              "outlook.com", "aol.com", "icloud.com", "live.com", "msn.com",
-                              "gmx.de", "web.de", "mail.com", "proton.me", "protonmail.com"})  # fmt: skip
+PERSONAL_DOMAINS = frozenset(
+    {
+        "gmail.com",
+        "googlemail.com",
+        "yahoo.com",
+        "hotmail.com",
+        "outlook.com",
+        "aol.com",
+        "icloud.com",
+        "live.com",
+        "msn.com",
+        "gmx.de",
+        "web.de",
+        "mail.com",
+        "proton.me",
+        "protonmail.com",
+    }
+)
 
 
 @dataclass

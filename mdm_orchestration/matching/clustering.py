@@ -111,9 +111,10 @@ def cluster_pairs(
     inside = comp[left] == comp[right]
     score_of: dict[tuple[int, int], float] = {
         (a, b): s
-        for a, b, s in zip(left[inside].tolist(), right[inside].tolist(), scores[inside].tolist(),
-                           strict=True)
-    }  # fmt: skip
+        for a, b, s in zip(
+            left[inside].tolist(), right[inside].tolist(), scores[inside].tolist(), strict=True
+        )
+    }
     for a, b in must_link:
         score_of[(min(a, b), max(a, b))] = 1.0
     for pair in cannot:
@@ -128,8 +129,11 @@ def cluster_pairs(
             groups = [members]
             if cannot and any((min(x, y), max(x, y)) in cannot for x in members for y in members):
                 group_set = set(members)
-                edges = [(s, a, b) for (a, b), s in score_of.items()
-                         if a in group_set and b in group_set and s >= threshold]  # fmt: skip
+                edges = [
+                    (s, a, b)
+                    for (a, b), s in score_of.items()
+                    if a in group_set and b in group_set and s >= threshold
+                ]
                 groups = _split_constrained(members, edges, cannot)
             conf_of = dict(zip(members, np.asarray(conf, dtype=float).tolist(), strict=False))
             for group in groups:

@@ -40,10 +40,18 @@ class ScoredPairs:
         that score at least ``floor``."""
         keep = np.nonzero(self.scores >= floor)[0]
         a, b = self.ids[self.left[keep]], self.ids[self.right[keep]]
-        return [(x, y, self.party_type, round(float(s), 4), bool(r)) if x < y
-                else (y, x, self.party_type, round(float(s), 4), bool(r))
-                for x, y, s, r in zip(a.tolist(), b.tolist(), self.scores[keep].tolist(),
-                                      self.by_rule[keep].tolist(), strict=True)]  # fmt: skip
+        return [
+            (x, y, self.party_type, round(float(s), 4), bool(r))
+            if x < y
+            else (y, x, self.party_type, round(float(s), 4), bool(r))
+            for x, y, s, r in zip(
+                a.tolist(),
+                b.tolist(),
+                self.scores[keep].tolist(),
+                self.by_rule[keep].tolist(),
+                strict=True,
+            )
+        ]
 
 
 @dataclass
@@ -73,8 +81,9 @@ class _Scored:
 class _Scorer:
     """Rules, the model and the name-only cap over index pairs of one party's records."""
 
-    def __init__(self, records: pd.DataFrame, party_type: str, model: MatchModel,
-                 config: MatchingConfig) -> None:  # fmt: skip
+    def __init__(
+        self, records: pd.DataFrame, party_type: str, model: MatchModel, config: MatchingConfig
+    ) -> None:
         self.records, self.model, self.config = records, model, config
         self.rows = records[list(FIELDS[party_type])].to_dict("records")
         self.threshold = config.threshold if config.threshold is not None else model.threshold
@@ -96,8 +105,10 @@ class _Scorer:
             scores[todo] = self.model.score_indexed(self.rows, left[todo], right[todo])
         # A pair agreeing on nothing but the name is matched only when the name is rare in the
         # hub (config: rare_name_records); otherwise it is left to a steward.
-        rare = (np.minimum(self.name_count[left], self.name_count[right])
-                <= self.config.rare_name_records)  # fmt: skip
+        rare = (
+            np.minimum(self.name_count[left], self.name_count[right])
+            <= self.config.rare_name_records
+        )
         weak = ~corroborated(self.records, left, right) & ~by_rule & ~rare
         scores[weak] = np.minimum(scores[weak], max(self.threshold - 0.01, 0.0))
         return _Scored(scores, by_rule, weak, {k: int(m.sum()) for k, m in rule_masks.items()})
@@ -169,22 +180,40 @@ def match_party(
     cands = candidate_pairs(records, party_type, config.max_block_size, block_sizes)
     scorer = _Scorer(records, party_type, model, config)
     scored = scorer(cands.left, cands.right)
-    out = cluster_scored(records, party_type, model, config, cands.left, cands.right,
-                         scored.scores, scored.by_rule, must_link, cannot_link, scorer)  # fmt: skip
-    out.stats.update({
-        "candidate_pairs": len(cands),
-        "pairs_by_blocking_key": cands.pairs_by_key,
-        "giant_blocks_skipped": {k: v for k, v in cands.giant_blocks.items() if v},
-        "rule_matches": scored.rule_counts,
-        "model_scored_pairs": int((~scored.by_rule).sum()),
-    })  # fmt: skip
+    out = cluster_scored(
+        records,
+        party_type,
+        model,
+        config,
+        cands.left,
+        cands.right,
+        scored.scores,
+        scored.by_rule,
+        must_link,
+        cannot_link,
+        scorer,
+    )
+    out.stats.update(
+        {
+            "candidate_pairs": len(cands),
+            "pairs_by_blocking_key": cands.pairs_by_key,
+            "giant_blocks_skipped": {k: v for k, v in cands.giant_blocks.items() if v},
+            "rule_matches": scored.rule_counts,
+            "model_scored_pairs": int((~scored.by_rule).sum()),
+        }
+    )
     out.stats["uncorroborated_pairs_capped"] += int(scored.weak.sum())
     return out
 
 
-def score_pairs(records: pd.DataFrame, party_type: str, model: MatchModel,
-                config: MatchingConfig, left: np.ndarray,
-                right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def score_pairs(
+    records: pd.DataFrame,
+    party_type: str,
+    model: MatchModel,
+    config: MatchingConfig,
+    left: np.ndarray,
+    right: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """Rules and model over the given pairs of ``records`` (positions): scores and by-rule."""
     scored = _Scorer(records, party_type, model, config)(left, right)
     return scored.scores, scored.by_rule
@@ -235,17 +264,34 @@ def cluster_scored(
         evidence = scores.copy()
         evidence[weak] = 0.0
     clustering = cluster_pairs(
-        n, left, right, evidence, threshold,
-        must_link=_positions(records, must_link), cannot_link=cannot,
-    )  # fmt: skip
+        n,
+        left,
+        right,
+        evidence,
+        threshold,
+        must_link=_positions(records, must_link),
+        cannot_link=cannot,
+    )
     ids = records["record_id"].to_numpy(object)
     root = pd.Series(ids).groupby(clustering.cluster_of).transform("min").to_numpy(object)
-    clusters = pd.DataFrame({"record_id": ids, "party_type": party_type, "cluster_id": root,
-                             "confidence": np.round(clustering.confidence, 4)})  # fmt: skip
+    clusters = pd.DataFrame(
+        {
+            "record_id": ids,
+            "party_type": party_type,
+            "cluster_id": root,
+            "confidence": np.round(clustering.confidence, 4),
+        }
+    )
     low, high = config.review_band
     band = (scores >= low) & (scores < high) & ~by_rule
-    review = pd.DataFrame({"left_id": ids[left[band]], "right_id": ids[right[band]],
-                           "party_type": party_type, "score": np.round(scores[band], 4)})  # fmt: skip
+    review = pd.DataFrame(
+        {
+            "left_id": ids[left[band]],
+            "right_id": ids[right[band]],
+            "party_type": party_type,
+            "score": np.round(scores[band], 4),
+        }
+    )
     sizes = Counter(Counter(clustering.cluster_of.tolist()).values())
     stats = {
         "records": n,
@@ -282,18 +328,34 @@ def match_records(
     for party in (PERSON, ORGANISATION):
         sub = frame[frame["party_type"] == party].reset_index(drop=True)
         if not sub.empty:
-            parts[party] = (sub, match_party(sub, party, models[party], config, list(must_link),
-                                             list(cannot_link), block_sizes))  # fmt: skip
+            parts[party] = (
+                sub,
+                match_party(
+                    sub,
+                    party,
+                    models[party],
+                    config,
+                    list(must_link),
+                    list(cannot_link),
+                    block_sizes,
+                ),
+            )
     return assemble(frame, parts, known_organisations)
 
 
-def assemble(frame: pd.DataFrame, parts: dict[str, tuple[pd.DataFrame, PartyMatch]],
-             known_organisations: pd.DataFrame | None = None) -> MatchResult:  # fmt: skip
+def assemble(
+    frame: pd.DataFrame,
+    parts: dict[str, tuple[pd.DataFrame, PartyMatch]],
+    known_organisations: pd.DataFrame | None = None,
+) -> MatchResult:
     """One result from the party types' clusterings (``frame``: their records, a match frame),
     with each contact linked to its organisation's cluster."""
     columns = ["record_id", "party_type", "cluster_id", "confidence"]
-    clusters = (pd.concat([m.clusters for _s, m in parts.values()], ignore_index=True)
-                if parts else pd.DataFrame(columns=columns))  # fmt: skip
+    clusters = (
+        pd.concat([m.clusters for _s, m in parts.values()], ignore_index=True)
+        if parts
+        else pd.DataFrame(columns=columns)
+    )
     clusters["organisation_cluster_id"] = _organisation_links(frame, clusters, known_organisations)
     review = (
         pd.concat([m.review for _s, m in parts.values()], ignore_index=True)
@@ -304,13 +366,16 @@ def assemble(frame: pd.DataFrame, parts: dict[str, tuple[pd.DataFrame, PartyMatc
     stats["contacts_linked_to_organisations"] = int(
         clusters["organisation_cluster_id"].notna().sum()
     )
-    pairs = [ScoredPairs(party, sub["record_id"].to_numpy(object), m.left, m.right, m.scores,
-                         m.by_rule) for party, (sub, m) in parts.items()]  # fmt: skip
+    pairs = [
+        ScoredPairs(party, sub["record_id"].to_numpy(object), m.left, m.right, m.scores, m.by_rule)
+        for party, (sub, m) in parts.items()
+    ]
     return MatchResult(clusters=clusters, review=review, stats=stats, pairs=pairs)
 
 
-def _organisation_links(frame: pd.DataFrame, clusters: pd.DataFrame,
-                        known: pd.DataFrame | None = None) -> list[str | None]:  # fmt: skip
+def _organisation_links(
+    frame: pd.DataFrame, clusters: pd.DataFrame, known: pd.DataFrame | None = None
+) -> list[str | None]:
     cluster_of = dict(zip(clusters["record_id"], clusters["cluster_id"], strict=True))
     orgs = frame[frame["party_type"] == ORGANISATION]
     by_name: dict[str, set[str]] = {}
@@ -318,8 +383,9 @@ def _organisation_links(frame: pd.DataFrame, clusters: pd.DataFrame,
         if key:
             by_name.setdefault(key, set()).add(cluster_of[rid])
     if known is not None:
-        for rid, key, cluster in zip(known["record_id"], known["company"], known["cluster_id"],
-                                     strict=True):  # fmt: skip
+        for rid, key, cluster in zip(
+            known["record_id"], known["company"], known["cluster_id"], strict=True
+        ):
             if rid in cluster_of:
                 continue
             cluster_of[rid] = cluster

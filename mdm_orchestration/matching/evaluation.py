@@ -18,8 +18,13 @@ def pairwise_scores(predicted: Sequence[Hashable], truth: Sequence[Hashable]) ->
     precision = tp / pred_pairs if pred_pairs else 1.0
     recall = tp / true_pairs if true_pairs else 1.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1, "true_pairs": true_pairs,
-            "predicted_pairs": pred_pairs}  # fmt: skip
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "true_pairs": true_pairs,
+        "predicted_pairs": pred_pairs,
+    }
 
 
 def b_cubed(predicted: Sequence[Hashable], truth: Sequence[Hashable]) -> dict[str, float]:
@@ -39,5 +44,9 @@ def blocking_recall(
     """Share of true pairs (same entity) that are among the candidate pairs."""
     found = sum(1 for a, b in zip(left, right, strict=True) if truth[a] == truth[b])
     total = _pairs_in(truth)
-    return {"recall": found / total if total else 1.0, "true_pairs_found": found,
-            "true_pairs": total, "candidate_pairs": len(left)}  # fmt: skip
+    return {
+        "recall": found / total if total else 1.0,
+        "true_pairs_found": found,
+        "true_pairs": total,
+        "candidate_pairs": len(left),
+    }

@@ -50,8 +50,9 @@ def uses_defaults(own_match: int, own_distinct: int, suffice: int | None) -> boo
     return own_match + own_distinct < suffice or min(own_match, own_distinct) < 10
 
 
-def training_set(party_type: str, own_match: list, own_distinct: list,
-                 suffice: int | None) -> tuple[list, list]:  # fmt: skip
+def training_set(
+    party_type: str, own_match: list, own_distinct: list, suffice: int | None
+) -> tuple[list, list]:
     """Match and distinct pairs a model of ``party_type`` trains on (see :func:`uses_defaults`)."""
     matches, distinct = list(own_match), list(own_distinct)
     if uses_defaults(len(own_match), len(own_distinct), suffice):
@@ -72,8 +73,9 @@ def _father_and_son(row: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     return son
 
 
-def build_default_labels(config: HubConfig | None = None, people: int = PEOPLE,
-                         seed: int = SEED) -> Labels:  # fmt: skip
+def build_default_labels(
+    config: HubConfig | None = None, people: int = PEOPLE, seed: int = SEED
+) -> Labels:
     """Generate silos, cleanse them in memory, block, and label candidate pairs by the truth."""
     from mdm_orchestration.sample_data import generate
     from mdm_orchestration.sample_data.offline import cleansed_frame
@@ -85,10 +87,12 @@ def build_default_labels(config: HubConfig | None = None, people: int = PEOPLE,
         generate(out, people=people, seed=seed)
         cleansed = cleansed_frame(out / "landing", config, date(2026, 11, 23))
         truth = pd.read_csv(out / "truth.csv", dtype=str)
-    entity = dict(zip(zip(truth["source"], truth["source_key"], strict=True), truth["entity_id"],
-                      strict=True))  # fmt: skip
-    cleansed["entity"] = [entity.get((s, k)) for s, k in zip(cleansed["source"],
-                          cleansed["source_key"], strict=True)]  # fmt: skip
+    entity = dict(
+        zip(zip(truth["source"], truth["source_key"], strict=True), truth["entity_id"], strict=True)
+    )
+    cleansed["entity"] = [
+        entity.get((s, k)) for s, k in zip(cleansed["source"], cleansed["source_key"], strict=True)
+    ]
     cleansed = cleansed[cleansed["entity"].notna()].reset_index(drop=True)
     frame = match_frame(cleansed)
     frame["entity"] = cleansed["entity"].to_numpy()
@@ -122,10 +126,15 @@ def build_default_labels(config: HubConfig | None = None, people: int = PEOPLE,
 
 def write_default_labels(path: Path = DEFAULT_LABELS) -> Labels:
     labels = build_default_labels()
-    body = {"generated_by": "python -m mdm_orchestration.matching.labels",
-            "seed": SEED, "people": PEOPLE, **labels}  # fmt: skip
-    path.write_text(json.dumps(body, ensure_ascii=False, sort_keys=True, indent=None) + "\n",
-                    encoding="utf-8")  # fmt: skip
+    body = {
+        "generated_by": "python -m mdm_orchestration.matching.labels",
+        "seed": SEED,
+        "people": PEOPLE,
+        **labels,
+    }
+    path.write_text(
+        json.dumps(body, ensure_ascii=False, sort_keys=True, indent=None) + "\n", encoding="utf-8"
+    )
     return labels
 
 

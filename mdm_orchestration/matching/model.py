@@ -134,8 +134,10 @@ class MatchModel:
         pickle.dump(self.data_model, buffer)
         pickle.dump(self.classifier, buffer)
         pickle.dump((), buffer)  # no learned predicates: blocking is ours
-        pickle.dump({"party_type": self.party_type, "threshold": self.threshold,
-                     "metrics": self.metrics}, buffer)  # fmt: skip
+        pickle.dump(
+            {"party_type": self.party_type, "threshold": self.threshold, "metrics": self.metrics},
+            buffer,
+        )
         return buffer.getvalue()
 
 
@@ -171,8 +173,10 @@ def best_f1_threshold(y: np.ndarray, p: np.ndarray) -> tuple[float, dict[str, fl
         recall = tp / (tp + fn) if tp + fn else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         if f1 > best[1]["f1"]:
-            best = (float(t), {"precision": round(precision, 4), "recall": round(recall, 4),
-                               "f1": round(f1, 4)})  # fmt: skip
+            best = (
+                float(t),
+                {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4)},
+            )
     return best
 
 
@@ -202,6 +206,10 @@ def train_model(party_type: str, matches: list[Pair], distincts: list[Pair]) -> 
     folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
     p = cross_val_predict(best, distances, y, cv=folds, method="predict_proba")[:, 1]
     threshold, metrics = best_f1_threshold(y, p)
-    metrics = {**metrics, "labels_match": len(matches), "labels_distinct": len(distincts),
-               "C": float(deduper.classifier.best_params_["C"])}  # fmt: skip
+    metrics = {
+        **metrics,
+        "labels_match": len(matches),
+        "labels_distinct": len(distincts),
+        "C": float(deduper.classifier.best_params_["C"]),
+    }
     return MatchModel(party_type, deduper.data_model, deduper.classifier, threshold, metrics)

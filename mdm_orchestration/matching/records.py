@@ -11,21 +11,70 @@ import pandas as pd
 
 from mdm_orchestration.cleansing.text import fold
 
-PERSON_FIELDS = ("given", "given_key", "middle_initial", "family", "names", "suffix", "birth", "email",
-                 "phone", "street", "unit", "postcode", "city", "national_id")  # fmt: skip
-ORGANISATION_FIELDS = ("company", "legal_form", "email", "email_domain", "phone", "street",
-                       "unit", "postcode", "city", "national_id")  # fmt: skip
+PERSON_FIELDS = (
+    "given",
+    "given_key",
+    "middle_initial",
+    "family",
+    "names",
+    "suffix",
+    "birth",
+    "email",
+    "phone",
+    "street",
+    "unit",
+    "postcode",
+    "city",
+    "national_id",
+)
+ORGANISATION_FIELDS = (
+    "company",
+    "legal_form",
+    "email",
+    "email_domain",
+    "phone",
+    "street",
+    "unit",
+    "postcode",
+    "city",
+    "national_id",
+)
 #: Blocking-only columns kept alongside the comparison fields.
 KEY_COLUMNS = ("given_phonetic", "family_phonetic", "address_key", "birth_year")
 
 #: Cleansed columns the matcher reads.
 CLEANSED_COLUMNS = (
-    "source_record_id", "source", "source_key", "party_type", "given_name", "middle_name",
-    "family_name", "suffix", "given_key", "family_key", "given_phonetic", "family_phonetic",
-    "company_key", "legal_form", "organisation_record_id", "email_key", "email_valid", "phone",
-    "phone_valid", "street_number", "street_name", "unit", "street", "postcode", "city", "country",
-    "address_key", "birth_date", "national_id", "national_id_valid",
-)  # fmt: skip
+    "source_record_id",
+    "source",
+    "source_key",
+    "party_type",
+    "given_name",
+    "middle_name",
+    "family_name",
+    "suffix",
+    "given_key",
+    "family_key",
+    "given_phonetic",
+    "family_phonetic",
+    "company_key",
+    "legal_form",
+    "organisation_record_id",
+    "email_key",
+    "email_valid",
+    "phone",
+    "phone_valid",
+    "street_number",
+    "street_name",
+    "unit",
+    "street",
+    "postcode",
+    "city",
+    "country",
+    "address_key",
+    "birth_date",
+    "national_id",
+    "national_id_valid",
+)
 
 
 def _missing(value: object) -> bool:
@@ -48,8 +97,9 @@ def _none(series: pd.Series) -> pd.Series:
 
 def _map(series: pd.Series, fn) -> pd.Series:  # noqa: ANN001
     """``fn`` over present values, None elsewhere, as an object series."""
-    return pd.Series([None if _missing(v) else fn(v) for v in series], index=series.index,
-                     dtype=object)  # fmt: skip
+    return pd.Series(
+        [None if _missing(v) else fn(v) for v in series], index=series.index, dtype=object
+    )
 
 
 def _folded(series: pd.Series) -> pd.Series:
@@ -70,10 +120,13 @@ def match_frame(cleansed: pd.DataFrame) -> pd.DataFrame:
     out["middle_initial"] = _map(_folded(c["middle_name"]), lambda v: v[0])
     out["family"] = _none(c["family_key"])
     out["names"] = pd.Series(
-        [f"{g}|{f}" if isinstance(g, str) and isinstance(f, str) else None
-         for g, f in zip(out["given"], out["family"], strict=True)],
-        index=c.index, dtype=object,
-    )  # fmt: skip
+        [
+            f"{g}|{f}" if isinstance(g, str) and isinstance(f, str) else None
+            for g, f in zip(out["given"], out["family"], strict=True)
+        ],
+        index=c.index,
+        dtype=object,
+    )
     out["suffix"] = _folded(c["suffix"])
     birth = pd.to_datetime(c["birth_date"], errors="coerce")
     out["birth"] = _none(birth.dt.strftime("%Y-%m-%d"))
@@ -85,10 +138,13 @@ def match_frame(cleansed: pd.DataFrame) -> pd.DataFrame:
     out["phone"] = _none(c["phone"].where(phone_ok))
     # Parsed (US) streets as number + name; elsewhere the street line as written.
     street = [
-        (f"{'' if _missing(n) else n} {name}".strip() if not _missing(name)
-         else (None if _missing(line) else line))
+        (
+            f"{'' if _missing(n) else n} {name}".strip()
+            if not _missing(name)
+            else (None if _missing(line) else line)
+        )
         for n, name, line in zip(c["street_number"], c["street_name"], c["street"], strict=True)
-    ]  # fmt: skip
+    ]
     out["street"] = _folded(pd.Series(street, index=c.index, dtype=object))
     out["unit"] = _map(_folded(c["unit"]), lambda v: v.rsplit(" ", 1)[-1])
     country = c["country"].fillna("")
@@ -101,7 +157,7 @@ def match_frame(cleansed: pd.DataFrame) -> pd.DataFrame:
             ],
             index=c.index,
             dtype=object,
-        )  # fmt: skip
+        )
     )
     out["city"] = _folded(c["city"])
     # An id no rule could judge (no check configured for its country) still identifies; one

@@ -150,8 +150,11 @@ def current_cleansed(conn: Connection, record_ids: list[str] | None = None) -> p
     else:
         rows = []
         for chunk in chunks(sorted(set(record_ids))):
-            rows += conn.execute(query.where(CLEANSED.c.source_record_id.in_(chunk))
-                                 .order_by(CLEANSED.c.source_record_id)).all()  # fmt: skip
+            rows += conn.execute(
+                query.where(CLEANSED.c.source_record_id.in_(chunk)).order_by(
+                    CLEANSED.c.source_record_id
+                )
+            ).all()
     return pd.DataFrame([tuple(r) for r in rows], columns=list(CLEANSED_COLUMNS), dtype=object)
 
 
@@ -161,9 +164,10 @@ def current_cleansed(conn: Connection, record_ids: list[str] | None = None) -> p
 def steward_labels(conn: Connection) -> list[tuple[str, str, str, str]]:
     """(party_type, left, right, label) of every steward label, in a stable order."""
     rows = conn.execute(
-        select(LABELS.c.party_type, LABELS.c.left_record_id, LABELS.c.right_record_id,
-               LABELS.c.label).order_by(LABELS.c.left_record_id, LABELS.c.right_record_id)
-    ).all()  # fmt: skip
+        select(
+            LABELS.c.party_type, LABELS.c.left_record_id, LABELS.c.right_record_id, LABELS.c.label
+        ).order_by(LABELS.c.left_record_id, LABELS.c.right_record_id)
+    ).all()
     return [tuple(r) for r in rows]  # type: ignore[misc]
 
 
@@ -179,8 +183,9 @@ def labels_digest(conn: Connection, party_type: str, suffice: int | None = None)
     return h.hexdigest()
 
 
-def training_pairs(conn: Connection, party_type: str,
-                   suffice: int | None = None) -> tuple[list, list]:  # fmt: skip
+def training_pairs(
+    conn: Connection, party_type: str, suffice: int | None = None
+) -> tuple[list, list]:
     """The hub's own labelled pairs (their current cleansed values), with the shipped default
     pairs while the hub's own are fewer than ``suffice`` (see ``uses_defaults``)."""
     matches: list = []
@@ -189,8 +194,12 @@ def training_pairs(conn: Connection, party_type: str,
     if labelled:
         ids = sorted({r[1] for r in labelled} | {r[2] for r in labelled})
         frame = match_frame(current_cleansed(conn, ids))
-        rows = {rid: rec for rid, rec in zip(frame["record_id"],
-                frame[list(FIELDS[party_type])].to_dict("records"), strict=True)}  # fmt: skip
+        rows = {
+            rid: rec
+            for rid, rec in zip(
+                frame["record_id"], frame[list(FIELDS[party_type])].to_dict("records"), strict=True
+            )
+        }
         for _party, left, right, label in labelled:
             if left in rows and right in rows:  # an erased record drops out of training
                 (matches if label == "match" else distinct).append((rows[left], rows[right]))
@@ -212,18 +221,29 @@ def record_label(engine: Engine, left: str, right: str, label: str, by: str) -> 
             ).scalar_one_or_none()
             or PERSON
         )
-        conn.execute(delete(LABELS).where(LABELS.c.left_record_id == left,
-                                          LABELS.c.right_record_id == right))  # fmt: skip
-        conn.execute(insert(LABELS).values(party_type=party, left_record_id=left,
-                                           right_record_id=right, label=label, labelled_by=by,
-                                           labelled_at=_now()))  # fmt: skip
-        conn.execute(update(REVIEW).where(REVIEW.c.left_record_id == left,
-                                          REVIEW.c.right_record_id == right)
-                     .values(status="done"))  # fmt: skip
+        conn.execute(
+            delete(LABELS).where(LABELS.c.left_record_id == left, LABELS.c.right_record_id == right)
+        )
+        conn.execute(
+            insert(LABELS).values(
+                party_type=party,
+                left_record_id=left,
+                right_record_id=right,
+                label=label,
+                labelled_by=by,
+                labelled_at=_now(),
+            )
+        )
+        conn.execute(
+            update(REVIEW)
+            .where(REVIEW.c.left_record_id == left, REVIEW.c.right_record_id == right)
+            .values(status="done")
+        )
 
 
-def record_override(engine: Engine, left: str, right: str, kind: str, by: str,
-                    reason: str | None = None) -> None:  # fmt: skip
+def record_override(
+    engine: Engine, left: str, right: str, kind: str, by: str, reason: str | None = None
+) -> None:
     """A must-link (merge) or cannot-link (split); it replaces an earlier one for the pair."""
     if kind not in ("must_link", "cannot_link"):
         raise ValueError("kind must be must_link or cannot_link")
@@ -231,16 +251,27 @@ def record_override(engine: Engine, left: str, right: str, kind: str, by: str,
         raise ValueError("a record cannot be linked to itself")
     left, right = ordered(left, right)
     with write_transaction(engine) as conn:
-        conn.execute(delete(OVERRIDES).where(OVERRIDES.c.left_record_id == left,
-                                             OVERRIDES.c.right_record_id == right))  # fmt: skip
-        conn.execute(insert(OVERRIDES).values(left_record_id=left, right_record_id=right,
-                                              kind=kind, reason=reason, created_by=by,
-                                              created_at=_now()))  # fmt: skip
+        conn.execute(
+            delete(OVERRIDES).where(
+                OVERRIDES.c.left_record_id == left, OVERRIDES.c.right_record_id == right
+            )
+        )
+        conn.execute(
+            insert(OVERRIDES).values(
+                left_record_id=left,
+                right_record_id=right,
+                kind=kind,
+                reason=reason,
+                created_by=by,
+                created_at=_now(),
+            )
+        )
 
 
 def overrides(conn: Connection) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    rows = conn.execute(select(OVERRIDES.c.left_record_id, OVERRIDES.c.right_record_id,
-                               OVERRIDES.c.kind)).all()  # fmt: skip
+    rows = conn.execute(
+        select(OVERRIDES.c.left_record_id, OVERRIDES.c.right_record_id, OVERRIDES.c.kind)
+    ).all()
     must = [(a, b) for a, b, k in rows if k == "must_link"]
     cannot = [(a, b) for a, b, k in rows if k == "cannot_link"]
     return must, cannot
@@ -267,8 +298,9 @@ def latest_model_rows(conn: Connection) -> dict[str, Any]:
     return out
 
 
-def train_models(engine: Engine, config: HubConfig | None = None, *,
-                 force: bool = False) -> TrainSummary:  # fmt: skip
+def train_models(
+    engine: Engine, config: HubConfig | None = None, *, force: bool = False
+) -> TrainSummary:
     """Train a model per party type whose labels changed since its last model (or ``force``).
     ``config.matching.own_labels_suffice`` (without ``config``, its default) decides when the
     shipped defaults stop taking part."""
@@ -291,11 +323,17 @@ def train_models(engine: Engine, config: HubConfig | None = None, *,
         model = train_model(party, matches, distinct)
         settings = model.to_bytes()
         with write_transaction(engine) as conn:
-            conn.execute(insert(MODELS).values(
-                party_type=party, labels_digest=digest, threshold=model.threshold,
-                settings=settings, settings_sha256=settings_digest(settings),
-                metrics=model.metrics, created_at=_now(),
-            ))  # fmt: skip
+            conn.execute(
+                insert(MODELS).values(
+                    party_type=party,
+                    labels_digest=digest,
+                    threshold=model.threshold,
+                    settings=settings,
+                    settings_sha256=settings_digest(settings),
+                    metrics=model.metrics,
+                    created_at=_now(),
+                )
+            )
         summary.retrained[party] = True
         summary.metrics[party] = model.metrics
         summary.thresholds[party] = model.threshold
@@ -322,8 +360,16 @@ def load_models(conn: Connection) -> dict[str, MatchModel]:
 # --- clusters and review ---------------------------------------------------------------------
 
 
-CLUSTER_COLUMNS = ("record_id", "party_type", "cluster_id", "confidence",
-                   "organisation_cluster_id", "clustered_at", "extract_id", "row_number")  # fmt: skip
+CLUSTER_COLUMNS = (
+    "record_id",
+    "party_type",
+    "cluster_id",
+    "confidence",
+    "organisation_cluster_id",
+    "clustered_at",
+    "extract_id",
+    "row_number",
+)
 #: ``pg_advisory_xact_lock`` key of the transactions that rewrite clusters (one at a time).
 MATCH_LOCK_KEY = 0x6D646D03
 
@@ -339,8 +385,9 @@ def _cleansed_upto(conn: Connection) -> datetime | None:
 
 def _versions_of(conn: Connection, record_ids: list[str] | None) -> dict[str, tuple[int, int]]:
     """Each record's current cleansed version (extract id, row number)."""
-    query = select(CLEANSED.c.source_record_id, CLEANSED.c.extract_id,
-                   CLEANSED.c.row_number).select_from(_CURRENT)  # fmt: skip
+    query = select(
+        CLEANSED.c.source_record_id, CLEANSED.c.extract_id, CLEANSED.c.row_number
+    ).select_from(_CURRENT)
     if record_ids is None:
         return {r: (e, n) for r, e, n in conn.execute(query)}
     out = {}
@@ -350,16 +397,30 @@ def _versions_of(conn: Connection, record_ids: list[str] | None) -> dict[str, tu
     return out
 
 
-def _cluster_rows(result: MatchResult, versions: dict[str, tuple[int, int]],
-                  now: datetime) -> list[tuple[Any, ...]]:  # fmt: skip
+def _cluster_rows(
+    result: MatchResult, versions: dict[str, tuple[int, int]], now: datetime
+) -> list[tuple[Any, ...]]:
     c = result.clusters
-    return [(r, p, k, float(s), o, now, *versions[r]) for r, p, k, s, o in zip(
-        c["record_id"], c["party_type"], c["cluster_id"], c["confidence"],
-        c["organisation_cluster_id"], strict=True)]  # fmt: skip
+    return [
+        (r, p, k, float(s), o, now, *versions[r])
+        for r, p, k, s, o in zip(
+            c["record_id"],
+            c["party_type"],
+            c["cluster_id"],
+            c["confidence"],
+            c["organisation_cluster_id"],
+            strict=True,
+        )
+    ]
 
 
-def _review_rows(conn: Connection, result: MatchResult, judged: set[tuple[str, str]],
-                 now: datetime, among: set[str] | None = None) -> list[tuple[Any, ...]]:  # fmt: skip
+def _review_rows(
+    conn: Connection,
+    result: MatchResult,
+    judged: set[tuple[str, str]],
+    now: datetime,
+    among: set[str] | None = None,
+) -> list[tuple[Any, ...]]:
     """New pending review items: the result's uncertain pairs not judged or reviewed before
     (``among``: the records an incremental run re-matched, whose pairs are the only candidates)."""
     query = select(REVIEW.c.left_record_id, REVIEW.c.right_record_id)
@@ -372,8 +433,13 @@ def _review_rows(conn: Connection, result: MatchResult, judged: set[tuple[str, s
                 done.update(ordered(*r) for r in conn.execute(query.where(cond)))
     judged = {ordered(*p) for p in judged}
     out = []
-    for a, b, p, s in zip(result.review["left_id"], result.review["right_id"],
-                          result.review["party_type"], result.review["score"], strict=True):  # fmt: skip
+    for a, b, p, s in zip(
+        result.review["left_id"],
+        result.review["right_id"],
+        result.review["party_type"],
+        result.review["score"],
+        strict=True,
+    ):
         pair = ordered(a, b)
         if pair not in judged and pair not in done:
             done.add(pair)
@@ -391,17 +457,26 @@ def _index_rows(cleansed: pd.DataFrame) -> list[tuple[str, str, str]]:
     return rows
 
 
-def _write_pairs(conn: Connection, pairs: list[ScoredPairs], start: dict[str, int] | None = None,
-                 batch: int = 200_000) -> int:  # fmt: skip
+def _write_pairs(
+    conn: Connection,
+    pairs: list[ScoredPairs],
+    start: dict[str, int] | None = None,
+    batch: int = 200_000,
+) -> int:
     """Keep the scored pairs at or above ``PAIR_FLOOR`` (from ``start[party]`` on), a batch of
     rows at a time."""
     written = 0
     for sp in pairs:
         first = (start or {}).get(sp.party_type, 0)
         for lo in range(first, len(sp.left), batch):
-            part = ScoredPairs(sp.party_type, sp.ids, sp.left[lo : lo + batch],
-                               sp.right[lo : lo + batch], sp.scores[lo : lo + batch],
-                               sp.by_rule[lo : lo + batch])  # fmt: skip
+            part = ScoredPairs(
+                sp.party_type,
+                sp.ids,
+                sp.left[lo : lo + batch],
+                sp.right[lo : lo + batch],
+                sp.scores[lo : lo + batch],
+                sp.by_rule[lo : lo + batch],
+            )
             rows = part.rows(PAIR_FLOOR)
             bulk_insert(conn, "match_pairs", PAIR_COLUMNS, rows)
             written += len(rows)
@@ -442,18 +517,32 @@ def _rebuild_clusters(engine: Engine, config: HubConfig) -> MatchResult:
         _write_pairs(conn, result.pairs)
         conn.execute(delete(REVIEW).where(REVIEW.c.status == "pending"))
         review = _review_rows(conn, result, judged, now)
-        bulk_insert(conn, "review_queue", ("party_type", "left_record_id", "right_record_id",
-                                           "score", "status", "created_at"), review)  # fmt: skip
+        bulk_insert(
+            conn,
+            "review_queue",
+            ("party_type", "left_record_id", "right_record_id", "score", "status", "created_at"),
+            review,
+        )
         # Every record (and every record that had a golden record) is consolidated again.
         conn.execute(delete(QUEUE))
-        conn.execute(QUEUE.insert().from_select(
-            ["record_id"], select(CLUSTERS.c.record_id).union(select(XREF.c.record_id))))  # fmt: skip
-        counts = {"records": len(result.clusters), "arrived": len(result.clusters),
-                  "removed": 0, "clusters_touched": int(result.clusters["cluster_id"].nunique())
-                  if len(result.clusters) else 0, "pairs_version": PAIRS_VERSION,
-                  **{f"{p}_model": i for p, i in model_ids.items()}}  # fmt: skip
-        conn.execute(RUNS.insert().values(mode="full", cleansed_upto=upto, counts=counts,
-                                          finished_at=_now()))  # fmt: skip
+        conn.execute(
+            QUEUE.insert().from_select(
+                ["record_id"], select(CLUSTERS.c.record_id).union(select(XREF.c.record_id))
+            )
+        )
+        counts = {
+            "records": len(result.clusters),
+            "arrived": len(result.clusters),
+            "removed": 0,
+            "clusters_touched": int(result.clusters["cluster_id"].nunique())
+            if len(result.clusters)
+            else 0,
+            "pairs_version": PAIRS_VERSION,
+            **{f"{p}_model": i for p, i in model_ids.items()},
+        }
+        conn.execute(
+            RUNS.insert().values(mode="full", cleansed_upto=upto, counts=counts, finished_at=_now())
+        )
     result.stats["review_queue"] = len(review)
     result.stats["run"] = counts
     return result
@@ -474,21 +563,30 @@ def _changed_since(conn: Connection, since: datetime | None) -> tuple[list[str],
     extracts = select(EXTRACTS.c.id).where(EXTRACTS.c.cleansed_at.is_not(None))
     if since is not None:
         extracts = extracts.where(EXTRACTS.c.cleansed_at > since)
-    touched = sorted(conn.execute(select(VERSIONS.c.source_record_id).distinct()
-                                  .where(VERSIONS.c.extract_id.in_(extracts))).scalars())  # fmt: skip
+    touched = sorted(
+        conn.execute(
+            select(VERSIONS.c.source_record_id)
+            .distinct()
+            .where(VERSIONS.c.extract_id.in_(extracts))
+        ).scalars()
+    )
     current = _versions_of(conn, touched)
     clustered: dict[str, tuple[int, int]] = {}
     for chunk in chunks(touched):
-        rows = conn.execute(select(CLUSTERS.c.record_id, CLUSTERS.c.extract_id,
-                                   CLUSTERS.c.row_number).where(CLUSTERS.c.record_id.in_(chunk)))  # fmt: skip
+        rows = conn.execute(
+            select(CLUSTERS.c.record_id, CLUSTERS.c.extract_id, CLUSTERS.c.row_number).where(
+                CLUSTERS.c.record_id.in_(chunk)
+            )
+        )
         clustered.update({r: (e, n) for r, e, n in rows})
     changed = [r for r in touched if r in current and clustered.get(r) != current[r]]
     removed = [r for r in touched if r in clustered and r not in current]
     return changed, removed
 
 
-def _neighbours(conn: Connection, keys: set[tuple[str, str]], exclude: set[str],
-                max_block: int, extra: Counter) -> set[str]:  # fmt: skip
+def _neighbours(
+    conn: Connection, keys: set[tuple[str, str]], exclude: set[str], max_block: int, extra: Counter
+) -> set[str]:
     """Records in the index sharing one of ``keys`` (giant blocks left out: a block's hub size
     counts ``extra``, the keys of records about to be indexed, instead of ``exclude``'s)."""
     members: dict[str, set[str]] = {}
@@ -504,13 +602,19 @@ def _neighbours(conn: Connection, keys: set[tuple[str, str]], exclude: set[str],
     return found
 
 
-def _block_sizes(conn: Connection, keys: set[tuple[str, str]], exclude: set[str],
-                 extra: Counter) -> dict[tuple[str, str], int]:  # fmt: skip
+def _block_sizes(
+    conn: Connection, keys: set[tuple[str, str]], exclude: set[str], extra: Counter
+) -> dict[tuple[str, str], int]:
     """Hub size of each block in ``keys``: index rows, minus ``exclude``'s, plus ``extra``."""
     counts: Counter = Counter()
     for cond in in_chunks(INDEX.c.key_hash, sorted({h for _n, h in keys})):
-        counts.update(dict(conn.execute(select(INDEX.c.key_hash, func.count())
-                                        .where(cond).group_by(INDEX.c.key_hash)).all()))  # fmt: skip
+        counts.update(
+            dict(
+                conn.execute(
+                    select(INDEX.c.key_hash, func.count()).where(cond).group_by(INDEX.c.key_hash)
+                ).all()
+            )
+        )
     for cond in in_chunks(INDEX.c.record_id, sorted(exclude)):
         for (h,) in conn.execute(select(INDEX.c.key_hash).where(cond)):
             counts[h] -= 1
@@ -522,16 +626,25 @@ def _clusters_members(conn: Connection, record_ids: set[str]) -> set[str]:
     ids = sorted(record_ids)
     clusters: set[str] = set()
     for chunk in chunks(ids):
-        clusters.update(conn.execute(select(CLUSTERS.c.cluster_id)
-                                     .where(CLUSTERS.c.record_id.in_(chunk))).scalars())  # fmt: skip
+        clusters.update(
+            conn.execute(
+                select(CLUSTERS.c.cluster_id).where(CLUSTERS.c.record_id.in_(chunk))
+            ).scalars()
+        )
     out = set(record_ids)
     cl = sorted(clusters)
     for chunk in chunks(cl):
-        out.update(conn.execute(select(CLUSTERS.c.record_id)
-                                .where(CLUSTERS.c.cluster_id.in_(chunk))).scalars())  # fmt: skip
+        out.update(
+            conn.execute(
+                select(CLUSTERS.c.record_id).where(CLUSTERS.c.cluster_id.in_(chunk))
+            ).scalars()
+        )
         # Contacts linked to these organisation clusters are re-linked with them.
-        out.update(conn.execute(select(CLUSTERS.c.record_id)
-                                .where(CLUSTERS.c.organisation_cluster_id.in_(chunk))).scalars())  # fmt: skip
+        out.update(
+            conn.execute(
+                select(CLUSTERS.c.record_id).where(CLUSTERS.c.organisation_cluster_id.in_(chunk))
+            ).scalars()
+        )
     return out
 
 
@@ -540,21 +653,23 @@ def _known_organisations(conn: Connection, frame: pd.DataFrame, exclude: set[str
     their sources name, and the ones whose name is a contact's employer (found through the
     blocking index's ``company`` keys, not by reading every organisation)."""
     wanted = {o for o in frame["organisation_record_id"].tolist() if isinstance(o, str)}
-    hashes = sorted({key_hash("company", e) for e in frame["employer"].tolist()
-                     if isinstance(e, str) and e})  # fmt: skip
+    hashes = sorted(
+        {key_hash("company", e) for e in frame["employer"].tolist() if isinstance(e, str) and e}
+    )
     for cond in in_chunks(INDEX.c.key_hash, hashes):
         wanted.update(conn.execute(select(INDEX.c.record_id).where(cond)).scalars())
     rows = []
     for chunk in chunks(sorted(wanted - exclude)):
         rows += conn.execute(
             select(CLEANSED.c.source_record_id, CLEANSED.c.company_key, CLUSTERS.c.cluster_id)
-            .select_from(_CURRENT.join(CLUSTERS,
-                                       CLUSTERS.c.record_id == CLEANSED.c.source_record_id))
-            .where(CLEANSED.c.party_type == ORGANISATION,
-                   CLEANSED.c.source_record_id.in_(chunk))
-        ).all()  # fmt: skip
-    return pd.DataFrame([tuple(r) for r in rows], columns=["record_id", "company", "cluster_id"],
-                        dtype=object)  # fmt: skip
+            .select_from(
+                _CURRENT.join(CLUSTERS, CLUSTERS.c.record_id == CLEANSED.c.source_record_id)
+            )
+            .where(CLEANSED.c.party_type == ORGANISATION, CLEANSED.c.source_record_id.in_(chunk))
+        ).all()
+    return pd.DataFrame(
+        [tuple(r) for r in rows], columns=["record_id", "company", "cluster_id"], dtype=object
+    )
 
 
 def match_incremental(engine: Engine, config: HubConfig) -> IncrementalResult:
@@ -590,8 +705,14 @@ def _match_incremental(engine: Engine, config: HubConfig) -> IncrementalResult:
         last = conn.execute(select(RUNS).order_by(RUNS.c.id.desc()).limit(1)).first()
         upto = _cleansed_upto(conn)
         changed, removed = _changed_since(conn, last.cleansed_upto if last else None)
-        counts = {"arrived": len(changed), "removed": len(removed), "records": 0,
-                  "clusters_touched": 0, "neighbours": 0, "pairs_scored": 0}  # fmt: skip
+        counts = {
+            "arrived": len(changed),
+            "removed": len(removed),
+            "records": 0,
+            "clusters_touched": 0,
+            "neighbours": 0,
+            "pairs_scored": 0,
+        }
         plan = _plan(conn, config, changed, removed) if changed or removed else None
         if plan is not None:
             counts["neighbours"] = len(plan.neighbours)
@@ -611,9 +732,12 @@ def _match_incremental(engine: Engine, config: HubConfig) -> IncrementalResult:
             # changed record keeps most of its blocking keys.
             rows = _cluster_rows(plan.result, plan.versions, now)
             rewrite = [r for r in rows if plan.old_clusters.get(r[0]) != _stored_form(r)]
-            moved = {r[0] for r in rewrite
-                     if _golden_relevant(plan.old_clusters.get(r[0])) != _golden_relevant(
-                         _stored_form(r))}  # fmt: skip
+            moved = {
+                r[0]
+                for r in rewrite
+                if _golden_relevant(plan.old_clusters.get(r[0]))
+                != _golden_relevant(_stored_form(r))
+            }
             stale = [r[0] for r in rewrite if r[0] in plan.old_clusters]
             stale += [r for r in removed if r in plan.old_clusters]
             for chunk in chunks(sorted(stale)):
@@ -623,9 +747,13 @@ def _match_incremental(engine: Engine, config: HubConfig) -> IncrementalResult:
                 # Found through the pair indexes (one per side), then deleted by id: a filter
                 # on status would lead the database to scan every pending item.
                 for side in (REVIEW.c.left_record_id, REVIEW.c.right_record_id):
-                    ids = [i for i, status in conn.execute(
-                        select(REVIEW.c.id, REVIEW.c.status).where(side.in_(chunk)))
-                        if status == "pending"]  # fmt: skip
+                    ids = [
+                        i
+                        for i, status in conn.execute(
+                            select(REVIEW.c.id, REVIEW.c.status).where(side.in_(chunk))
+                        )
+                        if status == "pending"
+                    ]
                     if ids:
                         conn.execute(delete(REVIEW).where(REVIEW.c.id.in_(ids)))
                 conn.execute(delete(PAIRS).where(PAIRS.c.left_record_id.in_(chunk)))
@@ -633,20 +761,42 @@ def _match_incremental(engine: Engine, config: HubConfig) -> IncrementalResult:
             new_index = set(plan.index)
             dropped = [{"r": r, "n": n} for r, n, _h in plan.old_index - new_index]
             if dropped:
-                conn.execute(delete(INDEX).where(INDEX.c.record_id == bindparam("r"),
-                                                 INDEX.c.key_name == bindparam("n")), dropped)  # fmt: skip
-            bulk_insert(conn, "blocking_index", ("record_id", "key_name", "key_hash"),
-                        sorted(new_index - plan.old_index))  # fmt: skip
+                conn.execute(
+                    delete(INDEX).where(
+                        INDEX.c.record_id == bindparam("r"), INDEX.c.key_name == bindparam("n")
+                    ),
+                    dropped,
+                )
+            bulk_insert(
+                conn,
+                "blocking_index",
+                ("record_id", "key_name", "key_hash"),
+                sorted(new_index - plan.old_index),
+            )
             _write_pairs(conn, plan.new_pairs + plan.completed)
             # An earlier item for a pair shares one of its records with it: one side suffices
             # (the changed record's, whose items are few), read from both columns.
             fresh = set(changed)
-            among = {a if a in fresh or b not in fresh else b
-                     for a, b in zip(plan.result.review["left_id"], plan.result.review["right_id"],
-                                     strict=True)}  # fmt: skip
+            among = {
+                a if a in fresh or b not in fresh else b
+                for a, b in zip(
+                    plan.result.review["left_id"], plan.result.review["right_id"], strict=True
+                )
+            }
             review = _review_rows(conn, plan.result, plan.judged, now, among=among)
-            bulk_insert(conn, "review_queue", ("party_type", "left_record_id", "right_record_id",
-                                               "score", "status", "created_at"), review)  # fmt: skip
+            bulk_insert(
+                conn,
+                "review_queue",
+                (
+                    "party_type",
+                    "left_record_id",
+                    "right_record_id",
+                    "score",
+                    "status",
+                    "created_at",
+                ),
+                review,
+            )
             # Golden records follow clusters, organisation links and record contents: a record
             # whose row changed only in confidence need not be consolidated again.
             queued = set(conn.execute(select(QUEUE.c.record_id)).scalars())
@@ -654,9 +804,14 @@ def _match_incremental(engine: Engine, config: HubConfig) -> IncrementalResult:
             bulk_insert(conn, "consolidation_queue", ("record_id",), [(r,) for r in sorted(todo)])
             counts["clusters_rewritten"] = len(rewrite)
             counts["queued"] = len(todo)
-        conn.execute(RUNS.insert().values(mode="incremental", cleansed_upto=upto,
-                                          counts={**counts, **_model_ids(conn)},
-                                          finished_at=_now()))  # fmt: skip
+        conn.execute(
+            RUNS.insert().values(
+                mode="incremental",
+                cleansed_upto=upto,
+                counts={**counts, **_model_ids(conn)},
+                finished_at=_now(),
+            )
+        )
     scope = plan.region | set(removed) if plan is not None else set()
     return IncrementalResult(counts, len(review), scope)
 
@@ -699,15 +854,15 @@ def _plan(conn: Connection, config: HubConfig, changed: list[str], removed: list
         keep = mine[cands.left] | mine[cands.right]
         left, right = cands.left[keep], cands.right[keep]
         scores, by_rule = score_pairs(sub, party, models[party], m, left, right)
-        new_pairs.append(ScoredPairs(party, sub["record_id"].to_numpy(object), left, right,
-                                     scores, by_rule))  # fmt: skip
+        new_pairs.append(
+            ScoredPairs(party, sub["record_id"].to_numpy(object), left, right, scores, by_rule)
+        )
     # 2. The region: every component of the match graph holding a changed or removed record.
     must, cannot = overrides(conn)
     linked: dict[str, set[str]] = {}
     for sp in new_pairs:
         up = sp.scores >= thresholds[sp.party_type]
-        for a, b in zip(sp.ids[sp.left[up]].tolist(), sp.ids[sp.right[up]].tolist(),
-                        strict=True):  # fmt: skip
+        for a, b in zip(sp.ids[sp.left[up]].tolist(), sp.ids[sp.right[up]].tolist(), strict=True):
             linked.setdefault(a, set()).add(b)
             linked.setdefault(b, set()).add(a)
     for a, b in must:
@@ -734,13 +889,19 @@ def _plan(conn: Connection, config: HubConfig, changed: list[str], removed: list
         if sub.empty:
             continue
         pos = {rid: i for i, rid in enumerate(sub["record_id"].tolist())}
-        rows = [(pos[a], pos[b], s, r) for a, b, p, s, r in kept
-                if p == party and a in pos and b in pos]  # fmt: skip
+        rows = [
+            (pos[a], pos[b], s, r) for a, b, p, s, r in kept if p == party and a in pos and b in pos
+        ]
         for sp in new_pairs:
             if sp.party_type != party:
                 continue
-            for a, b, s, r in zip(sp.ids[sp.left].tolist(), sp.ids[sp.right].tolist(),
-                                  sp.scores.tolist(), sp.by_rule.tolist(), strict=True):  # fmt: skip
+            for a, b, s, r in zip(
+                sp.ids[sp.left].tolist(),
+                sp.ids[sp.right].tolist(),
+                sp.scores.tolist(),
+                sp.by_rule.tolist(),
+                strict=True,
+            ):
                 if a in pos and b in pos:
                     rows.append((pos[a], pos[b], s, r))
         rows = [(min(a, b), max(a, b), s, r) for a, b, s, r in rows]
@@ -748,12 +909,21 @@ def _plan(conn: Connection, config: HubConfig, changed: list[str], removed: list
         right = np.array([r[1] for r in rows], dtype=np.int64)
         scores = np.array([r[2] for r in rows], dtype=np.float32)
         by_rule = np.array([r[3] for r in rows], dtype=bool)
-        pm = cluster_scored(sub, party, models[party], m, left, right, scores, by_rule,
-                             must, cannot)  # fmt: skip
+        pm = cluster_scored(
+            sub, party, models[party], m, left, right, scores, by_rule, must, cannot
+        )
         parts[party] = (sub, pm)
         n = len(rows)
-        completed.append(ScoredPairs(party, sub["record_id"].to_numpy(object), pm.left[n:],
-                                     pm.right[n:], pm.scores[n:], pm.by_rule[n:]))  # fmt: skip
+        completed.append(
+            ScoredPairs(
+                party,
+                sub["record_id"].to_numpy(object),
+                pm.left[n:],
+                pm.right[n:],
+                pm.scores[n:],
+                pm.by_rule[n:],
+            )
+        )
     result = assemble(frame, parts, _known_organisations(conn, frame, region | set(removed)))
     # Review candidates: the uncertain pairs scored in this run (inside the region or not).
     # Every other uncertain pair was scored, and offered for review, by the run that scored it.
@@ -761,33 +931,69 @@ def _plan(conn: Connection, config: HubConfig, changed: list[str], removed: list
     review = []
     for sp in new_pairs + completed:
         band = (sp.scores >= low) & (sp.scores < high) & ~sp.by_rule
-        review.append(pd.DataFrame({
-            "left_id": sp.ids[sp.left[band]], "right_id": sp.ids[sp.right[band]],
-            "party_type": sp.party_type, "score": np.round(sp.scores[band], 4)}))  # fmt: skip
+        review.append(
+            pd.DataFrame(
+                {
+                    "left_id": sp.ids[sp.left[band]],
+                    "right_id": sp.ids[sp.right[band]],
+                    "party_type": sp.party_type,
+                    "score": np.round(sp.scores[band], 4),
+                }
+            )
+        )
     result.review = pd.concat(review, ignore_index=True) if review else result.review.iloc[:0]
     judged = {(a, b) for _p, a, b, _l in steward_labels(conn)} | set(must) | set(cannot)
     old_clusters = {}
     for cond in in_chunks(CLUSTERS.c.record_id, sorted(region | set(removed))):
-        old_clusters.update({r[0]: tuple(r[1:]) for r in conn.execute(
-            select(CLUSTERS.c.record_id, CLUSTERS.c.party_type, CLUSTERS.c.cluster_id,
-                   CLUSTERS.c.confidence, CLUSTERS.c.organisation_cluster_id,
-                   CLUSTERS.c.extract_id, CLUSTERS.c.row_number).where(cond))})  # fmt: skip
+        old_clusters.update(
+            {
+                r[0]: tuple(r[1:])
+                for r in conn.execute(
+                    select(
+                        CLUSTERS.c.record_id,
+                        CLUSTERS.c.party_type,
+                        CLUSTERS.c.cluster_id,
+                        CLUSTERS.c.confidence,
+                        CLUSTERS.c.organisation_cluster_id,
+                        CLUSTERS.c.extract_id,
+                        CLUSTERS.c.row_number,
+                    ).where(cond)
+                )
+            }
+        )
     old_index: set[tuple[str, str, str]] = set()
     for cond in in_chunks(INDEX.c.record_id, sorted(gone)):
-        old_index.update(tuple(r) for r in conn.execute(  # type: ignore[misc]
-            select(INDEX.c.record_id, INDEX.c.key_name, INDEX.c.key_hash).where(cond)))  # fmt: skip
-    return _Plan(result, index, _versions_of(conn, sorted(region)), region, neighbours,
-                 new_pairs, completed, judged, old_clusters, old_index)  # fmt: skip
+        old_index.update(
+            tuple(r)
+            for r in conn.execute(  # type: ignore[misc]
+                select(INDEX.c.record_id, INDEX.c.key_name, INDEX.c.key_hash).where(cond)
+            )
+        )
+    return _Plan(
+        result,
+        index,
+        _versions_of(conn, sorted(region)),
+        region,
+        neighbours,
+        new_pairs,
+        completed,
+        judged,
+        old_clusters,
+        old_index,
+    )
 
 
-def _stored_links(conn: Connection, ids: set[str], skip: set[str],
-                  thresholds: dict[str, float]) -> set[str]:  # fmt: skip
+def _stored_links(
+    conn: Connection, ids: set[str], skip: set[str], thresholds: dict[str, float]
+) -> set[str]:
     """Records linked to ``ids`` by a kept pair at or above its party's threshold (pairs
     touching ``skip``, whose scores are stale, left out)."""
     out: set[str] = set()
     floor = min(thresholds.values())
-    for side, other in ((PAIRS.c.left_record_id, PAIRS.c.right_record_id),
-                        (PAIRS.c.right_record_id, PAIRS.c.left_record_id)):  # fmt: skip
+    for side, other in (
+        (PAIRS.c.left_record_id, PAIRS.c.right_record_id),
+        (PAIRS.c.right_record_id, PAIRS.c.left_record_id),
+    ):
         query = select(other, PAIRS.c.party_type, PAIRS.c.score)
         for cond in in_chunks(side, sorted(ids)):
             for b, party, score in conn.execute(query.where(cond, PAIRS.c.score >= floor)):
@@ -796,8 +1002,9 @@ def _stored_links(conn: Connection, ids: set[str], skip: set[str],
     return out - skip
 
 
-def _stored_pairs(conn: Connection, region: set[str],
-                  skip: set[str]) -> list[tuple[str, str, str, float, bool]]:  # fmt: skip
+def _stored_pairs(
+    conn: Connection, region: set[str], skip: set[str]
+) -> list[tuple[str, str, str, float, bool]]:
     """Kept pairs with both records in ``region`` and neither in ``skip``."""
     out = []
     query = select(*[PAIRS.c[c] for c in PAIR_COLUMNS])
@@ -815,8 +1022,9 @@ class ConcurrentMatch(RuntimeError):
 def needs_full_rematch(conn: Connection) -> bool:
     """A full rebuild is due: never matched, a model newer than the last full run, steward
     labels or overrides newer than the last run, or kept pair scores from an older version."""
-    last_full = conn.execute(select(RUNS).where(RUNS.c.mode == "full")
-                             .order_by(RUNS.c.id.desc()).limit(1)).first()  # fmt: skip
+    last_full = conn.execute(
+        select(RUNS).where(RUNS.c.mode == "full").order_by(RUNS.c.id.desc()).limit(1)
+    ).first()
     if last_full is None or last_full.counts.get("pairs_version") != PAIRS_VERSION:
         return True
     models = _model_ids(conn)
@@ -839,8 +1047,7 @@ class ClusterState:
     oversized: dict[str, int]  # cluster id -> size, above max_cluster_size
 
 
-def cluster_state(engine: Engine, config: HubConfig,
-                  scope: set[str] | None = None) -> ClusterState:  # fmt: skip
+def cluster_state(engine: Engine, config: HubConfig, scope: set[str] | None = None) -> ClusterState:
     """What the asset checks verify: every current record in exactly one cluster, no giant;
     over the whole hub, or over ``scope`` (the records an incremental run re-clustered or took
     out, and their clusters)."""
@@ -855,31 +1062,39 @@ def cluster_state(engine: Engine, config: HubConfig,
         if scope is None:
             records = conn.execute(count_current).scalar_one()
             clustered, distinct = conn.execute(count_clustered).one()
-            big = conn.execute(
-                sizes.having(func.count() > config.matching.max_cluster_size)).all()  # fmt: skip
+            big = conn.execute(sizes.having(func.count() > config.matching.max_cluster_size)).all()
         else:
             records = clustered = distinct = 0
             clusters: set[str] = set()
             for chunk in chunks(sorted(scope)):
-                records += conn.execute(count_current.where(
-                    CLEANSED.c.source_record_id.in_(chunk))).scalar_one()  # fmt: skip
+                records += conn.execute(
+                    count_current.where(CLEANSED.c.source_record_id.in_(chunk))
+                ).scalar_one()
                 n, d = conn.execute(count_clustered.where(CLUSTERS.c.record_id.in_(chunk))).one()
                 clustered, distinct = clustered + n, distinct + d
-                clusters.update(conn.execute(select(CLUSTERS.c.cluster_id)
-                                             .where(CLUSTERS.c.record_id.in_(chunk))).scalars())  # fmt: skip
+                clusters.update(
+                    conn.execute(
+                        select(CLUSTERS.c.cluster_id).where(CLUSTERS.c.record_id.in_(chunk))
+                    ).scalars()
+                )
             big = []
             for chunk in chunks(sorted(clusters)):
-                big += conn.execute(sizes.where(CLUSTERS.c.cluster_id.in_(chunk)).having(
-                    func.count() > config.matching.max_cluster_size)).all()  # fmt: skip
+                big += conn.execute(
+                    sizes.where(CLUSTERS.c.cluster_id.in_(chunk)).having(
+                        func.count() > config.matching.max_cluster_size
+                    )
+                ).all()
     return ClusterState(int(records), int(clustered), int(distinct), {k: int(n) for k, n in big})
 
 
 def pending_review(conn: Connection, limit: int) -> list[Any]:
     """Pending pairs, the most uncertain first."""
     return conn.execute(
-        select(REVIEW).where(REVIEW.c.status == "pending")
-        .order_by(func.abs(REVIEW.c.score - 0.5), REVIEW.c.id).limit(limit)
-    ).all()  # fmt: skip
+        select(REVIEW)
+        .where(REVIEW.c.status == "pending")
+        .order_by(func.abs(REVIEW.c.score - 0.5), REVIEW.c.id)
+        .limit(limit)
+    ).all()
 
 
 def needs_rematch(conn: Connection) -> bool:

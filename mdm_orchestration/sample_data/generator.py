@@ -919,7 +919,13 @@ def generate(out: Path, people: int = 2000, seed: int = 42) -> GenerationSummary
         for person in gen.people:
             if person.household or person.org:
                 org = person.org.entity_id if person.org else ""
-                writer.writerow([person.entity_id, person.household, org,
-                                 int(person.new_address is not None),
-                                 int(bool(person.new_family))])  # fmt: skip
+                writer.writerow(
+                    [
+                        person.entity_id,
+                        person.household,
+                        org,
+                        int(person.new_address is not None),
+                        int(bool(person.new_family)),
+                    ]
+                )
     return GenerationSummary(len(gen.people), len(gen.orgs), rows_per_source, files)

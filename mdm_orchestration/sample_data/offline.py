@@ -28,9 +28,16 @@ def landing_versions(landing: Path, config: HubConfig) -> dict[str, pd.DataFrame
             key = str((row.values or {}).get(source.key_column) or "").strip()
             if row.values is None or not key:  # the loader quarantines these (missing_key)
                 continue
-            rows.append({"extract_id": 0, "row_number": i,
-                         "source_record_id": source_record_id(source.name, key),
-                         "source_key": key, "raw": row.values, "source_updated_at": None})  # fmt: skip
+            rows.append(
+                {
+                    "extract_id": 0,
+                    "row_number": i,
+                    "source_record_id": source_record_id(source.name, key),
+                    "source_key": key,
+                    "raw": row.values,
+                    "source_updated_at": None,
+                }
+            )
     return {name: pd.DataFrame(rows, dtype=object) for name, rows in frames.items()}
 
 

@@ -58,5 +58,4 @@ def retrain_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLog
     run = context.instance.get_run_by_id(asset_event.run_id)
     if run is not None and run.job_name in MATCHING_JOBS:
         return dg.SkipReason(f"{run.job_name} retrained and re-matches in full in the same run")
-    return dg.RunRequest(run_key=f"retrain:{asset_event.run_id}",
-                         tags={"mdm/trigger": "retrain"})  # fmt: skip
+    return dg.RunRequest(run_key=f"retrain:{asset_event.run_id}", tags={"mdm/trigger": "retrain"})

@@ -36,8 +36,9 @@ def syndication_sensor(
         key = f"{name}:{s['outbox_seq']}"
         if s["status"] == "failing":
             key += f":retry-{int(time.time() // RETRY_SECONDS)}"
-        requests.append(dg.RunRequest(run_key=key, partition_key=name,
-                                      tags={"mdm/subscriber": name}))  # fmt: skip
+        requests.append(
+            dg.RunRequest(run_key=key, partition_key=name, tags={"mdm/subscriber": name})
+        )
     cursor = ",".join(f"{n}={s['cursor_seq']}" for n, s in sorted(status.items()))
     if not requests:
         return dg.SensorResult(

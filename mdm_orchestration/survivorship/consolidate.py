@@ -172,8 +172,9 @@ def plan_consolidation(
             event = Event(gid, SPLIT if origins else CREATED, sorted(survived.attributes), origins)
         elif digest != old.content_hash:
             related = sorted(merged_into_target.get(gid, []) + split_off.get(gid, []))
-            event = Event(gid, UPDATED, changed_fields(old, state, old_members.get(gid, [])),
-                          related)  # fmt: skip
+            event = Event(
+                gid, UPDATED, changed_fields(old, state, old_members.get(gid, [])), related
+            )
         else:
             plan.unchanged += 1
             continue

@@ -114,34 +114,41 @@ def golden_documents(conn: Connection, golden_ids: Iterable[str]) -> list[dict[s
             continue
         xref = conn.execute(
             select(XREF.c.source, XREF.c.source_key, XREF.c.record_id)
-            .where(XREF.c.golden_id == gid).order_by(XREF.c.source, XREF.c.source_key)
-        ).all()  # fmt: skip
+            .where(XREF.c.golden_id == gid)
+            .order_by(XREF.c.source, XREF.c.source_key)
+        ).all()
         household = conn.execute(
             select(HOUSEHOLD_MEMBERS.c.household_id).where(HOUSEHOLD_MEMBERS.c.golden_id == gid)
         ).scalar_one_or_none()
-        contacts = conn.execute(
-            select(GOLDEN.c.golden_id).where(GOLDEN.c.organisation_golden_id == gid,
-                                             GOLDEN.c.status == ACTIVE)
-            .order_by(GOLDEN.c.golden_id)
-        ).scalars().all()  # fmt: skip
-        out.append({
-            "golden_id": gid,
-            "status": row["status"],
-            "merged_into": row["merged_into"],
-            "version": row["version"],
-            "party_type": row["party_type"],
-            "lifecycle": row["lifecycle"],
-            "attributes": row["attributes"],
-            "consents": row["consents"],
-            "lineage": row["lineage"],
-            "organisation_golden_id": row["organisation_golden_id"],
-            "contacts": list(contacts),
-            "household_id": household,
-            "sources": row["sources"],
-            "xref": [{"source": s, "source_key": k, "record_id": r} for s, k, r in xref],
-            "created_at": row["created_at"].isoformat() if row["created_at"] else None,
-            "updated_at": row["updated_at"].isoformat() if row["updated_at"] else None,
-        })  # fmt: skip
+        contacts = (
+            conn.execute(
+                select(GOLDEN.c.golden_id)
+                .where(GOLDEN.c.organisation_golden_id == gid, GOLDEN.c.status == ACTIVE)
+                .order_by(GOLDEN.c.golden_id)
+            )
+            .scalars()
+            .all()
+        )
+        out.append(
+            {
+                "golden_id": gid,
+                "status": row["status"],
+                "merged_into": row["merged_into"],
+                "version": row["version"],
+                "party_type": row["party_type"],
+                "lifecycle": row["lifecycle"],
+                "attributes": row["attributes"],
+                "consents": row["consents"],
+                "lineage": row["lineage"],
+                "organisation_golden_id": row["organisation_golden_id"],
+                "contacts": list(contacts),
+                "household_id": household,
+                "sources": row["sources"],
+                "xref": [{"source": s, "source_key": k, "record_id": r} for s, k, r in xref],
+                "created_at": row["created_at"].isoformat() if row["created_at"] else None,
+                "updated_at": row["updated_at"].isoformat() if row["updated_at"] else None,
+            }
+        )
     return out
 
 
@@ -155,8 +162,9 @@ def lookup(conn: Connection, *, golden_id: str | None = None, **criteria: Any) -
     goldens: set[str] = set()
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        goldens.update(conn.execute(
-            select(XREF.c.golden_id).where(XREF.c.record_id.in_(chunk))).scalars())  # fmt: skip
+        goldens.update(
+            conn.execute(select(XREF.c.golden_id).where(XREF.c.record_id.in_(chunk))).scalars()
+        )
     return golden_documents(conn, goldens)
 
 
@@ -179,42 +187,77 @@ def formula_safe(value: Any) -> str:
 
 
 def _golden_rows(conn: Connection) -> tuple[list[str], Iterator[list[Any]]]:
-    purposes = sorted({p for (c,) in conn.execute(
-        select(GOLDEN.c.consents).where(GOLDEN.c.status == ACTIVE)) for p in c})  # fmt: skip
-    header = ["golden_id", "party_type", "version", "lifecycle", *ATTRIBUTES,
-              *[f"consent_{p}" for p in purposes], "organisation_golden_id", "household_id",
-              "member_count", "sources", "created_at", "updated_at"]  # fmt: skip
+    purposes = sorted(
+        {
+            p
+            for (c,) in conn.execute(select(GOLDEN.c.consents).where(GOLDEN.c.status == ACTIVE))
+            for p in c
+        }
+    )
+    header = [
+        "golden_id",
+        "party_type",
+        "version",
+        "lifecycle",
+        *ATTRIBUTES,
+        *[f"consent_{p}" for p in purposes],
+        "organisation_golden_id",
+        "household_id",
+        "member_count",
+        "sources",
+        "created_at",
+        "updated_at",
+    ]
     query = (
         select(GOLDEN, HOUSEHOLD_MEMBERS.c.household_id)
-        .select_from(GOLDEN.outerjoin(HOUSEHOLD_MEMBERS,
-                                      HOUSEHOLD_MEMBERS.c.golden_id == GOLDEN.c.golden_id))
-        .where(GOLDEN.c.status == ACTIVE).order_by(GOLDEN.c.seq)
-    )  # fmt: skip
+        .select_from(
+            GOLDEN.outerjoin(HOUSEHOLD_MEMBERS, HOUSEHOLD_MEMBERS.c.golden_id == GOLDEN.c.golden_id)
+        )
+        .where(GOLDEN.c.status == ACTIVE)
+        .order_by(GOLDEN.c.seq)
+    )
 
     def rows() -> Iterator[list[Any]]:
         for r in conn.execution_options(yield_per=10_000).execute(query).mappings():
             a, c = r["attributes"], r["consents"]
-            yield [r["golden_id"], r["party_type"], r["version"], r["lifecycle"],
-                   *[a.get(name) for name in ATTRIBUTES],
-                   *[(c.get(p) or {}).get("granted") for p in purposes],
-                   r["organisation_golden_id"], r["household_id"], r["member_count"],
-                   ";".join(r["sources"]), r["created_at"], r["updated_at"]]  # fmt: skip
+            yield [
+                r["golden_id"],
+                r["party_type"],
+                r["version"],
+                r["lifecycle"],
+                *[a.get(name) for name in ATTRIBUTES],
+                *[(c.get(p) or {}).get("granted") for p in purposes],
+                r["organisation_golden_id"],
+                r["household_id"],
+                r["member_count"],
+                ";".join(r["sources"]),
+                r["created_at"],
+                r["updated_at"],
+            ]
 
     return header, rows()
 
 
 def _xref_rows(conn: Connection) -> tuple[list[str], Iterator[list[Any]]]:
-    query = (
-        select(XREF.c.source, XREF.c.source_key, XREF.c.golden_id)
-        .order_by(XREF.c.source, XREF.c.source_key)
-    )  # fmt: skip
+    query = select(XREF.c.source, XREF.c.source_key, XREF.c.golden_id).order_by(
+        XREF.c.source, XREF.c.source_key
+    )
     rows = (list(r) for r in conn.execution_options(yield_per=10_000).execute(query))
     return ["source", "source_key", "golden_id"], rows
 
 
 def _change_rows(conn: Connection) -> tuple[list[str], Iterator[list[Any]]]:
-    columns = ["seq", "event_id", "golden_id", "version", "event_type", "changed", "related",
-               "run_id", "created_at"]  # fmt: skip
+    columns = [
+        "seq",
+        "event_id",
+        "golden_id",
+        "version",
+        "event_type",
+        "changed",
+        "related",
+        "run_id",
+        "created_at",
+    ]
     query = select(*[CHANGES.c[c] for c in columns]).order_by(CHANGES.c.seq)
     rows = (list(r) for r in conn.execution_options(yield_per=10_000).execute(query))
     return columns, rows

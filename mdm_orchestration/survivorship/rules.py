@@ -35,8 +35,11 @@ KEY_FIELDS: dict[str, tuple[str, ...]] = {
 }
 #: A value is valid unless cleansing judged it invalid: its ``*_valid`` column is False, or the
 #: record carries a flag about that value.
-VALIDITY_COLUMN = {"email": "email_valid", "phone": "phone_valid",
-                   "national_id": "national_id_valid"}  # fmt: skip
+VALIDITY_COLUMN = {
+    "email": "email_valid",
+    "phone": "phone_valid",
+    "national_id": "national_id_valid",
+}
 INVALIDATING_FLAGS = {
     "email": frozenset({"email_invalid"}),
     "phone": frozenset({"phone_invalid"}),
@@ -100,8 +103,12 @@ class Choice:
     rule: str
 
     def as_dict(self) -> dict[str, str]:
-        return {"record_id": self.record_id, "source": self.source,
-                "source_key": self.source_key, "rule": self.rule}  # fmt: skip
+        return {
+            "record_id": self.record_id,
+            "source": self.source,
+            "source_key": self.source_key,
+            "rule": self.rule,
+        }
 
 
 @dataclass
@@ -138,8 +145,10 @@ class Survivor:
         fields = KEY_FIELDS.get(group) or PUBLIC_FIELDS[group]
         if any(not _missing(record.get(f)) for f in fields):
             return tuple(record.get(f) for f in fields)
-        return tuple(fold(str(record.get(f))) if not _missing(record.get(f)) else None
-                     for f in PUBLIC_FIELDS[group])  # fmt: skip
+        return tuple(
+            fold(str(record.get(f))) if not _missing(record.get(f)) else None
+            for f in PUBLIC_FIELDS[group]
+        )
 
     @staticmethod
     def _completeness(record: Record, group: str) -> int:
@@ -214,8 +223,9 @@ class Survivor:
             if chosen is None:
                 continue
             record, rule = chosen
-            choice = Choice(record["source_record_id"], record["source"], record["source_key"],
-                            rule).as_dict()  # fmt: skip
+            choice = Choice(
+                record["source_record_id"], record["source"], record["source_key"], rule
+            ).as_dict()
             for f in PUBLIC_FIELDS[group]:
                 value = record.get(f)
                 if not _missing(value):
@@ -250,9 +260,10 @@ class Survivor:
             out[purpose] = {
                 "granted": granted,
                 "stated_at": None if stamp == _OLDEST else stamp.isoformat(),
-                **Choice(r["source_record_id"], r["source"], r["source_key"], "most_recent")
-                .as_dict(),
-            }  # fmt: skip
+                **Choice(
+                    r["source_record_id"], r["source"], r["source_key"], "most_recent"
+                ).as_dict(),
+            }
         return out
 
     def lifecycle(self, records: Sequence[Record]) -> tuple[str | None, dict[str, str] | None]:
@@ -262,8 +273,10 @@ class Survivor:
             return None, None
         worst = len(self._lifecycle_rank)
         order = self._tie_break_key(None)
-        best = min(with_stage,
-                   key=lambda r: (self._lifecycle_rank.get(r["lifecycle"], worst), order(r)))  # fmt: skip
-        choice = Choice(best["source_record_id"], best["source"], best["source_key"],
-                        "lifecycle_order")  # fmt: skip
+        best = min(
+            with_stage, key=lambda r: (self._lifecycle_rank.get(r["lifecycle"], worst), order(r))
+        )
+        choice = Choice(
+            best["source_record_id"], best["source"], best["source_key"], "lifecycle_order"
+        )
         return best["lifecycle"], choice.as_dict()

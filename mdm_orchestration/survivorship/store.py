@@ -79,24 +79,72 @@ CURRENT = CLEANSED.join(
 #: Cleansed columns survivorship reads.
 SURVIVOR_COLUMNS = tuple(
     dict.fromkeys(
-        ("source_record_id", "source", "source_key", "source_updated_at", "lifecycle",
-         "consents", "quality_flags", *itertools.chain.from_iterable(GOLDEN_GROUPS.values()))
+        (
+            "source_record_id",
+            "source",
+            "source_key",
+            "source_updated_at",
+            "lifecycle",
+            "consents",
+            "quality_flags",
+            *itertools.chain.from_iterable(GOLDEN_GROUPS.values()),
+        )
     )
-)  # fmt: skip
+)
 ACTIVE = "active"
 #: ``pg_advisory_xact_lock`` key of the consolidation writer (RELIABILITY.md rule 3).
 CONSOLIDATE_LOCK_KEY = 0x6D646D02
 #: Fixed namespace of the hub's event ids: the same (golden id, version) is always the same id.
 EVENT_NAMESPACE = uuid.UUID("6f1c5e0a-3b1d-4c4e-9d6a-6d646d2d6875")
-GOLDEN_COLUMNS = ("golden_id", "seq", "party_type", "status", "merged_into", "version",
-                  "attributes", "keys", "lineage", "consents", "lifecycle",
-                  "organisation_golden_id", "sources", "member_count", "content_hash",
-                  "created_at", "updated_at", "created_run_id", "updated_run_id")  # fmt: skip
-HISTORY_COLUMNS = ("golden_id", "version", "status", "change", "changed", "party_type",
-                   "attributes", "lineage", "consents", "lifecycle", "organisation_golden_id",
-                   "sources", "members", "merged_into", "run_id", "recorded_at")  # fmt: skip
-CHANGE_COLUMNS = ("event_id", "golden_id", "version", "event_type", "changed", "related",
-                  "run_id", "created_at")  # fmt: skip
+GOLDEN_COLUMNS = (
+    "golden_id",
+    "seq",
+    "party_type",
+    "status",
+    "merged_into",
+    "version",
+    "attributes",
+    "keys",
+    "lineage",
+    "consents",
+    "lifecycle",
+    "organisation_golden_id",
+    "sources",
+    "member_count",
+    "content_hash",
+    "created_at",
+    "updated_at",
+    "created_run_id",
+    "updated_run_id",
+)
+HISTORY_COLUMNS = (
+    "golden_id",
+    "version",
+    "status",
+    "change",
+    "changed",
+    "party_type",
+    "attributes",
+    "lineage",
+    "consents",
+    "lifecycle",
+    "organisation_golden_id",
+    "sources",
+    "members",
+    "merged_into",
+    "run_id",
+    "recorded_at",
+)
+CHANGE_COLUMNS = (
+    "event_id",
+    "golden_id",
+    "version",
+    "event_type",
+    "changed",
+    "related",
+    "run_id",
+    "created_at",
+)
 
 
 def _now() -> datetime:
@@ -136,11 +184,12 @@ class ConsolidationResult:
 def _membership(
     conn: Connection, records: set[str] | None
 ) -> dict[str, tuple[str, str, str | None]]:
-    query = (
-        select(CLUSTERS.c.record_id, CLUSTERS.c.cluster_id, CLUSTERS.c.party_type,
-               CLUSTERS.c.organisation_cluster_id)
-        .select_from(CLUSTERS.join(CURRENT, CLEANSED.c.source_record_id == CLUSTERS.c.record_id))
-    )  # fmt: skip
+    query = select(
+        CLUSTERS.c.record_id,
+        CLUSTERS.c.cluster_id,
+        CLUSTERS.c.party_type,
+        CLUSTERS.c.organisation_cluster_id,
+    ).select_from(CLUSTERS.join(CURRENT, CLEANSED.c.source_record_id == CLUSTERS.c.record_id))
     if records is None:
         return {r: (c, p, o) for r, c, p, o in conn.execute(query)}
     out = {}
@@ -151,18 +200,27 @@ def _membership(
 
 def _previous(conn: Connection, golden_ids: set[str] | None) -> dict[str, Previous]:
     query = select(
-        GOLDEN.c.golden_id, GOLDEN.c.version, GOLDEN.c.content_hash, GOLDEN.c.party_type,
-        GOLDEN.c.attributes, GOLDEN.c.lineage, GOLDEN.c.consents, GOLDEN.c.lifecycle,
-        GOLDEN.c.organisation_golden_id, GOLDEN.c.sources, GOLDEN.c.status,
-    )  # fmt: skip
+        GOLDEN.c.golden_id,
+        GOLDEN.c.version,
+        GOLDEN.c.content_hash,
+        GOLDEN.c.party_type,
+        GOLDEN.c.attributes,
+        GOLDEN.c.lineage,
+        GOLDEN.c.consents,
+        GOLDEN.c.lifecycle,
+        GOLDEN.c.organisation_golden_id,
+        GOLDEN.c.sources,
+        GOLDEN.c.status,
+    )
     if golden_ids is None:
         rows = conn.execute(query.where(GOLDEN.c.status == ACTIVE))
         return {r[0]: Previous(*r[1:-1]) for r in rows}
     out = {}
     # By id only: with the status in the filter the database would scan every active record.
     for cond in in_chunks(GOLDEN.c.golden_id, golden_ids):
-        out.update({r[0]: Previous(*r[1:-1]) for r in conn.execute(query.where(cond))
-                    if r[-1] == ACTIVE})  # fmt: skip
+        out.update(
+            {r[0]: Previous(*r[1:-1]) for r in conn.execute(query.where(cond)) if r[-1] == ACTIVE}
+        )
     return out
 
 
@@ -176,8 +234,9 @@ def _xref(conn: Connection, records: set[str] | None) -> dict[str, str]:
     return out
 
 
-def _cluster_records(conn: Connection, clusters: set[str] | None
-                     ) -> Iterator[tuple[str, list[dict[str, Any]]]]:  # fmt: skip
+def _cluster_records(
+    conn: Connection, clusters: set[str] | None
+) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """Each cluster's records (all clusters, or those named), in cluster order."""
     query = (
         select(CLUSTERS.c.cluster_id, *[CLEANSED.c[c] for c in SURVIVOR_COLUMNS])
@@ -221,9 +280,11 @@ def _outside_golden_of(conn: Connection, clusters: set[str]) -> dict[str, str]:
     contacts inside it link to), from the cross-reference of their members."""
     out: dict[str, str] = {}
     for cond in in_chunks(CLUSTERS.c.cluster_id, clusters):
-        rows = conn.execute(select(CLUSTERS.c.cluster_id, XREF.c.golden_id)
-                            .select_from(CLUSTERS.join(XREF, XREF.c.record_id == CLUSTERS.c.record_id))
-                            .where(cond))  # fmt: skip
+        rows = conn.execute(
+            select(CLUSTERS.c.cluster_id, XREF.c.golden_id)
+            .select_from(CLUSTERS.join(XREF, XREF.c.record_id == CLUSTERS.c.record_id))
+            .where(cond)
+        )
         for cluster, golden in rows:
             out.setdefault(cluster, golden)
     return out
@@ -259,8 +320,9 @@ def plan(conn: Connection, config: HubConfig, *, full: bool = False) -> Planned:
     if full:
         previous, previous_xref = _previous(conn, None), _xref(conn, None)
         membership = _membership(conn, None)
-        the_plan = plan_consolidation(membership, _cluster_records(conn, None), previous_xref,
-                                      previous, next_seq, survivor)  # fmt: skip
+        the_plan = plan_consolidation(
+            membership, _cluster_records(conn, None), previous_xref, previous, next_seq, survivor
+        )
         return Planned(the_plan, previous, previous_xref, queued, True, len(membership))
     reach = _closure(conn, set(queued))
     membership = _membership(conn, reach)
@@ -268,9 +330,15 @@ def plan(conn: Connection, config: HubConfig, *, full: bool = False) -> Planned:
     previous = _previous(conn, set(previous_xref.values()))
     clusters = {c for c, _p, _o in membership.values()}
     outside = {o for _c, _p, o in membership.values() if o is not None and o not in clusters}
-    the_plan = plan_consolidation(membership, _cluster_records(conn, clusters), previous_xref,
-                                  previous, next_seq, survivor,
-                                  outside_golden_of=_outside_golden_of(conn, outside))  # fmt: skip
+    the_plan = plan_consolidation(
+        membership,
+        _cluster_records(conn, clusters),
+        previous_xref,
+        previous,
+        next_seq,
+        survivor,
+        outside_golden_of=_outside_golden_of(conn, outside),
+    )
     return Planned(the_plan, previous, previous_xref, queued, False, len(reach), reach)
 
 
@@ -288,8 +356,9 @@ def consolidate(
         return _consolidate(engine, config, run_id, full)
 
 
-def _consolidate(engine: Engine, config: HubConfig, run_id: str | None, full: bool
-                 ) -> ConsolidationResult:  # fmt: skip
+def _consolidate(
+    engine: Engine, config: HubConfig, run_id: str | None, full: bool
+) -> ConsolidationResult:
     with engine.connect() as conn, conn.begin():  # one snapshot for the whole plan
         # The clustering this is based on: the last matching run's (reading the newest
         # clustered_at would scan every cluster row).
@@ -306,26 +375,86 @@ def _consolidate(engine: Engine, config: HubConfig, run_id: str | None, full: bo
         if event.event_type in (MERGED, RETIRED):
             old = previous[gid]
             merged_into = event.related[0] if event.event_type == MERGED else None
-            history_rows.append((gid, version, event.event_type, event.event_type,
-                                 _json(event.changed), old.party_type, _json(old.attributes),
-                                 _json(old.lineage), _json(old.consents), old.lifecycle,
-                                 old.organisation_golden_id, _json(old.sources), "[]",
-                                 merged_into, run_id, now))  # fmt: skip
+            history_rows.append(
+                (
+                    gid,
+                    version,
+                    event.event_type,
+                    event.event_type,
+                    _json(event.changed),
+                    old.party_type,
+                    _json(old.attributes),
+                    _json(old.lineage),
+                    _json(old.consents),
+                    old.lifecycle,
+                    old.organisation_golden_id,
+                    _json(old.sources),
+                    "[]",
+                    merged_into,
+                    run_id,
+                    now,
+                )
+            )
         else:
             s: GoldenState = the_plan.states[gid]
-            golden_rows.append((gid, seq_of(gid), s.party_type, ACTIVE, None, version,
-                                _json(s.attributes), _json(s.keys), _json(s.lineage),
-                                _json(s.consents), s.lifecycle, s.organisation_golden_id,
-                                _json(s.sources), len(s.members), the_plan.digests[gid], now, now, run_id,
-                                run_id))  # fmt: skip
-            history_rows.append((gid, version, ACTIVE, event.event_type, _json(event.changed),
-                                 s.party_type, _json(s.attributes), _json(s.lineage),
-                                 _json(s.consents), s.lifecycle, s.organisation_golden_id,
-                                 _json(s.sources), _json(s.members), None, run_id, now))  # fmt: skip
-        change_rows.append((event_id(gid, version), gid, version, event.event_type,
-                            _json(event.changed), _json(event.related), run_id, now))  # fmt: skip
-    xref_rows = [(rid, gid, now) for rid, gid in the_plan.xref.items()
-                 if previous_xref.get(rid) != gid]  # fmt: skip
+            golden_rows.append(
+                (
+                    gid,
+                    seq_of(gid),
+                    s.party_type,
+                    ACTIVE,
+                    None,
+                    version,
+                    _json(s.attributes),
+                    _json(s.keys),
+                    _json(s.lineage),
+                    _json(s.consents),
+                    s.lifecycle,
+                    s.organisation_golden_id,
+                    _json(s.sources),
+                    len(s.members),
+                    the_plan.digests[gid],
+                    now,
+                    now,
+                    run_id,
+                    run_id,
+                )
+            )
+            history_rows.append(
+                (
+                    gid,
+                    version,
+                    ACTIVE,
+                    event.event_type,
+                    _json(event.changed),
+                    s.party_type,
+                    _json(s.attributes),
+                    _json(s.lineage),
+                    _json(s.consents),
+                    s.lifecycle,
+                    s.organisation_golden_id,
+                    _json(s.sources),
+                    _json(s.members),
+                    None,
+                    run_id,
+                    now,
+                )
+            )
+        change_rows.append(
+            (
+                event_id(gid, version),
+                gid,
+                version,
+                event.event_type,
+                _json(event.changed),
+                _json(event.related),
+                run_id,
+                now,
+            )
+        )
+    xref_rows = [
+        (rid, gid, now) for rid, gid in the_plan.xref.items() if previous_xref.get(rid) != gid
+    ]
     gone = [rid for rid in previous_xref if rid not in the_plan.xref]
     counts = the_plan.counts() | {
         "full": int(planned.full),
@@ -341,48 +470,90 @@ def _consolidate(engine: Engine, config: HubConfig, run_id: str | None, full: bo
             raise ConcurrentConsolidation(
                 "another consolidation committed while this one was planning; run it again"
             )
-        bulk_upsert(conn, "golden_records", GOLDEN_COLUMNS, golden_rows, conflict="golden_id",
-                    update=[c for c in GOLDEN_COLUMNS
-                            if c not in ("golden_id", "seq", "created_at", "created_run_id")],
-                    only_if="1 = 1")  # fmt: skip
+        bulk_upsert(
+            conn,
+            "golden_records",
+            GOLDEN_COLUMNS,
+            golden_rows,
+            conflict="golden_id",
+            update=[
+                c
+                for c in GOLDEN_COLUMNS
+                if c not in ("golden_id", "seq", "created_at", "created_run_id")
+            ],
+            only_if="1 = 1",
+        )
         ended = [e for e in the_plan.events if e.event_type in (MERGED, RETIRED)]
         if ended:
             conn.execute(
-                update(GOLDEN).where(GOLDEN.c.golden_id == bindparam("g")).values(
-                    status=bindparam("s"), merged_into=bindparam("m"), version=bindparam("v"),
-                    member_count=0, updated_at=now, updated_run_id=run_id),
-                [{"g": e.golden_id, "s": e.event_type, "v": versions[e.golden_id],
-                  "m": e.related[0] if e.event_type == MERGED else None} for e in ended],
-            )  # fmt: skip
+                update(GOLDEN)
+                .where(GOLDEN.c.golden_id == bindparam("g"))
+                .values(
+                    status=bindparam("s"),
+                    merged_into=bindparam("m"),
+                    version=bindparam("v"),
+                    member_count=0,
+                    updated_at=now,
+                    updated_run_id=run_id,
+                ),
+                [
+                    {
+                        "g": e.golden_id,
+                        "s": e.event_type,
+                        "v": versions[e.golden_id],
+                        "m": e.related[0] if e.event_type == MERGED else None,
+                    }
+                    for e in ended
+                ],
+            )
         crash_point("golden:after_golden_write")
         bulk_insert(conn, "golden_history", HISTORY_COLUMNS, history_rows)
         for chunk in chunks(gone, 500):
             conn.execute(delete(XREF).where(XREF.c.record_id.in_(chunk)))
         if xref_rows:
             keys = _source_keys(conn, [r[0] for r in xref_rows])
-            bulk_upsert(conn, "golden_xref",
-                        ("record_id", "source", "source_key", "golden_id", "assigned_at"),
-                        [(rid, *keys[rid], gid, at) for rid, gid, at in xref_rows],
-                        conflict="record_id", update=("golden_id", "assigned_at"),
-                        only_if="1 = 1")  # fmt: skip
+            bulk_upsert(
+                conn,
+                "golden_xref",
+                ("record_id", "source", "source_key", "golden_id", "assigned_at"),
+                [(rid, *keys[rid], gid, at) for rid, gid, at in xref_rows],
+                conflict="record_id",
+                update=("golden_id", "assigned_at"),
+                only_if="1 = 1",
+            )
         crash_point("golden:before_outbox")
         bulk_insert(conn, "golden_changes", CHANGE_COLUMNS, change_rows)
         for cond in in_chunks(QUEUE.c.record_id, planned.queued):
             conn.execute(delete(QUEUE).where(cond))
-        conn.execute(RUNS.insert().values(run_id=run_id, clusters_at=clusters_at,
-                                          config_digest=config_digest(config), counts=counts,
-                                          finished_at=_now()))  # fmt: skip
+        conn.execute(
+            RUNS.insert().values(
+                run_id=run_id,
+                clusters_at=clusters_at,
+                config_digest=config_digest(config),
+                counts=counts,
+                finished_at=_now(),
+            )
+        )
         crash_point("golden:before_commit")
         active = conn.execute(
             select(func.count()).select_from(GOLDEN).where(GOLDEN.c.status == ACTIVE)
         ).scalar_one()
-        by_party = dict(conn.execute(
-            select(GOLDEN.c.party_type, func.count()).where(GOLDEN.c.status == ACTIVE)
-            .group_by(GOLDEN.c.party_type)).all())  # fmt: skip
-    return ConsolidationResult(counts=counts, golden_records=int(active),
-                               records=len(the_plan.xref), events=len(change_rows),
-                               run_id=run_id, by_party={k: int(v) for k, v in by_party.items()},
-                               scope=planned.reach)  # fmt: skip
+        by_party = dict(
+            conn.execute(
+                select(GOLDEN.c.party_type, func.count())
+                .where(GOLDEN.c.status == ACTIVE)
+                .group_by(GOLDEN.c.party_type)
+            ).all()
+        )
+    return ConsolidationResult(
+        counts=counts,
+        golden_records=int(active),
+        records=len(the_plan.xref),
+        events=len(change_rows),
+        run_id=run_id,
+        by_party={k: int(v) for k, v in by_party.items()},
+        scope=planned.reach,
+    )
 
 
 def _source_keys(conn: Connection, ids: list[str]) -> dict[str, tuple[str, str]]:
@@ -416,19 +587,24 @@ def refresh_households(engine: Engine, *, full: bool = False) -> dict[str, int]:
     transaction; the counts returned are the whole hub's."""
     with engine.connect() as conn, conn.begin():
         upto = int(conn.execute(select(func.coalesce(func.max(CHANGES.c.seq), 0))).scalar_one())
-        cursor = conn.execute(select(CURSORS.c.value).where(
-            CURSORS.c.name == HOUSEHOLDS_CURSOR)).scalar_one_or_none()  # fmt: skip
+        cursor = conn.execute(
+            select(CURSORS.c.value).where(CURSORS.c.name == HOUSEHOLDS_CURSOR)
+        ).scalar_one_or_none()
         full = full or cursor is None
         if full:
             persons = conn.execute(
                 select(GOLDEN.c.golden_id, GOLDEN.c["keys"]).where(
-                    GOLDEN.c.status == ACTIVE, GOLDEN.c.party_type == "person")
-            ).all()  # fmt: skip
+                    GOLDEN.c.status == ACTIVE, GOLDEN.c.party_type == "person"
+                )
+            ).all()
             addresses: set[str] = set()
             changed: set[str] = set()
         else:
-            changed = set(conn.execute(select(CHANGES.c.golden_id).distinct()
-                                       .where(CHANGES.c.seq > cursor)).scalars())  # fmt: skip
+            changed = set(
+                conn.execute(
+                    select(CHANGES.c.golden_id).distinct().where(CHANGES.c.seq > cursor)
+                ).scalars()
+            )
             persons, addresses = _household_neighbourhood(conn, changed)
     households = build_households(
         (gid, keys.get("address_key"), keys.get("family_key")) for gid, keys in persons
@@ -443,26 +619,41 @@ def refresh_households(engine: Engine, *, full: bool = False) -> dict[str, int]:
             for cond in in_chunks(HOUSEHOLDS.c.address_key, sorted(addresses)):
                 old.update(conn.execute(select(HOUSEHOLDS.c.household_id).where(cond)).scalars())
             for cond in in_chunks(HOUSEHOLD_MEMBERS.c.golden_id, sorted(changed)):
-                old.update(conn.execute(select(HOUSEHOLD_MEMBERS.c.household_id)
-                                        .where(cond)).scalars())  # fmt: skip
+                old.update(
+                    conn.execute(select(HOUSEHOLD_MEMBERS.c.household_id).where(cond)).scalars()
+                )
             for cond in in_chunks(HOUSEHOLD_MEMBERS.c.household_id, sorted(old)):
                 conn.execute(delete(HOUSEHOLD_MEMBERS).where(cond))
             for cond in in_chunks(HOUSEHOLDS.c.household_id, sorted(old)):
                 conn.execute(delete(HOUSEHOLDS).where(cond))
-        bulk_insert(conn, "households",
-                    ("household_id", "address_key", "family_key", "member_count", "updated_at"),
-                    [(h.household_id, h.address_key, h.family_key, len(h.members), now)
-                     for h in households])  # fmt: skip
-        bulk_insert(conn, "household_members", ("golden_id", "household_id"),
-                    [(g, h.household_id) for h in households for g in h.members])  # fmt: skip
+        bulk_insert(
+            conn,
+            "households",
+            ("household_id", "address_key", "family_key", "member_count", "updated_at"),
+            [
+                (h.household_id, h.address_key, h.family_key, len(h.members), now)
+                for h in households
+            ],
+        )
+        bulk_insert(
+            conn,
+            "household_members",
+            ("golden_id", "household_id"),
+            [(g, h.household_id) for h in households for g in h.members],
+        )
         conn.execute(delete(CURSORS).where(CURSORS.c.name == HOUSEHOLDS_CURSOR))
         conn.execute(CURSORS.insert().values(name=HOUSEHOLDS_CURSOR, value=upto))
-        totals = conn.execute(select(
-            func.count(), func.coalesce(func.sum(HOUSEHOLDS.c.member_count), 0),
-            func.count().filter(HOUSEHOLDS.c.member_count > 1),
-            func.coalesce(func.sum(HOUSEHOLDS.c.member_count).filter(
-                HOUSEHOLDS.c.member_count > 1), 0),
-            func.coalesce(func.max(HOUSEHOLDS.c.member_count), 0))).one()  # fmt: skip
+        totals = conn.execute(
+            select(
+                func.count(),
+                func.coalesce(func.sum(HOUSEHOLDS.c.member_count), 0),
+                func.count().filter(HOUSEHOLDS.c.member_count > 1),
+                func.coalesce(
+                    func.sum(HOUSEHOLDS.c.member_count).filter(HOUSEHOLDS.c.member_count > 1), 0
+                ),
+                func.coalesce(func.max(HOUSEHOLDS.c.member_count), 0),
+            )
+        ).one()
     return {
         "persons_in_households": int(totals[1]),
         "households": int(totals[0]),
@@ -474,33 +665,54 @@ def refresh_households(engine: Engine, *, full: bool = False) -> dict[str, int]:
     }
 
 
-def _household_neighbourhood(conn: Connection, changed: set[str]
-                             ) -> tuple[list[tuple[str, dict]], set[str]]:  # fmt: skip
+def _household_neighbourhood(
+    conn: Connection, changed: set[str]
+) -> tuple[list[tuple[str, dict]], set[str]]:
     """The active persons whose households a change of ``changed`` golden records can alter
     (everyone at those records' old and new addresses), and those addresses."""
     addresses: set[str] = set()
     for cond in in_chunks(GOLDEN.c.golden_id, sorted(changed)):
         for keys, status, party in conn.execute(
             select(GOLDEN.c["keys"], GOLDEN.c.status, GOLDEN.c.party_type).where(cond)
-        ):  # fmt: skip
+        ):
             if status == ACTIVE and party == "person" and (keys or {}).get("address_key"):
                 addresses.add(keys["address_key"])
     for cond in in_chunks(HOUSEHOLD_MEMBERS.c.golden_id, sorted(changed)):
-        addresses.update(conn.execute(
-            select(HOUSEHOLDS.c.address_key).select_from(HOUSEHOLD_MEMBERS.join(
-                HOUSEHOLDS, HOUSEHOLDS.c.household_id == HOUSEHOLD_MEMBERS.c.household_id))
-            .where(cond)).scalars())  # fmt: skip
+        addresses.update(
+            conn.execute(
+                select(HOUSEHOLDS.c.address_key)
+                .select_from(
+                    HOUSEHOLD_MEMBERS.join(
+                        HOUSEHOLDS, HOUSEHOLDS.c.household_id == HOUSEHOLD_MEMBERS.c.household_id
+                    )
+                )
+                .where(cond)
+            ).scalars()
+        )
     ids = set(changed)
     for cond in in_chunks(HOUSEHOLDS.c.address_key, sorted(addresses)):
-        ids.update(conn.execute(
-            select(HOUSEHOLD_MEMBERS.c.golden_id).select_from(HOUSEHOLD_MEMBERS.join(
-                HOUSEHOLDS, HOUSEHOLDS.c.household_id == HOUSEHOLD_MEMBERS.c.household_id))
-            .where(cond)).scalars())  # fmt: skip
+        ids.update(
+            conn.execute(
+                select(HOUSEHOLD_MEMBERS.c.golden_id)
+                .select_from(
+                    HOUSEHOLD_MEMBERS.join(
+                        HOUSEHOLDS, HOUSEHOLDS.c.household_id == HOUSEHOLD_MEMBERS.c.household_id
+                    )
+                )
+                .where(cond)
+            ).scalars()
+        )
     persons = []
     for cond in in_chunks(GOLDEN.c.golden_id, sorted(ids)):
-        persons += [(g, k) for g, k, st, p in conn.execute(
-            select(GOLDEN.c.golden_id, GOLDEN.c["keys"], GOLDEN.c.status, GOLDEN.c.party_type)
-            .where(cond)) if st == ACTIVE and p == "person"]  # fmt: skip
+        persons += [
+            (g, k)
+            for g, k, st, p in conn.execute(
+                select(
+                    GOLDEN.c.golden_id, GOLDEN.c["keys"], GOLDEN.c.status, GOLDEN.c.party_type
+                ).where(cond)
+            )
+            if st == ACTIVE and p == "person"
+        ]
     return persons, addresses
 
 
@@ -520,8 +732,9 @@ class GoldenHealth:
     checked_for_lineage: int
 
 
-def golden_health(engine: Engine, run_id: str | None = None,
-                  scope: set[str] | None = None) -> GoldenHealth:  # fmt: skip
+def golden_health(
+    engine: Engine, run_id: str | None = None, scope: set[str] | None = None
+) -> GoldenHealth:
     """The facts behind golden_records' asset checks, over the whole hub, or over ``scope``:
     the source records an incremental consolidation considered and the golden records they
     map to (a check then costs what the run cost, not what the hub holds; a full run checks
@@ -538,48 +751,76 @@ def _health(conn: Connection, scope: list[str] | None, run_id: str | None) -> Go
         active_records = conn.execute(select(func.count()).select_from(CURRENT)).scalar_one()
         mapped = conn.execute(
             select(func.count())
-            .select_from(CURRENT.join(XREF, XREF.c.record_id == CLEANSED.c.source_record_id)
-                         .join(GOLDEN, GOLDEN.c.golden_id == XREF.c.golden_id))
-            .where(GOLDEN.c.status == ACTIVE)).scalar_one()  # fmt: skip
+            .select_from(
+                CURRENT.join(XREF, XREF.c.record_id == CLEANSED.c.source_record_id).join(
+                    GOLDEN, GOLDEN.c.golden_id == XREF.c.golden_id
+                )
+            )
+            .where(GOLDEN.c.status == ACTIVE)
+        ).scalar_one()
         xref_rows = conn.execute(select(func.count()).select_from(XREF)).scalar_one()
         to_inactive = conn.execute(
             select(func.count())
             .select_from(XREF.outerjoin(GOLDEN, GOLDEN.c.golden_id == XREF.c.golden_id))
-            .where((GOLDEN.c.status != ACTIVE) | GOLDEN.c.golden_id.is_(None))).scalar_one()  # fmt: skip
-        empty = conn.execute(select(func.count()).select_from(GOLDEN).where(
-            GOLDEN.c.status == ACTIVE,
-            ~select(XREF.c.record_id).where(XREF.c.golden_id == GOLDEN.c.golden_id).exists(),
-        )).scalar_one()  # fmt: skip
+            .where((GOLDEN.c.status != ACTIVE) | GOLDEN.c.golden_id.is_(None))
+        ).scalar_one()
+        empty = conn.execute(
+            select(func.count())
+            .select_from(GOLDEN)
+            .where(
+                GOLDEN.c.status == ACTIVE,
+                ~select(XREF.c.record_id).where(XREF.c.golden_id == GOLDEN.c.golden_id).exists(),
+            )
+        ).scalar_one()
     else:
         # By record and golden id only, statuses compared here: with a status in the filter
         # the database would start from the status index and read every active record.
         active_records = mapped = xref_rows = to_inactive = 0
         goldens: set[str] = set()
         for chunk in chunks(scope):
-            active_records += conn.execute(select(func.count()).select_from(CURRENT)
-                                           .where(SOURCES.c.id.in_(chunk))).scalar_one()  # fmt: skip
-            mapped += sum(st == ACTIVE for (st,) in conn.execute(
-                select(GOLDEN.c.status).select_from(
-                    CURRENT.join(XREF, XREF.c.record_id == SOURCES.c.id)
-                    .join(GOLDEN, GOLDEN.c.golden_id == XREF.c.golden_id))
-                .where(SOURCES.c.id.in_(chunk))))  # fmt: skip
+            active_records += conn.execute(
+                select(func.count()).select_from(CURRENT).where(SOURCES.c.id.in_(chunk))
+            ).scalar_one()
+            mapped += sum(
+                st == ACTIVE
+                for (st,) in conn.execute(
+                    select(GOLDEN.c.status)
+                    .select_from(
+                        CURRENT.join(XREF, XREF.c.record_id == SOURCES.c.id).join(
+                            GOLDEN, GOLDEN.c.golden_id == XREF.c.golden_id
+                        )
+                    )
+                    .where(SOURCES.c.id.in_(chunk))
+                )
+            )
             for golden, status in conn.execute(
                 select(XREF.c.golden_id, GOLDEN.c.status)
                 .select_from(XREF.outerjoin(GOLDEN, GOLDEN.c.golden_id == XREF.c.golden_id))
-                .where(XREF.c.record_id.in_(chunk))):  # fmt: skip
+                .where(XREF.c.record_id.in_(chunk))
+            ):
                 xref_rows += 1
                 to_inactive += status != ACTIVE
                 goldens.add(golden)
         if run_id is not None:
-            goldens.update(conn.execute(select(GOLDEN.c.golden_id)
-                                        .where(GOLDEN.c.updated_run_id == run_id)).scalars())  # fmt: skip
+            goldens.update(
+                conn.execute(
+                    select(GOLDEN.c.golden_id).where(GOLDEN.c.updated_run_id == run_id)
+                ).scalars()
+            )
         empty = 0
         for chunk in chunks(sorted(goldens)):
-            active = {g for g, st in conn.execute(select(GOLDEN.c.golden_id, GOLDEN.c.status)
-                                                  .where(GOLDEN.c.golden_id.in_(chunk)))
-                      if st == ACTIVE}  # fmt: skip
-            members = set(conn.execute(select(XREF.c.golden_id).distinct()
-                                       .where(XREF.c.golden_id.in_(chunk))).scalars())  # fmt: skip
+            active = {
+                g
+                for g, st in conn.execute(
+                    select(GOLDEN.c.golden_id, GOLDEN.c.status).where(GOLDEN.c.golden_id.in_(chunk))
+                )
+                if st == ACTIVE
+            }
+            members = set(
+                conn.execute(
+                    select(XREF.c.golden_id).distinct().where(XREF.c.golden_id.in_(chunk))
+                ).scalars()
+            )
             empty += len(active - members)
     # Golden ids are the primary key: counted over the whole table, from its index.
     golden_rows, distinct = conn.execute(
@@ -594,8 +835,17 @@ def _health(conn: Connection, scope: list[str] | None, run_id: str | None) -> Go
             continue
         checked += 1
         gaps += sum(1 for name in attributes if name not in lineage)
-    return GoldenHealth(int(active_records), int(mapped), int(xref_rows), int(to_inactive),
-                        int(empty), int(golden_rows), int(distinct), gaps, checked)  # fmt: skip
+    return GoldenHealth(
+        int(active_records),
+        int(mapped),
+        int(xref_rows),
+        int(to_inactive),
+        int(empty),
+        int(golden_rows),
+        int(distinct),
+        gaps,
+        checked,
+    )
 
 
 def needs_consolidation(conn: Connection, config: HubConfig) -> bool:
@@ -627,10 +877,20 @@ def golden_as_of(conn: Connection, golden_id: str, at: datetime | None = None) -
 
 
 def pending_events(conn: Connection, after_seq: int = 0) -> int:
-    return int(conn.execute(
-        select(func.count()).select_from(CHANGES).where(CHANGES.c.seq > after_seq)
-    ).scalar_one())  # fmt: skip
+    return int(
+        conn.execute(
+            select(func.count()).select_from(CHANGES).where(CHANGES.c.seq > after_seq)
+        ).scalar_one()
+    )
 
 
-__all__ = ["ATTRIBUTES", "consolidate", "golden_as_of", "golden_health", "golden_id_for",
-           "needs_consolidation", "rebuild_households", "refresh_households"]  # fmt: skip
+__all__ = [
+    "ATTRIBUTES",
+    "consolidate",
+    "golden_as_of",
+    "golden_health",
+    "golden_id_for",
+    "needs_consolidation",
+    "rebuild_households",
+    "refresh_households",
+]

@@ -78,10 +78,19 @@ def ensure_state(engine: Engine, name: str, sub: Subscriber) -> Any:  # noqa: AN
         row = _state(conn, name)
         if row is None:
             last = conn.execute(select(func.coalesce(func.max(CHANGES.c.seq), 0))).scalar_one()
-            conn.execute(STATE.insert().values(
-                subscriber=name, cursor_seq=0 if sub.snapshot else last,
-                snapshot_done=not sub.snapshot, snapshot_seq=None, snapshot_after=None,
-                status="ok", attempts=0, delivered_total=0, updated_at=_now()))  # fmt: skip
+            conn.execute(
+                STATE.insert().values(
+                    subscriber=name,
+                    cursor_seq=0 if sub.snapshot else last,
+                    snapshot_done=not sub.snapshot,
+                    snapshot_seq=None,
+                    snapshot_after=None,
+                    status="ok",
+                    attempts=0,
+                    delivered_total=0,
+                    updated_at=_now(),
+                )
+            )
             row = _state(conn, name)
     return row
 
@@ -105,42 +114,77 @@ def _versions(conn: Connection, keys: set[tuple[str, int]]) -> dict[tuple[str, i
     for start in range(0, len(keys_list), 500):
         chunk = keys_list[start : start + 500]
         rows = conn.execute(
-            select(HISTORY.c.golden_id, HISTORY.c.version, HISTORY.c.status,
-                   HISTORY.c.party_type, HISTORY.c.attributes, HISTORY.c.consents,
-                   HISTORY.c.lifecycle, HISTORY.c.sources, HISTORY.c.merged_into)
-            .where(tuple_(HISTORY.c.golden_id, HISTORY.c.version).in_(chunk))
-        )  # fmt: skip
+            select(
+                HISTORY.c.golden_id,
+                HISTORY.c.version,
+                HISTORY.c.status,
+                HISTORY.c.party_type,
+                HISTORY.c.attributes,
+                HISTORY.c.consents,
+                HISTORY.c.lifecycle,
+                HISTORY.c.sources,
+                HISTORY.c.merged_into,
+            ).where(tuple_(HISTORY.c.golden_id, HISTORY.c.version).in_(chunk))
+        )
         for r in rows:
             out[(r[0], r[1])] = GoldenVersion(*r)
     return out
 
 
 class _Run:
-    def __init__(self, engine: Engine, config: HubConfig, name: str, transport: Transport,
-                 sleep: Callable[[float], None]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        engine: Engine,
+        config: HubConfig,
+        name: str,
+        transport: Transport,
+        sleep: Callable[[float], None],
+    ) -> None:
         self.engine, self.name, self.transport, self.sleep = engine, name, transport, sleep
         self.sub = config.subscriptions.subscribers[name]
         self.result = DeliveryResult(name)
 
-    def commit(self, steps: list[Step], *, cursor: int | None = None,
-               snapshot_after: str | None = None, snapshot_done: bool = False) -> None:  # fmt: skip
+    def commit(
+        self,
+        steps: list[Step],
+        *,
+        cursor: int | None = None,
+        snapshot_after: str | None = None,
+        snapshot_done: bool = False,
+    ) -> None:
         now = _now()
         ledger: dict[str, tuple[Any, ...]] = {}
         delivered = 0
         for _seq, message, entry in steps:
             if entry is not None:
                 golden_id, held = entry
-                ledger[golden_id] = (self.name, golden_id, held.version,
-                                     message.event_id if message else "", held.present, now)  # fmt: skip
+                ledger[golden_id] = (
+                    self.name,
+                    golden_id,
+                    held.version,
+                    message.event_id if message else "",
+                    held.present,
+                    now,
+                )
             delivered += message is not None
         with write_transaction(self.engine) as conn:
-            bulk_upsert(conn, "deliveries", LEDGER_COLUMNS, list(ledger.values()),
-                        conflict="subscriber, golden_id",
-                        update=("version", "event_id", "present", "delivered_at"),
-                        only_if="1 = 1")  # fmt: skip
-            values: dict[str, Any] = {"status": "ok", "failing_since": None, "attempts": 0,
-                                      "last_error": None, "updated_at": now,
-                                      "delivered_total": STATE.c.delivered_total + delivered}  # fmt: skip
+            bulk_upsert(
+                conn,
+                "deliveries",
+                LEDGER_COLUMNS,
+                list(ledger.values()),
+                conflict="subscriber, golden_id",
+                update=("version", "event_id", "present", "delivered_at"),
+                only_if="1 = 1",
+            )
+            values: dict[str, Any] = {
+                "status": "ok",
+                "failing_since": None,
+                "attempts": 0,
+                "last_error": None,
+                "updated_at": now,
+                "delivered_total": STATE.c.delivered_total + delivered,
+            }
             if cursor is not None:
                 values["cursor_seq"] = cursor
             if snapshot_after is not None:
@@ -154,12 +198,24 @@ class _Run:
         now = _now()
         with write_transaction(self.engine) as conn:
             state = _state(conn, self.name)
-            conn.execute(STATE.update().where(STATE.c.subscriber == self.name).values(
-                status="failing", failing_since=state.failing_since or now, attempts=attempts,
-                last_error=error, updated_at=now))  # fmt: skip
+            conn.execute(
+                STATE.update()
+                .where(STATE.c.subscriber == self.name)
+                .values(
+                    status="failing",
+                    failing_since=state.failing_since or now,
+                    attempts=attempts,
+                    last_error=error,
+                    updated_at=now,
+                )
+            )
 
-    def deliver(self, steps: list[Step], batch_name: str, settle: Callable[[list[Step]], None],
-                ) -> None:  # fmt: skip
+    def deliver(
+        self,
+        steps: list[Step],
+        batch_name: str,
+        settle: Callable[[list[Step]], None],
+    ) -> None:
         """Send the steps' messages with retries; ``settle`` commits a delivered prefix."""
         remaining = steps
         failures = 0
@@ -176,8 +232,9 @@ class _Run:
                 failures += 1
                 if failures >= self.sub.max_attempts:
                     self.fail(str(exc), failures)
-                    raise SubscriberFailing(f"subscriber {self.name}: {exc} ({failures} attempts)"
-                                            ) from None  # fmt: skip
+                    raise SubscriberFailing(
+                        f"subscriber {self.name}: {exc} ({failures} attempts)"
+                    ) from None
                 self.result.retries += 1
                 self.sleep(self.sub.backoff_seconds * 2 ** (failures - 1))
                 continue
@@ -208,18 +265,30 @@ class _Run:
             if upto is None:
                 upto = conn.execute(select(func.coalesce(func.max(CHANGES.c.seq), 0))).scalar_one()
                 with write_transaction(self.engine) as w:
-                    w.execute(STATE.update().where(STATE.c.subscriber == self.name)
-                              .values(snapshot_seq=upto))  # fmt: skip
+                    w.execute(
+                        STATE.update()
+                        .where(STATE.c.subscriber == self.name)
+                        .values(snapshot_seq=upto)
+                    )
         after = state.snapshot_after or ""
         while True:
             with self.engine.connect() as conn:
                 rows = conn.execute(
-                    select(GOLDEN.c.golden_id, GOLDEN.c.version, GOLDEN.c.status,
-                           GOLDEN.c.party_type, GOLDEN.c.attributes, GOLDEN.c.consents,
-                           GOLDEN.c.lifecycle, GOLDEN.c.sources, GOLDEN.c.merged_into)
+                    select(
+                        GOLDEN.c.golden_id,
+                        GOLDEN.c.version,
+                        GOLDEN.c.status,
+                        GOLDEN.c.party_type,
+                        GOLDEN.c.attributes,
+                        GOLDEN.c.consents,
+                        GOLDEN.c.lifecycle,
+                        GOLDEN.c.sources,
+                        GOLDEN.c.merged_into,
+                    )
                     .where(GOLDEN.c.status == "active", GOLDEN.c.golden_id > after)
-                    .order_by(GOLDEN.c.golden_id).limit(self.sub.batch_size)
-                ).all()  # fmt: skip
+                    .order_by(GOLDEN.c.golden_id)
+                    .limit(self.sub.batch_size)
+                ).all()
             if not rows:
                 break
             now = _now()
@@ -227,12 +296,14 @@ class _Run:
             for r in rows:
                 v = GoldenVersion(*r)
                 if why_not(self.sub, v) is None:
-                    message = upsert(self.sub, v, "snapshot", event_id(v.golden_id, v.version),
-                                     None, now)  # fmt: skip
+                    message = upsert(
+                        self.sub, v, "snapshot", event_id(v.golden_id, v.version), None, now
+                    )
                     steps.append((None, message, (v.golden_id, Held(v.version, True))))
             last = rows[-1][0]
-            self.deliver(steps, f"snapshot-{after or 'G0'}-{last}",
-                         self._snapshot_settle(steps, last))  # fmt: skip
+            self.deliver(
+                steps, f"snapshot-{after or 'G0'}-{last}", self._snapshot_settle(steps, last)
+            )
             self.result.snapshot += sum(1 for _s, m, _e in steps if m is not None)
             after = last
         self.commit([], cursor=upto, snapshot_done=True)
@@ -254,12 +325,20 @@ class _Run:
         while True:
             with self.engine.connect() as conn:
                 rows = conn.execute(
-                    select(CHANGES.c.seq, CHANGES.c.event_id, CHANGES.c.golden_id,
-                           CHANGES.c.version, CHANGES.c.event_type, CHANGES.c.changed,
-                           CHANGES.c.related, CHANGES.c.created_at)
-                    .where(CHANGES.c.seq > cursor).order_by(CHANGES.c.seq)
+                    select(
+                        CHANGES.c.seq,
+                        CHANGES.c.event_id,
+                        CHANGES.c.golden_id,
+                        CHANGES.c.version,
+                        CHANGES.c.event_type,
+                        CHANGES.c.changed,
+                        CHANGES.c.related,
+                        CHANGES.c.created_at,
+                    )
+                    .where(CHANGES.c.seq > cursor)
+                    .order_by(CHANGES.c.seq)
                     .limit(self.sub.batch_size)
-                ).all()  # fmt: skip
+                ).all()
                 if not rows:
                     return cursor
                 events = [OutboxEvent(*r) for r in rows]
@@ -312,8 +391,11 @@ def syndicate(
 def pending_for(conn: Connection, name: str) -> int:
     """Outbox events after the subscriber's cursor (all of them before its first run)."""
     cursor = conn.execute(select(STATE.c.cursor_seq).where(STATE.c.subscriber == name)).scalar()
-    return int(conn.execute(select(func.count()).select_from(CHANGES)
-                            .where(CHANGES.c.seq > (cursor or 0))).scalar_one())  # fmt: skip
+    return int(
+        conn.execute(
+            select(func.count()).select_from(CHANGES).where(CHANGES.c.seq > (cursor or 0))
+        ).scalar_one()
+    )
 
 
 def subscriber_status(engine: Engine, config: HubConfig) -> dict[str, dict[str, Any]]:
@@ -329,11 +411,12 @@ def subscriber_status(engine: Engine, config: HubConfig) -> dict[str, dict[str, 
                 "delivered_total": int(state.delivered_total) if state else 0,
                 "status": state.status if state else "new",
                 "failing_since": state.failing_since.isoformat()
-                if state and state.failing_since else None,
+                if state and state.failing_since
+                else None,
                 "last_error": state.last_error if state else None,
                 "cursor_seq": int(state.cursor_seq) if state else 0,
                 "outbox_seq": last,
-            }  # fmt: skip
+            }
     return out
 
 

@@ -47,8 +47,12 @@ from mdm_orchestration.survivorship.store import (
 
 ERASURES = Erasure.__table__
 ERASED = ErasedRecord.__table__
-PAIR_TABLES = (TrainingLabel.__table__, MatchOverride.__table__, ReviewItem.__table__,
-               MatchPair.__table__)  # fmt: skip
+PAIR_TABLES = (
+    TrainingLabel.__table__,
+    MatchOverride.__table__,
+    ReviewItem.__table__,
+    MatchPair.__table__,
+)
 RECORD_TABLES = (
     (BlockingKey.__table__, "record_id"),
     (ConsolidationQueue.__table__, "record_id"),
@@ -89,14 +93,23 @@ def _absorbed(conn: Connection, golden_id: str) -> set[str]:
 def _delete_records(conn: Connection, record_ids: list[str]) -> None:
     for chunk in chunks(record_ids):
         for table in PAIR_TABLES:
-            conn.execute(delete(table).where(or_(table.c.left_record_id.in_(chunk),
-                                                 table.c.right_record_id.in_(chunk))))  # fmt: skip
+            conn.execute(
+                delete(table).where(
+                    or_(table.c.left_record_id.in_(chunk), table.c.right_record_id.in_(chunk))
+                )
+            )
         for table, column in RECORD_TABLES:
             conn.execute(delete(table).where(table.c[column].in_(chunk)))
 
 
-def erase(engine: Engine, *, golden_id: str | None = None, source: str | None = None,
-          key: str | None = None, by: str) -> ErasureResult:  # fmt: skip
+def erase(
+    engine: Engine,
+    *,
+    golden_id: str | None = None,
+    source: str | None = None,
+    key: str | None = None,
+    by: str,
+) -> ErasureResult:
     """Erase the person of a golden record (or of one source record) from the hub."""
     if (golden_id is None) == (source is None or key is None):
         raise ValueError("erase either --golden ID or --source S --key K")
@@ -111,14 +124,18 @@ def erase(engine: Engine, *, golden_id: str | None = None, source: str | None = 
             rid = source_record_id(source or "", key or "")
             target = conn.execute(select(XREF.c.golden_id).where(XREF.c.record_id == rid)).scalar()
             if target is None:
-                exists = conn.execute(select(func.count()).select_from(SourceRecord.__table__)
-                                      .where(SourceRecord.__table__.c.id == rid)).scalar_one()  # fmt: skip
+                exists = conn.execute(
+                    select(func.count())
+                    .select_from(SourceRecord.__table__)
+                    .where(SourceRecord.__table__.c.id == rid)
+                ).scalar_one()
                 if not exists:
                     raise NothingToErase("no such source record in the hub")
         goldens = sorted(_absorbed(conn, target)) if target else []
         if target is not None:
-            record_ids = sorted(conn.execute(select(XREF.c.record_id)
-                                             .where(XREF.c.golden_id == target)).scalars())  # fmt: skip
+            record_ids = sorted(
+                conn.execute(select(XREF.c.record_id).where(XREF.c.golden_id == target)).scalars()
+            )
         else:
             record_ids = [rid]
         _delete_records(conn, record_ids)
@@ -127,39 +144,101 @@ def erase(engine: Engine, *, golden_id: str | None = None, source: str | None = 
             for household, n in conn.execute(
                 select(HOUSEHOLD_MEMBERS.c.household_id, func.count())
                 .where(HOUSEHOLD_MEMBERS.c.golden_id.in_(chunk))
-                .group_by(HOUSEHOLD_MEMBERS.c.household_id)).all():  # fmt: skip
-                conn.execute(update(HOUSEHOLDS).where(HOUSEHOLDS.c.household_id == household)
-                             .values(member_count=HOUSEHOLDS.c.member_count - n))  # fmt: skip
+                .group_by(HOUSEHOLD_MEMBERS.c.household_id)
+            ).all():
+                conn.execute(
+                    update(HOUSEHOLDS)
+                    .where(HOUSEHOLDS.c.household_id == household)
+                    .values(member_count=HOUSEHOLDS.c.member_count - n)
+                )
             conn.execute(delete(HOUSEHOLD_MEMBERS).where(HOUSEHOLD_MEMBERS.c.golden_id.in_(chunk)))
             conn.execute(delete(HOUSEHOLDS).where(HOUSEHOLDS.c.member_count <= 0))
-            conn.execute(update(HISTORY).where(HISTORY.c.golden_id.in_(chunk)).values(
-                attributes={}, lineage={}, consents={}, lifecycle=None, sources=[], members=[],
-                changed=[]))  # fmt: skip
-            conn.execute(update(GOLDEN).where(GOLDEN.c.golden_id.in_(chunk)).values(
-                attributes={}, keys={}, lineage={}, consents={}, lifecycle=None, sources=[],
-                member_count=0, content_hash="", updated_at=now))  # fmt: skip
+            conn.execute(
+                update(HISTORY)
+                .where(HISTORY.c.golden_id.in_(chunk))
+                .values(
+                    attributes={},
+                    lineage={},
+                    consents={},
+                    lifecycle=None,
+                    sources=[],
+                    members=[],
+                    changed=[],
+                )
+            )
+            conn.execute(
+                update(GOLDEN)
+                .where(GOLDEN.c.golden_id.in_(chunk))
+                .values(
+                    attributes={},
+                    keys={},
+                    lineage={},
+                    consents={},
+                    lifecycle=None,
+                    sources=[],
+                    member_count=0,
+                    content_hash="",
+                    updated_at=now,
+                )
+            )
         if target is not None:
-            current = conn.execute(select(GOLDEN.c.version, GOLDEN.c.party_type)
-                                   .where(GOLDEN.c.golden_id == target)).one()  # fmt: skip
+            current = conn.execute(
+                select(GOLDEN.c.version, GOLDEN.c.party_type).where(GOLDEN.c.golden_id == target)
+            ).one()
             version = current.version + 1
-            conn.execute(update(GOLDEN).where(GOLDEN.c.golden_id == target).values(
-                status="erased", version=version, updated_run_id=None))  # fmt: skip
-            conn.execute(insert(HISTORY).values(
-                golden_id=target, version=version, status="erased", change="erased", changed=[],
-                party_type=current.party_type, attributes={}, lineage={}, consents={},
-                lifecycle=None, organisation_golden_id=None, sources=[], members=[],
-                merged_into=None, run_id=None, recorded_at=now))  # fmt: skip
-            conn.execute(insert(CHANGES).values(
-                event_id=event_id(target, version), golden_id=target, version=version,
-                event_type="erased", changed=[], related=[], run_id=None, created_at=now))  # fmt: skip
+            conn.execute(
+                update(GOLDEN)
+                .where(GOLDEN.c.golden_id == target)
+                .values(status="erased", version=version, updated_run_id=None)
+            )
+            conn.execute(
+                insert(HISTORY).values(
+                    golden_id=target,
+                    version=version,
+                    status="erased",
+                    change="erased",
+                    changed=[],
+                    party_type=current.party_type,
+                    attributes={},
+                    lineage={},
+                    consents={},
+                    lifecycle=None,
+                    organisation_golden_id=None,
+                    sources=[],
+                    members=[],
+                    merged_into=None,
+                    run_id=None,
+                    recorded_at=now,
+                )
+            )
+            conn.execute(
+                insert(CHANGES).values(
+                    event_id=event_id(target, version),
+                    golden_id=target,
+                    version=version,
+                    event_type="erased",
+                    changed=[],
+                    related=[],
+                    run_id=None,
+                    created_at=now,
+                )
+            )
             # Contacts of an erased organisation lose the link (the organisation is gone).
-            conn.execute(update(GOLDEN).where(GOLDEN.c.organisation_golden_id == target)
-                         .values(organisation_golden_id=None))  # fmt: skip
-        erasure_id = conn.execute(insert(ERASURES).values(
-            golden_id=target or "", records=len(record_ids), requested_by=by, erased_at=now
-        ).returning(ERASURES.c.id)).scalar_one()  # fmt: skip
-        existing = set(conn.execute(select(ERASED.c.record_id)
-                                    .where(ERASED.c.record_id.in_(record_ids))).scalars())  # fmt: skip
+            conn.execute(
+                update(GOLDEN)
+                .where(GOLDEN.c.organisation_golden_id == target)
+                .values(organisation_golden_id=None)
+            )
+        erasure_id = conn.execute(
+            insert(ERASURES)
+            .values(golden_id=target or "", records=len(record_ids), requested_by=by, erased_at=now)
+            .returning(ERASURES.c.id)
+        ).scalar_one()
+        existing = set(
+            conn.execute(
+                select(ERASED.c.record_id).where(ERASED.c.record_id.in_(record_ids))
+            ).scalars()
+        )
         rows = [{"record_id": r, "erasure_id": erasure_id} for r in record_ids if r not in existing]
         if rows:
             conn.execute(insert(ERASED), rows)
@@ -177,7 +256,12 @@ def replay_erasures(engine: Engine) -> int:
         erased = sorted(erased_record_ids(conn))
         back = []
         for chunk in chunks(erased):
-            back += list(conn.execute(select(SourceRecord.__table__.c.id)
-                                      .where(SourceRecord.__table__.c.id.in_(chunk))).scalars())  # fmt: skip
+            back += list(
+                conn.execute(
+                    select(SourceRecord.__table__.c.id).where(
+                        SourceRecord.__table__.c.id.in_(chunk)
+                    )
+                ).scalars()
+            )
         _delete_records(conn, back)
     return len(back)

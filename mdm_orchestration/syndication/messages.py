@@ -71,12 +71,19 @@ class Message:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "event_id": self.event_id, "event_type": self.event_type,
-            "golden_id": self.golden_id, "version": self.version, "seq": self.seq,
-            "occurred_at": self.occurred_at, "party_type": self.party_type,
-            "lifecycle": self.lifecycle, "sources": self.sources,
-            "attributes": self.attributes, "related": self.related, "reason": self.reason,
-        }  # fmt: skip
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "golden_id": self.golden_id,
+            "version": self.version,
+            "seq": self.seq,
+            "occurred_at": self.occurred_at,
+            "party_type": self.party_type,
+            "lifecycle": self.lifecycle,
+            "sources": self.sources,
+            "attributes": self.attributes,
+            "related": self.related,
+            "reason": self.reason,
+        }
 
     @property
     def removes(self) -> bool:
@@ -106,26 +113,48 @@ def why_not(sub: Subscriber, v: GoldenVersion) -> str | None:
     return None
 
 
-def upsert(sub: Subscriber, v: GoldenVersion, event_type: str, event_id: str, seq: int | None,
-           at: datetime, related: list[str] | None = None) -> Message:  # fmt: skip
+def upsert(
+    sub: Subscriber,
+    v: GoldenVersion,
+    event_type: str,
+    event_id: str,
+    seq: int | None,
+    at: datetime,
+    related: list[str] | None = None,
+) -> Message:
     wanted = subscribed_attributes(sub)
     return Message(
-        event_id=event_id, event_type=event_type, golden_id=v.golden_id, version=v.version,
-        seq=seq, occurred_at=at.isoformat(), party_type=v.party_type, lifecycle=v.lifecycle,
-        sources=list(v.sources), attributes={a: v.attributes.get(a) for a in wanted},
+        event_id=event_id,
+        event_type=event_type,
+        golden_id=v.golden_id,
+        version=v.version,
+        seq=seq,
+        occurred_at=at.isoformat(),
+        party_type=v.party_type,
+        lifecycle=v.lifecycle,
+        sources=list(v.sources),
+        attributes={a: v.attributes.get(a) for a in wanted},
         related=list(related or []),
-    )  # fmt: skip
+    )
 
 
-def decide(sub: Subscriber, event: OutboxEvent, version: GoldenVersion | None,
-           held: Held | None) -> tuple[Message | None, Held | None]:  # fmt: skip
+def decide(
+    sub: Subscriber, event: OutboxEvent, version: GoldenVersion | None, held: Held | None
+) -> tuple[Message | None, Held | None]:
     """The message for ``event`` (or ``None``) and what the subscriber holds afterwards."""
     at = event.created_at
 
     def notice(kind: str, reason: str | None = None) -> Message:
-        return Message(event_id=event.event_id, event_type=kind, golden_id=event.golden_id,
-                       version=event.version, seq=event.seq, occurred_at=at.isoformat(),
-                       related=list(event.related), reason=reason)  # fmt: skip
+        return Message(
+            event_id=event.event_id,
+            event_type=kind,
+            golden_id=event.golden_id,
+            version=event.version,
+            seq=event.seq,
+            occurred_at=at.isoformat(),
+            related=list(event.related),
+            reason=reason,
+        )
 
     if held is not None and event.version <= held.version:
         return None, held  # already delivered (a snapshot read a newer version)
@@ -152,5 +181,6 @@ def decide(sub: Subscriber, event: OutboxEvent, version: GoldenVersion | None,
         relevant = set(subscribed_attributes(sub)) | set(ALWAYS_SENT)
         if not relevant & set(event.changed):
             return None, held  # nothing it receives changed (consent it needs is still given)
-    return upsert(sub, version, event.event_type, event.event_id, event.seq, at,
-                  event.related), Held(event.version, True)  # fmt: skip
+    return upsert(
+        sub, version, event.event_type, event.event_id, event.seq, at, event.related
+    ), Held(event.version, True)

@@ -50,9 +50,20 @@ class FileTransport:
         self.folder = folder if folder.is_absolute() else home / folder
         self.format = target.format
         self.name = name
-        self.columns = ["event_id", "event_type", "golden_id", "version", "seq", "occurred_at",
-                        "party_type", "lifecycle", *subscribed_attributes(sub), "sources",
-                        "related", "reason"]  # fmt: skip
+        self.columns = [
+            "event_id",
+            "event_type",
+            "golden_id",
+            "version",
+            "seq",
+            "occurred_at",
+            "party_type",
+            "lifecycle",
+            *subscribed_attributes(sub),
+            "sources",
+            "related",
+            "reason",
+        ]
 
     def send(self, messages: Sequence[Message], batch_name: str) -> None:
         if not messages:
@@ -96,10 +107,15 @@ class WebhookTransport:
         for i, m in enumerate(messages):
             body = json.dumps(m.as_dict(), ensure_ascii=False, default=str).encode()
             request = urllib.request.Request(
-                self.url, data=body, method="POST",
-                headers={"Content-Type": "application/json", "Idempotency-Key": m.event_id,
-                         **self.headers},
-            )  # fmt: skip
+                self.url,
+                data=body,
+                method="POST",
+                headers={
+                    "Content-Type": "application/json",
+                    "Idempotency-Key": m.event_id,
+                    **self.headers,
+                },
+            )
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
                     response.read()
@@ -123,7 +139,8 @@ class SqlTransport:
         self.attributes = subscribed_attributes(sub)
         metadata = sa.MetaData()
         self.table = sa.Table(
-            target.table, metadata,
+            target.table,
+            metadata,
             sa.Column("golden_id", sa.String(16), primary_key=True),
             sa.Column("version", sa.Integer, nullable=False),
             sa.Column("event_id", sa.String(36), nullable=False),
@@ -131,7 +148,7 @@ class SqlTransport:
             sa.Column("lifecycle", sa.String(32)),
             *[sa.Column(a, sa.Text) for a in self.attributes],
             sa.Column("updated_at", sa.String(40), nullable=False),
-        )  # fmt: skip
+        )
         try:
             metadata.create_all(self.engine, checkfirst=True)
         except sa.exc.SQLAlchemyError as exc:
@@ -139,11 +156,17 @@ class SqlTransport:
 
     def _upsert(self, conn: sa.Connection, m: Message) -> None:
         values: dict[str, Any] = {
-            "golden_id": m.golden_id, "version": m.version, "event_id": m.event_id,
-            "party_type": m.party_type, "lifecycle": m.lifecycle, "updated_at": m.occurred_at,
-            **{a: None if (v := (m.attributes or {}).get(a)) is None else str(v)
-               for a in self.attributes},
-        }  # fmt: skip
+            "golden_id": m.golden_id,
+            "version": m.version,
+            "event_id": m.event_id,
+            "party_type": m.party_type,
+            "lifecycle": m.lifecycle,
+            "updated_at": m.occurred_at,
+            **{
+                a: None if (v := (m.attributes or {}).get(a)) is None else str(v)
+                for a in self.attributes
+            },
+        }
         t = self.table
         dialect = conn.dialect.name
         if dialect in ("sqlite", "postgresql"):
@@ -173,9 +196,12 @@ class SqlTransport:
             with self.engine.begin() as conn:  # the whole batch, or none of it
                 for m in messages:
                     if m.removes:
-                        conn.execute(self.table.delete().where(
-                            self.table.c.golden_id == m.golden_id,
-                            self.table.c.version <= m.version))  # fmt: skip
+                        conn.execute(
+                            self.table.delete().where(
+                                self.table.c.golden_id == m.golden_id,
+                                self.table.c.version <= m.version,
+                            )
+                        )
                     else:
                         self._upsert(conn, m)
         except sa.exc.SQLAlchemyError as exc:

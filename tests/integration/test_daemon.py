@@ -76,25 +76,46 @@ def test_dropped_files_become_change_events_and_deliveries(tmp_path, sample_silo
     sources["ingest"]["settle_seconds"] = 1
     (config / "sources.yaml").write_text(yaml.safe_dump(sources))
     out = tmp_path / "out"
-    (config / "subscriptions.yaml").write_text(yaml.safe_dump({"subscribers": {
-        "files": {"transport": "file", "file": {"folder": str(out)}}}}))  # fmt: skip
+    (config / "subscriptions.yaml").write_text(
+        yaml.safe_dump(
+            {"subscribers": {"files": {"transport": "file", "file": {"folder": str(out)}}}}
+        )
+    )
     landing = tmp_path / "landing"
     landing.mkdir()
     hub = f"sqlite:///{tmp_path / 'hub.db'}"
-    env = {**os.environ, "DAGSTER_HOME": str(home), "MDM_HOME": str(tmp_path / "mdm"),
-           "MDM_LANDING_DIR": str(landing), "MDM_CONFIG_DIR": str(config), "MDM_HUB_URL": hub}  # fmt: skip
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "MDM_HOME": str(tmp_path / "mdm"),
+        "MDM_LANDING_DIR": str(landing),
+        "MDM_CONFIG_DIR": str(config),
+        "MDM_HUB_URL": hub,
+    }
     log = tmp_path / "daemon.log"
     daemon = Path(sys.executable).parent / "dagster-daemon"
     with log.open("wb") as fh:
-        proc = subprocess.Popen([str(daemon), "run", "-w", str(REPO / "workspace.yaml")],
-                                cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            [str(daemon), "run", "-w", str(REPO / "workspace.yaml")],
+            cwd=REPO,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
-        files = {p.parent.name: sorted((sample_silos / "landing" / p.parent.name).iterdir())
-                 for p in (sample_silos / "landing").rglob("*") if p.is_file()}  # fmt: skip
+        files = {
+            p.parent.name: sorted((sample_silos / "landing" / p.parent.name).iterdir())
+            for p in (sample_silos / "landing").rglob("*")
+            if p.is_file()
+        }
         _drop(files["crm"][0], landing, "crm")
-        latency = _wait("the first change events",
-                        lambda: _count(hub, "SELECT count(*) FROM golden_changes") > 0, 240, log)  # fmt: skip
+        latency = _wait(
+            "the first change events",
+            lambda: _count(hub, "SELECT count(*) FROM golden_changes") > 0,
+            240,
+            log,
+        )
         print(f"file drop -> change events: {latency:.1f} s")
 
         # Two silos drop at once: their runs queue behind one writer; neither is lost.
@@ -108,7 +129,7 @@ def test_dropped_files_become_change_events_and_deliveries(tmp_path, sample_silo
                     "SELECT count(*) FROM extracts WHERE status = 'loaded' "
                     "AND cleansed_at IS NOT NULL",
                 )
-                == 3  # fmt: skip
+                == 3
                 and _count(hub, "SELECT count(*) FROM consolidation_queue") == 0
                 and _count(hub, "SELECT count(*) FROM golden_xref")
                 == _count(hub, "SELECT count(*) FROM match_clusters")
@@ -118,33 +139,57 @@ def test_dropped_files_become_change_events_and_deliveries(tmp_path, sample_silo
                     "SELECT count(*) FROM match_runs WHERE cleansed_upto >= "
                     "(SELECT max(cleansed_at) FROM extracts)",
                 )
-                > 0  # fmt: skip
+                > 0
             )
 
         _wait("both overlapping drops to be absorbed", absorbed, 300, log)
         sources_seen = {
-            s for (s,) in sa.create_engine(hub).connect().execute(
-                sa.text("SELECT DISTINCT source FROM golden_xref"))
-        }  # fmt: skip
+            s
+            for (s,) in sa.create_engine(hub)
+            .connect()
+            .execute(sa.text("SELECT DISTINCT source FROM golden_xref"))
+        }
         assert sources_seen == {"crm", "loyalty", "ecommerce"}
         # The syndication sensor delivers the change events to the subscriber.
         events = _count(hub, "SELECT count(*) FROM golden_changes")
-        _wait("the subscriber to catch up",
-              lambda: _count(hub, "SELECT cursor_seq FROM subscriber_state") >=
-              _count(hub, "SELECT max(seq) FROM golden_changes"), 240, log)  # fmt: skip
+        _wait(
+            "the subscriber to catch up",
+            lambda: (
+                _count(hub, "SELECT cursor_seq FROM subscriber_state")
+                >= _count(hub, "SELECT max(seq) FROM golden_changes")
+            ),
+            240,
+            log,
+        )
         delivered = sum(len(p.read_text().splitlines()) for p in out.iterdir())
-        assert delivered >= _count(hub, "SELECT count(*) FROM golden_records WHERE "
-                                         "status = 'active'") and events > 0  # fmt: skip
+        assert (
+            delivered >= _count(hub, "SELECT count(*) FROM golden_records WHERE status = 'active'")
+            and events > 0
+        )
 
         def runs() -> list:
-            return json.loads(subprocess.run(
-                [sys.executable, "-c", "import dagster as dg, json; i = dg.DagsterInstance.get(); "
-                 "print(json.dumps([(r.job_name, r.status.value) for r in i.get_runs()]))"],
-                env=env, capture_output=True, text=True, check=True).stdout)  # fmt: skip
+            return json.loads(
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-c",
+                        "import dagster as dg, json; i = dg.DagsterInstance.get(); "
+                        "print(json.dumps([(r.job_name, r.status.value) for r in i.get_runs()]))",
+                    ],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+            )
 
         # Later sensor ticks may still start a (no-op) reconsolidation: let the queue drain.
-        _wait("every run to finish", lambda: all(
-            s in ("SUCCESS", "FAILURE", "CANCELED") for _j, s in runs()), 240, log)  # fmt: skip
+        _wait(
+            "every run to finish",
+            lambda: all(s in ("SUCCESS", "FAILURE", "CANCELED") for _j, s in runs()),
+            240,
+            log,
+        )
         runs = runs()
         jobs = [j for j, _s in runs]
         assert jobs.count("ingest_job") == 3 and "reconsolidate_job" in jobs

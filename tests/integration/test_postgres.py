@@ -222,18 +222,22 @@ def test_golden_records_on_postgres(postgres_url, hub_config, sample_silos, tmp_
         assert consolidate(engine, hub_config, "again").events == 0
 
         with engine.connect() as conn:
-            (a, ga), (b, gb) = conn.execute(sa.text(
-                "SELECT record_id, golden_id FROM golden_xref WHERE golden_id IN (SELECT golden_id "
-                "FROM golden_records WHERE member_count = 1 AND party_type = 'person') "
-                "ORDER BY golden_id LIMIT 2")).all()  # fmt: skip
+            (a, ga), (b, gb) = conn.execute(
+                sa.text(
+                    "SELECT record_id, golden_id FROM golden_xref WHERE golden_id IN (SELECT golden_id "
+                    "FROM golden_records WHERE member_count = 1 AND party_type = 'person') "
+                    "ORDER BY golden_id LIMIT 2"
+                )
+            ).all()
         record_override(engine, a, b, "must_link", "test")
         rebuild_clusters(engine, hub_config)
         merged = consolidate(engine, hub_config, "merge")
         assert merged.counts["merged"] == 1
         with engine.connect() as conn:
-            status = conn.execute(sa.text(
-                "SELECT status, merged_into FROM golden_records WHERE golden_id = :g"),
-                {"g": gb}).one()  # fmt: skip
+            status = conn.execute(
+                sa.text("SELECT status, merged_into FROM golden_records WHERE golden_id = :g"),
+                {"g": gb},
+            ).one()
         assert tuple(status) == ("merged", ga)
         check_invariants(engine)
     finally:
@@ -258,11 +262,21 @@ def test_syndication_and_erasure_on_postgres(postgres_url, sample_silos, tmp_pat
 
     config_dir = tmp_path / "config"
     shutil.copytree(CONFIG_DIR, config_dir)
-    (config_dir / "subscriptions.yaml").write_text(yaml.safe_dump({"subscribers": {
-        "crm_sync": {"transport": "sql", "sql": {"url": postgres_url, "table": "golden_copy"},
-                     "attributes": ["full_name", "email", "postcode"], "batch_size": 250},
-        "files": {"transport": "file", "file": {"folder": str(tmp_path / "out")}},
-    }}))  # fmt: skip
+    (config_dir / "subscriptions.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "subscribers": {
+                    "crm_sync": {
+                        "transport": "sql",
+                        "sql": {"url": postgres_url, "table": "golden_copy"},
+                        "attributes": ["full_name", "email", "postcode"],
+                        "batch_size": 250,
+                    },
+                    "files": {"transport": "file", "file": {"folder": str(tmp_path / "out")}},
+                }
+            }
+        )
+    )
     config = load_hub_config(config_dir)
     landing = copy_landing(sample_silos, tmp_path / "silos")
     hub_url = postgres_url  # the hub and the target table share the throwaway database
@@ -276,22 +290,36 @@ def test_syndication_and_erasure_on_postgres(postgres_url, sample_silos, tmp_pat
         for name in ("crm_sync", "files"):
             assert syndicate(engine, config, name).pending == 0
         with engine.connect() as conn:
-            active = dict(conn.execute(sa.text(
-                "SELECT golden_id, version FROM golden_records WHERE status = 'active'")).all())  # fmt: skip
+            active = dict(
+                conn.execute(
+                    sa.text("SELECT golden_id, version FROM golden_records WHERE status = 'active'")
+                ).all()
+            )
             copy = dict(conn.execute(sa.text("SELECT golden_id, version FROM golden_copy")).all())
             assert copy == active
-            victim = conn.execute(sa.text(
-                "SELECT golden_id FROM golden_records WHERE status = 'active' AND member_count > 1 "
-                "AND party_type = 'person' ORDER BY golden_id LIMIT 1")).scalar_one()  # fmt: skip
+            victim = conn.execute(
+                sa.text(
+                    "SELECT golden_id FROM golden_records WHERE status = 'active' AND member_count > 1 "
+                    "AND party_type = 'person' ORDER BY golden_id LIMIT 1"
+                )
+            ).scalar_one()
         result = erase(engine, golden_id=victim, by="test")
         assert result.records > 1
         assert syndicate(engine, config, "crm_sync").delivered == 1
         assert syndicate(engine, config, "files").delivered == 1
         with engine.connect() as conn:
-            assert conn.execute(sa.text("SELECT count(*) FROM golden_copy WHERE golden_id = :g"),
-                                {"g": victim}).scalar_one() == 0  # fmt: skip
-            assert conn.execute(sa.text("SELECT count(*) FROM golden_xref WHERE golden_id = :g"),
-                                {"g": victim}).scalar_one() == 0  # fmt: skip
+            assert (
+                conn.execute(
+                    sa.text("SELECT count(*) FROM golden_copy WHERE golden_id = :g"), {"g": victim}
+                ).scalar_one()
+                == 0
+            )
+            assert (
+                conn.execute(
+                    sa.text("SELECT count(*) FROM golden_xref WHERE golden_id = :g"), {"g": victim}
+                ).scalar_one()
+                == 0
+            )
         check_invariants(engine)
     finally:
         engine.dispose()

@@ -21,9 +21,17 @@ pytestmark = pytest.mark.slow
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts" / "ui"
-ASSETS = ("source_extracts", "cleansed_records", "training_labels", "match_model",
-          "match_clusters", "golden_records", "golden_changes", "households",
-          "subscriber_deliveries")  # fmt: skip
+ASSETS = (
+    "source_extracts",
+    "cleansed_records",
+    "training_labels",
+    "match_model",
+    "match_clusters",
+    "golden_records",
+    "golden_changes",
+    "households",
+    "subscriber_deliveries",
+)
 
 
 def _free_port() -> int:
@@ -58,8 +66,10 @@ def _outside_address() -> str | None:
 @pytest.fixture(scope="module")
 def webserver(tmp_path_factory):
     if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (scripts/test.sh installs it as root "
-                    "with apt-get); the UI test never downloads a browser")  # fmt: skip
+        pytest.skip(
+            "Debian's chromium is not installed (scripts/test.sh installs it as root "
+            "with apt-get); the UI test never downloads a browser"
+        )
     root = tmp_path_factory.mktemp("ui")
     home = root / "dagster_home"
     home.mkdir()
@@ -70,8 +80,14 @@ def webserver(tmp_path_factory):
     env = {**os.environ, "DAGSTER_HOME": str(home), "MDM_HOME": str(root / "mdm")}
     env.pop("MDM_HUB_URL", None)
     mdm = Path(sys.executable).parent / "mdm"
-    subprocess.run([str(mdm), "demo", "--people", "300", "--home", str(root / "mdm")],
-                   env=env, cwd=REPO, check=True, capture_output=True, timeout=600)  # fmt: skip
+    subprocess.run(
+        [str(mdm), "demo", "--people", "300", "--home", str(root / "mdm")],
+        env=env,
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     env = {**env, "MDM_LANDING_DIR": str(root / "mdm" / "landing")}
     proc, port = _start_webserver(env, root)
     try:
@@ -84,10 +100,22 @@ def _start_webserver(env: dict, root: Path, *extra: str) -> tuple[subprocess.Pop
     port = _free_port()
     log = (root / f"webserver-{port}.log").open("wb")
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-webserver"), "-w", str(REPO / "workspace.yaml"),
-         "-h", "127.0.0.1", "-p", str(port), *extra],
-        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        [
+            str(Path(sys.executable).parent / "dagster-webserver"),
+            "-w",
+            str(REPO / "workspace.yaml"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            *extra,
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     log.close()
     _wait_http(f"http://127.0.0.1:{port}/server_info", 120)
     return proc, port
@@ -107,8 +135,9 @@ def page(webserver):
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=["--no-sandbox"])  # fmt: skip
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
+        )
         context = browser.new_context(viewport={"width": 1600, "height": 1000})
         pg = context.new_page()
         pg.set_default_timeout(60_000)
@@ -133,8 +162,9 @@ def test_the_asset_graph_shows_every_stage_and_asset(webserver, page):
     missing = [name for name in ASSETS if name not in html]
     assert not missing, missing
     # One stage's graph, with its assets drawn.
-    page.goto(f"{webserver['base']}/locations/mdm_orchestration.definitions:defs/asset-groups/"
-              "mastering")  # fmt: skip
+    page.goto(
+        f"{webserver['base']}/locations/mdm_orchestration.definitions:defs/asset-groups/mastering"
+    )
     page.get_by_text("households").first.wait_for(state="attached")
     page.wait_for_load_state("networkidle")
     page.screenshot(path=str(ARTIFACTS / "mastering-graph.png"), full_page=True)
@@ -147,8 +177,12 @@ def test_an_asset_page_shows_its_checks_and_metadata(webserver, page):
     page.wait_for_load_state("networkidle")
     page.screenshot(path=str(ARTIFACTS / "golden-records-checks.png"), full_page=True)
     html = page.content()
-    for check in ("every_source_record_has_one_golden_id", "no_golden_record_without_members",
-                  "golden_ids_unique", "lineage_complete"):  # fmt: skip
+    for check in (
+        "every_source_record_has_one_golden_id",
+        "no_golden_record_without_members",
+        "golden_ids_unique",
+        "lineage_complete",
+    ):
         assert check in html
     page.goto(f"{webserver['base']}/assets/golden_records")
     page.get_by_text("contacts_linked_to_organisations").first.wait_for(state="attached")
@@ -180,9 +214,11 @@ def test_a_read_only_webserver_refuses_to_launch_runs(webserver):
             'jobName: "cleanse_job"}}) { __typename } }'
         )
         request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
-            headers={"Content-Type": "application/json"}, method="POST",
-        )  # fmt: skip
+            f"http://127.0.0.1:{port}/graphql",
+            data=json.dumps({"query": query}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             answer = json.loads(response.read())
     finally:

@@ -52,8 +52,11 @@ def reconsolidate(engine) -> dict:
     cleanse_pending(engine, CONFIG)
     with engine.connect() as conn:
         full = needs_full_rematch(conn)
-    counts = rebuild_clusters(engine, CONFIG).stats["run"] if full else match_incremental(
-        engine, CONFIG).counts  # fmt: skip
+    counts = (
+        rebuild_clusters(engine, CONFIG).stats["run"]
+        if full
+        else match_incremental(engine, CONFIG).counts
+    )
     return {"match": counts, "golden": consolidate(engine, CONFIG, "test").counts}
 
 
@@ -64,8 +67,10 @@ def incremental_hub(tmp_path_factory, sample_silos) -> tuple[Path, list[dict]]:
     landing = copy_landing(sample_silos, root / "landing")
     engine = create_hub_engine(f"sqlite:///{root / 'hub.db'}")
     train_models(engine)
-    files = sorted((p for p in landing.rglob("*") if p.is_file()),
-                   key=lambda p: (p.name.split("_")[-1], p.parent.name))  # fmt: skip
+    files = sorted(
+        (p for p in landing.rglob("*") if p.is_file()),
+        key=lambda p: (p.name.split("_")[-1], p.parent.name),
+    )
     assert len(files) == 10
     steps = []
     for path in files:
@@ -133,20 +138,30 @@ def test_an_update_moves_the_golden_record_and_touches_nothing_else(incremental_
     shutil.copy(root / "hub.db", tmp_path / "hub.db")
     engine = create_hub_engine(f"sqlite:///{tmp_path / 'hub.db'}")
     # A billing customer moves: the newest billing extract row, with a new address.
-    key, raw = rows(engine, "SELECT s.source_key, v.raw FROM source_records s JOIN "
-                            "source_record_versions v ON v.extract_id = s.current_extract_id AND "
-                            "v.row_number = s.current_row_number WHERE s.source = 'billing' "
-                            "ORDER BY s.source_key LIMIT 1")[0]  # fmt: skip
+    key, raw = rows(
+        engine,
+        "SELECT s.source_key, v.raw FROM source_records s JOIN "
+        "source_record_versions v ON v.extract_id = s.current_extract_id AND "
+        "v.row_number = s.current_row_number WHERE s.source = 'billing' "
+        "ORDER BY s.source_key LIMIT 1",
+    )[0]
     values = json.loads(raw) if isinstance(raw, str) else dict(raw)
-    values.update(addr_line1="77 Newhome Avenue", addr_line2="", city="Lakeview", zip="60613",
-                  state="IL", last_updated="2026-11-20 08:00:00")  # fmt: skip
+    values.update(
+        addr_line1="77 Newhome Avenue",
+        addr_line2="",
+        city="Lakeview",
+        zip="60613",
+        state="IL",
+        last_updated="2026-11-20 08:00:00",
+    )
     header = list(values)
-    write_file(tmp_path / "landing" / "billing" / "move.csv",
-               ";".join(header) + "\n" + ";".join(values[h] or "" for h in header) + "\n")  # fmt: skip
+    write_file(
+        tmp_path / "landing" / "billing" / "move.csv",
+        ";".join(header) + "\n" + ";".join(values[h] or "" for h in header) + "\n",
+    )
     before_versions = dict(rows(engine, "SELECT golden_id, version FROM golden_records"))
     assert refresh_households(engine)["full"] == 1  # the first refresh builds them all
-    ingest_file(engine, CONFIG, tmp_path / "landing" / "billing" / "move.csv",
-                tmp_path / "landing")  # fmt: skip
+    ingest_file(engine, CONFIG, tmp_path / "landing" / "billing" / "move.csv", tmp_path / "landing")
     pairs_before = rows(engine, "SELECT count(*) FROM match_pairs")[0][0]
     kept = set(rows(engine, "SELECT left_record_id, right_record_id, score FROM match_pairs"))
     counts = reconsolidate(engine)
@@ -157,13 +172,24 @@ def test_an_update_moves_the_golden_record_and_touches_nothing_else(incremental_
     after = set(rows(engine, "SELECT left_record_id, right_record_id, score FROM match_pairs"))
     assert {p for p in kept ^ after if mover not in p[:2]} == set()
     assert counts["match"]["clusters_rewritten"] <= 3 and counts["match"]["queued"] <= 3
-    (golden,) = {g for (g,) in rows(engine, "SELECT golden_id FROM golden_xref WHERE "
-                                            "source = 'billing' AND source_key = :k", k=key)}  # fmt: skip
-    attributes = json.loads(rows(engine, "SELECT attributes FROM golden_records WHERE "
-                                         "golden_id = :g", g=golden)[0][0])  # fmt: skip
+    (golden,) = {
+        g
+        for (g,) in rows(
+            engine,
+            "SELECT golden_id FROM golden_xref WHERE source = 'billing' AND source_key = :k",
+            k=key,
+        )
+    }
+    attributes = json.loads(
+        rows(engine, "SELECT attributes FROM golden_records WHERE golden_id = :g", g=golden)[0][0]
+    )
     assert attributes["street"].startswith("77 Newhome") and attributes["city"] == "Lakeview"
-    event = rows(engine, "SELECT event_type, changed FROM golden_changes WHERE golden_id = :g "
-                         "ORDER BY seq DESC LIMIT 1", g=golden)[0]  # fmt: skip
+    event = rows(
+        engine,
+        "SELECT event_type, changed FROM golden_changes WHERE golden_id = :g "
+        "ORDER BY seq DESC LIMIT 1",
+        g=golden,
+    )[0]
     assert event[0] == "updated" and "street" in json.loads(event[1])
     after_versions = dict(rows(engine, "SELECT golden_id, version FROM golden_records"))
     changed = {g for g, v in after_versions.items() if before_versions.get(g) != v}
@@ -196,8 +222,9 @@ def test_nothing_new_means_no_work(incremental_hub, tmp_path):
     engine.dispose()
 
 
-def test_an_ingest_run_leads_to_a_reconsolidate_run_and_a_retrain_to_a_rebuild(tmp_path,
-                                                                               sample_silos):  # fmt: skip
+def test_an_ingest_run_leads_to_a_reconsolidate_run_and_a_retrain_to_a_rebuild(
+    tmp_path, sample_silos
+):
     import dagster as dg
 
     from mdm_orchestration.assets.ingestion import source_extracts
@@ -208,28 +235,34 @@ def test_an_ingest_run_leads_to_a_reconsolidate_run_and_a_retrain_to_a_rebuild(t
     from mdm_orchestration.sensors import reconsolidation_sensor, retrain_sensor
 
     landing = copy_landing(sample_silos, tmp_path / "landing")
-    resources = {"hub": HubDatabase(url=f"sqlite:///{tmp_path / 'hub.db'}"),
-                 "landing": LandingZone(root=str(landing), config_dir=str(CONFIG_DIR))}  # fmt: skip
+    resources = {
+        "hub": HubDatabase(url=f"sqlite:///{tmp_path / 'hub.db'}"),
+        "landing": LandingZone(root=str(landing), config_dir=str(CONFIG_DIR)),
+    }
     key = "crm/" + sorted(p.name for p in (landing / "crm").iterdir())[0]
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(landed_files.name, [key])
-        ingest = dg.materialize([source_extracts], partition_key=key, instance=instance,
-                                resources=resources)  # fmt: skip
+        ingest = dg.materialize(
+            [source_extracts], partition_key=key, instance=instance, resources=resources
+        )
         context = dg.build_run_status_sensor_context(
-            sensor_name=reconsolidation_sensor.name, dagster_instance=instance,
-            dagster_run=ingest.dagster_run, dagster_event=ingest.get_run_success_event(),
-        )  # fmt: skip
+            sensor_name=reconsolidation_sensor.name,
+            dagster_instance=instance,
+            dagster_run=ingest.dagster_run,
+            dagster_event=ingest.get_run_success_event(),
+        )
         request = reconsolidation_sensor(context)
         assert request.run_key == f"after-ingest:{ingest.run_id}"
         assert reconsolidation_sensor.job_name == "reconsolidate_job"
         # The requested job runs end to end on what was ingested.
         job = defs.resolve_job_def("reconsolidate_job")
-        result = job.execute_in_process(instance=instance,
-                                        resources=resources)  # fmt: skip
+        result = job.execute_in_process(instance=instance, resources=resources)
         assert result.success
         golden = result.asset_materializations_for_node("consolidate_golden_records")
-        assert {m.asset_key.to_user_string() for m in golden} == {"golden_records",
-                                                                  "golden_changes"}  # fmt: skip
+        assert {m.asset_key.to_user_string() for m in golden} == {
+            "golden_records",
+            "golden_changes",
+        }
 
         # The reconsolidation trained the first model and matched in full in the same run: no
         # rebuild. A retrain on its own asks for one; a materialisation without retraining not.
@@ -238,9 +271,12 @@ def test_an_ingest_run_leads_to_a_reconsolidate_run_and_a_retrain_to_a_rebuild(t
             cursor = ctx.cursor
         assert isinstance(inside, dg.SkipReason) and "same run" in inside.skip_message
         # What retrain_job runs: the labels and a forced retrain, and no matching.
-        retrain = dg.materialize([training_labels, match_model], instance=instance,
-                                 resources=resources, run_config={"ops": {"match_model": {
-                                     "config": {"force": True}}}})  # fmt: skip
+        retrain = dg.materialize(
+            [training_labels, match_model],
+            instance=instance,
+            resources=resources,
+            run_config={"ops": {"match_model": {"config": {"force": True}}}},
+        )
         assert retrain.success
         with dg.build_sensor_context(instance=instance, cursor=cursor) as ctx:
             (first,) = list(retrain_sensor(ctx))
@@ -260,32 +296,45 @@ def test_a_record_the_source_deletes_leaves_its_cluster_and_golden_record(tmp_pa
     shutil.copytree(CONFIG_DIR, config_dir)
     sources = yaml.safe_load((config_dir / "sources.yaml").read_text())
     sources["sources"]["support"] = {
-        "format": "csv", "key_column": "id", "trust_rank": 6, "updated_at_column": "updated",
-        "default_country": "US", "date_order": "YMD",
+        "format": "csv",
+        "key_column": "id",
+        "trust_rank": 6,
+        "updated_at_column": "updated",
+        "default_country": "US",
+        "date_order": "YMD",
         "mapping": {"full_name": "name", "email": "email", "party_type": {"value": "person"}},
         "deleted_flag": {"column": "deleted"},
-    }  # fmt: skip
+    }
     (config_dir / "sources.yaml").write_text(yaml.safe_dump(sources))
     config = load_hub_config(config_dir)
     engine = create_hub_engine(f"sqlite:///{tmp_path / 'hub.db'}")
     train_models(engine)
     landing = tmp_path / "landing"
     header = "id,name,email,deleted,updated\n"
-    write_file(landing / "support" / "a.csv", header
-               + "S1,Mara Quist,mara.quist@example.com,,2026-01-01 10:00:00\n"
-               + "S2,Mara Quist,mara.quist@example.com,,2026-01-01 10:00:00\n"
-               + "S3,Olaf Brandt,olaf.b@example.com,,2026-01-01 10:00:00\n")  # fmt: skip
-    write_file(landing / "support" / "b.csv", header
-               + "S2,Mara Quist,mara.quist@example.com,true,2026-02-01 10:00:00\n"
-               + "S3,Olaf Brandt,olaf.b@example.com,yes,2026-02-01 10:00:00\n")  # fmt: skip
+    write_file(
+        landing / "support" / "a.csv",
+        header
+        + "S1,Mara Quist,mara.quist@example.com,,2026-01-01 10:00:00\n"
+        + "S2,Mara Quist,mara.quist@example.com,,2026-01-01 10:00:00\n"
+        + "S3,Olaf Brandt,olaf.b@example.com,,2026-01-01 10:00:00\n",
+    )
+    write_file(
+        landing / "support" / "b.csv",
+        header
+        + "S2,Mara Quist,mara.quist@example.com,true,2026-02-01 10:00:00\n"
+        + "S3,Olaf Brandt,olaf.b@example.com,yes,2026-02-01 10:00:00\n",
+    )
 
     def step(name: str) -> dict:
         ingest_file(engine, config, landing / "support" / name, landing)
         cleanse_pending(engine, config)
         with engine.connect() as conn:
             full = needs_full_rematch(conn)
-        match = (rebuild_clusters(engine, config).stats["run"] if full
-                 else match_incremental(engine, config).counts)  # fmt: skip
+        match = (
+            rebuild_clusters(engine, config).stats["run"]
+            if full
+            else match_incremental(engine, config).counts
+        )
         return {"match": match, "golden": consolidate(engine, config, name).counts}
 
     step("a.csv")

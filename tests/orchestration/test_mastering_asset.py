@@ -43,15 +43,21 @@ def matched_hub(tmp_path_factory, sample_silos) -> Path:
     root = tmp_path_factory.mktemp("matched")
     landing = copy_landing(sample_silos, root / "landing")
     header = (landing / "loyalty").glob("*.csv").__next__().read_text().splitlines()[0]
-    write_file(landing / "loyalty" / "members_09-03-2026.csv",
-               header + "\nL-9999999," + CANARY_NAME.replace('"', '""').join('""')
-               + ",Formula,,formula@example.invalid,,,,,,09/03/2026 10:00,N\n")  # fmt: skip
+    write_file(
+        landing / "loyalty" / "members_09-03-2026.csv",
+        header
+        + "\nL-9999999,"
+        + CANARY_NAME.replace('"', '""').join('""')
+        + ",Formula,,formula@example.invalid,,,,,,09/03/2026 10:00,N\n",
+    )
     url = f"sqlite:///{root / 'hub.db'}"
     engine = create_hub_engine(url)
     config = load_hub_config(CONFIG_DIR)
     ingest_all(engine, config, landing)
-    resources = {"hub": HubDatabase(url=url),
-                 "landing": LandingZone(root=str(landing), config_dir=str(CONFIG_DIR))}  # fmt: skip
+    resources = {
+        "hub": HubDatabase(url=url),
+        "landing": LandingZone(root=str(landing), config_dir=str(CONFIG_DIR)),
+    }
     assert dg.materialize([cleansed_records, *MATCHING], resources=resources).success
     with engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -65,9 +71,10 @@ def hub(tmp_path, matched_hub):
     config = tmp_path / "config"
     shutil.copytree(CONFIG_DIR, config)
     url = f"sqlite:///{tmp_path / 'hub.db'}"
-    resources = {"hub": HubDatabase(url=url),
-                 "landing": LandingZone(root=str(matched_hub / "landing"),
-                                        config_dir=str(config))}  # fmt: skip
+    resources = {
+        "hub": HubDatabase(url=url),
+        "landing": LandingZone(root=str(matched_hub / "landing"), config_dir=str(config)),
+    }
     engine = create_hub_engine(url)
     yield {"url": url, "resources": resources, "config": config, "engine": engine}
     engine.dispose()
@@ -102,8 +109,12 @@ def xref(engine) -> dict[str, str]:
 
 
 def statuses(engine) -> dict[str, tuple[str, str | None, int]]:
-    return {g: (s, m, v) for g, s, m, v in
-            rows(engine, "SELECT golden_id, status, merged_into, version FROM golden_records")}  # fmt: skip
+    return {
+        g: (s, m, v)
+        for g, s, m, v in rows(
+            engine, "SELECT golden_id, status, merged_into, version FROM golden_records"
+        )
+    }
 
 
 def members_of(mapping: dict[str, str]) -> dict[str, set[str]]:
@@ -117,9 +128,13 @@ def test_golden_records_checks_metadata_and_a_rerun_changes_nothing(hub):
     with dg.instance_for_test() as instance:
         first = master(hub, instance)
         checks = {c.check_name: c for c in first.get_asset_check_evaluations()}
-        assert set(checks) == {"every_source_record_has_one_golden_id",
-                               "no_golden_record_without_members", "golden_ids_unique",
-                               "lineage_complete", "household_members_are_active_persons"}  # fmt: skip
+        assert set(checks) == {
+            "every_source_record_has_one_golden_id",
+            "no_golden_record_without_members",
+            "golden_ids_unique",
+            "lineage_complete",
+            "household_members_are_active_persons",
+        }
         assert all(c.passed for c in checks.values()), {n: c.metadata for n, c in checks.items()}
         m = meta(first, "first")
         assert m["created"] == m["golden_records"] > 500 and m["updated"] == m["merged"] == 0
@@ -139,9 +154,12 @@ def test_golden_records_checks_metadata_and_a_rerun_changes_nothing(hub):
         assert m2["records_considered"] == 0 and m2["full"] == 0  # nothing queued: no work
         assert meta(second, "second", "golden_changes")["events_this_run"] == 0
         # Surviving every cluster again finds nothing to change either.
-        third = dg.materialize(MASTERING, resources=hub["resources"], instance=instance,
-                               run_config={"ops": {"consolidate_golden_records":
-                                                   {"config": {"full": True}}}})  # fmt: skip
+        third = dg.materialize(
+            MASTERING,
+            resources=hub["resources"],
+            instance=instance,
+            run_config={"ops": {"consolidate_golden_records": {"config": {"full": True}}}},
+        )
         m3 = meta(third, "third")
         assert m3["full"] == 1 and m3["unchanged"] == m["golden_records"]
         assert meta(third, "third", "golden_changes")["events_this_run"] == 0
@@ -155,9 +173,13 @@ def test_merge_keeps_the_oldest_id_and_split_mints_a_new_one(hub, capsys):
     engine = hub["engine"]
     before = xref(engine)
     groups = members_of(before)
-    singles = sorted(g for g, m in groups.items() if len(m) == 1
-                     and rows(engine, "SELECT party_type FROM golden_records WHERE golden_id=:g",
-                              g=g)[0][0] == "person")  # fmt: skip
+    singles = sorted(
+        g
+        for g, m in groups.items()
+        if len(m) == 1
+        and rows(engine, "SELECT party_type FROM golden_records WHERE golden_id=:g", g=g)[0][0]
+        == "person"
+    )
     older, younger = singles[0], singles[-1]
     (a,), (b,) = groups[older], groups[younger]
     stamp = datetime.now(UTC)
@@ -169,11 +191,19 @@ def test_merge_keeps_the_oldest_id_and_split_mints_a_new_one(hub, capsys):
     assert after[a] == after[b] == older
     assert state[younger][:2] == ("merged", older)
     assert meta(merged, "merge")["merged"] >= 1
-    event = rows(engine, "SELECT event_type, related FROM golden_changes WHERE golden_id=:g "
-                         "ORDER BY seq DESC LIMIT 1", g=younger)[0]  # fmt: skip
+    event = rows(
+        engine,
+        "SELECT event_type, related FROM golden_changes WHERE golden_id=:g "
+        "ORDER BY seq DESC LIMIT 1",
+        g=younger,
+    )[0]
     assert event[0] == "merged" and json.loads(event[1]) == [older]
-    survivor_event = rows(engine, "SELECT event_type, changed, related FROM golden_changes "
-                                  "WHERE golden_id=:g ORDER BY seq DESC LIMIT 1", g=older)[0]  # fmt: skip
+    survivor_event = rows(
+        engine,
+        "SELECT event_type, changed, related FROM golden_changes "
+        "WHERE golden_id=:g ORDER BY seq DESC LIMIT 1",
+        g=older,
+    )[0]
     assert survivor_event[0] == "updated" and "members" in json.loads(survivor_event[1])
     assert younger in json.loads(survivor_event[2])
     # Unrelated golden records kept their ids and versions.
@@ -210,8 +240,9 @@ def test_merge_keeps_the_oldest_id_and_split_mints_a_new_one(hub, capsys):
     assert final[min(a, b)] == older
     new_id = final[max(a, b)]
     assert new_id not in (older, younger) and new_id > max(groups)
-    event = rows(engine, "SELECT event_type, related FROM golden_changes WHERE golden_id=:g",
-                 g=new_id)  # fmt: skip
+    event = rows(
+        engine, "SELECT event_type, related FROM golden_changes WHERE golden_id=:g", g=new_id
+    )
     assert event == [("split", json.dumps([older]))]
     assert statuses(engine)[younger][0] == "merged"
     check_invariants(engine)
@@ -234,8 +265,10 @@ def test_ids_follow_the_rules_through_a_retrain_that_changes_clusters(hub):
     matching["threshold"] = 0.995
     path.write_text(yaml.safe_dump(matching))
     result = dg.materialize(MATCHING, resources=hub["resources"])
-    model = {k: v.value for k, v in
-             result.asset_materializations_for_node("match_model")[0].metadata.items()}  # fmt: skip
+    model = {
+        k: v.value
+        for k, v in result.asset_materializations_for_node("match_model")[0].metadata.items()
+    }
     assert model["person_retrained"] is True
     counts = meta(master(hub), "retrain")
     assert counts["split"] > 0
@@ -266,8 +299,10 @@ def test_households_and_organisation_links_against_the_generators_truth(hub, sam
     with (sample_silos / "truth.csv").open() as fh:
         for r in csv.DictReader(fh):
             truth[(r["source"], r["source_key"])] = r["entity_id"]
-    entity_of_record = {rid: truth.get((s, k)) for rid, s, k in
-                        rows(engine, "SELECT id, source, source_key FROM source_records")}  # fmt: skip
+    entity_of_record = {
+        rid: truth.get((s, k))
+        for rid, s, k in rows(engine, "SELECT id, source, source_key FROM source_records")
+    }
     votes: dict[str, Counter] = defaultdict(Counter)
     for rid, gid in xref(engine).items():
         if entity_of_record.get(rid):
@@ -310,12 +345,16 @@ def test_households_and_organisation_links_against_the_generators_truth(hub, sam
     # golden records, one with an address another silo never had.
     assert precision >= 0.95 and recall >= 0.75, (precision, recall)
 
-    links = rows(engine, "SELECT p.golden_id, p.organisation_golden_id, o.party_type FROM "
-                         "golden_records p JOIN golden_records o ON o.golden_id = "
-                         "p.organisation_golden_id WHERE p.status = 'active'")  # fmt: skip
+    links = rows(
+        engine,
+        "SELECT p.golden_id, p.organisation_golden_id, o.party_type FROM "
+        "golden_records p JOIN golden_records o ON o.golden_id = "
+        "p.organisation_golden_id WHERE p.status = 'active'",
+    )
     assert links and all(party == "organisation" for _p, _o, party in links)
-    right = sum(1 for p, o, _ in links
-                if employer.get(entity_of_golden.get(p)) == entity_of_golden.get(o))  # fmt: skip
+    right = sum(
+        1 for p, o, _ in links if employer.get(entity_of_golden.get(p)) == entity_of_golden.get(o)
+    )
     assert right / len(links) >= 0.9, right / len(links)
 
 
@@ -330,24 +369,32 @@ def test_outbox_is_written_with_the_golden_records_or_not_at_all(hub, monkeypatc
     monkeypatch.setattr("mdm_orchestration.survivorship.store.crash_point", boom)
     with pytest.raises(RuntimeError):
         consolidate(engine, config, run_id="crashed")
-    for table in ("golden_records", "golden_history", "golden_xref", "golden_changes",
-                  "golden_runs"):  # fmt: skip
+    for table in (
+        "golden_records",
+        "golden_history",
+        "golden_xref",
+        "golden_changes",
+        "golden_runs",
+    ):
         assert rows(engine, f"SELECT count(*) FROM {table}") == [(0,)], table
     monkeypatch.undo()
     consolidate(engine, config, run_id="rerun")
     check_invariants(engine)
 
 
-@pytest.mark.parametrize("point", ["golden:after_golden_write", "golden:before_outbox",
-                                   "golden:before_commit"])  # fmt: skip
+@pytest.mark.parametrize(
+    "point", ["golden:after_golden_write", "golden:before_outbox", "golden:before_commit"]
+)
 def test_a_killed_consolidation_leaves_the_hub_as_it_was(hub, point):
     """RELIABILITY.md row 1: SIGKILL at each commit boundary, then a rerun converges."""
     engine = hub["engine"]
     master(hub)
     record_override(engine, *sorted(xref(engine))[:2], "must_link", "test")
     assert dg.materialize(MATCHING, resources=hub["resources"]).success
-    before = {t: rows(engine, f"SELECT count(*) FROM {t}")[0][0]
-              for t in ("golden_records", "golden_history", "golden_changes", "golden_runs")}  # fmt: skip
+    before = {
+        t: rows(engine, f"SELECT count(*) FROM {t}")[0][0]
+        for t in ("golden_records", "golden_history", "golden_changes", "golden_runs")
+    }
     script = (
         "import sys; from mdm_orchestration.config import load_hub_config;"
         "from mdm_orchestration.hub.store import create_hub_engine;"
@@ -355,8 +402,13 @@ def test_a_killed_consolidation_leaves_the_hub_as_it_was(hub, point):
         "consolidate(create_hub_engine(sys.argv[1]), load_hub_config(sys.argv[2]), 'killed')"
     )
     env = {**os.environ, "MDM_CRASH_AT": point}
-    proc = subprocess.run([sys.executable, "-c", script, hub["url"], str(hub["config"])],
-                          env=env, cwd=REPO, capture_output=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", script, hub["url"], str(hub["config"])],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        timeout=300,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
     after = {t: rows(engine, f"SELECT count(*) FROM {t}")[0][0] for t in before}
     assert after == before
@@ -370,14 +422,19 @@ def test_lookup_and_formula_safe_exports(hub, tmp_path, capsys):
     master(hub)
     hub_arg = ["--hub", hub["url"]]
     engine = hub["engine"]
-    rid, email, phone = rows(engine, "SELECT source_record_id, email, phone FROM cleansed_records "
-                                     "WHERE email_valid AND phone_valid AND source='billing' "
-                                     "ORDER BY source_record_id LIMIT 1")[0]  # fmt: skip
+    rid, email, phone = rows(
+        engine,
+        "SELECT source_record_id, email, phone FROM cleansed_records "
+        "WHERE email_valid AND phone_valid AND source='billing' "
+        "ORDER BY source_record_id LIMIT 1",
+    )[0]
     gid = xref(engine)[rid]
     # Lookups normalise like cleansing: upper case email, a national phone number.
     national = phone.removeprefix("+1")
-    for args in (["--email", email.upper()], ["--phone", f"({national[:3]}) {national[3:6]}-"
-                                                        f"{national[6:]}"]):  # fmt: skip
+    for args in (
+        ["--email", email.upper()],
+        ["--phone", f"({national[:3]}) {national[3:6]}-{national[6:]}"],
+    ):
         assert main(["lookup", *args, *hub_arg]) == 0
         found = json.loads(capsys.readouterr().out)
         assert gid in [d["golden_id"] for d in found]
@@ -386,8 +443,10 @@ def test_lookup_and_formula_safe_exports(hub, tmp_path, capsys):
     ]
     assert main(["lookup", "--source", source, "--key", key, *hub_arg]) == 0
     (doc,) = json.loads(capsys.readouterr().out)
-    assert doc["golden_id"] == gid and {"source": source, "source_key": key,
-                                        "record_id": rid} in doc["xref"]  # fmt: skip
+    assert (
+        doc["golden_id"] == gid
+        and {"source": source, "source_key": key, "record_id": rid} in doc["xref"]
+    )
     assert set(doc["lineage"]) >= set(doc["attributes"])
     assert all(doc["lineage"][a]["rule"] for a in doc["attributes"])
     assert main(["lookup", "--email", "nobody@nowhere.invalid", *hub_arg]) == 1

@@ -32,8 +32,10 @@ def hub(tmp_path, sample_silos, hub_config):
     engine.dispose()
     config = tmp_path / "config"
     shutil.copytree(CONFIG_DIR, config)
-    resources = {"hub": HubDatabase(url=url),
-                 "landing": LandingZone(root=str(landing), config_dir=str(config))}  # fmt: skip
+    resources = {
+        "hub": HubDatabase(url=url),
+        "landing": LandingZone(root=str(landing), config_dir=str(config)),
+    }
     dg.materialize([cleansed_records], resources=resources)
     return {"url": url, "resources": resources, "config": config}
 
@@ -150,10 +152,13 @@ def test_steward_overrides_and_review_round_trip(hub, monkeypatch, capsys):
             conn.execute(sa.text("SELECT count(*) FROM match_models")).scalar_one()
             == models_before + parties
         )
-        judged = conn.execute(sa.text(
-            "SELECT count(*) FROM review_queue r JOIN training_labels l ON "
-            "l.left_record_id = r.left_record_id AND l.right_record_id = r.right_record_id "
-            "WHERE r.status = 'pending'")).scalar_one()  # fmt: skip
+        judged = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM review_queue r JOIN training_labels l ON "
+                "l.left_record_id = r.left_record_id AND l.right_record_id = r.right_record_id "
+                "WHERE r.status = 'pending'"
+            )
+        ).scalar_one()
     engine.dispose()
     assert judged == 0  # a judged pair never comes back for review
     assert main(["status", "--json", *hub_arg]) == 0
@@ -183,8 +188,14 @@ def test_enough_own_labels_replace_the_shipped_defaults(hub):
         groups = [sorted(m) for m in by_cluster.values() if len(m) >= 2]
         engine = sa.create_engine(hub["url"])
         with engine.connect() as conn:
-            persons = {r for (r,) in conn.execute(sa.text(
-                "SELECT source_record_id FROM cleansed_records WHERE party_type = 'person'"))}  # fmt: skip
+            persons = {
+                r
+                for (r,) in conn.execute(
+                    sa.text(
+                        "SELECT source_record_id FROM cleansed_records WHERE party_type = 'person'"
+                    )
+                )
+            }
         engine.dispose()
         groups = [g for g in groups if g[0] in persons][:40]
         same = [(g[0], g[1]) for g in groups[:20]]

@@ -71,11 +71,17 @@ def test_canary_values_never_reach_dagster_storage(tmp_path, sqlite_url, landing
         }
         # The canary goes on through cleansing, matching and into a golden record.
         downstream = dg.materialize(
-            [cleansed_records, training_labels, match_model, match_clusters,
-             consolidate_golden_records, households],
+            [
+                cleansed_records,
+                training_labels,
+                match_model,
+                match_clusters,
+                consolidate_golden_records,
+                households,
+            ],
             instance=instance,
             resources=resources,
-        )  # fmt: skip
+        )
         assert downstream.success
         failures = [
             entry

@@ -90,24 +90,48 @@ def hub(tmp_path, mastered, receiver):
     config_dir = tmp_path / "config"
     shutil.copytree(CONFIG_DIR, config_dir)
     out = tmp_path / "out"
-    (config_dir / "subscriptions.yaml").write_text(yaml.safe_dump({"subscribers": {
-        "hook": {"transport": "webhook", "webhook": {"url": receiver.url, "timeout_seconds": 5},
-                 "backoff_seconds": 0, "max_attempts": 4, "batch_size": 200},
-        "files": {"transport": "file", "file": {"folder": str(out / "files")},
-                  "batch_size": 300},
-        "table": {"transport": "sql", "sql": {"url": f"sqlite:///{out / 'target.db'}",
-                                              "table": "customers"}},
-        "marketing": {"transport": "file", "file": {"folder": str(out / "marketing"),
-                                                    "format": "csv"},
-                      "attributes": ["given_name", "family_name", "email"],
-                      "filter": {"party_types": ["person"]},
-                      "consent_purpose": "marketing_email"},
-    }}))  # fmt: skip
+    (config_dir / "subscriptions.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "subscribers": {
+                    "hook": {
+                        "transport": "webhook",
+                        "webhook": {"url": receiver.url, "timeout_seconds": 5},
+                        "backoff_seconds": 0,
+                        "max_attempts": 4,
+                        "batch_size": 200,
+                    },
+                    "files": {
+                        "transport": "file",
+                        "file": {"folder": str(out / "files")},
+                        "batch_size": 300,
+                    },
+                    "table": {
+                        "transport": "sql",
+                        "sql": {"url": f"sqlite:///{out / 'target.db'}", "table": "customers"},
+                    },
+                    "marketing": {
+                        "transport": "file",
+                        "file": {"folder": str(out / "marketing"), "format": "csv"},
+                        "attributes": ["given_name", "family_name", "email"],
+                        "filter": {"party_types": ["person"]},
+                        "consent_purpose": "marketing_email",
+                    },
+                }
+            }
+        )
+    )
     url = f"sqlite:///{tmp_path / 'hub.db'}"
     engine = create_hub_engine(url)
-    yield {"url": url, "engine": engine, "config_dir": config_dir,
-           "config": load_hub_config(config_dir), "out": out, "root": tmp_path,
-           "landing": mastered / "landing"}  # fmt: skip
+    yield {
+        "url": url,
+        "engine": engine,
+        "config_dir": config_dir,
+        "config": load_hub_config(config_dir),
+        "out": out,
+        "root": tmp_path,
+        "landing": mastered / "landing",
+    }
     engine.dispose()
 
 
@@ -123,9 +147,12 @@ def active_goldens(engine) -> dict[str, int]:
 def merge_two(hub) -> tuple[str, str]:
     """A steward merges two single-record person golden records; reconsolidate."""
     engine = hub["engine"]
-    (a, ga), (b, gb) = rows(engine, "SELECT x.record_id, x.golden_id FROM golden_xref x JOIN "
-                                    "golden_records g USING (golden_id) WHERE g.member_count = 1 "
-                                    "AND g.party_type = 'person' ORDER BY x.golden_id LIMIT 2")  # fmt: skip
+    (a, ga), (b, gb) = rows(
+        engine,
+        "SELECT x.record_id, x.golden_id FROM golden_xref x JOIN "
+        "golden_records g USING (golden_id) WHERE g.member_count = 1 "
+        "AND g.party_type = 'person' ORDER BY x.golden_id LIMIT 2",
+    )
     record_override(engine, a, b, "must_link", "test")
     rebuild_clusters(engine, hub["config"])
     consolidate(engine, hub["config"], "merge")
@@ -165,28 +192,39 @@ def test_webhook_gets_everything_in_order_per_golden_record_despite_failures(hub
     assert syndicate(engine, config, "hook", sleep=no_sleep).delivered == 0  # nothing new
 
 
-def test_failing_subscriber_fails_its_run_and_check_then_resumes_where_it_stopped(hub, receiver,
-                                                                                   tmp_path):  # fmt: skip
-    resources = {"hub": HubDatabase(url=hub["url"]),
-                 "landing": LandingZone(root=str(hub["landing"]),
-                                        config_dir=str(hub["config_dir"]))}  # fmt: skip
+def test_failing_subscriber_fails_its_run_and_check_then_resumes_where_it_stopped(
+    hub, receiver, tmp_path
+):
+    resources = {
+        "hub": HubDatabase(url=hub["url"]),
+        "landing": LandingZone(root=str(hub["landing"]), config_dir=str(hub["config_dir"])),
+    }
     receiver.down = True
     (tmp_path / "dagster").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
         instance.add_dynamic_partitions(subscribers.name, ["hook"])
-        failed = dg.materialize([subscriber_deliveries], partition_key="hook", instance=instance,
-                                resources=resources, raise_on_error=False)  # fmt: skip
+        failed = dg.materialize(
+            [subscriber_deliveries],
+            partition_key="hook",
+            instance=instance,
+            resources=resources,
+            raise_on_error=False,
+        )
         assert not failed.success
         (check,) = failed.get_asset_check_evaluations()
         assert not check.passed and check.metadata["status"].value == "failing"
-        state = rows(hub["engine"], "SELECT status, failing_since, last_error, cursor_seq "
-                                    "FROM subscriber_state WHERE subscriber='hook'")[0]  # fmt: skip
+        state = rows(
+            hub["engine"],
+            "SELECT status, failing_since, last_error, cursor_seq "
+            "FROM subscriber_state WHERE subscriber='hook'",
+        )[0]
         assert state[0] == "failing" and state[1] is not None and state[2] == "webhook: HTTP 503"
         assert receiver.got == []
 
         receiver.down = False
-        ok = dg.materialize([subscriber_deliveries], partition_key="hook", instance=instance,
-                            resources=resources)  # fmt: skip
+        ok = dg.materialize(
+            [subscriber_deliveries], partition_key="hook", instance=instance, resources=resources
+        )
         (check,) = ok.get_asset_check_evaluations()
         assert check.passed
         meta = ok.asset_materializations_for_node("subscriber_deliveries")[0].metadata
@@ -228,9 +266,14 @@ def test_marketing_receives_consenting_persons_only_and_a_withdrawal(hub):
     (csv_file,) = (hub["out"] / "marketing").glob("*.csv")
     with csv_file.open() as fh:
         sent = list(csv.DictReader(fh))
-    consenting = {g for g, c, p in rows(engine, "SELECT golden_id, consents, party_type FROM "
-                                                "golden_records WHERE status = 'active'")
-                  if p == "person" and json.loads(c).get("marketing_email", {}).get("granted")}  # fmt: skip
+    consenting = {
+        g
+        for g, c, p in rows(
+            engine,
+            "SELECT golden_id, consents, party_type FROM golden_records WHERE status = 'active'",
+        )
+        if p == "person" and json.loads(c).get("marketing_email", {}).get("granted")
+    }
     assert {r["golden_id"] for r in sent} == consenting
     assert set(sent[0]) >= {"given_name", "family_name", "email"}
     assert "national_id" not in sent[0] and "phone" not in sent[0]
@@ -242,15 +285,21 @@ def test_marketing_receives_consenting_persons_only_and_a_withdrawal(hub):
         if json.loads(c).get("marketing_email", {}).get("source") == "loyalty"
         and json.loads(c)["marketing_email"]["granted"]
     )
-    raw = rows(engine, "SELECT v.raw FROM source_record_versions v JOIN source_records s ON "
-                       "s.current_extract_id = v.extract_id AND s.current_row_number = "
-                       "v.row_number WHERE s.source = 'loyalty' AND s.source_key = :k", k=key)[0][0]  # fmt: skip
+    raw = rows(
+        engine,
+        "SELECT v.raw FROM source_record_versions v JOIN source_records s ON "
+        "s.current_extract_id = v.extract_id AND s.current_row_number = "
+        "v.row_number WHERE s.source = 'loyalty' AND s.source_key = :k",
+        k=key,
+    )[0][0]
     values = json.loads(raw) if isinstance(raw, str) else raw
     values.update(consent_marketing="N", last_update="20/11/2026 09:00")
     landing = hub["root"] / "landing2"
     header = list(values)
-    write_file(landing / "loyalty" / "withdrawal.csv",
-               ",".join(header) + "\n" + ",".join(f'"{values[h] or ""}"' for h in header) + "\n")  # fmt: skip
+    write_file(
+        landing / "loyalty" / "withdrawal.csv",
+        ",".join(header) + "\n" + ",".join(f'"{values[h] or ""}"' for h in header) + "\n",
+    )
     ingest_file(engine, config, landing / "loyalty" / "withdrawal.csv", landing)
     cleanse_pending(engine, config)
     rebuild_clusters(engine, config)
@@ -265,16 +314,24 @@ def test_marketing_receives_consenting_persons_only_and_a_withdrawal(hub):
 
 
 @pytest.mark.parametrize("transport", ["hook", "files"])
-def test_a_delivery_killed_after_sending_is_redelivered_and_nothing_is_lost(hub, receiver,
-                                                                            transport):  # fmt: skip
+def test_a_delivery_killed_after_sending_is_redelivered_and_nothing_is_lost(
+    hub, receiver, transport
+):
     engine = hub["engine"]
-    script = ("import sys; from mdm_orchestration.config import load_hub_config;"
-              "from mdm_orchestration.hub.store import create_hub_engine;"
-              "from mdm_orchestration.syndication.delivery import syndicate;"
-              "syndicate(create_hub_engine(sys.argv[1]), load_hub_config(sys.argv[2]), sys.argv[3])")  # fmt: skip
+    script = (
+        "import sys; from mdm_orchestration.config import load_hub_config;"
+        "from mdm_orchestration.hub.store import create_hub_engine;"
+        "from mdm_orchestration.syndication.delivery import syndicate;"
+        "syndicate(create_hub_engine(sys.argv[1]), load_hub_config(sys.argv[2]), sys.argv[3])"
+    )
     env = {**os.environ, "MDM_CRASH_AT": "syndication:after_send_before_commit"}
-    proc = subprocess.run([sys.executable, "-c", script, hub["url"], str(hub["config_dir"]),
-                           transport], env=env, cwd=REPO, capture_output=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", script, hub["url"], str(hub["config_dir"]), transport],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        timeout=300,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
     assert rows(engine, "SELECT count(*) FROM deliveries") == [(0,)]  # nothing recorded as sent
     syndicate(engine, hub["config"], transport)
@@ -298,41 +355,62 @@ def test_erasure_removes_the_person_everywhere_and_tells_every_recipient(hub, re
     name, email = f"Canaryname{tag}", f"zz-canary-{tag}@example.invalid"
     canaries = [name, email, "Canarystreet"]
     landing = hub["root"] / "landing3"
-    billing = write_file(landing / "billing" / "canary.csv",
+    billing = write_file(
+        landing / "billing" / "canary.csv",
         "cust_no;full_name;addr_line1;addr_line2;city;state;zip;phone;email;dob;ssn;last_updated\n"
         f"C{tag};Zed {name};1 Canarystreet Rd;;Springfield;IL;62701;217-555-0199;{email};"
-        "1980-02-03;;2026-01-01 00:00:00\n")  # fmt: skip
-    loyalty_header = ("member_no,given_name,surname,birthday,email_address,mobile,street_address,"
-                      "town,state,postcode,last_update,consent_marketing\n")  # fmt: skip
-    loyalty_row = (f"LC{tag},Zed,{name},03/02/1980,{email},217-555-0199,1 Canarystreet Rd,"
-                   "Springfield,IL,62701,01/01/2026 10:00,Y\n")  # fmt: skip
+        "1980-02-03;;2026-01-01 00:00:00\n",
+    )
+    loyalty_header = (
+        "member_no,given_name,surname,birthday,email_address,mobile,street_address,"
+        "town,state,postcode,last_update,consent_marketing\n"
+    )
+    loyalty_row = (
+        f"LC{tag},Zed,{name},03/02/1980,{email},217-555-0199,1 Canarystreet Rd,"
+        "Springfield,IL,62701,01/01/2026 10:00,Y\n"
+    )
     loyalty = write_file(landing / "loyalty" / "canary.csv", loyalty_header + loyalty_row)
     for path in (billing, loyalty):
         ingest_file(engine, config, path, landing)
     cleanse_pending(engine, config)
     rebuild_clusters(engine, config)
     consolidate(engine, config, "canary")
-    resources = {"hub": HubDatabase(url=hub["url"]),
-                 "landing": LandingZone(root=str(landing), config_dir=str(hub["config_dir"]))}  # fmt: skip
+    resources = {
+        "hub": HubDatabase(url=hub["url"]),
+        "landing": LandingZone(root=str(landing), config_dir=str(hub["config_dir"])),
+    }
     dagster_home = tmp_path / "dagster"
     dagster_home.mkdir()
     with dg.instance_for_test(temp_dir=str(dagster_home)) as instance:
         names = list(config.subscriptions.subscribers)
         instance.add_dynamic_partitions(subscribers.name, names)
         for sub in names:
-            assert dg.materialize([subscriber_deliveries], partition_key=sub, instance=instance,
-                                  resources=resources).success  # fmt: skip
-        (golden,) = {g for (g,) in rows(engine, "SELECT golden_id FROM golden_xref WHERE "
-                                                "source_key IN (:a, :b)", a=f"C{tag}", b=f"LC{tag}")}  # fmt: skip
+            assert dg.materialize(
+                [subscriber_deliveries], partition_key=sub, instance=instance, resources=resources
+            ).success
+        (golden,) = {
+            g
+            for (g,) in rows(
+                engine,
+                "SELECT golden_id FROM golden_xref WHERE source_key IN (:a, :b)",
+                a=f"C{tag}",
+                b=f"LC{tag}",
+            )
+        }
         assert len(rows(engine, "SELECT 1 FROM golden_xref WHERE golden_id=:g", g=golden)) == 2
-        recipients = {s for (s,) in rows(engine, "SELECT subscriber FROM deliveries WHERE "
-                                                 "golden_id = :g", g=golden)}  # fmt: skip
+        recipients = {
+            s
+            for (s,) in rows(
+                engine, "SELECT subscriber FROM deliveries WHERE golden_id = :g", g=golden
+            )
+        }
         assert recipients == {"hook", "files", "table", "marketing"}
 
         assert main(["erase", "--source", "billing", "--key", f"C{tag}", "--hub", hub["url"]]) == 0
         for sub in names:
-            assert dg.materialize([subscriber_deliveries], partition_key=sub, instance=instance,
-                                  resources=resources).success  # fmt: skip
+            assert dg.materialize(
+                [subscriber_deliveries], partition_key=sub, instance=instance, resources=resources
+            ).success
 
     # Gone from every hub table (the tombstone holds hashes only) ...
     dump = []
@@ -342,15 +420,22 @@ def test_erasure_removes_the_person_everywhere_and_tells_every_recipient(hub, re
     text = "\n".join(dump)
     assert not [c for c in canaries if c in text]
     # No kept match pair still names a record that is gone.
-    assert rows(engine, "SELECT count(*) FROM match_pairs WHERE left_record_id NOT IN (SELECT id "
-                        "FROM source_records) OR right_record_id NOT IN (SELECT id FROM "
-                        "source_records)") == [(0,)]  # fmt: skip
-    assert rows(engine, "SELECT status, attributes FROM golden_records WHERE golden_id=:g",
-                g=golden) == [("erased", "{}")]  # fmt: skip
+    assert rows(
+        engine,
+        "SELECT count(*) FROM match_pairs WHERE left_record_id NOT IN (SELECT id "
+        "FROM source_records) OR right_record_id NOT IN (SELECT id FROM "
+        "source_records)",
+    ) == [(0,)]
+    assert rows(
+        engine, "SELECT status, attributes FROM golden_records WHERE golden_id=:g", g=golden
+    ) == [("erased", "{}")]
     check_invariants(engine)
     # ... from Dagster's storage ...
-    leaked = [p for p in dagster_home.rglob("*") if p.is_file()
-              and any(c.encode() in p.read_bytes() for c in canaries)]  # fmt: skip
+    leaked = [
+        p
+        for p in dagster_home.rglob("*")
+        if p.is_file() and any(c.encode() in p.read_bytes() for c in canaries)
+    ]
     assert leaked == []
     # ... and every subscriber that received the person was told.
     assert [b["event_type"] for _k, b in receiver.got if b["golden_id"] == golden][-1] == "erased"
@@ -363,39 +448,52 @@ def test_erasure_removes_the_person_everywhere_and_tells_every_recipient(hub, re
         assert last is not None and "erased" in last
     target = sa.create_engine(f"sqlite:///{hub['out'] / 'target.db'}")
     with target.connect() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM customers WHERE golden_id = :g"),
-                            {"g": golden}).scalar_one() == 0  # fmt: skip
+        assert (
+            conn.execute(
+                sa.text("SELECT count(*) FROM customers WHERE golden_id = :g"), {"g": golden}
+            ).scalar_one()
+            == 0
+        )
     target.dispose()
 
     # A later extract carrying the person again is quarantined, not loaded.
-    again = write_file(landing / "loyalty" / "again.csv",
-                       loyalty_header + loyalty_row + "LOTHER,Amy,Other,,a@b.co,,,,,,01/01/2026 10:00,N\n")  # fmt: skip
+    again = write_file(
+        landing / "loyalty" / "again.csv",
+        loyalty_header + loyalty_row + "LOTHER,Amy,Other,,a@b.co,,,,,,01/01/2026 10:00,N\n",
+    )
     ingest_file(engine, config, again, landing)
-    reasons = rows(engine, "SELECT q.reason FROM quarantine q JOIN extracts e ON e.id = "
-                           "q.extract_id WHERE e.file_name LIKE '%again.csv'")  # fmt: skip
+    reasons = rows(
+        engine,
+        "SELECT q.reason FROM quarantine q JOIN extracts e ON e.id = "
+        "q.extract_id WHERE e.file_name LIKE '%again.csv'",
+    )
     assert reasons == [("erased_subject",)]
-    assert rows(engine, "SELECT count(*) FROM source_records WHERE source_key = :k",
-                k=f"LC{tag}") == [(0,)]  # fmt: skip
+    assert rows(
+        engine, "SELECT count(*) FROM source_records WHERE source_key = :k", k=f"LC{tag}"
+    ) == [(0,)]
     assert rows(engine, "SELECT count(*) FROM source_records WHERE source_key = 'LOTHER'") == [(1,)]
 
 
 def test_syndication_sensor_requests_a_run_per_subscriber_with_pending_events(hub, tmp_path):
     from mdm_orchestration.sensors import syndication_sensor
 
-    resources = {"hub": HubDatabase(url=hub["url"]),
-                 "landing": LandingZone(root=str(hub["landing"]),
-                                        config_dir=str(hub["config_dir"]))}  # fmt: skip
+    resources = {
+        "hub": HubDatabase(url=hub["url"]),
+        "landing": LandingZone(root=str(hub["landing"]), config_dir=str(hub["config_dir"])),
+    }
     with dg.instance_for_test() as instance:
         with dg.build_sensor_context(instance=instance, resources=resources) as context:
             first = syndication_sensor(context)
-        assert {r.partition_key for r in first.run_requests} == set(hub["config"].subscriptions
-                                                                     .subscribers)  # fmt: skip
+        assert {r.partition_key for r in first.run_requests} == set(
+            hub["config"].subscriptions.subscribers
+        )
         (added,) = first.dynamic_partitions_requests
         assert set(added.partition_keys) == {"hook", "files", "table", "marketing"}
         for name in ("files", "table", "marketing"):
             syndicate(hub["engine"], hub["config"], name)
-        with dg.build_sensor_context(instance=instance, resources=resources,
-                                     cursor=first.cursor) as context:  # fmt: skip
+        with dg.build_sensor_context(
+            instance=instance, resources=resources, cursor=first.cursor
+        ) as context:
             second = syndication_sensor(context)
         assert [r.partition_key for r in second.run_requests] == ["hook"]
         keys = {r.partition_key: r.run_key for r in first.run_requests}

@@ -33,10 +33,20 @@ def versions(source: str, rows: list[dict]) -> pd.DataFrame:
 
 
 def loyalty_row(**values: str) -> dict:
-    base = {"member_no": "1", "given_name": "Ann", "surname": "Lee", "birthday": "04/03/1985",
-            "email_address": "ann@example.com", "mobile": "(415) 555-2671",
-            "street_address": "1 Main St", "town": "Boston", "state": "MA", "postcode": "02134",
-            "last_update": "01/01/2026 10:00", "consent_marketing": "Y"}  # fmt: skip
+    base = {
+        "member_no": "1",
+        "given_name": "Ann",
+        "surname": "Lee",
+        "birthday": "04/03/1985",
+        "email_address": "ann@example.com",
+        "mobile": "(415) 555-2671",
+        "street_address": "1 Main St",
+        "town": "Boston",
+        "state": "MA",
+        "postcode": "02134",
+        "last_update": "01/01/2026 10:00",
+        "consent_marketing": "Y",
+    }
     return base | values
 
 
@@ -46,11 +56,12 @@ def test_flags_score_quarantine_and_consent(hub_config: HubConfig):
         loyalty_row(given_name="", surname=""),  # no name: blocking -> quarantine
         loyalty_row(
             email_address="not-an-email", mobile="12", birthday="31/02/1985", consent_marketing="N"
-        ),  # fmt: skip
+        ),
         loyalty_row(postcode="", birthday="01/01/2020", consent_marketing=""),
     ]
-    result = cleanse_batch(versions("loyalty", rows), hub_config.sources["loyalty"],
-                           hub_config.quality, TODAY)  # fmt: skip
+    result = cleanse_batch(
+        versions("loyalty", rows), hub_config.sources["loyalty"], hub_config.quality, TODAY
+    )
     assert len(result.records) + len(result.quarantine) == len(rows)
     [q] = result.quarantine.to_dict("records")
     assert (q["row_number"], q["reason"], q["field"]) == (2, "no_name", "full_name")
@@ -75,12 +86,21 @@ def test_flags_score_quarantine_and_consent(hub_config: HubConfig):
 def test_blocking_rule_per_source_and_mapping_features(hub_config: HubConfig):
     shop = hub_config.sources["ecommerce"]
     rows = [
-        {"user_id": "u1", "email": "Ann.Lee+shop@GMAIL.com", "first_name": "ann",
-         "last_name": "lee", "shipping.line1": "1 Main Street", "shipping.line2": "Apt 4",
-         "shipping.city": "boston", "shipping.region": "Massachusetts",
-         "shipping.postal_code": "2134", "shipping.country": "US", "marketing_opt_in": True},
+        {
+            "user_id": "u1",
+            "email": "Ann.Lee+shop@GMAIL.com",
+            "first_name": "ann",
+            "last_name": "lee",
+            "shipping.line1": "1 Main Street",
+            "shipping.line2": "Apt 4",
+            "shipping.city": "boston",
+            "shipping.region": "Massachusetts",
+            "shipping.postal_code": "2134",
+            "shipping.country": "US",
+            "marketing_opt_in": True,
+        },
         {"user_id": "u2", "email": "broken@", "first_name": "Bo", "last_name": "Li"},
-    ]  # fmt: skip
+    ]
     result = cleanse_batch(versions("ecommerce", rows), shop, hub_config.quality, TODAY)
     [rec] = result.records.to_dict("records")
     assert rec["email_key"] == "annlee@gmail.com" and rec["full_name"] == "Ann Lee"
@@ -93,12 +113,25 @@ def test_blocking_rule_per_source_and_mapping_features(hub_config: HubConfig):
 def test_party_type_inferred_when_the_source_does_not_say(hub_config: HubConfig):
     erp = hub_config.sources["erp"]
     rows = [
-        {"KUNNR": "1", "NAME1": "ACME HOLDINGS INC", "NAME2": "", "STRAS": "1 Main St",
-         "PSTLZ": "02134", "LAND1": "US", "STCD1": "12-3456789", "KTOKD": "KUNA"},
-        {"KUNNR": "2", "NAME1": "BLUE RIVER LOGISTICS", "NAME2": "", "STCD1": "98-7654321",
-         "KTOKD": "KUNA"},
+        {
+            "KUNNR": "1",
+            "NAME1": "ACME HOLDINGS INC",
+            "NAME2": "",
+            "STRAS": "1 Main St",
+            "PSTLZ": "02134",
+            "LAND1": "US",
+            "STCD1": "12-3456789",
+            "KTOKD": "KUNA",
+        },
+        {
+            "KUNNR": "2",
+            "NAME1": "BLUE RIVER LOGISTICS",
+            "NAME2": "",
+            "STCD1": "98-7654321",
+            "KTOKD": "KUNA",
+        },
         {"KUNNR": "3", "NAME1": "MARY O'NEIL", "NAME2": "", "STCD1": "", "KTOKD": "CPD"},
-    ]  # fmt: skip
+    ]
     records = cleanse_batch(versions("erp", rows), erp, hub_config.quality, TODAY).records
     assert records["party_type"].tolist() == ["organisation", "organisation", "person"]
     assert records["company_name"].tolist()[:2] == ["Acme Holdings Inc", "Blue River Logistics"]
@@ -124,11 +157,13 @@ def test_hub_run_is_incremental_and_accounts_for_every_row(
     assert (again.extracts, again.versions) == (0, 0)
 
     # A new extract: only its rows are read.
-    write_file(landing / "loyalty" / "late.csv",
-               "member_no,given_name,surname,birthday,email_address,mobile,street_address,town,"
-               "state,postcode,last_update,consent_marketing\n"
-               "L-NEW-1,Zoë,Ngata,02/01/1990,zoe@example.com,,,,,,01/06/2026 10:00,Y\n"
-               "L-NEW-2,,,,,,,,,,01/06/2026 10:00,N\n")  # fmt: skip
+    write_file(
+        landing / "loyalty" / "late.csv",
+        "member_no,given_name,surname,birthday,email_address,mobile,street_address,town,"
+        "state,postcode,last_update,consent_marketing\n"
+        "L-NEW-1,Zoë,Ngata,02/01/1990,zoe@example.com,,,,,,01/06/2026 10:00,Y\n"
+        "L-NEW-2,,,,,,,,,,01/06/2026 10:00,N\n",
+    )
     ingest_file(sqlite_engine, hub_config, landing / "loyalty" / "late.csv", landing)
     third = cleanse_pending(sqlite_engine, hub_config, today=TODAY)
     assert (third.extracts, third.cleansed, third.quarantined) == (1, 1, 1)

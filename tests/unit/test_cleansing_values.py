@@ -29,28 +29,74 @@ US_IDS = ("us.ssn", "us.itin", "us.ein")
     ("kwargs", "title", "given", "middle", "family", "suffix", "display"),
     [
         ({"full": "SMITH, JOHN A."}, None, "John", "A.", "Smith", None, "John A. Smith"),
-        ({"full": "Dr. Mary-Ann O'Neil Jr"}, "Dr.", "Mary-Ann", None, "O'Neil", "Jr",
-         "Mary-Ann O'Neil Jr"),
+        (
+            {"full": "Dr. Mary-Ann O'Neil Jr"},
+            "Dr.",
+            "Mary-Ann",
+            None,
+            "O'Neil",
+            "Jr",
+            "Mary-Ann O'Neil Jr",
+        ),
         ({"full": "mcdonald, ronald"}, None, "Ronald", None, "McDonald", None, "Ronald McDonald"),
-        ({"full": "Jean-Luc de la Fontaine"}, None, "Jean-Luc", None, "de la Fontaine", None,
-         "Jean-Luc de la Fontaine"),
+        (
+            {"full": "Jean-Luc de la Fontaine"},
+            None,
+            "Jean-Luc",
+            None,
+            "de la Fontaine",
+            None,
+            "Jean-Luc de la Fontaine",
+        ),
         ({"full": "JOSÉ ÁLVAREZ III"}, None, "José", None, "Álvarez", "III", "José Álvarez III"),
-        ({"given": "BILL", "family": "MCDONALD"}, None, "Bill", None, "McDonald", None,
-         "Bill McDonald"),
+        (
+            {"given": "BILL", "family": "MCDONALD"},
+            None,
+            "Bill",
+            None,
+            "McDonald",
+            None,
+            "Bill McDonald",
+        ),
         ({"given": "Anna", "family": "LEE"}, None, "Anna", None, "Lee", None, "Anna Lee"),
-        ({"given": "Mary", "family": "Smith Jr"}, None, "Mary", None, "Smith", "Jr",
-         "Mary Smith Jr"),
-        ({"given": "  peggy ", "family": "o'brien"}, None, "Peggy", None, "O'Brien", None,
-         "Peggy O'Brien"),
-        ({"given": "DeShawn", "family": "van der Berg"}, None, "DeShawn", None, "van der Berg",
-         None, "DeShawn van der Berg"),
+        (
+            {"given": "Mary", "family": "Smith Jr"},
+            None,
+            "Mary",
+            None,
+            "Smith",
+            "Jr",
+            "Mary Smith Jr",
+        ),
+        (
+            {"given": "  peggy ", "family": "o'brien"},
+            None,
+            "Peggy",
+            None,
+            "O'Brien",
+            None,
+            "Peggy O'Brien",
+        ),
+        (
+            {"given": "DeShawn", "family": "van der Berg"},
+            None,
+            "DeShawn",
+            None,
+            "van der Berg",
+            None,
+            "DeShawn van der Berg",
+        ),
     ],
-)  # fmt: skip
+)
 def test_person_names(kwargs, title, given, middle, family, suffix, display):
     name = parse_person_name(**kwargs)
     assert (name.title, name.given_name, name.middle_name, name.family_name, name.suffix) == (
-        title, given, middle, family, suffix,
-    )  # fmt: skip
+        title,
+        given,
+        middle,
+        family,
+        suffix,
+    )
     assert name.full_name == display
 
 
@@ -60,9 +106,17 @@ def test_name_keys_fold_accents_and_map_nicknames():
     assert parse_person_name(given="x", family="O'Neil").family_key == "oneil"
     assert parse_person_name(given="x", family="de la Fontaine").family_key == "delafontaine"
     # Nicknames go to a formal name; formal names stay themselves.
-    pairs = {"peggy": "margaret", "betty": "elizabeth", "beth": "elizabeth", "jim": "james",
-             "mike": "michael", "dick": "richard", "tony": "anthony", "kate": "katherine",
-             "jon": "john"}  # fmt: skip
+    pairs = {
+        "peggy": "margaret",
+        "betty": "elizabeth",
+        "beth": "elizabeth",
+        "jim": "james",
+        "mike": "michael",
+        "dick": "richard",
+        "tony": "anthony",
+        "kate": "katherine",
+        "jon": "john",
+    }
     for nick, formal in pairs.items():
         assert formal_given_name(nick) == formal, nick
     for formal in ("john", "mary", "michael", "anna", "william", "elizabeth", "james"):
@@ -111,8 +165,12 @@ def test_person_or_organisation_when_the_source_does_not_say():
 @pytest.mark.parametrize(
     ("raw", "email", "key", "valid"),
     [
-        ("John.Smith+shop@GoogleMail.com", "john.smith+shop@googlemail.com",
-         "johnsmith@gmail.com", True),
+        (
+            "John.Smith+shop@GoogleMail.com",
+            "john.smith+shop@googlemail.com",
+            "johnsmith@gmail.com",
+            True,
+        ),
         ("j.o.h.n@gmail.com", "j.o.h.n@gmail.com", "john@gmail.com", True),
         (" ANNA@Example.COM ", "anna@example.com", "anna@example.com", True),
         ("a.b+x@yahoo.com", "a.b+x@yahoo.com", "a.b@yahoo.com", True),  # dots matter at Yahoo
@@ -123,7 +181,7 @@ def test_person_or_organisation_when_the_source_does_not_say():
         ("n/a", None, None, None),
         (None, None, None, None),
     ],
-)  # fmt: skip
+)
 def test_emails(raw, email, key, valid):
     out = normalise_email(raw)
     assert (out.email, out.email_key, out.valid) == (email, key, valid)
@@ -151,28 +209,57 @@ def test_phones(raw, country, phone, valid):
 @pytest.mark.parametrize(
     ("args", "expected", "flags"),
     [
-        (("4821 north elm avenue, # 12", "SPRINGFIELD", "Illinois", "62704-1234", "USA"),
-         {"street_number": "4821", "street_name": "N Elm Ave", "unit": "# 12",
-          "street": "4821 N Elm Ave # 12", "city": "Springfield", "region": "IL",
-          "postcode": "62704-1234", "country": "US", "address_key": "4821|n elm ave|12|62704"},
-         ()),
-        (("123 Main Street, Apt 12", "boston", "MA", "2134", ""),
-         {"street": "123 Main St Apt 12", "postcode": "02134", "country": "US",
-          "address_key": "123|main st|12|02134"}, ()),
-        (("77 W. MAPLE RD STE 200", "Austin", "tx", "78701", "United States"),
-         {"street": "77 W Maple Rd Ste 200", "region": "TX"}, ()),
-        (("PO Box 55", "Austin", "TX", "78701", "U.S.A."),
-         {"street": "PO Box 55", "street_number": None, "address_key": None}, ()),
-        (("10 Downing Street", "London", "", "SW1A 2AA", "UK"),
-         {"street": "10 Downing Street", "country": "GB", "postcode": "SW1A 2AA"}, ()),
-        (("Hauptstr. 5", "BERLIN", "", "1011", "Deutschland"),
-         {"city": "Berlin", "country": "DE"}, ("postcode_invalid",)),
+        (
+            ("4821 north elm avenue, # 12", "SPRINGFIELD", "Illinois", "62704-1234", "USA"),
+            {
+                "street_number": "4821",
+                "street_name": "N Elm Ave",
+                "unit": "# 12",
+                "street": "4821 N Elm Ave # 12",
+                "city": "Springfield",
+                "region": "IL",
+                "postcode": "62704-1234",
+                "country": "US",
+                "address_key": "4821|n elm ave|12|62704",
+            },
+            (),
+        ),
+        (
+            ("123 Main Street, Apt 12", "boston", "MA", "2134", ""),
+            {
+                "street": "123 Main St Apt 12",
+                "postcode": "02134",
+                "country": "US",
+                "address_key": "123|main st|12|02134",
+            },
+            (),
+        ),
+        (
+            ("77 W. MAPLE RD STE 200", "Austin", "tx", "78701", "United States"),
+            {"street": "77 W Maple Rd Ste 200", "region": "TX"},
+            (),
+        ),
+        (
+            ("PO Box 55", "Austin", "TX", "78701", "U.S.A."),
+            {"street": "PO Box 55", "street_number": None, "address_key": None},
+            (),
+        ),
+        (
+            ("10 Downing Street", "London", "", "SW1A 2AA", "UK"),
+            {"street": "10 Downing Street", "country": "GB", "postcode": "SW1A 2AA"},
+            (),
+        ),
+        (
+            ("Hauptstr. 5", "BERLIN", "", "1011", "Deutschland"),
+            {"city": "Berlin", "country": "DE"},
+            ("postcode_invalid",),
+        ),
         (("1 Main St", "X", "", "ABCDE", ""), {"postcode": "ABCDE"}, ("postcode_invalid",)),
         (("Main", "X", "", "", "Narnia"), {"country": None}, ("country_unknown",)),
         (("Behind the old mill", "Springfield", "IL", "62704", "US"), {}, ("address_unparsed",)),
         ((None, None, None, None, None), {"street": None, "country": None}, ()),
     ],
-)  # fmt: skip
+)
 def test_addresses(args, expected, flags):
     address = parse_address(*args, default_country="US")
     parts = address.as_dict()
@@ -188,23 +275,53 @@ def test_same_door_same_address_key():
 
 
 def test_countries():
-    assert [country_code(v) for v in ("USA", "United States", "us", "U.S.A.", "Germany", "UK",
-                                      "France", "Atlantis")] == [
-        "US", "US", "US", "US", "DE", "GB", "FR", None,
-    ]  # fmt: skip
+    assert [
+        country_code(v)
+        for v in ("USA", "United States", "us", "U.S.A.", "Germany", "UK", "France", "Atlantis")
+    ] == [
+        "US",
+        "US",
+        "US",
+        "US",
+        "DE",
+        "GB",
+        "FR",
+        None,
+    ]
 
 
 def test_birth_dates_per_source_order():
-    values = pd.Series(["03/04/1985", "1985-03-04", "19850304", "4.3.1985", "3/4/85",
-                        "1985-03-04T00:00:00Z", "31/02/1985", "02/30/1979", "1985-13-45", "19xx",
-                        "00000000", "unknown", "", None])  # fmt: skip
+    values = pd.Series(
+        [
+            "03/04/1985",
+            "1985-03-04",
+            "19850304",
+            "4.3.1985",
+            "3/4/85",
+            "1985-03-04T00:00:00Z",
+            "31/02/1985",
+            "02/30/1979",
+            "1985-13-45",
+            "19xx",
+            "00000000",
+            "unknown",
+            "",
+            None,
+        ]
+    )
     mdy, bad_mdy = parse_dates(values, DateOrder.MDY)
     dmy, bad_dmy = parse_dates(values, DateOrder.DMY)
     ymd, bad_ymd = parse_dates(values, DateOrder.YMD)
     as_dates = lambda s: [d.date() if d == d else None for d in s]  # noqa: E731
     assert as_dates(mdy)[:6] == [date(1985, 3, 4)] * 3 + [date(1985, 4, 3)] + [date(1985, 3, 4)] * 2
-    assert as_dates(dmy)[:6] == [date(1985, 4, 3), date(1985, 3, 4), date(1985, 3, 4),
-                                 date(1985, 3, 4), date(1985, 4, 3), date(1985, 3, 4)]  # fmt: skip
+    assert as_dates(dmy)[:6] == [
+        date(1985, 4, 3),
+        date(1985, 3, 4),
+        date(1985, 3, 4),
+        date(1985, 3, 4),
+        date(1985, 4, 3),
+        date(1985, 3, 4),
+    ]
     assert as_dates(ymd)[:3] == [None, date(1985, 3, 4), date(1985, 3, 4)]
     # Impossible dates are invalid; placeholders and blanks are missing, not invalid.
     assert bad_mdy.tolist() == [False] * 6 + [True] * 5 + [False] * 3
@@ -250,13 +367,18 @@ def test_person_name_idempotent(given_name, family):
         return
     again = parse_person_name(given=first.given_name, family=first.family_name)
     assert (again.given_name, again.family_name, again.given_key, again.family_key) == (
-        first.given_name, first.family_name, first.given_key, first.family_key,
-    )  # fmt: skip
+        first.given_name,
+        first.family_name,
+        first.given_key,
+        first.family_key,
+    )
 
 
 @settings(max_examples=150, deadline=None)
-@given(local=st.from_regex(r"[A-Za-z0-9._+\-]{1,20}", fullmatch=True),
-       domain=st.sampled_from(["gmail.com", "Example.org", "yahoo.com", "googlemail.com"]))  # fmt: skip
+@given(
+    local=st.from_regex(r"[A-Za-z0-9._+\-]{1,20}", fullmatch=True),
+    domain=st.sampled_from(["gmail.com", "Example.org", "yahoo.com", "googlemail.com"]),
+)
 def test_email_idempotent(local, domain):
     first = normalise_email(f"{local}@{domain}")
     again = normalise_email(first.email)
@@ -271,9 +393,12 @@ def test_phone_idempotent(area, rest):
 
 
 @settings(max_examples=100, deadline=None)
-@given(number=st.integers(1, 99999), street=st.sampled_from(["Main Street", "north elm avenue",
-       "W. Maple Rd", "Lake Shore Drive"]), unit=st.sampled_from(["", " Apt 4", " Suite 200"]),
-       postcode=st.from_regex(r"[0-9]{5}", fullmatch=True))  # fmt: skip
+@given(
+    number=st.integers(1, 99999),
+    street=st.sampled_from(["Main Street", "north elm avenue", "W. Maple Rd", "Lake Shore Drive"]),
+    unit=st.sampled_from(["", " Apt 4", " Suite 200"]),
+    postcode=st.from_regex(r"[0-9]{5}", fullmatch=True),
+)
 def test_address_idempotent(number, street, unit, postcode):
     first = parse_address(
         f"{number} {street}{unit}", "springfield", "Illinois", postcode, "USA", "US"
@@ -285,8 +410,10 @@ def test_address_idempotent(number, street, unit, postcode):
 
 
 @settings(max_examples=100, deadline=None)
-@given(base=st.sampled_from(["Acme Holdings", "SMITH & SONS", "blue river logistics"]),
-       form=st.sampled_from(["Inc.", "LLC", "Ltd", "GmbH", "", "Incorporated"]))  # fmt: skip
+@given(
+    base=st.sampled_from(["Acme Holdings", "SMITH & SONS", "blue river logistics"]),
+    form=st.sampled_from(["Inc.", "LLC", "Ltd", "GmbH", "", "Incorporated"]),
+)
 def test_organisation_idempotent(base, form):
     first = parse_organisation_name(f"{base} {form}".strip())
     assert parse_organisation_name(first.company_name) == first

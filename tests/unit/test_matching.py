@@ -28,15 +28,38 @@ TODAY = date(2026, 11, 23)
 
 
 def person(rid: str, **fields) -> dict:
-    base = {"source_record_id": rid, "source": "crm", "source_key": rid, "party_type": "person",
-            "given_name": "Ann", "middle_name": None, "family_name": "Lee", "suffix": None,
-            "given_key": "ann", "family_key": "lee", "given_phonetic": "AN",
-            "family_phonetic": "L", "company_key": None, "legal_form": None,
-            "organisation_record_id": None, "email_key": None, "email_valid": None, "phone": None,
-            "phone_valid": None, "street_number": None, "street_name": None, "unit": None,
-            "street": None,
-            "postcode": None, "city": None, "country": "US", "address_key": None,
-            "birth_date": None, "national_id": None, "national_id_valid": None}  # fmt: skip
+    base = {
+        "source_record_id": rid,
+        "source": "crm",
+        "source_key": rid,
+        "party_type": "person",
+        "given_name": "Ann",
+        "middle_name": None,
+        "family_name": "Lee",
+        "suffix": None,
+        "given_key": "ann",
+        "family_key": "lee",
+        "given_phonetic": "AN",
+        "family_phonetic": "L",
+        "company_key": None,
+        "legal_form": None,
+        "organisation_record_id": None,
+        "email_key": None,
+        "email_valid": None,
+        "phone": None,
+        "phone_valid": None,
+        "street_number": None,
+        "street_name": None,
+        "unit": None,
+        "street": None,
+        "postcode": None,
+        "city": None,
+        "country": "US",
+        "address_key": None,
+        "birth_date": None,
+        "national_id": None,
+        "national_id_valid": None,
+    }
     return base | fields
 
 
@@ -54,8 +77,17 @@ def models():
 
 
 def test_blocking_pairs_shared_keys_and_skips_giant_blocks():
-    rows = [person(f"r{i}", given_key=f"g{i}", family_key=f"f{i}", family_phonetic=f"F{i}",
-                   phone="+14155552671", phone_valid=True) for i in range(5)]  # fmt: skip
+    rows = [
+        person(
+            f"r{i}",
+            given_key=f"g{i}",
+            family_key=f"f{i}",
+            family_phonetic=f"F{i}",
+            phone="+14155552671",
+            phone_valid=True,
+        )
+        for i in range(5)
+    ]
     rows[0] |= {"email_key": "ann@example.com", "email_valid": True}
     rows[1] |= {"email_key": "ann@example.com", "email_valid": True}
     records = frame(*rows)
@@ -67,8 +99,13 @@ def test_blocking_pairs_shared_keys_and_skips_giant_blocks():
 
 
 def test_rules_accept_sure_pairs_and_spare_household_traps():
-    home = {"street_number": "1", "street_name": "Main St", "postcode": "02134",
-            "phone": "+16175550100", "phone_valid": True}  # fmt: skip
+    home = {
+        "street_number": "1",
+        "street_name": "Main St",
+        "postcode": "02134",
+        "phone": "+16175550100",
+        "phone_valid": True,
+    }
     records = frame(
         person("a", national_id="123-45-6789", national_id_valid=True, **home),
         person("b", national_id="123-45-6789", national_id_valid=True),
@@ -83,8 +120,9 @@ def test_rules_accept_sure_pairs_and_spare_household_traps():
     any_rule = np.zeros(len(pairs), dtype=bool)
     for mask in masks.values():
         any_rule |= mask
-    accepted = {(int(a), int(b)) for a, b, ok in zip(pairs.left, pairs.right, any_rule,
-                                                     strict=True) if ok}  # fmt: skip
+    accepted = {
+        (int(a), int(b)) for a, b, ok in zip(pairs.left, pairs.right, any_rule, strict=True) if ok
+    }
     assert (0, 1) in accepted  # the same valid SSN
     assert (0, 2) not in accepted  # other given name
     assert (3, 4) not in accepted  # father and son: birth dates and suffix differ
@@ -104,8 +142,14 @@ def test_cluster_constraints_always_hold():
     assert ruled.cluster_of[0] == ruled.cluster_of[1]  # the stronger link survives
     assert ruled.cluster_of[3] == ruled.cluster_of[4]
     # A must-link across two otherwise unrelated records.
-    joined = cluster_pairs(3, np.array([], dtype=np.int64), np.array([], dtype=np.int64),
-                           np.array([], dtype=np.float32), 0.5, must_link=[(0, 2)])  # fmt: skip
+    joined = cluster_pairs(
+        3,
+        np.array([], dtype=np.int64),
+        np.array([], dtype=np.int64),
+        np.array([], dtype=np.float32),
+        0.5,
+        must_link=[(0, 2)],
+    )
     assert joined.cluster_of[0] == joined.cluster_of[2] != joined.cluster_of[1]
 
 
@@ -137,14 +181,17 @@ def test_generated_silos_match_the_truth(models, sample_silos):
     config = load_hub_config()
     cleansed = cleansed_frame(sample_silos / "landing", config, TODAY)
     truth = pd.read_csv(sample_silos / "truth.csv", dtype=str)
-    entity = dict(zip(zip(truth["source"], truth["source_key"], strict=True), truth["entity_id"],
-                      strict=True))  # fmt: skip
-    cleansed["entity"] = [entity.get(k) for k in zip(cleansed["source"], cleansed["source_key"],
-                                                     strict=True)]  # fmt: skip
+    entity = dict(
+        zip(zip(truth["source"], truth["source_key"], strict=True), truth["entity_id"], strict=True)
+    )
+    cleansed["entity"] = [
+        entity.get(k) for k in zip(cleansed["source"], cleansed["source_key"], strict=True)
+    ]
     cleansed = cleansed[cleansed["entity"].notna()].reset_index(drop=True)
     result = match_records(cleansed, models, config.matching)
-    merged = result.clusters.merge(cleansed[["source_record_id", "entity"]],
-                                   left_on="record_id", right_on="source_record_id")  # fmt: skip
+    merged = result.clusters.merge(
+        cleansed[["source_record_id", "entity"]], left_on="record_id", right_on="source_record_id"
+    )
     assert len(merged) == len(cleansed) == merged["record_id"].nunique()
     persons = merged[merged["party_type"] == "person"]
     scores = pairwise_scores(persons["cluster_id"].tolist(), persons["entity"].tolist())
@@ -166,10 +213,21 @@ def test_metrics_on_known_clusterings():
 
 
 def test_father_and_son_stay_apart_even_through_a_third_record(models):
-    home = {"given_name": "John", "given_key": "john", "given_phonetic": "JN",
-            "family_name": "Smith", "family_key": "smith", "family_phonetic": "SM0",
-            "street_number": "12", "street_name": "Oak St", "street": "12 Oak St",
-            "postcode": "02134", "city": "Boston", "phone": "+16175550100", "phone_valid": True}  # fmt: skip
+    home = {
+        "given_name": "John",
+        "given_key": "john",
+        "given_phonetic": "JN",
+        "family_name": "Smith",
+        "family_key": "smith",
+        "family_phonetic": "SM0",
+        "street_number": "12",
+        "street_name": "Oak St",
+        "street": "12 Oak St",
+        "postcode": "02134",
+        "city": "Boston",
+        "phone": "+16175550100",
+        "phone_valid": True,
+    }
     records = pd.DataFrame(
         [
             person("father", birth_date=date(1958, 3, 4), **home),
@@ -189,10 +247,17 @@ def test_father_and_son_stay_apart_even_through_a_third_record(models):
 
 @pytest.mark.parametrize(
     ("a", "b", "slip"),
-    [("5181241", "5181241", True), ("5181241", "5181141", True), ("7433231", "7432331", True),
-     ("5701396", "5701369", True), ("5701396", "5791306", False), ("5904872", "2401777", False),
-     ("12345", "12346", False), ("1234567", "123456", False)],
-)  # fmt: skip
+    [
+        ("5181241", "5181241", True),
+        ("5181241", "5181141", True),
+        ("7433231", "7432331", True),
+        ("5701396", "5701369", True),
+        ("5701396", "5791306", False),
+        ("5904872", "2401777", False),
+        ("12345", "12346", False),
+        ("1234567", "123456", False),
+    ],
+)
 def test_national_ids_one_keying_slip_apart(a, b, slip):
     from mdm_orchestration.matching.rules import contradicting, near_same_id
 
@@ -218,12 +283,33 @@ def test_own_labels_replace_the_defaults_only_when_enough():
 
 
 def test_a_transposed_national_id_in_one_postcode_is_a_candidate():
-    a = person("a", given_key="jacobie", family_key="tilleq", given_phonetic="JKP",
-               family_phonetic="TLK", national_id="4137877", postcode="4869")  # fmt: skip
-    b = person("b", given_key="blake", family_key="moody", given_phonetic="PLK",
-               family_phonetic="MT", national_id="4137787", postcode="4869")  # fmt: skip
-    elsewhere = person("c", given_key="ann", family_key="ray", given_phonetic="AN",
-                       family_phonetic="R", national_id="4137778", postcode="2000")  # fmt: skip
+    a = person(
+        "a",
+        given_key="jacobie",
+        family_key="tilleq",
+        given_phonetic="JKP",
+        family_phonetic="TLK",
+        national_id="4137877",
+        postcode="4869",
+    )
+    b = person(
+        "b",
+        given_key="blake",
+        family_key="moody",
+        given_phonetic="PLK",
+        family_phonetic="MT",
+        national_id="4137787",
+        postcode="4869",
+    )
+    elsewhere = person(
+        "c",
+        given_key="ann",
+        family_key="ray",
+        given_phonetic="AN",
+        family_phonetic="R",
+        national_id="4137778",
+        postcode="2000",
+    )
     pairs = candidate_pairs(frame(a, b, elsewhere), "person", 60)
     assert list(zip(pairs.left.tolist(), pairs.right.tolist(), strict=True)) == [(0, 1)]
     assert pairs.pairs_by_key == {"id_characters_postcode": 1}
@@ -231,11 +317,16 @@ def test_a_transposed_national_id_in_one_postcode_is_a_candidate():
 
 @pytest.mark.parametrize(
     ("a", "b", "near"),
-    [("95 leahy place", "95 leahy lplace", True), ("95 leahy place", "95 laehy place", True),
-     ("95 leahy place", "95 leahy plac", True), ("95 leahy place", "59 leahy place", False),
-     ("95 leahy place", "95 lehy plce", False), ("95 oak st", "96 oak st", False),
-     ("leahy place", "leahy lplace", False)],
-)  # fmt: skip
+    [
+        ("95 leahy place", "95 leahy lplace", True),
+        ("95 leahy place", "95 laehy place", True),
+        ("95 leahy place", "95 leahy plac", True),
+        ("95 leahy place", "59 leahy place", False),
+        ("95 leahy place", "95 lehy plce", False),
+        ("95 oak st", "96 oak st", False),
+        ("leahy place", "leahy lplace", False),
+    ],
+)
 def test_a_street_one_keying_slip_apart_corroborates(a, b, near):
     from mdm_orchestration.matching.rules import corroborated, near_same_street
 

@@ -36,31 +36,72 @@ def survivor(**attributes: AttributeRule) -> Survivor:
 
 
 def test_source_trust_most_recent_and_tie_break_order():
-    s = survivor(phone=AttributeRule(strategies=["source_trust"]),
-                 email=AttributeRule(strategies=["most_recent"]))  # fmt: skip
+    s = survivor(
+        phone=AttributeRule(strategies=["source_trust"]),
+        email=AttributeRule(strategies=["most_recent"]),
+    )
     records = [
-        rec("a", "loyalty", "2026-03-01", phone="+15550000001", phone_valid=True,
-            email="new@x.com", email_key="new@x.com", email_valid=True),
-        rec("b", "billing", "2025-01-01", phone="+15550000002", phone_valid=True,
-            email="old@x.com", email_key="old@x.com", email_valid=True),
-    ]  # fmt: skip
+        rec(
+            "a",
+            "loyalty",
+            "2026-03-01",
+            phone="+15550000001",
+            phone_valid=True,
+            email="new@x.com",
+            email_key="new@x.com",
+            email_valid=True,
+        ),
+        rec(
+            "b",
+            "billing",
+            "2025-01-01",
+            phone="+15550000002",
+            phone_valid=True,
+            email="old@x.com",
+            email_key="old@x.com",
+            email_valid=True,
+        ),
+    ]
     out = s.survive(records)
     assert out.attributes["phone"] == "+15550000002"
-    assert out.lineage["phone"] == {"record_id": "b", "source": "billing", "source_key": "k-b",
-                                    "rule": "source_trust"}  # fmt: skip
+    assert out.lineage["phone"] == {
+        "record_id": "b",
+        "source": "billing",
+        "source_key": "k-b",
+        "rule": "source_trust",
+    }
     assert out.attributes["email"] == "new@x.com" and out.lineage["email"]["rule"] == "most_recent"
 
 
 def test_most_frequent_and_most_complete():
-    s = survivor(birth_date=AttributeRule(strategies=["most_frequent"]),
-                 name=AttributeRule(strategies=["most_complete"]))  # fmt: skip
+    s = survivor(
+        birth_date=AttributeRule(strategies=["most_frequent"]),
+        name=AttributeRule(strategies=["most_complete"]),
+    )
     records = [
-        rec("a", "loyalty", birth_date="1980-01-02", full_name="Ann Lee", given_name="Ann",
-            family_name="Lee", given_key="ann", family_key="lee"),
-        rec("b", "crm", birth_date="1980-02-01", full_name="Ann B Lee", given_name="Ann",
-            middle_name="B", family_name="Lee", given_key="ann", family_key="lee"),
+        rec(
+            "a",
+            "loyalty",
+            birth_date="1980-01-02",
+            full_name="Ann Lee",
+            given_name="Ann",
+            family_name="Lee",
+            given_key="ann",
+            family_key="lee",
+        ),
+        rec(
+            "b",
+            "crm",
+            birth_date="1980-02-01",
+            full_name="Ann B Lee",
+            given_name="Ann",
+            middle_name="B",
+            family_name="Lee",
+            given_key="ann",
+            family_key="lee",
+        ),
         rec("c", "erp", birth_date="1980-01-02"),
-    ]  # fmt: skip
+    ]
     out = s.survive(records)
     assert out.attributes["birth_date"] == "1980-01-02"
     assert out.lineage["birth_date"]["rule"] == "most_frequent"
@@ -89,33 +130,61 @@ def test_valid_only_leaves_the_attribute_empty_and_prefer_valid_falls_back():
 def test_address_parts_survive_together_from_one_record():
     s = survivor(address=AttributeRule(strategies=["most_recent"]))
     records = [
-        rec("old", "billing", "2024-01-01", street="1 Old Rd", city="Springfield",
-            postcode="11111", region="IL", country="US", address_key="1 old rd 11111"),
-        rec("new", "loyalty", "2026-01-01", street="9 New St", city="Shelbyville",
-            address_key="9 new st"),  # no postcode: it must not borrow the old one
-    ]  # fmt: skip
+        rec(
+            "old",
+            "billing",
+            "2024-01-01",
+            street="1 Old Rd",
+            city="Springfield",
+            postcode="11111",
+            region="IL",
+            country="US",
+            address_key="1 old rd 11111",
+        ),
+        rec(
+            "new",
+            "loyalty",
+            "2026-01-01",
+            street="9 New St",
+            city="Shelbyville",
+            address_key="9 new st",
+        ),  # no postcode: it must not borrow the old one
+    ]
     out = s.survive(records)
     assert out.attributes["street"] == "9 New St" and out.attributes["city"] == "Shelbyville"
     assert "postcode" not in out.attributes and "region" not in out.attributes
-    assert {out.lineage[f]["record_id"] for f in ("street", "city", "country")
-            if f in out.lineage} == {"new"}  # fmt: skip
+    assert {
+        out.lineage[f]["record_id"] for f in ("street", "city", "country") if f in out.lineage
+    } == {"new"}
     assert out.keys["address_key"] == "9 new st"
 
 
 def test_invalidating_flags_count_for_prefer_valid():
     s = survivor(address=AttributeRule(strategies=["prefer_valid", "most_recent"]))
     records = [
-        rec("a", "loyalty", "2026-01-01", street="2 Bad Zip", postcode="0", flags=["postcode_invalid"]),
+        rec(
+            "a",
+            "loyalty",
+            "2026-01-01",
+            street="2 Bad Zip",
+            postcode="0",
+            flags=["postcode_invalid"],
+        ),
         rec("b", "billing", "2020-01-01", street="3 Good St", postcode="60601"),
-    ]  # fmt: skip
+    ]
     assert s.survive(records).attributes["street"] == "3 Good St"
 
 
 def test_ties_are_broken_the_same_way_whatever_the_input_order():
     s = survivor(phone=AttributeRule(strategies=["most_frequent"]))
-    records = [rec(r, src, "2026-01-01", phone=p, phone_valid=True) for r, src, p in
-               [("r3", "crm", "+15550000003"), ("r1", "crm", "+15550000001"),
-                ("r2", "crm", "+15550000002")]]  # fmt: skip
+    records = [
+        rec(r, src, "2026-01-01", phone=p, phone_valid=True)
+        for r, src, p in [
+            ("r3", "crm", "+15550000003"),
+            ("r1", "crm", "+15550000001"),
+            ("r2", "crm", "+15550000002"),
+        ]
+    ]
     results = {
         (
             s.survive(list(order)).attributes["phone"],
@@ -127,17 +196,36 @@ def test_ties_are_broken_the_same_way_whatever_the_input_order():
 
 
 def test_source_order_overrides_trust_rank_for_one_attribute():
-    s = survivor(email=AttributeRule(strategies=["source_trust"],
-                                     source_order=["loyalty"]))  # fmt: skip
+    s = survivor(email=AttributeRule(strategies=["source_trust"], source_order=["loyalty"]))
     records = [
-        rec("a", "billing", email="b@x.com", email_key="b@x.com", email_valid=True,
-            phone="+15550000001", phone_valid=True),
-        rec("b", "loyalty", email="l@x.com", email_key="l@x.com", email_valid=True,
-            phone="+15550000002", phone_valid=True),
-    ]  # fmt: skip
-    out = Survivor(SurvivorshipConfig(attributes={
-        "email": AttributeRule(strategies=["source_trust"], source_order=["loyalty"]),
-        "phone": AttributeRule(strategies=["source_trust"])}), SOURCES).survive(records)  # fmt: skip
+        rec(
+            "a",
+            "billing",
+            email="b@x.com",
+            email_key="b@x.com",
+            email_valid=True,
+            phone="+15550000001",
+            phone_valid=True,
+        ),
+        rec(
+            "b",
+            "loyalty",
+            email="l@x.com",
+            email_key="l@x.com",
+            email_valid=True,
+            phone="+15550000002",
+            phone_valid=True,
+        ),
+    ]
+    out = Survivor(
+        SurvivorshipConfig(
+            attributes={
+                "email": AttributeRule(strategies=["source_trust"], source_order=["loyalty"]),
+                "phone": AttributeRule(strategies=["source_trust"]),
+            }
+        ),
+        SOURCES,
+    ).survive(records)
     assert out.attributes["email"] == "l@x.com"  # members curate their own email
     assert out.attributes["phone"] == "+15550000001"  # billing is trusted most otherwise
     assert s.survive(records).attributes["email"] == "l@x.com"
@@ -146,11 +234,18 @@ def test_source_order_overrides_trust_rank_for_one_attribute():
 def test_consent_most_recent_statement_wins_with_lineage_and_lifecycle_order():
     s = survivor()
     records = [
-        rec("a", "billing", "2026-02-01", consents={"marketing_email": False}, lifecycle="customer"),
-        rec("b", "loyalty", "2025-01-01", consents={"marketing_email": True, "sms": True},
-            lifecycle="lead"),
+        rec(
+            "a", "billing", "2026-02-01", consents={"marketing_email": False}, lifecycle="customer"
+        ),
+        rec(
+            "b",
+            "loyalty",
+            "2025-01-01",
+            consents={"marketing_email": True, "sms": True},
+            lifecycle="lead",
+        ),
         rec("c", "erp", None, lifecycle="one-off"),
-    ]  # fmt: skip
+    ]
     out = s.survive(records)
     assert out.consents["marketing_email"]["granted"] is False
     assert out.consents["marketing_email"]["record_id"] == "a"
@@ -222,43 +317,94 @@ def test_ids_are_never_reused_and_empty_goldens_retire():
 
 
 def _plan(membership, records, previous_xref=None, previous=None, next_seq=1):
-    return plan_consolidation(membership, records, previous_xref or {}, previous or {}, next_seq,
-                              survivor())  # fmt: skip
+    return plan_consolidation(
+        membership, records, previous_xref or {}, previous or {}, next_seq, survivor()
+    )
 
 
 def test_a_rerun_with_nothing_new_plans_nothing_and_contacts_link_to_their_organisation():
-    membership = {"p1": ("p1", "person", "o1"), "p2": ("p1", "person", None),
-                  "o1": ("o1", "organisation", None)}  # fmt: skip
+    membership = {
+        "p1": ("p1", "person", "o1"),
+        "p2": ("p1", "person", None),
+        "o1": ("o1", "organisation", None),
+    }
     groups = {
-        "p1": [rec("p1", "crm", given_name="Ann", family_name="Lee", full_name="Ann Lee"),
-               rec("p2", "billing", full_name="Ann Lee", family_name="Lee")],
+        "p1": [
+            rec("p1", "crm", given_name="Ann", family_name="Lee", full_name="Ann Lee"),
+            rec("p2", "billing", full_name="Ann Lee", family_name="Lee"),
+        ],
         "o1": [rec("o1", "crm", company_name="Acme", company_key="acme")],
-    }  # fmt: skip
+    }
     first = _plan(membership, list(groups.items()))
     assert first.counts()["created"] == 2
     by_party = {s.party_type: (g, s) for g, s in first.states.items()}
     org_id = by_party["organisation"][0]
     assert by_party["person"][1].organisation_golden_id == org_id
     previous = {
-        g: Previous(1, s.digest(), s.party_type, s.attributes, s.lineage, s.consents, s.lifecycle,
-                    s.organisation_golden_id)
+        g: Previous(
+            1,
+            s.digest(),
+            s.party_type,
+            s.attributes,
+            s.lineage,
+            s.consents,
+            s.lifecycle,
+            s.organisation_golden_id,
+        )
         for g, s in first.states.items()
-    }  # fmt: skip
+    }
     again = _plan(membership, list(groups.items()), first.xref, previous, first.assignment.next_seq)
     assert again.events == [] and again.unchanged == 2 and again.xref == first.xref
 
 
 def test_an_update_names_what_changed():
     membership = {"p1": ("p1", "person", None)}
-    before = _plan(membership, [("p1", [rec("p1", "crm", "2025-01-01", full_name="Ann Lee",
-                                             family_name="Lee", city="Springfield")])])  # fmt: skip
+    before = _plan(
+        membership,
+        [
+            (
+                "p1",
+                [
+                    rec(
+                        "p1",
+                        "crm",
+                        "2025-01-01",
+                        full_name="Ann Lee",
+                        family_name="Lee",
+                        city="Springfield",
+                    )
+                ],
+            )
+        ],
+    )
     ((gid, s),) = before.states.items()
-    previous = {gid: Previous(1, s.digest(), "person", s.attributes, s.lineage, s.consents,
-                              s.lifecycle, None)}  # fmt: skip
-    after = _plan(membership, [("p1", [rec("p1", "crm", "2026-01-01", full_name="Ann Lee",
-                                            family_name="Lee", city="Shelbyville",
-                                            consents={"marketing_email": True})])],
-                  before.xref, previous, 2)  # fmt: skip
+    previous = {
+        gid: Previous(
+            1, s.digest(), "person", s.attributes, s.lineage, s.consents, s.lifecycle, None
+        )
+    }
+    after = _plan(
+        membership,
+        [
+            (
+                "p1",
+                [
+                    rec(
+                        "p1",
+                        "crm",
+                        "2026-01-01",
+                        full_name="Ann Lee",
+                        family_name="Lee",
+                        city="Shelbyville",
+                        consents={"marketing_email": True},
+                    )
+                ],
+            )
+        ],
+        before.xref,
+        previous,
+        2,
+    )
     (event,) = after.events
     assert event.event_type == "updated" and event.golden_id == gid
     assert event.changed == ["city", "consents.marketing_email"]

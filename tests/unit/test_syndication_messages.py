@@ -8,17 +8,31 @@ from mdm_orchestration.config import Subscriber
 from mdm_orchestration.syndication.messages import GoldenVersion, Held, OutboxEvent, decide
 
 AT = datetime(2026, 3, 1, tzinfo=UTC)
-MARKETING = Subscriber(transport="file", file={"folder": "x"}, consent_purpose="marketing_email",
-                       attributes=["given_name", "email"], filter={"party_types": ["person"]},
-                       events=["created", "updated", "merged", "split", "retired"])  # fmt: skip
+MARKETING = Subscriber(
+    transport="file",
+    file={"folder": "x"},
+    consent_purpose="marketing_email",
+    attributes=["given_name", "email"],
+    filter={"party_types": ["person"]},
+    events=["created", "updated", "merged", "split", "retired"],
+)
 EVERYTHING = Subscriber(transport="file", file={"folder": "x"})
 
 
-def version(v: int, *, granted: bool | None = True, status: str = "active", party="person",
-            **attributes) -> GoldenVersion:  # fmt: skip
+def version(
+    v: int, *, granted: bool | None = True, status: str = "active", party="person", **attributes
+) -> GoldenVersion:
     consents = {} if granted is None else {"marketing_email": {"granted": granted}}
-    return GoldenVersion("G1", v, status, party, {"given_name": "Ann", "email": "a@x.com",
-                         "national_id": "123", **attributes}, consents, "customer", ["crm"])  # fmt: skip
+    return GoldenVersion(
+        "G1",
+        v,
+        status,
+        party,
+        {"given_name": "Ann", "email": "a@x.com", "national_id": "123", **attributes},
+        consents,
+        "customer",
+        ["crm"],
+    )
 
 
 def event(v: int, kind: str = "updated", changed=("email",), related=()) -> OutboxEvent:
@@ -47,12 +61,14 @@ def test_filters_events_and_irrelevant_changes():
     org = version(1, party="organisation")
     assert decide(MARKETING, event(1, "created"), org, None) == (None, None)
     # A change to an attribute it does not receive is not sent.
-    assert decide(MARKETING, event(2, changed=["national_id", "members"]), version(2),
-                  Held(1, True)) == (None, Held(1, True))  # fmt: skip
+    assert decide(
+        MARKETING, event(2, changed=["national_id", "members"]), version(2), Held(1, True)
+    ) == (None, Held(1, True))
     # The survivor of a merge is sent even when nothing it receives changed: it now stands
     # for the golden record merged into it.
-    survivor, held = decide(MARKETING, event(2, changed=["members"], related=["G0"]), version(2),
-                            Held(1, True))  # fmt: skip
+    survivor, held = decide(
+        MARKETING, event(2, changed=["members"], related=["G0"]), version(2), Held(1, True)
+    )
     assert survivor.event_type == "updated" and survivor.related == ["G0"] and held.present
     only_created = Subscriber(transport="file", file={"folder": "x"}, events=["created"])
     assert decide(only_created, event(2), version(2), Held(1, True))[0] is None

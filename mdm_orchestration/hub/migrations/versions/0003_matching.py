@@ -73,6 +73,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for name in ("match_clusters", "match_models", "review_queue", "match_overrides",
-                 "training_labels"):  # fmt: skip
+    for name in (
+        "match_clusters",
+        "match_models",
+        "review_queue",
+        "match_overrides",
+        "training_labels",
+    ):
         op.drop_table(name)

@@ -61,8 +61,9 @@ def upgrade() -> None:
         sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
         *_golden_values(),
     )
-    op.create_index("uq_golden_history_version", "golden_history", ["golden_id", "version"],
-                    unique=True)  # fmt: skip
+    op.create_index(
+        "uq_golden_history_version", "golden_history", ["golden_id", "version"], unique=True
+    )
     op.create_index("ix_golden_history_recorded", "golden_history", ["recorded_at"])
     op.create_table(
         "golden_xref",
@@ -115,6 +116,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for name in ("household_members", "households", "golden_runs", "golden_changes",
-                 "golden_xref", "golden_history", "golden_records"):  # fmt: skip
+    for name in (
+        "household_members",
+        "households",
+        "golden_runs",
+        "golden_changes",
+        "golden_xref",
+        "golden_history",
+        "golden_records",
+    ):
         op.drop_table(name)

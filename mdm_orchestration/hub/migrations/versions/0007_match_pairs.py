@@ -34,8 +34,10 @@ def upgrade() -> None:
             "key_name VARCHAR(32) NOT NULL, key_hash VARCHAR(32) NOT NULL, "
             "PRIMARY KEY (record_id, key_name)) WITHOUT ROWID"
         )
-        op.execute("INSERT INTO blocking_index_new SELECT record_id, key_name, key_hash "
-                   "FROM blocking_index")  # fmt: skip
+        op.execute(
+            "INSERT INTO blocking_index_new SELECT record_id, key_name, key_hash "
+            "FROM blocking_index"
+        )
         op.drop_index("ix_blocking_index_hash", "blocking_index")
         op.drop_table("blocking_index")
         op.rename_table("blocking_index_new", "blocking_index")
