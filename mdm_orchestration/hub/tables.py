@@ -123,6 +123,19 @@ def component_labels(n: int, left: Iterable[int], right: Iterable[int]) -> np.nd
     return labels
 
 
+# --- bulk-write column orders -----------------------------------------------------------------
+#: The columns of a ``quarantine`` row, in the order ``hub.bulk.bulk_insert`` takes them (every
+#: stage that quarantines writes these).
+QUARANTINE_COLUMNS = (
+    "extract_id",
+    "row_number",
+    "stage",
+    "field",
+    "reason",
+    "detail",
+    "quarantined_at",
+)
+
 __all__ = [
     "CHANGES",
     "CLEANSED",
@@ -151,6 +164,7 @@ __all__ = [
     "PARTY_TYPES",
     "PERSON",
     "QUARANTINE",
+    "QUARANTINE_COLUMNS",
     "QUEUE",
     "REVIEW",
     "SOURCES",
