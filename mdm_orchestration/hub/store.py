@@ -6,7 +6,6 @@ Migrations are applied automatically the first time a process connects.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -21,8 +20,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
-#: Where the embedded default keeps its files when nothing else is said.
-DEFAULT_HOME = Path(".mdm")
+from mdm_orchestration.settings import settings
 
 #: Key for ``pg_advisory_xact_lock`` while migrating (two processes starting at once).
 _MIGRATION_LOCK_KEY = 0x6D646D01
@@ -33,7 +31,7 @@ _migrated_lock = threading.Lock()
 
 def mdm_home() -> Path:
     """The local folder of the embedded default (``MDM_HOME``, else ``./.mdm``)."""
-    return Path(os.environ.get("MDM_HOME") or DEFAULT_HOME).expanduser().resolve()
+    return settings().home
 
 
 def default_hub_url() -> str:
@@ -45,7 +43,7 @@ def resolve_hub_url(url: str | None = None) -> str:
 
     ``postgresql://`` is read as psycopg2 (the driver we ship), not SQLAlchemy 2.1's psycopg 3.
     """
-    chosen = url or os.environ.get("MDM_HUB_URL") or default_hub_url()
+    chosen = url or settings().mdm_hub_url or default_hub_url()
     if chosen.startswith("postgresql://") or chosen.startswith("postgres://"):
         chosen = "postgresql+psycopg2://" + chosen.split("://", 1)[1]
     return chosen

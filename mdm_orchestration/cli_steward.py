@@ -1,0 +1,194 @@
+"""The steward's commands: review, merge and split, lookup, export and erase.
+
+Each reads or writes the hub directly (no Dagster run); ``mdm match`` and ``mdm syndicate``
+carry their effects on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from mdm_orchestration.cli_output import VERDICTS, emit, show_pair
+
+
+def _steward() -> str:
+    from mdm_orchestration.settings import settings
+
+    return settings().steward
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    """Show uncertain pairs side by side; record match / distinct / unsure."""
+    from mdm_orchestration.hub.store import create_hub_engine
+    from mdm_orchestration.matching.store import current_cleansed, pending_review, record_label
+
+    engine = create_hub_engine(args.hub)
+    done = 0
+    try:
+        with engine.connect() as conn:
+            items = pending_review(conn, args.limit)
+        if not items:
+            print("the review queue is empty")
+            return 0
+        for item in items:
+            with engine.connect() as conn:
+                frame = current_cleansed(conn, [item.left_record_id, item.right_record_id])
+            rows = {r["source_record_id"]: r for r in frame.to_dict("records")}
+            if item.left_record_id not in rows or item.right_record_id not in rows:
+                continue  # a record left the hub (erased or no longer current)
+            show_pair(rows[item.left_record_id], rows[item.right_record_id], item.score)
+            answer = ""
+            while answer not in ("m", "d", "u", "s", "q"):
+                try:
+                    answer = (
+                        input("[m]atch, [d]istinct, [u]nsure, [s]kip, [q]uit? ").strip().lower()[:1]
+                    )
+                except EOFError:
+                    answer = "q"
+            if answer == "q":
+                break
+            if answer == "s":
+                continue
+            record_label(
+                engine, item.left_record_id, item.right_record_id, VERDICTS[answer], _steward()
+            )
+            done += 1
+    finally:
+        engine.dispose()
+    print(f"{done} pair(s) labelled; `mdm match` retrains and reclusters with them")
+    return 0
+
+
+def _override(args: argparse.Namespace, kind: str) -> int:
+    from mdm_orchestration.hub.store import create_hub_engine
+    from mdm_orchestration.matching.store import UnknownRecord, record_override, resolve_record
+
+    engine = create_hub_engine(args.hub)
+    try:
+        with engine.connect() as conn:
+            left, right = resolve_record(conn, args.left), resolve_record(conn, args.right)
+        record_override(engine, left, right, kind, _steward(), args.reason)
+    except (UnknownRecord, ValueError) as exc:
+        print(f"mdm: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    verb = "always together" if kind == "must_link" else "never together"
+    text = f"{args.left} and {args.right}: {verb}; `mdm match` applies it"
+    emit(args, text, kind=kind, left=args.left, right=args.right)
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    return _override(args, "must_link")
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    return _override(args, "cannot_link")
+
+
+def cmd_lookup(args: argparse.Namespace) -> int:
+    """Golden records by email, phone, name, source record or golden id, as JSON."""
+    from mdm_orchestration.hub.store import create_hub_engine
+    from mdm_orchestration.survivorship import lookup
+
+    engine = create_hub_engine(args.hub)
+    if args.as_of is not None:
+        return _lookup_as_of(engine, args)
+    try:
+        with engine.connect() as conn:
+            found = lookup(
+                conn,
+                golden_id=args.golden,
+                email=args.email,
+                phone=args.phone,
+                name=args.name,
+                source=args.source,
+                key=args.key,
+                country=args.country,
+            )
+    except ValueError as exc:
+        print(f"mdm lookup: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    print(json.dumps(found, indent=2, ensure_ascii=False, default=str))
+    return 0 if found else 1
+
+
+def _lookup_as_of(engine: Any, args: argparse.Namespace) -> int:  # noqa: ANN401
+    """A golden record's version as it was at a past time (its history)."""
+    from datetime import UTC, datetime
+
+    from mdm_orchestration.survivorship import golden_as_of
+
+    try:
+        if args.golden is None:
+            raise ValueError("--as-of reads one golden record's history: give --golden")
+        at = datetime.fromisoformat(args.as_of)
+        at = at if at.tzinfo else at.replace(tzinfo=UTC)
+        with engine.connect() as conn:
+            version = golden_as_of(conn, args.golden, at)
+    except ValueError as exc:
+        print(f"mdm lookup: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    if version is None:
+        print(f"mdm lookup: {args.golden} did not exist at {args.as_of}", file=sys.stderr)
+        return 1
+    print(json.dumps(version, indent=2, ensure_ascii=False, default=str))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """golden, xref or changes as CSV, safe to open in a spreadsheet."""
+    from mdm_orchestration.hub.store import create_hub_engine
+    from mdm_orchestration.survivorship import export_csv
+
+    engine = create_hub_engine(args.hub)
+    try:
+        with engine.connect() as conn:
+            n = export_csv(conn, args.kind, Path(args.out))
+    finally:
+        engine.dispose()
+    emit(
+        args, f"{n} {args.kind} row(s) written to {args.out}", kind=args.kind, rows=n, out=args.out
+    )
+    return 0
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    """Erase a person from the hub; subscribers that received them are told at the next
+    syndication (``mdm syndicate`` or the syndication sensor)."""
+    from mdm_orchestration.hub.store import create_hub_engine
+    from mdm_orchestration.syndication import NothingToErase, erase
+
+    engine = create_hub_engine(args.hub)
+    try:
+        result = erase(
+            engine, golden_id=args.golden, source=args.source, key=args.key, by=_steward()
+        )
+    except (NothingToErase, ValueError) as exc:
+        print(f"mdm erase: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    emit(
+        args,
+        f"erasure {result.erasure_id}: golden record {result.golden_id or '(none)'}, "
+        f"{result.records} source record(s) removed, {result.golden_records_blanked} golden "
+        "record(s) blanked; subscribers hear of it at the next syndication",
+        erasure_id=result.erasure_id,
+        golden_id=result.golden_id,
+        records=result.records,
+        golden_records_blanked=result.golden_records_blanked,
+    )
+    return 0
+
+
+__all__ = ["cmd_erase", "cmd_export", "cmd_lookup", "cmd_merge", "cmd_review", "cmd_split"]

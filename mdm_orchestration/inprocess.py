@@ -1,0 +1,216 @@
+"""The code location's jobs run in-process, in the persistent Dagster instance (the CLI's way).
+
+The CLI's flags travel as resource overrides (:func:`Target.resources`); nothing here reads or
+writes ``os.environ`` (an unset flag keeps the environment's default, read by the resources
+through :mod:`mdm_orchestration.settings`).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mdm_orchestration.settings import settings
+
+#: The local Dagster instance's settings: one hub writer at a time (every asset that writes the
+#: hub is in the ``hub_writer`` pool), and no telemetry.
+LOCAL_DAGSTER_YAML = """\
+telemetry:
+  enabled: false
+concurrency:
+  pools:
+    default_limit: 1
+"""
+
+#: In-process runs log warnings and errors only.
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the CLI's flags point at; ``None`` keeps the environment's default."""
+
+    hub: str | None = None
+    config: str | None = None
+    landing: Path | None = None
+    home: Path | None = None
+
+    def resources(self) -> dict[str, Any]:
+        from mdm_orchestration.resources import in_process_resources
+
+        return in_process_resources(
+            hub=self.hub, landing=self.landing, config=self.config, home=self.home
+        )
+
+    def hub_config(self):  # type: ignore[no-untyped-def]
+        from mdm_orchestration.config import load_hub_config
+
+        return load_hub_config(self.config)
+
+    def engine(self):  # type: ignore[no-untyped-def]
+        from mdm_orchestration.hub.store import create_hub_engine
+
+        return create_hub_engine(self.hub)
+
+
+def dagster_home(home: Path | None = None) -> Path:
+    """``DAGSTER_HOME``, else ``<home>/dagster_home`` (``home`` defaults to ``MDM_HOME``)."""
+    env = settings()
+    return (env.dagster_home or (home or env.home) / "dagster_home").expanduser().resolve()
+
+
+def dagster_instance(home: Path | None = None):  # type: ignore[no-untyped-def]
+    """The persistent Dagster instance of :func:`dagster_home`, so that runs made here show in
+    ``dg dev`` started on the same home."""
+    import dagster as dg
+
+    path = dagster_home(home)
+    path.mkdir(parents=True, exist_ok=True)
+    if not (path / "dagster.yaml").exists():
+        (path / "dagster.yaml").write_text(LOCAL_DAGSTER_YAML, encoding="utf-8")
+    return dg.DagsterInstance.from_config(str(path))
+
+
+def execute_job(
+    instance: Any,  # noqa: ANN401
+    name: str,
+    target: Target,
+    *,
+    partition_key: str | None = None,
+    label: str | None = None,
+    quiet: bool = False,
+) -> bool:
+    """Execute one of the code location's jobs in-process, in ``instance``, with ``target``'s
+    resources; a dynamic partition it names is added first."""
+    import dagster as dg
+
+    from mdm_orchestration.definitions import defs
+
+    job = defs.resolve_job_def(name)
+    partitions = job.partitions_def
+    dynamic = isinstance(partitions, dg.DynamicPartitionsDefinition) and partition_key
+    if dynamic and not instance.has_dynamic_partition(partitions.name, partition_key):
+        instance.add_dynamic_partitions(partitions.name, [partition_key])
+    result = job.execute_in_process(
+        partition_key=partition_key,
+        instance=instance,
+        raise_on_error=False,
+        resources=target.resources(),
+        tags={"mdm/trigger": "cli"},
+        run_config=QUIET_LOGS,
+    )
+    if not quiet:
+        print(f"  {'ok    ' if result.success else 'FAILED'} {label or name}", file=sys.stderr)
+    return result.success
+
+
+def run_landing(instance: Any, target: Target, *, quiet: bool = False) -> dict[str, Any]:  # noqa: ANN401
+    """Ingest every file that has landed under ``target.landing``, each through ``ingest_job``,
+    then cleanse, match, master and syndicate what is stale.
+
+    Files whose bytes the hub already holds are skipped without a run.
+    """
+    from mdm_orchestration.cleansing.runner import pending_extracts
+    from mdm_orchestration.ingestion import file_sha256, loaded_extract_id, scan_landing
+
+    assert target.landing is not None
+    config = target.hub_config()
+    engine = target.engine()
+    files = scan_landing(target.landing, [s.landing_folder for s in config.sources.values()])
+    summary: dict[str, Any] = {"files": len(files), "ingested": 0, "skipped": 0, "failed": []}
+    started = time.perf_counter()
+    for f in files:
+        source = config.source_for_folder(f.key.split("/", 1)[0])
+        if source is not None and loaded_extract_id(engine, source.name, file_sha256(f.path)):
+            summary["skipped"] += 1
+            continue
+        if execute_job(
+            instance, "ingest_job", target, partition_key=f.key, label=f.key, quiet=quiet
+        ):
+            summary["ingested"] += 1
+        else:
+            summary["failed"].append(f.key)
+    with engine.connect() as conn:
+        anything_to_cleanse = bool(pending_extracts(conn))
+    # Nothing new, no run: re-running the command is idempotent in the Dagster UI too.
+    summary["cleansed"] = (
+        execute_job(instance, "cleanse_job", target, quiet=quiet) if anything_to_cleanse else True
+    )
+    summary["matched"] = run_matching(
+        instance, target, engine, quiet=quiet, after_cleansing=anything_to_cleanse
+    )
+    summary["mastered"] = run_mastering(instance, target, engine, quiet=quiet)
+    summary["syndicated"] = run_syndication(instance, target, engine, quiet=quiet)
+    engine.dispose()
+    summary["seconds"] = round(time.perf_counter() - started, 2)
+    summary["done"] = all(summary[k] for k in ("cleansed", "matched", "mastered", "syndicated"))
+    return summary
+
+
+def run_matching(
+    instance: Any,  # noqa: ANN401
+    target: Target,
+    engine: Any,  # noqa: ANN401
+    *,
+    quiet: bool = False,
+    after_cleansing: bool = False,
+) -> bool:
+    """Run ``match_job`` when the clustering is stale (new records, labels or overrides)."""
+    from mdm_orchestration.matching.store import needs_rematch
+
+    with engine.connect() as conn:
+        stale = after_cleansing or needs_rematch(conn)
+    return execute_job(instance, "match_job", target, quiet=quiet) if stale else True
+
+
+def run_mastering(instance: Any, target: Target, engine: Any, *, quiet: bool = False) -> bool:  # noqa: ANN401
+    """Run ``master_job`` when the golden records are stale (new clusters, changed rules)."""
+    from mdm_orchestration.survivorship import needs_consolidation
+
+    with engine.connect() as conn:
+        stale = needs_consolidation(conn, target.hub_config())
+    return execute_job(instance, "master_job", target, quiet=quiet) if stale else True
+
+
+def run_syndication(
+    instance: Any,  # noqa: ANN401
+    target: Target,
+    engine: Any,  # noqa: ANN401
+    *,
+    quiet: bool = False,
+    only: str | None = None,
+) -> bool:
+    """Run ``syndicate_job`` for each subscriber (or ``only`` one) with something to deliver."""
+    from mdm_orchestration.syndication import subscriber_status
+
+    config = target.hub_config()
+    if only is not None and only not in config.subscriptions.subscribers:
+        raise ValueError(f"no subscriber {only!r} in subscriptions.yaml")
+    ok = True
+    for name, state in subscriber_status(engine, config).items():
+        if (only and name != only) or (state["pending"] == 0 and state["snapshot_done"]):
+            continue
+        label = f"syndicate_job {name}"
+        ok = (
+            execute_job(
+                instance, "syndicate_job", target, partition_key=name, label=label, quiet=quiet
+            )
+            and ok
+        )
+    return ok
+
+
+__all__ = [
+    "LOCAL_DAGSTER_YAML",
+    "Target",
+    "dagster_home",
+    "dagster_instance",
+    "execute_job",
+    "run_landing",
+    "run_matching",
+    "run_mastering",
+    "run_syndication",
+]

@@ -1,0 +1,55 @@
+"""The environment, read in one place.
+
+Every ``MDM_*`` variable (and ``DAGSTER_HOME``) the hub understands is a field here; nothing else
+in the package reads ``os.environ`` (``MDM_CRASH_AT`` aside: test plumbing, in ``hub.crash``).
+The environment is read afresh on every call of :func:`settings`, so a process (or a test) that
+changes a variable sees the change; nothing here ever writes the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Where the embedded default keeps its files when nothing else is said.
+DEFAULT_HOME = Path(".mdm")
+
+
+class Settings(BaseSettings):
+    """The hub's environment variables; unset ones are ``None`` (the callers' defaults apply)."""
+
+    model_config = SettingsConfigDict(extra="ignore", env_ignore_empty=True)
+
+    mdm_home: Path | None = Field(default=None, validation_alias="MDM_HOME")
+    mdm_hub_url: str | None = Field(default=None, validation_alias="MDM_HUB_URL")
+    mdm_landing_dir: Path | None = Field(default=None, validation_alias="MDM_LANDING_DIR")
+    mdm_config_dir: Path | None = Field(default=None, validation_alias="MDM_CONFIG_DIR")
+    mdm_steward: str | None = Field(
+        default=None, validation_alias=AliasChoices("MDM_STEWARD", "USER")
+    )
+    dagster_home: Path | None = Field(default=None, validation_alias="DAGSTER_HOME")
+
+    @property
+    def home(self) -> Path:
+        """The local folder of the embedded default (``MDM_HOME``, else ``./.mdm``)."""
+        return (self.mdm_home or DEFAULT_HOME).expanduser().resolve()
+
+    @property
+    def steward(self) -> str:
+        """Who a label, override or erasure is recorded as (``MDM_STEWARD``, else ``USER``)."""
+        return self.mdm_steward or "steward"
+
+    @property
+    def landing_dir(self) -> Path:
+        """The landing root (``MDM_LANDING_DIR``, else ``<home>/landing``)."""
+        return (self.mdm_landing_dir or self.home / "landing").expanduser().resolve()
+
+
+def settings() -> Settings:
+    """The environment as it is now."""
+    return Settings()
+
+
+__all__ = ["DEFAULT_HOME", "Settings", "settings"]
