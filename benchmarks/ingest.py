@@ -56,7 +56,7 @@ def worker(target: str, url: str, file: Path) -> None:
     from mdm_orchestration.ingestion import ingest_file
 
     engine = create_hub_engine(url)
-    config = load_hub_config(ROOT / "config")
+    config = load_hub_config(ROOT / "mdm_orchestration" / "defaults")
     started = time.perf_counter()
     cpu0 = time.process_time()
     outcome = ingest_file(engine, config, file, file.parent.parent)

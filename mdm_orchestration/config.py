@@ -1,4 +1,4 @@
-"""Loads and validates the hub's configuration (``config/*.yaml``).
+"""Loads and validates the hub's configuration (``*.yaml``; defaults ship in ``defaults/``).
 
 Sources are configuration, not code: each names its landing folder, file format, key column,
 trust rank, update-timestamp column, default country, date order, a mapping from its own columns
@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from enum import StrEnum
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -43,8 +44,15 @@ CANONICAL_FIELDS: tuple[str, ...] = (
 #: separators. Anything else (``;``, quotes, control characters) is refused at the header.
 SAFE_COLUMN = re.compile(r"^[\w][\w .\-/#()]{0,127}$")
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG_DIR = ROOT / "config"
+#: The shipped defaults, package data of ``mdm_orchestration`` (a folder in every install).
+DEFAULT_CONFIG_DIR = Path(str(resources.files("mdm_orchestration") / "defaults"))
+CONFIG_FILES = (
+    "sources.yaml",
+    "quality.yaml",
+    "matching.yaml",
+    "survivorship.yaml",
+    "subscriptions.yaml",
+)
 
 
 def _known(names: Any, allowed: Any, what: str) -> Any:
@@ -577,6 +585,24 @@ def resolve_config_dir(config_dir: str | os.PathLike[str] | None = None) -> Path
     """The configuration folder: the argument, else ``MDM_CONFIG_DIR``, else the shipped one."""
     chosen = config_dir or os.environ.get("MDM_CONFIG_DIR") or DEFAULT_CONFIG_DIR
     return Path(chosen).expanduser().resolve()
+
+
+def init_config_dir(dest: str | os.PathLike[str]) -> list[Path]:
+    """Write an editable copy of the shipped configuration into ``dest``; the files written.
+
+    ``dest`` is created when missing. Existing files are never overwritten: when any of the
+    configuration files is already there, nothing is written and ``ConfigError`` says which.
+    """
+    folder = Path(dest).expanduser().resolve()
+    targets = [folder / name for name in CONFIG_FILES]
+    existing = [str(path) for path in targets if path.exists()]
+    if existing:
+        raise ConfigError("refusing to overwrite existing configuration: " + ", ".join(existing))
+    folder.mkdir(parents=True, exist_ok=True)
+    shipped = resources.files("mdm_orchestration") / "defaults"
+    for name, path in zip(CONFIG_FILES, targets, strict=True):
+        path.write_bytes((shipped / name).read_bytes())
+    return targets
 
 
 def load_hub_config(config_dir: str | os.PathLike[str] | None = None) -> HubConfig:

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 hypothesis_settings.register_profile("ci", derandomize=True, deadline=None)
 if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
-CONFIG_DIR = REPO / "config"
+CONFIG_DIR = REPO / "mdm_orchestration" / "defaults"
 PG_ADMIN_URL = os.environ.get(
     "MDM_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 )
