@@ -1,10 +1,8 @@
 """Ingestion: one landed file (a partition of ``landed_files``) into the hub."""
 
 import dagster as dg
-from sqlalchemy import func, select
 
-from mdm_orchestration.hub.models import Extract, QuarantineRow, SourceRecordVersion
-from mdm_orchestration.ingestion import ExtractRejected, IngestOutcome, ingest_file
+from mdm_orchestration.ingestion import ExtractRejected, IngestOutcome, ingest_file, rows_accounted
 from mdm_orchestration.partitions import landed_files
 from mdm_orchestration.resources import HubDatabase, LandingZone
 
@@ -22,29 +20,15 @@ def _accounted_for(hub: HubDatabase, outcome: IngestOutcome) -> dg.AssetCheckRes
         return dg.AssetCheckResult(
             check_name=ROWS_ACCOUNTED, passed=True, metadata={"status": outcome.status.value}
         )
-    with hub.engine.connect() as conn:
-        stored = conn.execute(
-            select(func.count())
-            .select_from(SourceRecordVersion.__table__)
-            .where(SourceRecordVersion.__table__.c.extract_id == outcome.extract_id)
-        ).scalar_one()
-        quarantined = conn.execute(
-            select(func.count())
-            .select_from(QuarantineRow.__table__)
-            .where(
-                QuarantineRow.__table__.c.extract_id == outcome.extract_id,
-                QuarantineRow.__table__.c.stage == "ingest",
-            )
-        ).scalar_one()
-        landed = conn.execute(
-            select(Extract.__table__.c.rows_landed).where(
-                Extract.__table__.c.id == outcome.extract_id
-            )
-        ).scalar_one()
+    counted = rows_accounted(hub.engine, outcome.extract_id)
     return dg.AssetCheckResult(
         check_name=ROWS_ACCOUNTED,
-        passed=stored + quarantined == landed,
-        metadata={"rows_landed": landed, "rows_loaded": stored, "rows_quarantined": quarantined},
+        passed=counted.balanced,
+        metadata={
+            "rows_landed": counted.rows_landed,
+            "rows_loaded": counted.rows_loaded,
+            "rows_quarantined": counted.rows_quarantined,
+        },
     )
 
 

@@ -1,4 +1,7 @@
-"""Reading landed extracts and loading them into the hub (no Dagster inside)."""
+"""Reading landed extracts and loading them into the hub (no Dagster inside).
+
+The face of the stage: callers import from here, never from its modules.
+"""
 
 from mdm_orchestration.ingestion.landing import (
     LandedFile,
@@ -6,14 +9,15 @@ from mdm_orchestration.ingestion.landing import (
     complete_files,
     scan_landing,
 )
-from mdm_orchestration.ingestion.loader import (
+from mdm_orchestration.ingestion.ledger import (
     IngestOutcome,
-    LandingPathError,
-    file_sha256,
-    ingest_file,
+    RowsAccounted,
     loaded_extract_id,
+    rows_accounted,
 )
-from mdm_orchestration.ingestion.readers import ExtractRejected
+from mdm_orchestration.ingestion.loader import LandingPathError, file_sha256, ingest_file
+from mdm_orchestration.ingestion.readers import ExtractRejected, open_extract
+from mdm_orchestration.ingestion.rows import parse_timestamps
 
 __all__ = [
     "ExtractRejected",
@@ -21,9 +25,13 @@ __all__ = [
     "LandedFile",
     "LandingCursor",
     "LandingPathError",
+    "RowsAccounted",
     "complete_files",
     "file_sha256",
     "ingest_file",
     "loaded_extract_id",
+    "open_extract",
+    "parse_timestamps",
+    "rows_accounted",
     "scan_landing",
 ]

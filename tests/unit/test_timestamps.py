@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from mdm_orchestration.config import DateOrder
-from mdm_orchestration.ingestion.loader import parse_timestamps
+from mdm_orchestration.ingestion import parse_timestamps
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,136 @@
+"""The extracts ledger: one row per landed file, loaded, duplicate or rejected.
+
+The same bytes are ingested once per source: the ledger's unique index on (source, content hash)
+for loaded extracts decides, also against a concurrent run.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from sqlalchemy import Connection, Engine, func, insert, select, update
+
+from mdm_orchestration.hub.models import ExtractStatus
+from mdm_orchestration.hub.store import write_transaction
+from mdm_orchestration.hub.tables import EXTRACTS, QUARANTINE, VERSIONS, utcnow
+
+
+@dataclass
+class IngestOutcome:
+    """What happened to one file. Counts and codes only: safe for Dagster metadata."""
+
+    source: str
+    file_name: str
+    status: ExtractStatus
+    extract_id: int | None = None
+    content_hash: str = ""
+    rows_landed: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    quarantine_reasons: Counter[str] = field(default_factory=Counter)
+    unmapped_columns: list[str] = field(default_factory=list)
+    reason: str | None = None
+    duplicate_of: int | None = None
+
+
+class RowsAccounted(NamedTuple):
+    """An extract's data rows as the ledger counted them, and as the hub stores them."""
+
+    rows_landed: int
+    rows_loaded: int  # source-record versions stored
+    rows_quarantined: int  # ingest quarantine rows stored
+
+    @property
+    def balanced(self) -> bool:
+        return self.rows_loaded + self.rows_quarantined == self.rows_landed
+
+
+def record_attempt(engine: Engine, outcome: IngestOutcome, size: int, run_id: str | None) -> int:
+    """Write a ledger row for a rejected or duplicate drop, in its own transaction."""
+    now = utcnow()
+    with write_transaction(engine) as conn:
+        result = conn.execute(
+            insert(EXTRACTS).values(
+                source=outcome.source[:40],
+                file_name=outcome.file_name[:512],
+                content_hash=outcome.content_hash,
+                size_bytes=size,
+                status=outcome.status.value,
+                reason=outcome.reason,
+                rows_landed=0,
+                rows_loaded=0,
+                rows_quarantined=0,
+                unmapped_columns=[],
+                duplicate_of=outcome.duplicate_of,
+                run_id=run_id,
+                started_at=now,
+                finished_at=now,
+            )
+        )
+        return int(result.inserted_primary_key[0])
+
+
+def start_extract(conn: Connection, outcome: IngestOutcome, size: int, run_id: str | None) -> int:
+    """The ledger row of a file being loaded, inside the loading transaction: its id."""
+    result = conn.execute(
+        insert(EXTRACTS).values(
+            source=outcome.source,
+            file_name=outcome.file_name[:512],
+            content_hash=outcome.content_hash,
+            size_bytes=size,
+            status=ExtractStatus.loaded.value,
+            rows_landed=0,
+            rows_loaded=0,
+            rows_quarantined=0,
+            unmapped_columns=[],
+            run_id=run_id,
+            started_at=utcnow(),
+        )
+    )
+    return int(result.inserted_primary_key[0])
+
+
+def finish_extract(conn: Connection, extract_id: int, outcome: IngestOutcome) -> None:
+    """Stamp the loaded file's counts and its end time on its ledger row."""
+    conn.execute(
+        update(EXTRACTS)
+        .where(EXTRACTS.c.id == extract_id)
+        .values(
+            rows_landed=outcome.rows_landed,
+            rows_loaded=outcome.rows_loaded,
+            rows_quarantined=outcome.rows_quarantined,
+            unmapped_columns=outcome.unmapped_columns,
+            finished_at=utcnow(),
+        )
+    )
+
+
+def loaded_extract_id(engine: Engine, source: str, content_hash: str) -> int | None:
+    """The extract that already loaded these bytes for this source, if any."""
+    with engine.connect() as conn:
+        return conn.execute(
+            select(EXTRACTS.c.id).where(
+                EXTRACTS.c.source == source,
+                EXTRACTS.c.content_hash == content_hash,
+                EXTRACTS.c.status == ExtractStatus.loaded.value,
+            )
+        ).scalar_one_or_none()
+
+
+def rows_accounted(engine: Engine, extract_id: int) -> RowsAccounted:
+    """Recount a loaded extract's stored rows against the rows its ledger row says landed."""
+    with engine.connect() as conn:
+        stored = conn.execute(
+            select(func.count()).select_from(VERSIONS).where(VERSIONS.c.extract_id == extract_id)
+        ).scalar_one()
+        quarantined = conn.execute(
+            select(func.count())
+            .select_from(QUARANTINE)
+            .where(QUARANTINE.c.extract_id == extract_id, QUARANTINE.c.stage == "ingest")
+        ).scalar_one()
+        landed = conn.execute(
+            select(EXTRACTS.c.rows_landed).where(EXTRACTS.c.id == extract_id)
+        ).scalar_one()
+    return RowsAccounted(int(landed), int(stored), int(quarantined))
