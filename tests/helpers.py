@@ -38,15 +38,14 @@ def _rows(engine: sa.Engine, sql: str) -> list:
 
 def check_invariants(engine) -> None:
     """RELIABILITY.md's invariants that concern golden records."""
-    current = {
-        r
-        for (r,) in _rows(
-            engine,
-            "SELECT c.source_record_id FROM cleansed_records c JOIN "
-            "source_records s ON s.current_extract_id = c.extract_id "
-            "AND s.current_row_number = c.row_number",
+    from mdm_orchestration.hub.tables import CLEANSED, CURRENT_CLEANSED
+
+    with engine.connect() as conn:
+        current = set(
+            conn.execute(
+                sa.select(CLEANSED.c.source_record_id).select_from(CURRENT_CLEANSED)
+            ).scalars()
         )
-    }
     mapping = dict(_rows(engine, "SELECT record_id, golden_id FROM golden_xref"))
     assert set(mapping) == current  # every source record in exactly one golden record
     state = {
@@ -70,8 +69,8 @@ def build_mastered_hub(root: Path, sample_silos: Path) -> str:
     from mdm_orchestration.cleansing import cleanse_pending
     from mdm_orchestration.config import load_hub_config
     from mdm_orchestration.hub.store import create_hub_engine
-    from mdm_orchestration.matching.store import rebuild_clusters, train_models
-    from mdm_orchestration.survivorship.store import consolidate
+    from mdm_orchestration.matching import rebuild_clusters, train_models
+    from mdm_orchestration.survivorship import consolidate
     from tests.conftest import CONFIG_DIR
 
     landing = copy_landing(sample_silos, root / "landing")

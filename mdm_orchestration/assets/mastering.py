@@ -2,17 +2,14 @@
 households."""
 
 import dagster as dg
-from sqlalchemy import func, select
 
 from mdm_orchestration.resources import HubDatabase, LandingZone
-from mdm_orchestration.survivorship.store import (
-    ACTIVE,
-    CHANGES,
-    GOLDEN,
-    HOUSEHOLD_MEMBERS,
+from mdm_orchestration.survivorship import (
     consolidate,
     golden_health,
+    golden_statistics,
     refresh_households,
+    stray_household_members,
 )
 
 ONE_GOLDEN_ID = "every_source_record_has_one_golden_id"
@@ -26,6 +23,16 @@ _COMMON = {
     "owners": ["team:mdm"],
     "tags": {"stage": "mastering"},
 }
+
+#: The columns of golden_records' ``this_run`` table: the run's counts by change.
+THIS_RUN = ("created", "updated", "merged", "split", "retired", "unchanged")
+
+
+def _this_run_table(counts: dict[str, int]) -> dg.TableMetadataValue:
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord({k: counts[k] for k in THIS_RUN})],
+        schema=dg.TableSchema(columns=[dg.TableColumn(k, "int") for k in THIS_RUN]),
+    )
 
 
 class GoldenRecordsConfig(dg.Config):
@@ -99,20 +106,7 @@ def consolidate_golden_records(
         hub.engine, landing.hub_config(), run_id=context.run.run_id, full=config.full
     )
     health = golden_health(hub.engine, run_id=context.run.run_id, scope=result.scope)
-    with hub.engine.connect() as conn:
-        lifecycles = dict(
-            conn.execute(
-                select(GOLDEN.c.lifecycle, func.count())
-                .where(GOLDEN.c.status == ACTIVE)
-                .group_by(GOLDEN.c.lifecycle)
-            ).all()
-        )
-        linked = conn.execute(
-            select(func.count())
-            .select_from(GOLDEN)
-            .where(GOLDEN.c.status == ACTIVE, GOLDEN.c.organisation_golden_id.is_not(None))
-        ).scalar_one()
-        total_events, last_seq = conn.execute(select(func.count(), func.max(CHANGES.c.seq))).one()
+    stats = golden_statistics(hub.engine)
     counts = result.counts
     context.log.info(f"golden records {result.golden_records}; this run: {counts}")
     yield dg.MaterializeResult(
@@ -123,14 +117,9 @@ def consolidate_golden_records(
             "organisations": result.by_party.get("organisation", 0),
             "source_records": result.records,
             **{k: v for k, v in counts.items()},
-            "contacts_linked_to_organisations": int(linked),
-            "lifecycles": dg.MetadataValue.json({str(k): int(v) for k, v in lifecycles.items()}),
-            "this_run": dg.MetadataValue.md(
-                "| created | updated | merged | split | retired | unchanged |\n"
-                "|---:|---:|---:|---:|---:|---:|\n"
-                f"| {counts['created']} | {counts['updated']} | {counts['merged']} | "
-                f"{counts['split']} | {counts['retired']} | {counts['unchanged']} |"
-            ),
+            "contacts_linked_to_organisations": stats.linked_contacts,
+            "lifecycles": dg.MetadataValue.json(stats.lifecycles),
+            "this_run": _this_run_table(counts),
         },
         check_results=[
             dg.AssetCheckResult(
@@ -169,8 +158,8 @@ def consolidate_golden_records(
         asset_key="golden_changes",
         metadata={
             "events_this_run": result.events,
-            "events_total": int(total_events),
-            "last_seq": int(last_seq or 0),
+            "events_total": stats.events_total,
+            "last_seq": stats.last_seq,
             "events_by_type_this_run": dg.MetadataValue.json(
                 {k: v for k, v in counts.items() if k != "unchanged"}
             ),
@@ -196,20 +185,7 @@ def households(context: dg.AssetExecutionContext, hub: HubDatabase) -> dg.Materi
     records changed since the last run are redone (read from the outbox). Organisations and
     their contacts are linked on the golden records themselves (organisation_golden_id)."""
     stats = refresh_households(hub.engine)
-    with hub.engine.connect() as conn:
-        stray = conn.execute(
-            select(func.count())
-            .select_from(
-                HOUSEHOLD_MEMBERS.outerjoin(
-                    GOLDEN, GOLDEN.c.golden_id == HOUSEHOLD_MEMBERS.c.golden_id
-                )
-            )
-            .where(
-                (GOLDEN.c.status != ACTIVE)
-                | (GOLDEN.c.party_type != "person")
-                | GOLDEN.c.golden_id.is_(None)
-            )
-        ).scalar_one()
+    stray = stray_household_members(hub.engine)
     context.log.info(f"households: {stats}")
     return dg.MaterializeResult(
         metadata=dict(stats),
@@ -217,7 +193,7 @@ def households(context: dg.AssetExecutionContext, hub: HubDatabase) -> dg.Materi
             dg.AssetCheckResult(
                 check_name=HOUSEHOLD_MEMBERS_ACTIVE,
                 passed=stray == 0,
-                metadata={"stray_members": int(stray)},
+                metadata={"stray_members": stray},
             )
         ],
     )

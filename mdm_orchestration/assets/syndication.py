@@ -4,26 +4,37 @@ import dagster as dg
 
 from mdm_orchestration.partitions import subscribers
 from mdm_orchestration.resources import HubDatabase, LandingZone
-from mdm_orchestration.syndication.delivery import (
-    SubscriberFailing,
-    subscriber_status,
-    syndicate,
-)
+from mdm_orchestration.syndication import SubscriberFailing, subscriber_status, syndicate
 
 LAG = "subscriber_lag_within_limit"
 
 
-def _lag_table(status: dict) -> str:
-    lines = [
-        "| subscriber | status | pending events | delivered | failing since |",
-        "|---|---|---:|---:|---|",
-    ]
-    for name, s in status.items():
-        lines.append(
-            f"| {name} | {s['status']} | {s['pending']} | {s['delivered_total']} | "
-            f"{s['failing_since'] or ''} |"
-        )
-    return "\n".join(lines)
+#: The columns of the ``subscribers`` table: every subscriber's state.
+_LAG_COLUMNS = [
+    dg.TableColumn("subscriber", "string"),
+    dg.TableColumn("status", "string"),
+    dg.TableColumn("pending_events", "int"),
+    dg.TableColumn("delivered", "int"),
+    dg.TableColumn("failing_since", "string"),
+]
+
+
+def _lag_table(status: dict) -> dg.TableMetadataValue:
+    return dg.MetadataValue.table(
+        records=[
+            dg.TableRecord(
+                {
+                    "subscriber": name,
+                    "status": s["status"],
+                    "pending_events": s["pending"],
+                    "delivered": s["delivered_total"],
+                    "failing_since": s["failing_since"] or "",
+                }
+            )
+            for name, s in status.items()
+        ],
+        schema=dg.TableSchema(columns=_LAG_COLUMNS),
+    )
 
 
 @dg.asset(
@@ -84,7 +95,7 @@ def subscriber_deliveries(
             "delivered_total": mine["delivered_total"],
             "status": mine["status"],
             "outbox_seq": mine["outbox_seq"],
-            "subscribers": dg.MetadataValue.md(_lag_table(status)),
+            "subscribers": _lag_table(status),
         },
         check_results=[
             dg.AssetCheckResult(

@@ -8,7 +8,7 @@ from mdm_orchestration.jobs import SYNDICATE_JOB
 from mdm_orchestration.partitions import subscribers
 from mdm_orchestration.resources import HubDatabase, LandingZone
 from mdm_orchestration.sensors.timing import FAST_SENSOR_INTERVAL
-from mdm_orchestration.syndication.delivery import subscriber_status
+from mdm_orchestration.syndication import subscriber_status
 
 #: A failing subscriber is tried again at most this often.
 RETRY_SECONDS = 60

@@ -1,20 +1,86 @@
 """Golden records: survivorship, lineage, stable golden ids, cross-reference, history,
-households. Pure Python over the hub; nothing here knows Dagster."""
+households. Pure Python over the hub; nothing here knows Dagster.
+
+This is survivorship's face: callers (assets, the CLI, syndication, tests, benchmarks) import
+from here. Behind it: the pure plan (``consolidate``, ``rules``, ``ids``, ``households``), the
+hub reads it plans from (``reading``), the write transaction (``writing``), household refresh
+(``householding``), checks and statistics (``health``), look-ups and export (``lookup``).
+"""
 
 from mdm_orchestration.survivorship.consolidate import GoldenState, Plan, plan_consolidation
+from mdm_orchestration.survivorship.health import (
+    GoldenHealth,
+    GoldenStatistics,
+    golden_health,
+    golden_statistics,
+    pending_events,
+    stray_household_members,
+)
+from mdm_orchestration.survivorship.householding import rebuild_households, refresh_households
 from mdm_orchestration.survivorship.households import Household, build_households
-from mdm_orchestration.survivorship.ids import Assignment, assign_golden_ids
+from mdm_orchestration.survivorship.ids import Assignment, assign_golden_ids, golden_id_for
+from mdm_orchestration.survivorship.lookup import (
+    EXPORT_KINDS,
+    export_csv,
+    find_record_ids,
+    formula_safe,
+    golden_as_of,
+    golden_documents,
+    lookup,
+    resolve_golden_id,
+)
+from mdm_orchestration.survivorship.reading import needs_consolidation
+from mdm_orchestration.survivorship.rows import (
+    ACTIVE,
+    CHANGE_COLUMNS,
+    GOLDEN_COLUMNS,
+    HISTORY_COLUMNS,
+    config_digest,
+    event_id,
+)
 from mdm_orchestration.survivorship.rules import ATTRIBUTES, Survived, Survivor
+from mdm_orchestration.survivorship.writing import (
+    ConcurrentConsolidation,
+    ConsolidationResult,
+    consolidate,
+)
 
 __all__ = [
+    "ACTIVE",
     "ATTRIBUTES",
+    "CHANGE_COLUMNS",
+    "EXPORT_KINDS",
+    "GOLDEN_COLUMNS",
+    "HISTORY_COLUMNS",
     "Assignment",
+    "ConcurrentConsolidation",
+    "ConsolidationResult",
+    "GoldenHealth",
     "GoldenState",
+    "GoldenStatistics",
     "Household",
     "Plan",
     "Survived",
     "Survivor",
     "assign_golden_ids",
     "build_households",
+    "config_digest",
+    "consolidate",
+    "event_id",
+    "export_csv",
+    "find_record_ids",
+    "formula_safe",
+    "golden_as_of",
+    "golden_documents",
+    "golden_health",
+    "golden_id_for",
+    "golden_statistics",
+    "lookup",
+    "needs_consolidation",
+    "pending_events",
     "plan_consolidation",
+    "rebuild_households",
+    "refresh_households",
+    "resolve_golden_id",
+    "stray_household_members",
 ]

@@ -1,7 +1,7 @@
 """From clusters to golden records and their change events: the plan of one consolidation.
 
-Pure: the hub side (``store.py``) reads the inputs and writes the plan in one transaction.
-A golden record's content is everything a consumer sees (attributes, consents, lifecycle,
+Pure: the hub side (``reading``, ``writing``) reads the inputs and writes the plan in one
+transaction. A golden record's content is everything a consumer sees (attributes, consents, lifecycle,
 organisation link, members) plus its lineage; a change of content is a new version and exactly
 one change event. Content that did not change produces nothing, so re-running is a no-op.
 """

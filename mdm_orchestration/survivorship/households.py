@@ -13,18 +13,13 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from mdm_orchestration.hub.tables import component_labels
+
 _SPLIT = re.compile(r"[\s\-]+")
 
 
 def _tokens(family_key: str) -> set[str]:
     return {t for t in _SPLIT.split(family_key) if len(t) > 1} or {family_key}
-
-
-def _find(parent: list[int], i: int) -> int:
-    while parent[i] != i:
-        parent[i] = parent[parent[i]]
-        i = parent[i]
-    return i
 
 
 @dataclass(frozen=True)
@@ -48,22 +43,26 @@ def build_households(persons: Iterable[tuple[str, str | None, str | None]]) -> l
     for golden_id, address_key, family_key in persons:
         if address_key and family_key:
             by_address[address_key].append((golden_id, _tokens(family_key)))
+    # One graph over every address: a person is joined to the first person at the same
+    # address sharing a family-name part; each connected component is a household.
+    people = [(a, g, tokens) for a in sorted(by_address) for g, tokens in by_address[a]]
+    left: list[int] = []
+    right: list[int] = []
+    first_with: dict[tuple[str, str], int] = {}
+    for i, (address_key, _g, tokens) in enumerate(people):
+        for t in tokens:
+            j = first_with.setdefault((address_key, t), i)
+            if j != i:
+                left.append(i)
+                right.append(j)
+    # Components in order of their first person: addresses sorted, then as listed.
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, label in enumerate(component_labels(len(people), left, right).tolist()):
+        groups[label].append(i)
     out = []
-    for address_key in sorted(by_address):
-        people = by_address[address_key]
-        parent = list(range(len(people)))
-        first_with: dict[str, int] = {}
-        for i, (_g, tokens) in enumerate(people):
-            for t in tokens:
-                if t in first_with:
-                    parent[_find(parent, i)] = _find(parent, first_with[t])
-                else:
-                    first_with[t] = i
-        groups: dict[int, list[int]] = defaultdict(list)
-        for i in range(len(people)):
-            groups[_find(parent, i)].append(i)
-        for idx in groups.values():
-            token = min(t for i in idx for t in people[i][1])
-            members = tuple(sorted(people[i][0] for i in idx))
-            out.append(Household(household_id_for(address_key, token), address_key, token, members))
+    for idx in groups.values():
+        address_key = people[idx[0]][0]
+        token = min(t for i in idx for t in people[i][2])
+        members = tuple(sorted(people[i][1] for i in idx))
+        out.append(Household(household_id_for(address_key, token), address_key, token, members))
     return out

@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +25,17 @@ from mdm_orchestration.cleansing.names import (
     parse_person_name,
 )
 from mdm_orchestration.hub.models import source_record_id
-from mdm_orchestration.survivorship.rules import ATTRIBUTES
-from mdm_orchestration.survivorship.store import (
-    ACTIVE,
+from mdm_orchestration.hub.tables import (
     CHANGES,
     CLEANSED,
-    CURRENT,
+    CURRENT_CLEANSED,
     GOLDEN,
+    HISTORY,
     HOUSEHOLD_MEMBERS,
     XREF,
 )
+from mdm_orchestration.survivorship.rows import ACTIVE
+from mdm_orchestration.survivorship.rules import ATTRIBUTES
 
 #: Spreadsheet programs run a cell starting with one of these as a formula (OWASP: CSV injection).
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -42,7 +44,10 @@ EXPORT_KINDS = ("golden", "xref", "changes")
 
 def _records_matching(conn: Connection, *conditions: Any) -> list[str]:
     rows = conn.execute(
-        select(CLEANSED.c.source_record_id).select_from(CURRENT).where(*conditions).distinct()
+        select(CLEANSED.c.source_record_id)
+        .select_from(CURRENT_CLEANSED)
+        .where(*conditions)
+        .distinct()
     )
     return [r for (r,) in rows]
 
@@ -169,6 +174,20 @@ def lookup(conn: Connection, *, golden_id: str | None = None, **criteria: Any) -
 
 
 # --- export -----------------------------------------------------------------------------------
+
+
+def golden_as_of(conn: Connection, golden_id: str, at: datetime | None = None) -> dict | None:
+    """A golden record as it was at ``at`` (now, without it): its latest version recorded at
+    or before that time, with its status, values, lineage and members then."""
+    query = select(HISTORY).where(HISTORY.c.golden_id == golden_id)
+    if at is not None:
+        query = query.where(HISTORY.c.recorded_at <= at)
+    row = conn.execute(query.order_by(HISTORY.c.version.desc()).limit(1)).mappings().first()
+    if row is None:
+        return None
+    out = dict(row)
+    out.pop("id", None)
+    return out
 
 
 def formula_safe(value: Any) -> str:

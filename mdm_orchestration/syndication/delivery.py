@@ -14,18 +14,26 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, func, select, tuple_
 
 from mdm_orchestration.config import HubConfig, Subscriber
 from mdm_orchestration.hub.bulk import bulk_upsert
 from mdm_orchestration.hub.crash import crash_point
-from mdm_orchestration.hub.models import Delivery, SubscriberState
 from mdm_orchestration.hub.store import mdm_home, write_transaction
-from mdm_orchestration.survivorship.store import CHANGES, GOLDEN, HISTORY, event_id
+from mdm_orchestration.hub.tables import (
+    CHANGES,
+    DELIVERIES,
+    GOLDEN,
+    HISTORY,
+    SUBSCRIBERS,
+    chunks,
+    in_chunks,
+    utcnow,
+)
+from mdm_orchestration.survivorship import ACTIVE, event_id
 from mdm_orchestration.syndication.messages import (
     GoldenVersion,
     Held,
@@ -37,8 +45,8 @@ from mdm_orchestration.syndication.messages import (
 )
 from mdm_orchestration.syndication.transports import DeliveryError, Transport, make_transport
 
-STATE = SubscriberState.__table__
-LEDGER = Delivery.__table__
+STATE = SUBSCRIBERS
+LEDGER = DELIVERIES
 LEDGER_COLUMNS = ("subscriber", "golden_id", "version", "event_id", "present", "delivered_at")
 
 
@@ -58,13 +66,12 @@ class DeliveryResult:
     pending: int = 0
 
 
-#: One planned step: the outbox seq it settles (None in a snapshot), its message (or None: the
-#: event is nothing for this subscriber) and the ledger entry afterwards.
-Step = tuple[int | None, Message | None, tuple[str, Held] | None]
+class Step(NamedTuple):
+    """One planned step of a delivery."""
 
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+    seq: int | None  # the outbox seq it settles (None in a snapshot)
+    message: Message | None  # None: the event is nothing for this subscriber
+    entry: tuple[str, Held] | None  # the ledger entry afterwards (golden id, what is held)
 
 
 def _state(conn: Connection, name: str) -> Any:  # noqa: ANN401
@@ -88,7 +95,7 @@ def ensure_state(engine: Engine, name: str, sub: Subscriber) -> Any:  # noqa: AN
                     status="ok",
                     attempts=0,
                     delivered_total=0,
-                    updated_at=_now(),
+                    updated_at=utcnow(),
                 )
             )
             row = _state(conn, name)
@@ -97,11 +104,10 @@ def ensure_state(engine: Engine, name: str, sub: Subscriber) -> Any:  # noqa: AN
 
 def _held(conn: Connection, name: str, golden_ids: set[str]) -> dict[str, Held]:
     out = {}
-    ids = sorted(golden_ids)
-    for start in range(0, len(ids), 500):
+    for cond in in_chunks(LEDGER.c.golden_id, golden_ids):
         rows = conn.execute(
             select(LEDGER.c.golden_id, LEDGER.c.version, LEDGER.c.present).where(
-                LEDGER.c.subscriber == name, LEDGER.c.golden_id.in_(ids[start : start + 500])
+                LEDGER.c.subscriber == name, cond
             )
         )
         out.update({g: Held(v, bool(p)) for g, v, p in rows})
@@ -110,9 +116,7 @@ def _held(conn: Connection, name: str, golden_ids: set[str]) -> dict[str, Held]:
 
 def _versions(conn: Connection, keys: set[tuple[str, int]]) -> dict[tuple[str, int], GoldenVersion]:
     out = {}
-    keys_list = sorted(keys)
-    for start in range(0, len(keys_list), 500):
-        chunk = keys_list[start : start + 500]
+    for chunk in chunks(keys):  # type: ignore[arg-type]
         rows = conn.execute(
             select(
                 HISTORY.c.golden_id,
@@ -127,7 +131,8 @@ def _versions(conn: Connection, keys: set[tuple[str, int]]) -> dict[tuple[str, i
             ).where(tuple_(HISTORY.c.golden_id, HISTORY.c.version).in_(chunk))
         )
         for r in rows:
-            out[(r[0], r[1])] = GoldenVersion(*r)
+            version = GoldenVersion(*r)
+            out[(version.golden_id, version.version)] = version
     return out
 
 
@@ -152,7 +157,7 @@ class _Run:
         snapshot_after: str | None = None,
         snapshot_done: bool = False,
     ) -> None:
-        now = _now()
+        now = utcnow()
         ledger: dict[str, tuple[Any, ...]] = {}
         delivered = 0
         for _seq, message, entry in steps:
@@ -195,7 +200,7 @@ class _Run:
         self.result.delivered += delivered
 
     def fail(self, error: str, attempts: int) -> None:
-        now = _now()
+        now = utcnow()
         with write_transaction(self.engine) as conn:
             state = _state(conn, self.name)
             conn.execute(
@@ -220,7 +225,7 @@ class _Run:
         remaining = steps
         failures = 0
         while True:
-            messages = [m for _s, m, _e in remaining if m is not None]
+            messages = [step.message for step in remaining if step.message is not None]
             try:
                 self.transport.send(messages, batch_name)
             except DeliveryError as exc:
@@ -248,10 +253,10 @@ class _Run:
         """How many steps are settled when the first ``delivered`` messages got through."""
         if delivered <= 0:
             # Steps before the first message need no delivery.
-            return next((i for i, (_s, m, _e) in enumerate(steps) if m is not None), len(steps))
+            return next((i for i, s in enumerate(steps) if s.message is not None), len(steps))
         seen = 0
-        for i, (_s, m, _e) in enumerate(steps):
-            if m is not None:
+        for i, step in enumerate(steps):
+            if step.message is not None:
                 if seen == delivered:
                     return i
                 seen += 1
@@ -285,13 +290,13 @@ class _Run:
                         GOLDEN.c.sources,
                         GOLDEN.c.merged_into,
                     )
-                    .where(GOLDEN.c.status == "active", GOLDEN.c.golden_id > after)
+                    .where(GOLDEN.c.status == ACTIVE, GOLDEN.c.golden_id > after)
                     .order_by(GOLDEN.c.golden_id)
                     .limit(self.sub.batch_size)
                 ).all()
             if not rows:
                 break
-            now = _now()
+            now = utcnow()
             steps: list[Step] = []
             for r in rows:
                 v = GoldenVersion(*r)
@@ -299,12 +304,12 @@ class _Run:
                     message = upsert(
                         self.sub, v, "snapshot", event_id(v.golden_id, v.version), None, now
                     )
-                    steps.append((None, message, (v.golden_id, Held(v.version, True))))
-            last = rows[-1][0]
+                    steps.append(Step(None, message, (v.golden_id, Held(v.version, True))))
+            last = rows[-1].golden_id
             self.deliver(
                 steps, f"snapshot-{after or 'G0'}-{last}", self._snapshot_settle(steps, last)
             )
-            self.result.snapshot += sum(1 for _s, m, _e in steps if m is not None)
+            self.result.snapshot += sum(1 for step in steps if step.message is not None)
             after = last
         self.commit([], cursor=upto, snapshot_done=True)
 
@@ -314,7 +319,7 @@ class _Run:
 
         def settle(done: list[Step]) -> None:
             whole = len(done) == len(steps)
-            entry = done[-1][2] if done else None
+            entry = done[-1].entry if done else None
             self.commit(done, snapshot_after=last if whole else (entry[0] if entry else None))
 
         return settle
@@ -350,14 +355,14 @@ class _Run:
                 message, after = decide(self.sub, e, versions.get((e.golden_id, e.version)), before)
                 if after is not None and after != before:
                     held[e.golden_id] = after
-                    steps.append((e.seq, message, (e.golden_id, after)))
+                    steps.append(Step(e.seq, message, (e.golden_id, after)))
                 else:
-                    steps.append((e.seq, message, None))
+                    steps.append(Step(e.seq, message, None))
                 if message is None:
                     self.result.skipped += 1
 
             def settle(done: list[Step]) -> None:
-                self.commit(done, cursor=done[-1][0])
+                self.commit(done, cursor=done[-1].seq)
 
             self.deliver(steps, f"{events[0].seq:012d}-{events[-1].seq:012d}", settle)
             cursor = events[-1].seq

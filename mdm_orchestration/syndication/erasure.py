@@ -14,53 +14,44 @@ or re-export them by the silos' own retention rules.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, delete, func, insert, or_, select, update
 
-from mdm_orchestration.hub.models import (
-    BlockingKey,
-    CleansedRecord,
-    ConsolidationQueue,
-    ErasedRecord,
-    Erasure,
-    MatchCluster,
-    MatchOverride,
-    MatchPair,
-    ReviewItem,
-    SourceRecord,
-    SourceRecordVersion,
-    TrainingLabel,
-    source_record_id,
-)
-from mdm_orchestration.hub.store import chunks, write_transaction
-from mdm_orchestration.survivorship.lookup import resolve_golden_id
-from mdm_orchestration.survivorship.store import (
+from mdm_orchestration.hub.models import source_record_id
+from mdm_orchestration.hub.store import write_transaction
+from mdm_orchestration.hub.tables import (
     CHANGES,
+    CLEANSED,
+    CLUSTERS,
+    ERASED,
+    ERASURES,
     GOLDEN,
     HISTORY,
     HOUSEHOLD_MEMBERS,
     HOUSEHOLDS,
+    INDEX,
+    LABELS,
+    OVERRIDES,
+    PAIRS,
+    QUEUE,
+    REVIEW,
+    SOURCES,
+    VERSIONS,
     XREF,
-    event_id,
+    chunks,
+    utcnow,
 )
+from mdm_orchestration.survivorship import event_id, resolve_golden_id
 
-ERASURES = Erasure.__table__
-ERASED = ErasedRecord.__table__
-PAIR_TABLES = (
-    TrainingLabel.__table__,
-    MatchOverride.__table__,
-    ReviewItem.__table__,
-    MatchPair.__table__,
-)
+PAIR_TABLES = (LABELS, OVERRIDES, REVIEW, PAIRS)
 RECORD_TABLES = (
-    (BlockingKey.__table__, "record_id"),
-    (ConsolidationQueue.__table__, "record_id"),
-    (SourceRecordVersion.__table__, "source_record_id"),
-    (CleansedRecord.__table__, "source_record_id"),
-    (MatchCluster.__table__, "record_id"),
+    (INDEX, "record_id"),
+    (QUEUE, "record_id"),
+    (VERSIONS, "source_record_id"),
+    (CLEANSED, "source_record_id"),
+    (CLUSTERS, "record_id"),
     (XREF, "record_id"),
-    (SourceRecord.__table__, "id"),
+    (SOURCES, "id"),
 )
 
 
@@ -74,10 +65,6 @@ class ErasureResult:
     golden_id: str | None
     records: int
     golden_records_blanked: int
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _absorbed(conn: Connection, golden_id: str) -> set[str]:
@@ -113,7 +100,7 @@ def erase(
     """Erase the person of a golden record (or of one source record) from the hub."""
     if (golden_id is None) == (source is None or key is None):
         raise ValueError("erase either --golden ID or --source S --key K")
-    now = _now()
+    now = utcnow()
     with write_transaction(engine) as conn:
         target: str | None
         if golden_id is not None:
@@ -125,9 +112,7 @@ def erase(
             target = conn.execute(select(XREF.c.golden_id).where(XREF.c.record_id == rid)).scalar()
             if target is None:
                 exists = conn.execute(
-                    select(func.count())
-                    .select_from(SourceRecord.__table__)
-                    .where(SourceRecord.__table__.c.id == rid)
+                    select(func.count()).select_from(SOURCES).where(SOURCES.c.id == rid)
                 ).scalar_one()
                 if not exists:
                     raise NothingToErase("no such source record in the hub")
@@ -257,11 +242,7 @@ def replay_erasures(engine: Engine) -> int:
         back = []
         for chunk in chunks(erased):
             back += list(
-                conn.execute(
-                    select(SourceRecord.__table__.c.id).where(
-                        SourceRecord.__table__.c.id.in_(chunk)
-                    )
-                ).scalars()
+                conn.execute(select(SOURCES.c.id).where(SOURCES.c.id.in_(chunk))).scalars()
             )
         _delete_records(conn, back)
     return len(back)

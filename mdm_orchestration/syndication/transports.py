@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mdm_orchestration.config import FileTarget, SqlTarget, Subscriber, WebhookTarget
-from mdm_orchestration.survivorship.lookup import formula_safe
+from mdm_orchestration.survivorship import formula_safe
 from mdm_orchestration.syndication.messages import Message, subscribed_attributes
 
 

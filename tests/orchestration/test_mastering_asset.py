@@ -25,9 +25,9 @@ from mdm_orchestration.assets.matching import match_clusters, match_model, train
 from mdm_orchestration.cli import main
 from mdm_orchestration.config import load_hub_config
 from mdm_orchestration.hub.store import create_hub_engine
-from mdm_orchestration.matching.store import record_label, record_override
+from mdm_orchestration.matching import record_label, record_override
 from mdm_orchestration.resources import HubDatabase, LandingZone
-from mdm_orchestration.survivorship.store import consolidate, golden_as_of
+from mdm_orchestration.survivorship import consolidate, golden_as_of
 from tests.conftest import CONFIG_DIR, REPO
 from tests.helpers import check_invariants, copy_landing, ingest_all, write_file
 
@@ -366,7 +366,7 @@ def test_outbox_is_written_with_the_golden_records_or_not_at_all(hub, monkeypatc
         if name == "golden:before_outbox":
             raise RuntimeError("crash between golden records and outbox")
 
-    monkeypatch.setattr("mdm_orchestration.survivorship.store.crash_point", boom)
+    monkeypatch.setattr("mdm_orchestration.survivorship.writing.crash_point", boom)
     with pytest.raises(RuntimeError):
         consolidate(engine, config, run_id="crashed")
     for table in (
@@ -398,7 +398,7 @@ def test_a_killed_consolidation_leaves_the_hub_as_it_was(hub, point):
     script = (
         "import sys; from mdm_orchestration.config import load_hub_config;"
         "from mdm_orchestration.hub.store import create_hub_engine;"
-        "from mdm_orchestration.survivorship.store import consolidate;"
+        "from mdm_orchestration.survivorship import consolidate;"
         "consolidate(create_hub_engine(sys.argv[1]), load_hub_config(sys.argv[2]), 'killed')"
     )
     env = {**os.environ, "MDM_CRASH_AT": point}
@@ -477,7 +477,7 @@ def test_lookup_and_formula_safe_exports(hub, tmp_path, capsys):
 
 def test_a_consolidation_planned_on_stale_state_writes_nothing(hub, monkeypatch):
     """Two consolidations overlapping: the one that commits second notices and writes nothing."""
-    from mdm_orchestration.survivorship import store
+    from mdm_orchestration.survivorship import writing as store
 
     engine = hub["engine"]
     config = load_hub_config(hub["config"])

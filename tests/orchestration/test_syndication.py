@@ -26,11 +26,11 @@ from mdm_orchestration.cli import main
 from mdm_orchestration.config import load_hub_config
 from mdm_orchestration.hub.store import create_hub_engine
 from mdm_orchestration.ingestion import ingest_file
-from mdm_orchestration.matching.store import rebuild_clusters, record_override
+from mdm_orchestration.matching import rebuild_clusters, record_override
 from mdm_orchestration.partitions import subscribers
 from mdm_orchestration.resources import HubDatabase, LandingZone
-from mdm_orchestration.survivorship.store import consolidate
-from mdm_orchestration.syndication.delivery import syndicate
+from mdm_orchestration.survivorship import consolidate
+from mdm_orchestration.syndication import syndicate
 from tests.conftest import CONFIG_DIR, REPO
 from tests.helpers import build_mastered_hub, check_invariants, write_file
 
@@ -321,7 +321,7 @@ def test_a_delivery_killed_after_sending_is_redelivered_and_nothing_is_lost(
     script = (
         "import sys; from mdm_orchestration.config import load_hub_config;"
         "from mdm_orchestration.hub.store import create_hub_engine;"
-        "from mdm_orchestration.syndication.delivery import syndicate;"
+        "from mdm_orchestration.syndication import syndicate;"
         "syndicate(create_hub_engine(sys.argv[1]), load_hub_config(sys.argv[2]), sys.argv[3])"
     )
     env = {**os.environ, "MDM_CRASH_AT": "syndication:after_send_before_commit"}

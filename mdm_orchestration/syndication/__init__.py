@@ -1,0 +1,58 @@
+"""Syndication: the outbox of golden-record changes delivered to each subscriber (a snapshot
+first, then every change in order, at least once), and erasure. Pure Python over the hub;
+nothing here knows Dagster.
+
+This is syndication's face: assets, sensors, the CLI, tests and benchmarks import from here.
+Behind it: what each subscriber is sent (``messages``), where it goes (``transports``), the
+delivery loop and its ledger (``delivery``), and erasure (``erasure``).
+"""
+
+from mdm_orchestration.syndication.delivery import (
+    DeliveryResult,
+    SubscriberFailing,
+    ensure_state,
+    pending_for,
+    subscriber_status,
+    syndicate,
+)
+from mdm_orchestration.syndication.erasure import (
+    ErasureResult,
+    NothingToErase,
+    erase,
+    erased_record_ids,
+    replay_erasures,
+)
+from mdm_orchestration.syndication.messages import (
+    GoldenVersion,
+    Held,
+    Message,
+    OutboxEvent,
+    decide,
+    subscribed_attributes,
+    why_not,
+)
+from mdm_orchestration.syndication.transports import DeliveryError, Transport, make_transport
+
+__all__ = [
+    "DeliveryError",
+    "DeliveryResult",
+    "ErasureResult",
+    "GoldenVersion",
+    "Held",
+    "Message",
+    "NothingToErase",
+    "OutboxEvent",
+    "SubscriberFailing",
+    "Transport",
+    "decide",
+    "ensure_state",
+    "erase",
+    "erased_record_ids",
+    "make_transport",
+    "pending_for",
+    "replay_erasures",
+    "subscribed_attributes",
+    "subscriber_status",
+    "syndicate",
+    "why_not",
+]
