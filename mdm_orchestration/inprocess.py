@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mdm_orchestration.settings import settings
+from mdm_orchestration.settings import scoped, settings
 
 #: The local Dagster instance's settings: one hub writer at a time (every asset that writes the
 #: hub is in the ``hub_writer`` pool), and no telemetry.
@@ -94,14 +94,17 @@ def execute_job(
     dynamic = isinstance(partitions, dg.DynamicPartitionsDefinition) and partition_key
     if dynamic and not instance.has_dynamic_partition(partitions.name, partition_key):
         instance.add_dynamic_partitions(partitions.name, [partition_key])
-    result = job.execute_in_process(
-        partition_key=partition_key,
-        instance=instance,
-        raise_on_error=False,
-        resources=target.resources(),
-        tags={"mdm/trigger": "cli"},
-        run_config=QUIET_LOGS,
-    )
+    # The home goes to the resources too; scoped() only until the syndication asset takes
+    # its outbound home from the hub resource (HubDatabase.home_path()).
+    with scoped(mdm_home=target.home):
+        result = job.execute_in_process(
+            partition_key=partition_key,
+            instance=instance,
+            raise_on_error=False,
+            resources=target.resources(),
+            tags={"mdm/trigger": "cli"},
+            run_config=QUIET_LOGS,
+        )
     if not quiet:
         print(f"  {'ok    ' if result.success else 'FAILED'} {label or name}", file=sys.stderr)
     return result.success
@@ -159,7 +162,7 @@ def run_matching(
     after_cleansing: bool = False,
 ) -> bool:
     """Run ``match_job`` when the clustering is stale (new records, labels or overrides)."""
-    from mdm_orchestration.matching.store import needs_rematch
+    from mdm_orchestration.matching import needs_rematch
 
     with engine.connect() as conn:
         stale = after_cleansing or needs_rematch(conn)

@@ -8,6 +8,9 @@ changes a variable sees the change; nothing here ever writes the environment.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
@@ -47,9 +50,30 @@ class Settings(BaseSettings):
         return (self.mdm_landing_dir or self.home / "landing").expanduser().resolve()
 
 
+#: Values an in-process run is given explicitly (:func:`scoped`), over the environment's.
+_OVERRIDES: ContextVar[dict[str, object] | None] = ContextVar("mdm_settings", default=None)
+
+
 def settings() -> Settings:
-    """The environment as it is now."""
-    return Settings()
+    """The environment as it is now, with any :func:`scoped` values over it."""
+    overrides = _OVERRIDES.get()
+    return Settings(**overrides) if overrides else Settings()
 
 
-__all__ = ["DEFAULT_HOME", "Settings", "settings"]
+@contextmanager
+def scoped(**values: object) -> Iterator[None]:
+    """Within the block (this thread or task only), :func:`settings` returns ``values`` (field
+    names, e.g. ``mdm_home``) over the environment's; ``None`` values are ignored.
+
+    For what a resource cannot carry yet: ``mdm demo --home`` puts the subscribers' relative
+    outbound folders under that home, which the syndication asset reads through ``mdm_home()``.
+    """
+    given = {k: v for k, v in values.items() if v is not None}
+    token = _OVERRIDES.set({**(_OVERRIDES.get() or {}), **given})
+    try:
+        yield
+    finally:
+        _OVERRIDES.reset(token)
+
+
+__all__ = ["DEFAULT_HOME", "Settings", "scoped", "settings"]
