@@ -28,7 +28,7 @@ def prepare(records: int, work: Path) -> dict[str, float]:
     from mdm_orchestration.config import load_hub_config
     from mdm_orchestration.hub.store import create_hub_engine
     from mdm_orchestration.ingestion import ingest_file
-    from mdm_orchestration.matching.store import rebuild_clusters, train_models
+    from mdm_orchestration.matching import rebuild_clusters, train_models
     from mdm_orchestration.sample_data import generate
 
     config = load_hub_config()
@@ -53,8 +53,8 @@ def run(work: Path) -> None:
 
     from mdm_orchestration.config import load_hub_config
     from mdm_orchestration.hub.store import create_hub_engine
-    from mdm_orchestration.matching.store import rebuild_clusters, record_override
-    from mdm_orchestration.survivorship.store import consolidate, rebuild_households
+    from mdm_orchestration.matching import rebuild_clusters, record_override
+    from mdm_orchestration.survivorship import consolidate, rebuild_households
 
     config = load_hub_config()
     engine = create_hub_engine(f"sqlite:///{work / 'hub.db'}")

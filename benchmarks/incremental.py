@@ -39,9 +39,9 @@ def prepare(records: int, work: Path) -> dict:
     from mdm_orchestration.config import load_hub_config
     from mdm_orchestration.hub.store import create_hub_engine
     from mdm_orchestration.ingestion import ingest_file
-    from mdm_orchestration.matching.store import rebuild_clusters, train_models
+    from mdm_orchestration.matching import rebuild_clusters, train_models
     from mdm_orchestration.sample_data import generate
-    from mdm_orchestration.survivorship.store import consolidate
+    from mdm_orchestration.survivorship import consolidate
 
     config = load_hub_config()
     t = {"start": time.perf_counter()}
@@ -83,8 +83,8 @@ def absorb(work: Path) -> None:
     from mdm_orchestration.config import load_hub_config
     from mdm_orchestration.hub.store import create_hub_engine
     from mdm_orchestration.ingestion import ingest_file
-    from mdm_orchestration.matching.store import match_incremental
-    from mdm_orchestration.survivorship.store import consolidate
+    from mdm_orchestration.matching import match_incremental
+    from mdm_orchestration.survivorship import consolidate
 
     config = load_hub_config()
     engine = create_hub_engine(f"sqlite:///{work / 'hub.db'}")
@@ -128,8 +128,8 @@ def absorb(work: Path) -> None:
 def rebuild(work: Path) -> None:
     from mdm_orchestration.config import load_hub_config
     from mdm_orchestration.hub.store import create_hub_engine
-    from mdm_orchestration.matching.store import rebuild_clusters
-    from mdm_orchestration.survivorship.store import consolidate
+    from mdm_orchestration.matching import rebuild_clusters
+    from mdm_orchestration.survivorship import consolidate
 
     config = load_hub_config()
     engine = create_hub_engine(f"sqlite:///{work / 'hub.db'}")

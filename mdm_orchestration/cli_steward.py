@@ -24,7 +24,7 @@ def _steward() -> str:
 def cmd_review(args: argparse.Namespace) -> int:
     """Show uncertain pairs side by side; record match / distinct / unsure."""
     from mdm_orchestration.hub.store import create_hub_engine
-    from mdm_orchestration.matching.store import current_cleansed, pending_review, record_label
+    from mdm_orchestration.matching import current_cleansed, pending_review, record_label
 
     engine = create_hub_engine(args.hub)
     done = 0
@@ -65,7 +65,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 def _override(args: argparse.Namespace, kind: str) -> int:
     from mdm_orchestration.hub.store import create_hub_engine
-    from mdm_orchestration.matching.store import UnknownRecord, record_override, resolve_record
+    from mdm_orchestration.matching import UnknownRecord, record_override, resolve_record
 
     engine = create_hub_engine(args.hub)
     try:

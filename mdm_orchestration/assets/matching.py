@@ -1,18 +1,16 @@
 """Matching: labels, the learned model, and the clusters of records that are one customer."""
 
 import dagster as dg
-from sqlalchemy import func, select
 
-from mdm_orchestration.matching.labels import load_default_labels
-from mdm_orchestration.matching.store import (
-    CLUSTERS,
+from mdm_orchestration.matching import (
     PARTY_TYPES,
-    REVIEW,
+    PartyClusters,
     cluster_state,
+    cluster_stats,
     labels_digest,
-    match_incremental,
-    needs_full_rematch,
-    rebuild_clusters,
+    load_default_labels,
+    rematch,
+    review_queue_size,
     steward_labels,
     train_models,
 )
@@ -37,8 +35,8 @@ def training_labels(context: dg.AssetExecutionContext, hub: HubDatabase) -> dg.M
         digests = {p: labels_digest(conn, p) for p in PARTY_TYPES}
     defaults = load_default_labels()
     by_label: dict[str, int] = {}
-    for _party, _l, _r, label in labels:
-        by_label[label] = by_label.get(label, 0) + 1
+    for lb in labels:
+        by_label[lb.label] = by_label.get(lb.label, 0) + 1
     combined = "".join(digests[p] for p in PARTY_TYPES)
     return dg.MaterializeResult(
         metadata={
@@ -91,7 +89,12 @@ def match_model(
     return dg.MaterializeResult(metadata=metadata)
 
 
-def _sizes_table(stats: dict) -> str:
+#: Cluster-size buckets plotted over time: (lowest size, highest size or None, key suffix).
+SIZE_BUCKETS = ((1, 1, "1"), (2, 2, "2"), (3, 5, "3_5"), (6, 10, "6_10"), (11, None, "11_plus"))
+
+
+def _sizes_markdown(stats: dict[str, PartyClusters]) -> str:
+    """The size distribution as text (``size: clusters``), for reading at a glance."""
     lines = [
         "| party | records | clusters | largest | sizes (size: clusters) |",
         "|---|---:|---:|---:|---|",
@@ -99,59 +102,46 @@ def _sizes_table(stats: dict) -> str:
     for party in PARTY_TYPES:
         s = stats.get(party)
         if s:
-            sizes = ", ".join(f"{k}: {v}" for k, v in s["cluster_sizes"].items())
+            sizes = ", ".join(f"{k}: {v}" for k, v in s.cluster_sizes.items())
             lines.append(
-                f"| {party} | {s['records']} | {s['clusters']} | {s['largest_cluster']} | {sizes} |"
+                f"| {party} | {s.records} | {s.clusters} | {s.largest_cluster} | {sizes} |"
             )
     return "\n".join(lines)
 
 
-def cluster_stats(conn) -> dict:  # type: ignore[no-untyped-def]
-    """Per party type: records, clusters, size distribution, contacts linked (from the hub)."""
-    sizes = (
-        select(CLUSTERS.c.party_type, CLUSTERS.c.cluster_id, func.count().label("n"))
-        .group_by(CLUSTERS.c.party_type, CLUSTERS.c.cluster_id)
-        .subquery()
+def _clusters_table(stats: dict[str, PartyClusters]) -> dg.TableMetadataValue:
+    columns = (
+        "records",
+        "clusters",
+        "largest_cluster",
+        "records_in_multi_record_clusters",
+        "contacts_linked",
     )
-    out: dict = {}
-    for party, n, clusters in conn.execute(
-        select(sizes.c.party_type, sizes.c.n, func.count()).group_by(sizes.c.party_type, sizes.c.n)
-    ):
-        s = out.setdefault(
-            party,
-            {
-                "records": 0,
-                "clusters": 0,
-                "cluster_sizes": {},
-                "largest_cluster": 0,
-                "records_in_multi_record_clusters": 0,
-                "contacts_linked": 0,
-            },
-        )
-        s["records"] += n * clusters
-        s["clusters"] += clusters
-        s["cluster_sizes"][str(n)] = clusters
-        s["largest_cluster"] = max(s["largest_cluster"], n)
-        if n > 1:
-            s["records_in_multi_record_clusters"] += n * clusters
-    for party, linked in conn.execute(
-        select(CLUSTERS.c.party_type, func.count())
-        .where(CLUSTERS.c.organisation_cluster_id.is_not(None))
-        .group_by(CLUSTERS.c.party_type)
-    ):
-        out.setdefault(
-            party,
-            {
-                "records": 0,
-                "clusters": 0,
-                "cluster_sizes": {},
-                "largest_cluster": 0,
-                "records_in_multi_record_clusters": 0,
-                "contacts_linked": 0,
-            },
-        )["contacts_linked"] = linked
-    for s in out.values():
-        s["cluster_sizes"] = dict(sorted(s["cluster_sizes"].items(), key=lambda kv: int(kv[0])))
+    return dg.MetadataValue.table(
+        records=[
+            dg.TableRecord({"party": party, **{c: int(getattr(stats[party], c)) for c in columns}})
+            for party in PARTY_TYPES
+            if party in stats
+        ],
+        schema=dg.TableSchema(
+            columns=[
+                dg.TableColumn("party", "string"),
+                *(dg.TableColumn(c, "int") for c in columns),
+            ]
+        ),
+    )
+
+
+def _size_buckets(stats: dict[str, PartyClusters]) -> dict[str, int]:
+    """``{party}_clusters_size_{bucket}``: how many clusters fall in each size bucket (every
+    bucket of every party type, zeros included, so each is a continuous series in the UI)."""
+    out = {}
+    for party in PARTY_TYPES:
+        sizes = stats[party].cluster_sizes if party in stats else {}
+        for low, high, name in SIZE_BUCKETS:
+            out[f"{party}_clusters_size_{name}"] = sum(
+                n for size, n in sizes.items() if size >= low and (high is None or size <= high)
+            )
     return out
 
 
@@ -193,53 +183,43 @@ def match_clusters(
     and dedupe's clustering groups them, honouring stewards' merges and splits. Contacts are
     linked to their organisation's cluster; uncertain pairs go to the review queue."""
     hub_config = landing.hub_config()
-    with hub.engine.connect() as conn:
-        full = config.full or needs_full_rematch(conn)
-    if full:
-        result = rebuild_clusters(hub.engine, hub_config)
-        run, review_pairs = result.stats["run"], result.stats["review_queue"]
-        scope = None
-    else:
-        incremental = match_incremental(hub.engine, hub_config)
-        run, review_pairs = incremental.counts, incremental.review_queue
-        scope = incremental.scope
+    result = rematch(hub.engine, hub_config, full=config.full)
     # The checks look at what this run clustered: the whole hub after a full run.
-    state = cluster_state(hub.engine, hub_config, scope)
-    with hub.engine.connect() as conn:
-        queue = conn.execute(
-            select(func.count()).select_from(REVIEW).where(REVIEW.c.status == "pending")
-        ).scalar_one()
-        stats = cluster_stats(conn)
-    records = sum(s["records"] for s in stats.values())
-    clusters = sum(s["clusters"] for s in stats.values())
-    in_multi = sum(s["records_in_multi_record_clusters"] for s in stats.values())
+    state = cluster_state(hub.engine, hub_config, result.scope)
+    queue = review_queue_size(hub.engine)
+    stats = cluster_stats(hub.engine)
+    records = sum(s.records for s in stats.values())
+    clusters = sum(s.clusters for s in stats.values())
+    in_multi = sum(s.records_in_multi_record_clusters for s in stats.values())
     context.log.info(
-        f"{'full' if full else 'incremental'}: {run.get('arrived', 0)} arrived, "
-        f"{run.get('clusters_touched', 0)} clusters touched; {records} records in {clusters} "
+        f"{result.mode}: {result.count('arrived')} arrived, "
+        f"{result.count('clusters_touched')} clusters touched; {records} records in {clusters} "
         f"clusters; review queue {queue}"
     )
     return dg.MaterializeResult(
         metadata={
-            "mode": "full" if full else "incremental",
-            "records_arrived": int(run.get("arrived", 0)),
-            "records_removed": int(run.get("removed", 0)),
-            "records_rematched": int(run.get("records", 0)),
-            "clusters_touched": int(run.get("clusters_touched", 0)),
-            "pairs_scored": int(run.get("pairs_scored", 0)),
-            "new_review_pairs": int(review_pairs),
+            "mode": result.mode,
+            "records_arrived": result.count("arrived"),
+            "records_removed": result.count("removed"),
+            "records_rematched": result.count("records"),
+            "clusters_touched": result.count("clusters_touched"),
+            "pairs_scored": result.count("pairs_scored"),
+            "new_review_pairs": result.review_pairs,
             "records": records,
             "clusters": clusters,
             "match_rate": round(in_multi / records, 4) if records else 0.0,
             "review_queue": int(queue),
-            "contacts_linked_to_organisations": sum(s["contacts_linked"] for s in stats.values()),
-            "cluster_sizes": dg.MetadataValue.md(_sizes_table(stats)),
+            "contacts_linked_to_organisations": sum(s.contacts_linked for s in stats.values()),
+            "cluster_sizes": dg.MetadataValue.md(_sizes_markdown(stats)),
+            "clusters_by_party": _clusters_table(stats),
+            **_size_buckets(stats),
         },
         check_results=[
             dg.AssetCheckResult(
                 check_name=ONE_CLUSTER,
                 passed=state.clustered == state.records == state.distinct_records,
                 metadata={
-                    "scope": "hub" if scope is None else "run",
+                    "scope": "hub" if result.scope is None else "run",
                     "records": state.records,
                     "clustered": state.clustered,
                 },

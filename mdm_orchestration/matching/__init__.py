@@ -1,8 +1,101 @@
 """Matching: which cleansed records are the same person or organisation (no Dagster in here).
 
-``blocking`` (our candidate pairs), ``rules`` (deterministic matches), ``model`` (dedupe's
-comparators and classifier: ``train_model``, ``load_model``), ``clustering`` (dedupe's
-hierarchical clustering with steward constraints), ``engine`` (``match_records``), ``labels``
-(the shipped default labels), ``evaluation`` (metrics against ground truth) and ``store``
-(the hub side: labels, overrides, models, clusters, review queue).
+This module is the face: callers (assets, the CLI, tests, benchmarks) import from here. Behind it,
+the pure modules decide: ``blocking`` (our candidate pairs), ``rules`` (deterministic matches),
+``model`` (dedupe's comparators and classifier), ``clustering`` (dedupe's hierarchical
+clustering with steward constraints), ``engine`` (``match_records``), ``labels`` (the shipped
+default labels) and ``evaluation`` (metrics against ground truth). The hub side: ``steward``
+(labels, overrides, the review queue), ``training`` (the model registry), ``rebuild`` (the
+full run), ``incremental`` (the incremental run, reading through ``neighbourhood``), ``writes``
+(the rows both runs write), ``runs`` (their one result type) and ``health`` (checks, statistics,
+staleness). dedupe itself is imported only where a model is trained or scores pairs.
 """
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from mdm_orchestration.config import HubConfig
+from mdm_orchestration.hub.tables import ORGANISATION, PARTY_TYPES, PERSON
+from mdm_orchestration.matching.health import (
+    ClusterState,
+    PartyClusters,
+    cluster_state,
+    cluster_stats,
+    needs_full_rematch,
+    needs_rematch,
+)
+from mdm_orchestration.matching.incremental import match_incremental
+from mdm_orchestration.matching.labels import load_default_labels
+from mdm_orchestration.matching.rebuild import rebuild_clusters
+from mdm_orchestration.matching.runs import (
+    FULL,
+    INCREMENTAL,
+    ConcurrentMatch,
+    MatchRunResult,
+)
+from mdm_orchestration.matching.steward import (
+    LABEL_VALUES,
+    OVERRIDE_KINDS,
+    StewardLabel,
+    UnknownRecord,
+    current_cleansed,
+    pending_review,
+    record_label,
+    record_override,
+    resolve_record,
+    review_queue_size,
+    steward_labels,
+)
+from mdm_orchestration.matching.training import (
+    NoModel,
+    TrainSummary,
+    labels_digest,
+    load_models,
+    train_models,
+)
+
+
+def rematch(engine: Engine, config: HubConfig, *, full: bool = False) -> MatchRunResult:
+    """Bring the clustering up to date: a full rebuild when asked for or due (see
+    :func:`needs_full_rematch`), else an incremental run over what changed."""
+    with engine.connect() as conn:
+        full = full or needs_full_rematch(conn)
+    return rebuild_clusters(engine, config) if full else match_incremental(engine, config)
+
+
+__all__ = [
+    "FULL",
+    "INCREMENTAL",
+    "LABEL_VALUES",
+    "ORGANISATION",
+    "OVERRIDE_KINDS",
+    "PARTY_TYPES",
+    "PERSON",
+    "ClusterState",
+    "ConcurrentMatch",
+    "MatchRunResult",
+    "NoModel",
+    "PartyClusters",
+    "StewardLabel",
+    "TrainSummary",
+    "UnknownRecord",
+    "cluster_state",
+    "cluster_stats",
+    "current_cleansed",
+    "labels_digest",
+    "load_default_labels",
+    "load_models",
+    "match_incremental",
+    "needs_full_rematch",
+    "needs_rematch",
+    "pending_review",
+    "rebuild_clusters",
+    "record_label",
+    "record_override",
+    "rematch",
+    "resolve_record",
+    "review_queue_size",
+    "steward_labels",
+    "train_models",
+]

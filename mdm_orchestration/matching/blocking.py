@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from mdm_orchestration.hub.tables import PERSON
 from mdm_orchestration.matching.rules import house_numbers
-
-PERSON, ORGANISATION = "person", "organisation"
 
 
 def _join(frame: pd.DataFrame, columns: list[str]) -> pd.Series:

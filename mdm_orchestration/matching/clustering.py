@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mdm_orchestration.hub.tables import component_labels
+
 
 @dataclass
 class Clustering:
@@ -37,12 +39,10 @@ def _find(parent: list[int], i: int) -> int:
 def _components(
     n: int, left: np.ndarray, right: np.ndarray, extra: list[tuple[int, int]]
 ) -> np.ndarray:
-    parent = list(range(n))
-    for a, b in [*zip(left.tolist(), right.tolist(), strict=True), *extra]:
-        ra, rb = _find(parent, a), _find(parent, b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    return np.array([_find(parent, i) for i in range(n)], dtype=np.int64)
+    """The connected component of each record, through ``left``-``right`` and ``extra``."""
+    return component_labels(
+        n, [*left.tolist(), *(a for a, _b in extra)], [*right.tolist(), *(b for _a, b in extra)]
+    )
 
 
 def _split_constrained(

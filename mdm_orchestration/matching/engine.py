@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from mdm_orchestration.config import MatchingConfig
-from mdm_orchestration.matching.blocking import ORGANISATION, PERSON, candidate_pairs
+from mdm_orchestration.hub.tables import ORGANISATION, PERSON, component_labels
+from mdm_orchestration.matching.blocking import candidate_pairs
 from mdm_orchestration.matching.clustering import cluster_pairs
 from mdm_orchestration.matching.model import FIELDS, MatchModel
 from mdm_orchestration.matching.records import match_frame
@@ -123,21 +124,10 @@ def _missing_pairs_in_components(
     records, of which only some share a key, would be split apart; scoring the rest of the pairs
     inside each (small) component lets the clustering see them.
     """
-    parent = np.arange(n)
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return int(i)
-
-    for a, b in zip(left[linked].tolist(), right[linked].tolist(), strict=True):
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
+    component = component_labels(n, left[linked].tolist(), right[linked].tolist())
     members: dict[int, list[int]] = {}
     for i in set(left[linked].tolist()) | set(right[linked].tolist()):
-        members.setdefault(find(i), []).append(i)
+        members.setdefault(int(component[i]), []).append(i)
     extra_l, extra_r = [], []
     for group in members.values():
         if 3 <= len(group) <= max_size:

@@ -21,7 +21,8 @@ from typing import Any
 import pandas as pd
 
 from mdm_orchestration.config import HubConfig, load_hub_config
-from mdm_orchestration.matching.blocking import ORGANISATION, PERSON, candidate_pairs
+from mdm_orchestration.hub.tables import ORGANISATION, PERSON
+from mdm_orchestration.matching.blocking import candidate_pairs
 from mdm_orchestration.matching.model import FIELDS
 from mdm_orchestration.matching.records import match_frame
 

@@ -22,10 +22,10 @@ import numpy as np
 from affinegap import normalizedAffineGapDistance
 
 from mdm_orchestration.cleansing.names import nickname_related
+from mdm_orchestration.hub.tables import ORGANISATION, PERSON
 from mdm_orchestration.matching.records import ORGANISATION_FIELDS, PERSON_FIELDS
 from mdm_orchestration.matching.rules import one_slip
 
-PERSON, ORGANISATION = "person", "organisation"
 #: Changes when ``variables`` change: part of the labels' digest, so a hub upgraded to new
 #: comparators retrains (and then rebuilds) instead of scoring with a model of the old ones.
 MODEL_VERSION = 3

@@ -39,9 +39,6 @@ ORGANISATION_FIELDS = (
     "city",
     "national_id",
 )
-#: Blocking-only columns kept alongside the comparison fields.
-KEY_COLUMNS = ("given_phonetic", "family_phonetic", "address_key", "birth_year")
-
 #: Cleansed columns the matcher reads.
 CLEANSED_COLUMNS = (
     "source_record_id",
@@ -171,8 +168,3 @@ def match_frame(cleansed: pd.DataFrame) -> pd.DataFrame:
     out["family_phonetic"] = _none(c["family_phonetic"])
     out["address_key"] = _none(c["address_key"])
     return out
-
-
-def dedupe_record(row: dict, fields: tuple[str, ...]) -> dict:
-    """The dict dedupe compares for one record (missing values as ``None``)."""
-    return {f: row.get(f) for f in fields}

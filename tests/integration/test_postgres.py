@@ -141,7 +141,7 @@ def test_cleansing_on_postgres(postgres_url, hub_config, landing):
 def test_matching_on_postgres(postgres_url, hub_config, sample_silos, tmp_path):
     """Models (binary settings), clusters and the review queue (COPY) on PostgreSQL."""
     from mdm_orchestration.cleansing import cleanse_pending
-    from mdm_orchestration.matching.store import (
+    from mdm_orchestration.matching import (
         cluster_state,
         load_models,
         needs_rematch,
@@ -180,8 +180,8 @@ def test_golden_records_on_postgres(postgres_url, hub_config, sample_silos, tmp_
     """Golden records, history, cross-reference and outbox (COPY and upserts) on PostgreSQL: a
     failed consolidation writes nothing, a rerun changes nothing, a merge keeps the older id."""
     from mdm_orchestration.cleansing import cleanse_pending
-    from mdm_orchestration.matching.store import rebuild_clusters, record_override, train_models
-    from mdm_orchestration.survivorship.store import (
+    from mdm_orchestration.matching import rebuild_clusters, record_override, train_models
+    from mdm_orchestration.survivorship import (
         consolidate,
         golden_health,
         needs_consolidation,
@@ -201,7 +201,7 @@ def test_golden_records_on_postgres(postgres_url, hub_config, sample_silos, tmp_
             if name == "golden:before_commit":
                 raise RuntimeError("crash before commit")
 
-        monkeypatch.setattr("mdm_orchestration.survivorship.store.crash_point", boom)
+        monkeypatch.setattr("mdm_orchestration.survivorship.writing.crash_point", boom)
         with pytest.raises(RuntimeError):
             consolidate(engine, hub_config, "crashed")
         with engine.connect() as conn:
@@ -253,10 +253,9 @@ def test_syndication_and_erasure_on_postgres(postgres_url, sample_silos, tmp_pat
 
     from mdm_orchestration.cleansing import cleanse_pending
     from mdm_orchestration.config import load_hub_config
-    from mdm_orchestration.matching.store import rebuild_clusters, train_models
-    from mdm_orchestration.survivorship.store import consolidate
-    from mdm_orchestration.syndication.delivery import syndicate
-    from mdm_orchestration.syndication.erasure import erase
+    from mdm_orchestration.matching import rebuild_clusters, train_models
+    from mdm_orchestration.survivorship import consolidate
+    from mdm_orchestration.syndication import erase, syndicate
     from tests.conftest import CONFIG_DIR
     from tests.helpers import check_invariants, copy_landing
 
@@ -332,8 +331,8 @@ def test_incremental_reconsolidation_on_postgres_serialises_overlapping_runs(
     the Dagster pool not there): the advisory lock makes the second wait; both succeed, and the
     hub holds every record once."""
     from mdm_orchestration.cleansing import cleanse_pending
-    from mdm_orchestration.matching.store import match_incremental, rebuild_clusters, train_models
-    from mdm_orchestration.survivorship.store import consolidate
+    from mdm_orchestration.matching import match_incremental, rebuild_clusters, train_models
+    from mdm_orchestration.survivorship import consolidate
     from tests.helpers import check_invariants, copy_landing
 
     landing = copy_landing(sample_silos, tmp_path / "silos")

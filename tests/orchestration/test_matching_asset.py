@@ -200,7 +200,7 @@ def test_enough_own_labels_replace_the_shipped_defaults(hub):
         groups = [g for g in groups if g[0] in persons][:40]
         same = [(g[0], g[1]) for g in groups[:20]]
         apart = [(a[0], b[0]) for a, b in zip(groups[20:30], groups[30:40], strict=True)]
-        from mdm_orchestration.matching.store import record_label
+        from mdm_orchestration.matching import record_label
 
         engine = create_hub_engine(hub["url"])
         for a, b in same[:10] + apart[:5]:

@@ -1,0 +1,95 @@
+"""The full rebuild: cluster every current record and replace the clustering, the blocking
+index, the kept pairs and the pending review items in one transaction (a crash leaves the
+previous clustering in place)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, delete, select
+
+from mdm_orchestration.config import HubConfig
+from mdm_orchestration.hub.store import reconsolidation_lock, write_transaction
+from mdm_orchestration.hub.tables import (
+    CLUSTERS,
+    INDEX,
+    MATCH_LOCK_KEY,
+    PAIRS,
+    QUEUE,
+    REVIEW,
+    XREF,
+    advisory_xact_lock,
+    utcnow,
+)
+from mdm_orchestration.matching.engine import match_records
+from mdm_orchestration.matching.runs import FULL, PAIRS_VERSION, MatchRunResult, record_run
+from mdm_orchestration.matching.steward import current_cleansed, judged_pairs, overrides
+from mdm_orchestration.matching.training import load_models, model_ids
+from mdm_orchestration.matching.writes import (
+    cleansed_upto,
+    cluster_rows,
+    index_rows,
+    review_rows,
+    versions_of,
+    write_clusters,
+    write_index,
+    write_pairs,
+    write_review,
+)
+
+
+def rebuild_clusters(engine: Engine, config: HubConfig) -> MatchRunResult:
+    """Cluster every current source record; replace the clustering, the blocking index and the
+    pending review items in one transaction, and queue every record for consolidation. Pairs a
+    steward already judged do not come back for review."""
+    with reconsolidation_lock(engine):
+        return _rebuild_clusters(engine, config)
+
+
+def _rebuild_clusters(engine: Engine, config: HubConfig) -> MatchRunResult:
+    with engine.connect() as conn, conn.begin():
+        models = load_models(conn)
+        ids = model_ids(conn)
+        upto = cleansed_upto(conn)
+        cleansed = current_cleansed(conn)
+        versions = versions_of(conn, None)
+        must, cannot = overrides(conn)
+        judged = judged_pairs(conn, must, cannot)
+    result = match_records(cleansed, models, config.matching, must, cannot)
+    index = sorted(index_rows(cleansed))  # in primary-key order: appends, not page splits
+    now = utcnow()
+    with write_transaction(engine) as conn:
+        advisory_xact_lock(conn, MATCH_LOCK_KEY)
+        conn.execute(delete(CLUSTERS))
+        write_clusters(conn, cluster_rows(result, versions, now))
+        conn.execute(delete(INDEX))
+        write_index(conn, index)
+        conn.execute(delete(PAIRS))
+        write_pairs(conn, result.pairs)
+        conn.execute(delete(REVIEW).where(REVIEW.c.status == "pending"))
+        review = review_rows(conn, result, judged, now)
+        write_review(conn, review)
+        # Every record (and every record that had a golden record) is consolidated again.
+        conn.execute(delete(QUEUE))
+        conn.execute(
+            QUEUE.insert().from_select(
+                ["record_id"], select(CLUSTERS.c.record_id).union(select(XREF.c.record_id))
+            )
+        )
+        counts = {
+            "records": len(result.clusters),
+            "arrived": len(result.clusters),
+            "removed": 0,
+            "clusters_touched": int(result.clusters["cluster_id"].nunique())
+            if len(result.clusters)
+            else 0,
+            "pairs_version": PAIRS_VERSION,
+            **{f"{p}_model": i for p, i in ids.items()},
+        }
+        record_run(conn, FULL, upto, counts)
+    return MatchRunResult(
+        mode=FULL,
+        counts=counts,
+        review_pairs=len(review),
+        scope=None,
+        review=result.review,
+        stats={**result.stats, "review_queue": len(review), "run": counts},
+    )

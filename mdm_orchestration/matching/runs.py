@@ -1,0 +1,51 @@
+"""A matching run's record and its result: one type for the full and the incremental path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection
+
+from mdm_orchestration.hub.tables import MATCH_RUNS, utcnow
+
+#: Kept scores and the blocking index are valid for the blocking keys and clustering rules of
+#: this version (``match_runs.counts``); a hub built by an older one is rebuilt in full.
+PAIRS_VERSION = 3
+FULL = "full"
+INCREMENTAL = "incremental"
+
+
+class ConcurrentMatch(RuntimeError):
+    """Another matching run committed while this one was reading: nothing was written."""
+
+
+@dataclass
+class MatchRunResult:
+    """What a matching run did, full or incremental."""
+
+    mode: str
+    #: what ``match_runs.counts`` records: arrived, removed, records, clusters_touched, ...
+    counts: dict[str, int]
+    #: new pending review items
+    review_pairs: int = 0
+    #: the records the run re-clustered or took out (what its checks look at); ``None``: the
+    #: whole hub (a full run)
+    scope: set[str] | None = None
+    #: the uncertain pairs the run scored (``left_id``, ``right_id``, ``party_type``, ``score``)
+    review: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: the engine's statistics per party type, with ``run`` (the counts) and ``review_queue``
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def count(self, name: str) -> int:
+        return int(self.counts.get(name, 0))
+
+
+def record_run(conn: Connection, mode: str, upto: datetime | None, counts: dict[str, Any]) -> None:
+    conn.execute(
+        MATCH_RUNS.insert().values(
+            mode=mode, cleansed_upto=upto, counts=counts, finished_at=utcnow()
+        )
+    )

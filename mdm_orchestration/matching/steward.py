@@ -1,0 +1,188 @@
+"""What stewards say: labels (match / distinct / unsure), overrides (must-link / cannot-link),
+the review queue, and the record references they use (``source:key``)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import pandas as pd
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+
+from mdm_orchestration.hub.models import source_record_id
+from mdm_orchestration.hub.store import write_transaction
+from mdm_orchestration.hub.tables import (
+    CLEANSED,
+    CURRENT_CLEANSED,
+    LABELS,
+    OVERRIDES,
+    PERSON,
+    REVIEW,
+    SOURCES,
+    chunks,
+    utcnow,
+)
+from mdm_orchestration.matching.records import CLEANSED_COLUMNS
+
+LABEL_VALUES = ("match", "distinct", "unsure")
+OVERRIDE_KINDS = ("must_link", "cannot_link")
+
+
+class StewardLabel(NamedTuple):
+    party_type: str
+    left_record_id: str
+    right_record_id: str
+    label: str
+
+
+def ordered(a: str, b: str) -> tuple[str, str]:
+    return (a, b) if a < b else (b, a)
+
+
+class UnknownRecord(LookupError):
+    """A ``source:key`` that the hub does not hold."""
+
+
+def resolve_record(conn: Connection, reference: str) -> str:
+    """``source:key`` (or a 32-character record id) -> the source record id, checked."""
+    if ":" in reference:
+        source, key = reference.split(":", 1)
+        rid = source_record_id(source, key)
+    else:
+        rid = reference
+    found = conn.execute(select(SOURCES.c.id).where(SOURCES.c.id == rid)).first()
+    if found is None:
+        raise UnknownRecord(f"no source record {reference!r} in the hub")
+    return rid
+
+
+def current_cleansed(conn: Connection, record_ids: list[str] | None = None) -> pd.DataFrame:
+    """The cleansed form of each source record's current version."""
+    query = select(*[CLEANSED.c[c] for c in CLEANSED_COLUMNS]).select_from(CURRENT_CLEANSED)
+    if record_ids is None:
+        rows = conn.execute(query.order_by(CLEANSED.c.source_record_id)).all()
+    else:
+        rows = []
+        for chunk in chunks(sorted(set(record_ids))):
+            rows += conn.execute(
+                query.where(CLEANSED.c.source_record_id.in_(chunk)).order_by(
+                    CLEANSED.c.source_record_id
+                )
+            ).all()
+    return pd.DataFrame([tuple(r) for r in rows], columns=list(CLEANSED_COLUMNS), dtype=object)
+
+
+# --- labels -----------------------------------------------------------------------------------
+
+
+def steward_labels(conn: Connection) -> list[StewardLabel]:
+    """Every steward label, in a stable order."""
+    rows = conn.execute(
+        select(
+            LABELS.c.party_type, LABELS.c.left_record_id, LABELS.c.right_record_id, LABELS.c.label
+        ).order_by(LABELS.c.left_record_id, LABELS.c.right_record_id)
+    ).all()
+    return [StewardLabel(*r) for r in rows]
+
+
+def record_label(engine: Engine, left: str, right: str, label: str, by: str) -> None:
+    """Store a steward's verdict (the latest wins) and close the pair's review item."""
+    if label not in LABEL_VALUES:
+        raise ValueError(f"label must be one of {LABEL_VALUES}")
+    left, right = ordered(left, right)
+    with write_transaction(engine) as conn:
+        party = (
+            conn.execute(
+                select(CLEANSED.c.party_type).where(CLEANSED.c.source_record_id == left).limit(1)
+            ).scalar_one_or_none()
+            or PERSON
+        )
+        conn.execute(
+            delete(LABELS).where(LABELS.c.left_record_id == left, LABELS.c.right_record_id == right)
+        )
+        conn.execute(
+            insert(LABELS).values(
+                party_type=party,
+                left_record_id=left,
+                right_record_id=right,
+                label=label,
+                labelled_by=by,
+                labelled_at=utcnow(),
+            )
+        )
+        conn.execute(
+            update(REVIEW)
+            .where(REVIEW.c.left_record_id == left, REVIEW.c.right_record_id == right)
+            .values(status="done")
+        )
+
+
+# --- overrides --------------------------------------------------------------------------------
+
+
+def record_override(
+    engine: Engine, left: str, right: str, kind: str, by: str, reason: str | None = None
+) -> None:
+    """A must-link (merge) or cannot-link (split); it replaces an earlier one for the pair."""
+    if kind not in OVERRIDE_KINDS:
+        raise ValueError("kind must be must_link or cannot_link")
+    if left == right:
+        raise ValueError("a record cannot be linked to itself")
+    left, right = ordered(left, right)
+    with write_transaction(engine) as conn:
+        conn.execute(
+            delete(OVERRIDES).where(
+                OVERRIDES.c.left_record_id == left, OVERRIDES.c.right_record_id == right
+            )
+        )
+        conn.execute(
+            insert(OVERRIDES).values(
+                left_record_id=left,
+                right_record_id=right,
+                kind=kind,
+                reason=reason,
+                created_by=by,
+                created_at=utcnow(),
+            )
+        )
+
+
+def overrides(conn: Connection) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(must-links, cannot-links) as record id pairs."""
+    rows = conn.execute(
+        select(OVERRIDES.c.left_record_id, OVERRIDES.c.right_record_id, OVERRIDES.c.kind)
+    ).all()
+    must = [(a, b) for a, b, k in rows if k == "must_link"]
+    cannot = [(a, b) for a, b, k in rows if k == "cannot_link"]
+    return must, cannot
+
+
+def judged_pairs(
+    conn: Connection, must: list[tuple[str, str]], cannot: list[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Pairs a steward already decided (a label or an override): they do not come back for
+    review."""
+    labelled = {(lb.left_record_id, lb.right_record_id) for lb in steward_labels(conn)}
+    return labelled | set(must) | set(cannot)
+
+
+# --- review queue -----------------------------------------------------------------------------
+
+
+def pending_review(conn: Connection, limit: int) -> list[Any]:
+    """Pending pairs, the most uncertain first."""
+    return conn.execute(
+        select(REVIEW)
+        .where(REVIEW.c.status == "pending")
+        .order_by(func.abs(REVIEW.c.score - 0.5), REVIEW.c.id)
+        .limit(limit)
+    ).all()
+
+
+def review_queue_size(engine: Engine) -> int:
+    """How many review items are pending."""
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                select(func.count()).select_from(REVIEW).where(REVIEW.c.status == "pending")
+            ).scalar_one()
+        )

@@ -1,0 +1,200 @@
+"""The rows matching keeps in the hub (clusters, review items, blocking keys, scored pairs),
+as named tuples, and the writers both matching paths share."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import NamedTuple
+
+import pandas as pd
+from sqlalchemy import Connection, func, select
+
+from mdm_orchestration.hub.bulk import bulk_insert
+from mdm_orchestration.hub.tables import (
+    CLEANSED,
+    CURRENT_CLEANSED,
+    EXTRACTS,
+    PARTY_TYPES,
+    REVIEW,
+    chunks,
+    in_chunks,
+)
+from mdm_orchestration.matching.blocking import index_entries
+from mdm_orchestration.matching.engine import MatchResult, ScoredPairs
+from mdm_orchestration.matching.records import match_frame
+from mdm_orchestration.matching.steward import ordered
+
+#: Scored pairs below this match probability are not kept: they join no component, and a
+#: component that needs one (to cluster its members) has it scored again.
+PAIR_FLOOR = 0.05
+PAIR_COLUMNS = ("left_record_id", "right_record_id", "party_type", "score", "by_rule")
+INDEX_COLUMNS = ("record_id", "key_name", "key_hash")
+
+
+class StoredCluster(NamedTuple):
+    """A record's cluster row as the incremental path compares it (no record id, no time)."""
+
+    party_type: str
+    cluster_id: str
+    confidence: float
+    organisation_cluster_id: str | None
+    extract_id: int
+    row_number: int
+
+    def golden_relevant(self) -> tuple[object, ...]:
+        """What golden records depend on: the cluster, the organisation link, the version."""
+        return (self.cluster_id, self.organisation_cluster_id, self.extract_id, self.row_number)
+
+
+class ClusterRow(NamedTuple):
+    record_id: str
+    party_type: str
+    cluster_id: str
+    confidence: float
+    organisation_cluster_id: str | None
+    clustered_at: datetime
+    extract_id: int
+    row_number: int
+
+    def stored(self) -> StoredCluster:
+        return StoredCluster(
+            self.party_type,
+            self.cluster_id,
+            self.confidence,
+            self.organisation_cluster_id,
+            self.extract_id,
+            self.row_number,
+        )
+
+
+CLUSTER_COLUMNS = ClusterRow._fields
+
+
+class ReviewRow(NamedTuple):
+    party_type: str
+    left_record_id: str
+    right_record_id: str
+    score: float
+    status: str
+    created_at: datetime
+
+
+REVIEW_COLUMNS = ReviewRow._fields
+
+
+def cleansed_upto(conn: Connection) -> datetime | None:
+    """When the newest extract was cleansed (a run records it: later ones are new to it)."""
+    return conn.execute(select(func.max(EXTRACTS.c.cleansed_at))).scalar_one()
+
+
+def versions_of(conn: Connection, record_ids: list[str] | None) -> dict[str, tuple[int, int]]:
+    """Each record's current cleansed version (extract id, row number)."""
+    query = select(
+        CLEANSED.c.source_record_id, CLEANSED.c.extract_id, CLEANSED.c.row_number
+    ).select_from(CURRENT_CLEANSED)
+    if record_ids is None:
+        return {r: (e, n) for r, e, n in conn.execute(query)}
+    out = {}
+    for chunk in chunks(record_ids):
+        rows = conn.execute(query.where(CLEANSED.c.source_record_id.in_(chunk)))
+        out.update({r: (e, n) for r, e, n in rows})
+    return out
+
+
+def cluster_rows(
+    result: MatchResult, versions: dict[str, tuple[int, int]], now: datetime
+) -> list[ClusterRow]:
+    c = result.clusters
+    return [
+        ClusterRow(r, p, k, float(s), o, now, *versions[r])
+        for r, p, k, s, o in zip(
+            c["record_id"],
+            c["party_type"],
+            c["cluster_id"],
+            c["confidence"],
+            c["organisation_cluster_id"],
+            strict=True,
+        )
+    ]
+
+
+def review_rows(
+    conn: Connection,
+    result: MatchResult,
+    judged: set[tuple[str, str]],
+    now: datetime,
+    among: set[str] | None = None,
+) -> list[ReviewRow]:
+    """New pending review items: the result's uncertain pairs not judged or reviewed before
+    (``among``: the records an incremental run re-matched, whose pairs are the only candidates)."""
+    query = select(REVIEW.c.left_record_id, REVIEW.c.right_record_id)
+    if among is None:
+        done = {ordered(*r) for r in conn.execute(query)}
+    else:
+        done = set()
+        for side in (REVIEW.c.left_record_id, REVIEW.c.right_record_id):
+            for cond in in_chunks(side, sorted(among)):
+                done.update(ordered(*r) for r in conn.execute(query.where(cond)))
+    judged = {ordered(*p) for p in judged}
+    out = []
+    for a, b, p, s in zip(
+        result.review["left_id"],
+        result.review["right_id"],
+        result.review["party_type"],
+        result.review["score"],
+        strict=True,
+    ):
+        pair = ordered(a, b)
+        if pair not in judged and pair not in done:
+            done.add(pair)
+            out.append(ReviewRow(p, *pair, float(s), "pending", now))
+    return out
+
+
+def index_rows(cleansed: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """The blocking keys of cleansed records: ``(record_id, key_name, key_hash)``."""
+    frame = match_frame(cleansed)
+    rows: list[tuple[str, str, str]] = []
+    for party in PARTY_TYPES:
+        sub = frame[frame["party_type"] == party]
+        if not sub.empty:
+            rows += index_entries(sub, party)
+    return rows
+
+
+def write_clusters(conn: Connection, rows: list[ClusterRow]) -> None:
+    bulk_insert(conn, "match_clusters", CLUSTER_COLUMNS, rows)
+
+
+def write_index(conn: Connection, rows: list[tuple[str, str, str]]) -> None:
+    bulk_insert(conn, "blocking_index", INDEX_COLUMNS, rows)
+
+
+def write_review(conn: Connection, rows: list[ReviewRow]) -> None:
+    bulk_insert(conn, "review_queue", REVIEW_COLUMNS, rows)
+
+
+def write_pairs(
+    conn: Connection,
+    pairs: list[ScoredPairs],
+    start: dict[str, int] | None = None,
+    batch: int = 200_000,
+) -> int:
+    """Keep the scored pairs at or above ``PAIR_FLOOR`` (from ``start[party]`` on), a batch of
+    rows at a time."""
+    written = 0
+    for sp in pairs:
+        first = (start or {}).get(sp.party_type, 0)
+        for lo in range(first, len(sp.left), batch):
+            part = ScoredPairs(
+                sp.party_type,
+                sp.ids,
+                sp.left[lo : lo + batch],
+                sp.right[lo : lo + batch],
+                sp.scores[lo : lo + batch],
+                sp.by_rule[lo : lo + batch],
+            )
+            rows = part.rows(PAIR_FLOOR)
+            bulk_insert(conn, "match_pairs", PAIR_COLUMNS, rows)
+            written += len(rows)
+    return written
