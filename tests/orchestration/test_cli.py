@@ -116,3 +116,39 @@ def test_bad_configuration_is_a_clear_error(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "sources.yaml: source 'shop': field 'format'" in err
+
+
+def test_version_help_and_exit_codes(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.startswith("mdm ")
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    assert "exit codes:" in out and "--json" in out and "--hub HUB" in out
+
+
+def test_init_writes_an_editable_config_folder(tmp_path, capsys):
+    from mdm_orchestration.config import load_hub_config
+
+    folder = tmp_path / "cfg"
+    assert main(["init", str(folder), "--json"]) == 0
+    written = json.loads(capsys.readouterr().out)["files"]
+    assert (folder / "sources.yaml").exists() and str(folder / "sources.yaml") in written
+    assert load_hub_config(folder).sources
+    assert main(["init", str(folder)]) == 2  # never overwrites
+
+
+def test_the_cli_passes_values_and_leaves_the_environment_alone(tmp_path, capsys):
+    before = dict(os.environ)
+    hub = f"sqlite:///{tmp_path / 'h.db'}"
+    (tmp_path / "landing").mkdir()
+    args = ["--hub", hub, "--config", str(CONFIG_DIR), "--json"]
+    assert main(["run", "--landing", str(tmp_path / "landing"), *args]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["run"]["files"] == 0 and report["status"]["extracts"] == 0
+    assert dict(os.environ) == before
+    assert (tmp_path / "h.db").exists()

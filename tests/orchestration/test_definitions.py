@@ -77,3 +77,15 @@ def test_workspace_points_at_the_definitions():
     workspace = yaml.safe_load((REPO / "workspace.yaml").read_text())
     module = workspace["load_from"][0]["python_module"]
     assert module["module_name"] == "mdm_orchestration.definitions"
+
+
+def test_resources_read_the_environment_at_use_not_at_import(monkeypatch, tmp_path):
+    from mdm_orchestration.definitions import defs
+    from mdm_orchestration.resources import HubConfigResource, HubDatabase, LandingZone
+
+    resources = defs.resources
+    assert isinstance(resources["hub"], HubDatabase) and resources["hub"].url is None
+    assert isinstance(resources["landing"], LandingZone) and resources["landing"].root is None
+    assert isinstance(resources["config"], HubConfigResource)
+    monkeypatch.setenv("MDM_LANDING_DIR", str(tmp_path / "drop"))
+    assert resources["landing"].root_path() == (tmp_path / "drop").resolve()
