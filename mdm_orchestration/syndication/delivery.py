@@ -45,8 +45,6 @@ from mdm_orchestration.syndication.messages import (
 )
 from mdm_orchestration.syndication.transports import DeliveryError, Transport, make_transport
 
-STATE = SUBSCRIBERS
-LEDGER = DELIVERIES
 LEDGER_COLUMNS = ("subscriber", "golden_id", "version", "event_id", "present", "delivered_at")
 
 
@@ -75,7 +73,7 @@ class Step(NamedTuple):
 
 
 def _state(conn: Connection, name: str) -> Any:  # noqa: ANN401
-    return conn.execute(select(STATE).where(STATE.c.subscriber == name)).first()
+    return conn.execute(select(SUBSCRIBERS).where(SUBSCRIBERS.c.subscriber == name)).first()
 
 
 def ensure_state(engine: Engine, name: str, sub: Subscriber) -> Any:  # noqa: ANN401
@@ -86,7 +84,7 @@ def ensure_state(engine: Engine, name: str, sub: Subscriber) -> Any:  # noqa: AN
         if row is None:
             last = conn.execute(select(func.coalesce(func.max(CHANGES.c.seq), 0))).scalar_one()
             conn.execute(
-                STATE.insert().values(
+                SUBSCRIBERS.insert().values(
                     subscriber=name,
                     cursor_seq=0 if sub.snapshot else last,
                     snapshot_done=not sub.snapshot,
@@ -104,10 +102,10 @@ def ensure_state(engine: Engine, name: str, sub: Subscriber) -> Any:  # noqa: AN
 
 def _held(conn: Connection, name: str, golden_ids: set[str]) -> dict[str, Held]:
     out = {}
-    for cond in in_chunks(LEDGER.c.golden_id, golden_ids):
+    for cond in in_chunks(DELIVERIES.c.golden_id, golden_ids):
         rows = conn.execute(
-            select(LEDGER.c.golden_id, LEDGER.c.version, LEDGER.c.present).where(
-                LEDGER.c.subscriber == name, cond
+            select(DELIVERIES.c.golden_id, DELIVERIES.c.version, DELIVERIES.c.present).where(
+                DELIVERIES.c.subscriber == name, cond
             )
         )
         out.update({g: Held(v, bool(p)) for g, v, p in rows})
@@ -188,7 +186,7 @@ class _Run:
                 "attempts": 0,
                 "last_error": None,
                 "updated_at": now,
-                "delivered_total": STATE.c.delivered_total + delivered,
+                "delivered_total": SUBSCRIBERS.c.delivered_total + delivered,
             }
             if cursor is not None:
                 values["cursor_seq"] = cursor
@@ -196,7 +194,9 @@ class _Run:
                 values["snapshot_after"] = snapshot_after
             if snapshot_done:
                 values["snapshot_done"] = True
-            conn.execute(STATE.update().where(STATE.c.subscriber == self.name).values(**values))
+            conn.execute(
+                SUBSCRIBERS.update().where(SUBSCRIBERS.c.subscriber == self.name).values(**values)
+            )
         self.result.delivered += delivered
 
     def fail(self, error: str, attempts: int) -> None:
@@ -204,8 +204,8 @@ class _Run:
         with write_transaction(self.engine) as conn:
             state = _state(conn, self.name)
             conn.execute(
-                STATE.update()
-                .where(STATE.c.subscriber == self.name)
+                SUBSCRIBERS.update()
+                .where(SUBSCRIBERS.c.subscriber == self.name)
                 .values(
                     status="failing",
                     failing_since=state.failing_since or now,
@@ -271,8 +271,8 @@ class _Run:
                 upto = conn.execute(select(func.coalesce(func.max(CHANGES.c.seq), 0))).scalar_one()
                 with write_transaction(self.engine) as w:
                     w.execute(
-                        STATE.update()
-                        .where(STATE.c.subscriber == self.name)
+                        SUBSCRIBERS.update()
+                        .where(SUBSCRIBERS.c.subscriber == self.name)
                         .values(snapshot_seq=upto)
                     )
         after = state.snapshot_after or ""
@@ -395,7 +395,9 @@ def syndicate(
 
 def pending_for(conn: Connection, name: str) -> int:
     """Outbox events after the subscriber's cursor (all of them before its first run)."""
-    cursor = conn.execute(select(STATE.c.cursor_seq).where(STATE.c.subscriber == name)).scalar()
+    cursor = conn.execute(
+        select(SUBSCRIBERS.c.cursor_seq).where(SUBSCRIBERS.c.subscriber == name)
+    ).scalar()
     return int(
         conn.execute(
             select(func.count()).select_from(CHANGES).where(CHANGES.c.seq > (cursor or 0))
