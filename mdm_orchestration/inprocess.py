@@ -116,7 +116,7 @@ def run_landing(instance: Any, target: Target, *, quiet: bool = False) -> dict[s
 
     Files whose bytes the hub already holds are skipped without a run.
     """
-    from mdm_orchestration.cleansing.runner import pending_extracts
+    from mdm_orchestration.cleansing import pending_extracts
     from mdm_orchestration.ingestion import file_sha256, loaded_extract_id, scan_landing
 
     assert target.landing is not None
