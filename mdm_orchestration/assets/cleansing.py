@@ -22,18 +22,55 @@ class CleanseConfig(dg.Config):
     rebuild: bool = False
 
 
-def _source_table(config: HubConfig, state: dict[str, SourceQualityState]) -> str:
+#: The per-source quality table: column name and type, as the Dagster UI shows it.
+QUALITY_COLUMNS = (
+    ("source", "string"),
+    ("cleansed", "int"),
+    ("quarantined", "int"),
+    ("quarantine_rate", "float"),
+    ("mean_score", "float"),
+    ("lowest_completeness", "string"),
+)
+
+
+QualityRow = dict[str, str | int | float | None]
+
+
+def _quality_rows(state: dict[str, SourceQualityState]) -> list[QualityRow]:
+    rows: list[QualityRow] = []
+    for name, s in state.items():
+        worst = min(s.completeness.items(), key=lambda kv: kv[1], default=None)
+        rows.append(
+            {
+                "source": name,
+                "cleansed": s.cleansed,
+                "quarantined": s.quarantined,
+                "quarantine_rate": s.quarantine_rate,
+                "mean_score": s.mean_score,
+                "lowest_completeness": f"{worst[0]} {worst[1]:.1%}" if worst else None,
+            }
+        )
+    return rows
+
+
+def _quality_table(rows: list[QualityRow]) -> dg.TableMetadataValue:
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord(row) for row in rows],
+        schema=dg.TableSchema(columns=[dg.TableColumn(n, t) for n, t in QUALITY_COLUMNS]),
+    )
+
+
+def _quality_markdown(rows: list[QualityRow]) -> str:
+    """The same rows as a markdown table (the ``quality_by_source`` key, kept for its readers)."""
     lines = [
         "| source | cleansed | quarantined | quarantine rate | mean score | lowest completeness |",
         "|---|---:|---:|---:|---:|---|",
     ]
-    for name, s in state.items():
-        worst = min(s.completeness.items(), key=lambda kv: kv[1], default=None)
-        worst_text = f"{worst[0]} {worst[1]:.1%}" if worst else "-"
-        score = f"{s.mean_score:.3f}" if s.mean_score is not None else "-"
+    for r in rows:
+        score = f"{r['mean_score']:.3f}" if r["mean_score"] is not None else "-"
         lines.append(
-            f"| {name} | {s.cleansed} | {s.quarantined} | {s.quarantine_rate:.2%} | {score} | "
-            f"{worst_text} |"
+            f"| {r['source']} | {r['cleansed']} | {r['quarantined']} | "
+            f"{r['quarantine_rate']:.2%} | {score} | {r['lowest_completeness'] or '-'} |"
         )
     return "\n".join(lines)
 
@@ -147,10 +184,7 @@ def cleansed_records(
             f"{summary.skipped_extracts} extract(s) belong to sources no longer configured; "
             "left uncleansed"
         )
-    rule_totals: dict[str, int] = {}
-    for counts in summary.rule_counts.values():
-        for rule, n in counts.items():
-            rule_totals[rule] = rule_totals.get(rule, 0) + n
+    quality_rows = _quality_rows(state)
     return dg.MaterializeResult(
         metadata={
             "extracts_cleansed": summary.extracts,
@@ -160,10 +194,11 @@ def cleansed_records(
             "skipped_extracts": summary.skipped_extracts,
             "rebuild": config.rebuild,
             "this_run_by_source": dg.MetadataValue.json(summary.per_source),
-            "rule_failures_this_run": dg.MetadataValue.json(rule_totals),
+            "rule_failures_this_run": dg.MetadataValue.json(summary.rule_totals),
             "rule_failures_by_source_this_run": dg.MetadataValue.json(summary.rule_counts),
             "hub_total_cleansed": sum(s.cleansed for s in state.values()),
-            "quality_by_source": dg.MetadataValue.md(_source_table(hub_config, state)),
+            "quality": _quality_table(quality_rows),
+            "quality_by_source": dg.MetadataValue.md(_quality_markdown(quality_rows)),
         },
         check_results=_checks(hub_config, state),
     )

@@ -7,13 +7,6 @@ repeat cities, names and street lines), which is where the speed comes from.
 
 from __future__ import annotations
 
-import atexit
-import multiprocessing
-import os
-from collections import deque
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -31,18 +24,14 @@ from mdm_orchestration.cleansing.names import (
     parse_organisation_name,
     parse_person_name,
 )
+from mdm_orchestration.cleansing.quality import failed_rules, quarantine_rows, score
 from mdm_orchestration.cleansing.text import clean_text, map_rows_unique, map_unique
-from mdm_orchestration.config import (
-    CANONICAL_FIELDS,
-    QUALITY_RULES,
-    QualityConfig,
-    Severity,
-    SourceConfig,
-)
+from mdm_orchestration.config import CANONICAL_FIELDS, QualityConfig, SourceConfig
 from mdm_orchestration.hub.models import source_record_id
+from mdm_orchestration.hub.tables import ORGANISATION, PERSON
 
-PERSON, ORGANISATION = "person", "organisation"
-PARTY_TYPES = {
+#: The words sources use for a party type, folded, and the party type each means.
+PARTY_TYPE_WORDS = {
     "person": PERSON,
     "individual": PERSON,
     "consumer": PERSON,
@@ -110,25 +99,6 @@ IDENTITY_COLUMNS = (
     "source_updated_at",
 )
 
-#: Which cleansed column answers "is this canonical field filled (and valid)?".
-FILLED_BY = {name: name for name in CANONICAL_FIELDS} | {
-    "organisation_key": "organisation_record_id"
-}
-VALID_BY = {"email": "email_valid", "phone": "phone_valid", "national_id": "national_id_valid"}
-#: The canonical field each rule concerns (the quarantine row names it).
-RULE_FIELD = {
-    "no_name": "full_name",
-    "no_contact_point": "email",
-    "email_invalid": "email",
-    "phone_invalid": "phone",
-    "address_unparsed": "street",
-    "postcode_invalid": "postcode",
-    "country_unknown": "country",
-    "birth_date_invalid": "birth_date",
-    "birth_date_implausible": "birth_date",
-    "national_id_invalid": "national_id",
-}
-
 
 @dataclass
 class CleanseResult:
@@ -192,7 +162,7 @@ def _consent(value: Any, opt_out: bool) -> bool | None:
 
 def _party_types(inputs: pd.DataFrame, id_types: pd.Series) -> pd.Series:
     mapped = map_unique(
-        inputs["party_type"], lambda v: PARTY_TYPES.get((clean_text(v) or "").casefold())
+        inputs["party_type"], lambda v: PARTY_TYPE_WORDS.get((clean_text(v) or "").casefold())
     )
     unknown = mapped.isna()
     if not unknown.any():
@@ -218,43 +188,90 @@ def cleanse_batch(
     """
     deleted = _deleted(versions, source)
     if deleted.any():
-        rest = cleanse_batch(versions[~deleted], source, quality, today)
-        gone = versions.loc[deleted, ["extract_id", "row_number"]].copy()
-        gone["reason"] = DELETED
-        gone["field"] = None
-        gone["detail"] = (
-            f"the source marks the record deleted (column {source.deleted_flag.column})"  # type: ignore[union-attr]
-        )
-        gone["rules"] = [[] for _ in range(len(gone))]
-        quarantine = pd.concat([rest.quarantine, gone], ignore_index=True)
-        return CleanseResult(records=rest.records, quarantine=quarantine)
-    n = len(versions)
+        return _with_deletions(versions, deleted, source, quality, today)
     inputs = canonical_inputs(versions["raw"], source)
     out = pd.DataFrame(index=versions.index)
     for col in ("extract_id", "row_number", "source_record_id", "source_key", "source_updated_at"):
         out[col] = versions[col]
     out["source"] = source.name
-
     # Addresses first: the country decides phones' and ids' rules.
+    address_flags = _addresses(out, inputs, source)
+    country = out["country"].fillna(source.default_country)
+    _national_ids(out, inputs, country, quality)
+    is_org = _party(out, inputs)
+    _organisations(out, inputs, is_org)
+    _person_names(out, inputs, is_org)
+    _affiliations(out, inputs, source)
+    _contact_points(out, inputs, country)
+    born_invalid, born_implausible = _birth_dates(out, inputs, source, quality, today)
+    out["consents"] = _consents(versions["raw"], source)
+
+    failed = failed_rules(
+        out,
+        is_org,
+        address_flags,
+        born_invalid,
+        born_implausible,
+        quality.required_for(source.name),
+    )
+    flags, scores, blocking = score(failed, len(versions), quality, source.name)
+    out["quality_flags"] = flags
+    out["quality_score"] = scores
+    blocked, quarantine = quarantine_rows(out, flags, blocking, source)
+    records = out.loc[~blocked, [*IDENTITY_COLUMNS, *RECORD_COLUMNS]]
+    return CleanseResult(
+        records=records.reset_index(drop=True), quarantine=quarantine.reset_index(drop=True)
+    )
+
+
+def _with_deletions(
+    versions: pd.DataFrame,
+    deleted: pd.Series,
+    source: SourceConfig,
+    quality: QualityConfig,
+    today: date,
+) -> CleanseResult:
+    """The rest cleansed; each version the source marks deleted quarantined as :data:`DELETED`."""
+    rest = cleanse_batch(versions[~deleted], source, quality, today)
+    gone = versions.loc[deleted, ["extract_id", "row_number"]].copy()
+    gone["reason"] = DELETED
+    gone["field"] = None
+    gone["detail"] = f"the source marks the record deleted (column {source.deleted_flag.column})"  # type: ignore[union-attr]
+    gone["rules"] = [[] for _ in range(len(gone))]
+    quarantine = pd.concat([rest.quarantine, gone], ignore_index=True)
+    return CleanseResult(records=rest.records, quarantine=quarantine)
+
+
+#: The parsed address's parts, as cleansed columns.
+ADDRESS_COLUMNS = (
+    "street_number",
+    "street_name",
+    "unit",
+    "street",
+    "city",
+    "region",
+    "postcode",
+    "country",
+    "address_key",
+)
+
+
+def _addresses(
+    out: pd.DataFrame, inputs: pd.DataFrame, source: SourceConfig
+) -> list[tuple[str, ...]]:
+    """The address columns of ``out``; returns each address's quality flags."""
     address_parts = map_rows_unique(
         inputs[["street", "city", "region", "postcode", "country"]],
         lambda s, c, r, p, k: parse_address(s, c, r, p, k, source.default_country),
     )
-    for col in (
-        "street_number",
-        "street_name",
-        "unit",
-        "street",
-        "city",
-        "region",
-        "postcode",
-        "country",
-        "address_key",
-    ):
+    for col in ADDRESS_COLUMNS:
         out[col] = [getattr(a, col) for a in address_parts]
-    address_flags = [a.flags for a in address_parts]
-    country = out["country"].fillna(source.default_country)
+    return [a.flags for a in address_parts]
 
+
+def _national_ids(
+    out: pd.DataFrame, inputs: pd.DataFrame, country: pd.Series, quality: QualityConfig
+) -> None:
     ids = map_rows_unique(
         pd.DataFrame({"v": inputs["national_id"], "c": country}),
         lambda v, c: check_national_id(v, c, tuple(quality.national_ids.get(c, ()))),
@@ -263,14 +280,19 @@ def cleanse_batch(
     out["national_id_type"] = [i.id_type for i in ids]
     out["national_id_valid"] = pd.array([i.valid for i in ids], dtype="boolean")
 
+
+def _party(out: pd.DataFrame, inputs: pd.DataFrame) -> np.ndarray:
+    """Party type and lifecycle; returns which rows are organisations."""
     party = _party_types(inputs, out["national_id_type"])
     out["party_type"] = party
     out["lifecycle"] = map_unique(
         inputs["lifecycle"], lambda v: (clean_text(v) or "").casefold() or None
     )
+    return (party == ORGANISATION).to_numpy()
 
+
+def _organisations(out: pd.DataFrame, inputs: pd.DataFrame, is_org: np.ndarray) -> None:
     # Organisation rows named only by full_name (ERP's NAME1) carry it as their company name.
-    is_org = (party == ORGANISATION).to_numpy()
     company_raw = inputs["company_name"].where(
         ~(is_org & inputs["company_name"].isna().to_numpy()), inputs["full_name"]
     )
@@ -278,18 +300,26 @@ def cleanse_batch(
     for col in ("company_name", "legal_form", "company_key"):
         out[col] = [getattr(o, col) if o else None for o in orgs]
 
+
+def _person_names(out: pd.DataFrame, inputs: pd.DataFrame, is_org: np.ndarray) -> None:
     person_inputs = inputs[["given_name", "family_name", "full_name"]].where(
         pd.Series(~is_org, index=inputs.index), None
     )
     names = map_rows_unique(person_inputs, parse_person_name)
     for col in PersonName.__dataclass_fields__:
         out[col] = [getattr(p, col) for p in names]
+
+
+def _affiliations(out: pd.DataFrame, inputs: pd.DataFrame, source: SourceConfig) -> None:
+    """Job title, and the source record of the organisation the party belongs to."""
     out["job_title"] = map_unique(inputs["job_title"], clean_text)
     org_keys = map_unique(inputs["organisation_key"], clean_text)
     out["organisation_record_id"] = [
         source_record_id(source.name, k) if isinstance(k, str) else None for k in org_keys
     ]
 
+
+def _contact_points(out: pd.DataFrame, inputs: pd.DataFrame, country: pd.Series) -> None:
     emails = map_unique(inputs["email"], normalise_email)
     out["email"] = [e.email if e else None for e in emails]
     out["email_key"] = [e.email_key if e else None for e in emails]
@@ -300,76 +330,33 @@ def cleanse_batch(
     out["phone"] = [p.phone for p in phones]
     out["phone_valid"] = pd.array([p.valid for p in phones], dtype="boolean")
 
+
+def _birth_dates(
+    out: pd.DataFrame,
+    inputs: pd.DataFrame,
+    source: SourceConfig,
+    quality: QualityConfig,
+    today: date,
+) -> tuple[pd.Series, pd.Series]:
+    """The birth date column; returns which dates are invalid and which implausible."""
     born, born_invalid = parse_dates(inputs["birth_date"], source.date_order)
     born_implausible = implausible_birth_dates(
         born, today, quality.plausibility.min_age_years, quality.plausibility.max_age_years
     )
     out["birth_date"] = [d.date() if d == d else None for d in born]
+    return born_invalid, born_implausible
 
+
+def _consents(raw: pd.Series, source: SourceConfig) -> list[dict[str, bool]]:
     consent_cols = source.consent_columns
-    out["consents"] = [
+    return [
         {
             p: c
             for p, spec in consent_cols.items()
             if (c := _consent(r.get(spec.column), spec.opt_out)) is not None
         }
-        for r in versions["raw"]
+        for r in raw
     ]
-
-    # Quality: rule outcomes as boolean columns, then one flag list per record.
-    failed: dict[str, np.ndarray] = {
-        "no_name": np.where(
-            is_org, out["company_name"].isna(), out["given_name"].isna() & out["family_name"].isna()
-        ),
-        "email_invalid": (out["email_valid"] == False).fillna(False).to_numpy(bool),  # noqa: E712
-        "phone_invalid": (out["phone_valid"] == False).fillna(False).to_numpy(bool),  # noqa: E712
-        "national_id_invalid": (out["national_id_valid"] == False).fillna(False).to_numpy(bool),  # noqa: E712
-        "birth_date_invalid": born_invalid.to_numpy(bool),
-        "birth_date_implausible": born_implausible.to_numpy(bool),
-        "no_contact_point": ~(
-            out["email_valid"].fillna(False).to_numpy(bool)
-            | out["phone_valid"].fillna(False).to_numpy(bool)
-            | out["street"].notna().to_numpy()
-        ),
-    }
-    for rule in ("address_unparsed", "postcode_invalid", "country_unknown"):
-        failed[rule] = np.array([rule in f for f in address_flags], dtype=bool)
-    for field in quality.required_for(source.name):
-        column = out[FILLED_BY[field]]
-        missing = column.isna().to_numpy().copy()
-        if field in VALID_BY:
-            missing |= ~out[VALID_BY[field]].fillna(False).to_numpy(bool)
-        failed[f"required_missing:{field}"] = missing
-
-    names_in_order = [r for r in failed if r.split(":")[0] in QUALITY_RULES]
-    weights = {r: quality.rule(source.name, r.split(":")[0]).weight for r in names_in_order}
-    blocking = {
-        r
-        for r in names_in_order
-        if quality.rule(source.name, r.split(":")[0]).severity == Severity.block
-    }
-    matrix = np.column_stack([failed[r] for r in names_in_order]) if n else np.zeros((0, 0), bool)
-    flags: list[list[str]] = [[] for _ in range(n)]
-    rows, cols = np.nonzero(matrix)
-    for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
-        flags[i].append(names_in_order[j])
-    penalty = (
-        matrix.astype(float) @ np.array([weights[r] for r in names_in_order]) if n else np.zeros(0)
-    )
-    out["quality_flags"] = flags
-    out["quality_score"] = np.round(np.clip(1.0 - penalty, 0.0, 1.0), 3)
-
-    blocked = np.array([any(f in blocking for f in fl) for fl in flags], dtype=bool)
-    q = out.loc[blocked, ["extract_id", "row_number"]].copy()
-    q_flags = [flags[i] for i in np.nonzero(blocked)[0]]
-    q["reason"] = [next(f for f in fl if f in blocking).split(":")[0] for fl in q_flags]
-    q["field"] = [_rule_field(next(f for f in fl if f in blocking)) for fl in q_flags]
-    q["detail"] = [_detail(fl, blocking, source) for fl in q_flags]
-    q["rules"] = q_flags
-    records = out.loc[~blocked, [*IDENTITY_COLUMNS, *RECORD_COLUMNS]]
-    return CleanseResult(
-        records=records.reset_index(drop=True), quarantine=q.reset_index(drop=True)
-    )
 
 
 #: The quarantine reason of a version by which the source deletes a record: not an error, the
@@ -387,101 +374,3 @@ def _deleted(versions: pd.DataFrame, source: SourceConfig) -> pd.Series:
         .map(lambda raw: str((raw or {}).get(flag.column) or "").strip().casefold() in wanted)
         .astype(bool)
     )
-
-
-def resolve_workers(workers: int) -> int:
-    """``workers`` processes; 0 means one per CPU, at most 4."""
-    return workers if workers > 0 else max(1, min(os.cpu_count() or 1, 4))
-
-
-def cleanse_batches(
-    batches: Iterable[pd.DataFrame],
-    source: SourceConfig,
-    quality: QualityConfig,
-    today: date,
-    workers: int = 1,
-) -> Iterator[CleanseResult]:
-    """:func:`cleanse_batch` over a stream of batches, in order, on ``workers`` processes.
-
-    At most ``workers + 1`` batches are in flight, so memory stays bounded whatever the size of
-    the stream. Workers are spawned (not forked: the caller may be a run worker with threads) and
-    kept for the life of the process. One worker, or a single batch, runs in this process.
-    """
-    iterator = iter(batches)
-    first = next(iterator, None)
-    if first is None:
-        return
-    second = next(iterator, None)
-    if workers <= 1 or second is None:
-        yield cleanse_batch(first, source, quality, today)
-        if second is not None:
-            yield cleanse_batch(second, source, quality, today)
-        for batch in iterator:
-            yield cleanse_batch(batch, source, quality, today)
-        return
-    pool = _shared_pool(workers)
-    pending: deque[Future[CleanseResult]] = deque()
-    try:
-        for batch in _chain(first, second, iterator):
-            pending.append(pool.submit(cleanse_batch, batch, source, quality, today))
-            if len(pending) > workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-    except BrokenProcessPool:
-        _POOLS.pop(workers, None)  # a worker died: the next call starts a fresh pool
-        raise
-    finally:
-        for future in pending:
-            future.cancel()
-
-
-_POOLS: dict[int, ProcessPoolExecutor] = {}
-
-
-def _shared_pool(workers: int) -> ProcessPoolExecutor:
-    """One pool per size for the life of the process: spawning workers (importing pandas and
-    the cleansing libraries) costs seconds, which a run over several extracts pays once."""
-    pool = _POOLS.get(workers)
-    if pool is None:
-        pool = _POOLS[workers] = ProcessPoolExecutor(
-            workers, mp_context=multiprocessing.get_context("spawn")
-        )
-        atexit.register(pool.shutdown, wait=False, cancel_futures=True)
-    return pool
-
-
-def _chain(first: pd.DataFrame, second: pd.DataFrame, rest: Iterator[pd.DataFrame]):  # noqa: ANN202
-    yield first
-    yield second
-    yield from rest
-
-
-def _rule_field(flag: str) -> str:
-    rule, _, field = flag.partition(":")
-    return field or RULE_FIELD.get(rule, rule)
-
-
-#: Rules that read several canonical fields (the quarantine detail names all their columns).
-RULE_FIELDS = {
-    "no_name": ("given_name", "family_name", "full_name", "company_name"),
-    "no_contact_point": ("email", "phone", "street"),
-}
-
-
-def _detail(flags: list[str], blocking: set[str], source: SourceConfig) -> str:
-    """Which blocking rules failed and the source columns they read. Never a value."""
-    parts = []
-    for flag in flags:
-        if flag not in blocking:
-            continue
-        rule = flag.split(":")[0]
-        fields = RULE_FIELDS.get(rule, (_rule_field(flag),))
-        columns = [
-            f"{col} ({fld})"
-            for fld in fields
-            for col in (source.mapping[fld].source_columns if fld in source.mapping else [])
-        ]
-        where = ", ".join(columns) if columns else "not mapped"
-        parts.append(f"{flag}: {QUALITY_RULES[rule]}; source column(s): {where}")
-    return "; ".join(parts)

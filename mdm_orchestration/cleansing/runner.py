@@ -12,48 +12,36 @@ import math
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from typing import Any
+from datetime import date, datetime
+from typing import Any, NamedTuple
 
 import pandas as pd
 from sqlalchemy import Connection, Engine, and_, case, func, select, update
 
+from mdm_orchestration.cleansing.parallel import cleanse_batches, resolve_workers
 from mdm_orchestration.cleansing.pipeline import (
     DELETED,
-    FILLED_BY,
     IDENTITY_COLUMNS,
     RECORD_COLUMNS,
-    VALID_BY,
     CleanseResult,
-    cleanse_batches,
-    resolve_workers,
 )
+from mdm_orchestration.cleansing.quality import FILLED_BY, VALID_BY
 from mdm_orchestration.config import HubConfig
 from mdm_orchestration.hub.bulk import bulk_insert
-from mdm_orchestration.hub.models import (
-    CleansedRecord,
-    Extract,
-    ExtractStatus,
-    QuarantineRow,
-    SourceRecordVersion,
-)
+from mdm_orchestration.hub.models import ExtractStatus
 from mdm_orchestration.hub.store import write_transaction
+from mdm_orchestration.hub.tables import (
+    CLEANSED,
+    EXTRACTS,
+    QUARANTINE,
+    QUARANTINE_COLUMNS,
+    VERSIONS,
+    utcnow,
+)
 
 STAGE = "cleanse"
-EXTRACTS = Extract.__table__
-VERSIONS = SourceRecordVersion.__table__
-CLEANSED = CleansedRecord.__table__
-QUARANTINE = QuarantineRow.__table__
-CLEANSED_COLUMNS = (*IDENTITY_COLUMNS, *RECORD_COLUMNS, "cleansed_at")
-QUARANTINE_COLUMNS = (
-    "extract_id",
-    "row_number",
-    "stage",
-    "field",
-    "reason",
-    "detail",
-    "quarantined_at",
-)
+#: Columns of a ``cleansed_records`` row, in bulk-write order.
+CLEANSED_TABLE_COLUMNS = (*IDENTITY_COLUMNS, *RECORD_COLUMNS, "cleansed_at")
 _BOOL_COLUMNS = {"email_valid", "phone_valid", "national_id_valid"}
 _JSON_COLUMNS = {"consents", "quality_flags"}
 
@@ -82,15 +70,29 @@ class CleanseSummary:
         rules.update(result.rule_counts)
         self.rule_counts[source] = dict(sorted(rules.items()))
 
+    @property
+    def rule_totals(self) -> dict[str, int]:
+        """How many records failed each rule, over every source."""
+        totals: dict[str, int] = {}
+        for counts in self.rule_counts.values():
+            for rule, n in counts.items():
+                totals[rule] = totals.get(rule, 0) + n
+        return totals
 
-def pending_extracts(conn: Connection) -> list[tuple[int, str]]:
+
+class PendingExtract(NamedTuple):
+    extract_id: int
+    source: str
+
+
+def pending_extracts(conn: Connection) -> list[PendingExtract]:
     """Loaded extracts whose rows are not cleansed yet, oldest first."""
     rows = conn.execute(
         select(EXTRACTS.c.id, EXTRACTS.c.source)
         .where(EXTRACTS.c.status == ExtractStatus.loaded.value, EXTRACTS.c.cleansed_at.is_(None))
         .order_by(EXTRACTS.c.id)
     )
-    return [(int(r.id), str(r.source)) for r in rows]
+    return [PendingExtract(int(r.id), str(r.source)) for r in rows]
 
 
 def _stored(value: Any, column: str) -> Any:
@@ -146,7 +148,7 @@ def _write(conn: Connection, result: CleanseResult, now: datetime) -> None:
             (*(_stored(v, c) for v, c in zip(row, columns, strict=True)), now)
             for row in zip(*values, strict=True)
         ]
-        bulk_insert(conn, "cleansed_records", CLEANSED_COLUMNS, rows)
+        bulk_insert(conn, "cleansed_records", CLEANSED_TABLE_COLUMNS, rows)
     q = result.quarantine
     if len(q):
         rows = [
@@ -170,7 +172,7 @@ def cleanse_extract(
 ) -> None:
     """Cleanse one extract's versions in one transaction (earlier results for it are replaced)."""
     source = config.sources[source_name]
-    now = datetime.now(UTC)
+    now = utcnow()
     with write_transaction(engine) as conn:
         conn.execute(CLEANSED.delete().where(CLEANSED.c.extract_id == extract_id))
         conn.execute(
@@ -206,7 +208,7 @@ def cleanse_pending(
 ) -> CleanseSummary:
     """Cleanse every loaded extract not cleansed yet; with ``rebuild``, all of them again
     (after a change of cleansing rules). Idempotent: with nothing new it writes nothing."""
-    today = today or datetime.now(UTC).date()
+    today = today or utcnow().date()
     if rebuild:
         with write_transaction(engine) as conn:
             conn.execute(update(EXTRACTS).values(cleansed_at=None))

@@ -10,7 +10,7 @@ import pandas as pd
 
 from mdm_orchestration.cleansing import cleanse_batch
 from mdm_orchestration.config import HubConfig
-from mdm_orchestration.ingestion.readers import open_extract
+from mdm_orchestration.ingestion import open_extract
 
 
 def landing_versions(landing: Path, config: HubConfig) -> dict[str, pd.DataFrame]:

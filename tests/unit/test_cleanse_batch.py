@@ -238,7 +238,7 @@ def test_quality_config_errors_name_file_and_field(tmp_path):
 
 def test_parallel_cleansing_gives_the_serial_result(hub_config, sample_silos):
     """Two spawned workers over a stream of batches: same records, same order, as one process."""
-    from mdm_orchestration.cleansing.pipeline import cleanse_batches
+    from mdm_orchestration.cleansing import cleanse_batches
     from mdm_orchestration.sample_data.offline import landing_versions
 
     versions = landing_versions(sample_silos / "landing", hub_config)["billing"]
