@@ -1,0 +1,186 @@
+"""``survivorship.yaml`` and ``subscriptions.yaml``: golden attributes, survivorship, subscribers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from mdm_orchestration.config.base import _known, _Strict
+
+SURVIVORSHIP_STRATEGIES = (
+    "valid_only",
+    "prefer_valid",
+    "source_trust",
+    "most_recent",
+    "most_frequent",
+    "most_complete",
+)
+#: Golden attributes, each surviving as a group from one record, and the cleansed columns in
+#: each (shown values, their match keys and validity flags).
+GOLDEN_GROUPS: dict[str, tuple[str, ...]] = {
+    "name": (
+        "full_name",
+        "title",
+        "given_name",
+        "middle_name",
+        "family_name",
+        "suffix",
+        "given_key",
+        "family_key",
+    ),
+    "organisation": ("company_name", "legal_form", "company_key"),
+    "job_title": ("job_title",),
+    "email": ("email", "email_key", "email_valid"),
+    "phone": ("phone", "phone_valid"),
+    "address": (
+        "street",
+        "street_number",
+        "street_name",
+        "unit",
+        "city",
+        "region",
+        "postcode",
+        "country",
+        "address_key",
+    ),
+    "birth_date": ("birth_date",),
+    "national_id": ("national_id", "national_id_type", "national_id_valid"),
+}
+#: The part of each group a golden record shows (the rest are match keys and validity flags).
+GOLDEN_PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
+    "name": ("title", "given_name", "middle_name", "family_name", "suffix", "full_name"),
+    "organisation": ("company_name", "legal_form"),
+    "job_title": ("job_title",),
+    "email": ("email",),
+    "phone": ("phone",),
+    "address": ("street", "unit", "city", "region", "postcode", "country"),
+    "birth_date": ("birth_date",),
+    "national_id": ("national_id", "national_id_type"),
+}
+GOLDEN_ATTRIBUTES: tuple[str, ...] = tuple(f for fs in GOLDEN_PUBLIC_FIELDS.values() for f in fs)
+LIFECYCLES = ("customer", "one-off", "contact", "lead")
+
+
+class AttributeRule(_Strict):
+    #: Applied in order: each keeps the candidate records that are best by its measure.
+    strategies: list[str]
+    #: Source order for ``source_trust`` on this attribute (best first); sources not listed
+    #: come after, by their ``trust_rank``. Default: ``trust_rank`` alone.
+    source_order: list[str] = Field(default_factory=list)
+
+    @field_validator("strategies")
+    @classmethod
+    def _known_strategies(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one strategy is needed")
+        if "valid_only" in value and "prefer_valid" in value:
+            raise ValueError("use valid_only or prefer_valid, not both")
+        return _known(value, SURVIVORSHIP_STRATEGIES, "strategy")
+
+
+def _default_attribute_rules() -> dict[str, AttributeRule]:
+    return {
+        "name": AttributeRule(strategies=["most_complete", "source_trust", "most_recent"]),
+        "organisation": AttributeRule(strategies=["source_trust", "most_complete"]),
+        "job_title": AttributeRule(strategies=["most_recent", "source_trust"]),
+        "email": AttributeRule(strategies=["prefer_valid", "most_recent", "source_trust"]),
+        "phone": AttributeRule(strategies=["prefer_valid", "most_recent", "source_trust"]),
+        "address": AttributeRule(strategies=["prefer_valid", "most_recent", "most_complete"]),
+        "birth_date": AttributeRule(strategies=["valid_only", "most_frequent", "source_trust"]),
+        "national_id": AttributeRule(strategies=["valid_only", "source_trust", "most_frequent"]),
+    }
+
+
+class SurvivorshipConfig(_Strict):
+    attributes: dict[str, AttributeRule] = Field(default_factory=_default_attribute_rules)
+    #: Breaks a tie left by an attribute's strategies; the smallest source record id comes last,
+    #: so the result never depends on the order records were read in.
+    tie_break: list[str] = Field(default_factory=lambda: ["most_recent", "source_trust"])
+    #: A golden record's lifecycle is the first of these that any of its records has.
+    lifecycle_order: list[str] = Field(default_factory=lambda: list(LIFECYCLES))
+    #: Persons at one normalised address form a household when their family names are
+    #: compatible (the same, or sharing one part of a double-barrelled name).
+    households: bool = True
+
+    @field_validator("attributes")
+    @classmethod
+    def _every_group(cls, value: dict[str, AttributeRule]) -> dict[str, AttributeRule]:
+        _known(value, GOLDEN_GROUPS, "golden attribute")
+        return {**_default_attribute_rules(), **value}
+
+    @field_validator("tie_break")
+    @classmethod
+    def _tie_break(cls, value: list[str]) -> list[str]:
+        return _known(value, ("most_recent", "source_trust", "most_complete"), "tie-break")
+
+
+EVENT_TYPES = ("created", "updated", "merged", "split", "retired", "erased")
+
+
+class FileTarget(_Strict):
+    #: Folder the batches are written into (relative: under MDM_HOME); ``${VAR}`` expands.
+    folder: str
+    format: Literal["jsonl", "csv"] = "jsonl"
+
+
+class WebhookTarget(_Strict):
+    #: ``${VAR}`` expands (keep secrets in the environment).
+    url: str
+    timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class SqlTarget(_Strict):
+    #: Any SQLAlchemy URL; ``${VAR}`` expands.
+    url: str
+    table: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
+
+
+class SubscriberFilter(_Strict):
+    party_types: list[Literal["person", "organisation"]] = Field(default_factory=list)
+    lifecycles: list[str] = Field(default_factory=list)
+    #: Golden records spanning at least one of these sources.
+    sources: list[str] = Field(default_factory=list)
+
+
+class Subscriber(_Strict):
+    description: str = ""
+    transport: Literal["file", "webhook", "sql"]
+    file: FileTarget | None = None
+    webhook: WebhookTarget | None = None
+    sql: SqlTarget | None = None
+    #: Golden attributes it receives (empty: all of them).
+    attributes: list[str] = Field(default_factory=list)
+    filter: SubscriberFilter = SubscriberFilter()
+    #: A golden record is sent only with consent granted for this purpose (a withdrawal is
+    #: sent as a removal).
+    consent_purpose: str | None = None
+    #: Change events it wants; ``erased`` is always sent to a subscriber that received the
+    #: golden record.
+    events: list[str] = Field(default_factory=lambda: list(EVENT_TYPES))
+    #: A new subscriber first receives every golden record it may see, then the changes.
+    snapshot: bool = True
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    max_attempts: Annotated[int, Field(ge=1)] = 5
+    backoff_seconds: Annotated[float, Field(ge=0)] = 1.0
+    #: The asset check fails when more events than this wait for the subscriber.
+    max_lag_events: Annotated[int, Field(ge=0)] = 10_000
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, value: list[str]) -> list[str]:
+        return _known(value, EVENT_TYPES, "event type")
+
+    @model_validator(mode="after")
+    def _target(self) -> Subscriber:
+        if getattr(self, self.transport) is None:
+            raise ValueError(f"transport {self.transport} needs a '{self.transport}' section")
+        return self
+
+    def target(self) -> FileTarget | WebhookTarget | SqlTarget:
+        return getattr(self, self.transport)
+
+
+class SubscriptionsConfig(_Strict):
+    subscribers: dict[str, Subscriber] = Field(default_factory=dict)
