@@ -785,62 +785,108 @@ def _write_parquet(path: Path, header: list[str], rows: list[dict[str, object]])
     tmp.replace(path)
 
 
+Extracts = tuple[list[dict[str, object]], list[dict[str, object]]]
+RowMaker = Callable[[Generator, object, bool, str], dict[str, object]]
+
+
 def generate(out: Path, people: int = 2000, seed: int = 42) -> GenerationSummary:
     """Write ``out/landing/<source>/*`` and ``out/truth.csv``. Deterministic for a seed."""
     gen = Generator(people, seed)
     gen.build_population()
+    summary = GenerationSummary(len(gen.people), len(gen.orgs), {}, [])
+    # One silo after another, always in this order: each draws from the same random stream.
+    for write_silo in (_crm, _billing, _erp, _ecommerce, _loyalty):
+        write_silo(gen, out, summary)
+    _write_truth(gen, out / "truth.csv")
+    _write_relationships(gen, out / "relationships.csv")
+    return summary
+
+
+def _membership(gen: Generator, p: float) -> list[Person]:
+    """Each person with probability ``p``."""
+    return [person for person in gen.people if gen.rng.random() < p]
+
+
+def _split_late(
+    gen: Generator, members: list[Person], share: float = 0.05
+) -> tuple[list[object], list[object]]:
+    """``(in the first extract, new in the delta)``: about ``share`` of members arrive late."""
+    early: list[object] = []
+    late: list[object] = []
+    for m in members:
+        (late if gen.rng.random() < share else early).append(m)
+    return early, late
+
+
+def _two_extracts(
+    gen: Generator,
+    source: str,
+    members: list[object],
+    key_of: Callable[[int, object], str],
+    make: RowMaker,
+    late_members: list[object],
+) -> Extracts:
+    """A silo's first full extract and its later delta (changed members again, and the late
+    ones), recording the truth of every key."""
     rng = gen.rng
-    rows_per_source: dict[str, int] = {}
-    files: list[str] = []
+    first, delta = [], []
+    keys: list[str] = []
+    for i, entity in enumerate(members):
+        key = key_of(i, entity)
+        if _bad(gen, 0.003):
+            key = rng.choice(("", " "))
+        keys.append(key)
+        gen.record_truth(source, key, entity.entity_id)  # type: ignore[attr-defined]
+        first.append(make(gen, entity, False, key))
+    for i, entity in enumerate(members):
+        changed = isinstance(entity, Person) and (
+            entity.new_address or entity.new_family or entity.new_mobile
+        )
+        picked = (changed and rng.random() < 0.7) or rng.random() < 0.03
+        if picked and keys[i].strip():
+            delta.append(make(gen, entity, True, keys[i]))
+    offset = len(members)
+    for j, entity in enumerate(late_members):
+        key = key_of(offset + j, entity)
+        gen.record_truth(source, key, entity.entity_id)  # type: ignore[attr-defined]
+        delta.append(make(gen, entity, True, key))
+    return first, delta
 
-    def membership(p: float) -> list[Person]:
-        return [person for person in gen.people if rng.random() < p]
 
-    def two_extracts(
-        source: str,
-        members: list[object],
-        key_of: Callable[[int, object], str],
-        make: Callable[[Generator, object, bool, str], dict[str, object]],
-        late_members: list[object],
-    ) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
-        first, delta = [], []
-        keys: list[str] = []
-        for i, entity in enumerate(members):
-            key = key_of(i, entity)
-            if _bad(gen, 0.003):
-                key = rng.choice(("", " "))
-            keys.append(key)
-            gen.record_truth(source, key, entity.entity_id)  # type: ignore[attr-defined]
-            first.append(make(gen, entity, False, key))
-        for i, entity in enumerate(members):
-            changed = isinstance(entity, Person) and (
-                entity.new_address or entity.new_family or entity.new_mobile
-            )
-            picked = (changed and rng.random() < 0.7) or rng.random() < 0.03
-            if picked and keys[i].strip():
-                delta.append(make(gen, entity, True, keys[i]))
-        offset = len(members)
-        for j, entity in enumerate(late_members):
-            key = key_of(offset + j, entity)
-            gen.record_truth(source, key, entity.entity_id)  # type: ignore[attr-defined]
-            delta.append(make(gen, entity, True, key))
-        return first, delta
+def _landed(
+    summary: GenerationSummary,
+    source: str,
+    extracts: Extracts,
+    files: tuple[str, str],
+    write: Callable[[str, list[dict[str, object]]], None],
+) -> None:
+    """Write the first extract and the delta as ``files`` (under ``landing/<source>/``)."""
+    for name, rows in zip(files, extracts, strict=True):
+        write(name, rows)
+    summary.files.extend(f"{source}/{name}" for name in files)
+    summary.rows_per_source[source] = sum(len(rows) for rows in extracts)
 
-    def split_late(members: list[Person], share: float = 0.05) -> tuple[list[object], list[object]]:
-        early, late = [], []
-        for m in members:
-            (late if rng.random() < share else early).append(m)
-        return early, late
 
-    # CRM: organisations, their contacts, and leads.
+def _csv_writer(
+    gen: Generator, out: Path, source: str, header: list[str], delimiter: str
+) -> Callable[[str, list[dict[str, object]]], None]:
+    return lambda name, rows: _write_csv(
+        out / "landing" / source / name, header, rows, delimiter, gen
+    )
+
+
+def _crm(gen: Generator, out: Path, summary: GenerationSummary) -> None:
+    """CRM: organisations, their contacts, and leads."""
+    rng = gen.rng
     crm_people = [p for p in gen.people if p.org is not None and rng.random() < 0.8]
-    crm_people += membership(0.3)
+    crm_people += _membership(gen, 0.3)
     seen: set[str] = set()
     crm_people = [p for p in crm_people if not (p.entity_id in seen or seen.add(p.entity_id))]  # type: ignore[func-returns-value]
     crm_orgs = [o for o in gen.orgs if rng.random() < 0.9]
     org_key = {o.entity_id: f"001A{i:08d}" for i, o in enumerate(crm_orgs)}
-    early, late = split_late(crm_people)
-    first, delta = two_extracts(
+    early, late = _split_late(gen, crm_people)
+    first, delta = _two_extracts(
+        gen,
         "crm",
         crm_orgs + early,
         lambda i, e: org_key[e.entity_id] if isinstance(e, Organisation) else f"003A{i:08d}",
@@ -854,66 +900,100 @@ def generate(out: Path, people: int = 2000, seed: int = 42) -> GenerationSummary
             entity = person_by_id.get(gen.truth.get(("crm", str(row["Id"])), ""))
             if entity is not None and entity.org is not None:
                 row["ParentAccountId"] = org_key.get(entity.org.entity_id, "")
-    _write_csv(out / "landing/crm/crm_export_2026-01-05.csv", CRM_HEADER, first, ",", gen)
-    _write_csv(out / "landing/crm/crm_export_2026-03-02.csv", CRM_HEADER, delta, ",", gen)
-    files += ["crm/crm_export_2026-01-05.csv", "crm/crm_export_2026-03-02.csv"]
-    rows_per_source["crm"] = len(first) + len(delta)
+    _landed(
+        summary,
+        "crm",
+        (first, delta),
+        ("crm_export_2026-01-05.csv", "crm_export_2026-03-02.csv"),
+        _csv_writer(gen, out, "crm", CRM_HEADER, ","),
+    )
 
-    # Billing: active customers.
-    early, late = split_late(membership(0.45))
-    first, delta = two_extracts("billing", early, lambda i, e: f"B{i + 1:08d}", _billing_row, late)
-    _write_csv(out / "landing/billing/customers_20260105.csv", BILLING_HEADER, first, ";", gen)
-    _write_csv(out / "landing/billing/customers_20260302.csv", BILLING_HEADER, delta, ";", gen)
-    files += ["billing/customers_20260105.csv", "billing/customers_20260302.csv"]
-    rows_per_source["billing"] = len(first) + len(delta)
 
-    # ERP: customer master, organisations, and one-time invoice customers (key 0009…).
-    erp_people = membership(0.2)
-    one_time = membership(0.05)
-    erp_members: list[object] = [o for o in gen.orgs if rng.random() < 0.8] + erp_people
+def _billing(gen: Generator, out: Path, summary: GenerationSummary) -> None:
+    """Billing: active customers."""
+    early, late = _split_late(gen, _membership(gen, 0.45))
+    extracts = _two_extracts(
+        gen, "billing", early, lambda i, e: f"B{i + 1:08d}", _billing_row, late
+    )
+    _landed(
+        summary,
+        "billing",
+        extracts,
+        ("customers_20260105.csv", "customers_20260302.csv"),
+        _csv_writer(gen, out, "billing", BILLING_HEADER, ";"),
+    )
+
+
+def _erp(gen: Generator, out: Path, summary: GenerationSummary) -> None:
+    """ERP: customer master, organisations, and one-time invoice customers (key 0009…)."""
+    erp_people = _membership(gen, 0.2)
+    one_time = _membership(gen, 0.05)
+    erp_members: list[object] = [o for o in gen.orgs if gen.rng.random() < 0.8] + erp_people
     n_regular = len(erp_members)
-    first, delta = two_extracts(
+    extracts = _two_extracts(
+        gen,
         "erp",
         erp_members + one_time,
         lambda i, e: f"{'0009' if i >= n_regular else '0001'}{i:06d}",
         _erp_row,
         [],
     )
-    _write_parquet(out / "landing/erp/KNA1_20260105.parquet", ERP_HEADER, first)
-    _write_parquet(out / "landing/erp/KNA1_20260302.parquet", ERP_HEADER, delta)
-    files += ["erp/KNA1_20260105.parquet", "erp/KNA1_20260302.parquet"]
-    rows_per_source["erp"] = len(first) + len(delta)
+    _landed(
+        summary,
+        "erp",
+        extracts,
+        ("KNA1_20260105.parquet", "KNA1_20260302.parquet"),
+        lambda name, rows: _write_parquet(out / "landing/erp" / name, ERP_HEADER, rows),
+    )
 
-    # E-commerce: web sign-ups.
-    early, late = split_late(membership(0.4), 0.08)
-    first, delta = two_extracts(
+
+def _ecommerce(gen: Generator, out: Path, summary: GenerationSummary) -> None:
+    """E-commerce: web sign-ups."""
+    early, late = _split_late(gen, _membership(gen, 0.4), 0.08)
+    extracts = _two_extracts(
+        gen,
         "ecommerce",
         early,
         lambda i, e: f"u{(i * 2654435761) % 4294967296:010d}",
         _ecommerce_row,
         late,
     )
-    _write_jsonl(out / "landing/ecommerce/signups_2026-01-05.jsonl", first)
-    _write_jsonl(out / "landing/ecommerce/signups_2026-03-02.jsonl", delta)
-    files += ["ecommerce/signups_2026-01-05.jsonl", "ecommerce/signups_2026-03-02.jsonl"]
-    rows_per_source["ecommerce"] = len(first) + len(delta)
+    _landed(
+        summary,
+        "ecommerce",
+        extracts,
+        ("signups_2026-01-05.jsonl", "signups_2026-03-02.jsonl"),
+        lambda name, rows: _write_jsonl(out / "landing/ecommerce" / name, rows),
+    )
 
-    # Loyalty: self-curated member profiles.
-    early, late = split_late(membership(0.3))
-    first, delta = two_extracts("loyalty", early, lambda i, e: f"L-{i + 1:07d}", _loyalty_row, late)
-    _write_csv(out / "landing/loyalty/members_05-01-2026.csv", LOYALTY_HEADER, first, ",", gen)
-    _write_csv(out / "landing/loyalty/members_02-03-2026.csv", LOYALTY_HEADER, delta, ",", gen)
-    files += ["loyalty/members_05-01-2026.csv", "loyalty/members_02-03-2026.csv"]
-    rows_per_source["loyalty"] = len(first) + len(delta)
 
-    truth_path = out / "truth.csv"
-    with truth_path.open("w", encoding="utf-8", newline="") as fh:
+def _loyalty(gen: Generator, out: Path, summary: GenerationSummary) -> None:
+    """Loyalty: self-curated member profiles."""
+    early, late = _split_late(gen, _membership(gen, 0.3))
+    extracts = _two_extracts(
+        gen, "loyalty", early, lambda i, e: f"L-{i + 1:07d}", _loyalty_row, late
+    )
+    _landed(
+        summary,
+        "loyalty",
+        extracts,
+        ("members_05-01-2026.csv", "members_02-03-2026.csv"),
+        _csv_writer(gen, out, "loyalty", LOYALTY_HEADER, ","),
+    )
+
+
+def _write_truth(gen: Generator, path: Path) -> None:
+    """Every (source, source_key) and the real entity behind it."""
+    with path.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(["source", "source_key", "entity_id"])
         for (source, key), entity in sorted(gen.truth.items()):
             writer.writerow([source, key, entity])
-    # Who lives with whom (same address, same family name) and who works where.
-    with (out / "relationships.csv").open("w", encoding="utf-8", newline="") as fh:
+
+
+def _write_relationships(gen: Generator, path: Path) -> None:
+    """Who lives with whom (same address, same family name) and who works where."""
+    with path.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(["entity_id", "household_id", "organisation_id", "moved", "renamed"])
         for person in gen.people:
@@ -928,4 +1008,3 @@ def generate(out: Path, people: int = 2000, seed: int = 42) -> GenerationSummary
                         int(bool(person.new_family)),
                     ]
                 )
-    return GenerationSummary(len(gen.people), len(gen.orgs), rows_per_source, files)
