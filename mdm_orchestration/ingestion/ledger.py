@@ -16,6 +16,9 @@ from mdm_orchestration.hub.models import ExtractStatus
 from mdm_orchestration.hub.store import write_transaction
 from mdm_orchestration.hub.tables import EXTRACTS, QUARANTINE, VERSIONS, utcnow
 
+#: The ``stage`` of the quarantine rows ingestion writes.
+STAGE = "ingest"
+
 
 @dataclass
 class IngestOutcome:
@@ -128,7 +131,7 @@ def rows_accounted(engine: Engine, extract_id: int) -> RowsAccounted:
         quarantined = conn.execute(
             select(func.count())
             .select_from(QUARANTINE)
-            .where(QUARANTINE.c.extract_id == extract_id, QUARANTINE.c.stage == "ingest")
+            .where(QUARANTINE.c.extract_id == extract_id, QUARANTINE.c.stage == STAGE)
         ).scalar_one()
         landed = conn.execute(
             select(EXTRACTS.c.rows_landed).where(EXTRACTS.c.id == extract_id)

@@ -18,11 +18,10 @@ from mdm_orchestration.config import DateOrder, SourceConfig
 from mdm_orchestration.hub.bulk import bulk_insert, bulk_upsert
 from mdm_orchestration.hub.models import source_record_id
 from mdm_orchestration.hub.tables import ERASED, QUARANTINE_COLUMNS, utcnow
-from mdm_orchestration.ingestion.ledger import IngestOutcome
+from mdm_orchestration.ingestion.ledger import STAGE, IngestOutcome
 from mdm_orchestration.ingestion.readers import RawRow
 
 MAX_KEY_LENGTH = 256
-STAGE = "ingest"
 
 #: Columns of a ``source_record_versions`` row, in bulk-write order.
 VERSION_COLUMNS = (
