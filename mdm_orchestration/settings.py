@@ -1,7 +1,9 @@
 """The environment, read in one place.
 
-Every ``MDM_*`` variable (and ``DAGSTER_HOME``) the hub understands is a field here; nothing else
-in the package reads ``os.environ`` (``MDM_CRASH_AT`` aside: test plumbing, in ``hub.crash``).
+Every ``MDM_*`` variable (and ``DAGSTER_HOME``) the hub understands is a field here, and other
+modules ask :func:`settings` for them. Left outside: ``MDM_CRASH_AT`` (test plumbing, in
+``hub.crash``), ``${VAR}`` in subscriptions.yaml (expanded by ``syndication.transports``), and
+``MDM_CONFIG_DIR`` still read by ``config.resolve_config_dir``.
 The environment is read afresh on every call of :func:`settings`, so a process (or a test) that
 changes a variable sees the change; nothing here ever writes the environment.
 """
