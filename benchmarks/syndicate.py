@@ -29,12 +29,12 @@ sys.path.insert(0, str(ROOT))
 def fill(engine, n: int) -> None:  # type: ignore[no-untyped-def]
     from mdm_orchestration.hub.bulk import bulk_insert
     from mdm_orchestration.hub.store import write_transaction
-    from mdm_orchestration.survivorship.ids import golden_id_for
-    from mdm_orchestration.survivorship.store import (
+    from mdm_orchestration.survivorship import (
         CHANGE_COLUMNS,
         GOLDEN_COLUMNS,
         HISTORY_COLUMNS,
         event_id,
+        golden_id_for,
     )
 
     now = datetime.now(UTC)
@@ -108,7 +108,7 @@ def fill(engine, n: int) -> None:  # type: ignore[no-untyped-def]
 
 def start_changes_only(engine, name: str) -> None:  # type: ignore[no-untyped-def]
     from mdm_orchestration.hub.store import write_transaction
-    from mdm_orchestration.syndication.delivery import STATE
+    from mdm_orchestration.hub.tables import SUBSCRIBERS as STATE
 
     with write_transaction(engine) as conn:
         conn.execute(
@@ -142,7 +142,7 @@ def main() -> None:
 
     from mdm_orchestration.config import HubConfig, SubscriptionsConfig, load_hub_config
     from mdm_orchestration.hub.store import create_hub_engine
-    from mdm_orchestration.syndication.delivery import syndicate
+    from mdm_orchestration.syndication import syndicate
 
     work = Path(tempfile.mkdtemp(prefix="mdm-bench-syndicate-"))
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
