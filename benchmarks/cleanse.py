@@ -36,8 +36,7 @@ def main() -> None:
     parser.add_argument("--hub-records", type=int, default=100_000)
     args = parser.parse_args()
 
-    from mdm_orchestration.cleansing import cleanse_pending
-    from mdm_orchestration.cleansing import cleanse_batches, resolve_workers
+    from mdm_orchestration.cleansing import cleanse_batches, cleanse_pending, resolve_workers
     from mdm_orchestration.config import load_hub_config
     from mdm_orchestration.sample_data import generate
     from mdm_orchestration.sample_data.offline import landing_versions

@@ -1,5 +1,10 @@
-"""Generator of realistic multi-silo customer data with ground truth."""
+"""Generator of realistic multi-silo customer data with ground truth (the face of the package)."""
 
-from mdm_orchestration.sample_data.generator import SOURCES, GenerationSummary, generate
+from mdm_orchestration.sample_data.generator import (
+    ERP_HEADER,
+    SOURCES,
+    GenerationSummary,
+    generate,
+)
 
-__all__ = ["SOURCES", "GenerationSummary", "generate"]
+__all__ = ["ERP_HEADER", "SOURCES", "GenerationSummary", "generate"]

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from mdm_orchestration.hub.models import ExtractStatus
 from mdm_orchestration.ingestion import ExtractRejected, ingest_file
-from mdm_orchestration.sample_data.generator import ERP_HEADER
+from mdm_orchestration.sample_data import ERP_HEADER
 from tests.helpers import write_file
 
 BILLING_HEADER = (
