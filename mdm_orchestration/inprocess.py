@@ -112,11 +112,11 @@ def execute_job(
 
 def run_landing(instance: Any, target: Target, *, quiet: bool = False) -> dict[str, Any]:  # noqa: ANN401
     """Ingest every file that has landed under ``target.landing``, each through ``ingest_job``,
-    then cleanse, match, master and syndicate what is stale.
+    then run what the daemon's sensors would: ``reconsolidate_job`` when anything is stale, and
+    ``syndicate_job`` per subscriber with something to deliver.
 
     Files whose bytes the hub already holds are skipped without a run.
     """
-    from mdm_orchestration.cleansing import pending_extracts
     from mdm_orchestration.ingestion import file_sha256, loaded_extract_id, scan_landing
 
     assert target.landing is not None
@@ -136,21 +136,31 @@ def run_landing(instance: Any, target: Target, *, quiet: bool = False) -> dict[s
             summary["ingested"] += 1
         else:
             summary["failed"].append(f.key)
-    with engine.connect() as conn:
-        anything_to_cleanse = bool(pending_extracts(conn))
-    # Nothing new, no run: re-running the command is idempotent in the Dagster UI too.
-    summary["cleansed"] = (
-        execute_job(instance, "cleanse_job", target, quiet=quiet) if anything_to_cleanse else True
-    )
-    summary["matched"] = run_matching(
-        instance, target, engine, quiet=quiet, after_cleansing=anything_to_cleanse
-    )
-    summary["mastered"] = run_mastering(instance, target, engine, quiet=quiet)
+    # The daemon's path: what landed is absorbed by one reconsolidate_job (cleanse, match what
+    # changed, re-survive what that reaches), then each subscriber with news gets syndicate_job.
+    summary["reconsolidated"] = run_reconsolidation(instance, target, engine, quiet=quiet)
     summary["syndicated"] = run_syndication(instance, target, engine, quiet=quiet)
     engine.dispose()
     summary["seconds"] = round(time.perf_counter() - started, 2)
-    summary["done"] = all(summary[k] for k in ("cleansed", "matched", "mastered", "syndicated"))
+    summary["done"] = all(summary[k] for k in ("reconsolidated", "syndicated"))
     return summary
+
+
+def run_reconsolidation(instance: Any, target: Target, engine: Any, *, quiet: bool = False) -> bool:  # noqa: ANN401
+    """Run ``reconsolidate_job`` (the job ``reconsolidation_sensor`` requests) when anything is
+    stale: extracts not cleansed yet, clusters behind the records, labels or overrides, or
+    golden records behind the clusters or the survivorship rules. Nothing stale, no run."""
+    from mdm_orchestration.cleansing import pending_extracts
+    from mdm_orchestration.matching import needs_rematch
+    from mdm_orchestration.survivorship import needs_consolidation
+
+    with engine.connect() as conn:
+        stale = (
+            bool(pending_extracts(conn))
+            or needs_rematch(conn)
+            or needs_consolidation(conn, target.hub_config())
+        )
+    return execute_job(instance, "reconsolidate_job", target, quiet=quiet) if stale else True
 
 
 def run_matching(

@@ -69,12 +69,12 @@ def test_generate_run_status(tmp_path, monkeypatch, capsys):
     assert status["golden_changes"] == status["golden_records"]
     assert status["pending_events"] == {"warehouse": 0, "marketing": 0}
 
-    # The runs went through Dagster and are in its instance (what `dagster dev` shows).
+    # The runs went through Dagster and are in its instance (what `dg dev` shows), and they are
+    # the daemon's runs: an ingest per file, one reconsolidation, a syndication per subscriber.
     with dg.DagsterInstance.get() as instance:
         runs = instance.get_runs()
-        assert sorted(r.job_name for r in runs) == ["cleanse_job"] + ["ingest_job"] * 3 + [
-            "master_job",
-            "match_job",
+        assert sorted(r.job_name for r in runs) == ["ingest_job"] * 3 + [
+            "reconsolidate_job",
             "syndicate_job",
             "syndicate_job",
         ]
@@ -86,7 +86,7 @@ def test_generate_run_status(tmp_path, monkeypatch, capsys):
     assert main(["status", "--hub", hub, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["rows_loaded"] == status["rows_loaded"]
     with dg.DagsterInstance.get() as instance:
-        assert len(instance.get_runs()) == 8
+        assert len(instance.get_runs()) == 6
 
 
 def test_console_script_reports_status_of_an_empty_hub(tmp_path):
