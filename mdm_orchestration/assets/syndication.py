@@ -67,7 +67,7 @@ def subscriber_deliveries(
         raise dg.Failure(description=f"subscriber {name!r} is not in subscriptions.yaml")
     sub = config.subscriptions.subscribers[name]
     try:
-        result = syndicate(hub.engine, config, name)
+        result = syndicate(hub.engine, config, name, home=hub.home_path())
     except SubscriberFailing as exc:
         state = subscriber_status(hub.engine, config)[name]
         yield dg.AssetCheckResult(
