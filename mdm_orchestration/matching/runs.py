@@ -18,6 +18,10 @@ FULL = "full"
 INCREMENTAL = "incremental"
 
 
+def _no_review() -> pd.DataFrame:
+    return pd.DataFrame(columns=["left_id", "right_id", "party_type", "score"])
+
+
 class ConcurrentMatch(RuntimeError):
     """Another matching run committed while this one was reading: nothing was written."""
 
@@ -35,7 +39,7 @@ class MatchRunResult:
     #: whole hub (a full run)
     scope: set[str] | None = None
     #: the uncertain pairs the run scored (``left_id``, ``right_id``, ``party_type``, ``score``)
-    review: pd.DataFrame = field(default_factory=pd.DataFrame)
+    review: pd.DataFrame = field(default_factory=_no_review)
     #: the engine's statistics per party type, with ``run`` (the counts) and ``review_queue``
     stats: dict[str, Any] = field(default_factory=dict)
 
