@@ -212,7 +212,7 @@ class RowLoader:
                     )
                 )
             else:
-                kept.append(row._replace(updated_at=stamp))
+                kept.append(Accepted(row.row_number, row.values, row.key, stamp))
         return kept
 
     def _drop_erased(self, rows: list[Accepted], quarantine: list[Rejected]) -> list[Accepted]:
