@@ -38,6 +38,7 @@ from mdm_orchestration.config.golden import (
     SubscriptionsConfig,
     SurvivorshipConfig,
     WebhookTarget,
+    webhook_url_problem,
 )
 from mdm_orchestration.config.rules import (
     MATCH_RULES,
@@ -293,6 +294,7 @@ __all__ = [
     "SubscriptionsConfig",
     "SurvivorshipConfig",
     "WebhookTarget",
+    "webhook_url_problem",
     "init_config_dir",
     "load_hub_config",
     "resolve_config_dir",

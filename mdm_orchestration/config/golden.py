@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -124,11 +125,36 @@ class FileTarget(_Strict):
     format: Literal["jsonl", "csv"] = "jsonl"
 
 
+#: The only schemes a webhook may use: anything else (``file:``, ``ftp:``, ``data:``) would be
+#: "delivered" without reaching a subscriber.
+WEBHOOK_SCHEMES = ("http", "https")
+
+
+def webhook_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a webhook's address, or ``None`` when it can."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in WEBHOOK_SCHEMES:
+        return f"scheme {parts.scheme or '(none)'!r} is not allowed; use http:// or https://"
+    if not parts.hostname:
+        return "the URL names no host"
+    return None
+
+
 class WebhookTarget(_Strict):
-    #: ``${VAR}`` expands (keep secrets in the environment).
+    #: ``${VAR}`` expands (keep secrets in the environment); http:// or https:// only.
     url: str
     timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
     headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("url")
+    @classmethod
+    def _http_only(cls, value: str) -> str:
+        # A URL that starts with a variable is checked again once expanded (the transport).
+        if not value.startswith("$"):
+            problem = webhook_url_problem(value)
+            if problem:
+                raise ValueError(problem)
+        return value
 
 
 class SqlTarget(_Strict):

@@ -20,7 +20,13 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from mdm_orchestration.config import FileTarget, SqlTarget, Subscriber, WebhookTarget
+from mdm_orchestration.config import (
+    FileTarget,
+    SqlTarget,
+    Subscriber,
+    WebhookTarget,
+    webhook_url_problem,
+)
 from mdm_orchestration.survivorship import formula_safe
 from mdm_orchestration.syndication.messages import Message, subscribed_attributes
 
@@ -95,13 +101,26 @@ class FileTransport:
         return None
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is a failed delivery: urllib would turn the POST into a body-less GET to
+    another address (forwarding the headers) and report success although nothing arrived."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN201
+        return None
+
+
 class WebhookTransport:
-    """One JSON POST per message, with the event id as ``Idempotency-Key``; 2xx is success."""
+    """One JSON POST per message, with the event id as ``Idempotency-Key``. Only a 2xx answer
+    from the configured URL counts as delivered; a redirect (3xx) is a failure."""
 
     def __init__(self, target: WebhookTarget) -> None:
         self.url = _expand(target.url)
+        problem = webhook_url_problem(self.url)
+        if problem:
+            raise DeliveryError(f"webhook: url: {problem}")
         self.timeout = target.timeout_seconds
         self.headers = {k: _expand(v) for k, v in target.headers.items()}
+        self._opener = urllib.request.build_opener(_RefuseRedirects)
 
     def send(self, messages: Sequence[Message], batch_name: str) -> None:
         for i, m in enumerate(messages):
@@ -117,8 +136,10 @@ class WebhookTransport:
                 },
             )
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                with self._opener.open(request, timeout=self.timeout) as response:
                     response.read()
+                    if not 200 <= response.status < 300:
+                        raise DeliveryError(f"webhook: HTTP {response.status}", delivered=i)
             except urllib.error.HTTPError as exc:
                 raise DeliveryError(f"webhook: HTTP {exc.code}", delivered=i) from None
             except (urllib.error.URLError, OSError) as exc:
