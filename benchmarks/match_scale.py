@@ -44,7 +44,7 @@ def run(path: Path) -> None:
     from mdm_orchestration.matching.model import train_model
     from mdm_orchestration.matching.records import CLEANSED_COLUMNS
 
-    # The columns the hub reads for matching (store.current_cleansed), as Python objects.
+    # The columns the hub reads for matching (matching.current_cleansed), as Python objects.
     frame = pd.read_parquet(path, columns=list(CLEANSED_COLUMNS))
     for column in frame.columns:
         values = frame[column]

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-#: The canonical customer model (ARCHITECTURE.md), plus ``organisation_key``: the source key of
+#: The canonical customer model, plus ``organisation_key``: the source key of
 #: the organisation a B2B contact belongs to, within the same source.
 CANONICAL_FIELDS: tuple[str, ...] = (
     "given_name",

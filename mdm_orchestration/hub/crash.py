@@ -1,4 +1,4 @@
-"""Named crash points for crash-consistency tests (RELIABILITY.md, row 1).
+"""Named crash points for crash-consistency tests: a run killed at any point leaves the hub consistent.
 
 ``MDM_CRASH_AT=<point>`` makes the process kill itself with SIGKILL when it reaches that point:
 no ``finally`` blocks, no rollback by Python, the way a power cut or an OOM kill ends a run.

@@ -512,7 +512,7 @@ class MatchRun(SQLModel, table=True):
 class MatchPair(SQLModel, table=True):
     """A scored record pair (``left_record_id < right_record_id``), kept so that an incremental
     run re-scores only the pairs of records that changed: the match probability the model (or a
-    rule) gave it. Pairs scoring below ``PAIR_FLOOR`` (matching/store.py) are not kept; they are
+    rule) gave it. Pairs scoring below ``PAIR_FLOOR`` (matching/writes.py) are not kept; they are
     scored again if a component ever needs them."""
 
     __tablename__ = "match_pairs"

@@ -104,7 +104,7 @@ RECONSOLIDATION_LOCK_KEY = 0x6D646D10
 @contextmanager
 def reconsolidation_lock(engine: Engine) -> Iterator[None]:
     """One matching or consolidation run at a time on PostgreSQL: a second one waits here
-    (RELIABILITY.md rule 3), besides the Dagster pool. SQLite has one writer anyway, and each
+    (one writer of the hub at a time), besides the Dagster pool. SQLite has one writer anyway, and each
     run checks at write time that nothing committed since it read."""
     if engine.dialect.name != "postgresql":
         yield

@@ -100,7 +100,7 @@ def utcnow() -> datetime:
 
 
 # --- advisory locks ---------------------------------------------------------------------------
-#: ``pg_advisory_xact_lock`` keys, one per writer that must be alone (RELIABILITY.md rule 3).
+#: ``pg_advisory_xact_lock`` keys, one per writer that must be alone (one writer of the hub at a time).
 MIGRATION_LOCK_KEY = 0x6D646D01
 CONSOLIDATE_LOCK_KEY = 0x6D646D02
 MATCH_LOCK_KEY = 0x6D646D03

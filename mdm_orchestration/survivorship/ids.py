@@ -1,6 +1,6 @@
 """Stable golden ids across re-runs, retrains, merges and splits.
 
-The rules (ARCHITECTURE.md, RELIABILITY.md row 25):
+The rules (a golden id survives re-runs and retrains and is never reused):
 - a golden id follows the new cluster that holds most of its old members (a tie goes to the
   cluster holding the smallest of those record ids);
 - when several golden ids land on one cluster, the oldest survives and the others are recorded

@@ -1,6 +1,6 @@
 """Writing a consolidation: its plan becomes one write transaction covering the golden records,
 their history, the cross-reference and the outbox (``golden_changes``). A crash anywhere leaves
-either all of it or none of it (RELIABILITY.md rule 4); named crash points mark the boundaries
+either all of it or none of it; named crash points mark the boundaries
 for the tests."""
 
 from __future__ import annotations
