@@ -32,6 +32,20 @@ exit codes:
 """
 
 
+def ui_command(home: Path) -> str:
+    """The command that opens the UI on ``home``: ``dg dev`` in a checkout (``[tool.dg]`` in its
+    pyproject.toml), else the webserver on the installed code location."""
+    from mdm_orchestration.inprocess import dagster_home
+
+    env = f"MDM_HOME={home} DAGSTER_HOME={dagster_home(home)}"
+    bin_dir = Path(sys.executable).parent
+    project = Path(__file__).resolve().parent.parent
+    pyproject = project / "pyproject.toml"
+    if (bin_dir / "dg").exists() and pyproject.is_file() and "[tool.dg]" in pyproject.read_text():
+        return f"cd {project} && {env} {bin_dir / 'dg'} dev"
+    return f"{env} {bin_dir / 'dagster'} dev -m mdm_orchestration.definitions"
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from mdm_orchestration.sample_data import generate
 
@@ -115,7 +129,7 @@ def _demo_checks(status: dict[str, Any]) -> dict[str, bool]:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from mdm_orchestration.hub.store import masked_url, resolve_hub_url
-    from mdm_orchestration.inprocess import dagster_home, dagster_instance, run_landing
+    from mdm_orchestration.inprocess import dagster_instance, run_landing
     from mdm_orchestration.sample_data import generate
     from mdm_orchestration.settings import settings
 
@@ -154,10 +168,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     print()
     print("Open the Dagster UI on this hub (asset graph, runs, checks, sensors):")
-    print(
-        f"  MDM_HOME={home} DAGSTER_HOME={dagster_home(home)} "
-        f"{Path(sys.executable).parent / 'dagster'} dev -w workspace.yaml"
-    )
+    print(f"  {ui_command(home)}")
     print(
         "  then browse http://127.0.0.1:3000 ; drop a file into "
         f"{landing}/<source>/ and the sensors ingest it, reconsolidate and syndicate."
