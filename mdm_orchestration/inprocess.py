@@ -41,9 +41,10 @@ class Target:
     def resources(self) -> dict[str, Any]:
         from mdm_orchestration.resources import in_process_resources
 
-        return in_process_resources(
-            hub=self.hub, landing=self.landing, config=self.config, home=self.home
-        )
+        # The hub URL is not a resource value: Dagster stores resource config in the job
+        # snapshot, where a password would show in the UI. It reaches the resource through
+        # settings (``execute_job`` scopes it), like a URL in MDM_HUB_URL does.
+        return in_process_resources(landing=self.landing, config=self.config, home=self.home)
 
     def hub_config(self):  # type: ignore[no-untyped-def]
         from mdm_orchestration.config import load_hub_config
@@ -94,9 +95,9 @@ def execute_job(
     dynamic = isinstance(partitions, dg.DynamicPartitionsDefinition) and partition_key
     if dynamic and not instance.has_dynamic_partition(partitions.name, partition_key):
         instance.add_dynamic_partitions(partitions.name, [partition_key])
-    # The home goes to the resources too; scoped() only until the syndication asset takes
-    # its outbound home from the hub resource (HubDatabase.home_path()).
-    with scoped(mdm_home=target.home):
+    # The hub URL (and the home, for the hub's default SQLite file) reach the resources through
+    # settings, scoped to this call: never through os.environ, never into the run's snapshot.
+    with scoped(mdm_home=target.home, mdm_hub_url=target.hub):
         result = job.execute_in_process(
             partition_key=partition_key,
             instance=instance,

@@ -377,3 +377,33 @@ def test_incremental_reconsolidation_on_postgres_serialises_overlapping_runs(
         check_invariants(engine)
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_hub_password_given_to_the_cli_stays_out_of_the_dagster_instance(
+    postgres_url, tmp_path, capsys, monkeypatch
+):
+    """The CLI's --hub reaches the runs through settings, never as resource config: Dagster
+    stores resource config in each run's job snapshot, which the UI shows."""
+    import dagster as dg
+
+    from mdm_orchestration.cli import main
+    from mdm_orchestration.sample_data import generate
+
+    secret = "S3cretHubPassw0rd"  # the local server trusts loopback, so any password connects
+    hub = postgres_url.replace("postgres@", f"postgres:{secret}@", 1)
+    assert secret in hub
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    generate(tmp_path / "silos", people=30, seed=5)
+    assert main(["run", "--landing", str(tmp_path / "silos" / "landing"), "--hub", hub]) == 0
+    capsys.readouterr()
+    stored = []
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs()
+        assert {r.job_name for r in runs} >= {"ingest_job", "reconsolidate_job"}
+        for run in runs:
+            stored.append(repr(run))
+            if run.job_snapshot_id:
+                stored.append(repr(instance.get_job_snapshot(run.job_snapshot_id)))
+            stored.extend(repr(e) for e in instance.all_logs(run.run_id))
+    assert stored and not any(secret in text for text in stored)
