@@ -15,13 +15,13 @@ from mdm_orchestration.config import load_hub_config
 from mdm_orchestration.hub.models import source_record_id as record_id
 from mdm_orchestration.hub.store import create_hub_engine
 from mdm_orchestration.ingestion import ingest_file
-from mdm_orchestration.matching.evaluation import pairwise_scores
 from mdm_orchestration.matching import (
     match_incremental,
     needs_full_rematch,
     rebuild_clusters,
     train_models,
 )
+from mdm_orchestration.matching.evaluation import pairwise_scores
 from mdm_orchestration.survivorship import (
     consolidate,
     rebuild_households,
