@@ -268,6 +268,20 @@ class MatchPair(SQLModel, table=True):
     by_rule: bool
 
 
+class TermFrequency(SQLModel, table=True):
+    """How many current records of a party type carry a value of a compared field (the value as
+    a hash: ``hub.tables.value_key``), hub-wide: the counts behind frequency-aware matching,
+    kept by the incremental path so that it and a full rebuild weigh an agreement alike."""
+
+    __tablename__ = "term_frequencies"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    party_type: str = Field(primary_key=True, max_length=16)
+    field: str = Field(primary_key=True, max_length=16)
+    value_key: str = Field(primary_key=True, max_length=32)
+    count: int
+
+
 class HubCursor(SQLModel, table=True):
     """How far an internal consumer of the outbox has read (``households``: the last
     ``golden_changes.seq`` whose golden records its households reflect)."""

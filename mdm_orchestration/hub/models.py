@@ -170,6 +170,12 @@ class CleansedRecord(SQLModel, table=True):
     national_id: str | None = Field(default=None, sa_column=Column(Text))
     national_id_type: str | None = Field(default=None, max_length=32)
     national_id_valid: bool | None = Field(default=None, sa_column=Column(Boolean))
+    website: str | None = Field(default=None, sa_column=Column(Text))
+    #: registrable domain of the website, else of a business (not free-mail) email address
+    web_domain: str | None = Field(default=None, max_length=253)
+    #: the digits of a phone number that failed validation (still evidence when two agree)
+    phone_digits: str | None = Field(default=None, max_length=32)
+    legal_form_family: str | None = Field(default=None, max_length=32)
     consents: dict[str, bool] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     quality_score: float
     quality_flags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
@@ -258,12 +264,21 @@ class ReviewItem(_RecordPair, table=True):
         _pair_index("review_queue"),
         # The pair index finds a record on the left; this one on the right (incremental runs).
         Index("ix_review_queue_right", "right_record_id"),
+        Index("ix_review_queue_priority", "status", "priority"),
     )
 
     party_type: str = Field(max_length=16)
     score: float
     status: str = Field(max_length=16, index=True)  # pending | done
     created_at: datetime
+    #: how much deciding it changes: uncertainty x records of the two clusters
+    priority: float | None = None
+    records_affected: int | None = None
+    left_cluster_id: str | None = Field(default=None, max_length=32)
+    right_cluster_id: str | None = Field(default=None, max_length=32)
+    #: digest of the two records' versions when the item was raised (decided items come back
+    #: only when it changes)
+    records_digest: str | None = Field(default=None, max_length=64)
 
 
 def source_record_id(source: str, source_key: str) -> str:
@@ -290,6 +305,7 @@ from mdm_orchestration.hub.mastering_models import (  # noqa: E402
     MatchPair,
     MatchRun,
     SubscriberState,
+    TermFrequency,
 )
 
 __all__ = [
@@ -313,6 +329,7 @@ __all__ = [
     "MatchModelRow",
     "MatchOverride",
     "MatchPair",
+    "TermFrequency",
     "MatchRun",
     "QuarantineRow",
     "ReviewItem",

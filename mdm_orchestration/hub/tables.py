@@ -40,6 +40,7 @@ from mdm_orchestration.hub.models import (
     SourceRecord,
     SourceRecordVersion,
     SubscriberState,
+    TermFrequency,
     TrainingLabel,
 )
 from mdm_orchestration.hub.store import as_utc, chunks, in_chunks
@@ -76,6 +77,7 @@ DELIVERIES = _table(Delivery)
 ERASURES = _table(Erasure)
 ERASED = _table(ErasedRecord)
 CURSORS = _table(HubCursor)
+TERM_FREQUENCIES = _table(TermFrequency)
 
 #: Each source record's current version, cleansed: the join every stage after cleansing reads.
 CURRENT_CLEANSED = CLEANSED.join(
@@ -161,6 +163,7 @@ __all__ = [
     "ORGANISATION",
     "OVERRIDES",
     "PAIRS",
+    "TERM_FREQUENCIES",
     "PARTY_TYPES",
     "PERSON",
     "QUARANTINE",
