@@ -6,6 +6,13 @@ Datasets:
            installed: it pins pandas<3)
   febrl4   FEBRL datasets 4a + 4b (2 x 5,000 records, linkage), matched as one set
   gen-N    generated silos of about N source records (seed different from the default labels')
+  consumer, b2b, international
+           the generalisation scenarios (benchmarks/scenarios/): silos the hub has never seen,
+           each from its own seeded generator with its own truth, onboarded by its own
+           sources.yaml; figures on the test half (shipped default labels only, as gen-N)
+
+With --scenarios, every scenario and febrl3/febrl4, each with ours, splink and recordlinkage side
+by side, then one summary table (``--records N``: about N records per scenario).
 
 With --peers (FEBRL only), the same run also fits splink (DuckDB) and a classic recordlinkage
 pipeline on the same test half, in a separate virtualenv (see benchmarks/peers.py).
@@ -19,6 +26,8 @@ the other half only. Generated silos: shipped default labels only.
     .venv/bin/python benchmarks/accuracy.py                 # febrl3 febrl4 gen-10000 gen-100000
     .venv/bin/python benchmarks/accuracy.py --peers febrl3 febrl4
     .venv/bin/python benchmarks/accuracy.py gen-1000000
+    .venv/bin/python benchmarks/accuracy.py --scenarios [--records 10000]
+    .venv/bin/python benchmarks/accuracy.py --peers b2b
 """
 
 from __future__ import annotations
@@ -135,6 +144,38 @@ def generated_cleansed(records: int) -> pd.DataFrame:
     return cleansed[cleansed["entity"].notna()].reset_index(drop=True)
 
 
+def with_truth(cleansed: pd.DataFrame, truth_csv: Path) -> pd.DataFrame:
+    """``entity`` from the truth file on every cleansed record it names (others dropped)."""
+    truth = pd.read_csv(truth_csv, dtype=str)
+    entity = dict(
+        zip(zip(truth["source"], truth["source_key"], strict=True), truth["entity_id"], strict=True)
+    )
+    cleansed["entity"] = [
+        entity.get(k) for k in zip(cleansed["source"], cleansed["source_key"], strict=True)
+    ]
+    return cleansed[cleansed["entity"].notna()].reset_index(drop=True)
+
+
+def scenario_cleansed(name: str, records: int | None = None) -> pd.DataFrame:
+    """A generalisation scenario generated, landed and cleansed under its own configuration."""
+    from benchmarks.scenarios import build, skipped_fields
+    from mdm_orchestration.config import load_hub_config
+    from mdm_orchestration.sample_data.offline import cleansed_frame
+
+    out = Path(tempfile.mkdtemp(prefix=f"mdm-bench-{name}-"))
+    landing, truth_csv, config = build(name, out, records)
+    cleansed = with_truth(cleansed_frame(landing, load_hub_config(config), TODAY), truth_csv)
+    truth_rows = sum(1 for _ in truth_csv.open()) - 1
+    skipped = skipped_fields(name)
+    print(
+        f"{name}: {truth_rows:,} source records, {len(cleansed):,} cleansed with their truth, "
+        f"{cleansed['entity'].nunique():,} entities"
+        + (f"; mapped but unknown to this hub (ignored): {', '.join(skipped)}" if skipped else ""),
+        flush=True,
+    )
+    return cleansed
+
+
 def in_training_half(entity: str) -> bool:
     return hashlib.sha256(f"split:{entity}".encode()).digest()[0] < 128
 
@@ -157,7 +198,7 @@ def split_labels(cleansed: pd.DataFrame, config) -> dict:  # noqa: ANN001
     return {"match": match, "distinct": distinct}
 
 
-def evaluate(name: str, cleansed: pd.DataFrame, extra_labels: dict | None) -> None:
+def evaluate(name: str, cleansed: pd.DataFrame, extra_labels: dict | None) -> dict:
     from mdm_orchestration.config import load_hub_config
     from mdm_orchestration.matching.blocking import candidate_pairs
     from mdm_orchestration.matching.engine import match_records
@@ -206,9 +247,19 @@ def evaluate(name: str, cleansed: pd.DataFrame, extra_labels: dict | None) -> No
         f"train {trained:.1f} s  match {seconds:.1f} s  peak {peak_mb():,.0f} MB",
         flush=True,
     )
+    return {
+        "matcher": "ours",
+        "records": len(cleansed),
+        "precision": pw["precision"],
+        "recall": pw["recall"],
+        "f1": pw["f1"],
+        "b3_f1": bc["f1"],
+        "blocking_recall": blocking,
+        "seconds": trained + seconds,
+    }
 
 
-def reachable_without_names(cleansed: pd.DataFrame) -> None:
+def reachable_without_names(cleansed: pd.DataFrame) -> float:
     """The share of true pairs any matcher could find without linking on the name alone: pairs
     inside the groups a person's (or organisation's) records form when only records agreeing on
     an identifying field (``rules.CORROBORATING``, or ids one slip apart) are joined."""
@@ -220,6 +271,8 @@ def reachable_without_names(cleansed: pd.DataFrame) -> None:
     frame = match_frame(cleansed).reset_index(drop=True)
     frame["entity"] = cleansed["entity"].to_numpy()
     total = reach = 0
+    if "web_domain" not in frame.columns:  # ``corroborated`` may read it (organisations)
+        frame["web_domain"] = None
     for _party, sub in frame.groupby("party_type"):
         sub = sub.reset_index(drop=True)
         for _entity, group in sub.groupby("entity"):
@@ -246,6 +299,7 @@ def reachable_without_names(cleansed: pd.DataFrame) -> None:
         f"({reach / total:.4f}): the recall ceiling with rare_name_records: 0",
         flush=True,
     )
+    return reach / total if total else 1.0
 
 
 PEERS_VENV = CACHE / "peers-venv"
@@ -262,21 +316,51 @@ PEER_FIELDS = (
 )
 
 
+#: For organisations: company name (match key), legal form, web domain (the website's, else a
+#: business email's), phone, street, postcode, city, country, registration / VAT id.
+PEER_ORG_FIELDS = (
+    "company",
+    "legal_form",
+    "domain",
+    "phone",
+    "street",
+    "postcode",
+    "city",
+    "country",
+    "national_id",
+)
+
+
 def export_for_peers(cleansed: pd.DataFrame, name: str) -> Path:
-    """The comparison fields our cleansing produced (the peers get the same clean input)."""
+    """The comparison fields our cleansing produced (the peers get the same clean input).
+    Organisation records (when they are the majority) get the organisation fields."""
     from mdm_orchestration.matching.records import match_frame
 
     frame = match_frame(cleansed)
+    orgs = (cleansed["party_type"] == "organisation").mean() > 0.5
     out = pd.DataFrame({"rec_id": frame["record_id"], "entity": cleansed["entity"].to_numpy()})
-    for column in PEER_FIELDS:
-        out[column] = frame[column].fillna("")
+    if orgs:
+        domain = frame["web_domain"] if "web_domain" in frame.columns else frame["email_domain"]
+        out["company"] = frame["company"]
+        out["legal_form"] = frame["legal_form"]
+        out["domain"] = domain
+        out["country"] = cleansed["country"].reset_index(drop=True).astype(object)
+        for column in ("phone", "street", "postcode", "city", "national_id"):
+            out[column] = frame[column]
+        out = out.fillna("")
+        keep = (cleansed["party_type"] == "organisation").to_numpy()
+    else:
+        for column in PEER_FIELDS:
+            out[column] = frame[column].fillna("")
+        keep = (cleansed["party_type"] == "person").to_numpy()
+    out = out[keep]
     path = Path(tempfile.mkdtemp(prefix="mdm-bench-peers-")) / f"{name}.csv"
     out.to_csv(path, index=False)
     return path
 
 
-def run_peers(name: str) -> None:
-    """splink and recordlinkage on the same FEBRL test half, in their own virtualenv."""
+def run_peers(name: str) -> list[dict]:
+    """splink and recordlinkage on the same test half, in their own virtualenv."""
     import json
 
     python = PEERS_VENV / "bin" / "python"
@@ -302,10 +386,12 @@ def run_peers(name: str) -> None:
         capture_output=True,
         text=True,
     ).stdout
+    rows = []
     for line in out.splitlines():
         if not line.startswith("{"):
             continue
         r = json.loads(line)
+        rows.append({**r, "matcher": r["peer"]})
         label = f"{r['dataset']} {r['peer']}"
         print(
             f"{label:<22} {r['records']:>9,} rec  P {r['precision']:.4f}  R {r['recall']:.4f}  "
@@ -313,24 +399,75 @@ def run_peers(name: str) -> None:
             f"B3-F1 {r['b3_f1']:.4f}  {r['seconds']:.1f} s  peak {r['peak_rss_mb']:,} MB",
             flush=True,
         )
+    return rows
+
+
+SCENARIO_NAMES = ("consumer", "b2b", "international")
+
+
+def run_scenario(name: str, records: int | None, peers: bool) -> list[dict]:
+    """One generalisation scenario: ours (and the peers) on the test half."""
+    cleansed = scenario_cleansed(name, records)
+    test = cleansed[~cleansed["entity"].map(in_training_half)].reset_index(drop=True)
+    ours = evaluate(f"{name} ours", test, None)
+    ours["reachable"] = reachable_without_names(test)
+    rows = [ours]
+    if peers:
+        rows += run_peers(f"csv:{export_for_peers(cleansed, name)}")
+    return [{**r, "dataset": name} for r in rows]
+
+
+def run_febrl(name: str, peers: bool, config) -> list[dict]:  # noqa: ANN001
+    files = ["dataset3.csv"] if name == "febrl3" else ["dataset4a.csv", "dataset4b.csv"]
+    cleansed = febrl_cleansed([febrl_file(f) for f in files])
+    train = cleansed[cleansed["entity"].map(in_training_half)].reset_index(drop=True)
+    test = cleansed[~cleansed["entity"].map(in_training_half)].reset_index(drop=True)
+    rows = [evaluate(f"{name} ours", test, split_labels(train, config))]
+    if peers:
+        rows += run_peers(name)
+    return [{**r, "dataset": name} for r in rows]
+
+
+def summary(rows: list[dict], seconds: float) -> None:
+    print(f"\nSummary ({TODAY.isoformat()} data date; run {time.strftime('%Y-%m-%d')}):")
+    print(
+        f"{'dataset':<14} {'matcher':<16} {'records':>8} {'P':>7} {'R':>7} {'F1':>7} "
+        f"{'B3-F1':>7} {'block R':>8} {'seconds':>8} {'reach':>7}"
+    )
+    for r in rows:
+        reach = f"{r['reachable']:.4f}" if "reachable" in r else ""
+        print(
+            f"{r['dataset']:<14} {r['matcher']:<16} {r['records']:>8,} {r['precision']:>7.4f} "
+            f"{r['recall']:>7.4f} {r['f1']:>7.4f} {r['b3_f1']:>7.4f} "
+            f"{r['blocking_recall']:>8.4f} {r['seconds']:>8.1f} {reach:>7}"
+        )
+    print(f"whole run {seconds / 60:.1f} min", flush=True)
 
 
 def main() -> None:
     args = sys.argv[1:]
     peers = "--peers" in args
-    wanted = [a for a in args if a != "--peers"] or ["febrl3", "febrl4", "gen-10000", "gen-100000"]
+    records = None
+    if "--records" in args:
+        i = args.index("--records")
+        records = int(args[i + 1])
+        del args[i : i + 2]
+    scenarios = "--scenarios" in args
+    wanted = [a for a in args if a not in ("--peers", "--scenarios")]
+    if scenarios:
+        peers = True
+        wanted = wanted or [*SCENARIO_NAMES, "febrl3", "febrl4"]
+    wanted = wanted or ["febrl3", "febrl4", "gen-10000", "gen-100000"]
     from mdm_orchestration.config import load_hub_config
 
     config = load_hub_config()
+    started = time.perf_counter()
+    rows: list[dict] = []
     for name in wanted:
         if name.startswith("febrl"):
-            files = ["dataset3.csv"] if name == "febrl3" else ["dataset4a.csv", "dataset4b.csv"]
-            cleansed = febrl_cleansed([febrl_file(f) for f in files])
-            train = cleansed[cleansed["entity"].map(in_training_half)].reset_index(drop=True)
-            test = cleansed[~cleansed["entity"].map(in_training_half)].reset_index(drop=True)
-            evaluate(f"{name} ours", test, split_labels(train, config))
-            if peers:
-                run_peers(name)
+            rows += run_febrl(name, peers, config)
+        elif name in SCENARIO_NAMES:
+            rows += run_scenario(name, records, peers)
         else:
             cleansed = generated_cleansed(int(name.split("-", 1)[1]))
             if not peers:
@@ -342,6 +479,8 @@ def main() -> None:
             test_half = ~persons["entity"].map(in_training_half)
             evaluate(f"{name} ours", persons[test_half].reset_index(drop=True), None)
             run_peers(f"csv:{export_for_peers(persons, name)}")
+    if scenarios:
+        summary(rows, time.perf_counter() - started)
 
 
 if __name__ == "__main__":
