@@ -5,16 +5,23 @@ as "de la"); organisation legal forms are found by ``cleanco``'s international t
 vs organisation, where a source does not say, by ``probablepeople``. Display values keep accents;
 match keys are folded to ASCII, and given-name keys map nicknames to the formal name with the
 maintained ``nicknames`` list (Bill -> william, Peggy -> margaret).
+
+A generational suffix is a suffix wherever a source puts it: ``FERNANDEZ JR`` in the family-name
+column and ``Jorge Jr`` in the given-name column give family ``Fernandez``, given ``Jorge``,
+suffix ``Jr``, and the match keys are made from the names without it.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 from cleanco import basename, prepare_default_terms
+from cleanco.termdata import terms_by_type
 from doublemetaphone import doublemetaphone
 from nameparser import HumanName
+from nameparser.config import CONSTANTS as NAME_CONSTANTS
 from nicknames import NickNamer
 
 from mdm_orchestration.cleansing.text import clean_text, fold
@@ -42,6 +49,7 @@ class OrganisationName:
     company_name: str | None = None
     legal_form: str | None = None
     company_key: str | None = None
+    legal_form_family: str | None = None  # see LEGAL_FORM_FAMILIES
 
     def as_dict(self) -> dict[str, str | None]:
         return asdict(self)
@@ -125,14 +133,73 @@ def _key_compact(value: str | None) -> str | None:
     return folded.replace(" ", "") if folded else None
 
 
+#: The suffixes stripped from the end of a given- or family-name column: nameparser's suffixes
+#: that are not acronyms (jr, jnr, junior, sr, snr, ii, iii, iv, esq, ...). Not its 600 degree and
+#: honour acronyms (MA, ED, DO, CH...: real names and initials), nor single letters (``John V``
+#: is a middle initial far more often than the fifth), nor ``dr`` (a title typed late).
+STRIPPED_SUFFIXES = frozenset(
+    s for s in NAME_CONSTANTS.suffix_not_acronyms if len(s) > 1 and s != "dr"
+)
+#: One spelling per generational suffix, so that ``JR``, ``Jr.`` and ``Junior`` compare equal.
+SUFFIX_SPELLING = {
+    "jr": "Jr",
+    "jnr": "Jr",
+    "junior": "Jr",
+    "sr": "Sr",
+    "snr": "Sr",
+    "senior": "Sr",
+    "esq": "Esq",
+    "esquire": "Esq",
+}
+_ROMAN = re.compile(r"^[ivx]+$")
+_SUFFIX_SPLIT = re.compile(r"[\s,]+")
+
+
+def _suffix_key(token: str) -> str:
+    return token.strip(".").lower()
+
+
+def _spell_suffix(suffix: str) -> str:
+    """``JR`` -> ``Jr``, ``jr.`` -> ``Jr``, ``iii`` -> ``III``; other suffixes as written."""
+    out = []
+    for token in _SUFFIX_SPLIT.split(suffix.strip(" ,")):
+        key = _suffix_key(token)
+        if key in SUFFIX_SPELLING:
+            out.append(SUFFIX_SPELLING[key])
+        elif _ROMAN.match(key):
+            out.append(key.upper())
+        elif token:
+            out.append(token)
+    return " ".join(dict.fromkeys(out))  # once each, in order
+
+
+def split_trailing_suffixes(part: str | None) -> tuple[str | None, list[str]]:
+    """A name column's value without the suffixes typed at its end, and those suffixes:
+    ``FERNANDEZ JR`` -> (``FERNANDEZ``, [``JR``]). A suffix is stripped only while a name
+    remains: a family name that is itself ``Junior`` stays."""
+    if not part:
+        return part, []
+    tokens = [t for t in _SUFFIX_SPLIT.split(part) if t]
+    found: list[str] = []
+    while len(tokens) > 1 and _suffix_key(tokens[-1]) in STRIPPED_SUFFIXES:
+        found.insert(0, tokens.pop())
+    if not found:
+        return part, []
+    rest = part[: part.rindex(found[0])].rstrip(" ,")
+    return rest, found
+
+
 def parse_person_name(
     given: str | None = None, family: str | None = None, full: str | None = None
 ) -> PersonName:
     """Split and normalise a person's name from separate parts or one full-name string.
 
     ``full`` is used when neither part is given ("SMITH, John A.", "Dr. Mary-Ann O'Neil Jr").
+    Suffixes at the end of either part are suffixes (:func:`split_trailing_suffixes`).
     """
     given, family, full = clean_text(given), clean_text(family), clean_text(full)
+    given, given_suffixes = split_trailing_suffixes(given)
+    family, family_suffixes = split_trailing_suffixes(family)
     if not (given or family):
         if not full:
             return PersonName()
@@ -152,7 +219,18 @@ def parse_person_name(
     middle = _fix_case(human.middle or None)
     last = _fix_case(human.last or None)
     title = human.title or None
-    suffix = human.suffix or None
+    found = human.suffix or ""
+    initial = (given or "").split(" ")[-1].strip(".")
+    if (
+        given
+        and family
+        and not middle
+        and len(initial) == 1
+        and found.strip(".").upper() == initial.upper()
+    ):
+        # "John V" + "Smith": nameparser reads the V as "the fifth"; it is a middle initial.
+        middle, found = _fix_case(initial), ""
+    suffix = _spell_suffix(" ".join([*family_suffixes, *given_suffixes, found])) or None
     if not (first or last):
         return PersonName()
     display = " ".join(p for p in (first, middle, last, suffix) if p)
@@ -218,6 +296,107 @@ def _normalise_legal_form(tail: str) -> str:
     return LEGAL_FORM_DISPLAY.get(key, tail.strip(" ,").replace(".", "").upper())
 
 
+#: Families of legal forms (issue 16): two records whose legal forms are of different families
+#: (an ``Inc`` and a ``GmbH``) are two organisations; two of one family (``Ltd`` and ``Limited``,
+#: ``LLC`` and ``GmbH``) do not contradict. The families are coarse on purpose, so that the ways
+#: one company's form gets written stay in one family:
+#:
+#: - ``limited``: private companies limited by shares or guarantee (Ltd, Limited, LLC, PLLC,
+#:   GmbH, UG, SARL, EURL, SL, SLU, SLL, SRL, BV, BVBA, Pty Ltd, Pte Ltd, Sp. z o.o., ApS, Oy,
+#:   AB, AS)
+#: - ``corporation``: public and share-issuing companies (PLC, Inc, Corp, Corporation, AG, SE,
+#:   KGaA, SA, SAU, SAD, SAL, SAS, SASU, SpA, NV, ASA, Oyj, Bhd, SA de CV)
+#: - ``partnership``: LLP, LP, LLLP, KG, GmbH & Co. KG, OHG, GbR, PartG, SNC, SCS, SC, SCP, SRC,
+#:   S.Com., VOF, CV
+#: - ``sole_trader`` (e.K., EI, EIRL), ``cooperative`` (eG, Coop, S.Coop., SAT), ``non_profit`` (e.V.,
+#:   gGmbH, CIC), ``unlimited`` (Unlimited, ULC)
+#:
+#: Keyed by the folded form without spaces or punctuation (``S.à r.l.`` -> ``sarl``). A form not
+#: listed takes the family of cleanco's business-type classification when cleanco puts it in
+#: one family only (:data:`CLEANCO_TYPE_FAMILY`); cleanco alone is not enough, as it files PLC,
+#: S.A. and N.V. with LLC and SARL. ``Co``/``Company`` belong to no family (``Smith & Co`` can be
+#: any form). ``SAS`` is the French form (an Italian s.a.s. is a partnership).
+LEGAL_FORM_FAMILIES: dict[str, str | None] = {
+    **dict.fromkeys(
+        (
+            "ltd limited llc pllc lc gmbh mbh ug ughaftungsbeschrankt sarl srl srls eurl sl slu"
+            " slne sll bv bvba sprl ptyltd pty pteltd pvtltd privatelimited spzoo sro aps oy ab as"
+            " ltda sderl sdnbhd kft doo ooo"
+        ).split(),
+        "limited",
+    ),
+    **dict.fromkeys(
+        (
+            "plc inc incorporated corp corporation ag se kgaa sa sau sad sal sas sasu spa nv asa"
+            " oyj bhd sadecv pc sca"
+        ).split(),
+        "corporation",
+    ),
+    **dict.fromkeys(
+        (
+            "llp lp lllp kg gmbhcokg ohg gbr partg partgmbb snc scs sc scp scom src srlc vof cv"
+        ).split(),
+        "partnership",
+    ),
+    **dict.fromkeys("ek ekfm ekfr ei eirl".split(), "sole_trader"),
+    **dict.fromkeys("eg coop scoop sat cooperative".split(), "cooperative"),
+    **dict.fromkeys("ev ggmbh cic".split(), "non_profit"),
+    **dict.fromkeys("unlimited unltd ultd ulc".split(), "unlimited"),
+    **dict.fromkeys("co company".split(), None),
+}
+#: cleanco's business types (``cleanco.termdata.terms_by_type``) and the family each falls in.
+CLEANCO_TYPE_FAMILY = {
+    "Corporation": "corporation",
+    "Professional Corporation": "corporation",
+    "Limited": "limited",
+    "Limited Liability Company": "limited",
+    "Professional Limited Liability Company": "limited",
+    "Private Company": "limited",
+    "General Partnership": "partnership",
+    "Limited Partnership": "partnership",
+    "Limited Liability Partnership": "partnership",
+    "Limited Liability Limited Partnership": "partnership",
+    "Joint Stock / Unlimited": "unlimited",
+    "Non-Profit": "non_profit",
+    "Sole Proprietorship": "sole_trader",
+}
+
+
+def _form_tokens(text: str) -> list[str]:
+    """Folded words of a legal form, dots dropped first so ``S.A.D.`` stays one word."""
+    return (fold(text.replace(".", "").replace("&", " ")) or "").split()
+
+
+def _family_key(text: str) -> str:
+    return "".join(_form_tokens(text))
+
+
+@lru_cache(maxsize=1)
+def _cleanco_families() -> dict[str, str]:
+    """cleanco's terms whose business types all fall in one family, by :func:`_family_key`."""
+    found: dict[str, set[str]] = {}
+    for business_type, terms in terms_by_type.items():
+        family = CLEANCO_TYPE_FAMILY.get(business_type)
+        for term in terms:
+            found.setdefault(_family_key(term), set()).add(family or "")
+    return {k: next(iter(v)) for k, v in found.items() if k and len(v) == 1 and "" not in v}
+
+
+@lru_cache(maxsize=4096)
+def legal_form_family(tail: str | None) -> str | None:
+    """The family (:data:`LEGAL_FORM_FAMILIES`) of the legal-form words at the end of a name:
+    the longest run of trailing words that names a known form (``& Co. KG`` -> ``kg``)."""
+    tokens = _form_tokens(tail or "")
+    cleanco = _cleanco_families()
+    for start in range(len(tokens)):
+        key = "".join(tokens[start:])
+        if key in LEGAL_FORM_FAMILIES:
+            return LEGAL_FORM_FAMILIES[key]
+        if key in cleanco:
+            return cleanco[key]
+    return None
+
+
 _ORG_SMALL_WORDS = frozenset({"and", "of", "the", "for", "de", "du", "la", "von", "van", "und"})
 
 
@@ -236,6 +415,19 @@ def _org_case(name: str) -> str:
     return " ".join(_org_word(w, i == 0) for i, w in enumerate(name.split()))
 
 
+def _uncommon_legal_form(name: str) -> tuple[str, str]:
+    """(name, legal form) for a form cleanco's term list lacks (``S.L.U.``, ``S.A.U.``, ``UG``,
+    ``e.K.``): the last one or two words, when they are a form of :data:`LEGAL_FORM_FAMILIES`
+    and a name remains; else (``name``, "")."""
+    words = name.split(" ")
+    for n in (2, 1):
+        if len(words) > n:
+            tail = " ".join(words[-n:])
+            if LEGAL_FORM_FAMILIES.get(_family_key(tail)):
+                return " ".join(words[:-n]).strip(" ,"), tail
+    return name, ""
+
+
 @lru_cache(maxsize=65536)
 def parse_organisation_name(value: str | None) -> OrganisationName:
     """Split an organisation name into its name and normalised legal form, plus a match key."""
@@ -244,11 +436,18 @@ def parse_organisation_name(value: str | None) -> OrganisationName:
         return OrganisationName()
     base = basename(name, terms=_legal_terms()).strip(" ,")
     tail = name[len(base) :].strip(" ,") if base and name.startswith(base) else ""
+    if not tail:
+        base, tail = _uncommon_legal_form(name)
     legal_form = _normalise_legal_form(tail) if tail else None
     display_base = _org_case(base or name)
     display = f"{display_base} {legal_form}" if legal_form else display_base
     key = fold((base or name).replace("&", " and "))
-    return OrganisationName(company_name=display, legal_form=legal_form, company_key=key)
+    return OrganisationName(
+        company_name=display,
+        legal_form=legal_form,
+        company_key=key,
+        legal_form_family=legal_form_family(tail) if tail else None,
+    )
 
 
 @lru_cache(maxsize=65536)

@@ -15,7 +15,12 @@ import numpy as np
 import pandas as pd
 
 from mdm_orchestration.cleansing.addresses import parse_address
-from mdm_orchestration.cleansing.contact import normalise_email, normalise_phone
+from mdm_orchestration.cleansing.contact import (
+    email_domain,
+    normalise_email,
+    normalise_phone,
+    normalise_website,
+)
 from mdm_orchestration.cleansing.dates import implausible_birth_dates, parse_dates
 from mdm_orchestration.cleansing.ids import check_national_id
 from mdm_orchestration.cleansing.names import (
@@ -86,6 +91,10 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "national_id",
     "national_id_type",
     "national_id_valid",
+    "website",
+    "web_domain",
+    "phone_digits",
+    "legal_form_family",
     "consents",
     "quality_score",
     "quality_flags",
@@ -297,7 +306,7 @@ def _organisations(out: pd.DataFrame, inputs: pd.DataFrame, is_org: np.ndarray) 
         ~(is_org & inputs["company_name"].isna().to_numpy()), inputs["full_name"]
     )
     orgs = map_unique(company_raw, parse_organisation_name)
-    for col in ("company_name", "legal_form", "company_key"):
+    for col in ("company_name", "legal_form", "company_key", "legal_form_family"):
         out[col] = [getattr(o, col) if o else None for o in orgs]
 
 
@@ -329,6 +338,19 @@ def _contact_points(out: pd.DataFrame, inputs: pd.DataFrame, country: pd.Series)
     )
     out["phone"] = [p.phone for p in phones]
     out["phone_valid"] = pd.array([p.valid for p in phones], dtype="boolean")
+    out["phone_digits"] = [p.digits for p in phones]
+    # The web domain: the website's, else a valid business email address's (per domain, once).
+    sites = map_unique(inputs["website"], normalise_website)
+    out["website"] = [w.website if w else None for w in sites]
+    domains = pd.Series(
+        [e.email.rpartition("@")[2] if e and e.valid else None for e in emails],
+        index=inputs.index,
+        dtype=object,
+    )
+    by_email = map_unique(domains, lambda d: email_domain(f"@{d}"))
+    out["web_domain"] = [
+        (w.domain if w and w.domain else None) or m for w, m in zip(sites, by_email, strict=True)
+    ]
 
 
 def _birth_dates(

@@ -8,7 +8,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 #: The canonical customer model, plus ``organisation_key``: the source key of
-#: the organisation a B2B contact belongs to, within the same source.
+#: the organisation a B2B contact belongs to, within the same source. ``website``: a party's
+#: web address (cleansing derives the organisation's web domain from it, else from a business
+#: email address).
 CANONICAL_FIELDS: tuple[str, ...] = (
     "given_name",
     "family_name",
@@ -16,6 +18,7 @@ CANONICAL_FIELDS: tuple[str, ...] = (
     "birth_date",
     "email",
     "phone",
+    "website",
     "street",
     "city",
     "region",
