@@ -64,9 +64,25 @@ INDUSTRIES = {
 }
 #: English brand stems that companies in several countries carry.
 BRANDS = (
-    "Atlas", "Nova", "Apex", "Vertex", "Orion", "Zenith", "Summit", "Delta", "Helix", "Polaris",
-    "Quantum", "Meridian", "Pinnacle", "Horizon", "Sterling", "Evergreen", "Titan", "Falcon",
-)  # fmt: skip
+    "Atlas",
+    "Nova",
+    "Apex",
+    "Vertex",
+    "Orion",
+    "Zenith",
+    "Summit",
+    "Delta",
+    "Helix",
+    "Polaris",
+    "Quantum",
+    "Meridian",
+    "Pinnacle",
+    "Horizon",
+    "Sterling",
+    "Evergreen",
+    "Titan",
+    "Falcon",
+)
 SHARED_INDUSTRIES = ("Systems", "Consulting", "Logistics", "Solutions", "Group", "Partners")
 GROUP_UNITS = ("Holdings", "Logistics", "Services", "Finance", "Property", "Trading")
 COUNTRY_NAMES = {
@@ -481,9 +497,17 @@ ERP_HEADER = [
     "ChangedOn",
 ]
 CRM_HEADER = [
-    "AccountId", "AccountName", "Website", "BillingStreet", "BillingCity", "BillingState",
-    "BillingPostalCode", "BillingCountry", "Phone", "LastModifiedDate",
-]  # fmt: skip
+    "AccountId",
+    "AccountName",
+    "Website",
+    "BillingStreet",
+    "BillingCity",
+    "BillingState",
+    "BillingPostalCode",
+    "BillingCountry",
+    "Phone",
+    "LastModifiedDate",
+]
 
 
 def generate(out: Path, records: int = 8000, seed: int = 2718) -> dict[str, int]:

@@ -29,9 +29,27 @@ from benchmarks.scenarios.common import (
 )
 
 AREA_CODES = (
-    "212", "312", "415", "617", "713", "202", "303", "404", "503", "602", "214", "305",
-    "206", "412", "512", "614", "704", "801", "813", "919",
-)  # fmt: skip
+    "212",
+    "312",
+    "415",
+    "617",
+    "713",
+    "202",
+    "303",
+    "404",
+    "503",
+    "602",
+    "214",
+    "305",
+    "206",
+    "412",
+    "512",
+    "614",
+    "704",
+    "801",
+    "813",
+    "919",
+)
 COMMON_NAMES = (
     ("James", "Smith"),
     ("Maria", "Garcia"),
@@ -362,13 +380,34 @@ class Consumer:
 
 
 BANK_HEADER = [
-    "CustomerID", "Surname", "Forename", "MiddleInitial", "Suffix", "DateOfBirth", "SSN",
-    "AddressLine1", "AddressLine2", "Town", "State", "ZIP", "Phone", "Email", "LastChange",
-]  # fmt: skip
+    "CustomerID",
+    "Surname",
+    "Forename",
+    "MiddleInitial",
+    "Suffix",
+    "DateOfBirth",
+    "SSN",
+    "AddressLine1",
+    "AddressLine2",
+    "Town",
+    "State",
+    "ZIP",
+    "Phone",
+    "Email",
+    "LastChange",
+]
 TELCO_HEADER = [
-    "account_number", "subscriber_name", "service_street", "service_city", "service_state",
-    "service_zip", "contact_phone", "date_of_birth", "email", "updated",
-]  # fmt: skip
+    "account_number",
+    "subscriber_name",
+    "service_street",
+    "service_city",
+    "service_state",
+    "service_zip",
+    "contact_phone",
+    "date_of_birth",
+    "email",
+    "updated",
+]
 
 
 def generate(out: Path, records: int = 10000, seed: int = 2718) -> dict[str, int]:
