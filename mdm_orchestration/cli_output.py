@@ -112,9 +112,29 @@ def show_pair(left: dict[str, Any], right: dict[str, Any], score: float) -> None
             print(f"{name:<15}{mark}{a[:35]:<36}{b[:35]:<36}")
 
 
+def show_explanation(explanation: Any, stored_score: float | None = None) -> str:  # noqa: ANN401
+    """Why the model scored the pair so (see ``matching.explain``), field by field; notes when
+    the engine's stored score differs from the model's (a rule or a cap moved it)."""
+    text = "why: " + explanation.text()
+    if stored_score is not None and abs(stored_score - explanation.score) > 0.005:
+        text += (
+            f"\n  (the queue's score {stored_score:.3f} is the engine's, after its rules and "
+            "caps, for the records as they were scored)"
+        )
+    return text
+
+
 def emit(args: argparse.Namespace, text: str, **data: Any) -> None:  # noqa: ANN401
     """``text`` for a person, or (``--json``) ``data`` as a JSON object."""
     print(json.dumps(data, indent=2, sort_keys=True, default=str) if args.json else text)
 
 
-__all__ = ["REVIEW_FIELDS", "VERDICTS", "emit", "hub_report", "print_status", "show_pair"]
+__all__ = [
+    "REVIEW_FIELDS",
+    "VERDICTS",
+    "emit",
+    "hub_report",
+    "print_status",
+    "show_explanation",
+    "show_pair",
+]

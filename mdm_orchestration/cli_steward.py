@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mdm_orchestration.cli_output import VERDICTS, emit, show_pair
+from mdm_orchestration.cli_output import VERDICTS, emit, show_explanation, show_pair
 
 
 def _steward() -> str:
@@ -22,25 +22,60 @@ def _steward() -> str:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    """Show uncertain pairs side by side; record match / distinct / unsure."""
+    """Show uncertain pairs side by side, with why the model scored them so; record match /
+    distinct / unsure. With ``--json``: the pending items and their explanations as one JSON
+    document, nothing asked."""
     from mdm_orchestration.hub.store import create_hub_engine
-    from mdm_orchestration.matching import current_cleansed, pending_review, record_label
+    from mdm_orchestration.matching import (
+        NoModel,
+        current_cleansed,
+        explain_item,
+        load_models,
+        pending_review,
+        record_label,
+    )
 
+    as_json = bool(getattr(args, "json", False))
     engine = create_hub_engine(args.hub)
     done = 0
+    listed: list[dict[str, Any]] = []
     try:
         with engine.connect() as conn:
             items = pending_review(conn, args.limit)
-        if not items:
+            try:
+                models = load_models(conn) if items else {}
+            except NoModel:
+                models = {}  # no explanation without a model; the pairs still show
+        if not items and not as_json:
             print("the review queue is empty")
             return 0
         for item in items:
             with engine.connect() as conn:
                 frame = current_cleansed(conn, [item.left_record_id, item.right_record_id])
+                explanation = (
+                    explain_item(conn, item.left_record_id, item.right_record_id, models)
+                    if models
+                    else None
+                )
             rows = {r["source_record_id"]: r for r in frame.to_dict("records")}
             if item.left_record_id not in rows or item.right_record_id not in rows:
                 continue  # a record left the hub (erased or no longer current)
-            show_pair(rows[item.left_record_id], rows[item.right_record_id], item.score)
+            left, right = rows[item.left_record_id], rows[item.right_record_id]
+            if as_json:
+                listed.append(_review_json(item, left, right, explanation))
+                continue
+            show_pair(left, right, item.score)
+            if item.priority is not None:
+                print(
+                    f"priority {item.priority:.2f}: {item.records_affected} record(s) in "
+                    + (
+                        "one cluster"
+                        if item.left_cluster_id == item.right_cluster_id
+                        else "two clusters"
+                    )
+                )
+            if explanation is not None:
+                print(show_explanation(explanation, item.score))
             answer = ""
             while answer not in ("m", "d", "u", "s", "q"):
                 try:
@@ -59,8 +94,36 @@ def cmd_review(args: argparse.Namespace) -> int:
             done += 1
     finally:
         engine.dispose()
+    if as_json:
+        print(json.dumps({"items": listed}, indent=2, sort_keys=True, ensure_ascii=False))
+        return 0
     print(f"{done} pair(s) labelled; `mdm match` retrains and reclusters with them")
     return 0
+
+
+def _review_json(
+    item: Any,  # noqa: ANN401 - a review_queue row
+    left: dict[str, Any],
+    right: dict[str, Any],
+    explanation: Any,  # noqa: ANN401 - an Explanation or None
+) -> dict[str, Any]:
+    def ref(row: dict[str, Any]) -> str:
+        return f"{row['source']}:{row['source_key']}"
+
+    return {
+        "id": item.id,
+        "party_type": item.party_type,
+        "left_record_id": item.left_record_id,
+        "right_record_id": item.right_record_id,
+        "left": ref(left),
+        "right": ref(right),
+        "score": item.score,
+        "priority": item.priority,
+        "records_affected": item.records_affected,
+        "left_cluster_id": item.left_cluster_id,
+        "right_cluster_id": item.right_cluster_id,
+        "explanation": None if explanation is None else explanation.as_dict(),
+    }
 
 
 def _override(args: argparse.Namespace, kind: str) -> int:

@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 
 from mdm_orchestration.config import HubConfig
 from mdm_orchestration.hub.tables import ORGANISATION, PARTY_TYPES, PERSON
+from mdm_orchestration.matching.explain import Explanation, explain_pair
 from mdm_orchestration.matching.health import (
     ClusterState,
     PartyClusters,
@@ -28,6 +29,7 @@ from mdm_orchestration.matching.health import (
 from mdm_orchestration.matching.incremental import match_incremental
 from mdm_orchestration.matching.labels import load_default_labels
 from mdm_orchestration.matching.rebuild import rebuild_clusters
+from mdm_orchestration.matching.review_queue import MAX_PENDING_SHARE, max_pending, review_items
 from mdm_orchestration.matching.runs import (
     FULL,
     INCREMENTAL,
@@ -40,6 +42,7 @@ from mdm_orchestration.matching.steward import (
     StewardLabel,
     UnknownRecord,
     current_cleansed,
+    explain_item,
     pending_review,
     record_label,
     record_override,
@@ -68,12 +71,14 @@ __all__ = [
     "FULL",
     "INCREMENTAL",
     "LABEL_VALUES",
+    "MAX_PENDING_SHARE",
     "ORGANISATION",
     "OVERRIDE_KINDS",
     "PARTY_TYPES",
     "PERSON",
     "ClusterState",
     "ConcurrentMatch",
+    "Explanation",
     "MatchRunResult",
     "NoModel",
     "PartyClusters",
@@ -83,10 +88,13 @@ __all__ = [
     "cluster_state",
     "cluster_stats",
     "current_cleansed",
+    "explain_item",
+    "explain_pair",
     "labels_digest",
     "load_default_labels",
     "load_models",
     "match_incremental",
+    "max_pending",
     "needs_full_rematch",
     "needs_rematch",
     "pending_review",
@@ -95,6 +103,7 @@ __all__ = [
     "record_override",
     "rematch",
     "resolve_record",
+    "review_items",
     "review_queue_size",
     "steward_labels",
     "train_models",

@@ -3,6 +3,7 @@ the review queue, and the record references they use (``source:key``)."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, NamedTuple
 
 import pandas as pd
@@ -18,10 +19,13 @@ from mdm_orchestration.hub.tables import (
     PERSON,
     REVIEW,
     SOURCES,
+    VERSIONS,
     chunks,
     utcnow,
 )
-from mdm_orchestration.matching.records import CLEANSED_COLUMNS
+from mdm_orchestration.matching.explain import Explanation, explain_pair
+from mdm_orchestration.matching.model import FIELDS, MatchModel
+from mdm_orchestration.matching.records import CLEANSED_COLUMNS, match_frame
 
 LABEL_VALUES = ("match", "distinct", "unsure")
 OVERRIDE_KINDS = ("must_link", "cannot_link")
@@ -71,6 +75,31 @@ def current_cleansed(conn: Connection, record_ids: list[str] | None = None) -> p
     return pd.DataFrame([tuple(r) for r in rows], columns=list(CLEANSED_COLUMNS), dtype=object)
 
 
+def version_hashes(conn: Connection, record_ids: list[str]) -> dict[str, str]:
+    """Each record's current version's content hash (``raw_hash``): a reload of an unchanged
+    row gives a new version with the same hash."""
+    query = (
+        select(SOURCES.c.id, VERSIONS.c.raw_hash)
+        .select_from(SOURCES)
+        .join(
+            VERSIONS,
+            (VERSIONS.c.extract_id == SOURCES.c.current_extract_id)
+            & (VERSIONS.c.row_number == SOURCES.c.current_row_number),
+        )
+    )
+    out: dict[str, str] = {}
+    for chunk in chunks(sorted(set(record_ids))):
+        out.update(dict(conn.execute(query.where(SOURCES.c.id.in_(chunk))).all()))
+    return out
+
+
+def records_digest(left: str, right: str, hashes: dict[str, str]) -> str:
+    """What a steward's verdict on the pair was about: both records' current contents."""
+    left, right = ordered(left, right)
+    text = f"{left}:{hashes.get(left, '')}\x1f{right}:{hashes.get(right, '')}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 # --- labels -----------------------------------------------------------------------------------
 
 
@@ -109,10 +138,13 @@ def record_label(engine: Engine, left: str, right: str, label: str, by: str) -> 
                 labelled_at=utcnow(),
             )
         )
+        # The verdict is on the records as they are now: the item comes back only when one of
+        # them changes after this.
+        digest = records_digest(left, right, version_hashes(conn, [left, right]))
         conn.execute(
             update(REVIEW)
             .where(REVIEW.c.left_record_id == left, REVIEW.c.right_record_id == right)
-            .values(status="done")
+            .values(status="done", records_digest=digest)
         )
 
 
@@ -169,11 +201,14 @@ def judged_pairs(
 
 
 def pending_review(conn: Connection, limit: int) -> list[Any]:
-    """Pending pairs, the most uncertain first."""
+    """Pending items, the highest priority (uncertainty x records affected) first; items
+    raised without a priority after them, the most uncertain first."""
     return conn.execute(
         select(REVIEW)
         .where(REVIEW.c.status == "pending")
-        .order_by(func.abs(REVIEW.c.score - 0.5), REVIEW.c.id)
+        .order_by(
+            REVIEW.c.priority.desc().nulls_last(), func.abs(REVIEW.c.score - 0.5), REVIEW.c.id
+        )
         .limit(limit)
     ).all()
 
@@ -186,3 +221,22 @@ def review_queue_size(engine: Engine) -> int:
                 select(func.count()).select_from(REVIEW).where(REVIEW.c.status == "pending")
             ).scalar_one()
         )
+
+
+def explain_item(
+    conn: Connection, left: str, right: str, models: dict[str, MatchModel]
+) -> Explanation | None:
+    """The model's explanation of a pair, from the two records' current cleansed versions
+    (recomputed, so it always describes what the steward sees); None when a record left the hub
+    or the two are of different party types."""
+    frame = match_frame(current_cleansed(conn, [left, right]))
+    rows = {r["record_id"]: r for r in frame.to_dict("records")}
+    if left not in rows or right not in rows:
+        return None
+    party = rows[left]["party_type"]
+    if party != rows[right]["party_type"] or party not in models:
+        return None
+    fields = list(FIELDS[party])
+    a = {f: rows[left][f] for f in fields}
+    b = {f: rows[right][f] for f in fields}
+    return explain_pair(models[party], a, b)

@@ -7,22 +7,25 @@ from datetime import datetime
 from typing import NamedTuple
 
 import pandas as pd
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, delete, func, select
 
 from mdm_orchestration.hub.bulk import bulk_insert
 from mdm_orchestration.hub.tables import (
     CLEANSED,
     CURRENT_CLEANSED,
     EXTRACTS,
+    OVERRIDES,
     PARTY_TYPES,
     REVIEW,
+    SOURCES,
     chunks,
     in_chunks,
 )
 from mdm_orchestration.matching.blocking import index_entries
 from mdm_orchestration.matching.engine import MatchResult, ScoredPairs
 from mdm_orchestration.matching.records import match_frame
-from mdm_orchestration.matching.steward import ordered
+from mdm_orchestration.matching.review_queue import max_pending
+from mdm_orchestration.matching.steward import ordered, records_digest, version_hashes
 
 #: Scored pairs below this match probability are not kept: they join no component, and a
 #: component that needs one (to cluster its members) has it scored again.
@@ -77,6 +80,13 @@ class ReviewRow(NamedTuple):
     score: float
     status: str
     created_at: datetime
+    #: uncertainty x records affected (None from a result without it)
+    priority: float | None = None
+    records_affected: int | None = None
+    left_cluster_id: str | None = None
+    right_cluster_id: str | None = None
+    #: :func:`records_digest` of the two records when the item was raised
+    records_digest: str | None = None
 
 
 REVIEW_COLUMNS = ReviewRow._fields
@@ -118,6 +128,12 @@ def cluster_rows(
     ]
 
 
+def _column(review: pd.DataFrame, name: str) -> list[object]:
+    if name in review.columns:
+        return [None if v is None or v != v else v for v in review[name].tolist()]
+    return [None] * len(review)
+
+
 def review_rows(
     conn: Connection,
     result: MatchResult,
@@ -125,29 +141,82 @@ def review_rows(
     now: datetime,
     among: set[str] | None = None,
 ) -> list[ReviewRow]:
-    """New pending review items: the result's uncertain pairs not judged or reviewed before
-    (``among``: the records an incremental run re-matched, whose pairs are the only candidates)."""
-    query = select(REVIEW.c.left_record_id, REVIEW.c.right_record_id)
+    """New pending review items from the result's review frame (``among``: the records an
+    incremental run re-matched, whose pairs are the only candidates).
+
+    A pair already pending stays as it is; a pair a steward decided (a done item) comes back only
+    when one of its records changed since (its records digest differs) and no override holds it:
+    the done item is then removed here, in the caller's transaction, and raised anew. A pair
+    judged without a review item (an imported label, an override) does not come back."""
+    query = select(
+        REVIEW.c.id,
+        REVIEW.c.left_record_id,
+        REVIEW.c.right_record_id,
+        REVIEW.c.status,
+        REVIEW.c.records_digest,
+    )
+    existing: dict[tuple[str, str], tuple[int, str, str | None]] = {}
     if among is None:
-        done = {ordered(*r) for r in conn.execute(query)}
+        rows = list(conn.execute(query))
     else:
-        done = set()
+        rows = []
         for side in (REVIEW.c.left_record_id, REVIEW.c.right_record_id):
             for cond in in_chunks(side, sorted(among)):
-                done.update(ordered(*r) for r in conn.execute(query.where(cond)))
+                rows += conn.execute(query.where(cond)).all()
+    for i, a, b, status, digest in rows:
+        existing[ordered(a, b)] = (i, status, digest)
+    forced = {
+        ordered(a, b)
+        for a, b in conn.execute(select(OVERRIDES.c.left_record_id, OVERRIDES.c.right_record_id))
+    }
     judged = {ordered(*p) for p in judged}
-    out = []
-    for a, b, p, s in zip(
-        result.review["left_id"],
-        result.review["right_id"],
-        result.review["party_type"],
-        result.review["score"],
+    review = result.review
+    hashes = version_hashes(
+        conn, list(set(review["left_id"].tolist()) | set(review["right_id"].tolist()))
+    )
+    out, reopened, seen = [], [], set()
+    for a, b, p, s, priority, affected, lc, rc in zip(
+        review["left_id"],
+        review["right_id"],
+        review["party_type"],
+        review["score"],
+        _column(review, "priority"),
+        _column(review, "records_affected"),
+        _column(review, "left_cluster_id"),
+        _column(review, "right_cluster_id"),
         strict=True,
     ):
         pair = ordered(a, b)
-        if pair not in judged and pair not in done:
-            done.add(pair)
-            out.append(ReviewRow(p, *pair, float(s), "pending", now))
+        if pair in seen or pair in forced:
+            continue
+        seen.add(pair)
+        digest = records_digest(*pair, hashes)
+        old = existing.get(pair)
+        if old is not None:
+            _id, status, old_digest = old
+            if status != "done" or old_digest is None or old_digest == digest:
+                continue
+            reopened.append(_id)
+        elif pair in judged:
+            continue
+        if pair != (a, b):  # the clusters follow their records
+            lc, rc = rc, lc
+        out.append(
+            ReviewRow(
+                p,
+                *pair,
+                float(s),
+                "pending",
+                now,
+                None if priority is None else float(priority),
+                None if affected is None else int(affected),
+                lc,
+                rc,
+                digest,
+            )
+        )
+    for chunk in chunks(reopened):
+        conn.execute(delete(REVIEW).where(REVIEW.c.id.in_(chunk)))
     return out
 
 
@@ -171,7 +240,35 @@ def write_index(conn: Connection, rows: list[tuple[str, str, str]]) -> None:
 
 
 def write_review(conn: Connection, rows: list[ReviewRow]) -> None:
+    """Add pending items, then keep the queue within :func:`max_pending` of the hub's records
+    (the lowest priorities, and items without one, go)."""
     bulk_insert(conn, "review_queue", REVIEW_COLUMNS, rows)
+    trim_pending(conn)
+
+
+def trim_pending(conn: Connection, limit: int | None = None) -> int:
+    """Drop the pending items beyond ``limit`` (default: :func:`max_pending` of the source
+    records), the lowest priority first; returns how many went."""
+    if limit is None:
+        limit = max_pending(conn.execute(select(func.count()).select_from(SOURCES)).scalar_one())
+    pending = conn.execute(
+        select(func.count()).select_from(REVIEW).where(REVIEW.c.status == "pending")
+    ).scalar_one()
+    if pending <= limit:
+        return 0
+    drop = (
+        conn.execute(
+            select(REVIEW.c.id)
+            .where(REVIEW.c.status == "pending")
+            .order_by(REVIEW.c.priority.asc().nulls_first(), func.abs(REVIEW.c.score - 0.5).desc())
+            .limit(pending - limit)
+        )
+        .scalars()
+        .all()
+    )
+    for chunk in chunks(drop):
+        conn.execute(delete(REVIEW).where(REVIEW.c.id.in_(chunk)))
+    return len(drop)
 
 
 def write_pairs(

@@ -152,3 +152,126 @@ def test_the_cli_passes_values_and_leaves_the_environment_alone(tmp_path, capsys
     assert report["run"]["files"] == 0 and report["status"]["extracts"] == 0
     assert dict(os.environ) == before
     assert (tmp_path / "h.db").exists()
+
+
+def _steward_hub(tmp_path, sample_silos, hub_config):
+    """A SQLite hub of the sample silos, cleansed, with small real models and a rebuilt
+    clustering (so a review queue): what `mdm review` reads."""
+    import sqlalchemy as sa
+
+    from mdm_orchestration.cleansing.runner import cleanse_pending
+    from mdm_orchestration.hub.store import create_hub_engine
+    from mdm_orchestration.hub.tables import MODELS, utcnow
+    from mdm_orchestration.matching import load_default_labels, rebuild_clusters
+    from mdm_orchestration.matching.model import settings_digest, train_model
+    from tests.helpers import copy_landing, ingest_all
+
+    url = f"sqlite:///{tmp_path / 'steward.db'}"
+    engine = create_hub_engine(url)
+    ingest_all(engine, hub_config, copy_landing(sample_silos, tmp_path / "landing"))
+    cleanse_pending(engine, hub_config)
+    labels = load_default_labels()
+    with engine.begin() as conn:
+        for party, s in labels.items():
+            model = train_model(
+                party, [tuple(p) for p in s["match"][:60]], [tuple(p) for p in s["distinct"][:60]]
+            )
+            settings = model.to_bytes()
+            conn.execute(
+                sa.insert(MODELS).values(
+                    party_type=party,
+                    labels_digest="test",
+                    threshold=model.threshold,
+                    settings=settings,
+                    settings_sha256=settings_digest(settings),
+                    metrics=model.metrics,
+                    created_at=utcnow(),
+                )
+            )
+    rebuild_clusters(engine, hub_config)
+    return url, engine
+
+
+def _pending(engine) -> list[tuple]:
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text(
+                "SELECT left_record_id, right_record_id, records_digest FROM review_queue "
+                "WHERE status = 'pending'"
+            )
+        ).all()
+
+
+def test_review_explains_each_pair_and_a_decided_pair_returns_only_when_a_record_changes(
+    tmp_path, sample_silos, hub_config, monkeypatch, capsys
+):
+    import argparse
+    import io
+
+    import sqlalchemy as sa
+
+    from mdm_orchestration.cli_steward import cmd_review
+    from mdm_orchestration.matching import max_pending, pending_review, rebuild_clusters
+
+    url, engine = _steward_hub(tmp_path, sample_silos, hub_config)
+    try:
+        with engine.connect() as conn:
+            records = conn.execute(sa.text("SELECT count(*) FROM source_records")).scalar_one()
+            first = pending_review(conn, 1)[0]
+        pending = _pending(engine)
+        assert 0 < len(pending) <= max_pending(records)  # at most 1% of the records
+        assert all(d is not None and len(d) == 64 for _a, _b, d in pending)
+
+        # --json: the pending items with their explanations, nothing asked
+        capsys.readouterr()
+        assert cmd_review(argparse.Namespace(hub=url, limit=3, json=True)) == 0
+        listed = json.loads(capsys.readouterr().out)["items"]
+        assert listed and listed[0]["left_record_id"] == first.left_record_id
+        explanation = listed[0]["explanation"]
+        assert explanation["party_type"] == first.party_type
+        states = {f["field"]: f["state"] for f in explanation["fields"]}
+        assert states and set(states.values()) <= {"agree", "near", "disagree", "missing"}
+        total = explanation["intercept"] + sum(f["contribution"] for f in explanation["fields"])
+        assert abs(explanation["log_odds"] - total) < 1e-4
+
+        # the steward sees why, field by field, and decides the first item
+        monkeypatch.setattr("sys.stdin", io.StringIO("m\nq\n"))
+        assert main(["review", "--limit", "2", "--hub", url]) == 0
+        out = capsys.readouterr().out
+        assert "match probability" in out and "why: score" in out and "(intercept)" in out
+        for field in states:
+            assert field in out
+        assert "1 pair(s) labelled" in out
+        pair = (first.left_record_id, first.right_record_id)
+
+        # a full rematch does not offer it again: its records did not change
+        rebuild_clusters(engine, hub_config)
+        assert pair not in {(a, b) for a, b, _d in _pending(engine)}
+        with engine.connect() as conn:
+            status = conn.execute(
+                sa.text(
+                    "SELECT status FROM review_queue WHERE left_record_id = :a "
+                    "AND right_record_id = :b"
+                ),
+                {"a": pair[0], "b": pair[1]},
+            ).scalar_one()
+        assert status == "done"
+
+        # one of its records changes (its current version has new contents): it comes back
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "UPDATE source_record_versions SET raw_hash = 'changed' WHERE "
+                    "(extract_id, row_number) = (SELECT current_extract_id, current_row_number "
+                    "FROM source_records WHERE id = :r)"
+                ),
+                {"r": pair[0]},
+            )
+        rebuild_clusters(engine, hub_config)
+        again = {(a, b): d for a, b, d in _pending(engine)}
+        assert pair in again
+        assert len(again) <= max_pending(records)
+    finally:
+        engine.dispose()
