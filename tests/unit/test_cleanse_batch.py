@@ -250,3 +250,64 @@ def test_parallel_cleansing_gives_the_serial_result(hub_config, sample_silos):
     for a, b in zip(serial, parallel, strict=True):
         pd.testing.assert_frame_equal(a.records, b.records)
         pd.testing.assert_frame_equal(a.quarantine, b.quarantine)
+
+
+def test_matching_evidence_columns(hub_config: HubConfig):
+    """website (mapped by a source), web_domain (website, else business email; free-mail none),
+    phone_digits (invalid phones only), suffixes from either column, legal-form family."""
+    crm = hub_config.sources["crm"]
+    mapping = {k: v.model_dump(exclude_defaults=True) for k, v in crm.mapping.items()}
+    source = type(crm).model_validate(
+        crm.model_dump() | {"mapping": mapping | {"website": {"column": "Website"}}}
+    )
+    base = {"RecordType": "Contact", "MailingCountry": "US", "LastModifiedDate": "2026-01-01"}
+    rows = [
+        base
+        | {
+            "Id": "1",
+            "FirstName": "Jorge",
+            "LastName": "FERNANDEZ JR",
+            "Email": "jorge@gmail.com",
+            "Phone": "0879628803",
+            "Website": "https://www.shop.acme.co.uk/about/",
+        },
+        base
+        | {
+            "Id": "2",
+            "FirstName": "Jorge Jr",
+            "LastName": "Fernandez",
+            "Email": "jorge@sales.acme.com",
+            "Phone": "(087) 962-8803",
+        },
+        base | {"Id": "3", "FirstName": "Ann", "LastName": "Lee", "Email": "ann@gmx.de"},
+        base
+        | {
+            "Id": "4",
+            "RecordType": "Account",
+            "AccountName": "ACME WIDGETS GMBH",
+            "Phone": "(415) 555-2671",
+        },
+    ]
+    records = cleanse_batch(versions("crm", rows), source, hub_config.quality, TODAY).records
+    by_key = {
+        r["source_key"]: {k: None if v is pd.NA or v != v else v for k, v in r.items()}
+        for r in records.to_dict("records")
+    }
+    one, two, three, org = by_key["k0"], by_key["k1"], by_key["k2"], by_key["k3"]
+    assert one["website"] == "www.shop.acme.co.uk/about"
+    assert one["web_domain"] == "acme.co.uk"  # the website's, before the (free-mail) email's
+    assert two["website"] is None and two["web_domain"] == "acme.com"  # the work email's
+    assert three["web_domain"] is None  # free-mail only
+    assert one["phone"] == "0879628803" and two["phone"] == "(087) 962-8803"
+    assert one["phone_valid"] == False and two["phone_valid"] == False  # noqa: E712
+    assert one["phone_digits"] == two["phone_digits"] == "10879628803"
+    assert org["phone"] == "+14155552671" and org["phone_digits"] is None
+    for rec in (one, two):
+        assert (rec["given_name"], rec["family_name"], rec["suffix"]) == (
+            "Jorge",
+            "Fernandez",
+            "Jr",
+        )
+        assert (rec["given_key"], rec["family_key"]) == ("jorge", "fernandez")
+    assert org["legal_form"] == "GmbH" and org["legal_form_family"] == "limited"
+    assert one["legal_form_family"] is None

@@ -10,10 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mdm_orchestration.cleansing.addresses import country_code, parse_address
-from mdm_orchestration.cleansing.contact import normalise_email, normalise_phone
+from mdm_orchestration.cleansing.contact import (
+    email_domain,
+    normalise_email,
+    normalise_phone,
+    normalise_website,
+)
 from mdm_orchestration.cleansing.dates import implausible_birth_dates, parse_dates
 from mdm_orchestration.cleansing.ids import check_national_id
 from mdm_orchestration.cleansing.names import (
+    LEGAL_FORM_FAMILIES,
     formal_given_name,
     looks_like_organisation,
     parse_organisation_name,
@@ -423,3 +429,213 @@ def test_text_helpers():
     assert clean_text("  Ann\t  Lee \n") == "Ann Lee"
     assert clean_text("N/A") is None and clean_text(float("nan")) is None
     assert fold("Zoë O'Brien-Smith") == "zoe o brien smith"
+
+
+# -- Evidence kept for matching (issue 16): websites and web domains, invalid phones' digits,
+# -- suffixes in either name column, legal-form families.
+
+
+@pytest.mark.parametrize(
+    ("raw", "website", "domain"),
+    [
+        ("https://www.shop.acme.co.uk/about", "www.shop.acme.co.uk/about", "acme.co.uk"),
+        ("HTTPS://WWW.Acme.co.uk/About/", "www.acme.co.uk/About", "acme.co.uk"),
+        ("acme.com", "acme.com", "acme.com"),
+        ("www.acme.com/", "www.acme.com", "acme.com"),
+        ("http://acme.com:8080/x?y=1#top", "acme.com:8080/x?y=1", "acme.com"),
+        ("https://acme.com:443", "acme.com", "acme.com"),
+        ("https://Müller-GmbH.de", "müller-gmbh.de", "müller-gmbh.de"),
+        ("acme.github.io/docs", "acme.github.io/docs", "acme.github.io"),  # PSL private section
+        ("https://www.facebook.com/acme", "www.facebook.com/acme", None),  # a shared platform
+        ("info@acme.de", "info@acme.de", "acme.de"),  # an email typed into the website column
+        ("http://192.168.1.10/", "192.168.1.10", None),
+        ("acme", "acme", None),
+        ("not a url", "not a url", None),
+        ("n/a", None, None),
+        (None, None, None),
+    ],
+)
+def test_websites(raw, website, domain):
+    site = normalise_website(raw)
+    assert (site.website, site.domain) == (website, domain)
+
+
+def test_business_email_domains_only():
+    assert email_domain("ann@sales.acme.co.uk") == "acme.co.uk"
+    assert email_domain("ann@acme.com") == "acme.com"
+    free = (
+        "gmail.com googlemail.com yahoo.com yahoo.co.uk hotmail.com hotmail.fr outlook.com "
+        "live.com aol.com icloud.com gmx.de gmx.net web.de orange.fr free.fr wanadoo.fr "
+        "btinternet.com t-online.de comcast.net"
+    ).split()
+    for domain in free:
+        assert email_domain(f"ann@{domain}") is None, domain
+    assert email_domain(None) is None
+
+
+@pytest.mark.parametrize(
+    ("spellings", "country", "digits"),
+    [
+        # An area code outside the numbering plan (invalid in NANP): every spelling compares.
+        (
+            ("0879628803", "(087) 962-8803", "087.962.8803", "+1 087 962 8803", "1-087-962-8803"),
+            "US",
+            "10879628803",
+        ),
+        (("(087) 962-8803 ext. 12", "087 962 8803 x12"), "US", "10879628803"),
+        # GB: the trunk 0, "+44", "(0)" and the 00 international prefix all reduce alike.
+        (
+            ("0879 628 803", "+44 879 628 803", "+44 (0)879 628 803", "0044 879 628 803"),
+            "GB",
+            "44879628803",
+        ),
+    ],
+)
+def test_invalid_phone_digits_compare_across_spellings(spellings, country, digits):
+    for raw in spellings:
+        phone = normalise_phone(raw, country)
+        assert phone.valid is False, raw
+        assert phone.phone == clean_text(raw), raw  # kept as typed
+        assert phone.digits == digits, raw
+
+
+def test_phone_digits_only_for_invalid_numbers_with_enough_digits():
+    valid = normalise_phone("(415) 555-2671", "US")
+    assert (valid.phone, valid.valid, valid.digits) == ("+14155552671", True, None)
+    assert normalise_phone("12345", "US").digits is None  # too short to identify anything
+    assert normalise_phone("555-0100", "US").digits == "15550100"
+    # Not parseable at all (no such country code): its digits, the "+" dropped.
+    assert normalise_phone("+999 123 456 789", "US").digits == "999123456789"
+    assert normalise_phone(None, "US").digits is None
+    # The same invalid number typed on a GB record and internationally on a US record.
+    assert normalise_phone("0879 628 803", "GB").digits == (
+        normalise_phone("+44 879 628 803", "US").digits
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "given", "middle", "family", "suffix", "display"),
+    [
+        ({"given": "Jorge", "family": "FERNANDEZ JR"}, "Jorge", None, "Fernandez", "Jr", None),
+        ({"given": "Jorge Jr", "family": "FERNANDEZ"}, "Jorge", None, "Fernandez", "Jr", None),
+        ({"given": "JORGE JR.", "family": "FERNANDEZ"}, "Jorge", None, "Fernandez", "Jr", None),
+        ({"given": "Jorge", "family": "Fernandez, Sr."}, "Jorge", None, "Fernandez", "Sr", None),
+        ({"given": "John", "family": "Smith III"}, "John", None, "Smith", "III", None),
+        ({"given": "John", "family": "Smith IV"}, "John", None, "Smith", "IV", None),
+        ({"given": "John", "family": "Smith Junior"}, "John", None, "Smith", "Jr", None),
+        ({"given": "John II", "family": "Smith"}, "John", None, "Smith", "II", None),
+        ({"family": "SMITH JR"}, None, None, "Smith", "Jr", "Smith Jr"),
+        ({"given": "John Jr"}, "John", None, None, "Jr", "John Jr"),
+        # A name that is all suffix-looking stays a name: nothing would remain.
+        ({"given": "Jorge", "family": "Jr"}, "Jorge", None, "Jr", None, "Jorge Jr"),
+        ({"given": "Mary", "family": "Junior"}, "Mary", None, "Junior", None, "Mary Junior"),
+        ({"given": "Jun", "family": "V"}, "Jun", None, "V", None, "Jun V"),
+        # A single letter after the given name is a middle initial, not "the fifth".
+        ({"given": "John V", "family": "Smith"}, "John", "V", "Smith", None, "John V Smith"),
+    ],
+)
+def test_suffixes_in_either_name_column(kwargs, given, middle, family, suffix, display):
+    name = parse_person_name(**kwargs)
+    assert (name.given_name, name.middle_name, name.family_name, name.suffix) == (
+        given,
+        middle,
+        family,
+        suffix,
+    )
+    if display:
+        assert name.full_name == display
+
+
+def test_keys_come_from_names_without_their_suffix():
+    plain = parse_person_name(given="Jorge", family="Fernandez")
+    for kwargs in (
+        {"given": "Jorge", "family": "FERNANDEZ JR"},
+        {"given": "Jorge Jr", "family": "Fernandez"},
+        {"full": "Jorge Fernandez Jr."},
+    ):
+        name = parse_person_name(**kwargs)
+        assert name.full_name == "Jorge Fernandez Jr"
+        assert (name.given_key, name.family_key, name.given_phonetic, name.family_phonetic) == (
+            plain.given_key,
+            plain.family_key,
+            plain.given_phonetic,
+            plain.family_phonetic,
+        )
+
+
+@pytest.mark.parametrize(
+    ("raw", "family"),
+    [
+        # GB
+        ("Widgets Ltd", "limited"),
+        ("Widgets Limited", "limited"),
+        ("WIDGETS LTD.", "limited"),
+        ("Widgets PLC", "corporation"),
+        ("Widgets LLP", "partnership"),
+        # DE
+        ("Widgets GmbH", "limited"),
+        ("Widgets UG", "limited"),
+        ("Widgets AG", "corporation"),
+        ("Widgets SE", "corporation"),
+        ("Widgets KG", "partnership"),
+        ("Widgets GmbH & Co. KG", "partnership"),
+        ("Widgets OHG", "partnership"),
+        ("Widgets GbR", "partnership"),
+        ("Widgets e.K.", "sole_trader"),
+        ("Widgets eG", "cooperative"),
+        ("Widgets e.V.", "non_profit"),
+        # FR
+        ("Widgets SARL", "limited"),
+        ("Widgets S.A.R.L.", "limited"),
+        ("Widgets EURL", "limited"),
+        ("Widgets S.A.", "corporation"),
+        ("Widgets SAS", "corporation"),
+        ("Widgets SNC", "partnership"),
+        # ES
+        ("Widgets S.L.", "limited"),
+        ("Widgets SLU", "limited"),
+        ("Widgets S.A.U.", "corporation"),
+        ("Widgets S.Coop.", "cooperative"),
+        # US
+        ("Widgets Inc", "corporation"),
+        ("Widgets Inc.", "corporation"),
+        ("Widgets Incorporated", "corporation"),
+        ("Widgets Corp", "corporation"),
+        ("Widgets Corporation", "corporation"),
+        ("Widgets LLC", "limited"),
+        ("Widgets L.L.C.", "limited"),
+        ("Widgets LP", "partnership"),
+        # elsewhere
+        ("Widgets Pty Ltd", "limited"),
+        ("Widgets B.V.", "limited"),
+        ("Widgets S.r.l.", "limited"),
+        ("Widgets S.p.A.", "corporation"),
+        ("Widgets N.V.", "corporation"),
+        # no legal form, or one that says nothing about the family
+        ("Widgets Holdings", None),
+        ("Widgets & Co", None),
+        ("Widgets", None),
+    ],
+)
+def test_legal_form_families(raw, family):
+    assert parse_organisation_name(raw).legal_form_family == family
+
+
+def test_legal_form_families_contradict_across_not_within():
+    def fam(name: str) -> str | None:
+        return parse_organisation_name(name).legal_form_family
+
+    assert fam("Jones Inc") != fam("Jones GmbH")
+    assert fam("Jones Ltd") == fam("Jones Limited") == fam("JONES LTD.")
+    assert fam("Jones Inc") == fam("Jones Incorporated") == fam("Jones Corp.")
+    assert set(LEGAL_FORM_FAMILIES.values()) - {None} == {
+        "limited",
+        "corporation",
+        "partnership",
+        "sole_trader",
+        "cooperative",
+        "non_profit",
+        "unlimited",
+    }
+    # A form cleanco's list lacks still leaves the name and key without it.
+    assert parse_organisation_name("Widgets SLU").company_key == "widgets"
