@@ -58,13 +58,17 @@ def review_items(
     *,
     max_items: int | None = None,
     party_type: str | None = None,
+    cluster_size: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The review items of one party type's scored pairs, highest priority first.
 
     ``left``/``right`` are positions into ``ids`` (the record ids), ``cluster_of`` a cluster
-    label per position (integers, or the cluster ids themselves); a cluster's id is its smallest
-    record id, as the engine names clusters. ``max_items`` defaults to
-    :func:`max_pending` of ``len(ids)``. With ``party_type``, a ``party_type`` column follows."""
+    per position: integer labels (a cluster's id is then its smallest record id, as the engine
+    names clusters) or the cluster ids themselves (strings, used as they are: the incremental
+    path's records outside its region keep their stored clusters). ``cluster_size`` (per
+    position, the size of its cluster) defaults to the count among ``ids``. ``max_items``
+    defaults to :func:`max_pending` of ``len(ids)``. With ``party_type``, a ``party_type``
+    column follows."""
     ids = np.asarray(ids, dtype=object)
     left, right = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
     scores = np.asarray(scores, dtype=np.float64)
@@ -76,8 +80,11 @@ def review_items(
     if not len(keep) or not limit:
         return _frame(None, party_type)
     # Integers only until the few items kept: at 1M records the band holds millions of pairs.
-    labels = _labels(cluster_of)
+    labels, named = _labels(cluster_of)
     size = np.bincount(labels)
+    if cluster_size is not None:
+        size = np.zeros(len(size), dtype=np.int64)
+        size[labels] = np.asarray(cluster_size, dtype=np.int64)
     a, b, s = left[keep], right[keep], scores[keep]
     ca, cb = labels[a], labels[b]
     k1, k2 = np.minimum(ca, cb), np.maximum(ca, cb)
@@ -90,7 +97,7 @@ def review_items(
     priority = u[first] * affected
     top = first[np.lexsort((np.minimum(a, b)[first], -priority))[:limit]]
     affected = np.where(ca[top] == cb[top], size[ca[top]], size[ca[top]] + size[cb[top]])
-    roots = _roots(ids, labels, np.union1d(ca[top], cb[top]))
+    roots = named if named is not None else _roots(ids, labels, np.union1d(ca[top], cb[top]))
     a, b = a[top], b[top]
     swap = ids[a] > ids[b]
     a, b = np.where(swap, b, a), np.where(swap, a, b)
@@ -111,14 +118,14 @@ def review_items(
     return _frame(items, party_type)
 
 
-def _labels(cluster_of: np.ndarray) -> np.ndarray:
-    """Cluster labels as integers 0..k-1."""
+def _labels(cluster_of: np.ndarray) -> tuple[np.ndarray, list[str] | None]:
+    """Cluster labels as integers 0..k-1, and the cluster ids when they were given."""
     values = np.asarray(cluster_of)
     if values.dtype.kind in "iu":
         _, inverse = np.unique(values, return_inverse=True)
-        return inverse.astype(np.int64).reshape(-1)
-    codes, _ = pd.factorize(pd.Series(values.astype(object)), sort=False)
-    return codes.astype(np.int64)
+        return inverse.astype(np.int64).reshape(-1), None
+    codes, uniques = pd.factorize(pd.Series(values.astype(object)), sort=False)
+    return codes.astype(np.int64), [str(u) for u in uniques]
 
 
 def _roots(ids: np.ndarray, labels: np.ndarray, wanted: np.ndarray) -> dict[int, str]:

@@ -141,3 +141,24 @@ def test_scales_to_a_million_pairs():
     items = review_items(ids, left, right, scores, np.zeros(m, bool), np.arange(n) // 3, BAND, T)
     assert len(items) == 2_000
     assert time.perf_counter() - start < 20
+
+
+def test_cluster_ids_and_sizes_given_by_the_caller_are_used_as_they_are():
+    # the incremental path: record r02 lies outside the region, in a stored cluster of 7
+    ids, left, right, scores, by_rule, _ = build([(0, 2, 0.5)], [0, 0, 0])
+    cluster_of = np.array(["r00", "r00", "zz-stored"], dtype=object)
+    items = review_items(
+        ids,
+        left,
+        right,
+        scores,
+        by_rule,
+        cluster_of,
+        BAND,
+        T,
+        max_items=5,
+        cluster_size=np.array([2, 2, 7]),
+    )
+    item = items.iloc[0]
+    assert (item.left_cluster_id, item.right_cluster_id) == ("r00", "zz-stored")
+    assert item.records_affected == 9 and item.priority == pytest.approx(9.0)
