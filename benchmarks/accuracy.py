@@ -198,6 +198,10 @@ def split_labels(cleansed: pd.DataFrame, config) -> dict:  # noqa: ANN001
     return {"match": match, "distinct": distinct}
 
 
+#: Models trained on the shipped default labels only, reused within one run (0 s "train").
+_SHIPPED_MODELS: dict = {}
+
+
 def evaluate(name: str, cleansed: pd.DataFrame, extra_labels: dict | None) -> dict:
     from mdm_orchestration.config import load_hub_config
     from mdm_orchestration.matching.blocking import candidate_pairs
@@ -209,8 +213,10 @@ def evaluate(name: str, cleansed: pd.DataFrame, extra_labels: dict | None) -> di
 
     config = load_hub_config()
     started = time.perf_counter()
-    models = {}
+    models = {} if extra_labels else dict(_SHIPPED_MODELS)
     for party in ("person", "organisation"):
+        if party in models:
+            continue
         own = extra_labels if extra_labels and party == "person" else {"match": [], "distinct": []}
         # The hub's own policy (matching.yaml own_labels_suffice): the benchmark's training
         # split stands in for a site's steward labels.
@@ -218,6 +224,8 @@ def evaluate(name: str, cleansed: pd.DataFrame, extra_labels: dict | None) -> di
             party, own["match"], own["distinct"], config.matching.own_labels_suffice
         )
         models[party] = train_model(party, matches, distinct)
+    if not extra_labels:  # the shipped labels alone: one model per party for the whole run
+        _SHIPPED_MODELS.update(models)
     trained = time.perf_counter() - started
     t0 = time.perf_counter()
     result = match_records(cleansed, models, config.matching)
@@ -255,7 +263,8 @@ def evaluate(name: str, cleansed: pd.DataFrame, extra_labels: dict | None) -> di
         "f1": pw["f1"],
         "b3_f1": bc["f1"],
         "blocking_recall": blocking,
-        "seconds": trained + seconds,
+        "seconds": seconds,
+        "train_seconds": trained,
     }
 
 
@@ -436,12 +445,19 @@ def summary(rows: list[dict], seconds: float) -> None:
     )
     for r in rows:
         reach = f"{r['reachable']:.4f}" if "reachable" in r else ""
+        if "train_seconds" in r:  # ours: matching, plus training when this row trained
+            r = {**r, "seconds": r["seconds"] + r["train_seconds"]}
         print(
             f"{r['dataset']:<14} {r['matcher']:<16} {r['records']:>8,} {r['precision']:>7.4f} "
             f"{r['recall']:>7.4f} {r['f1']:>7.4f} {r['b3_f1']:>7.4f} "
             f"{r['blocking_recall']:>8.4f} {r['seconds']:>8.1f} {reach:>7}"
         )
-    print(f"whole run {seconds / 60:.1f} min", flush=True)
+    print(
+        "seconds: peers' include their training on the training half; ours' include training "
+        "on the shipped labels where that row trained (once per run; later rows reuse it)\n"
+        f"whole run {seconds / 60:.1f} min",
+        flush=True,
+    )
 
 
 def main() -> None:
