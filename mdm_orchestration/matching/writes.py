@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import NamedTuple
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, delete, func, select
 
@@ -134,6 +135,17 @@ def _column(review: pd.DataFrame, name: str) -> list[object]:
     return [None] * len(review)
 
 
+def _by_priority(review: pd.DataFrame) -> pd.DataFrame:
+    """Review candidates, the highest priority first (without priorities: the most uncertain)."""
+    if review.empty:
+        return review
+    if "priority" in review.columns:
+        key = -pd.to_numeric(review["priority"], errors="coerce").fillna(-1.0).to_numpy(float)
+    else:
+        key = np.abs(pd.to_numeric(review["score"]).to_numpy(float) - 0.5)
+    return review.iloc[np.argsort(key, kind="stable")]
+
+
 def review_rows(
     conn: Connection,
     result: MatchResult,
@@ -170,51 +182,64 @@ def review_rows(
         for a, b in conn.execute(select(OVERRIDES.c.left_record_id, OVERRIDES.c.right_record_id))
     }
     judged = {ordered(*p) for p in judged}
-    review = result.review
-    hashes = version_hashes(
-        conn, list(set(review["left_id"].tolist()) | set(review["right_id"].tolist()))
-    )
-    out, reopened, seen = [], [], set()
-    for a, b, p, s, priority, affected, lc, rc in zip(
-        review["left_id"],
-        review["right_id"],
-        review["party_type"],
-        review["score"],
-        _column(review, "priority"),
-        _column(review, "records_affected"),
-        _column(review, "left_cluster_id"),
-        _column(review, "right_cluster_id"),
-        strict=True,
-    ):
-        pair = ordered(a, b)
-        if pair in seen or pair in forced:
-            continue
-        seen.add(pair)
-        digest = records_digest(*pair, hashes)
-        old = existing.get(pair)
-        if old is not None:
-            _id, status, old_digest = old
-            if status != "done" or old_digest is None or old_digest == digest:
-                continue
-            reopened.append(_id)
-        elif pair in judged:
-            continue
-        if pair != (a, b):  # the clusters follow their records
-            lc, rc = rc, lc
-        out.append(
-            ReviewRow(
-                p,
-                *pair,
-                float(s),
-                "pending",
-                now,
-                None if priority is None else float(priority),
-                None if affected is None else int(affected),
-                lc,
-                rc,
-                digest,
-            )
+    review = _by_priority(result.review)
+    # The queue keeps at most max_pending items (write_review trims it): candidates are taken in
+    # priority order, a batch at a time, until that many are raised, so a result with millions
+    # of uncertain pairs costs no more than the items it can raise.
+    limit = max_pending(conn.execute(select(func.count()).select_from(SOURCES)).scalar_one())
+    out: list[ReviewRow] = []
+    reopened: list[int] = []
+    seen: set[tuple[str, str]] = set()
+    batch = max(2 * limit, 1_000)
+    for lo in range(0, len(review), batch):
+        if len(out) >= limit:
+            break
+        part = review.iloc[lo : lo + batch]
+        hashes = version_hashes(
+            conn, list(set(part["left_id"].tolist()) | set(part["right_id"].tolist()))
         )
+        for a, b, p, s, priority, affected, lc, rc in zip(
+            part["left_id"],
+            part["right_id"],
+            part["party_type"],
+            part["score"],
+            _column(part, "priority"),
+            _column(part, "records_affected"),
+            _column(part, "left_cluster_id"),
+            _column(part, "right_cluster_id"),
+            strict=True,
+        ):
+            if len(out) >= limit:
+                break
+            pair = ordered(a, b)
+            if pair in seen or pair in forced:
+                continue
+            seen.add(pair)
+            digest = records_digest(*pair, hashes)
+            old = existing.get(pair)
+            if old is not None:
+                _id, status, old_digest = old
+                if status != "done" or old_digest is None or old_digest == digest:
+                    continue
+                reopened.append(_id)
+            elif pair in judged:
+                continue
+            if pair != (a, b):  # the clusters follow their records
+                lc, rc = rc, lc
+            out.append(
+                ReviewRow(
+                    p,
+                    *pair,
+                    float(s),
+                    "pending",
+                    now,
+                    None if priority is None else float(priority),
+                    None if affected is None else int(affected),
+                    lc,
+                    rc,
+                    digest,
+                )
+            )
     for chunk in chunks(reopened):
         conn.execute(delete(REVIEW).where(REVIEW.c.id.in_(chunk)))
     return out
