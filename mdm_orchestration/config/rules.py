@@ -129,6 +129,42 @@ MATCH_RULES: dict[str, str] = {
 }
 
 
+#: Person fields an agreement on which can be weighed by frequency.
+TF_WEIGHTED = {
+    "given_key": "the formal given name",
+    "family": "the family name",
+    "birth": "the birth date",
+    "postcode": "the postcode",
+    "city": "the town or city",
+}
+
+
+class TermFrequencyConfig(_Strict):
+    """How an agreement on a common value is weighed down (``matching.yaml``
+    ``term_frequencies``): a value held by more than ``reference_count`` of the hub's records
+    loses ``weights[field]`` log-odds per doubling of its count (counts read by their level,
+    ``floor(log2(count))``), at most ``max_penalty`` per field and ``max_total_penalty`` per
+    pair. Agreements on rare values are not weighed up: precision first."""
+
+    reference_count: Annotated[int, Field(ge=1)] = 4
+    weights: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=lambda: {
+            "given_key": 0.35,
+            "family": 0.35,
+            "birth": 0.35,
+            "postcode": 0.2,
+            "city": 0.2,
+        }
+    )
+    max_penalty: Annotated[float, Field(ge=0)] = 2.0
+    max_total_penalty: Annotated[float, Field(ge=0)] = 3.0
+
+    @field_validator("weights")
+    @classmethod
+    def _known_fields(cls, value: dict[str, float]) -> dict[str, float]:
+        return _known(value, TF_WEIGHTED, "term-frequency field")
+
+
 class MatchingConfig(_Strict):
     #: Match probability at or above which two records join a cluster; ``None``: the threshold
     #: chosen from the labels for the best expected F1 when the model was trained.
@@ -144,6 +180,16 @@ class MatchingConfig(_Strict):
     #: Two records agreeing on nothing but the name are left to review unless at most this
     #: many records in the hub carry that name (a rare name is evidence; a common one is not).
     rare_name_records: Annotated[int, Field(ge=0)] = 0
+    #: Frequency-aware weighing of person agreements (see :class:`TermFrequencyConfig`).
+    term_frequencies: TermFrequencyConfig = Field(default_factory=TermFrequencyConfig)
+    #: Log-odds an agreement on the digits of a phone number that failed validation adds (a
+    #: valid number's agreement counts through the model; an invalid one weighs less).
+    invalid_phone_weight: Annotated[float, Field(ge=0)] = 1.0
+    #: Two organisations whose names each hold a word the other lacks, and agree by less than
+    #: this share of their words weighted by rarity, are different companies (``Acme Holdings``
+    #: and ``Acme Logistics`` at one address) unless a registration id says otherwise: they go
+    #: to review, never merge on their own.
+    organisation_name_agreement: Annotated[float, Field(ge=0, le=1)] = 0.75
     #: Records whose birth years are this far apart (and not a typo) never share a cluster,
     #: even through a third record resembling both (a father and son). 0 turns it off.
     birth_year_gap: Annotated[int, Field(ge=0)] = 10

@@ -18,6 +18,8 @@ from sqlalchemy import Engine
 from mdm_orchestration.config import HubConfig
 from mdm_orchestration.hub.tables import ORGANISATION, PARTY_TYPES, PERSON
 from mdm_orchestration.matching.explain import Explanation, explain_pair
+from mdm_orchestration.matching.frequency_store import all_counts as term_frequencies
+from mdm_orchestration.matching.frequency_store import forget_records
 from mdm_orchestration.matching.health import (
     ClusterState,
     PartyClusters,
@@ -90,6 +92,7 @@ __all__ = [
     "current_cleansed",
     "explain_item",
     "explain_pair",
+    "forget_records",
     "labels_digest",
     "load_default_labels",
     "load_models",
@@ -106,5 +109,6 @@ __all__ = [
     "review_items",
     "review_queue_size",
     "steward_labels",
+    "term_frequencies",
     "train_models",
 ]

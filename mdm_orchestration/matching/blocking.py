@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mdm_orchestration.hub.tables import PERSON
+from mdm_orchestration.matching.frequencies import record_terms
 from mdm_orchestration.matching.rules import house_numbers
 
 
@@ -154,13 +155,17 @@ def key_hash(name: str, key: str) -> str:
 
 
 def index_entries(records: pd.DataFrame, party_type: str) -> list[tuple[str, str, str]]:
-    """(record id, key name, key hash) for every blocking key of ``records`` (a match frame)."""
+    """(record id, key name, key hash) for every blocking key of ``records`` (a match frame
+    of one party type), and every value counted by ``frequencies.record_terms``."""
     out = []
     ids = records["record_id"].tolist()
     for name, keys in blocking_keys(records, party_type).items():
         for rid, key in zip(ids, keys.tolist(), strict=True):
             if isinstance(key, str) and key:
                 out.append((rid, name, key_hash(name, key)))
+    # The values counted for frequency-aware matching (``tf_*``): not blocks, but how the
+    # incremental path finds the records holding a value whose count changed level.
+    out += [(rid, name, key) for rid, _party, name, key in record_terms(records)]
     return out
 
 

@@ -20,9 +20,19 @@ from mdm_orchestration.config import MatchingConfig
 from mdm_orchestration.hub.tables import ORGANISATION, PERSON, component_labels
 from mdm_orchestration.matching.blocking import candidate_pairs
 from mdm_orchestration.matching.clustering import cluster_pairs
+from mdm_orchestration.matching.frequencies import Frequencies, field_values
 from mdm_orchestration.matching.model import FIELDS, MatchModel
 from mdm_orchestration.matching.records import match_frame
-from mdm_orchestration.matching.rules import apply_rules, contradicting, corroborated
+from mdm_orchestration.matching.rules import (
+    apply_rules,
+    contradicting,
+    contradicting_organisation,
+    corroborated,
+    corroborated_organisation,
+    different_valid_ids,
+    distinct_names,
+    same_values,
+)
 
 
 @dataclass
@@ -80,38 +90,109 @@ class _Scored:
 
 
 class _Scorer:
-    """Rules, the model and the name-only cap over index pairs of one party's records."""
+    """Rules, the model, the frequency adjustments and the caps over index pairs of one party's
+    records.
+
+    Persons: an agreement on a common value (a given name thousands hold) is weighed down by its
+    hub-wide count; a pair agreeing on nothing but the name is capped below the threshold unless
+    the name is rare in the hub (``rare_name_records``); two valid national ids that differ are
+    two people. Organisations: the name is never evidence on its own (a registration id, a
+    domain, a phone or street plus postcode must agree); different countries, registration ids
+    or legal-form families are two legal entities; names each holding a distinctive word the
+    other lacks go to review."""
 
     def __init__(
-        self, records: pd.DataFrame, party_type: str, model: MatchModel, config: MatchingConfig
+        self,
+        records: pd.DataFrame,
+        party_type: str,
+        model: MatchModel,
+        config: MatchingConfig,
+        frequencies: Frequencies | None = None,
     ) -> None:
         self.records, self.model, self.config = records, model, config
+        self.party_type = party_type
         self.rows = records[list(FIELDS[party_type])].to_dict("records")
         self.threshold = config.threshold if config.threshold is not None else model.threshold
-        name = (
-            records["given_key"].astype(object).fillna("")
-            + "|"
-            + records["family"].astype(object).fillna("")
-        )
-        self.name_count = name.map(name.value_counts()).to_numpy()
+        freq = frequencies if frequencies is not None else Frequencies.of_frame(records)
+        if party_type == PERSON:
+            self.counts = {
+                f: freq.per_record(records, PERSON, f) for f in config.term_frequencies.weights
+            }
+            self.name_count = freq.per_record(records, PERSON, "full_name")
+        else:
+            tokens = np.empty(len(records), dtype=object)
+            tokens[:] = field_values(records, "token")
+            self.tokens = tokens
+            self.token_counts = freq.per_record(records, ORGANISATION, "token")
+
+    def adjustments(self, left: np.ndarray, right: np.ndarray) -> dict[str, np.ndarray]:
+        """Named log-odds terms added to the model's score of each pair (explanations show
+        them): ``frequency:<field>`` for agreements on common values, ``invalid_phone`` for the
+        same digits of a phone that failed validation."""
+        out: dict[str, np.ndarray] = {}
+        if self.party_type == PERSON:
+            tf = self.config.term_frequencies
+            reference = int(np.floor(np.log2(tf.reference_count)))
+            total = np.zeros(len(left), dtype=np.float64)
+            for field, weight in tf.weights.items():
+                agree = same_values(self.records, field, left, right)
+                if not agree.any() or weight == 0:
+                    continue
+                count = np.maximum(self.counts[field][left], 1)
+                level = np.floor(np.log2(count))
+                penalty = np.minimum(weight * np.maximum(level - reference, 0), tf.max_penalty)
+                penalty = np.where(agree, penalty, 0.0)
+                room = np.maximum(tf.max_total_penalty - total, 0.0)
+                penalty = np.minimum(penalty, room)
+                total += penalty
+                if penalty.any():
+                    out[f"frequency:{field}"] = -penalty
+        digits = same_values(self.records, "phone_digits", left, right)
+        if digits.any() and self.config.invalid_phone_weight:
+            out["invalid_phone"] = np.where(digits, self.config.invalid_phone_weight, 0.0)
+        return out
+
+    def caps(self, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(weak, contradicted)``: pairs capped below the threshold (not enough evidence) and
+        pairs that are two parties whatever the model says."""
+        if self.party_type == PERSON:
+            rare = (
+                np.minimum(self.name_count[left], self.name_count[right])
+                <= self.config.rare_name_records
+            )
+            weak = ~corroborated(self.records, left, right) & ~rare
+            return weak, different_valid_ids(self.records, left, right)
+        weak = ~corroborated_organisation(self.records, left, right)
+        named = np.nonzero(~weak)[0]
+        weak[named] = distinct_names(
+            self.tokens,
+            self.token_counts,
+            left[named],
+            right[named],
+            self.config.organisation_name_agreement,
+        ) & ~same_values(self.records, "national_id", left[named], right[named])
+        return weak, contradicting_organisation(self.records, left, right)
 
     def __call__(self, left: np.ndarray, right: np.ndarray) -> _Scored:
         rule_masks = apply_rules(self.records, left, right, self.config.rules)
+        weak, contradicted = self.caps(left, right)
         by_rule = np.zeros(len(left), dtype=bool)
-        for mask in rule_masks.values():
-            by_rule |= mask
+        for name, mask in rule_masks.items():
+            rule_masks[name] = mask & ~contradicted
+            by_rule |= rule_masks[name]
         scores = np.ones(len(left), dtype=np.float32)
         todo = np.nonzero(~by_rule)[0]
         if len(todo):
-            scores[todo] = self.model.score_indexed(self.rows, left[todo], right[todo])
-        # A pair agreeing on nothing but the name is matched only when the name is rare in the
-        # hub (config: rare_name_records); otherwise it is left to a steward.
-        rare = (
-            np.minimum(self.name_count[left], self.name_count[right])
-            <= self.config.rare_name_records
-        )
-        weak = ~corroborated(self.records, left, right) & ~by_rule & ~rare
+            raw = self.model.score_indexed(self.rows, left[todo], right[todo]).astype(np.float64)
+            terms = self.adjustments(left[todo], right[todo])
+            if terms:
+                logit = np.log(np.clip(raw, 1e-9, 1 - 1e-9) / np.clip(1 - raw, 1e-9, 1))
+                raw = 1.0 / (1.0 + np.exp(-(logit + sum(terms.values()))))
+            scores[todo] = raw
+        # Not enough evidence: left to a steward (just below the threshold); two parties: 0.
+        weak &= ~by_rule
         scores[weak] = np.minimum(scores[weak], max(self.threshold - 0.01, 0.0))
+        scores[contradicted] = 0.0
         return _Scored(scores, by_rule, weak, {k: int(m.sum()) for k, m in rule_masks.items()})
 
 
@@ -164,11 +245,14 @@ def match_party(
     must_link: list[tuple[str, str]],
     cannot_link: list[tuple[str, str]],
     block_sizes: Mapping[tuple[str, str], int] | None = None,
+    frequencies: Frequencies | None = None,
 ) -> PartyMatch:
-    """Cluster the records of one party type. ``records`` from :func:`match_frame`."""
+    """Cluster the records of one party type. ``records`` from :func:`match_frame`;
+    ``frequencies``: hub-wide value counts (default: ``records``' own, the whole hub in a full
+    rebuild)."""
     records = records.reset_index(drop=True)
     cands = candidate_pairs(records, party_type, config.max_block_size, block_sizes)
-    scorer = _Scorer(records, party_type, model, config)
+    scorer = _Scorer(records, party_type, model, config, frequencies)
     scored = scorer(cands.left, cands.right)
     out = cluster_scored(
         records,
@@ -203,9 +287,10 @@ def score_pairs(
     config: MatchingConfig,
     left: np.ndarray,
     right: np.ndarray,
+    frequencies: Frequencies | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rules and model over the given pairs of ``records`` (positions): scores and by-rule."""
-    scored = _Scorer(records, party_type, model, config)(left, right)
+    scored = _Scorer(records, party_type, model, config, frequencies)(left, right)
     return scored.scores, scored.by_rule
 
 
@@ -221,12 +306,13 @@ def cluster_scored(
     must_link: list[tuple[str, str]],
     cannot_link: list[tuple[str, str]],
     scorer: _Scorer | None = None,
+    frequencies: Frequencies | None = None,
 ) -> PartyMatch:
     """From scored pairs to clusters: score the missing pairs inside each component, keep
     contradicting pairs apart, cluster, and pick the pairs for review. ``records`` (positions
     0..n-1) are whole components of the match graph; the incremental path passes the pairs it
     kept from earlier runs and re-scores only those it has not."""
-    scorer = scorer or _Scorer(records, party_type, model, config)
+    scorer = scorer or _Scorer(records, party_type, model, config, frequencies)
     n = len(records)
     threshold = scorer.threshold
     extra_l, extra_r = _missing_pairs_in_components(
@@ -240,7 +326,10 @@ def cluster_scored(
     # Pairs that contradict each other (birth dates, national ids) are never clustered together,
     # even through a third record that resembles both; steward cannot-links join them.
     linked = scores >= threshold
-    contra = contradicting(records, left[~linked], right[~linked], config.birth_year_gap)
+    if party_type == PERSON:
+        contra = contradicting(records, left[~linked], right[~linked], config.birth_year_gap)
+    else:
+        contra = contradicting_organisation(records, left[~linked], right[~linked])
     cannot = _positions(records, cannot_link) + list(
         zip(left[~linked][contra].tolist(), right[~linked][contra].tolist(), strict=True)
     )
@@ -250,7 +339,7 @@ def cluster_scored(
     evidence = scores
     below = np.nonzero(~linked & ~by_rule)[0]
     if len(below):
-        weak = below[~corroborated(records, left[below], right[below])]
+        weak = below[scorer.caps(left[below], right[below])[0]]
         evidence = scores.copy()
         evidence[weak] = 0.0
     clustering = cluster_pairs(

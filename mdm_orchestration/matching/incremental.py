@@ -40,6 +40,14 @@ from mdm_orchestration.matching.engine import (
     cluster_scored,
     score_pairs,
 )
+from mdm_orchestration.matching.frequencies import INDEX_PREFIX, Frequencies, Levels, level_changes
+from mdm_orchestration.matching.frequency_store import (
+    apply_delta,
+    hub_frequencies,
+    index_delta,
+    records_holding,
+    stored_counts,
+)
 from mdm_orchestration.matching.model import MatchModel
 from mdm_orchestration.matching.neighbourhood import (
     KeptPair,
@@ -101,6 +109,10 @@ class _Plan:
     old_clusters: dict[str, StoredCluster]
     #: the stored blocking keys of the changed and removed records
     old_index: set[tuple[str, str, str]]
+    #: this run's changes to the hub's term frequencies
+    delta: Counter
+    #: unchanged records scored again because a value they hold changed frequency level
+    shifted: set[str]
 
     @property
     def gone(self) -> set[str]:
@@ -123,6 +135,7 @@ def _match_incremental(engine: Engine, config: HubConfig) -> MatchRunResult:
         }
         plan = _plan(conn, config, changed, removed) if changed or removed else None
         if plan is not None:
+            counts["frequency_shifted"] = len(plan.shifted)
             counts["neighbours"] = len(plan.neighbours)
             counts["records"] = len(plan.region)
             counts["clusters_touched"] = int(plan.result.clusters["cluster_id"].nunique())
@@ -158,12 +171,27 @@ def _plan(conn: Connection, config: HubConfig, changed: list[str], removed: list
     models = load_models(conn)
     limits = thresholds(models, config)
     gone = set(changed) | set(removed)
-    index, near, new_pairs = _score_changed(conn, m, models, changed, gone)
+    index = index_rows(current_cleansed(conn, changed))
+    old_index = stored_index(conn, gone)
+    # Values whose count changes level change the scores of every record holding them: those
+    # records are scored again, as a full rebuild would score them.
+    delta = index_delta(index, old_index)
+    relevel = level_changes(stored_counts(conn, delta), delta, Levels(m.rare_name_records))
+    shifted = records_holding(conn, relevel) - gone
+    if shifted:
+        changed = sorted(set(changed) | shifted)
+        gone |= shifted
+        index += index_rows(current_cleansed(conn, sorted(shifted)))
+        old_index |= stored_index(conn, shifted)
+    near, new_pairs = _score_changed(conn, m, models, changed, gone, index, delta)
     must, cannot = overrides(conn)
     region = _region(conn, new_pairs, limits, must, set(changed), gone, set(removed))
     frame = match_frame(current_cleansed(conn, sorted(region)))
     region = set(frame["record_id"])
-    parts, completed = _recluster(conn, frame, region, gone, new_pairs, models, m, must, cannot)
+    freq = hub_frequencies(conn, frame, delta)
+    parts, completed = _recluster(
+        conn, frame, region, gone, new_pairs, models, m, must, cannot, freq
+    )
     result = assemble(frame, parts, known_organisations(conn, frame, region | set(removed)))
     result.review = _review_candidates(new_pairs + completed, m.review_band, result.review)
     return _Plan(
@@ -178,7 +206,9 @@ def _plan(conn: Connection, config: HubConfig, changed: list[str], removed: list
         completed=completed,
         judged=judged_pairs(conn, must, cannot),
         old_clusters=stored_clusters(conn, region | set(removed)),
-        old_index=stored_index(conn, gone),
+        old_index=old_index,
+        delta=delta,
+        shifted=shifted,
     )
 
 
@@ -188,16 +218,19 @@ def _score_changed(
     models: dict[str, MatchModel],
     changed: list[str],
     gone: set[str],
-) -> tuple[list[tuple[str, str, str]], set[str], list[ScoredPairs]]:
-    """Step 1: score the changed records against the records sharing a blocking key with them.
-    Returns their blocking keys, those neighbours and the scored pairs."""
+    index: list[tuple[str, str, str]],
+    delta: Counter,
+) -> tuple[set[str], list[ScoredPairs]]:
+    """Step 1: score the changed records against the records sharing a blocking key with them
+    (``index``: the changed records' keys). Returns those neighbours and the scored pairs."""
     fresh = set(changed)
-    index = index_rows(current_cleansed(conn, changed))
-    extra = Counter((n, h) for _r, n, h in index)
-    keys = {(n, h) for _r, n, h in index}
+    blocks = [(r, n, h) for r, n, h in index if not n.startswith(INDEX_PREFIX)]
+    extra = Counter((n, h) for _r, n, h in blocks)
+    keys = {(n, h) for _r, n, h in blocks}
     near = neighbours(conn, keys, gone, m.max_block_size, extra)
     sizes = block_sizes(conn, keys, gone, extra)
     around = match_frame(current_cleansed(conn, sorted(near | fresh)))
+    freq = hub_frequencies(conn, around, delta)
     new_pairs = []
     for party in PARTY_TYPES:
         sub = around[around["party_type"] == party].reset_index(drop=True)
@@ -207,11 +240,11 @@ def _score_changed(
         mine = sub["record_id"].isin(fresh).to_numpy()
         keep = mine[cands.left] | mine[cands.right]
         left, right = cands.left[keep], cands.right[keep]
-        scores, by_rule = score_pairs(sub, party, models[party], m, left, right)
+        scores, by_rule = score_pairs(sub, party, models[party], m, left, right, freq)
         new_pairs.append(
             ScoredPairs(party, sub["record_id"].to_numpy(object), left, right, scores, by_rule)
         )
-    return index, near, new_pairs
+    return near, new_pairs
 
 
 def _region(
@@ -287,6 +320,7 @@ def _recluster(
     m: MatchingConfig,
     must: list[tuple[str, str]],
     cannot: list[tuple[str, str]],
+    freq: Frequencies,
 ) -> tuple[dict[str, tuple[pd.DataFrame, PartyMatch]], list[ScoredPairs]]:
     """Step 3: re-cluster the region from the kept pairs and the new ones. Returns each party's
     clustering and the pairs the clustering scored to complete its components."""
@@ -300,7 +334,17 @@ def _recluster(
         pos = {rid: i for i, rid in enumerate(sub["record_id"].tolist())}
         left, right, scores, by_rule = _party_pairs(party, pos, kept, new_pairs)
         pm = cluster_scored(
-            sub, party, models[party], m, left, right, scores, by_rule, must, cannot
+            sub,
+            party,
+            models[party],
+            m,
+            left,
+            right,
+            scores,
+            by_rule,
+            must,
+            cannot,
+            frequencies=freq,
         )
         parts[party] = (sub, pm)
         n = len(left)
@@ -368,6 +412,7 @@ def _write(conn: Connection, plan: _Plan, counts: dict[str, int]) -> list[Review
         conn.execute(delete(PAIRS).where(PAIRS.c.left_record_id.in_(chunk)))
         conn.execute(delete(PAIRS).where(PAIRS.c.right_record_id.in_(chunk)))
     _write_index(conn, set(plan.index), plan.old_index)
+    apply_delta(conn, plan.delta)
     write_pairs(conn, plan.new_pairs + plan.completed)
     # An earlier item for a pair shares one of its records with it: one side suffices (the
     # changed record's, whose items are few), read from both columns.

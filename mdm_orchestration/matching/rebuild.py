@@ -20,6 +20,7 @@ from mdm_orchestration.hub.tables import (
     utcnow,
 )
 from mdm_orchestration.matching.engine import match_records
+from mdm_orchestration.matching.frequency_store import index_delta, replace_counts
 from mdm_orchestration.matching.runs import FULL, PAIRS_VERSION, MatchRunResult, record_run
 from mdm_orchestration.matching.steward import current_cleansed, judged_pairs, overrides
 from mdm_orchestration.matching.training import load_models, model_ids
@@ -62,6 +63,7 @@ def _rebuild_clusters(engine: Engine, config: HubConfig) -> MatchRunResult:
         write_clusters(conn, cluster_rows(result, versions, now))
         conn.execute(delete(INDEX))
         write_index(conn, index)
+        replace_counts(conn, index_delta(index, []))
         conn.execute(delete(PAIRS))
         write_pairs(conn, result.pairs)
         conn.execute(delete(REVIEW).where(REVIEW.c.status == "pending"))

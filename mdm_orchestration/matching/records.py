@@ -71,6 +71,9 @@ CLEANSED_COLUMNS = (
     "birth_date",
     "national_id",
     "national_id_valid",
+    "web_domain",
+    "phone_digits",
+    "legal_form_family",
 )
 
 
@@ -104,6 +107,12 @@ def _folded(series: pd.Series) -> pd.Series:
     return _map(series, lambda v: table.get(v))
 
 
+def _optional(c: pd.DataFrame, column: str) -> pd.Series:
+    if column not in c:
+        return pd.Series([None] * len(c), index=c.index, dtype=object)
+    return _none(c[column])
+
+
 def match_frame(cleansed: pd.DataFrame) -> pd.DataFrame:
     """Comparison fields for every cleansed record (persons and organisations alike)."""
     c = cleansed.reset_index(drop=True)
@@ -131,6 +140,12 @@ def match_frame(cleansed: pd.DataFrame) -> pd.DataFrame:
     email_ok = c["email_valid"].astype("boolean").fillna(False).to_numpy(bool)
     out["email"] = _none(c["email_key"].where(email_ok))
     out["email_domain"] = _map(out["email"], lambda v: v.rsplit("@", 1)[1])
+    # An organisation's domain: its website's, else a business email's (cleansing leaves
+    # free-mail providers out of ``web_domain``).
+    web = _optional(c, "web_domain")
+    out["email_domain"] = web.where(
+        web.notna() | (c["party_type"] != "organisation"), out["email_domain"]
+    )
     phone_ok = c["phone_valid"].astype("boolean").fillna(False).to_numpy(bool)
     out["phone"] = _none(c["phone"].where(phone_ok))
     # Parsed (US) streets as number + name; elsewhere the street line as written.
@@ -161,6 +176,14 @@ def match_frame(cleansed: pd.DataFrame) -> pd.DataFrame:
     # that failed its check does not.
     id_ok = c["national_id_valid"].astype("boolean").fillna(True).to_numpy(bool)
     out["national_id"] = _none(c["national_id"].where(id_ok))
+    # An id that passed its check: two of them that differ are two people.
+    checked = c["national_id_valid"].astype("boolean").fillna(False).to_numpy(bool)
+    out["national_id_checked"] = _none(c["national_id"].where(checked))
+    out["country"] = _none(c["country"])
+    # Cleansed before these columns existed (an older version's rows): missing.
+    out["web_domain"] = _optional(c, "web_domain")
+    out["phone_digits"] = _optional(c, "phone_digits")
+    out["legal_form_family"] = _optional(c, "legal_form_family")
     out["company"] = _none(c["company_key"].where(c["party_type"] == "organisation"))
     out["employer"] = _none(c["company_key"].where(c["party_type"] != "organisation"))
     out["legal_form"] = _folded(c["legal_form"])

@@ -8,6 +8,8 @@ father and son sharing a name differ in national id, birth date, suffix or middl
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -19,6 +21,15 @@ def _same(records: pd.DataFrame, column: str, left: np.ndarray, right: np.ndarra
     out = np.zeros(len(left), dtype=bool)
     out[present] = a[present] == b[present]
     return out
+
+
+def same_values(
+    records: pd.DataFrame, column: str, left: np.ndarray, right: np.ndarray
+) -> np.ndarray:
+    """Pairs whose ``column`` is present in both and equal (False where the column is absent)."""
+    if column not in records:
+        return np.zeros(len(left), dtype=bool)
+    return _same(records, column, left, right)
 
 
 def _differ(records: pd.DataFrame, column: str, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -63,8 +74,79 @@ def apply_rules(
     return out
 
 
-#: Fields whose exact agreement corroborates a name match.
-CORROBORATING = ("email", "phone", "national_id", "birth", "street", "postcode", "company")
+#: Fields whose exact agreement corroborates a person's name match (``phone_digits``: the
+#: digits of a number that failed validation, equal in both records).
+CORROBORATING = ("email", "phone", "phone_digits", "national_id", "birth", "street", "postcode")
+#: What corroborates two organisation records: a registration (VAT, tax) id, a website or
+#: business email domain, a phone. Their names never do: ``Jones Ltd`` in Leeds and ``Jones
+#: Corp`` in Ohio are two companies. Street plus postcode also corroborates
+#: (:func:`corroborated_organisation`).
+ORGANISATION_CORROBORATING = ("national_id", "web_domain", "phone", "phone_digits")
+
+
+def corroborated_organisation(
+    records: pd.DataFrame, left: np.ndarray, right: np.ndarray
+) -> np.ndarray:
+    """Organisation pairs with evidence besides the name: a registration id (or one keying slip
+    apart), a web domain, a phone, or the street line (or one slip apart) plus the postcode."""
+    out = np.zeros(len(left), dtype=bool)
+    for column in ORGANISATION_CORROBORATING:
+        if column in records:
+            out |= _same(records, column, left, right)
+    same_postcode = _same(records, "postcode", left, right)
+    out |= same_postcode & _same(records, "street", left, right)
+    rest = np.nonzero(~out)[0]
+    out[rest] = near_same_id(records, left[rest], right[rest])
+    rest = np.nonzero(~out & same_postcode)[0]
+    out[rest] = near_same_street(records, left[rest], right[rest])
+    return out
+
+
+def contradicting_organisation(
+    records: pd.DataFrame, left: np.ndarray, right: np.ndarray
+) -> np.ndarray:
+    """Organisation pairs that are two legal entities whatever else they share: different
+    countries; registration ids both present and more than one keying slip apart; legal forms
+    of different families (an ``Inc`` and a ``GmbH``; ``Ltd`` and ``Limited`` are one)."""
+    out = _differ(records, "country", left, right)
+    if "legal_form_family" in records:
+        out |= _differ(records, "legal_form_family", left, right)
+    ids = np.nonzero(_differ(records, "national_id", left, right) & ~out)[0]
+    out[ids] = ~near_same_id(records, left[ids], right[ids])
+    return out
+
+
+def distinct_names(
+    tokens: np.ndarray, token_counts: np.ndarray, left: np.ndarray, right: np.ndarray, floor: float
+) -> np.ndarray:
+    """Organisation pairs whose names each hold a word the other lacks and whose words, weighted
+    by how rare they are among the hub's organisations, agree less than ``floor``: ``Acme
+    Holdings`` and ``Acme Logistics`` (two companies of a group) are distinct, ``Acme`` and
+    ``Acme Logistics`` or ``Acme Logistcs`` (a word one slip apart counts as the same) are not.
+
+    A word held by ``c`` organisations weighs ``1 / (1 + floor(log2 c))``: ``Group`` or
+    ``Holdings`` weigh little, the distinctive word a lot. ``tokens`` and ``token_counts`` hold,
+    per record, its name's words and their hub-wide counts."""
+    out = np.zeros(len(left), dtype=bool)
+    for i, (a, b) in enumerate(zip(left.tolist(), right.tolist(), strict=True)):
+        ta, tb = tokens[a], tokens[b]
+        if not ta or not tb or ta == tb:
+            continue
+        wa = [1.0 / (1 + math.floor(math.log2(max(c, 1)))) for c in token_counts[a]]
+        wb = [1.0 / (1 + math.floor(math.log2(max(c, 1)))) for c in token_counts[b]]
+        matched_a = [any(_same_word(x, y) for y in tb) for x in ta]
+        matched_b = [any(_same_word(y, x) for x in ta) for y in tb]
+        if all(matched_a) or all(matched_b):
+            continue
+        shared = sum(w for w, m in zip(wa, matched_a, strict=True) if m)
+        total = shared + sum(w for w, m in zip(wa, matched_a, strict=True) if not m)
+        total += sum(w for w, m in zip(wb, matched_b, strict=True) if not m)
+        out[i] = total > 0 and shared / total < floor
+    return out
+
+
+def _same_word(x: str, y: str) -> bool:
+    return x == y or (min(len(x), len(y)) >= 5 and one_edit(x, y))
 
 
 def corroborated(records: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -150,24 +232,39 @@ def _positions_differ(a: str, b: str) -> int:
     return sum(x != y for x, y in zip(a, b, strict=True))
 
 
+def different_valid_ids(records: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Person pairs whose national ids both pass their check and are more than one keying slip
+    apart: two people (a father and son, twins, two members of a household), unlike one
+    mistyped id or an id no check could judge."""
+    out = np.zeros(len(left), dtype=bool)
+    if "national_id_checked" not in records:
+        return out
+    both = np.nonzero(_differ(records, "national_id_checked", left, right))[0]
+    checked = records.assign(national_id=records["national_id_checked"])
+    out[both] = ~near_same_id(checked, left[both], right[both])
+    return out
+
+
 def contradicting(
     records: pd.DataFrame, left: np.ndarray, right: np.ndarray, year_gap: int = 10
 ) -> np.ndarray:
     """Pairs that cannot be one person whatever else they share: birth dates a generation
     apart (years ``year_gap`` or more apart and more than two characters different; a typo or a
-    pair of swapped digits is not; 0 turns this off). A father and son sharing a name, an address and a phone are kept
-    apart by this even when a third record, without a birth date, resembles both. National ids
-    equal or one keying slip apart outweigh the birth dates (a birth date keyed in the wrong
-    field or replaced by a placeholder is commoner than two relatives with near-equal ids)."""
+    pair of swapped digits is not; 0 turns this off), or national ids that both pass their check
+    and are more than one keying slip apart. A father and son sharing a name, an address and a
+    phone are kept apart by this even when a third record, without a birth date, resembles both.
+    National ids equal or one keying slip apart outweigh the birth dates (a birth date keyed in
+    the wrong field or replaced by a placeholder is commoner than two relatives with near-equal
+    ids)."""
+    out = different_valid_ids(records, left, right)
     values = records["birth"].to_numpy(object)
     a, b = values[left], values[right]
-    out = np.zeros(len(left), dtype=bool)
     if year_gap <= 0:
         return out
     checked = pd.notna(a) & pd.notna(b)
     if "national_id" in records and checked.any():
         checked[checked] = ~near_same_id(records, left[checked], right[checked])
-    for i in np.nonzero(checked)[0]:
+    for i in np.nonzero(checked & ~out)[0]:
         x, y = str(a[i]), str(b[i])
         if x[:4].isdigit() and y[:4].isdigit() and abs(int(x[:4]) - int(y[:4])) >= year_gap:
             out[i] = _positions_differ(x, y) > 2

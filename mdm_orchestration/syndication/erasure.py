@@ -41,6 +41,7 @@ from mdm_orchestration.hub.tables import (
     chunks,
     utcnow,
 )
+from mdm_orchestration.matching import forget_records
 from mdm_orchestration.survivorship import event_id, resolve_golden_id
 
 PAIR_TABLES = (LABELS, OVERRIDES, REVIEW, PAIRS)
@@ -78,6 +79,8 @@ def _absorbed(conn: Connection, golden_id: str) -> set[str]:
 
 
 def _delete_records(conn: Connection, record_ids: list[str]) -> None:
+    # The hub-wide value counts lose the erased records (before their index entries go).
+    forget_records(conn, record_ids)
     for chunk in chunks(record_ids):
         for table in PAIR_TABLES:
             conn.execute(

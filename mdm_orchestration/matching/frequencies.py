@@ -1,0 +1,163 @@
+"""Term frequencies: how many of the hub's records carry each compared value.
+
+At a million records two strangers often share a given name and a birth date, or a family name
+and a city: an agreement on a value that thousands of records hold is weaker evidence than one on
+a value a handful hold (splink's term-frequency adjustment). The counts are hub-wide, whichever
+path matches: the full rebuild counts every current record; the incremental path keeps the counts
+in ``term_frequencies`` (values as hashes) and applies each run's changes.
+
+Decisions read a count through its *level* (``floor(log2(count))``; for the full name, the
+count itself up to ``rare_name_records + 1``), so that a value whose count changes without
+changing level changes no score. When a value's level changes, the incremental path scores
+every record holding it again (found through ``tf_*`` entries in the blocking index): the
+incremental path and a full rebuild then weigh every agreement alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from mdm_orchestration.hub.tables import ORGANISATION, PERSON
+
+#: Compared fields whose agreement is weighed by frequency, per party type. ``full_name``
+#: (``given_key|family``) decides whether a name is rare; ``token`` is each word of an
+#: organisation's name (``Group``, ``Holdings``, ``Jones``).
+TF_FIELDS: dict[str, tuple[str, ...]] = {
+    PERSON: ("given_key", "family", "birth", "postcode", "city", "full_name"),
+    ORGANISATION: ("token",),
+}
+#: The most name tokens counted per organisation (the blocking index keeps one entry each).
+MAX_TOKENS = 8
+#: Blocking-index entries that find the records holding a value: ``tf_<field>``.
+INDEX_PREFIX = "tf_"
+
+
+def value_key(field: str, value: str) -> str:
+    """A value as the hub stores it in ``term_frequencies`` and the blocking index: hashed."""
+    return hashlib.blake2b(f"tf\x1f{field}\x1f{value}".encode(), digest_size=16).hexdigest()
+
+
+def company_tokens(company: object) -> list[str]:
+    """The distinct words of an organisation's name key, in order, at most ``MAX_TOKENS``."""
+    if not isinstance(company, str):
+        return []
+    return list(dict.fromkeys(t for t in company.split() if t))[:MAX_TOKENS]
+
+
+def _full_names(frame: pd.DataFrame) -> list[str | None]:
+    return [
+        f"{g}|{f}" if isinstance(g, str) and g and isinstance(f, str) and f else None
+        for g, f in zip(frame["given_key"].tolist(), frame["family"].tolist(), strict=True)
+    ]
+
+
+def field_values(frame: pd.DataFrame, field: str) -> list[object]:
+    """One value per record (a list of tokens for ``token``; None where missing)."""
+    if field == "full_name":
+        return _full_names(frame)
+    if field == "token":
+        return [company_tokens(v) for v in frame["company"].tolist()]
+    return [v if isinstance(v, str) and v else None for v in frame[field].tolist()]
+
+
+def record_terms(frame: pd.DataFrame) -> list[tuple[str, str, str, str]]:
+    """``(record_id, party_type, index key name, value key)`` for every counted value of the
+    records of a match frame (one entry per organisation name token)."""
+    out: list[tuple[str, str, str, str]] = []
+    for party, fields in TF_FIELDS.items():
+        sub = frame[frame["party_type"] == party]
+        if sub.empty:
+            continue
+        ids = sub["record_id"].tolist()
+        for field in fields:
+            keys: dict[str, str] = {}
+            for rid, value in zip(ids, field_values(sub, field), strict=True):
+                if field == "token":
+                    for i, token in enumerate(value):  # type: ignore[arg-type]
+                        k = keys.get(token) or keys.setdefault(token, value_key(field, token))
+                        out.append((rid, party, f"{INDEX_PREFIX}{field}_{i}", k))
+                elif value is not None:
+                    k = keys.get(value) or keys.setdefault(value, value_key(field, value))  # type: ignore[arg-type]
+                    out.append((rid, party, f"{INDEX_PREFIX}{field}", k))
+    return out
+
+
+def field_of(index_name: str) -> str:
+    """The field of a ``tf_*`` blocking-index entry name."""
+    name = index_name[len(INDEX_PREFIX) :]
+    return "token" if name.startswith("token_") else name
+
+
+#: (party type, field, value key) -> records holding the value
+Counts = Mapping[tuple[str, str, str], int]
+
+
+def count_terms(terms: Iterable[tuple[str, str, str, str]]) -> Counter:
+    """Counts from :func:`record_terms` entries."""
+    return Counter((party, field_of(name), key) for _rid, party, name, key in terms)
+
+
+@dataclass(frozen=True)
+class Levels:
+    """How counts are read: ``floor(log2(count))`` (0 for a value held by one record), and the
+    full name's count itself, capped at ``rare_name_records + 1`` (all that decides is whether
+    at most ``rare_name_records`` records hold it)."""
+
+    rare_name_records: int
+
+    def level(self, field: str, count: int) -> int:
+        if field == "full_name":
+            return min(count, self.rare_name_records + 1)
+        return int(math.floor(math.log2(count))) if count >= 1 else -1
+
+
+class Frequencies:
+    """Hub-wide counts of compared values, looked up per record of a match frame."""
+
+    def __init__(self, counts: Counts) -> None:
+        self.counts = counts
+
+    @classmethod
+    def of_frame(cls, frame: pd.DataFrame) -> Frequencies:
+        """The counts of ``frame``'s own records (the whole hub, in a full rebuild)."""
+        return cls(count_terms(record_terms(frame)))
+
+    def per_record(self, frame: pd.DataFrame, party: str, field: str) -> np.ndarray:
+        """Each record's count of its value of ``field`` (0 where it has none); for ``token``,
+        an object array of per-token count lists."""
+        values = field_values(frame, field)
+        if field == "token":
+            out = np.empty(len(values), dtype=object)
+            out[:] = [
+                [self.counts.get((party, field, value_key(field, t)), 1) for t in v]  # type: ignore[union-attr]
+                for v in values
+            ]
+            return out
+        keys: dict[str, int] = {}
+        counts = np.zeros(len(values), dtype=np.int64)
+        for i, v in enumerate(values):
+            if v is None:
+                continue
+            if v not in keys:
+                keys[v] = self.counts.get((party, field, value_key(field, v)), 1)  # type: ignore[arg-type]
+            counts[i] = keys[v]
+        return counts
+
+
+def level_changes(before: Counts, delta: Counts, levels: Levels) -> list[tuple[str, str, str]]:
+    """The values (party, field, value key) whose level ``delta`` changes."""
+    out = []
+    for key, change in delta.items():
+        if change == 0:
+            continue
+        old = before.get(key, 0)
+        if levels.level(key[1], old) != levels.level(key[1], old + change):
+            out.append(key)
+    return out

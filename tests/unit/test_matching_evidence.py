@@ -1,0 +1,193 @@
+"""Matching on evidence: organisation traps, frequency-aware person matching, and the evidence
+cleansing keeps (invalid phones' digits, validated national ids)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mdm_orchestration.config import MatchingConfig
+from mdm_orchestration.matching.engine import match_records, score_pairs
+from mdm_orchestration.matching.frequencies import Frequencies, Levels, level_changes, value_key
+from mdm_orchestration.matching.labels import load_default_labels
+from mdm_orchestration.matching.model import train_model
+from mdm_orchestration.matching.records import match_frame
+from mdm_orchestration.matching.rules import distinct_names
+from tests.unit.test_matching import person
+
+
+@pytest.fixture(scope="module")
+def models():
+    labels = load_default_labels()
+    return {
+        party: train_model(party, [tuple(p) for p in s["match"]], [tuple(p) for p in s["distinct"]])
+        for party, s in labels.items()
+    }
+
+
+def organisation(rid: str, company: str, **fields) -> dict:
+    """A cleansed organisation record (company key as cleansing folds it)."""
+    return (
+        person(
+            rid,
+            party_type="organisation",
+            given_name=None,
+            family_name=None,
+            given_key=None,
+            family_key=None,
+            given_phonetic=None,
+            family_phonetic=None,
+            company_key=company,
+        )
+        | fields
+    )
+
+
+def clusters(records: list[dict], models) -> dict[str, str]:
+    result = match_records(pd.DataFrame(records, dtype=object), models, MatchingConfig())
+    return dict(zip(result.clusters["record_id"], result.clusters["cluster_id"], strict=True))
+
+
+LEEDS = {"street": "12 park row", "postcode": "LS1 5AB", "city": "Leeds", "country": "GB"}
+OHIO = {"street": "400 main st", "postcode": "43004", "city": "Columbus", "country": "US"}
+
+
+def test_the_same_name_in_two_countries_is_two_companies(models):
+    records = [
+        organisation("a", "jones", legal_form="LTD", legal_form_family="limited", **LEEDS),
+        organisation("b", "jones", legal_form="LTD", legal_form_family="limited", **LEEDS)
+        | {"street": "12 park rw"},
+        organisation("c", "jones", legal_form="CORP", legal_form_family="corporation", **OHIO),
+    ]
+    c = clusters(records, models)
+    assert c["a"] == c["b"]  # one street line one slip apart, one postcode: corroborated
+    assert c["c"] != c["a"]
+
+
+def test_the_same_domain_and_street_merge_despite_a_misspelt_name(models):
+    records = [
+        organisation("a", "acme logistics", web_domain="acme-logistics.co.uk", **LEEDS),
+        organisation("b", "acme logistcs", web_domain="acme-logistics.co.uk", **LEEDS),
+    ]
+    c = clusters(records, models)
+    assert c["a"] == c["b"]
+
+
+def test_two_companies_of_one_group_at_one_address_stay_apart(models):
+    shared = {"web_domain": "acme.co.uk", "phone": "+441132000000", "phone_valid": True, **LEEDS}
+    records = [
+        organisation("a", "acme holdings", **shared),
+        organisation("b", "acme logistics", **shared),
+        organisation("c", "acme property services", **shared),
+    ]
+    c = clusters(records, models)
+    assert len(set(c.values())) == 3
+
+
+def test_the_tenants_of_one_building_behind_one_switchboard_stay_apart(models):
+    board = {"phone": "+441132999999", "phone_valid": True, **LEEDS}
+    records = [
+        organisation("a", "northern widgets", **board),
+        organisation("b", "harrogate legal", **board),
+        organisation("c", "pennine dental care", **board),
+    ]
+    assert len(set(clusters(records, models).values())) == 3
+
+
+def test_legal_forms_of_different_families_and_registration_ids_contradict(models):
+    records = [
+        organisation("a", "orbis", legal_form="INC", legal_form_family="corporation", **OHIO)
+        | {"web_domain": "orbis.com"},
+        organisation("b", "orbis", legal_form="GMBH", legal_form_family="limited", **OHIO)
+        | {"web_domain": "orbis.com"},
+        organisation("c", "orbis", national_id="12-3456789", **OHIO) | {"web_domain": "orbis.com"},
+        organisation("d", "orbis", national_id="98-7654321", **OHIO) | {"web_domain": "orbis.com"},
+    ]
+    c = clusters(records, models)
+    assert c["a"] != c["b"]
+    assert c["c"] != c["d"]
+
+
+def test_a_name_agreeing_with_nothing_else_is_not_evidence_for_organisations(models):
+    records = [
+        organisation("a", "jones", **LEEDS),
+        organisation("b", "jones", city="Leeds", country="GB"),
+    ]
+    frame = match_frame(pd.DataFrame(records, dtype=object))
+    model = models["organisation"]
+    scores, by_rule = score_pairs(
+        frame, "organisation", model, MatchingConfig(), np.array([0]), np.array([1])
+    )
+    assert not by_rule[0]
+    assert scores[0] < model.threshold
+
+
+def test_rare_words_weigh_more_than_common_ones():
+    tokens = np.empty(2, dtype=object)
+    tokens[:] = [["acme", "holdings"], ["acme", "logistics"]]
+    # "holdings" held by 64 organisations, "logistics" by 1: the names differ in a rare word.
+    counts = np.empty(2, dtype=object)
+    counts[:] = [[1, 64], [1, 1]]
+    assert distinct_names(tokens, counts, np.array([0]), np.array([1]), 0.75)[0]
+    # Both differing words common and the shared one rare: the same name, nearly.
+    counts[:] = [[1, 64], [1, 64]]
+    assert not distinct_names(tokens, counts, np.array([0]), np.array([1]), 0.3)[0]
+
+
+def _pair(given: str, family: str, birth: str, **more) -> list[dict]:
+    common = {"given_name": given.title(), "given_key": given, "family_key": family}
+    return [
+        person("x1", **common, birth_date=birth, city="Springfield", **more),
+        person("x2", **common, birth_date=birth, city="Springfield", **more) | {"source": "erp"},
+    ]
+
+
+def test_an_agreement_on_a_common_value_counts_less(models):
+    config = MatchingConfig()
+    pair = match_frame(pd.DataFrame(_pair("john", "smith", "1980-01-01"), dtype=object))
+    left, right = np.array([0]), np.array([1])
+    model = models["person"]
+    alone, _ = score_pairs(pair, "person", model, config, left, right, Frequencies({}))
+    # The same two records in a hub where 2,000 records carry the given name, the family name
+    # and the birth date.
+    crowd = Frequencies(
+        {
+            ("person", f, value_key(f, v)): 2000
+            for f, v in (("given_key", "john"), ("family", "smith"), ("birth", "1980-01-01"))
+        }
+    )
+    crowded, _ = score_pairs(pair, "person", model, config, left, right, crowd)
+    assert crowded[0] < alone[0]
+
+
+def test_levels_change_only_at_powers_of_two():
+    levels = Levels(rare_name_records=2)
+    key = ("person", "given_key", "k")
+    assert level_changes({key: 5}, {key: 1}, levels) == []  # 5 -> 6: level 2 both
+    assert level_changes({key: 7}, {key: 1}, levels) == [key]  # 7 -> 8: level 2 -> 3
+    name = ("person", "full_name", "n")
+    assert level_changes({name: 2}, {name: 1}, levels) == [name]  # 2 -> 3: no longer rare
+    assert level_changes({name: 3}, {name: 1}, levels) == []  # 3 -> 4: common either way
+
+
+def test_two_valid_national_ids_are_two_people_but_a_slip_is_not(models):
+    base = {"birth_date": "1990-04-01", "street": "1 elm st", "postcode": "10001", "city": "NY"}
+    records = [
+        person("p1", **base, national_id="123456789", national_id_valid=True),
+        person("p2", **base, national_id="987654321", national_id_valid=True) | {"source": "b"},
+        person("p3", **base, national_id="123456798", national_id_valid=True) | {"source": "c"},
+    ]
+    c = clusters(records, models)
+    assert c["p2"] != c["p1"]
+    assert c["p3"] == c["p1"]
+
+
+def test_the_digits_of_an_invalid_phone_corroborate_a_name(models):
+    a = person("a", given_name="Kim", given_key="kim", family_key="novak", city="Dublin")
+    b = person("b", given_name="Kim", given_key="kim", family_key="novak", city="Cork")
+    without = clusters([a, b], models)
+    assert without["a"] != without["b"]  # nothing but the name
+    digits = {"phone_digits": "0879628803", "phone_valid": False}
+    with_digits = clusters([a | digits, b | digits | {"source": "erp"}], models)
+    assert with_digits["a"] == with_digits["b"]
