@@ -14,6 +14,8 @@ are offered, the highest priorities kept.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -118,6 +120,54 @@ def review_items(
     return _frame(items, party_type)
 
 
+def review_items_of(
+    scored: list,
+    cluster_id_of: Mapping[str, str],
+    cluster_size_of: Mapping[str, int],
+    band: tuple[float, float],
+    thresholds: Mapping[str, float],
+    max_items: int,
+) -> pd.DataFrame:
+    """:func:`review_items` over several parties' scored pairs (``ScoredPairs``: ``party_type``,
+    ``ids``, ``left``, ``right``, ``scores``, ``by_rule``) whose records' clusters are given by
+    id (``cluster_id_of``: record id -> cluster id; ``cluster_size_of``: cluster id -> its
+    records in the hub), as the incremental path knows them: the region's new clustering, the
+    stored one elsewhere. A pair with a record of no cluster (erased) is left out. One frame,
+    the highest priority first, at most ``max_items`` rows."""
+    frames = []
+    for sp in scored:
+        ids = np.asarray(sp.ids, dtype=object)
+        if not len(ids) or not len(sp.left):
+            continue
+        cluster = np.array([cluster_id_of.get(r) for r in ids.tolist()], dtype=object)
+        known = np.array([c is not None for c in cluster.tolist()], dtype=bool)
+        ok = known[sp.left] & known[sp.right]
+        cluster[~known] = "\x00unclustered"
+        sizes = np.array([cluster_size_of.get(c, 1) for c in cluster.tolist()], dtype=np.int64)
+        frames.append(
+            review_items(
+                ids,
+                np.asarray(sp.left)[ok],
+                np.asarray(sp.right)[ok],
+                np.asarray(sp.scores)[ok],
+                np.asarray(sp.by_rule)[ok],
+                cluster,
+                band,
+                thresholds[sp.party_type],
+                max_items=max_items,
+                party_type=sp.party_type,
+                cluster_size=sizes,
+            )
+        )
+    if not frames:
+        return _frame(None, "")
+    out = pd.concat(frames, ignore_index=True)
+    out = out.sort_values(
+        ["priority", "left_id", "right_id"], ascending=[False, True, True], kind="stable"
+    )
+    return out.head(max_items).reset_index(drop=True)
+
+
 def _labels(cluster_of: np.ndarray) -> tuple[np.ndarray, list[str] | None]:
     """Cluster labels as integers 0..k-1, and the cluster ids when they were given."""
     values = np.asarray(cluster_of)
@@ -155,5 +205,6 @@ __all__ = [
     "REVIEW_ITEM_COLUMNS",
     "max_pending",
     "review_items",
+    "review_items_of",
     "uncertainty",
 ]

@@ -12,6 +12,7 @@ from mdm_orchestration.matching.review_queue import (
     REVIEW_ITEM_COLUMNS,
     max_pending,
     review_items,
+    review_items_of,
     uncertainty,
 )
 
@@ -162,3 +163,25 @@ def test_cluster_ids_and_sizes_given_by_the_caller_are_used_as_they_are():
     item = items.iloc[0]
     assert (item.left_cluster_id, item.right_cluster_id) == ("r00", "zz-stored")
     assert item.records_affected == 9 and item.priority == pytest.approx(9.0)
+
+
+def test_review_items_of_scored_pairs_with_stored_clusters():
+    from types import SimpleNamespace
+
+    ids = np.array(["a", "b", "c", "d"], dtype=object)
+    sp = SimpleNamespace(
+        party_type="person",
+        ids=ids,
+        left=np.array([0, 1, 2]),
+        right=np.array([1, 2, 3]),
+        scores=np.array([0.5, 0.45, 0.5], dtype=np.float32),
+        by_rule=np.zeros(3, bool),
+    )
+    clusters = {"a": "a", "b": "b", "c": "old-cluster"}  # d was erased
+    sizes = {"a": 1, "b": 3, "old-cluster": 6}
+    items = review_items_of([sp], clusters, sizes, BAND, {"person": T}, max_items=10)
+    assert items[["left_id", "right_id"]].values.tolist() == [["b", "c"], ["a", "b"]]
+    assert items["records_affected"].tolist() == [9, 4]
+    assert items["party_type"].tolist() == ["person", "person"]
+    assert items.iloc[0].right_cluster_id == "old-cluster"
+    assert len(review_items_of([sp], clusters, sizes, BAND, {"person": T}, max_items=1)) == 1
