@@ -415,15 +415,23 @@ def _org_case(name: str) -> str:
     return " ".join(_org_word(w, i == 0) for i, w in enumerate(name.split()))
 
 
+#: Forms that are also words or initials of names ("Acme Sat", "Bill Coop"): taken as a legal
+#: form by :func:`_uncommon_legal_form` only when written with dots (``S.A.T.``).
+_WORDLIKE_FORMS = frozenset(
+    "pc sal sad sat src sc cv as ab oy se sa ei eg ev coop cooperative unlimited pty".split()
+)
+
+
 def _uncommon_legal_form(name: str) -> tuple[str, str]:
     """(name, legal form) for a form cleanco's term list lacks (``S.L.U.``, ``S.A.U.``, ``UG``,
     ``e.K.``): the last one or two words, when they are a form of :data:`LEGAL_FORM_FAMILIES`
-    and a name remains; else (``name``, "")."""
+    (a word-like one only with dots) and a name remains; else (``name``, "")."""
     words = name.split(" ")
     for n in (2, 1):
         if len(words) > n:
             tail = " ".join(words[-n:])
-            if LEGAL_FORM_FAMILIES.get(_family_key(tail)):
+            key = _family_key(tail)
+            if (key not in _WORDLIKE_FORMS or "." in tail) and LEGAL_FORM_FAMILIES.get(key):
                 return " ".join(words[:-n]).strip(" ,"), tail
     return name, ""
 

@@ -596,6 +596,8 @@ def test_keys_come_from_names_without_their_suffix():
         ("Widgets SLU", "limited"),
         ("Widgets S.A.U.", "corporation"),
         ("Widgets S.Coop.", "cooperative"),
+        ("Widgets S.A.T.", "cooperative"),
+        ("Widgets Sat", None),  # a word, not a form, unless written as one
         # US
         ("Widgets Inc", "corporation"),
         ("Widgets Inc.", "corporation"),
