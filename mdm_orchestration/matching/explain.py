@@ -326,6 +326,51 @@ def explain_pair(
     )
 
 
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-300), 1.0)
+    return MAX_LOG_ODDS if p >= 1.0 else _clip(math.log(p) - math.log1p(-p))
+
+
+def with_engine_terms(
+    explanation: Explanation,
+    terms: Mapping[str, float] | None = None,
+    *,
+    weak: bool = False,
+    contradicted: bool = False,
+    rule: str | None = None,
+    threshold: float | None = None,
+) -> Explanation:
+    """The explanation of the engine's final score, as ``_Scorer`` computes it: the model's
+    log-odds plus its named ``terms`` (frequency adjustments, ...), then a rule's match (1.0),
+    else the cap for a pair without enough evidence (at most ``threshold - 0.01``) and a
+    contradiction (0.0). Each step after the terms is one more named log-odds term, the
+    difference it made, so that the score is still sigmoid(intercept + contributions + terms).
+    """
+    adjustments = list(explanation.adjustments) + [
+        (str(k), _clip(float(v))) for k, v in (terms or {}).items()
+    ]
+    current = _clip(explanation.model_log_odds + sum(v for _k, v in adjustments))
+    threshold = explanation.threshold if threshold is None else threshold
+    if rule is not None and not contradicted:
+        adjustments.append((f"rule:{rule}", MAX_LOG_ODDS - current))
+    else:
+        if weak and threshold is not None:
+            cap = _logit(max(threshold - 0.01, 0.0))
+            if current > cap:
+                adjustments.append(("cap:not_enough_evidence", cap - current))
+                current = cap
+        if contradicted:
+            adjustments.append(("contradiction", -MAX_LOG_ODDS - current))
+    return Explanation(
+        party_type=explanation.party_type,
+        intercept=explanation.intercept,
+        fields=explanation.fields,
+        adjustments=tuple(adjustments),
+        threshold=explanation.threshold,
+        extra=dict(explanation.extra),
+    )
+
+
 __all__ = [
     "AGREE",
     "DISAGREE",
@@ -337,4 +382,5 @@ __all__ = [
     "FieldExplanation",
     "explain_pair",
     "feature_columns",
+    "with_engine_terms",
 ]

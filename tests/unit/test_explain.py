@@ -16,6 +16,7 @@ from mdm_orchestration.matching.explain import (
     explain_pair,
     feature_columns,
     sigmoid,
+    with_engine_terms,
 )
 from mdm_orchestration.matching.labels import load_default_labels
 from mdm_orchestration.matching.model import FIELDS, train_model
@@ -136,3 +137,22 @@ def test_as_dict_round_trips_through_json_and_text_names_each_field(model):
         assert f.field in text
     assert "name-only cap" in text and "model alone" in text
     assert np.isfinite([f["contribution"] for f in back["fields"]]).all()
+
+
+def test_engine_terms_reproduce_the_engines_final_score(model, labelled):
+    """As engine._Scorer: sigmoid(logit + terms), then a rule's 1.0, the cap at threshold -
+    0.01 for a pair without enough evidence, a contradiction's 0.0."""
+    t = model.threshold
+    for a, b in labelled[0][:10] + labelled[1][:10]:
+        raw = float(model.score([(a, b)])[0])
+        base = explain_pair(model, a, b)
+        terms = {"frequency:given_key": -0.8, "invalid_phone": 0.4}
+        logit = math.log(raw / (1 - raw)) if 0 < raw < 1 else base.model_log_odds
+        adjusted = sigmoid(logit + sum(terms.values()))
+        assert abs(with_engine_terms(base, terms).score - adjusted) < 1e-4
+        weak = with_engine_terms(base, terms, weak=True)
+        assert abs(weak.score - min(adjusted, max(t - 0.01, 0.0))) < 1e-4
+        assert with_engine_terms(base, terms, contradicted=True).score < 1e-9
+        ruled = with_engine_terms(base, terms, rule="same_national_id")
+        assert ruled.score == 1.0 and ruled.adjustments[-1][0] == "rule:same_national_id"
+        json.dumps(ruled.as_dict(), allow_nan=False)
