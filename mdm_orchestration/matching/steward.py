@@ -4,6 +4,7 @@ the review queue, and the record references they use (``source:key``)."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import pandas as pd
@@ -224,11 +225,16 @@ def review_queue_size(engine: Engine) -> int:
 
 
 def explain_item(
-    conn: Connection, left: str, right: str, models: dict[str, MatchModel]
+    conn: Connection,
+    left: str,
+    right: str,
+    models: dict[str, MatchModel],
+    adjustments: Mapping[str, float] | None = None,
 ) -> Explanation | None:
     """The model's explanation of a pair, from the two records' current cleansed versions
-    (recomputed, so it always describes what the steward sees); None when a record left the hub
-    or the two are of different party types."""
+    (recomputed, so it always describes what the steward sees), with the engine's named log-odds
+    ``adjustments`` when given; None when a record left the hub or the two are of different
+    party types."""
     frame = match_frame(current_cleansed(conn, [left, right]))
     rows = {r["record_id"]: r for r in frame.to_dict("records")}
     if left not in rows or right not in rows:
@@ -239,4 +245,4 @@ def explain_item(
     fields = list(FIELDS[party])
     a = {f: rows[left][f] for f in fields}
     b = {f: rows[right][f] for f in fields}
-    return explain_pair(models[party], a, b)
+    return explain_pair(models[party], a, b, adjustments)
