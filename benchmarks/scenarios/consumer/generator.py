@@ -413,7 +413,7 @@ TELCO_HEADER = [
 def generate(out: Path, records: int = 10000, seed: int = 2718) -> dict[str, int]:
     """``out/landing/{bank,telco,webshop}/``, ``out/truth.csv`` and ``out/traps.json``."""
     gen = Consumer(seed)
-    gen.populate(max(4, round(records / 1.85)))
+    gen.populate(max(4, round(records / 2.4)))
     truth = Truth()
     bank, telco, shop = gen.bank(truth), gen.telco(truth), gen.webshop(truth)
     write_csv(out / "landing/bank/customers_2026-10-01.csv", BANK_HEADER, bank, delimiter=";")
