@@ -246,7 +246,11 @@ def splink_settings(df: pd.DataFrame):  # noqa: ANN201
             if col in ("given", "family"):
                 c = cl.NameComparison(col).configure(term_frequency_adjustments=True)
             elif col == "birth":
-                c = cl.DateOfBirthComparison(col, input_is_string=True)
+                # FEBRL writes 19560122, accuracy.py's export 1956-01-22.
+                compact = df[col].dropna().astype(str).str.fullmatch(r"\d{8}").mean() > 0.5
+                c = cl.DateOfBirthComparison(
+                    col, input_is_string=True, datetime_format="%Y%m%d" if compact else "%Y-%m-%d"
+                )
             elif col == "email":
                 c = cl.EmailComparison(col)
             elif col in ("national_id", "phone"):
