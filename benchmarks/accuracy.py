@@ -14,8 +14,8 @@ Datasets:
 With --scenarios, every scenario and febrl3/febrl4, each with ours, splink and recordlinkage side
 by side, then one summary table (``--records N``: about N records per scenario).
 
-With --peers (FEBRL only), the same run also fits splink (DuckDB) and a classic recordlinkage
-pipeline on the same test half, in a separate virtualenv (see benchmarks/peers.py).
+With --peers, the same run also fits splink (DuckDB) and a classic recordlinkage pipeline on the
+same test half, in a separate virtualenv (see benchmarks/peers.py).
 
 FEBRL: the benchmark's own training split (candidate pairs among half of the entities, chosen by
 a hash of the entity id, labelled by the truth) stands in for a site's steward labels, and the
