@@ -295,7 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     _command(sub, "status", cmd_status, "what the hub holds", "hub", "json")
 
-    p = _command(sub, "review", cmd_review, "label uncertain pairs from the review queue", "hub")
+    p = _command(
+        sub, "review", cmd_review, "label uncertain pairs from the review queue", "hub", "json"
+    )
     p.add_argument("--limit", type=int, default=20, help="at most this many pairs")
 
     for name, func, text in (

@@ -25,6 +25,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     """Show uncertain pairs side by side, with why the model scored them so; record match /
     distinct / unsure. With ``--json``: the pending items and their explanations as one JSON
     document, nothing asked."""
+    from mdm_orchestration.config import load_hub_config
     from mdm_orchestration.hub.store import create_hub_engine
     from mdm_orchestration.matching import (
         NoModel,
@@ -36,6 +37,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     )
 
     as_json = bool(getattr(args, "json", False))
+    matching = load_hub_config().matching
     engine = create_hub_engine(args.hub)
     done = 0
     listed: list[dict[str, Any]] = []
@@ -53,7 +55,7 @@ def cmd_review(args: argparse.Namespace) -> int:
             with engine.connect() as conn:
                 frame = current_cleansed(conn, [item.left_record_id, item.right_record_id])
                 explanation = (
-                    explain_item(conn, item.left_record_id, item.right_record_id, models)
+                    explain_item(conn, item.left_record_id, item.right_record_id, models, matching)
                     if models
                     else None
                 )

@@ -146,7 +146,7 @@ class TermFrequencyConfig(_Strict):
     ``floor(log2(count))``), at most ``max_penalty`` per field and ``max_total_penalty`` per
     pair. Agreements on rare values are not weighed up: precision first."""
 
-    reference_count: Annotated[int, Field(ge=1)] = 4
+    reference_count: Annotated[int, Field(ge=1)] = 64
     weights: dict[str, Annotated[float, Field(ge=0)]] = Field(
         default_factory=lambda: {
             "given_key": 0.35,
@@ -171,6 +171,9 @@ class MatchingConfig(_Strict):
     threshold: Annotated[float, Field(gt=0, lt=1)] | None = None
     #: Pairs scored in this band go to the steward review queue.
     review_band: tuple[float, float] = (0.3, 0.7)
+    #: At most this share of the hub's records is pending review at a time: the items whose
+    #: decision changes the most (uncertainty x records affected) are kept.
+    review_max_share: Annotated[float, Field(gt=0, le=1)] = 0.01
     #: Blocks (records sharing a key) larger than this are skipped: shared switchboards and
     #: placeholder values, not evidence. Counted in the metadata.
     max_block_size: Annotated[int, Field(ge=2)] = 60

@@ -20,9 +20,11 @@ from mdm_orchestration.config import MatchingConfig
 from mdm_orchestration.hub.tables import ORGANISATION, PERSON, component_labels
 from mdm_orchestration.matching.blocking import candidate_pairs
 from mdm_orchestration.matching.clustering import cluster_pairs
+from mdm_orchestration.matching.explain import Explanation, explain_pair, with_engine_terms
 from mdm_orchestration.matching.frequencies import Frequencies, field_values
 from mdm_orchestration.matching.model import FIELDS, MatchModel
 from mdm_orchestration.matching.records import match_frame
+from mdm_orchestration.matching.review_queue import REVIEW_ITEM_COLUMNS, max_pending, review_items
 from mdm_orchestration.matching.rules import (
     apply_rules,
     contradicting,
@@ -196,6 +198,32 @@ class _Scorer:
         return _Scored(scores, by_rule, weak, {k: int(m.sum()) for k, m in rule_masks.items()})
 
 
+def explain_records(
+    records: pd.DataFrame,
+    party_type: str,
+    model: MatchModel,
+    config: MatchingConfig,
+    frequencies: Frequencies,
+    i: int,
+    j: int,
+) -> Explanation:
+    """Why records ``i`` and ``j`` of ``records`` (a match frame of one party type) score as the
+    engine scores them: the model's fields, the frequency adjustments, a rule, the caps."""
+    scorer = _Scorer(records.reset_index(drop=True), party_type, model, config, frequencies)
+    left, right = np.array([i]), np.array([j])
+    weak, contradicted = scorer.caps(left, right)
+    rules = [k for k, m in apply_rules(scorer.records, left, right, config.rules).items() if m[0]]
+    terms = {k: float(v[0]) for k, v in scorer.adjustments(left, right).items()}
+    return with_engine_terms(
+        explain_pair(model, scorer.rows[i], scorer.rows[j]),
+        terms,
+        weak=bool(weak[0]),
+        contradicted=bool(contradicted[0]),
+        rule=rules[0] if rules and not contradicted[0] else None,
+        threshold=scorer.threshold,
+    )
+
+
 def _missing_pairs_in_components(
     n: int, left: np.ndarray, right: np.ndarray, linked: np.ndarray, max_size: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -307,6 +335,7 @@ def cluster_scored(
     cannot_link: list[tuple[str, str]],
     scorer: _Scorer | None = None,
     frequencies: Frequencies | None = None,
+    review_limit: int | None = None,
 ) -> PartyMatch:
     """From scored pairs to clusters: score the missing pairs inside each component, keep
     contradicting pairs apart, cluster, and pick the pairs for review. ``records`` (positions
@@ -363,13 +392,19 @@ def cluster_scored(
     )
     low, high = config.review_band
     band = (scores >= low) & (scores < high) & ~by_rule
-    review = pd.DataFrame(
-        {
-            "left_id": ids[left[band]],
-            "right_id": ids[right[band]],
-            "party_type": party_type,
-            "score": np.round(scores[band], 4),
-        }
+    review = review_items(
+        ids,
+        left,
+        right,
+        scores,
+        by_rule,
+        clustering.cluster_of,
+        config.review_band,
+        threshold,
+        max_items=review_limit
+        if review_limit is not None
+        else max_pending(n, config.review_max_share),
+        party_type=party_type,
     )
     sizes = Counter(Counter(clustering.cluster_of.tolist()).values())
     stats = {
@@ -383,6 +418,7 @@ def cluster_scored(
         "cluster_sizes": {str(k): v for k, v in sorted(sizes.items())},
         "largest_cluster": max(sizes) if sizes else 0,
         "review_pairs": int(band.sum()),
+        "review_items": len(review),
     }
     return PartyMatch(clusters, review, stats, left, right, scores, by_rule)
 
@@ -439,7 +475,7 @@ def assemble(
     review = (
         pd.concat([m.review for _s, m in parts.values()], ignore_index=True)
         if parts
-        else pd.DataFrame(columns=["left_id", "right_id", "party_type", "score"])
+        else pd.DataFrame(columns=["party_type", *REVIEW_ITEM_COLUMNS])
     )
     stats: dict[str, Any] = {party: m.stats for party, (_s, m) in parts.items()}
     stats["contacts_linked_to_organisations"] = int(

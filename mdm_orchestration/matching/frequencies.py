@@ -44,11 +44,18 @@ def value_key(field: str, value: str) -> str:
     return hashlib.blake2b(f"tf\x1f{field}\x1f{value}".encode(), digest_size=16).hexdigest()
 
 
+#: Words that join the words of a name in the languages the hub's cleansing knows (``Benard et
+#: Chauveau``, ``Wulf und Werner``, ``Jones & Sons`` as ``jones and sons``): not part of it.
+CONNECTORS = frozenset({"and", "et", "und", "y", "e", "en", "of", "the"})
+
+
 def company_tokens(company: object) -> list[str]:
-    """The distinct words of an organisation's name key, in order, at most ``MAX_TOKENS``."""
+    """The distinct words of an organisation's name key, in order, connectors left out, at most
+    ``MAX_TOKENS``."""
     if not isinstance(company, str):
         return []
-    return list(dict.fromkeys(t for t in company.split() if t))[:MAX_TOKENS]
+    words = (t for t in company.split() if t and t not in CONNECTORS)
+    return list(dict.fromkeys(words))[:MAX_TOKENS]
 
 
 def _full_names(frame: pd.DataFrame) -> list[str | None]:

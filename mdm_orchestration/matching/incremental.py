@@ -27,6 +27,7 @@ from mdm_orchestration.hub.tables import (
     PARTY_TYPES,
     QUEUE,
     REVIEW,
+    SOURCES,
     advisory_xact_lock,
     chunks,
     utcnow,
@@ -62,6 +63,7 @@ from mdm_orchestration.matching.neighbourhood import (
     stored_pairs,
 )
 from mdm_orchestration.matching.records import match_frame
+from mdm_orchestration.matching.review_queue import max_pending, review_items_of
 from mdm_orchestration.matching.runs import (
     INCREMENTAL,
     ConcurrentMatch,
@@ -113,6 +115,8 @@ class _Plan:
     delta: Counter
     #: unchanged records scored again because a value they hold changed frequency level
     shifted: set[str]
+    #: matching.yaml review_max_share
+    share: float
 
     @property
     def gone(self) -> set[str]:
@@ -193,7 +197,15 @@ def _plan(conn: Connection, config: HubConfig, changed: list[str], removed: list
         conn, frame, region, gone, new_pairs, models, m, must, cannot, freq
     )
     result = assemble(frame, parts, known_organisations(conn, frame, region | set(removed)))
-    result.review = _review_candidates(new_pairs + completed, m.review_band, result.review)
+    hub_records = conn.execute(select(func.count()).select_from(SOURCES)).scalar_one()
+    result.review = _review_items(
+        conn,
+        new_pairs + completed,
+        result,
+        m.review_band,
+        limits,
+        max_pending(hub_records, m.review_max_share),
+    )
     return _Plan(
         changed=changed,
         removed=removed,
@@ -209,6 +221,7 @@ def _plan(conn: Connection, config: HubConfig, changed: list[str], removed: list
         old_index=old_index,
         delta=delta,
         shifted=shifted,
+        share=m.review_max_share,
     )
 
 
@@ -345,6 +358,7 @@ def _recluster(
             must,
             cannot,
             frequencies=freq,
+            review_limit=0,  # the run's items come from _review_items, over the whole hub
         )
         parts[party] = (sub, pm)
         n = len(left)
@@ -361,26 +375,37 @@ def _recluster(
     return parts, completed
 
 
-def _review_candidates(
-    scored: list[ScoredPairs], band: tuple[float, float], empty: pd.DataFrame
+def _review_items(
+    conn: Connection,
+    scored: list[ScoredPairs],
+    result: MatchResult,
+    band: tuple[float, float],
+    limits: dict[str, float],
+    limit: int,
 ) -> pd.DataFrame:
-    """Step 4: the uncertain pairs scored in this run (inside the region or not). Every other
-    uncertain pair was scored, and offered for review, by the run that scored it."""
+    """Step 4: review items from the uncertain pairs scored in this run (inside the region or
+    not; every other uncertain pair was offered by the run that scored it), with the clusters
+    their records are in now: the region's new clustering, the stored one elsewhere."""
+    cluster_of = dict(zip(result.clusters["record_id"], result.clusters["cluster_id"], strict=True))
     low, high = band
-    review = []
+    outside: set[str] = set()
     for sp in scored:
         uncertain = (sp.scores >= low) & (sp.scores < high) & ~sp.by_rule
-        review.append(
-            pd.DataFrame(
-                {
-                    "left_id": sp.ids[sp.left[uncertain]],
-                    "right_id": sp.ids[sp.right[uncertain]],
-                    "party_type": sp.party_type,
-                    "score": np.round(sp.scores[uncertain], 4),
-                }
-            )
+        for side in (sp.left[uncertain], sp.right[uncertain]):
+            outside.update(r for r in sp.ids[side].tolist() if r not in cluster_of)
+    for rid, stored in stored_clusters(conn, outside).items():
+        cluster_of[rid] = stored.cluster_id
+    size_of = dict(Counter(result.clusters["cluster_id"].tolist()))
+    others = sorted({c for c in cluster_of.values() if c not in size_of})
+    for chunk in chunks(others):
+        size_of.update(
+            conn.execute(
+                select(CLUSTERS.c.cluster_id, func.count())
+                .where(CLUSTERS.c.cluster_id.in_(chunk))
+                .group_by(CLUSTERS.c.cluster_id)
+            ).all()
         )
-    return pd.concat(review, ignore_index=True) if review else empty.iloc[:0]
+    return review_items_of(scored, cluster_of, size_of, band, limits, limit)
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -421,8 +446,8 @@ def _write(conn: Connection, plan: _Plan, counts: dict[str, int]) -> list[Review
         a if a in fresh or b not in fresh else b
         for a, b in zip(plan.result.review["left_id"], plan.result.review["right_id"], strict=True)
     }
-    review = review_rows(conn, plan.result, plan.judged, now, among=among)
-    write_review(conn, review)
+    review = review_rows(conn, plan.result, plan.judged, now, among=among, share=plan.share)
+    write_review(conn, review, plan.share)
     # Golden records follow clusters, organisation links and record contents: a record whose
     # row changed only in confidence need not be consolidated again.
     queued = set(conn.execute(select(QUEUE.c.record_id)).scalars())

@@ -67,8 +67,9 @@ def _rebuild_clusters(engine: Engine, config: HubConfig) -> MatchRunResult:
         conn.execute(delete(PAIRS))
         write_pairs(conn, result.pairs)
         conn.execute(delete(REVIEW).where(REVIEW.c.status == "pending"))
-        review = review_rows(conn, result, judged, now)
-        write_review(conn, review)
+        share = config.matching.review_max_share
+        review = review_rows(conn, result, judged, now, share=share)
+        write_review(conn, review, share)
         # Every record (and every record that had a golden record) is consolidated again.
         conn.execute(delete(QUEUE))
         conn.execute(

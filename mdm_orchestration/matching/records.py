@@ -71,6 +71,7 @@ CLEANSED_COLUMNS = (
     "birth_date",
     "national_id",
     "national_id_valid",
+    "national_id_type",
     "web_domain",
     "phone_digits",
     "legal_form_family",
@@ -180,6 +181,7 @@ def match_frame(cleansed: pd.DataFrame) -> pd.DataFrame:
     checked = c["national_id_valid"].astype("boolean").fillna(False).to_numpy(bool)
     out["national_id_checked"] = _none(c["national_id"].where(checked))
     out["country"] = _none(c["country"])
+    out["national_id_type"] = _optional(c, "national_id_type")
     # Cleansed before these columns existed (an older version's rows): missing.
     out["web_domain"] = _optional(c, "web_domain")
     out["phone_digits"] = _optional(c, "phone_digits")

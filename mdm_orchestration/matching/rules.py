@@ -106,12 +106,16 @@ def contradicting_organisation(
     records: pd.DataFrame, left: np.ndarray, right: np.ndarray
 ) -> np.ndarray:
     """Organisation pairs that are two legal entities whatever else they share: different
-    countries; registration ids both present and more than one keying slip apart; legal forms
+    countries; registration ids of one kind both present and more than one keying slip apart; legal forms
     of different families (an ``Inc`` and a ``GmbH``; ``Ltd`` and ``Limited`` are one)."""
     out = _differ(records, "country", left, right)
     if "legal_form_family" in records:
         out |= _differ(records, "legal_form_family", left, right)
-    ids = np.nonzero(_differ(records, "national_id", left, right) & ~out)[0]
+    differ = _differ(records, "national_id", left, right) & ~out
+    if "national_id_type" in records:
+        # A VAT number and a company number of one company differ: only ids of one kind do.
+        differ &= ~_differ(records, "national_id_type", left, right)
+    ids = np.nonzero(differ)[0]
     out[ids] = ~near_same_id(records, left[ids], right[ids])
     return out
 
@@ -124,7 +128,7 @@ def distinct_names(
     Holdings`` and ``Acme Logistics`` (two companies of a group) are distinct, ``Acme`` and
     ``Acme Logistics`` or ``Acme Logistcs`` (a word one slip apart counts as the same) are not.
 
-    A word held by ``c`` organisations weighs ``1 / (1 + floor(log2 c))``: ``Group`` or
+    A word held by ``c`` organisations weighs ``2 ** (-floor(log2 c) / 2)``: ``Group`` or
     ``Holdings`` weigh little, the distinctive word a lot. ``tokens`` and ``token_counts`` hold,
     per record, its name's words and their hub-wide counts."""
     out = np.zeros(len(left), dtype=bool)
@@ -132,8 +136,8 @@ def distinct_names(
         ta, tb = tokens[a], tokens[b]
         if not ta or not tb or ta == tb:
             continue
-        wa = [1.0 / (1 + math.floor(math.log2(max(c, 1)))) for c in token_counts[a]]
-        wb = [1.0 / (1 + math.floor(math.log2(max(c, 1)))) for c in token_counts[b]]
+        wa = [_word_weight(c) for c in token_counts[a]]
+        wb = [_word_weight(c) for c in token_counts[b]]
         matched_a = [any(_same_word(x, y) for y in tb) for x in ta]
         matched_b = [any(_same_word(y, x) for x in ta) for y in tb]
         if all(matched_a) or all(matched_b):
@@ -145,8 +149,14 @@ def distinct_names(
     return out
 
 
+def _word_weight(count: int) -> float:
+    """``2 ** (-level / 2)`` of a word ``count`` organisations hold (level: ``floor(log2)``):
+    1 for a word one holds, 1/8 for one 64 hold, 1/32 for one a thousand hold."""
+    return 2.0 ** (-math.floor(math.log2(max(count, 1))) / 2)
+
+
 def _same_word(x: str, y: str) -> bool:
-    return x == y or (min(len(x), len(y)) >= 5 and one_edit(x, y))
+    return x == y or (min(len(x), len(y)) >= 4 and one_edit(x, y))
 
 
 def corroborated(records: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -239,7 +249,10 @@ def different_valid_ids(records: pd.DataFrame, left: np.ndarray, right: np.ndarr
     out = np.zeros(len(left), dtype=bool)
     if "national_id_checked" not in records:
         return out
-    both = np.nonzero(_differ(records, "national_id_checked", left, right))[0]
+    differ = _differ(records, "national_id_checked", left, right)
+    if "national_id_type" in records:
+        differ &= ~_differ(records, "national_id_type", left, right)
+    both = np.nonzero(differ)[0]
     checked = records.assign(national_id=records["national_id_checked"])
     out[both] = ~near_same_id(checked, left[both], right[both])
     return out

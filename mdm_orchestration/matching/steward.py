@@ -4,12 +4,12 @@ the review queue, and the record references they use (``source:key``)."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import pandas as pd
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
+from mdm_orchestration.config import MatchingConfig
 from mdm_orchestration.hub.models import source_record_id
 from mdm_orchestration.hub.store import write_transaction
 from mdm_orchestration.hub.tables import (
@@ -24,8 +24,8 @@ from mdm_orchestration.hub.tables import (
     chunks,
     utcnow,
 )
-from mdm_orchestration.matching.explain import Explanation, explain_pair
-from mdm_orchestration.matching.model import FIELDS, MatchModel
+from mdm_orchestration.matching.explain import Explanation
+from mdm_orchestration.matching.model import MatchModel
 from mdm_orchestration.matching.records import CLEANSED_COLUMNS, match_frame
 
 LABEL_VALUES = ("match", "distinct", "unsure")
@@ -229,20 +229,29 @@ def explain_item(
     left: str,
     right: str,
     models: dict[str, MatchModel],
-    adjustments: Mapping[str, float] | None = None,
+    config: MatchingConfig | None = None,
 ) -> Explanation | None:
-    """The model's explanation of a pair, from the two records' current cleansed versions
-    (recomputed, so it always describes what the steward sees), with the engine's named log-odds
-    ``adjustments`` when given; None when a record left the hub or the two are of different
-    party types."""
+    """Why the engine scores a pair as it does, from the two records' current cleansed
+    versions (recomputed, so it always describes what the steward sees) and the hub-wide value
+    counts: the model's fields, the frequency adjustments, a rule, the caps. None when a record
+    left the hub or the two are of different party types."""
+    from mdm_orchestration.matching.engine import explain_records
+    from mdm_orchestration.matching.frequency_store import hub_frequencies
+
     frame = match_frame(current_cleansed(conn, [left, right]))
-    rows = {r["record_id"]: r for r in frame.to_dict("records")}
-    if left not in rows or right not in rows:
+    ids = frame["record_id"].tolist()
+    if left not in ids or right not in ids:
         return None
-    party = rows[left]["party_type"]
-    if party != rows[right]["party_type"] or party not in models:
+    party = frame["party_type"].iloc[0]
+    if frame["party_type"].nunique() != 1 or party not in models:
         return None
-    fields = list(FIELDS[party])
-    a = {f: rows[left][f] for f in fields}
-    b = {f: rows[right][f] for f in fields}
-    return explain_pair(models[party], a, b, adjustments)
+    freq = hub_frequencies(conn, frame, {})
+    return explain_records(
+        frame,
+        party,
+        models[party],
+        config or MatchingConfig(),
+        freq,
+        ids.index(left),
+        ids.index(right),
+    )

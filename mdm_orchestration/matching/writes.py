@@ -25,7 +25,7 @@ from mdm_orchestration.hub.tables import (
 from mdm_orchestration.matching.blocking import index_entries
 from mdm_orchestration.matching.engine import MatchResult, ScoredPairs
 from mdm_orchestration.matching.records import match_frame
-from mdm_orchestration.matching.review_queue import max_pending
+from mdm_orchestration.matching.review_queue import MAX_PENDING_SHARE, max_pending
 from mdm_orchestration.matching.steward import ordered, records_digest, version_hashes
 
 #: Scored pairs below this match probability are not kept: they join no component, and a
@@ -152,6 +152,7 @@ def review_rows(
     judged: set[tuple[str, str]],
     now: datetime,
     among: set[str] | None = None,
+    share: float = MAX_PENDING_SHARE,
 ) -> list[ReviewRow]:
     """New pending review items from the result's review frame (``among``: the records an
     incremental run re-matched, whose pairs are the only candidates).
@@ -186,7 +187,7 @@ def review_rows(
     # The queue keeps at most max_pending items (write_review trims it): candidates are taken in
     # priority order, a batch at a time, until that many are raised, so a result with millions
     # of uncertain pairs costs no more than the items it can raise.
-    limit = max_pending(conn.execute(select(func.count()).select_from(SOURCES)).scalar_one())
+    limit = max_pending(conn.execute(select(func.count()).select_from(SOURCES)).scalar_one(), share)
     out: list[ReviewRow] = []
     reopened: list[int] = []
     seen: set[tuple[str, str]] = set()
@@ -264,18 +265,22 @@ def write_index(conn: Connection, rows: list[tuple[str, str, str]]) -> None:
     bulk_insert(conn, "blocking_index", INDEX_COLUMNS, rows)
 
 
-def write_review(conn: Connection, rows: list[ReviewRow]) -> None:
+def write_review(conn: Connection, rows: list[ReviewRow], share: float = MAX_PENDING_SHARE) -> None:
     """Add pending items, then keep the queue within :func:`max_pending` of the hub's records
     (the lowest priorities, and items without one, go)."""
     bulk_insert(conn, "review_queue", REVIEW_COLUMNS, rows)
-    trim_pending(conn)
+    trim_pending(conn, share=share)
 
 
-def trim_pending(conn: Connection, limit: int | None = None) -> int:
+def trim_pending(
+    conn: Connection, limit: int | None = None, share: float = MAX_PENDING_SHARE
+) -> int:
     """Drop the pending items beyond ``limit`` (default: :func:`max_pending` of the source
     records), the lowest priority first; returns how many went."""
     if limit is None:
-        limit = max_pending(conn.execute(select(func.count()).select_from(SOURCES)).scalar_one())
+        limit = max_pending(
+            conn.execute(select(func.count()).select_from(SOURCES)).scalar_one(), share
+        )
     pending = conn.execute(
         select(func.count()).select_from(REVIEW).where(REVIEW.c.status == "pending")
     ).scalar_one()

@@ -19,6 +19,7 @@ from mdm_orchestration.matching import (
     match_incremental,
     needs_full_rematch,
     rebuild_clusters,
+    term_frequencies,
     train_models,
 )
 from mdm_orchestration.matching.evaluation import pairwise_scores
@@ -105,6 +106,13 @@ def test_ten_incremental_loads_agree_with_one_full_load(incremental_hub, tmp_pat
     agreement = pairwise_scores([a[r] for r in ids], [b[r] for r in ids])
     assert agreement["f1"] >= 0.999, agreement  # measured: 1.0
     assert len(set(golden_of(incremental).values())) == len(set(golden_of(full).values()))
+    # The hub-wide value counts the incremental path kept equal the full rebuild's recount.
+    with incremental.connect() as conn_a, full.connect() as conn_b:
+        kept, recount = term_frequencies(conn_a), term_frequencies(conn_b)
+    assert kept == recount
+    assert sum(kept.values()) > len(a) and any(c > 1 for c in kept.values())
+    # ... and some loads had to score again the holders of a value whose count changed level.
+    assert any(m.get("frequency_shifted", 0) for m in later), later
     incremental.dispose()
     full.dispose()
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from mdm_orchestration.config import MatchingConfig
-from mdm_orchestration.matching.engine import match_records, score_pairs
+from mdm_orchestration.matching.engine import explain_records, match_records, score_pairs
 from mdm_orchestration.matching.frequencies import Frequencies, Levels, level_changes, value_key
 from mdm_orchestration.matching.labels import load_default_labels
 from mdm_orchestration.matching.model import train_model
@@ -191,3 +191,38 @@ def test_the_digits_of_an_invalid_phone_corroborate_a_name(models):
     digits = {"phone_digits": "0879628803", "phone_valid": False}
     with_digits = clusters([a | digits, b | digits | {"source": "erp"}], models)
     assert with_digits["a"] == with_digits["b"]
+
+
+def test_explanations_add_up_to_the_engine_score(models):
+    """Frequency adjustments, the name-only cap, a rule and a contradiction all show in the
+    explanation, and its terms add up to the score the engine gives the pair."""
+    config = MatchingConfig()
+    rows = _pair("john", "smith", "1980-01-01") + [
+        person("y1", given_key="kim", family_key="novak", city="Dublin"),
+        person("y2", given_key="kim", family_key="novak", city="Cork", source="erp"),
+        person("z1", email_key="ann@x.com", email_valid=True),
+        person("z2", email_key="ann@x.com", email_valid=True, source="erp"),
+        person("v1", national_id="123456789", national_id_valid=True),
+        person("v2", national_id="987654321", national_id_valid=True, source="erp"),
+    ]
+    frame = match_frame(pd.DataFrame(rows, dtype=object))
+    crowd = Frequencies(
+        {
+            ("person", f, value_key(f, v)): 2000
+            for f, v in (("given_key", "john"), ("family", "smith"))
+        }
+    )
+    left, right = np.array([0, 2, 4, 6]), np.array([1, 3, 5, 7])
+    model = models["person"]
+    scores, _ = score_pairs(frame, "person", model, config, left, right, crowd)
+    for i, j, score in zip(left, right, scores, strict=True):
+        why = explain_records(frame, "person", model, config, crowd, int(i), int(j))
+        assert why.score == pytest.approx(float(score), abs=1e-4)
+    names = [
+        [k for k, _v in explain_records(frame, "person", model, config, crowd, i, j).adjustments]
+        for i, j in ((0, 1), (2, 3), (4, 5), (6, 7))
+    ]
+    assert {"frequency:given_key", "frequency:family"} <= set(names[0])
+    assert "cap:not_enough_evidence" in names[1]
+    assert any(n.startswith("rule:") for n in names[2])
+    assert "contradiction" in names[3]
