@@ -2,8 +2,8 @@
 
 Every ``MDM_*`` variable (and ``DAGSTER_HOME``) the hub understands is a field here, and other
 modules ask :func:`settings` for them. Left outside: ``MDM_CRASH_AT`` (test plumbing, in
-``hub.crash``), ``${VAR}`` in subscriptions.yaml (expanded by ``syndication.transports``), and
-``MDM_CONFIG_DIR`` still read by ``config.resolve_config_dir``.
+``hub.crash``), ``${MDM_SECRET_...}`` in subscriptions.yaml (``config.golden.expand_env``; no
+other name expands), and ``MDM_CONFIG_DIR`` still read by ``config.resolve_config_dir``.
 The environment is read afresh on every call of :func:`settings`, so a process (or a test) that
 changes a variable sees the change; nothing here ever writes the environment.
 """

@@ -29,6 +29,7 @@ from mdm_orchestration.config.golden import (
     GOLDEN_GROUPS,
     GOLDEN_PUBLIC_FIELDS,
     LIFECYCLES,
+    SECRET_PREFIX,
     SURVIVORSHIP_STRATEGIES,
     AttributeRule,
     FileTarget,
@@ -38,6 +39,8 @@ from mdm_orchestration.config.golden import (
     SubscriptionsConfig,
     SurvivorshipConfig,
     WebhookTarget,
+    env_reference_problem,
+    expand_env,
     webhook_url_problem,
 )
 from mdm_orchestration.config.rules import (
@@ -295,6 +298,9 @@ __all__ = [
     "SurvivorshipConfig",
     "WebhookTarget",
     "webhook_url_problem",
+    "SECRET_PREFIX",
+    "env_reference_problem",
+    "expand_env",
     "init_config_dir",
     "load_hub_config",
     "resolve_config_dir",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Mapping
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from mdm_orchestration.config.base import _known, _Strict
 
@@ -118,10 +121,70 @@ class SurvivorshipConfig(_Strict):
 
 EVENT_TYPES = ("created", "updated", "merged", "split", "retired", "erased")
 
+#: ``${NAME}`` in a subscriber's folder, URL or header value reads the environment only for
+#: names with this prefix: any other name (the Dagster database URL, cloud credentials) could
+#: otherwise be carried out to a subscriber by whoever edits subscriptions.yaml. ``$$`` is a
+#: literal ``$``; a bare ``$NAME`` (which used to expand) is refused rather than sent as text.
+SECRET_PREFIX = "MDM_SECRET_"
+_SECRET_NAME = re.compile(rf"{SECRET_PREFIX}[A-Z0-9_]+")
+_REFERENCE = re.compile(r"\$(\$|\{[^}]*\}?|[A-Za-z_][A-Za-z0-9_]*)?")
+
+
+def env_reference_problem(value: str) -> str | None:
+    """Why ``value`` may not be expanded (a variable outside ``MDM_SECRET_*``), or ``None``."""
+    for match in _REFERENCE.finditer(value):
+        ref = match.group(1)
+        if ref is None or ref == "$":
+            continue
+        if ref.startswith("{"):
+            name = ref[1:-1] if ref.endswith("}") else ref[1:]
+            if ref.endswith("}") and _SECRET_NAME.fullmatch(name):
+                continue
+        else:
+            name = ref
+        return (
+            f"environment variable {name!r} may not be read: only ${{{SECRET_PREFIX}...}} "
+            "names expand (write $$ for a literal $)"
+        )
+    return None
+
+
+def expand_env(value: str, environ: Mapping[str, str] | None = None) -> str:
+    """``value`` with each ``${MDM_SECRET_...}`` replaced from the environment and ``$$`` by
+    ``$``; raises ``ValueError`` (naming the variable, never a value) for any other name or an
+    unset one."""
+    problem = env_reference_problem(value)
+    if problem:
+        raise ValueError(problem)
+    env = os.environ if environ is None else environ
+
+    def replace(match: re.Match[str]) -> str:
+        ref = match.group(1)
+        if ref is None or ref == "$":
+            return "$"
+        name = ref[1:-1]
+        if name not in env:
+            raise ValueError(f"environment variable {name!r} is not set")
+        return env[name]
+
+    return _REFERENCE.sub(replace, value)
+
+
+def _secret_refs_only(value: str) -> str:
+    problem = env_reference_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+#: A configuration string in which only ``${MDM_SECRET_...}`` expands (checked at load).
+EnvString = Annotated[str, AfterValidator(_secret_refs_only)]
+
 
 class FileTarget(_Strict):
-    #: Folder the batches are written into (relative: under MDM_HOME); ``${VAR}`` expands.
-    folder: str
+    #: Folder the batches are written into (relative: under MDM_HOME);
+    #: ``${MDM_SECRET_...}`` expands.
+    folder: EnvString
     format: Literal["jsonl", "csv"] = "jsonl"
 
 
@@ -141,10 +204,12 @@ def webhook_url_problem(url: str) -> str | None:
 
 
 class WebhookTarget(_Strict):
-    #: ``${VAR}`` expands (keep secrets in the environment); http:// or https:// only.
-    url: str
+    #: ``${MDM_SECRET_...}`` expands (keep secrets in the environment); http:// or https://
+    #: only.
+    url: EnvString
     timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
-    headers: dict[str, str] = Field(default_factory=dict)
+    #: Values: ``${MDM_SECRET_...}`` expands.
+    headers: dict[str, EnvString] = Field(default_factory=dict)
 
     @field_validator("url")
     @classmethod
@@ -158,8 +223,8 @@ class WebhookTarget(_Strict):
 
 
 class SqlTarget(_Strict):
-    #: Any SQLAlchemy URL; ``${VAR}`` expands.
-    url: str
+    #: Any SQLAlchemy URL; ``${MDM_SECRET_...}`` expands.
+    url: EnvString
     table: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
 
 

@@ -25,6 +25,7 @@ from mdm_orchestration.config import (
     SqlTarget,
     Subscriber,
     WebhookTarget,
+    expand_env,
     webhook_url_problem,
 )
 from mdm_orchestration.survivorship import formula_safe
@@ -43,8 +44,12 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
-def _expand(value: str) -> str:
-    return os.path.expandvars(value)
+def _expand(value: str, where: str) -> str:
+    """``${MDM_SECRET_...}`` expanded (nothing else: see ``config.golden.SECRET_PREFIX``)."""
+    try:
+        return expand_env(value)
+    except ValueError as exc:
+        raise DeliveryError(f"{where}: {exc}") from None
 
 
 class FileTransport:
@@ -52,7 +57,7 @@ class FileTransport:
     comes from the batch (its outbox range), so a redelivered batch replaces its own file."""
 
     def __init__(self, name: str, sub: Subscriber, target: FileTarget, home: Path) -> None:
-        folder = Path(_expand(target.folder)).expanduser()
+        folder = Path(_expand(target.folder, "file: folder")).expanduser()
         self.folder = folder if folder.is_absolute() else home / folder
         self.format = target.format
         self.name = name
@@ -114,12 +119,12 @@ class WebhookTransport:
     from the configured URL counts as delivered; a redirect (3xx) is a failure."""
 
     def __init__(self, target: WebhookTarget) -> None:
-        self.url = _expand(target.url)
+        self.url = _expand(target.url, "webhook: url")
         problem = webhook_url_problem(self.url)
         if problem:
             raise DeliveryError(f"webhook: url: {problem}")
         self.timeout = target.timeout_seconds
-        self.headers = {k: _expand(v) for k, v in target.headers.items()}
+        self.headers = {k: _expand(v, f"webhook: header {k}") for k, v in target.headers.items()}
         self._opener = urllib.request.build_opener(_RefuseRedirects)
 
     def send(self, messages: Sequence[Message], batch_name: str) -> None:
@@ -156,7 +161,7 @@ class SqlTransport:
     def __init__(self, sub: Subscriber, target: SqlTarget) -> None:
         from mdm_orchestration.hub.store import resolve_hub_url
 
-        self.engine = sa.create_engine(resolve_hub_url(_expand(target.url)))
+        self.engine = sa.create_engine(resolve_hub_url(_expand(target.url, "sql: url")))
         self.attributes = subscribed_attributes(sub)
         metadata = sa.MetaData()
         self.table = sa.Table(

@@ -118,6 +118,95 @@ def test_a_webhook_url_that_is_not_http_is_refused_at_load(tmp_path, url):
 
 
 def test_a_url_from_the_environment_is_checked_once_expanded(monkeypatch):
-    monkeypatch.setenv("MDM_TEST_HOOK_URL", "file:///tmp/outbox")
+    monkeypatch.setenv("MDM_SECRET_TEST_HOOK_URL", "file:///tmp/outbox")
     with pytest.raises(DeliveryError, match="http:// or https://"):
-        WebhookTransport(WebhookTarget(url="${MDM_TEST_HOOK_URL}"))
+        WebhookTransport(WebhookTarget(url="${MDM_SECRET_TEST_HOOK_URL}"))
+
+
+# --- ${VAR}: only MDM_SECRET_* names expand (issue 17, defect 3) -----------------------------
+
+
+def _load_with(tmp_path: Path, name: str, subscriber: dict) -> None:
+    folder = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, folder)
+    subscriptions = yaml.safe_load((folder / "subscriptions.yaml").read_text(encoding="utf-8"))
+    subscriptions["subscribers"][name] = subscriber
+    (folder / "subscriptions.yaml").write_text(yaml.safe_dump(subscriptions), encoding="utf-8")
+    load_hub_config(folder)
+
+
+@pytest.mark.parametrize(
+    ("subscriber", "field"),
+    [
+        (
+            {
+                "transport": "webhook",
+                "webhook": {
+                    "url": "https://hooks.example/in",
+                    "headers": {"X-Leak": "${DAGSTER_PG_URL}"},
+                },
+            },
+            "webhook.headers.X-Leak",
+        ),
+        (
+            {"transport": "webhook", "webhook": {"url": "https://hooks.example/${HOME}"}},
+            "webhook.url",
+        ),
+        (
+            {"transport": "webhook", "webhook": {"url": "https://hooks.example/$PATH"}},
+            "webhook.url",
+        ),
+        ({"transport": "sql", "sql": {"url": "${DAGSTER_PG_URL}", "table": "t"}}, "sql.url"),
+        ({"transport": "file", "file": {"folder": "${HOME}/out"}}, "file.folder"),
+    ],
+)
+def test_a_variable_outside_mdm_secret_is_refused_at_load(tmp_path, monkeypatch, subscriber, field):
+    monkeypatch.setenv("DAGSTER_PG_URL", "postgresql://dagster:pw@db/dagster")
+    with pytest.raises(ConfigError) as refused:
+        _load_with(tmp_path, "leaky", subscriber)
+    message = str(refused.value)
+    assert "subscriptions.yaml" in message
+    assert "subscriber 'leaky'" in message
+    assert field in message
+    assert "MDM_SECRET_" in message
+    assert "postgresql://" not in message  # the value itself never appears
+
+
+def test_an_mdm_secret_variable_expands(tmp_path, monkeypatch, elsewhere):
+    monkeypatch.setenv("MDM_SECRET_HOOK_TOKEN", "Bearer s3cret")
+    monkeypatch.setenv("MDM_SECRET_HOOK_URL", elsewhere.url)
+    _load_with(
+        tmp_path,
+        "crm_hook",
+        {
+            "transport": "webhook",
+            "webhook": {
+                "url": "${MDM_SECRET_HOOK_URL}",
+                "headers": {"Authorization": "${MDM_SECRET_HOOK_TOKEN}", "X-Cost": "$$5"},
+            },
+        },
+    )
+    target = WebhookTarget(
+        url="${MDM_SECRET_HOOK_URL}",
+        headers={"Authorization": "${MDM_SECRET_HOOK_TOKEN}", "X-Cost": "$$5"},
+    )
+    WebhookTransport(target).send([_message()], "batch")
+    headers = elsewhere.requests[0][2]
+    assert headers["Authorization"] == "Bearer s3cret"
+    assert headers["X-Cost"] == "$5"
+
+
+def test_the_transport_refuses_other_variables_too(monkeypatch):
+    """Defence in depth: a target built without validation still never expands other names."""
+    monkeypatch.setenv("DAGSTER_PG_URL", "postgresql://dagster:pw@db/dagster")
+    target = WebhookTarget.model_construct(
+        url="https://hooks.example/in", timeout_seconds=10.0, headers={"X": "${DAGSTER_PG_URL}"}
+    )
+    with pytest.raises(DeliveryError, match="MDM_SECRET_"):
+        WebhookTransport(target)
+
+
+def test_an_unset_mdm_secret_variable_fails_the_delivery(monkeypatch):
+    monkeypatch.delenv("MDM_SECRET_NOT_SET", raising=False)
+    with pytest.raises(DeliveryError, match="MDM_SECRET_NOT_SET"):
+        WebhookTransport(WebhookTarget(url="https://hooks.example/${MDM_SECRET_NOT_SET}"))
