@@ -26,7 +26,12 @@ from mdm_orchestration.ingestion.ledger import (
     record_attempt,
     start_extract,
 )
-from mdm_orchestration.ingestion.readers import ExtractRejected, file_format_mismatch, open_extract
+from mdm_orchestration.ingestion.readers import (
+    ExtractRejected,
+    file_format_mismatch,
+    guarded_rows,
+    open_extract,
+)
 from mdm_orchestration.ingestion.rows import RowLoader
 
 #: Rows checked before a batch is written (versions, current records, quarantine rows).
@@ -86,6 +91,15 @@ def ingest_file(
         mismatch = file_format_mismatch(landed.real, landed.source)
         if mismatch:
             raise ExtractRejected("unknown_format", mismatch)
+    except OSError as exc:
+        # Unreadable (permissions, vanished, an I/O error): a rejection, not a crashed run.
+        reason = ExtractRejected(
+            "unreadable_file",
+            f"{outcome.file_name}: the file cannot be read ({type(exc).__name__})",
+        )
+        outcome.reason = str(reason)
+        outcome.extract_id = record_attempt(engine, outcome, size, run_id)
+        raise reason from exc
     except ExtractRejected as exc:
         outcome.reason = str(exc)
         outcome.extract_id = record_attempt(engine, outcome, size, run_id)
@@ -156,7 +170,7 @@ def _load(
         extract_id = start_extract(conn, outcome, landed.stat.st_size, run_id)
         reader = open_extract(landed.real, landed.source)
         loader = RowLoader(conn, landed.source, extract_id, config.ingest.max_field_length, outcome)
-        loader.load(reader.rows(), BATCH_ROWS)
+        loader.load(guarded_rows(landed.real, reader.rows()), BATCH_ROWS)
         after = os.stat(landed.real)
         if (after.st_size, after.st_mtime_ns) != (landed.stat.st_size, landed.stat.st_mtime_ns):
             raise ExtractRejected(

@@ -185,11 +185,23 @@ def _scalar(value: Any) -> str | None:
     raise TypeError(type(value).__name__)
 
 
-def _flatten(obj: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+#: Nested objects deeper than this are a row error (no real extract nests this deep; a hostile
+#: one would exhaust the stack).
+MAX_NESTING = 16
+
+
+class _TooDeep(Exception):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _flatten(obj: dict[str, Any], prefix: str = "", depth: int = 1) -> Iterator[tuple[str, Any]]:
     for key, value in obj.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            yield from _flatten(value, f"{name}.")
+            if depth >= MAX_NESTING:
+                raise _TooDeep(name)
+            yield from _flatten(value, f"{name}.", depth + 1)
         else:
             yield name, value
 
@@ -202,6 +214,14 @@ def _to_values(items: Iterator[tuple[str, Any]]) -> tuple[dict[str, str | None],
         except TypeError:
             return values, name
     return values, None
+
+
+def _too_deep(name: str | None) -> tuple[str | None, str, str]:
+    return (
+        name[:128] if name else None,
+        "too_deeply_nested",
+        f"objects or lists nested more than {MAX_NESTING} levels deep",
+    )
 
 
 class JsonLinesReader:
@@ -245,12 +265,19 @@ class JsonLinesReader:
                         row_number, error=(None, "malformed_json", "the line is not valid JSON")
                     )
                     continue
+                except RecursionError:
+                    yield RawRow(row_number, error=_too_deep(None))
+                    continue
                 if not isinstance(obj, dict):
                     yield RawRow(
                         row_number, error=(None, "not_an_object", "the line is not a JSON object")
                     )
                     continue
-                values, bad_field = _to_values(_flatten(obj))
+                try:
+                    values, bad_field = _to_values(_flatten(obj))
+                except _TooDeep as deep:
+                    yield RawRow(row_number, error=_too_deep(deep.name))
+                    continue
                 if bad_field is not None:
                     yield RawRow(
                         row_number,
@@ -324,13 +351,39 @@ class ParquetReader:
             ) from exc
 
 
+def guarded_rows(path: Path, rows: Iterator[RawRow]) -> Iterator[RawRow]:
+    """``rows``, with any failure of the reader that is not already a rejection (a bug, a
+    parser's ``RecursionError``, an ``OSError``) turned into :class:`ExtractRejected` naming the
+    file and the row, so that it ends as a ledger row and not as a crashed run."""
+    last = 0
+    try:
+        for row in rows:
+            last = row.row_number
+            yield row
+    except ExtractRejected:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every reader failure must end as a rejection
+        raise ExtractRejected(
+            "reader_error",
+            f"{path.name}: row {last + 1}: the file cannot be read ({type(exc).__name__})",
+        ) from exc
+
+
 def open_extract(path: Path, source: SourceConfig) -> CsvReader | JsonLinesReader | ParquetReader:
-    """A reader for ``path`` in the source's configured format."""
-    if source.format is FileFormat.csv:
-        return CsvReader(path, source)
-    if source.format is FileFormat.jsonl:
-        return JsonLinesReader(path, source)
-    return ParquetReader(path, source)
+    """A reader for ``path`` in the source's configured format. Any failure to open it ends as
+    :class:`ExtractRejected` with a reason naming the file."""
+    try:
+        if source.format is FileFormat.csv:
+            return CsvReader(path, source)
+        if source.format is FileFormat.jsonl:
+            return JsonLinesReader(path, source)
+        return ParquetReader(path, source)
+    except ExtractRejected:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every reader failure must end as a rejection
+        raise ExtractRejected(
+            "reader_error", f"{path.name}: the file cannot be opened ({type(exc).__name__})"
+        ) from exc
 
 
 def file_format_mismatch(path: Path, source: SourceConfig) -> str | None:
