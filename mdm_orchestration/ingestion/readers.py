@@ -112,6 +112,17 @@ def _check_decodable(path: Path, encoding: str) -> None:
                 raise _decode_error(path, f"line {line_number}", encoding) from None
 
 
+def _csv_row_error(exc: csv.Error) -> tuple[str | None, str, str]:
+    """A malformed CSV record's reason. The csv module's messages name only the delimiter,
+    the quote character or a limit, never a value."""
+    message = str(exc)
+    if "expected after" in message:
+        return None, "bad_quoting", message
+    if "field larger than field limit" in message:
+        return None, "field_too_long", message
+    return None, "malformed_csv", message
+
+
 class CsvReader:
     def __init__(self, path: Path, source: SourceConfig) -> None:
         self.path = path
@@ -137,7 +148,24 @@ class CsvReader:
         row_number = 0
         pending: RawRow | None = None
         try:
-            for fields in self._reader:
+            while True:
+                try:
+                    fields = next(self._reader)
+                except StopIteration:
+                    break
+                except csv.Error as exc:
+                    if "unexpected end of data" in str(exc):
+                        raise ExtractRejected(
+                            "truncated", f"{self.path.name}: row {row_number + 1}: {exc}"
+                        ) from exc
+                    # One malformed record (a stray quote, a NUL): the csv module drops the rest
+                    # of the physical line and starts the next record afresh, so the row is
+                    # quarantined and the rows after it keep their numbers.
+                    row_number += 1
+                    if pending is not None:
+                        yield pending
+                    pending = RawRow(row_number, error=_csv_row_error(exc))
+                    continue
                 if not fields or (len(fields) == 1 and fields[0] == ""):
                     continue  # blank line: not a data row
                 row_number += 1
@@ -154,13 +182,14 @@ class CsvReader:
                             f"expected {width} fields, found {len(fields)}",
                         ),
                     )
-        except csv.Error as exc:
-            code = "truncated" if "unexpected end of data" in str(exc) else "malformed_csv"
-            raise ExtractRejected(code, f"{self.path.name}: row {row_number + 1}: {exc}") from exc
         finally:
             self._fh.close()
         if pending is not None:
-            if not complete and pending.error is not None:
+            if (
+                not complete
+                and pending.error is not None
+                and pending.error[1] == "wrong_field_count"
+            ):
                 raise ExtractRejected(
                     "truncated",
                     f"{self.path.name}: row {pending.row_number}: the file ends mid-row "
