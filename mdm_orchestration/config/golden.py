@@ -254,7 +254,10 @@ class Subscriber(_Strict):
     snapshot: bool = True
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 1000
     max_attempts: Annotated[int, Field(ge=1)] = 5
+    #: The wait after the n-th failure in a row: ``backoff_seconds * 2**(n-1)``, at most
+    #: ``max_backoff_seconds``, with jitter (a random part of it, from half to all of it).
     backoff_seconds: Annotated[float, Field(ge=0)] = 1.0
+    max_backoff_seconds: Annotated[float, Field(ge=0)] = 60.0
     #: The asset check fails when more events than this wait for the subscriber.
     max_lag_events: Annotated[int, Field(ge=0)] = 10_000
 

@@ -11,6 +11,7 @@ run resumes at the first undelivered event.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -134,6 +135,16 @@ def _versions(conn: Connection, keys: set[tuple[str, int]]) -> dict[tuple[str, i
     return out
 
 
+def backoff_delay(sub: Subscriber, failures: int, rng: random.Random | None = None) -> float:
+    """The wait after ``failures`` failures in a row: doubling from ``backoff_seconds``, capped
+    at ``max_backoff_seconds``, with equal jitter (between half and all of it) so subscribers
+    failing together do not all retry at one instant."""
+    if failures <= 0:
+        return 0.0
+    ceiling = min(sub.max_backoff_seconds, sub.backoff_seconds * 2.0 ** min(failures - 1, 60))
+    return ceiling * (0.5 + 0.5 * (rng or random).random())
+
+
 class _Run:
     def __init__(
         self,
@@ -241,7 +252,7 @@ class _Run:
                         f"subscriber {self.name}: {exc} ({failures} attempts)"
                     ) from None
                 self.result.retries += 1
-                self.sleep(self.sub.backoff_seconds * 2 ** (failures - 1))
+                self.sleep(backoff_delay(self.sub, failures))
                 continue
             crash_point("syndication:after_send_before_commit")
             settle(remaining)
@@ -427,4 +438,11 @@ def subscriber_status(engine: Engine, config: HubConfig) -> dict[str, dict[str, 
     return out
 
 
-__all__ = ["DeliveryResult", "SubscriberFailing", "pending_for", "subscriber_status", "syndicate"]
+__all__ = [
+    "DeliveryResult",
+    "SubscriberFailing",
+    "backoff_delay",
+    "pending_for",
+    "subscriber_status",
+    "syndicate",
+]

@@ -7,10 +7,15 @@ exactly those. Errors carry no customer data (an HTTP status or an exception cla
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import http.client
 import json
 import os
+import socket
 import tempfile
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -114,9 +119,101 @@ class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
+class _Deadline:
+    """One request's total time: connect, send and read together. Socket timeouts alone apply
+    to each operation, so a server sending a byte a second would hold a delivery for ever; at
+    the deadline a timer shuts the request's sockets down, which ends any blocked call."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def remaining(self) -> float:
+        return max(0.001, self.at - time.monotonic())
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            expired = self.expired
+        if expired:
+            self._shut(sock)
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        # Already closed, or detached when TLS wrapped it (the wrapper is watched too).
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            self._shut(sock)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def _deadline_connection(base: type[http.client.HTTPConnection], deadline: _Deadline) -> type:
+    """``base`` whose sockets (the TCP one, then its TLS wrapper) the deadline can shut."""
+
+    class Connection(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401
+            kwargs["timeout"] = deadline.remaining()
+            super().__init__(*args, **kwargs)
+            create = self._create_connection
+
+            def watched(address: Any, timeout: Any, source: Any = None) -> socket.socket:  # noqa: ANN401
+                sock = create(address, min(timeout, deadline.remaining()), source)
+                deadline.watch(sock)
+                return sock
+
+            self._create_connection = watched
+
+        def connect(self) -> None:
+            super().connect()
+            deadline.watch(self.sock)
+
+    return Connection
+
+
+class _DeadlineHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self.deadline = deadline
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_deadline_connection(http.client.HTTPConnection, self.deadline), req)
+
+
+class _DeadlineHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self.deadline = deadline
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(
+            _deadline_connection(http.client.HTTPSConnection, self.deadline),
+            req,
+            context=self._context,
+        )
+
+
+#: The most of a response body read (the hub needs only the status).
+_MAX_RESPONSE_BYTES = 64 * 1024
+
+
 class WebhookTransport:
     """One JSON POST per message, with the event id as ``Idempotency-Key``. Only a 2xx answer
-    from the configured URL counts as delivered; a redirect (3xx) is a failure."""
+    from the configured URL counts as delivered; a redirect (3xx) is a failure. Each request
+    has ``timeout_seconds`` in all (connect, send and read), not per socket operation."""
 
     def __init__(self, target: WebhookTarget) -> None:
         self.url = _expand(target.url, "webhook: url")
@@ -125,7 +222,34 @@ class WebhookTransport:
             raise DeliveryError(f"webhook: url: {problem}")
         self.timeout = target.timeout_seconds
         self.headers = {k: _expand(v, f"webhook: header {k}") for k, v in target.headers.items()}
-        self._opener = urllib.request.build_opener(_RefuseRedirects)
+
+    def _post(self, request: urllib.request.Request) -> None:
+        deadline = _Deadline(self.timeout)
+        opener = urllib.request.build_opener(
+            _RefuseRedirects, _DeadlineHTTPHandler(deadline), _DeadlineHTTPSHandler(deadline)
+        )
+        try:
+            with opener.open(request, timeout=deadline.remaining()) as response:
+                response.read(_MAX_RESPONSE_BYTES)
+                status = response.status
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            raise DeliveryError(f"webhook: HTTP {exc.code}") from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            if deadline.expired:
+                raise DeliveryError(
+                    f"webhook: TimeoutError (no answer within {self.timeout:g}s in all)"
+                ) from None
+            reason = getattr(exc, "reason", exc)
+            raise DeliveryError(f"webhook: {type(reason).__name__}") from None
+        finally:
+            deadline.cancel()
+        if deadline.expired:  # the answer was cut off at the deadline
+            raise DeliveryError(
+                f"webhook: TimeoutError (no answer within {self.timeout:g}s in all)"
+            )
+        if not 200 <= status < 300:
+            raise DeliveryError(f"webhook: HTTP {status}")
 
     def send(self, messages: Sequence[Message], batch_name: str) -> None:
         for i, m in enumerate(messages):
@@ -141,15 +265,9 @@ class WebhookTransport:
                 },
             )
             try:
-                with self._opener.open(request, timeout=self.timeout) as response:
-                    response.read()
-                    if not 200 <= response.status < 300:
-                        raise DeliveryError(f"webhook: HTTP {response.status}", delivered=i)
-            except urllib.error.HTTPError as exc:
-                raise DeliveryError(f"webhook: HTTP {exc.code}", delivered=i) from None
-            except (urllib.error.URLError, OSError) as exc:
-                reason = getattr(exc, "reason", exc)
-                raise DeliveryError(f"webhook: {type(reason).__name__}", delivered=i) from None
+                self._post(request)
+            except DeliveryError as exc:
+                raise DeliveryError(str(exc), delivered=i) from None
 
     def close(self) -> None:
         return None

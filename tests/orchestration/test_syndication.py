@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -498,3 +499,43 @@ def test_syndication_sensor_requests_a_run_per_subscriber_with_pending_events(hu
         assert [r.partition_key for r in second.run_requests] == ["hook"]
         keys = {r.partition_key: r.run_key for r in first.run_requests}
         assert second.run_requests[0].run_key == keys["hook"]  # same state, same run key
+
+
+def test_a_slow_drip_webhook_is_a_failed_retried_delivery_never_a_delivered_one(hub):
+    """Issue 17, defect 4: a receiver dripping one byte a second ends each attempt at the
+    request's total deadline; the attempts are retried with backoff, then the subscriber is
+    failing and nothing is recorded as delivered."""
+    from mdm_orchestration.config import Subscriber, SubscriptionsConfig
+    from mdm_orchestration.syndication import SubscriberFailing
+    from tests.unit.test_webhook_deadline import SlowDrip
+
+    engine = hub["engine"]
+    drip = SlowDrip("body")
+    slow = Subscriber(
+        transport="webhook",
+        webhook={"url": drip.url, "timeout_seconds": 1},
+        max_attempts=3,
+        backoff_seconds=0.1,
+        max_backoff_seconds=0.15,
+    )
+    config = hub["config"].model_copy(
+        update={"subscriptions": SubscriptionsConfig(subscribers={"slow": slow})}
+    )
+    waits: list[float] = []
+    started = time.monotonic()
+    try:
+        with pytest.raises(SubscriberFailing, match="TimeoutError"):
+            syndicate(engine, config, "slow", sleep=waits.append)
+    finally:
+        drip.close()
+    assert time.monotonic() - started < 3 * 1 + 4  # three attempts of 1 s each, plus slack
+    assert drip.requests == 3 and len(waits) == 2
+    assert all(0.05 <= w <= 0.15 for w in waits)
+    status, attempts, error, delivered, cursor = rows(
+        engine,
+        "SELECT status, attempts, last_error, delivered_total, cursor_seq "
+        "FROM subscriber_state WHERE subscriber='slow'",
+    )[0]
+    assert status == "failing" and attempts == 3 and "TimeoutError" in error
+    assert delivered == 0 and cursor == 0
+    assert rows(engine, "SELECT count(*) FROM deliveries WHERE subscriber='slow'")[0][0] == 0
