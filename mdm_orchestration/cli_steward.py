@@ -212,9 +212,11 @@ def _lookup_as_of(engine: Any, args: argparse.Namespace) -> int:  # noqa: ANN401
 
 def cmd_export(args: argparse.Namespace) -> int:
     """golden, xref or changes as CSV, safe to open in a spreadsheet."""
-    from mdm_orchestration.hub.store import create_hub_engine
+    from mdm_orchestration.hub.store import create_hub_engine, private_dir
     from mdm_orchestration.survivorship import export_csv
 
+    # Customer data: a folder created for it is 0700 (the file itself is written 0600).
+    private_dir(Path(args.out).parent)
     engine = create_hub_engine(args.hub)
     try:
         with engine.connect() as conn:

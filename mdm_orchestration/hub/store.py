@@ -6,6 +6,8 @@ Migrations are applied automatically the first time a process connects.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -32,6 +34,59 @@ _migrated_lock = threading.Lock()
 def mdm_home() -> Path:
     """The local folder of the embedded default (``MDM_HOME``, else ``./.mdm``)."""
     return settings().home
+
+
+#: Files holding customer data (the SQLite hub and its -wal/-shm, exports, subscriber batches,
+#: the erasure ledger) and the folders the hub creates for them: the owner's alone.
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_DIR_MODE = 0o700
+#: Files SQLite keeps beside a database (they hold its pages too).
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a folder, each part created here made 0700 (whatever the umask); folders
+    that already exist are left as they are (they may be the operator's)."""
+    path = Path(path)
+    missing = []
+    p = path
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir(mode=PRIVATE_DIR_MODE)
+            os.chmod(folder, PRIVATE_DIR_MODE)
+    if not path.is_dir():
+        raise NotADirectoryError(str(path))
+    return path
+
+
+def private_sqlite_file(database: str | os.PathLike[str]) -> None:
+    """Make a SQLite database file 0600 before SQLite opens it: created empty with that mode
+    when missing (SQLite would create it 0644, and gives its -wal and -shm the database's
+    mode), else tightened with its side files when this user owns them."""
+    path = Path(database)
+    private_dir(path.parent)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
+    me = os.getuid() if hasattr(os, "getuid") else None
+    for f in (path, *(path.with_name(path.name + s) for s in SQLITE_SIDE_FILES)):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            st = f.stat()
+            if me in (None, st.st_uid) and st.st_mode & 0o077:
+                os.chmod(f, PRIVATE_FILE_MODE)
+
+
+def sqlite_file_of(url: str) -> str | None:
+    """The file of a ``sqlite://`` URL (``None``: not SQLite, in memory or a ``file:`` URI)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
 
 
 def default_hub_url() -> str:
@@ -151,8 +206,9 @@ def create_hub_engine(url: str | None = None, *, auto_migrate: bool = True) -> E
     resolved = resolve_hub_url(url)
     parsed = make_url(resolved)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        database = sqlite_file_of(resolved)
+        if database:
+            private_sqlite_file(database)
         engine = create_engine(resolved, connect_args={"timeout": 60})
         event.listen(engine, "connect", _sqlite_pragmas)
 

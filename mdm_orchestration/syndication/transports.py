@@ -33,6 +33,7 @@ from mdm_orchestration.config import (
     expand_env,
     webhook_url_problem,
 )
+from mdm_orchestration.hub.store import private_dir
 from mdm_orchestration.survivorship import formula_safe
 from mdm_orchestration.syndication.messages import Message, subscribed_attributes
 
@@ -84,7 +85,10 @@ class FileTransport:
     def send(self, messages: Sequence[Message], batch_name: str) -> None:
         if not messages:
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            private_dir(self.folder)  # 0700 where created; the batch itself is 0600 (mkstemp)
+        except OSError as exc:
+            raise DeliveryError(f"file: {type(exc).__name__}") from exc
         final = self.folder / f"{self.name}-{batch_name}.{self.format}"
         fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", dir=self.folder)
         try:
@@ -277,9 +281,20 @@ class SqlTransport:
     """A table keyed by golden id: upserts never replace a newer version; removals delete."""
 
     def __init__(self, sub: Subscriber, target: SqlTarget) -> None:
-        from mdm_orchestration.hub.store import resolve_hub_url
+        from mdm_orchestration.hub.store import (
+            private_sqlite_file,
+            resolve_hub_url,
+            sqlite_file_of,
+        )
 
-        self.engine = sa.create_engine(resolve_hub_url(_expand(target.url, "sql: url")))
+        url = resolve_hub_url(_expand(target.url, "sql: url"))
+        database = sqlite_file_of(url)
+        if database:
+            try:
+                private_sqlite_file(database)  # rows of customer data: 0600, like the hub
+            except OSError as exc:
+                raise DeliveryError(f"sql: {type(exc).__name__}") from None
+        self.engine = sa.create_engine(url)
         self.attributes = subscribed_attributes(sub)
         metadata = sa.MetaData()
         self.table = sa.Table(
