@@ -116,21 +116,38 @@ def run_landing(instance: Any, target: Target, *, quiet: bool = False) -> dict[s
     then run what the daemon's sensors would: ``reconsolidate_job`` when anything is stale, and
     ``syndicate_job`` per subscriber with something to deliver.
 
-    Files whose bytes the hub already holds are skipped without a run.
+    Files whose bytes the hub already holds, or already rejected, are skipped without a run.
     """
-    from mdm_orchestration.ingestion import file_sha256, loaded_extract_id, scan_landing
+    from mdm_orchestration.ingestion import (
+        file_sha256,
+        loaded_extract_id,
+        rejected_extract_id,
+        scan_landing,
+    )
 
     assert target.landing is not None
     config = target.hub_config()
     engine = target.engine()
     files = scan_landing(target.landing, [s.landing_folder for s in config.sources.values()])
-    summary: dict[str, Any] = {"files": len(files), "ingested": 0, "skipped": 0, "failed": []}
+    summary: dict[str, Any] = {
+        "files": len(files),
+        "ingested": 0,
+        "skipped": 0,
+        "rejected_before": 0,
+        "failed": [],
+    }
     started = time.perf_counter()
     for f in files:
         source = config.source_for_folder(f.key.split("/", 1)[0])
-        if source is not None and loaded_extract_id(engine, source.name, file_sha256(f.path)):
-            summary["skipped"] += 1
-            continue
+        if source is not None:
+            sha = file_sha256(f.path)
+            if loaded_extract_id(engine, source.name, sha):
+                summary["skipped"] += 1
+                continue
+            # Rejected content is recorded once and not tried again; new bytes are.
+            if rejected_extract_id(engine, source.name, sha):
+                summary["rejected_before"] += 1
+                continue
         if execute_job(
             instance, "ingest_job", target, partition_key=f.key, label=f.key, quiet=quiet
         ):

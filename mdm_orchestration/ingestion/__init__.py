@@ -13,6 +13,7 @@ from mdm_orchestration.ingestion.ledger import (
     IngestOutcome,
     RowsAccounted,
     loaded_extract_id,
+    rejected_extract_id,
     rows_accounted,
 )
 from mdm_orchestration.ingestion.loader import LandingPathError, file_sha256, ingest_file
@@ -32,6 +33,7 @@ __all__ = [
     "loaded_extract_id",
     "open_extract",
     "parse_timestamps",
+    "rejected_extract_id",
     "rows_accounted",
     "scan_landing",
 ]

@@ -50,10 +50,36 @@ class RowsAccounted(NamedTuple):
         return self.rows_loaded + self.rows_quarantined == self.rows_landed
 
 
+def _earlier_rejection(conn: Connection, outcome: IngestOutcome) -> int | None:
+    """The ledger row that already rejected this content (or, before the content could be
+    hashed, this file name for the same reason)."""
+    query = select(EXTRACTS.c.id).where(
+        EXTRACTS.c.source == outcome.source[:40],
+        EXTRACTS.c.status == ExtractStatus.rejected.value,
+    )
+    if outcome.content_hash:
+        query = query.where(EXTRACTS.c.content_hash == outcome.content_hash)
+    else:
+        query = query.where(
+            EXTRACTS.c.content_hash == "",
+            EXTRACTS.c.file_name == outcome.file_name[:512],
+            EXTRACTS.c.reason == outcome.reason,
+        )
+    return conn.execute(query.order_by(EXTRACTS.c.id).limit(1)).scalar_one_or_none()
+
+
 def record_attempt(engine: Engine, outcome: IngestOutcome, size: int, run_id: str | None) -> int:
-    """Write a ledger row for a rejected or duplicate drop, in its own transaction."""
+    """Write a ledger row for a rejected or duplicate drop, in its own transaction.
+
+    A rejection is recorded once per content: the same bytes rejected again (a rerun, a manual
+    launch, a copy under another name) return the earlier row's id and write nothing.
+    """
     now = utcnow()
     with write_transaction(engine) as conn:
+        if outcome.status is ExtractStatus.rejected:
+            earlier = _earlier_rejection(conn, outcome)
+            if earlier is not None:
+                return int(earlier)
         result = conn.execute(
             insert(EXTRACTS).values(
                 source=outcome.source[:40],
@@ -120,6 +146,22 @@ def loaded_extract_id(engine: Engine, source: str, content_hash: str) -> int | N
                 EXTRACTS.c.status == ExtractStatus.loaded.value,
             )
         ).scalar_one_or_none()
+
+
+def rejected_extract_id(engine: Engine, source: str, content_hash: str) -> int | None:
+    """The ledger row that rejected these bytes for this source, unless they were loaded since
+    (a configuration fix can make rejected bytes loadable)."""
+    with engine.connect() as conn:
+        rejected = conn.execute(
+            select(func.min(EXTRACTS.c.id)).where(
+                EXTRACTS.c.source == source,
+                EXTRACTS.c.content_hash == content_hash,
+                EXTRACTS.c.status == ExtractStatus.rejected.value,
+            )
+        ).scalar_one_or_none()
+    if rejected is None or loaded_extract_id(engine, source, content_hash) is not None:
+        return None
+    return int(rejected)
 
 
 def rows_accounted(engine: Engine, extract_id: int) -> RowsAccounted:

@@ -9,6 +9,7 @@ from mdm_orchestration.ingestion import (
     complete_files,
     file_sha256,
     loaded_extract_id,
+    rejected_extract_id,
     scan_landing,
 )
 from mdm_orchestration.jobs import INGEST_JOB
@@ -37,12 +38,16 @@ def landing_sensor(
 
     requests: list[dg.RunRequest] = []
     already = 0
+    rejected = 0
     for f in ready:
         sha = file_sha256(f.path)
         cursor.done[f.key] = [f.size, f.mtime_ns, sha]
         source = config.source_for_folder(f.key.split("/", 1)[0])
         if source is not None and loaded_extract_id(hub.engine, source.name, sha) is not None:
             already += 1  # the same bytes are already in the hub: no run
+            continue
+        if source is not None and rejected_extract_id(hub.engine, source.name, sha) is not None:
+            rejected += 1  # the same bytes were rejected before: recorded once, not retried
             continue
         requests.append(
             dg.RunRequest(
@@ -63,10 +68,12 @@ def landing_sensor(
             reason += f"; {len(cursor.pending)} still being written"
         if already:
             reason += f"; {already} already ingested (same content)"
+        if rejected:
+            reason += f"; {rejected} rejected before (same content; drop a corrected file)"
         return dg.SensorResult(skip_reason=reason, cursor=cursor.to_json())
     context.log.info(
         f"{len(requests)} new extract(s); {len(cursor.pending)} still being written; "
-        f"{already} already ingested"
+        f"{already} already ingested; {rejected} rejected before"
     )
     return dg.SensorResult(
         run_requests=requests,
