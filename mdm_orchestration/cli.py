@@ -13,6 +13,7 @@ from typing import Any
 from mdm_orchestration.cli_output import emit, hub_report, print_status
 from mdm_orchestration.cli_steward import (
     cmd_erase,
+    cmd_erasure_replay,
     cmd_export,
     cmd_lookup,
     cmd_merge,
@@ -360,6 +361,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--golden", help="the golden id of the person")
     p.add_argument("--source", help="with --key: a source record of the person")
     p.add_argument("--key", help="with --source: the source's own record key")
+
+    p = sub.add_parser(
+        "erasure",
+        help="the erasure ledger kept outside the hub (replay it after a restore)",
+        description="the erasure ledger kept outside the hub (replay it after a restore)",
+    )
+    erasure = p.add_subparsers(dest="erasure_command", required=True)
+    p = _command(
+        erasure,
+        "replay",
+        cmd_erasure_replay,
+        "after restoring a backup: redo every erasure of the ledger that the hub lacks",
+        "hub",
+        "json",
+    )
+    p.add_argument(
+        "--ledger", help="the erasure ledger (default: erasure-ledger.jsonl in MDM_HOME)"
+    )
 
     p = _command(
         sub,

@@ -258,4 +258,46 @@ def cmd_erase(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["cmd_erase", "cmd_export", "cmd_lookup", "cmd_merge", "cmd_review", "cmd_split"]
+def cmd_erasure_replay(args: argparse.Namespace) -> int:
+    """After restoring a backup of the hub: redo every erasure of the outside ledger that the
+    hub lacks (records, golden records, history, the subscribers' erased events)."""
+    from mdm_orchestration.hub.store import create_hub_engine
+    from mdm_orchestration.syndication import erasure_ledger_path, replay_erasures
+
+    ledger = Path(args.ledger) if args.ledger else erasure_ledger_path()
+    if not ledger.exists():
+        print(
+            f"mdm erasure replay: no erasure ledger at {ledger} (nothing was erased from "
+            "this MDM_HOME, or pass --ledger)",
+            file=sys.stderr,
+        )
+        return 2
+    engine = create_hub_engine(args.hub)
+    try:
+        result = replay_erasures(engine, ledger=ledger, by=_steward())
+    finally:
+        engine.dispose()
+    emit(
+        args,
+        f"{result.entries} erasure(s) in {ledger}: {result.redone} redone, {result.records} "
+        f"source record(s) removed again, {result.golden_records} golden record(s) retired "
+        f"again; {result.events} erased event(s) for the subscribers at the next syndication",
+        ledger=str(ledger),
+        entries=result.entries,
+        redone=result.redone,
+        records=result.records,
+        golden_records=result.golden_records,
+        events=result.events,
+    )
+    return 0
+
+
+__all__ = [
+    "cmd_erase",
+    "cmd_erasure_replay",
+    "cmd_export",
+    "cmd_lookup",
+    "cmd_merge",
+    "cmd_review",
+    "cmd_split",
+]

@@ -6,19 +6,36 @@ clusters, review items, labels, overrides, cross-reference rows and household me
 blanks the golden record and every version of its history (and of the golden records merged
 into it); appends an ``erased`` event to the outbox; and records the erased source record ids
 (hashes of source and key, nothing readable) so that a later extract carrying them is
-quarantined as ``erased_subject`` and a restored backup can be cleaned again
-(:func:`replay_erasures`). Landed files are the silos' own exports and are not rewritten: purge
-or re-export them by the silos' own retention rules.
+quarantined as ``erased_subject``.
+
+The tombstone is also kept outside the hub database, since a restored backup from before the
+erasure lacks it: an append-only JSON Lines ledger under ``MDM_HOME``
+(:func:`erasure_ledger_path`), one line per erasure with hashed record ids and golden ids only,
+fsynced (0600) before the erasure commits. After a restore, :func:`replay_erasures`
+(``mdm erasure replay``) redoes every erasure of that ledger the hub lacks, whole: source
+records, golden records blanked and retired, history scrubbed, and an ``erased`` event for the
+subscribers. Landed files are the silos' own exports and are not rewritten: purge or re-export
+them by the silos' own retention rules.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import uuid
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, insert, or_, select, update
 
 from mdm_orchestration.hub.models import source_record_id
-from mdm_orchestration.hub.store import write_transaction
+from mdm_orchestration.hub.store import (
+    PRIVATE_FILE_MODE,
+    private_dir,
+    write_transaction,
+)
 from mdm_orchestration.hub.tables import (
     CHANGES,
     CLEANSED,
@@ -42,7 +59,11 @@ from mdm_orchestration.hub.tables import (
     utcnow,
 )
 from mdm_orchestration.matching import forget_records
+from mdm_orchestration.settings import settings
 from mdm_orchestration.survivorship import event_id, resolve_golden_id
+
+#: The erasure ledger kept outside the hub database, under ``MDM_HOME``.
+LEDGER_NAME = "erasure-ledger.jsonl"
 
 PAIR_TABLES = (LABELS, OVERRIDES, REVIEW, PAIRS)
 RECORD_TABLES = (
@@ -92,6 +113,169 @@ def _delete_records(conn: Connection, record_ids: list[str]) -> None:
             conn.execute(delete(table).where(table.c[column].in_(chunk)))
 
 
+def erasure_ledger_path(home: Path | None = None) -> Path:
+    """The erasure ledger outside the hub database: ``<MDM_HOME>/erasure-ledger.jsonl``."""
+    return (home or settings().home) / LEDGER_NAME
+
+
+def append_ledger(path: Path, entry: dict[str, Any]) -> None:
+    """Append one entry (one JSON line) and fsync it; the file is 0600, its folder 0700 when
+    created here."""
+    path = Path(path)
+    private_dir(path.parent)
+    new = not path.exists()
+    line = (json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE_MODE)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, PRIVATE_FILE_MODE)
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if new:  # the new file's name is durable too
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def read_ledger(path: Path) -> list[dict[str, Any]]:
+    """The ledger's entries, oldest first; none when it does not exist. A torn last line (a
+    crash mid-append, before its erasure committed) is skipped."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    entries = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("record_ids"), list):
+            entries.append(entry)
+    return entries
+
+
+def _erase_in(
+    conn: Connection,
+    target: str | None,
+    goldens: list[str],
+    record_ids: list[str],
+    by: str,
+    now: datetime,
+) -> int:
+    """The erasure itself, in the caller's transaction: ``record_ids`` deleted, ``goldens``
+    blanked with their history, ``target`` retired as ``erased`` with an outbox event, the
+    tombstone written. Returns the erasure id."""
+    _delete_records(conn, record_ids)
+    for chunk in chunks(goldens):
+        # The person leaves their household (which goes if they were its last member).
+        for household, n in conn.execute(
+            select(HOUSEHOLD_MEMBERS.c.household_id, func.count())
+            .where(HOUSEHOLD_MEMBERS.c.golden_id.in_(chunk))
+            .group_by(HOUSEHOLD_MEMBERS.c.household_id)
+        ).all():
+            conn.execute(
+                update(HOUSEHOLDS)
+                .where(HOUSEHOLDS.c.household_id == household)
+                .values(member_count=HOUSEHOLDS.c.member_count - n)
+            )
+        conn.execute(delete(HOUSEHOLD_MEMBERS).where(HOUSEHOLD_MEMBERS.c.golden_id.in_(chunk)))
+        conn.execute(delete(HOUSEHOLDS).where(HOUSEHOLDS.c.member_count <= 0))
+        conn.execute(
+            update(HISTORY)
+            .where(HISTORY.c.golden_id.in_(chunk))
+            .values(
+                attributes={},
+                lineage={},
+                consents={},
+                lifecycle=None,
+                sources=[],
+                members=[],
+                changed=[],
+            )
+        )
+        conn.execute(
+            update(GOLDEN)
+            .where(GOLDEN.c.golden_id.in_(chunk))
+            .values(
+                attributes={},
+                keys={},
+                lineage={},
+                consents={},
+                lifecycle=None,
+                sources=[],
+                member_count=0,
+                content_hash="",
+                updated_at=now,
+            )
+        )
+    if target is not None:
+        current = conn.execute(
+            select(GOLDEN.c.version, GOLDEN.c.party_type).where(GOLDEN.c.golden_id == target)
+        ).one()
+        version = current.version + 1
+        conn.execute(
+            update(GOLDEN)
+            .where(GOLDEN.c.golden_id == target)
+            .values(status="erased", version=version, updated_run_id=None)
+        )
+        conn.execute(
+            insert(HISTORY).values(
+                golden_id=target,
+                version=version,
+                status="erased",
+                change="erased",
+                changed=[],
+                party_type=current.party_type,
+                attributes={},
+                lineage={},
+                consents={},
+                lifecycle=None,
+                organisation_golden_id=None,
+                sources=[],
+                members=[],
+                merged_into=None,
+                run_id=None,
+                recorded_at=now,
+            )
+        )
+        conn.execute(
+            insert(CHANGES).values(
+                event_id=event_id(target, version),
+                golden_id=target,
+                version=version,
+                event_type="erased",
+                changed=[],
+                related=[],
+                run_id=None,
+                created_at=now,
+            )
+        )
+        # Contacts of an erased organisation lose the link (the organisation is gone).
+        conn.execute(
+            update(GOLDEN)
+            .where(GOLDEN.c.organisation_golden_id == target)
+            .values(organisation_golden_id=None)
+        )
+    erasure_id = conn.execute(
+        insert(ERASURES)
+        .values(golden_id=target or "", records=len(record_ids), requested_by=by, erased_at=now)
+        .returning(ERASURES.c.id)
+    ).scalar_one()
+    existing: set[str] = set()
+    for chunk in chunks(record_ids):
+        existing |= set(
+            conn.execute(select(ERASED.c.record_id).where(ERASED.c.record_id.in_(chunk))).scalars()
+        )
+    rows = [{"record_id": r, "erasure_id": erasure_id} for r in record_ids if r not in existing]
+    if rows:
+        conn.execute(insert(ERASED), rows)
+    return erasure_id
+
+
 def erase(
     engine: Engine,
     *,
@@ -99,8 +283,11 @@ def erase(
     source: str | None = None,
     key: str | None = None,
     by: str,
+    ledger: Path | None = None,
 ) -> ErasureResult:
-    """Erase the person of a golden record (or of one source record) from the hub."""
+    """Erase the person of a golden record (or of one source record) from the hub. The entry
+    is appended to the outside ledger (``ledger``, default :func:`erasure_ledger_path`) before
+    the erasure commits: a crash in between leaves an entry that a replay completes."""
     if (golden_id is None) == (source is None or key is None):
         raise ValueError("erase either --golden ID or --source S --key K")
     now = utcnow()
@@ -126,110 +313,18 @@ def erase(
             )
         else:
             record_ids = [rid]
-        _delete_records(conn, record_ids)
-        for chunk in chunks(goldens):
-            # The person leaves their household (which goes if they were its last member).
-            for household, n in conn.execute(
-                select(HOUSEHOLD_MEMBERS.c.household_id, func.count())
-                .where(HOUSEHOLD_MEMBERS.c.golden_id.in_(chunk))
-                .group_by(HOUSEHOLD_MEMBERS.c.household_id)
-            ).all():
-                conn.execute(
-                    update(HOUSEHOLDS)
-                    .where(HOUSEHOLDS.c.household_id == household)
-                    .values(member_count=HOUSEHOLDS.c.member_count - n)
-                )
-            conn.execute(delete(HOUSEHOLD_MEMBERS).where(HOUSEHOLD_MEMBERS.c.golden_id.in_(chunk)))
-            conn.execute(delete(HOUSEHOLDS).where(HOUSEHOLDS.c.member_count <= 0))
-            conn.execute(
-                update(HISTORY)
-                .where(HISTORY.c.golden_id.in_(chunk))
-                .values(
-                    attributes={},
-                    lineage={},
-                    consents={},
-                    lifecycle=None,
-                    sources=[],
-                    members=[],
-                    changed=[],
-                )
-            )
-            conn.execute(
-                update(GOLDEN)
-                .where(GOLDEN.c.golden_id.in_(chunk))
-                .values(
-                    attributes={},
-                    keys={},
-                    lineage={},
-                    consents={},
-                    lifecycle=None,
-                    sources=[],
-                    member_count=0,
-                    content_hash="",
-                    updated_at=now,
-                )
-            )
-        if target is not None:
-            current = conn.execute(
-                select(GOLDEN.c.version, GOLDEN.c.party_type).where(GOLDEN.c.golden_id == target)
-            ).one()
-            version = current.version + 1
-            conn.execute(
-                update(GOLDEN)
-                .where(GOLDEN.c.golden_id == target)
-                .values(status="erased", version=version, updated_run_id=None)
-            )
-            conn.execute(
-                insert(HISTORY).values(
-                    golden_id=target,
-                    version=version,
-                    status="erased",
-                    change="erased",
-                    changed=[],
-                    party_type=current.party_type,
-                    attributes={},
-                    lineage={},
-                    consents={},
-                    lifecycle=None,
-                    organisation_golden_id=None,
-                    sources=[],
-                    members=[],
-                    merged_into=None,
-                    run_id=None,
-                    recorded_at=now,
-                )
-            )
-            conn.execute(
-                insert(CHANGES).values(
-                    event_id=event_id(target, version),
-                    golden_id=target,
-                    version=version,
-                    event_type="erased",
-                    changed=[],
-                    related=[],
-                    run_id=None,
-                    created_at=now,
-                )
-            )
-            # Contacts of an erased organisation lose the link (the organisation is gone).
-            conn.execute(
-                update(GOLDEN)
-                .where(GOLDEN.c.organisation_golden_id == target)
-                .values(organisation_golden_id=None)
-            )
-        erasure_id = conn.execute(
-            insert(ERASURES)
-            .values(golden_id=target or "", records=len(record_ids), requested_by=by, erased_at=now)
-            .returning(ERASURES.c.id)
-        ).scalar_one()
-        existing = set(
-            conn.execute(
-                select(ERASED.c.record_id).where(ERASED.c.record_id.in_(record_ids))
-            ).scalars()
+        erasure_id = _erase_in(conn, target, goldens, record_ids, by, now)
+        append_ledger(
+            ledger or erasure_ledger_path(),
+            {
+                "v": 1,
+                "entry_id": uuid.uuid4().hex,
+                "erased_at": now.isoformat(),
+                "target": target,
+                "golden_ids": goldens,
+                "record_ids": record_ids,
+            },
         )
-        rows = [{"record_id": r, "erasure_id": erasure_id} for r in record_ids if r not in existing]
-        if rows:
-            conn.execute(insert(ERASED), rows)
     return ErasureResult(erasure_id, target, len(record_ids), len(goldens))
 
 
@@ -237,15 +332,113 @@ def erased_record_ids(conn: Connection) -> set[str]:
     return set(conn.execute(select(ERASED.c.record_id)).scalars())
 
 
-def replay_erasures(engine: Engine) -> int:
-    """After restoring a backup: delete again every erased record that came back (the ledger
-    is restored too, or kept aside and re-applied). Returns the records removed again."""
-    with write_transaction(engine) as conn:
-        erased = sorted(erased_record_ids(conn))
-        back = []
-        for chunk in chunks(erased):
-            back += list(
-                conn.execute(select(SOURCES.c.id).where(SOURCES.c.id.in_(chunk))).scalars()
+@dataclass
+class ReplayResult:
+    entries: int = 0  # entries in the outside ledger
+    redone: int = 0  # of them, erasures the hub lacked and that were done again
+    records: int = 0  # source records removed again
+    golden_records: int = 0  # golden records retired as erased again
+    events: int = 0  # erased events queued for the subscribers
+
+
+def _present(conn: Connection, column: Any, values: list[str]) -> set[str]:  # noqa: ANN401
+    out: set[str] = set()
+    for chunk in chunks(values):
+        out |= set(conn.execute(select(column).where(column.in_(chunk))).scalars())
+    return out
+
+
+def _lacks(conn: Connection, entry: dict[str, Any]) -> bool:
+    """Whether the hub lacks any part of a ledger entry's erasure."""
+    records = list(entry["record_ids"])
+    goldens = list(entry.get("golden_ids") or [])
+    if _present(conn, SOURCES.c.id, records):
+        return True
+    if len(_present(conn, ERASED.c.record_id, records)) < len(set(records)):
+        return True
+    for chunk in chunks(goldens):
+        for g, status, attributes in conn.execute(
+            select(GOLDEN.c.golden_id, GOLDEN.c.status, GOLDEN.c.attributes).where(
+                GOLDEN.c.golden_id.in_(chunk)
             )
+        ):
+            if attributes or (g == entry.get("target") and status != "erased"):
+                return True
+        if any(
+            attributes
+            for (attributes,) in conn.execute(
+                select(HISTORY.c.attributes).where(HISTORY.c.golden_id.in_(chunk))
+            )
+        ):
+            return True
+    return False
+
+
+def _members(conn: Connection, golden_id: str) -> set[str]:
+    return set(
+        conn.execute(select(XREF.c.record_id).where(XREF.c.golden_id == golden_id)).scalars()
+    )
+
+
+def _redo(
+    conn: Connection, entry: dict[str, Any], by: str, now: datetime, result: ReplayResult
+) -> None:
+    """One ledger entry's erasure, done again on the hub as it is now."""
+    records = set(entry["record_ids"])
+    entry_goldens = set(entry.get("golden_ids") or [])
+    # The golden records to retire: the erased one, if the hub has it active again, and any
+    # other golden record made only of the erased records (mastered under another id).
+    targets = []
+    target = entry.get("target")
+    if target:
+        status = conn.execute(select(GOLDEN.c.status).where(GOLDEN.c.golden_id == target)).scalar()
+        if status is not None and status not in ("erased", "merged"):
+            targets.append(target)
+    holders: set[str] = set()
+    for chunk in chunks(records):
+        holders |= set(
+            conn.execute(select(XREF.c.golden_id).where(XREF.c.record_id.in_(chunk))).scalars()
+        )
+    for g in sorted(holders - set(targets)):
+        if _members(conn, g) <= records:
+            targets.append(g)
+    remaining = set(records)
+    blanked: set[str] = set()
+    for t in targets:
+        goldens = _absorbed(conn, t) | (entry_goldens if t == target else set())
+        record_ids = sorted((_members(conn, t) | records) if t == target else _members(conn, t))
+        _erase_in(conn, t, sorted(goldens - blanked), record_ids, by, now)
+        blanked |= goldens
+        remaining -= set(record_ids)
+        result.golden_records += 1
+        result.events += 1
+    leftover = sorted(entry_goldens - blanked)
+    if remaining or leftover:
+        # Records held by golden records of other people too (left to the next
+        # consolidation), or golden records of the person that are no longer active.
+        _erase_in(conn, None, leftover, sorted(remaining), by, now)
+
+
+def replay_erasures(
+    engine: Engine, *, ledger: Path | None = None, by: str = "erasure-replay"
+) -> ReplayResult:
+    """After restoring a backup: redo, whole, every erasure of the outside ledger that the hub
+    lacks (source records, golden records, history, subscribers' erased events), and delete
+    again any record of the hub's own tombstone that came back. Idempotent."""
+    entries = read_ledger(ledger or erasure_ledger_path())
+    result = ReplayResult(entries=len(entries))
+    now = utcnow()
+    with write_transaction(engine) as conn:
+        before = len(
+            _present(conn, SOURCES.c.id, sorted({r for e in entries for r in e["record_ids"]}))
+        )
+        for entry in entries:
+            if _lacks(conn, entry):
+                _redo(conn, entry, by, now, result)
+                result.redone += 1
+        # The hub's own tombstone (restored with it): records that came back go again.
+        erased = sorted(erased_record_ids(conn))
+        back = sorted(_present(conn, SOURCES.c.id, erased))
         _delete_records(conn, back)
-    return len(back)
+        result.records = before + len(back)
+    return result
