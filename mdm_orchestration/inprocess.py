@@ -119,8 +119,10 @@ def run_landing(instance: Any, target: Target, *, quiet: bool = False) -> dict[s
     Files whose bytes the hub already holds, or already rejected, are skipped without a run.
     """
     from mdm_orchestration.ingestion import (
+        SkippedFile,
         file_sha256,
         loaded_extract_id,
+        record_skipped,
         rejected_extract_id,
         scan_landing,
     )
@@ -128,9 +130,14 @@ def run_landing(instance: Any, target: Target, *, quiet: bool = False) -> dict[s
     assert target.landing is not None
     config = target.hub_config()
     engine = target.engine()
-    files = scan_landing(target.landing, [s.landing_folder for s in config.sources.values()])
+    skipped: list[SkippedFile] = []
+    files = scan_landing(
+        target.landing, [s.landing_folder for s in config.sources.values()], skipped
+    )
+    record_skipped(engine, skipped)  # names in the hub (`mdm status`), never in Dagster
     summary: dict[str, Any] = {
         "files": len(files),
+        "skipped_landing_files": len(skipped),
         "ingested": 0,
         "skipped": 0,
         "rejected_before": 0,

@@ -2,13 +2,23 @@
 
 import dagster as dg
 
-from mdm_orchestration.ingestion import ExtractRejected, IngestOutcome, ingest_file, rows_accounted
+from mdm_orchestration.ingestion import (
+    ExtractRejected,
+    IngestOutcome,
+    SkippedFile,
+    ingest_file,
+    record_skipped,
+    rows_accounted,
+    scan_landing,
+    skipped_counts,
+)
 from mdm_orchestration.partitions import landed_files
 from mdm_orchestration.resources import HubDatabase, LandingZone
 
 ROWS_ACCOUNTED = "every_row_accounted_for"
 NO_UNMAPPED = "no_unmapped_columns"
 QUARANTINE_RATE = "ingest_quarantine_rate_below_threshold"
+NO_SKIPPED = "no_skipped_landing_files"
 
 #: Above this share of quarantined rows an extract is flagged (a warning: the rows are kept).
 MAX_INGEST_QUARANTINE_RATE = 0.05
@@ -50,6 +60,25 @@ def _warnings(outcome: IngestOutcome, rate: float) -> list[dg.AssetCheckResult]:
     ]
 
 
+def _skipped_landing_files(hub: HubDatabase, landing: LandingZone) -> dg.AssetCheckResult:
+    """Rescan the landing zone and warn when it holds files the scan skips. Counts and reasons
+    only: the names (which may carry customer data) stay in the hub, for `mdm status`."""
+    config = landing.hub_config()
+    skipped: list[SkippedFile] = []
+    scan_landing(landing.root_path(), [s.landing_folder for s in config.sources.values()], skipped)
+    record_skipped(hub.engine, skipped)
+    by_reason = skipped_counts(hub.engine)
+    return dg.AssetCheckResult(
+        check_name=NO_SKIPPED,
+        passed=not by_reason,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "skipped_files": sum(by_reason.values()),
+            "skipped_by_reason": dg.MetadataValue.json(by_reason),
+        },
+    )
+
+
 @dg.asset(
     partitions_def=landed_files,
     group_name="ingestion",
@@ -74,6 +103,13 @@ def _warnings(outcome: IngestOutcome, rate: float) -> list[dg.AssetCheckResult]:
             asset="source_extracts",
             description=f"At most {MAX_INGEST_QUARANTINE_RATE:.0%} of the extract's rows are "
             "quarantined at ingest.",
+        ),
+        dg.AssetCheckSpec(
+            NO_SKIPPED,
+            asset="source_extracts",
+            description="The landing zone holds no file the scan skips (a link out of the "
+            "landing root or to a folder, a name with control characters, a file at the "
+            "landing root or in an unknown folder). A warning: `mdm status` names them.",
         ),
     ],
 )
@@ -121,5 +157,9 @@ def source_extracts(
             "unmapped_columns": dg.MetadataValue.json(outcome.unmapped_columns),
             "duplicate_of_extract": outcome.duplicate_of,
         },
-        check_results=[_accounted_for(hub, outcome), *_warnings(outcome, rate)],
+        check_results=[
+            _accounted_for(hub, outcome),
+            *_warnings(outcome, rate),
+            _skipped_landing_files(hub, landing),
+        ],
     )

@@ -339,3 +339,18 @@ __all__ = [
     "TrainingLabel",
     "source_record_id",
 ]
+
+
+class LandingSkip(SQLModel, table=True):
+    """A file the landing scan skipped, and why (a symlink out of the landing root, a folder
+    link, a name with control characters, a file at the landing root...), as of the last scan.
+
+    ``path`` is relative to the landing root, with unprintable characters escaped. It is for
+    operators (``mdm status``) and never goes into Dagster, which sees counts and reasons only.
+    """
+
+    __tablename__ = "landing_skips"
+
+    path: str = Field(primary_key=True, max_length=1024)
+    reason: str = Field(max_length=40)
+    first_seen_at: datetime

@@ -15,6 +15,7 @@ from mdm_orchestration.hub.tables import (
     EXTRACTS,
     GOLDEN,
     HOUSEHOLDS,
+    LANDING_SKIPS,
     MATCH_RUNS,
     ORGANISATION,
     PERSON,
@@ -48,6 +49,9 @@ def hub_status(engine: Engine) -> dict[str, Any]:
             **_matching(conn),
             "per_source": per_source,
             "pending_events": {},
+            # Files the landing scan skipped, by name and reason (the hub's side only: Dagster
+            # sees their counts).
+            "skipped_landing_files": _skipped_landing_files(conn),
         }
     status.update(_mastering(engine))
     return status
@@ -120,6 +124,18 @@ def _quarantine_reasons(conn: Connection) -> dict[str, int]:
         .order_by(QUARANTINE.c.reason)
     ).all()
     return {reason: int(n) for reason, n in rows}
+
+
+def _skipped_landing_files(conn: Connection) -> list[dict[str, str]]:
+    rows = conn.execute(
+        select(
+            LANDING_SKIPS.c.path, LANDING_SKIPS.c.reason, LANDING_SKIPS.c.first_seen_at
+        ).order_by(LANDING_SKIPS.c.path)
+    ).all()
+    return [
+        {"path": r.path, "reason": r.reason, "first_seen_at": r.first_seen_at.isoformat()}
+        for r in rows
+    ]
 
 
 def _cleansing(conn: Connection) -> dict[str, int]:

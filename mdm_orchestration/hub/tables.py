@@ -181,3 +181,9 @@ __all__ = [
     "in_chunks",
     "utcnow",
 ]
+
+
+# --- landing-scan skips (issue 17) ------------------------------------------------------------
+from mdm_orchestration.hub.models import LandingSkip  # noqa: E402
+
+LANDING_SKIPS = _table(LandingSkip)

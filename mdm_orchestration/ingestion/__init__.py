@@ -6,6 +6,7 @@ The face of the stage: callers import from here, never from its modules.
 from mdm_orchestration.ingestion.landing import (
     LandedFile,
     LandingCursor,
+    SkippedFile,
     complete_files,
     scan_landing,
 )
@@ -19,6 +20,7 @@ from mdm_orchestration.ingestion.ledger import (
 from mdm_orchestration.ingestion.loader import LandingPathError, file_sha256, ingest_file
 from mdm_orchestration.ingestion.readers import ExtractRejected, open_extract
 from mdm_orchestration.ingestion.rows import parse_timestamps
+from mdm_orchestration.ingestion.skips import record_skipped, skipped_counts, skipped_files
 
 __all__ = [
     "ExtractRejected",
@@ -27,13 +29,17 @@ __all__ = [
     "LandingCursor",
     "LandingPathError",
     "RowsAccounted",
+    "SkippedFile",
     "complete_files",
     "file_sha256",
     "ingest_file",
     "loaded_extract_id",
     "open_extract",
     "parse_timestamps",
+    "record_skipped",
     "rejected_extract_id",
     "rows_accounted",
     "scan_landing",
+    "skipped_counts",
+    "skipped_files",
 ]

@@ -28,10 +28,78 @@ class LandedFile:
     mtime_ns: int
 
 
-def scan_landing(root: Path, folders: list[str]) -> list[LandedFile]:
-    """Candidate files under the given source folders, oldest first (then by name)."""
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file the scan did not hand on, and why. ``path`` is relative to the landing root with
+    unprintable characters escaped: for the hub and ``mdm status``, never for Dagster."""
+
+    path: str
+    reason: str
+
+
+#: Why a landed entry is skipped (stable codes; dotfiles and temporary names are skipped
+#: silently, since they are files still being written).
+OUTSIDE_ROOT = "outside_landing_root"
+DIRECTORY_LINK = "directory_link"
+NOT_A_FILE = "not_a_regular_file"
+BAD_NAME = "invalid_name"
+AT_ROOT = "at_landing_root"
+UNKNOWN_FOLDER = "unknown_folder"
+
+
+def printable(name: str) -> str:
+    """``name`` with control characters, lone surrogates (undecodable bytes) and backslashes
+    escaped, so it can be stored and printed as it is."""
+    out = []
+    for ch in name:
+        code = ord(ch)
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch.isprintable() and not 0xD800 <= code <= 0xDFFF:
+            out.append(ch)
+        else:
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+    return "".join(out)
+
+
+def _skip_reason(path: Path, real_root: Path) -> str | None:
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return OUTSIDE_ROOT
+    if not real.is_relative_to(real_root):
+        return OUTSIDE_ROOT
+    if path.is_symlink() and real.is_dir():
+        return DIRECTORY_LINK
+    if not real.is_file():
+        return NOT_A_FILE
+    return None
+
+
+def _ignored(name: str) -> bool:
+    return name.startswith(".") or name.lower().endswith(TEMPORARY_SUFFIXES)
+
+
+def scan_landing(
+    root: Path, folders: list[str], skipped: list[SkippedFile] | None = None
+) -> list[LandedFile]:
+    """Candidate files under the given source folders, oldest first (then by name).
+
+    Entries that are not candidates (other than dotfiles and temporary names) are appended to
+    ``skipped`` with their reason when it is given: files at the landing root, folders that are
+    no source's, links out of the root or to a folder, names with control characters.
+    """
     found: list[LandedFile] = []
     real_root = root.resolve()
+    skips: list[SkippedFile] = []
+    if skipped is not None and root.is_dir():
+        with os.scandir(root) as entries:
+            for entry in entries:
+                if _ignored(entry.name) or entry.name in folders:
+                    continue
+                is_dir = entry.is_dir(follow_symlinks=False)
+                reason = UNKNOWN_FOLDER if is_dir else (_skip_reason(Path(entry.path), real_root))
+                skips.append(SkippedFile(printable(entry.name), reason or AT_ROOT))
     for folder in folders:
         base = root / folder
         if not base.is_dir():
@@ -39,17 +107,27 @@ def scan_landing(root: Path, folders: list[str]) -> list[LandedFile]:
         with os.scandir(base) as entries:
             for entry in entries:
                 name = entry.name
-                if name.startswith(".") or name.lower().endswith(TEMPORARY_SUFFIXES):
+                if _ignored(name):
                     continue
+                key = f"{folder}/{name}"
                 if any(bad in name for bad in INVALID_KEY_PARTS):
+                    skips.append(SkippedFile(printable(key), BAD_NAME))
                     continue
                 path = Path(entry.path)
-                real = path.resolve()
-                if not real.is_relative_to(real_root) or not real.is_file():
-                    continue  # a symlink out of the landing zone, a folder, a socket...
-                stat = real.stat()
-                found.append(LandedFile(f"{folder}/{name}", path, stat.st_size, stat.st_mtime_ns))
+                reason = _skip_reason(path, real_root)
+                if reason is not None:
+                    skips.append(SkippedFile(printable(key), reason))
+                    continue
+                try:
+                    name.encode("utf-8")
+                except UnicodeEncodeError:  # bytes that are not UTF-8 in the name
+                    skips.append(SkippedFile(printable(key), BAD_NAME))
+                    continue
+                stat = path.resolve().stat()
+                found.append(LandedFile(key, path, stat.st_size, stat.st_mtime_ns))
     found.sort(key=lambda f: (f.mtime_ns, f.key))
+    if skipped is not None:
+        skipped.extend(sorted(skips, key=lambda s: s.path))
     return found
 
 

@@ -6,9 +6,11 @@ import dagster as dg
 
 from mdm_orchestration.ingestion import (
     LandingCursor,
+    SkippedFile,
     complete_files,
     file_sha256,
     loaded_extract_id,
+    record_skipped,
     rejected_extract_id,
     scan_landing,
 )
@@ -33,7 +35,12 @@ def landing_sensor(
     root = landing.root_path()
     cursor = LandingCursor.from_json(context.cursor)
     folders = [s.landing_folder for s in config.sources.values()]
-    files = scan_landing(root, folders)
+    skipped: list[SkippedFile] = []
+    files = scan_landing(root, folders, skipped)
+    # Skipped files (links out of the root, bad names, files at the root) go to the hub, by
+    # name, for `mdm status` and the ingestion asset's check; the log has their count only.
+    if record_skipped(hub.engine, skipped) and skipped:
+        context.log.warning(f"{len(skipped)} file(s) in the landing zone skipped; see `mdm status`")
     ready = complete_files(files, cursor, time.time_ns(), config.ingest.settle_seconds)
 
     requests: list[dg.RunRequest] = []
