@@ -123,6 +123,7 @@ def run_landing(instance: Any, target: Target, *, quiet: bool = False) -> dict[s
         file_sha256,
         loaded_extract_id,
         record_skipped,
+        register_landed_file,
         rejected_extract_id,
         scan_landing,
     )
@@ -145,9 +146,10 @@ def run_landing(instance: Any, target: Target, *, quiet: bool = False) -> dict[s
     }
     started = time.perf_counter()
     for f in files:
-        source = config.source_for_folder(f.key.split("/", 1)[0])
+        folder = f.key.split("/", 1)[0]
+        source = config.source_for_folder(folder)
+        sha = file_sha256(f.path)
         if source is not None:
-            sha = file_sha256(f.path)
             if loaded_extract_id(engine, source.name, sha):
                 summary["skipped"] += 1
                 continue
@@ -155,9 +157,10 @@ def run_landing(instance: Any, target: Target, *, quiet: bool = False) -> dict[s
             if rejected_extract_id(engine, source.name, sha):
                 summary["rejected_before"] += 1
                 continue
-        if execute_job(
-            instance, "ingest_job", target, partition_key=f.key, label=f.key, quiet=quiet
-        ):
+        # Dagster gets an opaque partition key; the file's name stays in the hub (and on the
+        # terminal, as the label).
+        key = register_landed_file(engine, source.name if source else folder, f.key, sha)
+        if execute_job(instance, "ingest_job", target, partition_key=key, label=f.key, quiet=quiet):
             summary["ingested"] += 1
         else:
             summary["failed"].append(f.key)

@@ -7,6 +7,8 @@ from mdm_orchestration.ingestion import (
     IngestOutcome,
     SkippedFile,
     ingest_file,
+    is_opaque_key,
+    landed_file_for_key,
     record_skipped,
     rows_accounted,
     scan_landing,
@@ -58,6 +60,15 @@ def _warnings(outcome: IngestOutcome, rate: float) -> list[dg.AssetCheckResult]:
             metadata={"quarantine_rate": round(rate, 4)},
         ),
     ]
+
+
+def _without_name(message: str, relative: str | None) -> str:
+    """``message`` with the file's relative path and its base name replaced by ``<file>``."""
+    if not relative:
+        return message
+    for name in (relative, relative.rsplit("/", 1)[-1]):
+        message = message.replace(name, "<file>")
+    return message
 
 
 def _skipped_landing_files(hub: HubDatabase, landing: LandingZone) -> dg.AssetCheckResult:
@@ -123,24 +134,40 @@ def source_extracts(
     skipped. A file that cannot be read is recorded as rejected and the run fails.
     """
     root = landing.root_path()
+    key = context.partition_key
+    # The sensor and `mdm run` use opaque keys (<source>:<sha256 prefix>) whose file the hub
+    # knows; a key that is a path (<folder>/<file>, a manual launch) is read as that path.
+    relative = landed_file_for_key(hub.engine, key)
+    if relative is None and is_opaque_key(key):
+        raise dg.Failure(
+            description=f"Partition {key} is not a landed file the hub registered",
+            metadata={"reason_code": "unknown_partition"},
+        )
+    opaque = relative is not None
     try:
         outcome = ingest_file(
             hub.engine,
             landing.hub_config(),
-            root / context.partition_key,
+            root / (relative or key),
             root,
             run_id=context.run.run_id,
         )
     except ExtractRejected as exc:
-        # The reason names file, row and field; never a value.
-        raise dg.Failure(
-            description=f"Extract {context.partition_key} rejected: {exc.message}",
-            metadata={"reason_code": exc.code, "file": context.partition_key},
-        ) from exc
+        # The reason names file, row and field; never a value. Under an opaque key the file's
+        # name (in the hub's ledger) is replaced by the key.
+        # The exception is not chained then either: Dagster would store its message.
+        failure = dg.Failure(
+            description=f"Extract {key} rejected: "
+            + (_without_name(exc.message, relative) if opaque else exc.message),
+            metadata={"reason_code": exc.code, "partition": key},
+        )
+        if opaque:
+            raise failure from None
+        raise failure from exc
 
     rate = outcome.rows_quarantined / outcome.rows_landed if outcome.rows_landed else 0.0
     context.log.info(
-        f"{context.partition_key}: {outcome.status.value}, {outcome.rows_loaded} rows loaded, "
+        f"{key}: {outcome.status.value}, {outcome.rows_loaded} rows loaded, "
         f"{outcome.rows_quarantined} quarantined"
     )
     return dg.MaterializeResult(

@@ -354,3 +354,18 @@ class LandingSkip(SQLModel, table=True):
     path: str = Field(primary_key=True, max_length=1024)
     reason: str = Field(max_length=40)
     first_seen_at: datetime
+
+
+class LandedFileKey(SQLModel, table=True):
+    """The file behind an opaque ``landed_files`` partition key (``<source>:<sha256 prefix>``).
+
+    Dagster sees only the key; the file's name (which may carry customer data) stays here.
+    """
+
+    __tablename__ = "landed_file_keys"
+
+    partition_key: str = Field(primary_key=True, max_length=64)
+    source: str = Field(max_length=40)
+    file_name: str = Field(max_length=512)
+    content_hash: str = Field(max_length=64)
+    registered_at: datetime

@@ -187,3 +187,7 @@ __all__ = [
 from mdm_orchestration.hub.models import LandingSkip  # noqa: E402
 
 LANDING_SKIPS = _table(LandingSkip)
+
+from mdm_orchestration.hub.models import LandedFileKey  # noqa: E402
+
+LANDED_FILE_KEYS = _table(LandedFileKey)

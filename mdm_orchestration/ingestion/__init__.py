@@ -3,11 +3,18 @@
 The face of the stage: callers import from here, never from its modules.
 """
 
+from mdm_orchestration.ingestion.keys import (
+    is_opaque_key,
+    landed_file_for_key,
+    partition_key,
+    register_landed_file,
+)
 from mdm_orchestration.ingestion.landing import (
     LandedFile,
     LandingCursor,
     SkippedFile,
     complete_files,
+    cursor_key,
     scan_landing,
 )
 from mdm_orchestration.ingestion.ledger import (
@@ -31,12 +38,17 @@ __all__ = [
     "RowsAccounted",
     "SkippedFile",
     "complete_files",
+    "cursor_key",
     "file_sha256",
     "ingest_file",
+    "is_opaque_key",
+    "landed_file_for_key",
     "loaded_extract_id",
     "open_extract",
     "parse_timestamps",
+    "partition_key",
     "record_skipped",
+    "register_landed_file",
     "rejected_extract_id",
     "rows_accounted",
     "scan_landing",

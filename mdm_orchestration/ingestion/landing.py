@@ -9,6 +9,7 @@ not changed between two looks, or once it has not been modified for ``settle_sec
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -20,7 +21,8 @@ INVALID_KEY_PARTS = ("...", "\a", "\b", "\f", "\n", "\r", "\t", "\v", "\0")
 
 @dataclass(frozen=True)
 class LandedFile:
-    """A file in the landing zone. ``key`` is ``<folder>/<file>``: the dynamic partition key."""
+    """A file in the landing zone. ``key`` is ``<folder>/<file>``, for the hub and the CLI; Dagster
+    gets an opaque partition key instead (:func:`~mdm_orchestration.ingestion.keys.partition_key`)."""
 
     key: str
     path: Path
@@ -131,6 +133,12 @@ def scan_landing(
     return found
 
 
+def cursor_key(file_key: str) -> str:
+    """What the sensor's cursor (kept in Dagster's storage) calls a file: a hash of its key, since
+    a file name can carry customer data."""
+    return hashlib.sha256(file_key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
 @dataclass
 class LandingCursor:
     """What the landing sensor remembers between ticks (serialised as the sensor's cursor).
@@ -138,6 +146,7 @@ class LandingCursor:
     ``pending``: files seen but not yet complete, with the (size, mtime) last seen.
     ``done``: files already handed on (or skipped), with the (size, mtime, sha256) handled, so a
     file is considered again only when its bytes may have changed.
+    Both are keyed by :func:`cursor_key`, never by the file's name.
     """
 
     pending: dict[str, list[int]] = field(default_factory=dict)
@@ -163,7 +172,7 @@ def complete_files(
     Files that disappeared are forgotten.
     """
     ready: list[LandedFile] = []
-    present = {f.key for f in files}
+    present = {cursor_key(f.key) for f in files}
     for key in list(cursor.pending):
         if key not in present:
             del cursor.pending[key]
@@ -172,15 +181,16 @@ def complete_files(
             del cursor.done[key]
     settle_ns = int(settle_seconds * 1e9)
     for f in files:
-        done = cursor.done.get(f.key)
+        ck = cursor_key(f.key)
+        done = cursor.done.get(ck)
         if done is not None and done[0] == f.size and done[1] == f.mtime_ns:
             continue
-        seen = cursor.pending.get(f.key)
+        seen = cursor.pending.get(ck)
         stable = seen is not None and seen == [f.size, f.mtime_ns]
         settled = now_ns - f.mtime_ns >= settle_ns
         if stable or settled:
-            cursor.pending.pop(f.key, None)
+            cursor.pending.pop(ck, None)
             ready.append(f)
         else:
-            cursor.pending[f.key] = [f.size, f.mtime_ns]
+            cursor.pending[ck] = [f.size, f.mtime_ns]
     return ready

@@ -8,9 +8,11 @@ from mdm_orchestration.ingestion import (
     LandingCursor,
     SkippedFile,
     complete_files,
+    cursor_key,
     file_sha256,
     loaded_extract_id,
     record_skipped,
+    register_landed_file,
     rejected_extract_id,
     scan_landing,
 )
@@ -48,21 +50,26 @@ def landing_sensor(
     rejected = 0
     for f in ready:
         sha = file_sha256(f.path)
-        cursor.done[f.key] = [f.size, f.mtime_ns, sha]
-        source = config.source_for_folder(f.key.split("/", 1)[0])
+        cursor.done[cursor_key(f.key)] = [f.size, f.mtime_ns, sha]
+        folder = f.key.split("/", 1)[0]
+        source = config.source_for_folder(folder)
         if source is not None and loaded_extract_id(hub.engine, source.name, sha) is not None:
             already += 1  # the same bytes are already in the hub: no run
             continue
         if source is not None and rejected_extract_id(hub.engine, source.name, sha) is not None:
             rejected += 1  # the same bytes were rejected before: recorded once, not retried
             continue
+        source_name = source.name if source is not None else folder
+        # The file's name stays in the hub: Dagster gets an opaque key (source and a prefix of
+        # the content hash), which the ingestion asset resolves through the hub.
+        key = register_landed_file(hub.engine, source_name, f.key, sha)
         requests.append(
             dg.RunRequest(
-                # One run per file content: a re-drop of the same bytes under the same name
-                # is not run twice, a corrected file (new bytes) is.
-                run_key=f"{f.key}:{sha}",
-                partition_key=f.key,
-                tags={"mdm/source_folder": f.key.split("/", 1)[0]},
+                # One run per file content (RELIABILITY rule 1: run_key = source:sha256): a
+                # re-drop of the same bytes is not run twice, a corrected file (new bytes) is.
+                run_key=f"{source_name}:{sha}",
+                partition_key=key,
+                tags={"mdm/source_folder": folder},
             )
         )
     new_keys = sorted(

@@ -69,6 +69,19 @@ def run_requests(instance, resources, result: dg.SensorResult) -> list[dg.Execut
     return out
 
 
+def files_of(result: dg.SensorResult, url: str) -> list[str]:
+    """The landed files behind the (opaque) partition keys the sensor requested runs for."""
+    from mdm_orchestration.ingestion import is_opaque_key, landed_file_for_key
+
+    engine = sa.create_engine(url)
+    try:
+        keys = [r.partition_key for r in result.run_requests or []]
+        assert all(is_opaque_key(k) for k in keys), keys
+        return [landed_file_for_key(engine, k) for k in keys]
+    finally:
+        engine.dispose()
+
+
 def test_new_file_same_file_growing_file_and_dotfiles(resources, landing, sqlite_url):
     with dg.instance_for_test() as instance:
         write_file(landing / "billing/a.csv", BILLING + row("B1"))
@@ -77,9 +90,11 @@ def test_new_file_same_file_growing_file_and_dotfiles(resources, landing, sqlite
         first = tick(instance, resources, None)
         assert not first.run_requests  # seen once: could still be being written
         second = tick(instance, resources, first.cursor)
-        assert [r.partition_key for r in second.run_requests] == ["billing/a.csv"]
-        assert second.run_requests[0].run_key.startswith("billing/a.csv:")
-        assert instance.get_dynamic_partitions(landed_files.name) == ["billing/a.csv"]
+        assert files_of(second, sqlite_url) == ["billing/a.csv"]
+        [key] = [r.partition_key for r in second.run_requests]
+        assert key.startswith("billing:") and "a.csv" not in key  # opaque: source + hash
+        assert second.run_requests[0].run_key.startswith("billing:")  # source:sha256
+        assert instance.get_dynamic_partitions(landed_files.name) == [key]
         [result] = run_requests(instance, resources, second)
         assert result.success
 
@@ -109,7 +124,7 @@ def test_new_file_same_file_growing_file_and_dotfiles(resources, landing, sqlite
         res = tick(instance, resources, res.cursor)
         assert not res.run_requests
         res = tick(instance, resources, res.cursor)
-        assert [r.partition_key for r in res.run_requests] == ["billing/g.csv"]
+        assert files_of(res, sqlite_url) == ["billing/g.csv"]
         [result] = run_requests(instance, resources, res)
         assert result.success
         mat = result.asset_materializations_for_node("source_extracts")[0]
@@ -119,8 +134,9 @@ def test_new_file_same_file_growing_file_and_dotfiles(resources, landing, sqlite
         write_file(landing / "billing/a.csv", BILLING + row("B1", "Roe, Jane"))
         res = tick(instance, resources, res.cursor)
         res = tick(instance, resources, res.cursor)
-        assert [r.partition_key for r in res.run_requests] == ["billing/a.csv"]
+        assert files_of(res, sqlite_url) == ["billing/a.csv"]
         assert res.run_requests[0].run_key != second.run_requests[0].run_key
+        assert res.run_requests[0].partition_key != key  # new content, new key
 
     engine = sa.create_engine(sqlite_url)
     with engine.connect() as conn:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from mdm_orchestration.ingestion import LandingCursor, complete_files, scan_landing
+from mdm_orchestration.ingestion import LandingCursor, complete_files, cursor_key, scan_landing
 from tests.helpers import write_file
 
 SECOND = 1_000_000_000
@@ -32,7 +32,7 @@ def test_a_file_is_complete_when_unchanged_between_looks_or_settled(tmp_path):
     files = scan_landing(root, ["crm"])
     now = files[0].mtime_ns + 1 * SECOND
     assert complete_files(files, cursor, now, settle_seconds=60) == []  # first look: pending
-    assert "crm/a.csv" in cursor.pending
+    assert cursor_key("crm/a.csv") in cursor.pending and "crm/a.csv" not in cursor.to_json()
     with path.open("a") as fh:  # still growing
         fh.write("y\n")
     files = scan_landing(root, ["crm"])
@@ -49,7 +49,9 @@ def test_cursor_round_trip_and_forgets_deleted_files(tmp_path):
     root = tmp_path / "landing"
     path = write_file(root / "crm/a.csv", "x\n")
     files = scan_landing(root, ["crm"])
-    cursor = LandingCursor(done={"crm/a.csv": [files[0].size, files[0].mtime_ns, "sha"]})
+    cursor = LandingCursor(
+        done={cursor_key("crm/a.csv"): [files[0].size, files[0].mtime_ns, "sha"]}
+    )
     cursor = LandingCursor.from_json(cursor.to_json())
     assert complete_files(files, cursor, files[0].mtime_ns + 100 * SECOND, 1) == []  # handled
     path.unlink()
