@@ -272,25 +272,27 @@ def evaluate(name: str, cleansed: pd.DataFrame, extra_labels: dict | None) -> di
 def reachable_without_names(cleansed: pd.DataFrame) -> float:
     """The share of true pairs any matcher could find without linking on the name alone: pairs
     inside the groups a person's (or organisation's) records form when only records agreeing on
-    an identifying field (``rules.CORROBORATING``, or ids one slip apart) are joined."""
+    an identifying field are joined (persons: ``rules.CORROBORATING``, or ids one slip apart;
+    organisations: ``rules.corroborated_organisation``, a name never counting)."""
     import itertools
 
     from mdm_orchestration.matching.records import match_frame
-    from mdm_orchestration.matching.rules import corroborated
+    from mdm_orchestration.matching.rules import corroborated, corroborated_organisation
 
     frame = match_frame(cleansed).reset_index(drop=True)
     frame["entity"] = cleansed["entity"].to_numpy()
     total = reach = 0
     if "web_domain" not in frame.columns:  # ``corroborated`` may read it (organisations)
         frame["web_domain"] = None
-    for _party, sub in frame.groupby("party_type"):
+    for party, sub in frame.groupby("party_type"):
         sub = sub.reset_index(drop=True)
+        evidence = corroborated_organisation if party == "organisation" else corroborated
         for _entity, group in sub.groupby("entity"):
             idx = group.index.to_numpy()
             if len(idx) < 2:
                 continue
             pairs = list(itertools.combinations(range(len(idx)), 2))
-            ok = corroborated(sub, idx[[a for a, _ in pairs]], idx[[b for _, b in pairs]])
+            ok = evidence(sub, idx[[a for a, _ in pairs]], idx[[b for _, b in pairs]])
             parent = list(range(len(idx)))
 
             def find(i: int, parent: list[int] = parent) -> int:

@@ -71,6 +71,12 @@ def apply_rules(
             & _same(records, "family", left, right)
             & ~conflict
         )
+    if "same_domain_and_company_name" in rules:
+        out["same_domain_and_company_name"] = (
+            same_party
+            & same_values(records, "web_domain", left, right)
+            & _same(records, "company", left, right)
+        )
     return out
 
 
@@ -88,16 +94,21 @@ def corroborated_organisation(
     records: pd.DataFrame, left: np.ndarray, right: np.ndarray
 ) -> np.ndarray:
     """Organisation pairs with evidence besides the name: a registration id (or one keying slip
-    apart), a web domain, a phone, or the street line (or one slip apart) plus the postcode."""
+    apart), a web domain, a phone, or the street line (or one slip apart) plus the postcode (or
+    the town, where one record has no postcode)."""
     out = np.zeros(len(left), dtype=bool)
     for column in ORGANISATION_CORROBORATING:
         if column in records:
             out |= _same(records, column, left, right)
-    same_postcode = _same(records, "postcode", left, right)
-    out |= same_postcode & _same(records, "street", left, right)
+    # The same place: the postcode, or the town where one record lacks a postcode.
+    place = _same(records, "postcode", left, right)
+    postcodes = records["postcode"].to_numpy(object)
+    no_postcode = pd.isna(postcodes[left]) | pd.isna(postcodes[right])
+    place |= no_postcode & _same(records, "city", left, right)
+    out |= place & _same(records, "street", left, right)
     rest = np.nonzero(~out)[0]
     out[rest] = near_same_id(records, left[rest], right[rest])
-    rest = np.nonzero(~out & same_postcode)[0]
+    rest = np.nonzero(~out & place)[0]
     out[rest] = near_same_street(records, left[rest], right[rest])
     return out
 
@@ -136,6 +147,9 @@ def distinct_names(
         ta, tb = tokens[a], tokens[b]
         if not ta or not tb or ta == tb:
             continue
+        whole_a, whole_b = " ".join(ta), " ".join(tb)
+        if min(len(whole_a), len(whole_b)) >= 8 and one_edit(whole_a, whole_b):
+            continue  # one keying slip in the whole name (gil / gill consulting)
         wa = [_word_weight(c) for c in token_counts[a]]
         wb = [_word_weight(c) for c in token_counts[b]]
         matched_a = [any(_same_word(x, y) for y in tb) for x in ta]

@@ -226,3 +226,18 @@ def test_explanations_add_up_to_the_engine_score(models):
     assert "cap:not_enough_evidence" in names[1]
     assert any(n.startswith("rule:") for n in names[2])
     assert "contradiction" in names[3]
+
+
+def test_a_branch_without_postcode_and_a_slip_in_the_name_still_merge(models):
+    records = [
+        organisation("a", "horizon logistics", street="17 lopez wall", city="Dallas", country="US"),
+        organisation(
+            "b", "horizon logistics", street="17 lopez wall", city="Dallas", postcode="75201"
+        )
+        | {"country": "US"},
+        organisation("c", "gil consulting", web_domain="gill.co.uk", **LEEDS),
+        organisation("d", "gill consulting", web_domain="gill.co.uk", **LEEDS),
+    ]
+    c = clusters(records, models)
+    assert c["a"] == c["b"]  # the same street line in the same town, one postcode missing
+    assert c["c"] == c["d"]  # one slip in the whole name, with the same domain and address
