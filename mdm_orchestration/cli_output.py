@@ -66,6 +66,9 @@ def print_status(status: dict[str, Any]) -> None:
         f"{status['multi_person_households']} with 2+ persons, change events "
         f"{status['golden_changes']}"
     )
+    for skip in status.get("skipped_landing_files", []):
+        # repr: a name with control characters is shown escaped, never acted on by the terminal
+        print(f"skipped landing file {skip['path']!r}: {skip['reason']}")
     for name, s in status.get("subscribers", {}).items():
         since = f", failing since {s['failing_since']}" if s["failing_since"] else ""
         print(

@@ -71,3 +71,18 @@ def test_skips_are_kept_in_the_hub_and_listed_by_status(tmp_path, sqlite_engine)
     listed = hub_status(sqlite_engine)["skipped_landing_files"]
     assert "stray.csv" not in {s["path"] for s in listed}
     assert all(first_seen[s["path"]] == s["first_seen_at"] for s in listed)
+
+
+def test_mdm_status_prints_each_skipped_file_with_its_reason(tmp_path, sqlite_engine, capsys):
+    from mdm_orchestration.cli_output import print_status
+
+    root = _landing_with_every_skip(tmp_path)
+    skipped: list[SkippedFile] = []
+    scan_landing(root, ["billing"], skipped)
+    record_skipped(sqlite_engine, skipped)
+    print_status(hub_status(sqlite_engine))
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("skipped landing file")]
+    assert len(lines) == len(skipped)
+    assert all(s.reason in out for s in skipped)
+    assert "\x1b" not in out and "\x07" not in out  # control characters shown escaped
