@@ -126,8 +126,9 @@ MATCH_RULES: dict[str, str] = {
     "same_national_id": "the same valid national id (and party type)",
     "same_email_and_given_name": "the same email key and the same formal given name",
     "same_phone_and_full_name": "the same valid phone and the same given and family name keys",
-    "same_domain_and_company_name": (
-        "organisations: the same web domain (website or business email) and the same name key"
+    "same_contact_and_company_name": (
+        "organisations: the same name key and the same web domain (website or business "
+        "email) or valid phone"
     ),
 }
 

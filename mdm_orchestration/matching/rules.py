@@ -71,11 +71,14 @@ def apply_rules(
             & _same(records, "family", left, right)
             & ~conflict
         )
-    if "same_domain_and_company_name" in rules:
-        out["same_domain_and_company_name"] = (
+    if "same_contact_and_company_name" in rules:
+        out["same_contact_and_company_name"] = (
             same_party
-            & same_values(records, "web_domain", left, right)
             & _same(records, "company", left, right)
+            & (
+                same_values(records, "web_domain", left, right)
+                | _same(records, "phone", left, right)
+            )
         )
     return out
 
