@@ -42,6 +42,7 @@ import zipfile
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -292,7 +293,13 @@ def reachable_without_names(cleansed: pd.DataFrame) -> float:
             if len(idx) < 2:
                 continue
             pairs = list(itertools.combinations(range(len(idx)), 2))
-            ok = evidence(sub, idx[[a for a, _ in pairs]], idx[[b for _, b in pairs]])
+            # The group's own records: the checks read whole columns of the frame they get.
+            local = group.reset_index(drop=True)
+            ok = evidence(
+                local,
+                np.array([a for a, _ in pairs], dtype=np.int64),
+                np.array([b for _, b in pairs], dtype=np.int64),
+            )
             parent = list(range(len(idx)))
 
             def find(i: int, parent: list[int] = parent) -> int:
