@@ -120,7 +120,9 @@ class _Scorer:
             self.counts = {
                 f: freq.per_record(records, PERSON, f) for f in config.term_frequencies.weights
             }
+            # A record without a full name has no name to be rare: never "rare".
             self.name_count = freq.per_record(records, PERSON, "full_name")
+            self.name_count[self.name_count == 0] = config.rare_name_records + 1
         else:
             tokens = np.empty(len(records), dtype=object)
             tokens[:] = field_values(records, "token")

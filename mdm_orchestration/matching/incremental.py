@@ -180,7 +180,7 @@ def _plan(conn: Connection, config: HubConfig, changed: list[str], removed: list
     # Values whose count changes level change the scores of every record holding them: those
     # records are scored again, as a full rebuild would score them.
     delta = index_delta(index, old_index)
-    relevel = level_changes(stored_counts(conn, delta), delta, Levels(m.rare_name_records))
+    relevel = level_changes(stored_counts(conn, delta), delta, Levels.of(m))
     shifted = records_holding(conn, relevel) - gone
     if shifted:
         changed = sorted(set(changed) | shifted)

@@ -13,7 +13,7 @@ from mdm_orchestration.hub.tables import MATCH_RUNS, utcnow
 
 #: Kept scores and the blocking index are valid for the blocking keys and clustering rules of
 #: this version (``match_runs.counts``); a hub built by an older one is rebuilt in full.
-PAIRS_VERSION = 3
+PAIRS_VERSION = 4
 FULL = "full"
 INCREMENTAL = "incremental"
 

@@ -241,3 +241,25 @@ def test_a_branch_without_postcode_and_a_slip_in_the_name_still_merge(models):
     c = clusters(records, models)
     assert c["a"] == c["b"]  # the same street line in the same town, one postcode missing
     assert c["c"] == c["d"]  # one slip in the whole name, with the same domain and address
+
+
+def test_a_level_no_score_reads_changes_nothing():
+    levels = Levels.of(MatchingConfig())
+    city = ("person", "city", "k")
+    # Below the reference count (64) and past the cap, crossing a power of two re-scores nothing.
+    assert level_changes({city: 31}, {city: 1}, levels) == []
+    assert level_changes({city: 131_071}, {city: 1}, levels) == []
+    assert level_changes({city: 127}, {city: 1}, levels) == [city]
+
+
+def test_records_without_a_full_name_are_never_rare(models):
+    config = MatchingConfig(rare_name_records=5)
+    rows = [
+        person("s1", given_name=None, given_key=None, family_key="smith", city="Leeds"),
+        person("s2", given_name=None, given_key=None, family_key="smith", city="Leeds")
+        | {"source": "erp"},
+    ]
+    frame = match_frame(pd.DataFrame(rows, dtype=object))
+    model = models["person"]
+    scores, _ = score_pairs(frame, "person", model, config, np.array([0]), np.array([1]))
+    assert scores[0] < model.threshold
