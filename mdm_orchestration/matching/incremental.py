@@ -68,6 +68,7 @@ from mdm_orchestration.matching.runs import (
     INCREMENTAL,
     ConcurrentMatch,
     MatchRunResult,
+    erasure_mark,
     record_run,
 )
 from mdm_orchestration.matching.steward import current_cleansed, judged_pairs, overrides
@@ -137,6 +138,7 @@ def _match_incremental(engine: Engine, config: HubConfig) -> MatchRunResult:
             "neighbours": 0,
             "pairs_scored": 0,
         }
+        erased = erasure_mark(conn)
         plan = _plan(conn, config, changed, removed) if changed or removed else None
         if plan is not None:
             counts["frequency_shifted"] = len(plan.shifted)
@@ -150,6 +152,9 @@ def _match_incremental(engine: Engine, config: HubConfig) -> MatchRunResult:
         latest = conn.execute(select(func.max(MATCH_RUNS.c.id))).scalar_one()
         if latest != (last.id if last else None):
             raise ConcurrentMatch("another matching run committed meanwhile; run again")
+        if erasure_mark(conn) != erased:
+            # The plan may hold the erased records (their index entries and counts).
+            raise ConcurrentMatch("an erasure committed meanwhile; run again")
         if plan is not None:
             review = _write(conn, plan, counts)
         record_run(conn, INCREMENTAL, upto, {**counts, **model_ids(conn)})

@@ -21,7 +21,14 @@ from mdm_orchestration.hub.tables import (
 )
 from mdm_orchestration.matching.engine import match_records
 from mdm_orchestration.matching.frequency_store import index_delta, replace_counts
-from mdm_orchestration.matching.runs import FULL, PAIRS_VERSION, MatchRunResult, record_run
+from mdm_orchestration.matching.runs import (
+    FULL,
+    PAIRS_VERSION,
+    ConcurrentMatch,
+    MatchRunResult,
+    erasure_mark,
+    record_run,
+)
 from mdm_orchestration.matching.steward import current_cleansed, judged_pairs, overrides
 from mdm_orchestration.matching.training import load_models, model_ids
 from mdm_orchestration.matching.writes import (
@@ -54,11 +61,15 @@ def _rebuild_clusters(engine: Engine, config: HubConfig) -> MatchRunResult:
         versions = versions_of(conn, None)
         must, cannot = overrides(conn)
         judged = judged_pairs(conn, must, cannot)
+        erased = erasure_mark(conn)
     result = match_records(cleansed, models, config.matching, must, cannot)
     index = sorted(index_rows(cleansed))  # in primary-key order: appends, not page splits
     now = utcnow()
     with write_transaction(engine) as conn:
         advisory_xact_lock(conn, MATCH_LOCK_KEY)
+        if erasure_mark(conn) != erased:
+            # The result may hold the erased records (clusters, index entries, counts).
+            raise ConcurrentMatch("an erasure committed meanwhile; run again")
         conn.execute(delete(CLUSTERS))
         write_clusters(conn, cluster_rows(result, versions, now))
         conn.execute(delete(INDEX))

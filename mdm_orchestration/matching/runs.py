@@ -7,9 +7,9 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection
+from sqlalchemy import Connection, func, select
 
-from mdm_orchestration.hub.tables import MATCH_RUNS, utcnow
+from mdm_orchestration.hub.tables import ERASURES, MATCH_RUNS, utcnow
 
 #: Kept scores and the blocking index are valid for the blocking keys and clustering rules of
 #: this version (``match_runs.counts``); a hub built by an older one is rebuilt in full.
@@ -53,3 +53,10 @@ def record_run(conn: Connection, mode: str, upto: datetime | None, counts: dict[
             mode=mode, cleansed_upto=upto, counts=counts, finished_at=utcnow()
         )
     )
+
+
+def erasure_mark(conn: Connection) -> tuple[int, int | None]:
+    """How many erasures the hub holds, and the latest one's id: a matching run planned before
+    an erasure committed must not write (its plan may hold the erased records)."""
+    count, latest = conn.execute(select(func.count(), func.max(ERASURES.c.id))).one()
+    return int(count), latest

@@ -365,3 +365,42 @@ def _rid(key: str) -> str:
     from mdm_orchestration.hub.models import source_record_id
 
     return source_record_id("support", key)
+
+
+def test_an_erasure_between_planning_and_writing_stops_the_match_run(
+    tmp_path, sample_silos, monkeypatch
+):
+    """The incremental path plans in one transaction and writes in another: an erasure that
+    commits in between would have its records' index entries and counts written back."""
+    import mdm_orchestration.matching.incremental as incremental
+    from mdm_orchestration.matching import ConcurrentMatch
+
+    landing = copy_landing(sample_silos, tmp_path / "landing")
+    engine = create_hub_engine(f"sqlite:///{tmp_path / 'hub.db'}")
+    train_models(engine)
+    files = sorted(p for p in landing.rglob("*") if p.is_file())
+    ingest_file(engine, CONFIG, files[0], landing)
+    reconsolidate(engine)
+    ingest_file(engine, CONFIG, files[1], landing)
+    cleanse_pending(engine, CONFIG)
+    planned = incremental._plan
+
+    def plan_then_erase(*args, **kwargs):
+        plan = planned(*args, **kwargs)
+        with engine.begin() as conn:  # another process's erasure, committed meanwhile
+            conn.execute(
+                sa.text(
+                    "INSERT INTO erasures (golden_id, records, requested_by, erased_at) "
+                    "VALUES ('G0000000001', 1, 'test', CURRENT_TIMESTAMP)"
+                )
+            )
+        return plan
+
+    monkeypatch.setattr(incremental, "_plan", plan_then_erase)
+    runs_before = rows(engine, "SELECT count(*) FROM match_runs")[0][0]
+    with pytest.raises(ConcurrentMatch, match="erasure"):
+        match_incremental(engine, CONFIG)
+    assert rows(engine, "SELECT count(*) FROM match_runs")[0][0] == runs_before
+    monkeypatch.setattr(incremental, "_plan", planned)
+    assert match_incremental(engine, CONFIG).counts["arrived"] > 0  # run again: it goes through
+    engine.dispose()
