@@ -335,21 +335,6 @@ PEER_FIELDS = (
 )
 
 
-#: For organisations: company name (match key), legal form, web domain (the website's, else a
-#: business email's), phone, street, postcode, city, country, registration / VAT id.
-PEER_ORG_FIELDS = (
-    "company",
-    "legal_form",
-    "domain",
-    "phone",
-    "street",
-    "postcode",
-    "city",
-    "country",
-    "national_id",
-)
-
-
 def export_for_peers(cleansed: pd.DataFrame, name: str) -> Path:
     """The comparison fields our cleansing produced (the peers get the same clean input).
     Organisation records (when they are the majority) get the organisation fields."""
@@ -358,7 +343,7 @@ def export_for_peers(cleansed: pd.DataFrame, name: str) -> Path:
     frame = match_frame(cleansed)
     orgs = (cleansed["party_type"] == "organisation").mean() > 0.5
     out = pd.DataFrame({"rec_id": frame["record_id"], "entity": cleansed["entity"].to_numpy()})
-    if orgs:
+    if orgs:  # the columns peers.py's ORG_FIELDS names
         domain = frame["web_domain"] if "web_domain" in frame.columns else frame["email_domain"]
         out["company"] = frame["company"]
         out["legal_form"] = frame["legal_form"]

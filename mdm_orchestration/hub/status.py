@@ -127,6 +127,7 @@ def _quarantine_reasons(conn: Connection) -> dict[str, int]:
 
 
 def _skipped_landing_files(conn: Connection) -> list[dict[str, str]]:
+    """The files the landing scan skipped, by path (``ingestion.record_skipped`` keeps them)."""
     rows = conn.execute(
         select(
             LANDING_SKIPS.c.path, LANDING_SKIPS.c.reason, LANDING_SKIPS.c.first_seen_at

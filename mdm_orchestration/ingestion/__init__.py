@@ -27,7 +27,7 @@ from mdm_orchestration.ingestion.ledger import (
 from mdm_orchestration.ingestion.loader import LandingPathError, file_sha256, ingest_file
 from mdm_orchestration.ingestion.readers import ExtractRejected, open_extract
 from mdm_orchestration.ingestion.rows import parse_timestamps
-from mdm_orchestration.ingestion.skips import record_skipped, skipped_counts, skipped_files
+from mdm_orchestration.ingestion.skips import record_skipped, skipped_counts
 
 __all__ = [
     "ExtractRejected",
@@ -53,5 +53,4 @@ __all__ = [
     "rows_accounted",
     "scan_landing",
     "skipped_counts",
-    "skipped_files",
 ]

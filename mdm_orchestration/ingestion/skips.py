@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select
 
@@ -47,19 +46,6 @@ def record_skipped(engine: Engine, skipped: Iterable[SkippedFile]) -> bool:
         if new:
             conn.execute(insert(LANDING_SKIPS), new)
     return True
-
-
-def skipped_files(conn: Connection) -> list[dict[str, Any]]:
-    """The skipped files, by path: ``path``, ``reason``, ``first_seen_at`` (for operators)."""
-    rows = conn.execute(
-        select(
-            LANDING_SKIPS.c.path, LANDING_SKIPS.c.reason, LANDING_SKIPS.c.first_seen_at
-        ).order_by(LANDING_SKIPS.c.path)
-    ).all()
-    return [
-        {"path": r.path, "reason": r.reason, "first_seen_at": r.first_seen_at.isoformat()}
-        for r in rows
-    ]
 
 
 def skipped_counts(engine: Engine) -> dict[str, int]:
