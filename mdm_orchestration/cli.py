@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mdm_orchestration.cli_output import emit, hub_report, print_status
+from mdm_orchestration.cli_output import emit, hub_report, print_hub, print_status
 from mdm_orchestration.cli_steward import (
     cmd_erase,
     cmd_erasure_replay,
@@ -20,6 +20,7 @@ from mdm_orchestration.cli_steward import (
     cmd_review,
     cmd_split,
 )
+from mdm_orchestration.cli_syndication import add_syndicate_commands
 from mdm_orchestration.inprocess import Target
 
 DEFAULT_DEMO_PEOPLE = 2000
@@ -103,17 +104,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if summary["failed"] or not summary["done"] else 0
 
 
-def _print_hub(args: argparse.Namespace, target: Target) -> None:
-    """The hub's status, as text or (``--json``) as JSON."""
-    status = hub_report(target)
-    if args.json:
-        print(json.dumps(status, indent=2, sort_keys=True))
-    else:
-        print_status(status)
-
-
 def cmd_status(args: argparse.Namespace) -> int:
-    _print_hub(args, Target(hub=args.hub))
+    print_hub(args, Target(hub=args.hub))
     return 0
 
 
@@ -189,26 +181,7 @@ def cmd_match(args: argparse.Namespace) -> int:
         )
     finally:
         engine.dispose()
-    _print_hub(args, target)
-    return 0 if ok else 1
-
-
-def cmd_syndicate(args: argparse.Namespace) -> int:
-    """Deliver pending changes to the subscribers (or one) through syndicate_job."""
-    from mdm_orchestration.inprocess import dagster_instance, run_syndication
-
-    target = Target(hub=args.hub, config=args.config)
-    engine = target.engine()
-    try:
-        ok = run_syndication(
-            dagster_instance(), target, engine, quiet=args.json, only=args.subscriber
-        )
-    except ValueError as exc:
-        print(f"mdm syndicate: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        engine.dispose()
-    _print_hub(args, target)
+    print_hub(args, target)
     return 0 if ok else 1
 
 
@@ -344,16 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=("golden", "xref", "changes"), help="what to export")
     p.add_argument("--out", required=True, help="CSV file to write")
 
-    p = _command(
-        sub,
-        "syndicate",
-        cmd_syndicate,
-        "deliver pending golden-record changes (syndicate_job)",
-        "hub",
-        "config",
-        "json",
-    )
-    p.add_argument("--subscriber", help="only this subscriber")
+    add_syndicate_commands(sub, _command)
 
     p = _command(
         sub, "erase", cmd_erase, "erase a person from the hub (GDPR Art. 17)", "hub", "json"

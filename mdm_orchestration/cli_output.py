@@ -137,7 +137,17 @@ __all__ = [
     "VERDICTS",
     "emit",
     "hub_report",
+    "print_hub",
     "print_status",
     "show_explanation",
     "show_pair",
 ]
+
+
+def print_hub(args: argparse.Namespace, target: Target) -> None:
+    """The hub's status, as text or (``--json``) as JSON."""
+    status = hub_report(target)
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+    else:
+        print_status(status)
