@@ -369,3 +369,9 @@ class LandedFileKey(SQLModel, table=True):
     file_name: str = Field(max_length=512)
     content_hash: str = Field(max_length=64)
     registered_at: datetime
+
+
+# The HTTP service's tables (API keys, records written through the API).
+from mdm_orchestration.hub.service_models import ApiKey, ApiWrite  # noqa: E402
+
+__all__ += ["ApiKey", "ApiWrite"]

@@ -191,3 +191,9 @@ LANDING_SKIPS = _table(LandingSkip)
 from mdm_orchestration.hub.models import LandedFileKey  # noqa: E402
 
 LANDED_FILE_KEYS = _table(LandedFileKey)
+
+# The HTTP service's API keys and API-written records.
+from mdm_orchestration.hub.models import ApiKey, ApiWrite  # noqa: E402
+
+API_KEYS = _table(ApiKey)
+API_WRITES = _table(ApiWrite)
