@@ -31,6 +31,7 @@ from mdm_orchestration.config.golden import (
     LIFECYCLES,
     SECRET_PREFIX,
     SURVIVORSHIP_STRATEGIES,
+    AmqpTarget,
     AttributeRule,
     FileTarget,
     SqlTarget,
@@ -261,6 +262,7 @@ def _load_subscriptions(path: Path) -> tuple[SubscriptionsConfig, list[str]]:
 
 
 __all__ = [
+    "AmqpTarget",
     "AttributeRule",
     "CANONICAL_FIELDS",
     "CONFIG_FILES",

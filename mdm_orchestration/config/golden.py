@@ -228,6 +228,51 @@ class SqlTarget(_Strict):
     table: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
 
 
+#: The fields an AMQP routing key may name (``{event_type}``, ``{party_type}``).
+AMQP_ROUTING_FIELDS = ("event_type", "party_type")
+_AMQP_NAME = r"^[A-Za-z0-9_.:-]{1,200}$"
+
+
+class AmqpTarget(_Strict):
+    """A RabbitMQ (AMQP 0-9-1) exchange: persistent messages, publisher confirms."""
+
+    #: ``amqp://user:password@host:port/vhost``; ``${MDM_SECRET_...}`` expands (keep the
+    #: password in the environment).
+    url: EnvString
+    #: A durable topic exchange, declared if missing.
+    exchange: Annotated[str, Field(pattern=_AMQP_NAME)] = "mdm.events"
+    #: The routing key of each message; ``{event_type}`` and ``{party_type}`` fill in.
+    routing_key: Annotated[str, Field(min_length=1, max_length=255)] = "{event_type}"
+    #: A durable queue declared and bound to the exchange, so that nothing published is lost
+    #: before a consumer exists; ``None``: the consumers declare their own queues.
+    queue: Annotated[str, Field(pattern=_AMQP_NAME)] | None = None
+    #: Binding keys of ``queue`` (``#``: every message).
+    bindings: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(
+        default_factory=lambda: ["#"]
+    )
+    #: A message no queue takes is a failed delivery (the broker returns it), not a silent loss.
+    mandatory: bool = True
+    timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+
+    @field_validator("url")
+    @classmethod
+    def _amqp_only(cls, value: str) -> str:
+        if not value.startswith("$") and urlsplit(value).scheme.lower() not in ("amqp", "amqps"):
+            raise ValueError("use amqp:// or amqps://")
+        return value
+
+    @field_validator("routing_key")
+    @classmethod
+    def _known_fields(cls, value: str) -> str:
+        names = set(re.findall(r"{([^{}]*)}", value))
+        unknown = sorted(names - set(AMQP_ROUTING_FIELDS))
+        if unknown:
+            raise ValueError(
+                f"unknown field(s) {unknown} in the routing key; use {list(AMQP_ROUTING_FIELDS)}"
+            )
+        return value
+
+
 class SubscriberFilter(_Strict):
     party_types: list[Literal["person", "organisation"]] = Field(default_factory=list)
     lifecycles: list[str] = Field(default_factory=list)
@@ -237,10 +282,11 @@ class SubscriberFilter(_Strict):
 
 class Subscriber(_Strict):
     description: str = ""
-    transport: Literal["file", "webhook", "sql"]
+    transport: Literal["file", "webhook", "sql", "amqp"]
     file: FileTarget | None = None
     webhook: WebhookTarget | None = None
     sql: SqlTarget | None = None
+    amqp: AmqpTarget | None = None
     #: Golden attributes it receives (empty: all of them).
     attributes: list[str] = Field(default_factory=list)
     filter: SubscriberFilter = SubscriberFilter()
@@ -260,6 +306,11 @@ class Subscriber(_Strict):
     max_backoff_seconds: Annotated[float, Field(ge=0)] = 60.0
     #: The asset check fails when more events than this wait for the subscriber.
     max_lag_events: Annotated[int, Field(ge=0)] = 10_000
+    #: Tries of one event the target refuses permanently (an HTTP 4xx other than 408, 425,
+    #: 429 and the endpoint-wide 401, 403, 404, 405, 407; a SQL constraint or data error)
+    #: before it is dead-lettered and the subscriber's other golden records flow on. Set, it
+    #: may not exceed ``max_attempts``; left at the default, the lower of the two applies.
+    dead_letter_after: Annotated[int, Field(ge=1)] = 3
 
     @field_validator("events")
     @classmethod
@@ -270,10 +321,22 @@ class Subscriber(_Strict):
     def _target(self) -> Subscriber:
         if getattr(self, self.transport) is None:
             raise ValueError(f"transport {self.transport} needs a '{self.transport}' section")
+        if "dead_letter_after" in self.model_fields_set and (
+            self.dead_letter_after > self.max_attempts
+        ):
+            raise ValueError(
+                f"dead_letter_after ({self.dead_letter_after}) must not exceed max_attempts "
+                f"({self.max_attempts})"
+            )
         return self
 
-    def target(self) -> FileTarget | WebhookTarget | SqlTarget:
+    def target(self) -> FileTarget | WebhookTarget | SqlTarget | AmqpTarget:
         return getattr(self, self.transport)
+
+    @property
+    def dead_letter_tries(self) -> int:
+        """``dead_letter_after``, or ``max_attempts`` when that is lower and the default stood."""
+        return min(self.dead_letter_after, self.max_attempts)
 
 
 class SubscriptionsConfig(_Strict):
