@@ -17,6 +17,16 @@ class FileFormat(StrEnum):
     parquet = "parquet"
 
 
+class CompleteWhen(StrEnum):
+    """When a landed file counts as complete (see ``ingestion.landing``)."""
+
+    #: Once its size and mtime stop changing (or it is older than ``settle_seconds``); a
+    #: ``<file>.manifest`` beside it is optional, and verified when present.
+    stable = "stable"
+    #: Once its ``<file>.manifest`` (the file's sha256) exists; until then it is invisible.
+    manifest = "manifest"
+
+
 class DateOrder(StrEnum):
     DMY = "DMY"
     MDY = "MDY"
@@ -69,10 +79,19 @@ class DeletedFlag(_Strict):
     values: list[str] = Field(default_factory=lambda: ["true", "1", "y", "yes", "deleted", "x"])
 
 
+class WrittenBy(StrEnum):
+    """How a source's records reach the hub: extracts dropped in its landing folder, or
+    ``POST /v1/sources/{source}/records`` (each write a one-row extract in the same ledger)."""
+
+    files = "files"
+    api = "api"
+
+
 class SourceConfig(_Strict):
     name: str
     landing_folder: str
     format: FileFormat
+    written_by: WrittenBy = WrittenBy.files
     key_column: str
     trust_rank: Annotated[int, Field(ge=1)]
     updated_at_column: str | None = None
@@ -85,7 +104,17 @@ class SourceConfig(_Strict):
     #: Columns the source sends that the hub knowingly does not use (no drift warning for them).
     ignored_columns: list[str] = Field(default_factory=list)
     deleted_flag: DeletedFlag | None = None
+    #: ``stable`` (default) or ``manifest``: the writer's manifest is the completion signal.
+    complete_when: CompleteWhen = CompleteWhen.stable
     description: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _api_records_are_json(cls, value: Any) -> Any:
+        # A record written through the API is one JSON object, as a JSON Lines row is.
+        if isinstance(value, dict) and value.get("written_by") == WrittenBy.api.value:
+            value = {"format": FileFormat.jsonl.value, **value}
+        return value
 
     @field_validator("mapping", mode="before")
     @classmethod
@@ -141,8 +170,23 @@ class SourceConfig(_Strict):
         return column in known or any(k.startswith(column + ".") for k in known)
 
 
+class ArchiveSettings(_Strict):
+    """Where ingested files go when they leave the landing zone, and for how long."""
+
+    #: Move each ingested (or duplicate) file out of the landing zone into the archive.
+    enabled: bool = False
+    #: The archive folder; relative to ``MDM_HOME``; default ``<MDM_HOME>/archive``. It must
+    #: not be inside the landing root.
+    folder: str | None = None
+    #: Archived files older than this (counted from archiving) are deleted.
+    retention_days: Annotated[float, Field(ge=0)] = 30.0
+
+
 class IngestSettings(_Strict):
     #: A file whose size and mtime have not changed for this long counts as complete.
     settle_seconds: Annotated[float, Field(ge=0)] = 10.0
     #: Longest accepted field value; longer values quarantine the row.
     max_field_length: Annotated[int, Field(ge=16)] = 4096
+    #: Ingested files leave the landing zone for an archive with a retention (off by default).
+    archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
+
