@@ -168,9 +168,16 @@ def _load(
     A file that changed while it was read is rejected and nothing of it stays."""
     with write_transaction(engine) as conn:
         extract_id = start_extract(conn, outcome, landed.stat.st_size, run_id)
-        reader = open_extract(landed.real, landed.source)
-        loader = RowLoader(conn, landed.source, extract_id, config.ingest.max_field_length, outcome)
-        loader.load(guarded_rows(landed.real, reader.rows()), BATCH_ROWS)
+        # The reader is closed whatever happens: a rejection mid-file leaves no open handle.
+        with open_extract(landed.real, landed.source) as reader:
+            loader = RowLoader(
+                conn, landed.source, extract_id, config.ingest.max_field_length, outcome
+            )
+            rows = guarded_rows(landed.real, reader.rows())
+            try:
+                loader.load(rows, BATCH_ROWS)
+            finally:
+                rows.close()
         after = os.stat(landed.real)
         if (after.st_size, after.st_mtime_ns) != (landed.stat.st_size, landed.stat.st_mtime_ns):
             raise ExtractRejected(

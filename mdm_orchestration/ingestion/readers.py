@@ -132,14 +132,28 @@ class CsvReader:
         self.encoding = "utf-8-sig" if encoding in ("utf-8", "utf8") else source.encoding
         _check_decodable(path, self.encoding)
         self._fh = path.open("r", encoding=self.encoding, errors="strict", newline="")
-        self._reader = csv.reader(self._fh, delimiter=source.delimiter, strict=True)
         try:
-            columns = next(self._reader)
-        except StopIteration:
-            raise ExtractRejected("empty_file", f"{path.name}: the file is empty") from None
-        except csv.Error as exc:
-            raise ExtractRejected("malformed_csv", f"{path.name}: header: {exc}") from exc
-        self.header = _check_header(path, source, [c.strip() for c in columns])
+            self._reader = csv.reader(self._fh, delimiter=source.delimiter, strict=True)
+            try:
+                columns = next(self._reader)
+            except StopIteration:
+                raise ExtractRejected("empty_file", f"{path.name}: the file is empty") from None
+            except csv.Error as exc:
+                raise ExtractRejected("malformed_csv", f"{path.name}: header: {exc}") from exc
+            self.header = _check_header(path, source, [c.strip() for c in columns])
+        except BaseException:
+            # A rejected header must not leave the file open (defect 14).
+            self._fh.close()
+            raise
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> CsvReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def rows(self) -> Iterator[RawRow]:
         columns = self.header.columns
@@ -262,6 +276,15 @@ class JsonLinesReader:
         self.header = ExtractHeader(columns=[])
         self._columns: dict[str, None] = {}
 
+    def close(self) -> None:
+        """Nothing stays open: :meth:`rows` opens and closes the file itself."""
+
+    def __enter__(self) -> JsonLinesReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def rows(self) -> Iterator[RawRow]:
         complete = _ends_with_newline(self.path)
         encoding = self.source.encoding
@@ -350,7 +373,20 @@ class ParquetReader:
             raise ExtractRejected(
                 "corrupt", f"{path.name}: not a readable Parquet file ({type(exc).__name__})"
             ) from exc
-        self.header = _check_header(path, source, list(self._file.schema_arrow.names))
+        try:
+            self.header = _check_header(path, source, list(self._file.schema_arrow.names))
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> ParquetReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def rows(self) -> Iterator[RawRow]:
         import pyarrow as pa

@@ -79,3 +79,79 @@ def test_any_unexpected_reader_error_is_recorded_as_a_rejection(
     )
     after = counts(sqlite_engine)
     assert after["source_record_versions"] == before["source_record_versions"]
+
+
+def _no_resource_warning(action) -> None:  # type: ignore[no-untyped-def]
+    """Run ``action`` and collect garbage with ResourceWarning an error: a file a reader left
+    open is reported when its object is collected (pytest -W error::ResourceWarning)."""
+    import gc
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        action()
+        gc.collect()
+    leaked = [w for w in caught if issubclass(w.category, ResourceWarning)]
+    assert not leaked, [str(w.message) for w in leaked]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "code"),
+    [
+        ("nokey.csv", "a;b\n1;2\n", "missing_key_column"),
+        ("unsafe.csv", "cust_no;bad\x01col\nB1;x\n", "unsafe_header"),
+        ("dup.csv", "cust_no;cust_no\nB1;x\n", "duplicate_column"),
+        ("empty.csv", "", "empty_file"),
+        ("quote.csv", 'cust_no;"a\n', "malformed_csv"),
+    ],
+)
+def test_a_rejected_csv_header_closes_the_file(
+    sqlite_engine, hub_config, landing, name, content, code
+):
+    """Defect 14: the CSV reader opened the file, then raised on a bad header without closing it."""
+    path = write_file(landing / "billing" / name, content)
+
+    def ingest() -> None:
+        with pytest.raises(ExtractRejected) as info:
+            ingest_file(sqlite_engine, hub_config, path, landing)
+        assert info.value.code == code
+
+    _no_resource_warning(ingest)
+
+
+def test_a_rejected_parquet_header_closes_the_file(sqlite_engine, hub_config, landing):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = landing / "erp/nokey.parquet"
+    pq.write_table(pa.table({"NAME1": ["x"]}), path)
+
+    def ingest() -> None:
+        with pytest.raises(ExtractRejected, match="missing_key_column"):
+            ingest_file(sqlite_engine, hub_config, path, landing)
+
+    _no_resource_warning(ingest)
+
+
+def test_a_reader_abandoned_mid_file_closes_it(sqlite_engine, hub_config, landing, monkeypatch):
+    """A rejection after some rows were read (the file changed while it was read) leaves no
+    open handle either: the loader closes its reader whatever happens."""
+    from tests.unit.test_ingest import BILLING_HEADER, billing_row
+
+    path = write_file(
+        landing / "billing/changing.csv",
+        BILLING_HEADER + "".join(billing_row(f"B{i}") for i in range(5)),
+    )
+    import mdm_orchestration.ingestion.rows as rows_module
+
+    def load_part(self, rows, batch):  # type: ignore[no-untyped-def]
+        next(iter(rows))
+        raise ExtractRejected("changed_while_reading", "changed.csv: the file changed")
+
+    monkeypatch.setattr(rows_module.RowLoader, "load", load_part)
+
+    def ingest() -> None:
+        with pytest.raises(ExtractRejected, match="changed_while_reading"):
+            ingest_file(sqlite_engine, hub_config, path, landing)
+
+    _no_resource_warning(ingest)
