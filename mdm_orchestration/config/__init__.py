@@ -23,6 +23,7 @@ from mdm_orchestration.config.base import (
     ConfigError,
     _Strict,
 )
+from mdm_orchestration.config.events import BusinessEventRule, EventsConfig
 from mdm_orchestration.config.golden import (
     EVENT_TYPES,
     GOLDEN_ATTRIBUTES,
@@ -74,6 +75,7 @@ CONFIG_FILES = (
     "matching.yaml",
     "survivorship.yaml",
     "subscriptions.yaml",
+    "events.yaml",
 )
 
 
@@ -84,6 +86,7 @@ class HubConfig(_Strict):
     matching: MatchingConfig = MatchingConfig()
     survivorship: SurvivorshipConfig = SurvivorshipConfig()
     subscriptions: SubscriptionsConfig = SubscriptionsConfig()
+    events: EventsConfig = EventsConfig()
     config_dir: Path
 
     def source_for_folder(self, folder: str) -> SourceConfig | None:
@@ -198,7 +201,11 @@ def load_hub_config(config_dir: str | os.PathLike[str] | None = None) -> HubConf
             for name in rule.source_order
             if name not in sources
         )
-    subscriptions, subscription_problems = _load_subscriptions(folder / "subscriptions.yaml")
+    events, event_problems = _load_optional(folder / "events.yaml", EventsConfig)
+    problems.extend(event_problems)
+    subscriptions, subscription_problems = _load_subscriptions(
+        folder / "subscriptions.yaml", events
+    )
     problems.extend(subscription_problems)
     if problems:
         raise ConfigError("\n".join(problems))
@@ -209,6 +216,7 @@ def load_hub_config(config_dir: str | os.PathLike[str] | None = None) -> HubConf
         matching=matching,
         survivorship=survivorship,
         subscriptions=subscriptions,
+        events=events,
         config_dir=folder,
     )
 
@@ -241,7 +249,7 @@ def _load_quality(path: Path, sources: dict[str, SourceConfig]) -> tuple[Quality
     return quality, problems
 
 
-def _load_subscriptions(path: Path) -> tuple[SubscriptionsConfig, list[str]]:
+def _load_subscriptions(path: Path, events: EventsConfig) -> tuple[SubscriptionsConfig, list[str]]:
     """``subscriptions.yaml``: names like sources', attributes among the golden attributes."""
     subs, problems = _load_optional(path, SubscriptionsConfig)
     if problems:
@@ -251,6 +259,13 @@ def _load_subscriptions(path: Path) -> tuple[SubscriptionsConfig, list[str]]:
             problems.append(
                 f"{path}: subscriber '{name}': field '(name)': use lower-case "
                 "letters, digits and '_'"
+            )
+        allowed = (*EVENT_TYPES, *events.names())
+        unknown_events = sorted(set(sub.events) - set(allowed))
+        if unknown_events:
+            problems.append(
+                f"{path}: subscriber '{name}': field 'events': unknown event type(s) "
+                f"{unknown_events}; allowed: {', '.join(allowed)}"
             )
         unknown = sorted(set(sub.attributes) - set(GOLDEN_ATTRIBUTES))
         if unknown:
@@ -264,6 +279,8 @@ def _load_subscriptions(path: Path) -> tuple[SubscriptionsConfig, list[str]]:
 __all__ = [
     "AmqpTarget",
     "AttributeRule",
+    "BusinessEventRule",
+    "EventsConfig",
     "CANONICAL_FIELDS",
     "CONFIG_FILES",
     "ConfigError",

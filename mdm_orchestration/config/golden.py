@@ -315,7 +315,15 @@ class Subscriber(_Strict):
     @field_validator("events")
     @classmethod
     def _known_events(cls, value: list[str]) -> list[str]:
-        return _known(value, EVENT_TYPES, "event type")
+        # Change events, or business events: their names are checked against events.yaml
+        # when the configuration is loaded.
+        bad = [v for v in value if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", v)]
+        if bad:
+            raise ValueError(
+                f"not an event name: {bad}; use change events ({', '.join(EVENT_TYPES)}) "
+                "or the business events of events.yaml"
+            )
+        return value
 
     @model_validator(mode="after")
     def _target(self) -> Subscriber:

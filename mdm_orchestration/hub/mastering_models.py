@@ -117,6 +117,11 @@ class GoldenChange(SQLModel, table=True):
     related: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     run_id: str | None = Field(default=None, max_length=64)
     created_at: datetime
+    #: The business events (``events.yaml``) this change carries: address_changed, ...
+    business_events: list[str] = Field(
+        default_factory=list,
+        sa_column=Column(JSON, nullable=False, server_default="[]"),
+    )
 
 
 class GoldenRun(SQLModel, table=True):

@@ -72,6 +72,8 @@ class ChangeRow(NamedTuple):
     related: str
     run_id: str | None
     created_at: datetime
+    #: JSON list of the business events (``events.yaml``) this change carries
+    business_events: str = "[]"
 
 
 GOLDEN_COLUMNS = GoldenRow._fields

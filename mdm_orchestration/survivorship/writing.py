@@ -10,7 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, select, update
 
-from mdm_orchestration.config import HubConfig
+from mdm_orchestration.config import EventsConfig, HubConfig
 from mdm_orchestration.hub.bulk import bulk_insert, bulk_upsert
 from mdm_orchestration.hub.crash import crash_point
 from mdm_orchestration.hub.store import reconsolidation_lock, write_transaction
@@ -27,7 +27,15 @@ from mdm_orchestration.hub.tables import (
     in_chunks,
     utcnow,
 )
-from mdm_orchestration.survivorship.consolidate import MERGED, RETIRED, Event, Plan, Previous
+from mdm_orchestration.survivorship.business_events import business_events
+from mdm_orchestration.survivorship.consolidate import (
+    MERGED,
+    RETIRED,
+    UPDATED,
+    Event,
+    Plan,
+    Previous,
+)
 from mdm_orchestration.survivorship.ids import seq_of
 from mdm_orchestration.survivorship.reading import Planned, last_run, plan
 from mdm_orchestration.survivorship.rows import (
@@ -100,7 +108,7 @@ def _consolidate(
     snapshot = _plan_snapshot(engine, config, full)
     planned = snapshot.planned
     now = utcnow()
-    rows = _rows(planned.plan, planned.previous, run_id, now)
+    rows = _rows(planned.plan, planned.previous, run_id, now, config.events)
     counts = planned.plan.counts() | {
         "full": int(planned.full),
         "records_considered": planned.considered,
@@ -141,9 +149,14 @@ def _plan_snapshot(engine: Engine, config: HubConfig, full: bool) -> _Snapshot:
 
 
 def _rows(
-    the_plan: Plan, previous: dict[str, Previous], run_id: str | None, now: datetime
+    the_plan: Plan,
+    previous: dict[str, Previous],
+    run_id: str | None,
+    now: datetime,
+    events: EventsConfig,
 ) -> _Rows:
-    """The golden, history and outbox rows of the plan's events."""
+    """The golden, history and outbox rows of the plan's events, each outbox row with the
+    business events its change carries."""
     rows = _Rows(versions={g: p.version + 1 for g, p in previous.items()})
     for event in the_plan.events:
         gid = event.golden_id
@@ -164,9 +177,21 @@ def _rows(
                 related=to_json(event.related),
                 run_id=run_id,
                 created_at=now,
+                business_events=to_json(_business(event, previous, the_plan, events)),
             )
         )
     return rows
+
+
+def _business(
+    event: Event, previous: dict[str, Previous], the_plan: Plan, events: EventsConfig
+) -> list[str]:
+    if event.event_type != UPDATED:
+        return []
+    old, new = previous[event.golden_id], the_plan.states[event.golden_id]
+    return business_events(
+        events, event.changed, old.lifecycle, new.lifecycle, old.consents, new.consents
+    )
 
 
 def _ended_history(
