@@ -375,3 +375,8 @@ class LandedFileKey(SQLModel, table=True):
 from mdm_orchestration.hub.service_models import ApiKey, ApiWrite  # noqa: E402
 
 __all__ += ["ApiKey", "ApiWrite"]
+
+# --- the steward workbench (issue 19) ---------------------------------------------------------
+from mdm_orchestration.hub.workbench_models import WorkbenchAudit, WorkbenchUser  # noqa: E402
+
+__all__ += ["WorkbenchAudit", "WorkbenchUser"]

@@ -197,3 +197,9 @@ from mdm_orchestration.hub.models import ApiKey, ApiWrite  # noqa: E402
 
 API_KEYS = _table(ApiKey)
 API_WRITES = _table(ApiWrite)
+
+# --- the steward workbench's users and audit trail (issue 19) ---------------------------------
+from mdm_orchestration.hub.models import WorkbenchAudit, WorkbenchUser  # noqa: E402
+
+WORKBENCH_USERS = _table(WorkbenchUser)
+WORKBENCH_AUDIT = _table(WorkbenchAudit)
