@@ -1,14 +1,24 @@
 """Ingestion: one landed file (a partition of ``landed_files``) into the hub."""
 
+from pathlib import Path
+
 import dagster as dg
 
+from mdm_orchestration.config import HubConfig
 from mdm_orchestration.ingestion import (
+    ArchiveError,
+    AwaitingManifest,
     ExtractRejected,
     IngestOutcome,
+    ManifestMismatch,
     SkippedFile,
+    archive_landed,
+    check_manifest,
     ingest_file,
     is_opaque_key,
     landed_file_for_key,
+    manifest_folders,
+    purge_expired,
     record_skipped,
     rows_accounted,
     scan_landing,
@@ -76,7 +86,12 @@ def _skipped_landing_files(hub: HubDatabase, landing: LandingZone) -> dg.AssetCh
     only: the names (which may carry customer data) stay in the hub, for `mdm status`."""
     config = landing.hub_config()
     skipped: list[SkippedFile] = []
-    scan_landing(landing.root_path(), [s.landing_folder for s in config.sources.values()], skipped)
+    scan_landing(
+        landing.root_path(),
+        [s.landing_folder for s in config.sources.values()],
+        skipped,
+        manifest_folders=manifest_folders(config.sources.values()),
+    )
     record_skipped(hub.engine, skipped)
     by_reason = skipped_counts(hub.engine)
     return dg.AssetCheckResult(
@@ -88,6 +103,32 @@ def _skipped_landing_files(hub: HubDatabase, landing: LandingZone) -> dg.AssetCh
             "skipped_by_reason": dg.MetadataValue.json(by_reason),
         },
     )
+
+
+def _archive(
+    context: dg.AssetExecutionContext,
+    hub: HubDatabase,
+    config: HubConfig,
+    outcome: IngestOutcome,
+    path: Path,
+    root: Path,
+) -> tuple[bool, int]:
+    """The ingested file into the archive (with ``ingest.archive`` on), then the archive's
+    expired files deleted: (archived, files purged). A failure here is a warning (the data is
+    loaded; the sensor archives the file when it sees it again), never with a file name."""
+    archived, purged = False, 0
+    home = hub.home_path()
+    try:
+        if outcome.status.value in ("loaded", "duplicate"):
+            archived = archive_landed(
+                hub.engine, config, path, root, outcome.content_hash, home=home
+            )
+        purged = purge_expired(config, home=home)
+    except ArchiveError as exc:
+        context.log.warning(str(exc))
+    except OSError as exc:
+        context.log.warning(f"the archive step failed ({type(exc).__name__})")
+    return archived, purged
 
 
 @dg.asset(
@@ -131,7 +172,11 @@ def source_extracts(
 
     The whole file loads in one transaction: every data row becomes a source-record version or a
     quarantine row with its reason. The same bytes landing again are recorded as a duplicate and
-    skipped. A file that cannot be read is recorded as rejected and the run fails.
+    skipped. A file that cannot be read is recorded as rejected and the run fails. A file whose
+    ``.manifest`` declares another sha256 is rejected the same way, before anything is read; a
+    file of a ``complete_when: manifest`` source without its manifest fails the run unrecorded
+    (it is not complete). With ``ingest.archive`` on, a loaded or duplicate file then moves to
+    the archive, and archived files past their retention are deleted.
     """
     root = landing.root_path()
     key = context.partition_key
@@ -144,14 +189,24 @@ def source_extracts(
             metadata={"reason_code": "unknown_partition"},
         )
     opaque = relative is not None
+    config = landing.hub_config()
+    path = root / (relative or key)
     try:
-        outcome = ingest_file(
-            hub.engine,
-            landing.hub_config(),
-            root / (relative or key),
-            root,
-            run_id=context.run.run_id,
-        )
+        check_manifest(hub.engine, config, path, root, run_id=context.run.run_id)
+    except AwaitingManifest as exc:
+        raise dg.Failure(
+            description=f"Extract {key} is not complete: "
+            + (_without_name(str(exc), relative) if opaque else str(exc)),
+            metadata={"reason_code": "awaiting_manifest", "partition": key},
+        ) from None
+    except ManifestMismatch as exc:
+        raise dg.Failure(
+            description=f"Extract {key} rejected: "
+            + (_without_name(exc.message, relative) if opaque else exc.message),
+            metadata={"reason_code": exc.code, "partition": key},
+        ) from None
+    try:
+        outcome = ingest_file(hub.engine, config, path, root, run_id=context.run.run_id)
     except ExtractRejected as exc:
         # The reason names file, row and field; never a value. Under an opaque key the file's
         # name (in the hub's ledger) is replaced by the key.
@@ -165,6 +220,7 @@ def source_extracts(
             raise failure from None
         raise failure from exc
 
+    archived, purged = _archive(context, hub, config, outcome, path, root)
     rate = outcome.rows_quarantined / outcome.rows_landed if outcome.rows_landed else 0.0
     context.log.info(
         f"{key}: {outcome.status.value}, {outcome.rows_loaded} rows loaded, "
@@ -183,6 +239,8 @@ def source_extracts(
             "quarantine_by_reason": dg.MetadataValue.json(dict(outcome.quarantine_reasons)),
             "unmapped_columns": dg.MetadataValue.json(outcome.unmapped_columns),
             "duplicate_of_extract": outcome.duplicate_of,
+            "archived": archived,
+            "archived_files_purged": purged,
         },
         check_results=[
             _accounted_for(hub, outcome),

@@ -189,4 +189,3 @@ class IngestSettings(_Strict):
     max_field_length: Annotated[int, Field(ge=16)] = 4096
     #: Ingested files leave the landing zone for an archive with a retention (off by default).
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
-

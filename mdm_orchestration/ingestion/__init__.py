@@ -3,6 +3,14 @@
 The face of the stage: callers import from here, never from its modules.
 """
 
+from mdm_orchestration.ingestion.archive import (
+    ArchiveError,
+    ScrubbedFile,
+    archive_landed,
+    archive_root,
+    purge_expired,
+    scrub_erased,
+)
 from mdm_orchestration.ingestion.keys import (
     is_opaque_key,
     landed_file_for_key,
@@ -10,17 +18,23 @@ from mdm_orchestration.ingestion.keys import (
     register_landed_file,
 )
 from mdm_orchestration.ingestion.landing import (
+    AwaitingManifest,
     LandedFile,
     LandingCursor,
+    ManifestMismatch,
     SkippedFile,
     complete_files,
     cursor_key,
+    manifest_folders,
     scan_landing,
+    verify_manifest,
 )
 from mdm_orchestration.ingestion.ledger import (
     IngestOutcome,
     RowsAccounted,
+    check_manifest,
     loaded_extract_id,
+    record_rejection,
     rejected_extract_id,
     rows_accounted,
 )
@@ -35,8 +49,15 @@ __all__ = [
     "LandedFile",
     "LandingCursor",
     "LandingPathError",
+    "ManifestMismatch",
+    "ArchiveError",
+    "AwaitingManifest",
     "RowsAccounted",
+    "ScrubbedFile",
     "SkippedFile",
+    "archive_landed",
+    "archive_root",
+    "check_manifest",
     "complete_files",
     "cursor_key",
     "file_sha256",
@@ -44,13 +65,18 @@ __all__ = [
     "is_opaque_key",
     "landed_file_for_key",
     "loaded_extract_id",
+    "manifest_folders",
     "open_extract",
     "parse_timestamps",
     "partition_key",
+    "purge_expired",
+    "record_rejection",
     "record_skipped",
     "register_landed_file",
     "rejected_extract_id",
     "rows_accounted",
     "scan_landing",
+    "scrub_erased",
     "skipped_counts",
+    "verify_manifest",
 ]

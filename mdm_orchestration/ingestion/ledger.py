@@ -6,15 +6,36 @@ for loaded extracts decides, also against a concurrent run.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import NamedTuple
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    and_,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    update,
+)
 
+from mdm_orchestration.config import HubConfig
+from mdm_orchestration.config.sources import CompleteWhen
 from mdm_orchestration.hub.models import ExtractStatus
 from mdm_orchestration.hub.store import write_transaction
 from mdm_orchestration.hub.tables import EXTRACTS, QUARANTINE, VERSIONS, utcnow
+from mdm_orchestration.ingestion.landing import (
+    MANIFEST_CODES,
+    ManifestMismatch,
+    manifest_path,
+    verify_manifest,
+)
 
 #: The ``stage`` of the quarantine rows ingestion writes.
 STAGE = "ingest"
@@ -50,12 +71,28 @@ class RowsAccounted(NamedTuple):
         return self.rows_loaded + self.rows_quarantined == self.rows_landed
 
 
+def _manifest_rejection() -> ColumnElement[bool]:
+    """Ledger rows that rejected a file for its manifest (the pair, not the bytes)."""
+    return or_(*(EXTRACTS.c.reason.like(f"{code}:%") for code in MANIFEST_CODES))
+
+
+def _bytes_rejection() -> ColumnElement[bool]:
+    """Ledger rows that rejected the bytes themselves (every other rejection)."""
+    return or_(EXTRACTS.c.reason.is_(None), not_(_manifest_rejection()))
+
+
+def is_manifest_rejection(reason: str | None) -> bool:
+    return bool(reason) and any(str(reason).startswith(f"{c}:") for c in MANIFEST_CODES)
+
+
 def _earlier_rejection(conn: Connection, outcome: IngestOutcome) -> int | None:
     """The ledger row that already rejected this content (or, before the content could be
-    hashed, this file name for the same reason)."""
+    hashed, this file name for the same reason). A manifest rejection and a rejection of the
+    bytes themselves are told apart: each is recorded once per content."""
     query = select(EXTRACTS.c.id).where(
         EXTRACTS.c.source == outcome.source[:40],
         EXTRACTS.c.status == ExtractStatus.rejected.value,
+        _manifest_rejection() if is_manifest_rejection(outcome.reason) else _bytes_rejection(),
     )
     if outcome.content_hash:
         query = query.where(EXTRACTS.c.content_hash == outcome.content_hash)
@@ -148,15 +185,92 @@ def loaded_extract_id(engine: Engine, source: str, content_hash: str) -> int | N
         ).scalar_one_or_none()
 
 
+def record_rejection(
+    engine: Engine,
+    *,
+    source: str,
+    file_name: str,
+    content_hash: str,
+    size: int,
+    code: str,
+    message: str,
+    run_id: str | None,
+) -> int:
+    """A rejection decided outside the loader (a manifest that does not vouch for the file):
+    its ledger row, recorded once per content like every rejection. Nothing else is written."""
+    outcome = IngestOutcome(
+        source=source,
+        file_name=file_name,
+        status=ExtractStatus.rejected,
+        content_hash=content_hash,
+        reason=f"{code}: {message}",
+    )
+    return record_attempt(engine, outcome, size, run_id)
+
+
+def check_manifest(
+    engine: Engine,
+    config: HubConfig,
+    path: Path,
+    landing_root: Path,
+    *,
+    run_id: str | None = None,
+) -> str | None:
+    """Before a landed file is ingested: the sha256 its manifest vouches for (``None`` when it
+    has none and its source does not require one).
+
+    Raises :class:`~mdm_orchestration.ingestion.landing.AwaitingManifest` (nothing recorded:
+    the file is not complete yet) or, after recording the rejection in the ledger (once per
+    content; the same bytes under a corrected manifest are tried again),
+    :class:`~mdm_orchestration.ingestion.landing.ManifestMismatch`. Paths the loader itself
+    rejects (outside the landing root, no source) are left to it.
+    """
+    root = landing_root.resolve()
+    real = path.resolve()
+    if not real.is_relative_to(root) or not real.is_file():
+        return None
+    relative = real.relative_to(root).as_posix()
+    source = config.source_for_folder(relative.split("/", 1)[0]) if "/" in relative else None
+    if source is None:
+        return None
+    required = source.complete_when is CompleteWhen.manifest
+    mpath = manifest_path(path)
+    if not required and not (mpath.exists() or mpath.is_symlink()):
+        return None
+    digest = hashlib.sha256()
+    with real.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    sha = digest.hexdigest()
+    try:
+        return verify_manifest(path, relative, sha, required=required, landing_root=root)
+    except ManifestMismatch as exc:
+        record_rejection(
+            engine,
+            source=source.name,
+            file_name=relative,
+            content_hash=sha,
+            size=real.stat().st_size,
+            code=exc.code,
+            message=exc.message,
+            run_id=run_id,
+        )
+        raise
+
+
 def rejected_extract_id(engine: Engine, source: str, content_hash: str) -> int | None:
     """The ledger row that rejected these bytes for this source, unless they were loaded since
-    (a configuration fix can make rejected bytes loadable)."""
+    (a configuration fix can make rejected bytes loadable). A rejection for a manifest does
+    not count: it rejected the file with that manifest, and a corrected manifest is tried."""
     with engine.connect() as conn:
         rejected = conn.execute(
             select(func.min(EXTRACTS.c.id)).where(
-                EXTRACTS.c.source == source,
-                EXTRACTS.c.content_hash == content_hash,
-                EXTRACTS.c.status == ExtractStatus.rejected.value,
+                and_(
+                    EXTRACTS.c.source == source,
+                    EXTRACTS.c.content_hash == content_hash,
+                    EXTRACTS.c.status == ExtractStatus.rejected.value,
+                    _bytes_rejection(),
+                )
             )
         ).scalar_one_or_none()
     if rejected is None or loaded_extract_id(engine, source, content_hash) is not None:
