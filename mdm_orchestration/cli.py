@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mdm_orchestration.cli_output import emit, hub_report, print_hub, print_status
+from mdm_orchestration.cli_service import add_service_commands
 from mdm_orchestration.cli_steward import (
     cmd_erase,
     cmd_erasure_replay,
@@ -318,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="CSV file to write")
 
     add_syndicate_commands(sub, _command)
+    add_service_commands(sub, _command)
 
     p = _command(
         sub, "erase", cmd_erase, "erase a person from the hub (GDPR Art. 17)", "hub", "json"

@@ -3,6 +3,13 @@
 The face of the stage: callers import from here, never from its modules.
 """
 
+from mdm_orchestration.ingestion.api_records import (
+    ApiWriteResult,
+    IdempotencyConflict,
+    RecordRefused,
+    pending_api_writes,
+    write_api_record,
+)
 from mdm_orchestration.ingestion.archive import (
     ArchiveError,
     ScrubbedFile,
@@ -44,6 +51,11 @@ from mdm_orchestration.ingestion.rows import parse_timestamps
 from mdm_orchestration.ingestion.skips import record_skipped, skipped_counts
 
 __all__ = [
+    "ApiWriteResult",
+    "IdempotencyConflict",
+    "RecordRefused",
+    "pending_api_writes",
+    "write_api_record",
     "ExtractRejected",
     "IngestOutcome",
     "LandedFile",

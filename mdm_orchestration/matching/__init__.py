@@ -30,6 +30,16 @@ from mdm_orchestration.matching.health import (
 )
 from mdm_orchestration.matching.incremental import match_incremental
 from mdm_orchestration.matching.labels import load_default_labels
+from mdm_orchestration.matching.online import (
+    AUTO,
+    NONE,
+    REVIEW,
+    OnlineMatch,
+    band_of,
+    match_one,
+    match_threshold,
+)
+from mdm_orchestration.matching.online import Candidate as MatchCandidate
 from mdm_orchestration.matching.rebuild import rebuild_clusters
 from mdm_orchestration.matching.review_queue import MAX_PENDING_SHARE, max_pending, review_items
 from mdm_orchestration.matching.runs import (
@@ -57,6 +67,7 @@ from mdm_orchestration.matching.training import (
     TrainSummary,
     labels_digest,
     load_models,
+    model_ids,
     train_models,
 )
 
@@ -70,6 +81,14 @@ def rematch(engine: Engine, config: HubConfig, *, full: bool = False) -> MatchRu
 
 
 __all__ = [
+    "AUTO",
+    "NONE",
+    "REVIEW",
+    "MatchCandidate",
+    "OnlineMatch",
+    "band_of",
+    "match_one",
+    "match_threshold",
     "FULL",
     "INCREMENTAL",
     "LABEL_VALUES",
@@ -96,6 +115,7 @@ __all__ = [
     "labels_digest",
     "load_default_labels",
     "load_models",
+    "model_ids",
     "match_incremental",
     "max_pending",
     "needs_full_rematch",

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from mdm_orchestration.cleansing.addresses import normalise_postcode
 from mdm_orchestration.cleansing.contact import normalise_email, normalise_phone
 from mdm_orchestration.cleansing.names import (
     looks_like_organisation,
@@ -61,9 +62,13 @@ def find_record_ids(
     source: str | None = None,
     key: str | None = None,
     country: str = "US",
+    postcode: str | None = None,
 ) -> list[str]:
     """Source record ids matching every criterion given (normalised like cleansing does)."""
     conditions = []
+    if postcode is not None:
+        normalised_postcode = normalise_postcode(postcode, country)[0]
+        conditions.append(CLEANSED.c.postcode == (normalised_postcode or postcode.strip()))
     if email is not None:
         normalised = normalise_email(email)
         conditions.append(
@@ -163,14 +168,42 @@ def lookup(conn: Connection, *, golden_id: str | None = None, **criteria: Any) -
     if golden_id is not None:
         found = resolve_golden_id(conn, golden_id)
         return golden_documents(conn, [found] if found else [])
-    ids = find_record_ids(conn, **criteria)
-    goldens: set[str] = set()
+    return golden_documents(conn, golden_ids_matching(conn, **criteria))
+
+
+def golden_ids_matching(conn: Connection, **criteria: Any) -> list[str]:
+    """The golden ids :func:`lookup` finds by the criteria of :func:`find_record_ids`, sorted
+    (so that a caller can page through them)."""
+    return sorted(set(golden_ids_of_records(conn, find_record_ids(conn, **criteria)).values()))
+
+
+def golden_ids_of_records(conn: Connection, record_ids: Iterable[str]) -> dict[str, str]:
+    """Source record id -> the golden id it belongs to (records in no golden record left out)."""
+    ids = sorted(set(record_ids))
+    out: dict[str, str] = {}
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        goldens.update(
-            conn.execute(select(XREF.c.golden_id).where(XREF.c.record_id.in_(chunk))).scalars()
+        out.update(
+            dict(
+                conn.execute(
+                    select(XREF.c.record_id, XREF.c.golden_id).where(XREF.c.record_id.in_(chunk))
+                ).all()
+            )
         )
-    return golden_documents(conn, goldens)
+    return out
+
+
+def golden_history(conn: Connection, golden_id: str) -> list[dict]:
+    """Every recorded version of a golden record, oldest first (empty: no such golden id)."""
+    rows = conn.execute(
+        select(HISTORY).where(HISTORY.c.golden_id == golden_id).order_by(HISTORY.c.version)
+    ).mappings()
+    out = []
+    for row in rows:
+        version = dict(row)
+        version.pop("id", None)
+        out.append(version)
+    return out
 
 
 # --- export -----------------------------------------------------------------------------------

@@ -13,7 +13,15 @@ from tests.conftest import CONFIG_DIR
 
 def test_shipped_configuration_loads():
     config = load_hub_config(CONFIG_DIR)
-    assert set(config.sources) == {"crm", "billing", "erp", "ecommerce", "loyalty"}
+    assert set(config.sources) == {
+        "crm",
+        "billing",
+        "erp",
+        "ecommerce",
+        "loyalty",
+        "self_service",
+        "hub",
+    }
     assert {s.format.value for s in config.sources.values()} == {"csv", "jsonl", "parquet"}
     billing = config.sources["billing"]
     assert billing.delimiter == ";" and billing.trust_rank == 1

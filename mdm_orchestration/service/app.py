@@ -1,0 +1,58 @@
+"""The service's application: one FastAPI app, its routers under ``/v1``, one lifespan that
+opens and closes the hub engine. No Dagster in here: records written through the API land in
+the hub, and a sensor picks them up."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from mdm_orchestration.config import load_hub_config
+from mdm_orchestration.hub.store import create_hub_engine
+from mdm_orchestration.service import golden, matching, records
+from mdm_orchestration.service.middleware import ServiceMiddleware
+from mdm_orchestration.service.problems import install
+from mdm_orchestration.service.state import RateLimiter, ServiceSettings, ServiceState
+
+DESCRIPTION = """\
+The customer MDM hub over HTTP. Every request needs an API key (`mdm api-key create`) sent as
+`Authorization: Bearer <key>`; scopes: `read` (golden records, xref, search), `match`
+(`POST /v1/match`), `write:<source>` (records of a source written through the API). Errors are
+`application/problem+json` (RFC 9457) naming the field at fault.
+"""
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    settings = settings or ServiceSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_hub_engine(settings.hub_url)
+        app.state.service = ServiceState(
+            settings=settings,
+            engine=engine,
+            config=load_hub_config(settings.config_dir),
+            limiter=RateLimiter(settings.rate_per_second, settings.rate_burst),
+        )
+        try:
+            yield
+        finally:
+            engine.dispose()
+
+    app = FastAPI(
+        title="MDM hub",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    install(app)
+    app.include_router(golden.router)
+    app.include_router(matching.router)
+    app.include_router(records.router)
+    app.add_middleware(ServiceMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,159 @@
+"""A request body into a source's raw values and its cleansed form, by the hub's own cleansers.
+
+Bodies are flat JSON objects: either canonical fields (``given_name``, ``email``...) or a
+configured source's own columns. A value is a string, a number, a boolean or null; numbers and
+booleans become the text an extract would carry. Unknown fields, values the cleansers find
+invalid (an email, a phone, a date, a national id) and rows the quality rules would quarantine
+are refused naming the field as the caller sent it, never quoting the value.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mdm_orchestration.cleansing import cleanse_batch
+from mdm_orchestration.config import CANONICAL_FIELDS, HubConfig, SourceConfig
+from mdm_orchestration.hub.models import source_record_id
+from mdm_orchestration.service.problems import Problem, field_error
+
+Scalar = str | int | float | bool | None
+
+#: The layout of a proposed record in canonical fields: the pseudo-source ``canonical``.
+CANONICAL = "canonical"
+CANONICAL_KEY = "key"
+#: Quality flags the service refuses on input, though an extract's row would only be flagged:
+#: the caller is there to correct them.
+REFUSED_FLAGS = {
+    "email_invalid": "email",
+    "phone_invalid": "phone",
+    "birth_date_invalid": "birth_date",
+    "birth_date_implausible": "birth_date",
+    "national_id_invalid": "national_id",
+}
+
+
+@lru_cache(maxsize=64)
+def canonical_source(country: str) -> SourceConfig:
+    """Canonical fields as a source of their own (each field its own column)."""
+    return SourceConfig(
+        name=CANONICAL,
+        landing_folder=CANONICAL,
+        format="jsonl",
+        key_column=CANONICAL_KEY,
+        trust_rank=1,
+        default_country=country,
+        mapping={f: {"column": f} for f in CANONICAL_FIELDS},
+    )
+
+
+def as_text(value: Scalar) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def raw_values(body: dict[str, Scalar], source: SourceConfig) -> dict[str, str | None]:
+    """The body as an extract row of ``source``: unknown columns refused (422)."""
+    unknown = [k for k in body if not source.is_known_column(k) and k != source.key_column]
+    if unknown:
+        raise Problem(
+            422,
+            f"{len(unknown)} unknown field(s) for source {source.name!r}",
+            errors=[field_error(f"body.{k}", "unknown_field", "unknown field") for k in unknown],
+            kind="invalid-fields",
+        )
+    return {k: as_text(v) for k, v in body.items()}
+
+
+def _columns_of(source: SourceConfig, canonical_field: str) -> list[str]:
+    mapping = source.mapping.get(canonical_field)
+    if mapping is None or mapping.value is not None:
+        return [canonical_field]
+    return mapping.source_columns or [canonical_field]
+
+
+def cleanse_one(
+    values: dict[str, str | None], source: SourceConfig, config: HubConfig, *, strict: bool
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The cleansed record (a one-row frame of cleansing's columns, and as JSON) of ``values``.
+
+    Its ``source_record_id`` is the record's own when ``values`` carry its key, else a random
+    one. A row a blocking quality rule stops is refused (422); with ``strict``, so is one the
+    cleansers flag invalid (:data:`REFUSED_FLAGS`)."""
+    key = (values.get(source.key_column) or "").strip()
+    rid = source_record_id(source.name, key) if key else uuid.uuid4().hex
+    versions = pd.DataFrame(
+        [
+            {
+                "extract_id": 0,
+                "row_number": 1,
+                "source_record_id": rid,
+                "source_key": key,
+                "raw": values,
+                "source_updated_at": None,
+            }
+        ],
+        dtype=object,
+    )
+    result = cleanse_batch(versions, source, config.quality, date.today())
+    errors = []
+    for q in result.quarantine.itertuples():
+        for column in _columns_of(source, str(q.field)):
+            errors.append(field_error(f"body.{column}", str(q.reason), "a quality rule stops it"))
+    if not errors and strict:
+        flags = result.records["quality_flags"].iloc[0]
+        for flag in flags:
+            canonical_field = REFUSED_FLAGS.get(flag)
+            if canonical_field:
+                for column in _columns_of(source, canonical_field):
+                    errors.append(field_error(f"body.{column}", flag, flag.replace("_", " ")))
+    if not errors and strict:
+        for purpose, spec in source.consent_columns.items():
+            given = values.get(spec.column)
+            if (
+                given is not None
+                and given.strip()
+                and purpose not in result.records["consents"].iloc[0]
+            ):
+                errors.append(
+                    field_error(f"body.{spec.column}", "consent_invalid", "use true or false")
+                )
+    if errors:
+        raise Problem(422, "the record has invalid fields", errors=errors, kind="invalid-fields")
+    record = result.records.iloc[[0]].reset_index(drop=True)
+    return record, cleansed_json(record)
+
+
+def _json(value: Any) -> Any:  # noqa: ANN401
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+#: Cleansing's identity columns and internal keys, left out of the answer.
+_HIDDEN = {"extract_id", "row_number", "source_updated_at"}
+
+
+def cleansed_json(record: pd.DataFrame) -> dict[str, Any]:
+    row = record.iloc[0].to_dict()
+    return {k: _json(v) for k, v in row.items() if k not in _HIDDEN}
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
