@@ -376,6 +376,45 @@ from mdm_orchestration.hub.service_models import ApiKey, ApiWrite  # noqa: E402
 
 __all__ += ["ApiKey", "ApiWrite"]
 
+from sqlalchemy import UniqueConstraint  # noqa: E402
+
+
+class DeadLetter(SQLModel, table=True):
+    """An outbox event a subscriber refused permanently (``state`` ``dead``), or one held behind
+    such an event because it concerns the same golden record (``held``): order per golden id.
+
+    No customer values: the event's ids, how often it was tried and the class of the last
+    error (``HTTP`` and a status, or an exception class). ``seq`` is empty for a snapshot row.
+    ``queued`` (``mdm syndicate dlq retry``) goes out with the next delivery; ``delivered``,
+    ``dropped`` (with ``reason`` and ``resolved_by``) and ``superseded`` (an erasure of the
+    golden record was delivered) are resolved. See ``syndication.delivery``.
+    """
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (
+        UniqueConstraint("subscriber", "event_id", name="uq_dead_letters_subscriber_event"),
+        Index("ix_dead_letters_subscriber_state", "subscriber", "state"),
+        Index("ix_dead_letters_subscriber_golden", "subscriber", "golden_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber: str = Field(max_length=40)
+    event_id: str = Field(max_length=36)
+    seq: int | None = Field(default=None, sa_type=BigInteger)
+    golden_id: str = Field(max_length=16)
+    version: int
+    state: str = Field(max_length=16)  # dead held queued delivered dropped superseded
+    attempts: int
+    error_class: str | None = Field(default=None, max_length=40)
+    error_status: int | None = None
+    dead_lettered_at: datetime
+    resolved_at: datetime | None = None
+    resolved_by: str | None = Field(default=None, max_length=80)
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+
+
+__all__ += ["DeadLetter"]
+
 # --- the steward workbench (issue 19) ---------------------------------------------------------
 from mdm_orchestration.hub.workbench_models import WorkbenchAudit, WorkbenchUser  # noqa: E402
 

@@ -198,6 +198,11 @@ from mdm_orchestration.hub.models import ApiKey, ApiWrite  # noqa: E402
 API_KEYS = _table(ApiKey)
 API_WRITES = _table(ApiWrite)
 
+# --- syndication's dead letters (issue 17) ----------------------------------------------------
+from mdm_orchestration.hub.models import DeadLetter  # noqa: E402
+
+DEAD_LETTERS = _table(DeadLetter)
+
 # --- the steward workbench's users and audit trail (issue 19) ---------------------------------
 from mdm_orchestration.hub.models import WorkbenchAudit, WorkbenchUser  # noqa: E402
 

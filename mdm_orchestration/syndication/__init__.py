@@ -4,9 +4,17 @@ nothing here knows Dagster.
 
 This is syndication's face: assets, sensors, the CLI, tests and benchmarks import from here.
 Behind it: what each subscriber is sent (``messages``), where it goes (``transports``), the
-delivery loop and its ledger (``delivery``), and erasure (``erasure``).
+delivery loop and its ledger (``delivery``), the events a subscriber refused for good and those
+held behind them (``dead_letters``), and erasure (``erasure``).
 """
 
+from mdm_orchestration.syndication.dead_letters import (
+    DeadLetter,
+    dead_letter_counts,
+    drop_dead_letters,
+    list_dead_letters,
+    retry_dead_letters,
+)
 from mdm_orchestration.syndication.delivery import (
     DeliveryResult,
     SubscriberFailing,
@@ -37,6 +45,7 @@ from mdm_orchestration.syndication.messages import (
 from mdm_orchestration.syndication.transports import DeliveryError, Transport, make_transport
 
 __all__ = [
+    "DeadLetter",
     "DeliveryError",
     "DeliveryResult",
     "ErasureResult",
@@ -48,15 +57,19 @@ __all__ = [
     "ReplayResult",
     "SubscriberFailing",
     "Transport",
+    "dead_letter_counts",
     "decide",
+    "drop_dead_letters",
     "ensure_state",
     "erase",
     "erased_record_ids",
     "erasure_ledger_path",
+    "list_dead_letters",
     "make_transport",
     "pending_for",
     "read_ledger",
     "replay_erasures",
+    "retry_dead_letters",
     "subscribed_attributes",
     "subscriber_status",
     "syndicate",

@@ -7,6 +7,22 @@ resends the batch (same event ids, so receivers drop the duplicates); nothing is
 Events are read in outbox order, so each golden record's changes arrive in order. After
 ``max_attempts`` failures in a row the subscriber is marked failing and the run fails; the next
 run resumes at the first undelivered event.
+
+Poison events. A failure the transport calls permanent (an HTTP 400, a constraint the SQL
+target refuses: see ``transports``) concerns one message. After ``dead_letter_after`` tries of
+it the event is *dead-lettered* (a ``dead_letters`` row, state ``dead``, in the transaction
+that moves the cursor onto it) and delivery goes on. Order per golden record is kept by
+*holding*: every later event of that golden record becomes a ``held`` row as the cursor passes
+it, unsent. So the cursor always advances safely, and every outbox event ends delivered (or
+nothing for the subscriber), dead-lettered or held; nothing is lost. Other golden records flow
+on. ``mdm syndicate dlq retry`` turns the golden record's dead and held rows into ``queued``
+ones: the next delivery sends them first, in outbox order, re-deciding each against the
+ledger (if the event is refused again it is dead again and the rest held again); ``drop``
+resolves them with a reason, and the golden record's next events flow. An ``erased`` event is
+never held: it is delivered and supersedes the held ones (nothing older may follow an
+erasure, and the erasure must not wait on an operator). A snapshot row refused permanently is
+dead-lettered the same way (no seq; its retry sends the version it held). The rows themselves
+are in ``dead_letters`` (that module has the states, list, retry and drop).
 """
 
 from __future__ import annotations
@@ -26,6 +42,7 @@ from mdm_orchestration.hub.crash import crash_point
 from mdm_orchestration.hub.store import mdm_home, write_transaction
 from mdm_orchestration.hub.tables import (
     CHANGES,
+    DEAD_LETTERS,
     DELIVERIES,
     GOLDEN,
     HISTORY,
@@ -35,7 +52,19 @@ from mdm_orchestration.hub.tables import (
     utcnow,
 )
 from mdm_orchestration.survivorship import ACTIVE, event_id
+from mdm_orchestration.syndication.dead_letters import (
+    DEAD,
+    DELIVERED,
+    HELD,
+    QUEUED,
+    SUPERSEDED,
+    UNRESOLVED,
+    blocked_goldens,
+    dead_letter_counts,
+    unblock_orphans,
+)
 from mdm_orchestration.syndication.messages import (
+    UPSERT_TYPES,
     GoldenVersion,
     Held,
     Message,
@@ -63,14 +92,32 @@ class DeliveryResult:
     retries: int = 0
     cursor: int = 0
     pending: int = 0
+    #: Events dead-lettered in this run, held behind a dead one, and retried from the queue.
+    dead_lettered: int = 0
+    held: int = 0
+    retried: int = 0
 
 
 class Step(NamedTuple):
     """One planned step of a delivery."""
 
     seq: int | None  # the outbox seq it settles (None in a snapshot)
-    message: Message | None  # None: the event is nothing for this subscriber
+    message: Message | None  # None: the event is nothing for this subscriber (or held)
     entry: tuple[str, Held] | None  # the ledger entry afterwards (golden id, what is held)
+    #: Not sent: held behind a dead letter of its golden record (``held`` or ``queued``).
+    hold: tuple[OutboxEvent, str] | None = None
+    #: An erasure: once delivered, the golden record's dead and held rows are superseded.
+    supersedes: str | None = None
+    #: The dead-letter row it replays (a retry), resolved once delivered.
+    dead_letter: int | None = None
+
+
+class Refused(NamedTuple):
+    """The step the subscriber refused permanently ``attempts`` times, and the last error."""
+
+    step: Step
+    error: DeliveryError
+    attempts: int
 
 
 def _state(conn: Connection, name: str) -> Any:  # noqa: ANN401
@@ -110,6 +157,27 @@ def _held(conn: Connection, name: str, golden_ids: set[str]) -> dict[str, Held]:
             )
         )
         out.update({g: Held(v, bool(p)) for g, v, p in rows})
+    return out
+
+
+def _events(conn: Connection, seqs: list[int]) -> dict[int, OutboxEvent]:
+    """The outbox events with these seqs."""
+    out = {}
+    for i in range(0, len(seqs), 500):
+        rows = conn.execute(
+            select(
+                CHANGES.c.seq,
+                CHANGES.c.event_id,
+                CHANGES.c.golden_id,
+                CHANGES.c.version,
+                CHANGES.c.event_type,
+                CHANGES.c.changed,
+                CHANGES.c.related,
+                CHANGES.c.created_at,
+            ).where(CHANGES.c.seq.in_(seqs[i : i + 500]))
+        )
+        for r in rows:
+            out[int(r.seq)] = OutboxEvent(*r)
     return out
 
 
@@ -165,11 +233,15 @@ class _Run:
         cursor: int | None = None,
         snapshot_after: str | None = None,
         snapshot_done: bool = False,
+        refused: Refused | None = None,
     ) -> None:
+        """The ledger entries of ``steps``, their dead-letter rows (held, resolved) and the
+        subscriber's state in one transaction; with ``refused``, that step dead-lettered."""
         now = utcnow()
         ledger: dict[str, tuple[Any, ...]] = {}
         delivered = 0
-        for _seq, message, entry in steps:
+        for step in steps:
+            message, entry = step.message, step.entry
             if entry is not None:
                 golden_id, held = entry
                 ledger[golden_id] = (
@@ -208,7 +280,100 @@ class _Run:
             conn.execute(
                 SUBSCRIBERS.update().where(SUBSCRIBERS.c.subscriber == self.name).values(**values)
             )
+            self._settle_dead_letters(conn, steps, now)
+            if refused is not None:
+                self._dead_letter(conn, refused, now)
         self.result.delivered += delivered
+
+    def _settle_dead_letters(self, conn: Connection, steps: list[Step], now: Any) -> None:  # noqa: ANN401
+        held = [s.hold for s in steps if s.hold is not None]
+        for event, state in held:
+            exists = conn.execute(
+                select(DEAD_LETTERS.c.id).where(
+                    DEAD_LETTERS.c.subscriber == self.name,
+                    DEAD_LETTERS.c.event_id == event.event_id,
+                )
+            ).first()
+            if exists is None:  # a batch read again after a crash holds its events once
+                conn.execute(
+                    DEAD_LETTERS.insert().values(
+                        subscriber=self.name,
+                        event_id=event.event_id,
+                        seq=event.seq,
+                        golden_id=event.golden_id,
+                        version=event.version,
+                        state=state,
+                        attempts=0,
+                        dead_lettered_at=now,
+                    )
+                )
+        self.result.held += len(held)
+        replayed = [s.dead_letter for s in steps if s.dead_letter is not None]
+        for i in range(0, len(replayed), 500):
+            conn.execute(
+                DEAD_LETTERS.update()
+                .where(DEAD_LETTERS.c.id.in_(replayed[i : i + 500]))
+                .values(state=DELIVERED, resolved_at=now, resolved_by="retry")
+            )
+        self.result.retried += len(replayed)
+        for golden_id in {s.supersedes for s in steps if s.supersedes is not None}:
+            conn.execute(
+                DEAD_LETTERS.update()
+                .where(
+                    DEAD_LETTERS.c.subscriber == self.name,
+                    DEAD_LETTERS.c.golden_id == golden_id,
+                    DEAD_LETTERS.c.state.in_(UNRESOLVED),
+                )
+                .values(state=SUPERSEDED, resolved_at=now, resolved_by="erasure")
+            )
+
+    def _dead_letter(self, conn: Connection, refused: Refused, now: Any) -> None:  # noqa: ANN401
+        """The refused step's event dead; on a retry, the rest of its golden record held."""
+        step, error = refused.step, refused.error
+        message = step.message
+        assert message is not None, "only a sent message can be refused"
+        values = {
+            "state": DEAD,
+            "error_class": (error.error_class or "")[:40] or None,
+            "error_status": error.status,
+            "dead_lettered_at": now,
+        }
+        row_id = step.dead_letter
+        if row_id is None:  # a snapshot row's event id may come again in the outbox
+            row_id = conn.execute(
+                select(DEAD_LETTERS.c.id).where(
+                    DEAD_LETTERS.c.subscriber == self.name,
+                    DEAD_LETTERS.c.event_id == message.event_id,
+                )
+            ).scalar()
+        if row_id is not None:
+            conn.execute(
+                DEAD_LETTERS.update()
+                .where(DEAD_LETTERS.c.id == row_id)
+                .values(attempts=DEAD_LETTERS.c.attempts + refused.attempts, **values)
+            )
+            conn.execute(
+                DEAD_LETTERS.update()
+                .where(
+                    DEAD_LETTERS.c.subscriber == self.name,
+                    DEAD_LETTERS.c.golden_id == message.golden_id,
+                    DEAD_LETTERS.c.state == QUEUED,
+                )
+                .values(state=HELD)
+            )
+        else:
+            conn.execute(
+                DEAD_LETTERS.insert().values(
+                    subscriber=self.name,
+                    event_id=message.event_id,
+                    seq=step.seq,
+                    golden_id=message.golden_id,
+                    version=message.version,
+                    attempts=refused.attempts,
+                    **values,
+                )
+            )
+        self.result.dead_lettered += 1
 
     def fail(self, error: str, attempts: int) -> None:
         now = utcnow()
@@ -231,10 +396,12 @@ class _Run:
         steps: list[Step],
         batch_name: str,
         settle: Callable[[list[Step]], None],
-    ) -> None:
-        """Send the steps' messages with retries; ``settle`` commits a delivered prefix."""
+    ) -> Refused | None:
+        """Send the steps' messages with retries; ``settle`` commits a delivered prefix. A
+        message refused permanently ``dead_letter_tries`` times is returned, unsettled, and
+        nothing after it is sent: the caller dead-letters it and plans again from there."""
         remaining = steps
-        failures = 0
+        failures = refusals = 0
         while True:
             messages = [step.message for step in remaining if step.message is not None]
             try:
@@ -244,8 +411,11 @@ class _Run:
                 if cut:
                     settle(remaining[:cut])
                     remaining = remaining[cut:]
-                    failures = 0
+                    failures = refusals = 0
                 failures += 1
+                refusals += 1 if exc.permanent else 0
+                if refusals >= self.sub.dead_letter_tries and remaining:
+                    return Refused(remaining[0], exc, refusals)
                 if failures >= self.sub.max_attempts:
                     self.fail(str(exc), failures)
                     raise SubscriberFailing(
@@ -257,7 +427,7 @@ class _Run:
             crash_point("syndication:after_send_before_commit")
             settle(remaining)
             self.result.batches += 1
-            return
+            return None
 
     @staticmethod
     def _prefix(steps: list[Step], delivered: int) -> int:
@@ -317,11 +487,14 @@ class _Run:
                     )
                     steps.append(Step(None, message, (v.golden_id, Held(v.version, True))))
             last = rows[-1].golden_id
-            self.deliver(
+            refused = self.deliver(
                 steps, f"snapshot-{after or 'G0'}-{last}", self._snapshot_settle(steps, last)
             )
-            self.result.snapshot += sum(1 for step in steps if step.message is not None)
-            after = last
+            if refused is None:
+                after = last
+            else:  # dead-letter it and go on after it
+                after = refused.step.entry[0] if refused.step.entry else after
+                self.commit([], snapshot_after=after, refused=refused)
         self.commit([], cursor=upto, snapshot_done=True)
 
     def _snapshot_settle(self, steps: list[Step], last: str) -> Callable[[list[Step]], None]:
@@ -332,6 +505,7 @@ class _Run:
             whole = len(done) == len(steps)
             entry = done[-1].entry if done else None
             self.commit(done, snapshot_after=last if whole else (entry[0] if entry else None))
+            self.result.snapshot += sum(1 for step in done if step.message is not None)
 
         return settle
 
@@ -360,23 +534,104 @@ class _Run:
                 events = [OutboxEvent(*r) for r in rows]
                 held = _held(conn, self.name, {e.golden_id for e in events})
                 versions = _versions(conn, {(e.golden_id, e.version) for e in events})
+                blocked = blocked_goldens(conn, self.name, {e.golden_id for e in events})
             steps: list[Step] = []
             for e in events:
+                waiting = blocked.get(e.golden_id)
+                if waiting is not None and e.event_type != "erased":
+                    steps.append(Step(e.seq, None, None, hold=(e, waiting)))
+                    continue
+                supersedes = e.golden_id if waiting is not None else None
                 before = held.get(e.golden_id)
                 message, after = decide(self.sub, e, versions.get((e.golden_id, e.version)), before)
                 if after is not None and after != before:
                     held[e.golden_id] = after
-                    steps.append(Step(e.seq, message, (e.golden_id, after)))
+                    steps.append(Step(e.seq, message, (e.golden_id, after), supersedes=supersedes))
                 else:
-                    steps.append(Step(e.seq, message, None))
+                    steps.append(Step(e.seq, message, None, supersedes=supersedes))
                 if message is None:
                     self.result.skipped += 1
 
             def settle(done: list[Step]) -> None:
                 self.commit(done, cursor=done[-1].seq)
 
-            self.deliver(steps, f"{events[0].seq:012d}-{events[-1].seq:012d}", settle)
-            cursor = events[-1].seq
+            refused = self.deliver(steps, f"{events[0].seq:012d}-{events[-1].seq:012d}", settle)
+            if refused is None:
+                cursor = events[-1].seq
+            else:
+                # Everything before it is settled: the cursor moves onto the dead letter, and
+                # the rest is planned again, holding that golden record's later events.
+                cursor = int(refused.step.seq or cursor)
+                self.commit([], cursor=cursor, refused=refused)
+
+    # --- retries from the dead-letter queue ----------------------------------------------
+
+    def replay(self) -> None:
+        """Send the queued dead letters (``dlq retry``) in outbox order, each decided again
+        against the ledger; one refused again is dead again, its successors held again."""
+        with write_transaction(self.engine) as conn:
+            unblock_orphans(conn, self.name)
+        while True:
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    select(
+                        DEAD_LETTERS.c.id,
+                        DEAD_LETTERS.c.seq,
+                        DEAD_LETTERS.c.event_id,
+                        DEAD_LETTERS.c.golden_id,
+                        DEAD_LETTERS.c.version,
+                    )
+                    .where(DEAD_LETTERS.c.subscriber == self.name, DEAD_LETTERS.c.state == QUEUED)
+                    .order_by(DEAD_LETTERS.c.seq.asc().nulls_first(), DEAD_LETTERS.c.id)
+                    .limit(self.sub.batch_size)
+                ).all()
+                if not rows:
+                    return
+                events = _events(conn, [int(r.seq) for r in rows if r.seq is not None])
+                held = _held(conn, self.name, {r.golden_id for r in rows})
+                versions = _versions(conn, {(r.golden_id, int(r.version)) for r in rows})
+            steps: list[Step] = []
+            now = utcnow()
+            for r in rows:
+                before = held.get(r.golden_id)
+                message, after = self._replayed(r, events, versions, before, now)
+                entry = None
+                if after is not None and after != before:
+                    held[r.golden_id] = after
+                    entry = (r.golden_id, after)
+                steps.append(Step(r.seq, message, entry, dead_letter=r.id))
+
+            def settle(done: list[Step]) -> None:
+                self.commit(done)
+
+            refused = self.deliver(steps, f"retry-{rows[0].id}-{rows[-1].id}", settle)
+            if refused is not None:
+                self.commit([], refused=refused)
+
+    def _replayed(
+        self,
+        row: Any,  # noqa: ANN401
+        events: dict[int, OutboxEvent],
+        versions: dict[tuple[str, int], GoldenVersion],
+        before: Held | None,
+        now: Any,  # noqa: ANN401
+    ) -> tuple[Message | None, Held | None]:
+        """What a queued dead letter sends now (None: nothing for the subscriber any more)."""
+        if row.seq is None:  # a snapshot row: the version it held, unless the ledger is past it
+            v = versions.get((row.golden_id, int(row.version)))
+            if v is None or why_not(self.sub, v) is not None:
+                return None, before
+            if before is not None and before.version >= v.version:
+                return None, before
+            message = upsert(self.sub, v, "snapshot", row.event_id, None, now)
+            return message, Held(v.version, True)
+        e = events.get(int(row.seq))
+        if e is None:
+            return None, before
+        version = versions.get((e.golden_id, e.version))
+        if version is None and e.event_type in UPSERT_TYPES:
+            return None, before  # its version is gone from the history
+        return decide(self.sub, e, version, before)
 
 
 def syndicate(
@@ -396,6 +651,7 @@ def syndicate(
         if not state.snapshot_done:
             run.snapshot(state)
             state = ensure_state(engine, name, sub)
+        run.replay()
         run.result.cursor = run.changes(int(state.cursor_seq))
     finally:
         transport.close()
@@ -405,24 +661,32 @@ def syndicate(
 
 
 def pending_for(conn: Connection, name: str) -> int:
-    """Outbox events after the subscriber's cursor (all of them before its first run)."""
+    """Outbox events after the subscriber's cursor (all of them before its first run), and
+    dead letters queued for a retry. Dead and held ones wait for an operator, not a run."""
     cursor = conn.execute(
         select(SUBSCRIBERS.c.cursor_seq).where(SUBSCRIBERS.c.subscriber == name)
     ).scalar()
-    return int(
-        conn.execute(
-            select(func.count()).select_from(CHANGES).where(CHANGES.c.seq > (cursor or 0))
-        ).scalar_one()
-    )
+    after = conn.execute(
+        select(func.count()).select_from(CHANGES).where(CHANGES.c.seq > (cursor or 0))
+    ).scalar_one()
+    queued = conn.execute(
+        select(func.count())
+        .select_from(DEAD_LETTERS)
+        .where(DEAD_LETTERS.c.subscriber == name, DEAD_LETTERS.c.state == QUEUED)
+    ).scalar_one()
+    return int(after) + int(queued)
 
 
 def subscriber_status(engine: Engine, config: HubConfig) -> dict[str, dict[str, Any]]:
-    """Per configured subscriber: pending events, delivered, status, failing since (counts)."""
+    """Per configured subscriber: pending events, delivered, status, failing since, and its
+    dead letters (counts)."""
     out = {}
     with engine.connect() as conn:
         last = int(conn.execute(select(func.coalesce(func.max(CHANGES.c.seq), 0))).scalar_one())
+        letters = dead_letter_counts(conn)
         for name in config.subscriptions.subscribers:
             state = _state(conn, name)
+            mine = letters.get(name, {})
             out[name] = {
                 "pending": pending_for(conn, name),
                 "snapshot_done": bool(state.snapshot_done) if state else False,
@@ -434,12 +698,17 @@ def subscriber_status(engine: Engine, config: HubConfig) -> dict[str, dict[str, 
                 "last_error": state.last_error if state else None,
                 "cursor_seq": int(state.cursor_seq) if state else 0,
                 "outbox_seq": last,
+                # The dead-letter queue: refused events, events held behind them, retries due.
+                "dead_lettered": mine.get(DEAD, 0),
+                "held": mine.get(HELD, 0),
+                "requeued": mine.get(QUEUED, 0),
             }
     return out
 
 
 __all__ = [
     "DeliveryResult",
+    "Refused",
     "SubscriberFailing",
     "backoff_delay",
     "pending_for",

@@ -3,6 +3,20 @@
 Each ``send`` delivers messages in order and either returns (all delivered) or raises
 :class:`DeliveryError` saying how many were delivered before the failure, so the caller records
 exactly those. Errors carry no customer data (an HTTP status or an exception class).
+
+A failure is *permanent* when the target refused that one message and would refuse it again
+(the delivery loop dead-letters it after ``dead_letter_after`` tries and goes on with the
+other golden records); anything else is transient (retried with backoff, then the subscriber
+is failing):
+
+- webhook: HTTP 4xx is permanent except 408, 425 and 429 (try later) and 401, 403, 404, 405
+  and 407 (the endpoint or its credentials refuse every message, not this one: dead-lettering
+  would drain the whole queue into the dead letters); 5xx, redirects, timeouts, refused
+  connections are transient;
+- sql: an ``IntegrityError`` or ``DataError`` (a constraint, a value the column refuses) is
+  permanent; the batch is then written one message per transaction, so that the refused
+  message is known and the ones before it are delivered; every other error is transient;
+- file: every error is transient (a full disk, a permission).
 """
 
 from __future__ import annotations
@@ -39,9 +53,47 @@ from mdm_orchestration.syndication.messages import Message, subscribed_attribute
 
 
 class DeliveryError(RuntimeError):
-    def __init__(self, message: str, delivered: int = 0) -> None:
+    """``delivered`` messages got through before the failure; ``permanent``: the target refused
+    message ``delivered`` itself (see the module docstring); ``error_class`` (``HTTP`` or an
+    exception class) and ``status`` (an HTTP status) classify it, never with customer data."""
+
+    def __init__(
+        self,
+        message: str,
+        delivered: int = 0,
+        *,
+        permanent: bool = False,
+        error_class: str | None = None,
+        status: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.delivered = delivered
+        self.permanent = permanent
+        self.error_class = error_class
+        self.status = status
+
+    def after(self, delivered: int) -> DeliveryError:
+        """The same failure, ``delivered`` messages into a batch."""
+        return DeliveryError(
+            str(self),
+            delivered,
+            permanent=self.permanent,
+            error_class=self.error_class,
+            status=self.status,
+        )
+
+
+#: HTTP 4xx answers that are not about the one message: try later, or the endpoint refuses all.
+TRANSIENT_4XX = frozenset({408, 425, 429})
+ENDPOINT_4XX = frozenset({401, 403, 404, 405, 407})
+
+
+def http_failure(status: int) -> DeliveryError:
+    """The failure an HTTP ``status`` outside 2xx stands for (permanent or not, see above)."""
+    permanent = 400 <= status < 500 and status not in TRANSIENT_4XX | ENDPOINT_4XX
+    return DeliveryError(
+        f"webhook: HTTP {status}", permanent=permanent, error_class="HTTP", status=status
+    )
 
 
 class Transport(Protocol):
@@ -238,7 +290,7 @@ class WebhookTransport:
                 status = response.status
         except urllib.error.HTTPError as exc:
             exc.close()
-            raise DeliveryError(f"webhook: HTTP {exc.code}") from None
+            raise http_failure(exc.code) from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             if deadline.expired:
                 raise DeliveryError(
@@ -253,7 +305,7 @@ class WebhookTransport:
                 f"webhook: TimeoutError (no answer within {self.timeout:g}s in all)"
             )
         if not 200 <= status < 300:
-            raise DeliveryError(f"webhook: HTTP {status}")
+            raise http_failure(status)
 
     def send(self, messages: Sequence[Message], batch_name: str) -> None:
         for i, m in enumerate(messages):
@@ -271,7 +323,7 @@ class WebhookTransport:
             try:
                 self._post(request)
             except DeliveryError as exc:
-                raise DeliveryError(str(exc), delivered=i) from None
+                raise exc.after(i) from None
 
     def close(self) -> None:
         return None
@@ -350,21 +402,45 @@ class SqlTransport:
         ):
             conn.execute(t.insert().values(**values))
 
+    def _write(self, conn: sa.Connection, m: Message) -> None:
+        if m.removes:
+            conn.execute(
+                self.table.delete().where(
+                    self.table.c.golden_id == m.golden_id,
+                    self.table.c.version <= m.version,
+                )
+            )
+        else:
+            self._upsert(conn, m)
+
+    @staticmethod
+    def _failure(exc: sa.exc.SQLAlchemyError, delivered: int) -> DeliveryError:
+        name = type(exc).__name__
+        return DeliveryError(
+            f"sql: {name}",
+            delivered,
+            permanent=isinstance(exc, (sa.exc.IntegrityError, sa.exc.DataError)),
+            error_class=name,
+        )
+
     def send(self, messages: Sequence[Message], batch_name: str) -> None:
         try:
             with self.engine.begin() as conn:  # the whole batch, or none of it
                 for m in messages:
-                    if m.removes:
-                        conn.execute(
-                            self.table.delete().where(
-                                self.table.c.golden_id == m.golden_id,
-                                self.table.c.version <= m.version,
-                            )
-                        )
-                    else:
-                        self._upsert(conn, m)
+                    self._write(conn, m)
+            return
         except sa.exc.SQLAlchemyError as exc:
-            raise DeliveryError(f"sql: {type(exc).__name__}") from None
+            failure = self._failure(exc, 0)
+        if not failure.permanent or len(messages) == 1:
+            raise failure
+        # A message the table refuses: one transaction each, to deliver those before it and
+        # name it (its index is ``delivered``).
+        for i, m in enumerate(messages):
+            try:
+                with self.engine.begin() as conn:
+                    self._write(conn, m)
+            except sa.exc.SQLAlchemyError as exc:
+                raise self._failure(exc, i) from None
 
     def close(self) -> None:
         self.engine.dispose()
