@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Where the embedded default keeps its files when nothing else is said.
@@ -35,6 +35,11 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("MDM_STEWARD", "USER")
     )
     dagster_home: Path | None = Field(default=None, validation_alias="DAGSTER_HOME")
+    #: The key that signs match models (hex, at least 32 bytes), for deployments whose runs do
+    #: not share one MDM_HOME (a secret of the Kubernetes namespace, say).
+    mdm_model_key: SecretStr | None = Field(default=None, validation_alias="MDM_MODEL_KEY")
+    #: Where the model-signing key is kept (default ``<home>/model.key``).
+    mdm_model_key_file: Path | None = Field(default=None, validation_alias="MDM_MODEL_KEY_FILE")
 
     @property
     def home(self) -> Path:
@@ -45,6 +50,12 @@ class Settings(BaseSettings):
     def steward(self) -> str:
         """Who a label, override or erasure is recorded as (``MDM_STEWARD``, else ``USER``)."""
         return self.mdm_steward or "steward"
+
+    @property
+    def model_key_file(self) -> Path:
+        """The file of the model-signing key (``MDM_MODEL_KEY_FILE``, else ``<home>/model.key``);
+        outside the hub database, so that writing the database is not enough to forge a model."""
+        return (self.mdm_model_key_file or self.home / "model.key").expanduser().resolve()
 
     @property
     def landing_dir(self) -> Path:

@@ -80,6 +80,8 @@ def match_model(
     for party in PARTY_TYPES:
         m = summary.metrics[party]
         metadata[f"{party}_retrained"] = summary.retrained[party]
+        # Retrained because the stored model was unsigned (an upgraded hub) or failed its check.
+        metadata[f"{party}_replaced_unsigned_model"] = summary.unsigned.get(party, False)
         metadata[f"{party}_threshold"] = summary.thresholds[party]
         metadata[f"{party}_cv_f1"] = m.get("f1")
         metadata[f"{party}_cv_precision"] = m.get("precision")

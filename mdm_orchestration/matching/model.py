@@ -4,7 +4,14 @@
 comparators, missing-value indicators) and its logistic-regression classifier on labelled
 pairs, and chooses the clustering threshold with the best F1 in cross-validation on those labels.
 Blocking is ours (``blocking.py``), so dedupe's own predicate learning, its memory-hungry part,
-is not run. ``load_model`` reads settings that the hub itself wrote (they are pickles).
+is not run.
+
+The settings are pickles (dedupe's own format), and unpickling runs code: whoever can write the
+hub database could otherwise run code in every matching run. So the hub signs what it stores
+(HMAC-SHA256 over the party type and the pickled bytes, with a key kept outside the database:
+see :func:`model_key`) and ``load_model`` checks the signature before a single byte is unpickled;
+an unsigned or altered model is refused (:class:`ModelSignatureError`) and the hub retrains it
+from its labels instead (``train_models``).
 
 dedupe and scikit-learn are imported where they are used: importing them takes seconds, and
 every Dagster run imports this package (an ingest run never matches).
@@ -12,19 +19,26 @@ every Dagster run imports this package (an ingest run never matches).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import hmac
 import io
+import os
 import pickle
+import secrets
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from affinegap import normalizedAffineGapDistance
 
 from mdm_orchestration.cleansing.names import nickname_related
+from mdm_orchestration.hub.store import PRIVATE_FILE_MODE, private_dir
 from mdm_orchestration.hub.tables import ORGANISATION, PERSON
 from mdm_orchestration.matching.records import ORGANISATION_FIELDS, PERSON_FIELDS
 from mdm_orchestration.matching.rules import one_slip
+from mdm_orchestration.settings import settings as environment
 
 #: Changes when ``variables`` change: part of the labels' digest, so a hub upgraded to new
 #: comparators retrains (and then rebuilds) instead of scoring with a model of the old ones.
@@ -128,8 +142,14 @@ class MatchModel:
             )
         return out
 
-    def to_bytes(self) -> bytes:
-        """dedupe's settings layout (data model, classifier, predicates) plus our threshold."""
+    def to_bytes(self, key: bytes | None = None) -> bytes:
+        """The settings as the hub stores them: :meth:`pickled_settings`, signed with ``key``
+        (default: :func:`model_key`)."""
+        return sign_settings(self.pickled_settings(), self.party_type, key)
+
+    def pickled_settings(self) -> bytes:
+        """dedupe's settings layout (data model, classifier, predicates) plus our threshold,
+        unsigned (what the hub stored before models were signed)."""
         buffer = io.BytesIO()
         pickle.dump(self.data_model, buffer)
         pickle.dump(self.classifier, buffer)
@@ -141,11 +161,157 @@ class MatchModel:
         return buffer.getvalue()
 
 
-def load_model(settings: bytes) -> MatchModel:
-    """Load settings written by :meth:`MatchModel.to_bytes` (only ever the hub's own)."""
+# --- Signing ---------------------------------------------------------------------------------
+
+#: The first bytes of signed settings; a pickle never starts like this (pickles start 0x80).
+SIGNED_MAGIC = b"MDM-MODEL HMAC-SHA256 1\n"
+#: Length of the signing key in bytes, and the least a key given in MDM_MODEL_KEY must have.
+KEY_BYTES = 32
+_TAG_BYTES = hashlib.sha256().digest_size
+#: What to do about a refused model, in every refusal's message.
+RETRAIN_HINT = (
+    "retrain it from the hub's labels with `mdm match --force` (or materialise match_model in "
+    "the Dagster UI), which stores a newly signed model"
+)
+
+
+class ModelKeyError(RuntimeError):
+    """The model-signing key cannot be read, is malformed, or is open to other users."""
+
+
+class ModelSignatureError(ValueError):
+    """Stored settings that are unsigned, altered, or signed with another key: never unpickled."""
+
+
+def _head(party_type: str) -> bytes:
+    return SIGNED_MAGIC + party_type.encode("ascii") + b"\n"
+
+
+def sign_settings(payload: bytes, party_type: str, key: bytes | None = None) -> bytes:
+    """``payload`` (pickled settings) in the signed layout: the magic line, the party type, the
+    HMAC-SHA256 tag over all of that and the payload, then the payload."""
+    head = _head(party_type)
+    tag = hmac.new(key or model_key(), head + payload, hashlib.sha256).digest()
+    return head + tag + payload
+
+
+def verify_settings(settings: bytes, party_type: str | None, key: bytes | None = None) -> bytes:
+    """The pickled payload of signed ``settings``, once their tag is checked (in constant time)
+    against ``key`` (default: :func:`model_key`); :class:`ModelSignatureError` otherwise. With
+    ``party_type``, settings signed for another party type are refused too. Nothing is
+    unpickled here."""
+    if not settings.startswith(SIGNED_MAGIC):
+        raise ModelSignatureError(
+            "the model is not signed: it was stored before models were signed, or written into "
+            "the hub database by something other than the hub; it was not loaded (loading runs "
+            f"code); {RETRAIN_HINT}"
+        )
+    end = settings.find(b"\n", len(SIGNED_MAGIC))
+    if end < 0 or len(settings) < end + 1 + _TAG_BYTES:
+        raise ModelSignatureError(f"the model's signature is malformed; {RETRAIN_HINT}")
+    signed_for = settings[len(SIGNED_MAGIC) : end].decode("ascii", "replace")
+    head = settings[: end + 1]
+    tag = settings[end + 1 : end + 1 + _TAG_BYTES]
+    payload = settings[end + 1 + _TAG_BYTES :]
+    expected = hmac.new(key or model_key(), head + payload, hashlib.sha256).digest()
+    if not hmac.compare_digest(tag, expected):
+        raise ModelSignatureError(
+            "the model fails its signature check: it was altered in the hub database, or signed "
+            f"with another key than this hub's ({key_source()}); it was not loaded. If the key is "
+            f"the right one, find out who changed the model, then {RETRAIN_HINT}"
+        )
+    if party_type is not None and signed_for != party_type:
+        raise ModelSignatureError(
+            f"the model is signed as a {signed_for!r} model but stored as {party_type!r}; "
+            f"it was not loaded; {RETRAIN_HINT}"
+        )
+    return payload
+
+
+def is_signed(settings: bytes, party_type: str | None, key: bytes | None = None) -> bool:
+    """Whether :func:`verify_settings` accepts ``settings`` (without unpickling anything)."""
+    try:
+        verify_settings(settings, party_type, key)
+    except ModelSignatureError:
+        return False
+    return True
+
+
+def key_source() -> str:
+    """Where :func:`model_key` takes the key from, for messages (never the key itself)."""
+    env = environment()
+    if env.mdm_model_key is not None:
+        return "the MDM_MODEL_KEY environment variable"
+    return f"the key file {env.model_key_file}"
+
+
+def _parse_key(text: str, where: str) -> bytes:
+    try:
+        key = bytes.fromhex(text.strip())
+    except ValueError:
+        raise ModelKeyError(f"{where}: the model key must be hexadecimal digits") from None
+    if len(key) < KEY_BYTES:
+        raise ModelKeyError(
+            f"{where}: the model key has {len(key)} bytes; at least {KEY_BYTES} are needed "
+            "(`openssl rand -hex 32` makes one)"
+        )
+    return key
+
+
+def _read_key_file(path: Path) -> bytes:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "r", encoding="ascii") as fh:
+        st = os.fstat(fh.fileno())
+        if os.name == "posix" and st.st_mode & 0o077:
+            raise ModelKeyError(
+                f"{path}: the model key file is open to other users (mode "
+                f"{oct(st.st_mode & 0o777)}): whoever can read it can sign a model the hub will "
+                "run. Make it the owner's alone (`chmod 600`), or, if others may have read it, "
+                f"delete it (a new key is made) and {RETRAIN_HINT}"
+            )
+        return _parse_key(fh.read(), str(path))
+
+
+def model_key() -> bytes:
+    """The key that signs and verifies match models: ``MDM_MODEL_KEY`` (hex) when set, else the
+    file ``MDM_MODEL_KEY_FILE`` (default ``<MDM_HOME>/model.key``), created on first use with
+    a random key, mode 0600, in a folder created 0700. Every process that trains or loads
+    models for one hub needs the same key; the key never goes into the hub database."""
+    env = environment()
+    if env.mdm_model_key is not None:
+        return _parse_key(env.mdm_model_key.get_secret_value(), "MDM_MODEL_KEY")
+    path = env.model_key_file
+    with contextlib.suppress(FileNotFoundError):
+        return _read_key_file(path)
+    private_dir(path.parent)
+    # Written whole under a temporary name, then linked into place: a process that races this
+    # one reads either no file or the complete key, and the first key made wins.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+    try:
+        os.fchmod(fd, PRIVATE_FILE_MODE)
+        os.write(fd, (secrets.token_bytes(KEY_BYTES).hex() + "\n").encode("ascii"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        tmp.unlink()
+    return _read_key_file(path)
+
+
+def load_model(
+    settings: bytes, key: bytes | None = None, *, party_type: str | None = None
+) -> MatchModel:
+    """Load settings written by :meth:`MatchModel.to_bytes`, after checking their signature
+    (:func:`verify_settings`): an unsigned or altered model raises :class:`ModelSignatureError`
+    before anything is unpickled."""
+    payload = verify_settings(settings, party_type, key)
     import dedupe
 
-    buffer = io.BytesIO(settings)
+    buffer = io.BytesIO(payload)
     static = dedupe.StaticDedupe(buffer, num_cores=0)
     extra = pickle.load(buffer)
     return MatchModel(

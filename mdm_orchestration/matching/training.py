@@ -18,7 +18,10 @@ from mdm_orchestration.matching.model import (
     FIELDS,
     MODEL_VERSION,
     MatchModel,
+    ModelSignatureError,
+    is_signed,
     load_model,
+    model_key,
     settings_digest,
     train_model,
 )
@@ -76,6 +79,9 @@ class TrainSummary:
     retrained: dict[str, bool] = field(default_factory=dict)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=dict)
+    #: Party types retrained because their stored model was unsigned or failed its signature
+    #: check (a hub upgraded from before signing, or a model altered in the database).
+    unsigned: dict[str, bool] = field(default_factory=dict)
 
 
 def latest_model_rows(conn: Connection) -> dict[str, Any]:
@@ -102,12 +108,23 @@ def train_models(
     shipped defaults stop taking part."""
     suffice = (config.matching if config else MatchingConfig()).own_labels_suffice
     summary = TrainSummary()
+    key = model_key()
     with engine.connect() as conn:
         latest = latest_model_rows(conn)
         todo = {}
         for party in PARTY_TYPES:
             digest = labels_digest(conn, party, suffice)
-            if force or party not in latest or latest[party].labels_digest != digest:
+            # A stored model the hub cannot vouch for is never loaded: it is replaced by one
+            # trained on the labels (checked by its HMAC alone, nothing is unpickled here).
+            summary.unsigned[party] = party in latest and not is_signed(
+                latest[party].settings, party, key
+            )
+            if (
+                force
+                or party not in latest
+                or summary.unsigned[party]
+                or latest[party].labels_digest != digest
+            ):
                 todo[party] = (digest, *training_pairs(conn, party, suffice))
     for party in PARTY_TYPES:
         if party not in todo:
@@ -117,7 +134,7 @@ def train_models(
             continue
         digest, matches, distinct = todo[party]
         model = train_model(party, matches, distinct)
-        settings = model.to_bytes()
+        settings = model.to_bytes(key)
         with write_transaction(engine) as conn:
             conn.execute(
                 insert(MODELS).values(
@@ -140,13 +157,28 @@ class NoModel(LookupError):
     """match_clusters needs a trained model: materialise match_model first."""
 
 
+class ModelRefused(NoModel):
+    """The newest stored model is unsigned, altered or signed with another key: not loaded."""
+
+
 def load_models(conn: Connection) -> dict[str, MatchModel]:
-    """The newest model per party type, verified against the digest the hub recorded."""
+    """The newest model per party type, verified against the digest the hub recorded and
+    against its signature (before it is unpickled): :class:`ModelRefused` otherwise."""
     models = {}
+    key = None
     for party, row in latest_model_rows(conn).items():
         if settings_digest(row.settings) != row.settings_sha256:
-            raise NoModel(f"the stored {party} model does not match its recorded digest")
-        models[party] = load_model(row.settings)
+            raise ModelRefused(
+                f"the stored {party} model (match_models id {row.id}) does not match its "
+                "recorded digest; it was not loaded; retrain it with `mdm match --force`"
+            )
+        key = key or model_key()
+        try:
+            models[party] = load_model(row.settings, key, party_type=party)
+        except ModelSignatureError as exc:
+            raise ModelRefused(
+                f"the stored {party} model (match_models id {row.id}): {exc}"
+            ) from None
     missing = set(PARTY_TYPES) - set(models)
     if missing:
         raise NoModel(f"no trained model for {sorted(missing)}: materialise match_model first")
