@@ -27,6 +27,17 @@ PG_ADMIN_URL = os.environ.get(
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _model_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One model-signing key for the whole run (issue 17, defect 15): hubs built by module
+    fixtures, before a test's own MDM_HOME is set, sign their models with it, and the tests
+    (and the runs they start in subprocesses) verify with the same key."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("MDM_MODEL_KEY", raising=False)
+        patch.setenv("MDM_MODEL_KEY_FILE", str(tmp_path_factory.mktemp("keys") / "model.key"))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No test touches ./.mdm or the developer's environment variables."""
