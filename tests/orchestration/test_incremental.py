@@ -194,11 +194,13 @@ def test_an_update_moves_the_golden_record_and_touches_nothing_else(incremental_
     assert attributes["street"].startswith("77 Newhome") and attributes["city"] == "Lakeview"
     event = rows(
         engine,
-        "SELECT event_type, changed FROM golden_changes WHERE golden_id = :g "
+        "SELECT event_type, changed, business_events FROM golden_changes WHERE golden_id = :g "
         "ORDER BY seq DESC LIMIT 1",
         g=golden,
     )[0]
     assert event[0] == "updated" and "street" in json.loads(event[1])
+    # The business event the move carries, written with the change (events.yaml).
+    assert "address_changed" in json.loads(event[2])
     after_versions = dict(rows(engine, "SELECT golden_id, version FROM golden_records"))
     changed = {g for g, v in after_versions.items() if before_versions.get(g) != v}
     assert golden in changed and len(changed) <= 3
