@@ -14,8 +14,17 @@ erasure lacks it: an append-only JSON Lines ledger under ``MDM_HOME``
 fsynced (0600) before the erasure commits. After a restore, :func:`replay_erasures`
 (``mdm erasure replay``) redoes every erasure of that ledger the hub lacks, whole: source
 records, golden records blanked and retired, history scrubbed, and an ``erased`` event for the
-subscribers. Landed files are the silos' own exports and are not rewritten: purge or re-export
-them by the silos' own retention rules.
+subscribers.
+
+Files outside the database that carry the person are scrubbed after the erasure commits
+(:func:`mdm_orchestration.ingestion.scrub_erased`): every archived extract (``ingest.archive``)
+and every complete file still in the landing zone holding a row of an erased source record is
+rewritten without those rows (atomically; the other rows byte for byte) or removed when none is
+left; a landed file whose bytes the hub already loaded goes to the archive (scrubbed) when the
+archive is on. Files still being written are left: ingesting them quarantines the person as
+``erased_subject`` and archiving them scrubs them. Which files were rewritten is appended to
+the outside ledger as a ``files`` entry, by path hash (never a name). A replay scrubs the files
+again for every erased record, so a restored archive loses the person too.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, insert, or_, select, update
 
+from mdm_orchestration.config import HubConfig, load_hub_config
 from mdm_orchestration.hub.models import source_record_id
 from mdm_orchestration.hub.store import (
     PRIVATE_FILE_MODE,
@@ -58,6 +68,7 @@ from mdm_orchestration.hub.tables import (
     chunks,
     utcnow,
 )
+from mdm_orchestration.ingestion import ArchiveError, ScrubbedFile, scrub_erased
 from mdm_orchestration.matching import forget_records
 from mdm_orchestration.settings import settings
 from mdm_orchestration.survivorship import event_id, resolve_golden_id
@@ -87,6 +98,11 @@ class ErasureResult:
     golden_id: str | None
     records: int
     golden_records_blanked: int
+    #: Archived or landed files rewritten without the person, and files removed (no row left).
+    files_rewritten: int = 0
+    files_removed: int = 0
+    #: Why the files could not all be scrubbed (an error's type); a replay tries again.
+    files_error: str | None = None
 
 
 def _absorbed(conn: Connection, golden_id: str) -> set[str]:
@@ -139,6 +155,66 @@ def append_ledger(path: Path, entry: dict[str, Any]) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def read_file_entries(path: Path) -> list[dict[str, Any]]:
+    """The ledger's ``files`` entries (which files each erasure or replay scrubbed, by path
+    hash), oldest first."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(entry, dict) and entry.get("kind") == "files":
+            out.append(entry)
+    return out
+
+
+def _scrub_files(
+    engine: Engine,
+    record_ids: list[str],
+    *,
+    sources: set[str] | None,
+    config: HubConfig | None,
+    landing: Path | None,
+    home: Path | None,
+) -> tuple[list[ScrubbedFile], str | None]:
+    """The archived and landed files rewritten (or removed) without ``record_ids``, and the
+    error's type name when that could not be finished."""
+    try:
+        return (
+            scrub_erased(
+                engine,
+                config or load_hub_config(None),
+                record_ids,
+                landing_root=landing,
+                home=home,
+                sources=sources,
+            ),
+            None,
+        )
+    except (ArchiveError, OSError) as exc:
+        return [], type(exc).__name__
+
+
+def _files_entry(
+    ledger: Path, of: str | None, files: list[ScrubbedFile], error: str | None, now: datetime
+) -> None:
+    entry: dict[str, Any] = {
+        "v": 1,
+        "kind": "files",
+        "entry_id": uuid.uuid4().hex,
+        "of": of,  # the erasure entry (None: a replay)
+        "recorded_at": now.isoformat(),
+        "files": [f.as_dict() for f in files],
+    }
+    if error:
+        entry["error"] = error
+    append_ledger(ledger, entry)
 
 
 def read_ledger(path: Path) -> list[dict[str, Any]]:
@@ -284,10 +360,17 @@ def erase(
     key: str | None = None,
     by: str,
     ledger: Path | None = None,
+    config: HubConfig | None = None,
+    landing: Path | None = None,
+    home: Path | None = None,
 ) -> ErasureResult:
     """Erase the person of a golden record (or of one source record) from the hub. The entry
     is appended to the outside ledger (``ledger``, default :func:`erasure_ledger_path`) before
-    the erasure commits: a crash in between leaves an entry that a replay completes."""
+    the erasure commits: a crash in between leaves an entry that a replay completes.
+
+    Then the files: the archive (``config``'s, under ``home``) and the landing zone
+    (``landing``, default ``MDM_LANDING_DIR``) lose the person's rows, recorded in the ledger
+    by path hash. ``config`` defaults to the hub's configuration (``MDM_CONFIG_DIR``)."""
     if (golden_id is None) == (source is None or key is None):
         raise ValueError("erase either --golden ID or --source S --key K")
     now = utcnow()
@@ -313,19 +396,45 @@ def erase(
             )
         else:
             record_ids = [rid]
+        # The sources whose files can hold the person (read before the records go).
+        sources: set[str] = set()
+        for chunk in chunks(record_ids):
+            sources |= set(
+                conn.execute(select(SOURCES.c.source).where(SOURCES.c.id.in_(chunk))).scalars()
+            )
         erasure_id = _erase_in(conn, target, goldens, record_ids, by, now)
+        entry_id = uuid.uuid4().hex
         append_ledger(
             ledger or erasure_ledger_path(),
             {
                 "v": 1,
-                "entry_id": uuid.uuid4().hex,
+                "entry_id": entry_id,
                 "erased_at": now.isoformat(),
                 "target": target,
                 "golden_ids": goldens,
                 "record_ids": record_ids,
             },
         )
-    return ErasureResult(erasure_id, target, len(record_ids), len(goldens))
+    # After the commit: a crash before the files are scrubbed leaves the entry, and a replay
+    # scrubs them (files are not part of the transaction).
+    files, error = _scrub_files(
+        engine,
+        record_ids,
+        sources=sources or None,
+        config=config,
+        landing=landing,
+        home=home,
+    )
+    _files_entry(ledger or erasure_ledger_path(), entry_id, files, error, now)
+    return ErasureResult(
+        erasure_id,
+        target,
+        len(record_ids),
+        len(goldens),
+        files_rewritten=sum(f.action in ("rewritten", "archived") for f in files),
+        files_removed=sum(f.action == "removed" for f in files),
+        files_error=error,
+    )
 
 
 def erased_record_ids(conn: Connection) -> set[str]:
@@ -339,6 +448,8 @@ class ReplayResult:
     records: int = 0  # source records removed again
     golden_records: int = 0  # golden records retired as erased again
     events: int = 0  # erased events queued for the subscribers
+    files: int = 0  # archived or landed files rewritten or removed without erased records
+    files_error: str | None = None  # why the files could not all be scrubbed
 
 
 def _present(conn: Connection, column: Any, values: list[str]) -> set[str]:  # noqa: ANN401
@@ -420,12 +531,21 @@ def _redo(
 
 
 def replay_erasures(
-    engine: Engine, *, ledger: Path | None = None, by: str = "erasure-replay"
+    engine: Engine,
+    *,
+    ledger: Path | None = None,
+    by: str = "erasure-replay",
+    config: HubConfig | None = None,
+    landing: Path | None = None,
+    home: Path | None = None,
 ) -> ReplayResult:
     """After restoring a backup: redo, whole, every erasure of the outside ledger that the hub
     lacks (source records, golden records, history, subscribers' erased events), and delete
-    again any record of the hub's own tombstone that came back. Idempotent."""
-    entries = read_ledger(ledger or erasure_ledger_path())
+    again any record of the hub's own tombstone that came back; then scrub the archived and
+    landed files of every erased record again (a restored archive, or files an interrupted
+    erasure left). Idempotent."""
+    ledger = ledger or erasure_ledger_path()
+    entries = read_ledger(ledger)
     result = ReplayResult(entries=len(entries))
     now = utcnow()
     with write_transaction(engine) as conn:
@@ -441,4 +561,12 @@ def replay_erasures(
         back = sorted(_present(conn, SOURCES.c.id, erased))
         _delete_records(conn, back)
         result.records = before + len(back)
+    every = sorted({r for e in entries for r in e["record_ids"]} | set(erased))
+    if every:
+        files, result.files_error = _scrub_files(
+            engine, every, sources=None, config=config, landing=landing, home=home
+        )
+        result.files = len(files)
+        if files or result.files_error:
+            _files_entry(ledger, None, files, result.files_error, now)
     return result
