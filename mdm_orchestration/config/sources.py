@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import re
 from enum import StrEnum
 from typing import Annotated, Any
@@ -142,6 +143,46 @@ class SourceConfig(_Strict):
         if value is not None and not SAFE_COLUMN.match(value):
             raise ValueError(f"column name {value!r} has characters that are not allowed")
         return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _text_encoding(cls, value: str) -> str:
+        # Checked here so that a misspelt name fails at load, naming the source and field, and
+        # not as every file's rejection. The readers find rows by their ASCII delimiters and
+        # newlines in the raw bytes, so only ASCII-compatible encodings (UTF-8, Latin-1,
+        # cp1252, ISO 8859-x, Shift JIS...) can be read; UTF-16 and UTF-32 cannot.
+        try:
+            info = codecs.lookup(value)
+        except LookupError:
+            raise ValueError(
+                f"unknown encoding {value!r} (Python codec names: utf-8, latin-1, cp1252, ...)"
+            ) from None
+        if not getattr(info, "_is_text_encoding", True):
+            raise ValueError(f"{value!r} is not a text encoding")
+        if info.name == "utf-8-sig":  # UTF-8 with a byte-order mark (stripped for any UTF-8)
+            return value
+        sample = "\n\r,;|\t\"'key_0123456789 AZaz._-/#()"
+        try:
+            same = sample.encode(info.name).decode(info.name) == sample and (
+                sample.encode(info.name) == sample.encode("ascii")
+            )
+        except (UnicodeError, ValueError):
+            same = False
+        if not same:
+            raise ValueError(
+                f"encoding {value!r} is not ASCII-compatible (as UTF-16 and UTF-32 are not); "
+                "convert the source's files to UTF-8, or declare an encoding such as latin-1 "
+                "or cp1252"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _encoding_of_text_formats(self) -> SourceConfig:
+        if self.format is FileFormat.parquet and codecs.lookup(self.encoding).name != "utf-8":
+            raise ValueError(
+                "'encoding' applies to csv and jsonl files; Parquet stores its own (UTF-8) text"
+            )
+        return self
 
     @field_validator("landing_folder")
     @classmethod

@@ -9,6 +9,7 @@ never a customer value.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import json
@@ -97,9 +98,10 @@ def _decode_error(path: Path, where: str, encoding: str) -> ExtractRejected:
     )
 
 
-def _check_decodable(path: Path, encoding: str) -> None:
+def _check_decodable(path: Path, encoding: str, declared: str | None = None) -> None:
     """Find the first line that does not decode or holds NUL bytes (a corrupt file). A text
-    reader decodes ahead in chunks, so its own error cannot say where the bad bytes are."""
+    reader decodes ahead in chunks, so its own error cannot say where the bad bytes are.
+    ``declared``: the encoding as sources.yaml names it, for the message."""
     with path.open("rb") as fh:
         for line_number, line in enumerate(fh, start=1):
             if b"\x00" in line and "16" not in encoding and "32" not in encoding:
@@ -109,7 +111,7 @@ def _check_decodable(path: Path, encoding: str) -> None:
             try:
                 line.decode(encoding)
             except UnicodeDecodeError:
-                raise _decode_error(path, f"line {line_number}", encoding) from None
+                raise _decode_error(path, f"line {line_number}", declared or encoding) from None
 
 
 def _csv_row_error(exc: csv.Error) -> tuple[str | None, str, str]:
@@ -127,10 +129,10 @@ class CsvReader:
     def __init__(self, path: Path, source: SourceConfig) -> None:
         self.path = path
         self.source = source
-        encoding = source.encoding.lower().replace("_", "-")
         # utf-8-sig strips a byte-order mark and otherwise reads plain UTF-8.
-        self.encoding = "utf-8-sig" if encoding in ("utf-8", "utf8") else source.encoding
-        _check_decodable(path, self.encoding)
+        utf8 = codecs.lookup(source.encoding).name == "utf-8"
+        self.encoding = "utf-8-sig" if utf8 else source.encoding
+        _check_decodable(path, self.encoding, source.encoding)
         self._fh = path.open("r", encoding=self.encoding, errors="strict", newline="")
         try:
             self._reader = csv.reader(self._fh, delimiter=source.delimiter, strict=True)
