@@ -22,6 +22,7 @@ from mdm_orchestration.cli_steward import (
     cmd_split,
 )
 from mdm_orchestration.cli_syndication import add_syndicate_commands
+from mdm_orchestration.cli_workbench import add_user_commands
 from mdm_orchestration.inprocess import Target
 
 DEFAULT_DEMO_PEOPLE = 2000
@@ -320,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_syndicate_commands(sub, _command)
     add_service_commands(sub, _command)
+    add_user_commands(sub, _command)
 
     p = _command(
         sub, "erase", cmd_erase, "erase a person from the hub (GDPR Art. 17)", "hub", "json"

@@ -1,0 +1,66 @@
+"""The steward workbench: pages under ``/workbench`` in the service's web application (review
+with explanations, the golden record's whole story, merge and split corrections), its local
+users and roles, and the audit trail of every action. No Dagster in here: what stewards decide
+lands in the hub (labels, overrides) and the next reconsolidation applies it.
+
+The face: :func:`workbench_router` (mounted by ``service.create_app``), the user functions
+behind ``mdm user``, and the audit trail.
+"""
+
+from mdm_orchestration.workbench.audit import (
+    DECIDE,
+    MERGE,
+    SIGN_IN,
+    SIGN_IN_FAILED,
+    SIGN_OUT,
+    SPLIT,
+    USER_CREATED,
+    USER_DISABLED,
+    USER_ENABLED,
+    AuditEntry,
+    audit,
+    audit_trail,
+)
+from mdm_orchestration.workbench.users import (
+    ADMIN,
+    ROLES,
+    STEWARD,
+    VIEWER,
+    User,
+    UserError,
+    authenticate,
+    create_user,
+    disable_user,
+    enable_user,
+    list_users,
+    set_password,
+    set_role,
+)
+
+__all__ = [
+    "ADMIN",
+    "DECIDE",
+    "MERGE",
+    "ROLES",
+    "SIGN_IN",
+    "SIGN_IN_FAILED",
+    "SIGN_OUT",
+    "SPLIT",
+    "STEWARD",
+    "USER_CREATED",
+    "USER_DISABLED",
+    "USER_ENABLED",
+    "VIEWER",
+    "AuditEntry",
+    "User",
+    "UserError",
+    "audit",
+    "audit_trail",
+    "authenticate",
+    "create_user",
+    "disable_user",
+    "enable_user",
+    "list_users",
+    "set_password",
+    "set_role",
+]
