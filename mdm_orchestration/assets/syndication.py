@@ -44,6 +44,8 @@ def _lag_table(status: dict) -> dg.TableMetadataValue:
     kinds={"python", "sql"},
     owners=["team:mdm"],
     tags={"stage": "syndication"},
+    # It writes the hub (the delivery ledger, the cursor, dead letters): one writer at a time.
+    pool="hub_writer",
     check_specs=[
         dg.AssetCheckSpec(
             LAG,

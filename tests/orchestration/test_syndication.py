@@ -539,3 +539,17 @@ def test_a_slow_drip_webhook_is_a_failed_retried_delivery_never_a_delivered_one(
     assert status == "failing" and attempts == 3 and "TimeoutError" in error
     assert delivered == 0 and cursor == 0
     assert rows(engine, "SELECT count(*) FROM deliveries WHERE subscriber='slow'")[0][0] == 0
+
+
+def test_subscriber_deliveries_is_in_the_hub_writer_pool():
+    """It writes the hub (the delivery ledger, the cursor, dead letters) like the other
+    hub-writing assets, so it shares their one-writer pool (issue 17, defect 13)."""
+    from mdm_orchestration.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+
+    def pool(key: str) -> str | None:
+        return graph.get(dg.AssetKey(key)).assets_def.op.pool
+
+    assert pool("subscriber_deliveries") == "hub_writer"
+    assert pool("subscriber_deliveries") == pool("golden_records") == pool("source_extracts")
