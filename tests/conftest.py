@@ -82,9 +82,31 @@ def _postgres_available() -> str | None:
         return f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator:
+    """Each phase's report on the test item (``item.rep_call``): teardown checks run only
+    after a test that passed."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    from tests.helpers import CHECKS
+
+    if CHECKS:
+        settled = sum(1 for _u, what, _s in CHECKS if what == "settled")
+        seconds = sum(s for _u, _w, s in CHECKS)
+        terminalreporter.write_line(
+            f"hub checks: {len(CHECKS)} hubs ({settled} settled: invariants and convergence "
+            f"oracle) in {seconds:.1f}s"
+        )
+
+
 @pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL database of the test's own, dropped afterwards."""
+def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A throwaway PostgreSQL database of the test's own, dropped afterwards (the hub checks
+    of tests/orchestration and tests/integration run on it first)."""
     problem = _postgres_available()
     if problem is not None:
         message = f"PostgreSQL not reachable at {PG_ADMIN_URL} ({problem})"
@@ -97,6 +119,17 @@ def postgres_url() -> Iterator[str]:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     try:
         yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        from tests import helpers
+
+        tracker = helpers.TRACKER
+        if (
+            tracker is not None
+            and helpers.test_passed(request)
+            and request.node.get_closest_marker("unsettled_hub") is None
+        ):
+            tracker.stop()
+            tracker.candidates = helpers.config_folders(request.getfixturevalue("tmp_path"))
+            tracker.verify(database=name)
     finally:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

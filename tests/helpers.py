@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -36,31 +38,215 @@ def _rows(engine: sa.Engine, sql: str) -> list:
         return conn.execute(sa.text(sql)).all()
 
 
-def check_invariants(engine) -> None:
-    """RELIABILITY.md's invariants that concern golden records."""
-    from mdm_orchestration.hub.tables import CLEANSED, CURRENT_CLEANSED
-
-    with engine.connect() as conn:
-        current = set(
-            conn.execute(
-                sa.select(CLEANSED.c.source_record_id).select_from(CURRENT_CLEANSED)
-            ).scalars()
-        )
-    mapping = dict(_rows(engine, "SELECT record_id, golden_id FROM golden_xref"))
-    assert set(mapping) == current  # every source record in exactly one golden record
+def _golden_invariants(engine: sa.Engine) -> None:
+    """The invariants that hold after every committed transaction, settled or not."""
     state = {
         g: (s, m, v)
         for g, s, m, v in _rows(
             engine, "SELECT golden_id, status, merged_into, version FROM golden_records"
         )
     }
-    assert all(state[g][0] == "active" for g in mapping.values())
+    mapping = dict(_rows(engine, "SELECT record_id, golden_id FROM golden_xref"))
+    assert all(state.get(g, ("missing",))[0] == "active" for g in mapping.values())
     assert {g for g, s in state.items() if s[0] == "active"} == set(mapping.values())  # no empty
     history = Counter(g for (g,) in _rows(engine, "SELECT golden_id FROM golden_history"))
     events = Counter(g for (g,) in _rows(engine, "SELECT golden_id FROM golden_changes"))
     assert history == events  # every version has exactly one event, and no orphan event
     for g, (_s, _m, version) in state.items():
         assert history[g] == version  # versions 1..n, no gaps
+    loaded = Counter(
+        _rows(engine, "SELECT source, content_hash FROM extracts WHERE status = 'loaded'")
+    )
+    assert not [k for k, n in loaded.items() if n > 1]  # the ledger: one loaded (source, sha256)
+
+
+def _current_records(engine: sa.Engine) -> set[str]:
+    from mdm_orchestration.hub.tables import CLEANSED, CURRENT_CLEANSED
+
+    with engine.connect() as conn:
+        return set(
+            conn.execute(
+                sa.select(CLEANSED.c.source_record_id).select_from(CURRENT_CLEANSED)
+            ).scalars()
+        )
+
+
+def check_invariants(engine) -> None:
+    """RELIABILITY.md's invariants of a settled hub (every record matched and consolidated):
+    every source record in exactly one cluster (``match_clusters``) and one golden record, every
+    golden record with a member, one event per version and no orphan event, versions without
+    gaps, one loaded extract per ``(source, sha256)``. The convergence oracle is
+    :func:`check_convergence`."""
+    current = _current_records(engine)
+    clustered = [r for (r,) in _rows(engine, "SELECT record_id FROM match_clusters")]
+    assert len(clustered) == len(set(clustered))  # no record in two clusters
+    assert set(clustered) == current  # every source record in a cluster, no stray cluster row
+    mapping = dict(_rows(engine, "SELECT record_id, golden_id FROM golden_xref"))
+    assert set(mapping) == current  # every source record in exactly one golden record
+    _golden_invariants(engine)
+
+
+def _partition(pairs) -> dict[frozenset[str], str]:  # type: ignore[no-untyped-def]
+    """``(record, group)`` pairs as each group's member set -> the group."""
+    members: dict[str, set[str]] = {}
+    for record, group in pairs:
+        members.setdefault(group, set()).add(record)
+    return {frozenset(m): g for g, m in members.items()}
+
+
+#: From-scratch clusterings already computed in this process, by a digest of their inputs
+#: (tests that share a hub fixture end with the same inputs more often than not).
+_REBUILDS: dict[str, dict[frozenset[str], dict]] = {}
+
+
+def clean_rebuild(engine: sa.Engine, config) -> dict[frozenset[str], dict]:  # type: ignore[no-untyped-def]
+    """What a clean rebuild from scratch makes of the hub's surviving inputs (the current
+    cleansed records, the stored models, the steward's overrides, the configuration): each
+    golden record's member set -> its survived attributes and lifecycle. Nothing is written."""
+    import hashlib
+    import json
+
+    from mdm_orchestration.hub.tables import CLEANSED, CURRENT_CLEANSED
+    from mdm_orchestration.matching.engine import match_records
+    from mdm_orchestration.matching.steward import current_cleansed, overrides
+    from mdm_orchestration.matching.training import load_models, model_ids
+    from mdm_orchestration.survivorship import Survivor, config_digest, plan_consolidation
+    from mdm_orchestration.survivorship.reading import SURVIVOR_COLUMNS, Membership
+
+    with engine.connect() as conn, conn.begin():
+        cleansed = current_cleansed(conn)
+        must, cannot = overrides(conn)
+        ids = model_ids(conn)
+        digest = hashlib.sha256(
+            json.dumps(
+                [
+                    cleansed.values.tolist(),
+                    sorted(must),
+                    sorted(cannot),
+                    ids,
+                    config_digest(config),
+                    repr(config.matching),
+                ],
+                default=str,
+            ).encode()
+        ).hexdigest()
+        if digest in _REBUILDS:
+            return _REBUILDS[digest]
+        models = load_models(conn)
+        records = {
+            r["source_record_id"]: dict(r)
+            for r in conn.execute(
+                sa.select(*[CLEANSED.c[c] for c in SURVIVOR_COLUMNS]).select_from(CURRENT_CLEANSED)
+            ).mappings()
+        }
+    result = match_records(cleansed, models, config.matching, must, cannot)
+    c = result.clusters
+    membership = {
+        r: Membership(k, p, o)
+        for r, k, p, o in zip(
+            c["record_id"],
+            c["cluster_id"],
+            c["party_type"],
+            c["organisation_cluster_id"],
+            strict=True,
+        )
+    }
+    by_cluster: dict[str, list[dict]] = {}
+    for rid in sorted(membership):
+        by_cluster.setdefault(membership[rid].cluster_id, []).append(records[rid])
+    plan = plan_consolidation(
+        membership,
+        sorted(by_cluster.items()),
+        {},
+        {},
+        1,
+        Survivor(config.survivorship, config.sources),
+    )
+    out = {
+        frozenset(state.members): {"attributes": state.attributes, "lifecycle": state.lifecycle}
+        for state in plan.states.values()
+    }
+    _REBUILDS[digest] = out
+    return out
+
+
+def check_convergence(engine: sa.Engine, config=None) -> None:  # type: ignore[no-untyped-def]
+    """The convergence oracle: the hub's active golden records equal a clean rebuild from
+    scratch on the surviving inputs, compared by member sets (source record ids, which are
+    hashes of source and key) and survived attribute values, never by golden or cluster ids."""
+    from mdm_orchestration.config import load_hub_config
+    from tests.conftest import CONFIG_DIR
+
+    config = config or load_hub_config(CONFIG_DIR)
+    expected = clean_rebuild(engine, config)
+    golden = _partition(_rows(engine, "SELECT record_id, golden_id FROM golden_xref"))
+    content = {
+        g: (json.loads(a) if isinstance(a, str) else a, lc)
+        for g, a, lc in _rows(
+            engine,
+            "SELECT golden_id, attributes, lifecycle FROM golden_records WHERE status = 'active'",
+        )
+    }
+    only_hub = sorted(sorted(m) for m in set(golden) - set(expected))
+    only_rebuild = sorted(sorted(m) for m in set(expected) - set(golden))
+    assert not only_hub and not only_rebuild, {"hub": only_hub[:5], "rebuild": only_rebuild[:5]}
+    differ = [
+        (sorted(members), content[g], expected[members])
+        for members, g in golden.items()
+        if content[g] != (expected[members]["attributes"], expected[members]["lifecycle"])
+    ]
+    assert not differ, differ[:3]
+
+
+def hub_is_settled(engine: sa.Engine, config) -> bool:  # type: ignore[no-untyped-def]
+    """Whether the hub is at rest: every loaded extract cleansed, the clustering current and
+    nothing left to consolidate (a test may stop half-way on purpose)."""
+    from mdm_orchestration.matching import needs_rematch
+    from mdm_orchestration.survivorship import needs_consolidation
+
+    with engine.connect() as conn:
+        uncleansed = conn.execute(
+            sa.text("SELECT count(*) FROM extracts WHERE status = 'loaded' AND cleansed_at IS NULL")
+        ).scalar_one()
+        if uncleansed:
+            return False
+        models = conn.execute(sa.text("SELECT count(*) FROM match_models")).scalar_one()
+        goldens = conn.execute(sa.text("SELECT count(*) FROM golden_runs")).scalar_one()
+        if not models or not goldens:
+            return False
+        return not needs_rematch(conn) and not needs_consolidation(conn, config)
+
+
+def is_hub(url: str) -> bool:
+    """Whether ``url`` is a hub database (Dagster's storage and SQL subscriber targets are not)."""
+    try:
+        engine = sa.create_engine(url)
+        try:
+            return sa.inspect(engine).has_table("golden_xref")
+        finally:
+            engine.dispose()
+    except Exception:  # noqa: BLE001 - gone, locked or not a database: not a hub to check
+        return False
+
+
+def verify_hub(url: str, config=None) -> str:  # type: ignore[no-untyped-def]
+    """What a test must leave behind in a hub it built: the invariants that hold at any time
+    and, once the hub is settled, every invariant and the convergence oracle. Returns which
+    were checked ("committed" or "settled")."""
+    from mdm_orchestration.config import load_hub_config
+    from tests.conftest import CONFIG_DIR
+
+    config = config or load_hub_config(CONFIG_DIR)
+    engine = sa.create_engine(url)
+    try:
+        _golden_invariants(engine)
+        if not hub_is_settled(engine, config):
+            return "committed"
+        check_invariants(engine)
+        check_convergence(engine, config)
+        return "settled"
+    finally:
+        engine.dispose()
 
 
 def build_mastered_hub(root: Path, sample_silos: Path) -> str:
@@ -86,3 +272,116 @@ def build_mastered_hub(root: Path, sample_silos: Path) -> str:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     engine.dispose()
     return url
+
+
+class HubTracker:
+    """The hub databases a test connects to, found by listening to every SQLAlchemy engine's
+    connections (no test has to register its hub), and checked with :func:`verify_hub` when the
+    test ends. Engines of other databases (Dagster's storage, SQL subscriber targets) are
+    recognised and left out by :func:`is_hub`."""
+
+    def __init__(self) -> None:
+        self.urls: dict[str, None] = {}
+        self.configs: dict[str, object] = {}
+        self.checked: dict[str, str] = {}
+        #: configuration folders the test wrote (see :func:`config_of`)
+        self.candidates: list[Path] = []
+
+    def _on_connect(self, conn: sa.Connection) -> None:
+        url = conn.engine.url
+        if url.get_backend_name() == "postgresql" or (
+            url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+        ):
+            self.urls.setdefault(url.render_as_string(hide_password=False), None)
+
+    def start(self) -> None:
+        sa.event.listen(sa.Engine, "engine_connect", self._on_connect)
+
+    def stop(self) -> None:
+        if sa.event.contains(sa.Engine, "engine_connect", self._on_connect):
+            sa.event.remove(sa.Engine, "engine_connect", self._on_connect)
+
+    def use_config(self, url: str, config) -> None:  # type: ignore[no-untyped-def]
+        """The configuration a test's hub runs with, when it is not the shipped one."""
+        self.configs[str(sa.make_url(url).render_as_string(hide_password=False))] = config
+
+    def verify(self, database: str | None = None) -> dict[str, str]:
+        """Check the hubs seen (only those of ``database``, a PostgreSQL database name, when
+        given: it is about to be dropped); returns url -> what was checked."""
+        out = {}
+        for url in list(self.urls):
+            parsed = sa.make_url(url)
+            if database is not None and parsed.database != database:
+                continue
+            del self.urls[url]
+            if parsed.get_backend_name() == "sqlite" and not Path(parsed.database).is_file():
+                continue
+            if not is_hub(url):
+                continue
+            started = time.perf_counter()
+            config = self.configs.get(url) or config_of(url, self.candidates)
+            out[url] = verify_hub(url, config)
+            CHECKS.append((url, out[url], time.perf_counter() - started))
+        self.checked.update(out)
+        return out
+
+
+#: Every hub check of this session: (url, what was checked, seconds): the terminal summary
+#: reports their count and time.
+CHECKS: list[tuple[str, str, float]] = []
+#: The tracker of the test that is running (set by the ``hub_checks`` fixtures).
+TRACKER: HubTracker | None = None
+
+
+def track_hubs(request):  # type: ignore[no-untyped-def]
+    """Body of the autouse fixtures of tests/orchestration and tests/integration: every hub the
+    test built is checked when it ends (if it passed: a failure speaks for itself). A test that
+    leaves a hub broken on purpose says so with ``@pytest.mark.unsettled_hub(reason)``."""
+    global TRACKER
+    tracker = HubTracker()
+    TRACKER = tracker
+    tracker.start()
+    try:
+        yield tracker
+    finally:
+        tracker.stop()
+        TRACKER = None
+    if test_passed(request) and request.node.get_closest_marker("unsettled_hub") is None:
+        tracker.candidates = config_folders(request.getfixturevalue("tmp_path"))
+        tracker.verify()
+
+
+def config_folders(root: Path) -> list[Path]:
+    """The configuration folders a test wrote under ``root`` (copies it edited)."""
+    return sorted(
+        p.parent for p in root.rglob("sources.yaml") if (p.parent / "matching.yaml").is_file()
+    )
+
+
+def config_of(url: str, candidates: list[Path]):  # type: ignore[no-untyped-def]
+    """The configuration a hub was consolidated with: the first of ``candidates`` (a test's
+    own copies), else the shipped one, whose survivorship digest is the last run's."""
+    from mdm_orchestration.config import load_hub_config
+    from mdm_orchestration.survivorship import config_digest
+    from tests.conftest import CONFIG_DIR
+
+    engine = sa.create_engine(url)
+    try:
+        last = _rows(engine, "SELECT config_digest FROM golden_runs ORDER BY id DESC LIMIT 1")
+    finally:
+        engine.dispose()
+    configs = []
+    for folder in [*candidates, CONFIG_DIR]:
+        try:
+            configs.append(load_hub_config(folder))
+        except Exception:  # noqa: BLE001 - a test's deliberately broken copy
+            continue
+    for config in configs:
+        if last and config_digest(config) == last[0][0]:
+            return config
+    return configs[-1]
+
+
+def test_passed(request) -> bool:  # type: ignore[no-untyped-def]
+    report = getattr(request.node, "rep_call", None)
+    return report is not None and report.passed
