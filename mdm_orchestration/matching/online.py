@@ -18,6 +18,7 @@ import pandas as pd
 from sqlalchemy import Connection
 
 from mdm_orchestration.config import HubConfig, MatchingConfig
+from mdm_orchestration.matching.blocking import index_entries
 from mdm_orchestration.matching.engine import explain_records, score_pairs
 from mdm_orchestration.matching.explain import Explanation
 from mdm_orchestration.matching.frequencies import INDEX_PREFIX, Frequencies
@@ -26,7 +27,6 @@ from mdm_orchestration.matching.model import MatchModel
 from mdm_orchestration.matching.neighbourhood import neighbours, stored_index
 from mdm_orchestration.matching.records import match_frame
 from mdm_orchestration.matching.steward import current_cleansed
-from mdm_orchestration.matching.writes import index_rows
 
 AUTO, REVIEW, NONE = "auto", "review", "none"
 
@@ -96,7 +96,8 @@ def match_one(
     party = str(cleansed["party_type"].iloc[0])
     if party not in models:
         return OnlineMatch([])
-    index = [e for e in index_rows(cleansed) if e[0] == proposed]
+    mine = match_frame(cleansed)
+    index = index_entries(mine, party)
     blocks = [(n, h) for _r, n, h in index if not n.startswith(INDEX_PREFIX)]
     extra = Counter(blocks)
     keys = set(blocks)
@@ -105,8 +106,10 @@ def match_one(
     if not near:
         return OnlineMatch([])
     hub = current_cleansed(conn, sorted(near))
-    around = match_frame(pd.concat([cleansed[list(hub.columns)], hub], ignore_index=True))
-    around = around[around["party_type"] == party].reset_index(drop=True)
+    hub = hub[hub["party_type"] == party].reset_index(drop=True)
+    if hub.empty:
+        return OnlineMatch([])
+    around = pd.concat([mine, match_frame(hub)], ignore_index=True)
     # Counted as if the proposed record replaced its stored version (an update of a record
     # the hub holds) or joined the hub (a new one).
     freq = hub_frequencies(conn, around, index_delta(index, stored_index(conn, {proposed})))

@@ -4,6 +4,7 @@ the hub, and a sensor picks them up."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -24,6 +25,19 @@ The customer MDM hub over HTTP. Every request needs an API key (`mdm api-key cre
 """
 
 
+def warm_up(state: ServiceState) -> None:
+    """Load the models and run the cleansers once, so that the first request does not pay for
+    their imports and tables (seconds)."""
+    from mdm_orchestration.matching import NoModel
+    from mdm_orchestration.service.inputs import canonical_source, cleanse_one
+
+    # Without a model, /v1/match answers 503 until one is trained.
+    with state.engine.connect() as conn, contextlib.suppress(NoModel):
+        state.models(conn)
+    sample = {"given_name": "Ann", "family_name": "Lee", "email": "ann@example.com"}
+    cleanse_one(sample, canonical_source("US"), state.config, strict=False)
+
+
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or ServiceSettings()
 
@@ -36,6 +50,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             config=load_hub_config(settings.config_dir),
             limiter=RateLimiter(settings.rate_per_second, settings.rate_burst),
         )
+        warm_up(app.state.service)
         try:
             yield
         finally:

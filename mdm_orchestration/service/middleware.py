@@ -76,6 +76,12 @@ class ServiceMiddleware:
             await self._reply(send, state, 413, f"the body is larger than {limit} bytes", path)
             self._log(scope, state["status"], started)
             return
+        if scope["method"] in ("POST", "PUT", "PATCH"):
+            ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+            if ctype != b"application/json" and not ctype.endswith(b"+json"):
+                await self._reply(send, state, 415, "send the body as application/json", path)
+                self._log(scope, state["status"], started)
+                return
         received = 0
 
         async def limited_receive() -> Message:
