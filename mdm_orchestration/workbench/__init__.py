@@ -7,6 +7,7 @@ The face: :func:`workbench_router` (mounted by ``service.create_app``), the user
 behind ``mdm user``, and the audit trail.
 """
 
+from mdm_orchestration.workbench.app import create_workbench_app
 from mdm_orchestration.workbench.audit import (
     DECIDE,
     MERGE,
@@ -21,6 +22,7 @@ from mdm_orchestration.workbench.audit import (
     audit,
     audit_trail,
 )
+from mdm_orchestration.workbench.pages import PREFIX, STATIC, TEMPLATES, workbench_router
 from mdm_orchestration.workbench.users import (
     ADMIN,
     ROLES,
@@ -41,12 +43,15 @@ __all__ = [
     "ADMIN",
     "DECIDE",
     "MERGE",
+    "PREFIX",
     "ROLES",
     "SIGN_IN",
     "SIGN_IN_FAILED",
     "SIGN_OUT",
     "SPLIT",
+    "STATIC",
     "STEWARD",
+    "TEMPLATES",
     "USER_CREATED",
     "USER_DISABLED",
     "USER_ENABLED",
@@ -57,10 +62,12 @@ __all__ = [
     "audit",
     "audit_trail",
     "authenticate",
+    "create_workbench_app",
     "create_user",
     "disable_user",
     "enable_user",
     "list_users",
     "set_password",
     "set_role",
+    "workbench_router",
 ]
