@@ -64,7 +64,7 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 APPLY_NOTE = (
-    "It takes effect at the next reconsolidation (`mdm match`, or the reconsolidation sensor): "
+    "It takes effect at the next reconsolidation (mdm match, or the reconsolidation sensor): "
     "the model is retrained with the label and the clusters rebuilt."
 )
 
