@@ -265,3 +265,47 @@ def test_archived_and_landed_files_lose_an_erased_person(
             dump += [str(r) for r in conn.execute(sa.text(f'SELECT * FROM "{table}"'))]
     assert not [c for c in canaries if c in "\n".join(dump)]
     engine.dispose()
+
+
+def test_a_restored_archive_loses_the_person_again_at_erasure_replay(
+    tmp_path, landing, sqlite_url, config_dir, monkeypatch
+):
+    """Row 18's companion: an archive restored from a backup taken before the erasure holds the
+    person again; `mdm erasure replay` scrubs it again (and records it by path hash)."""
+    from mdm_orchestration.ingestion import archive_landed, ingest_file
+
+    tag = uuid.uuid4().hex[:8]
+    canaries = [f"Canaryname{tag}", f"zz-canary-{tag}@example.invalid"]
+    config = load_hub_config(config_dir)
+    engine = create_hub_engine(sqlite_url)
+    path = write_file(
+        landing / "billing" / "b1.csv",
+        BILLING_HEADER
+        + f"C{tag};Zed {canaries[0]};1 Canarystreet Rd;;Springfield;IL;62701;;{canaries[1]};"
+        "1980-02-03;;2026-01-01 00:00:00\n" + OTHER_BILLING,
+    )
+    outcome = ingest_file(engine, config, path, landing)
+    assert archive_landed(engine, config, path, landing, outcome.content_hash)
+    archive = archive_root(config)
+    backup = tmp_path / "archive_backup"
+    shutil.copytree(archive, backup)
+
+    monkeypatch.setenv("MDM_LANDING_DIR", str(landing))
+    monkeypatch.setenv("MDM_CONFIG_DIR", str(config_dir))
+    assert main(["erase", "--source", "billing", "--key", f"C{tag}", "--hub", sqlite_url]) == 0
+    assert holding(archive, canaries) == []
+    shutil.rmtree(archive)
+    shutil.copytree(backup, archive)  # the archive restored from before the erasure
+    assert len(holding(archive, canaries)) == 1
+
+    assert main(["erasure", "replay", "--hub", sqlite_url]) == 0
+    assert holding(archive, canaries) == []
+    assert len(holding(archive, ["Olga"])) == 1
+    *_, replayed = read_file_entries(erasure_ledger_path())
+    assert replayed["of"] is None
+    assert [(f["where"], f["action"]) for f in replayed["files"]] == [("archive", "rewritten")]
+    # Replayed again: nothing left to scrub, nothing more recorded.
+    before = len(read_file_entries(erasure_ledger_path()))
+    assert main(["erasure", "replay", "--hub", sqlite_url]) == 0
+    assert len(read_file_entries(erasure_ledger_path())) == before
+    engine.dispose()
