@@ -75,6 +75,11 @@ def print_status(status: dict[str, Any]) -> None:
             f"subscriber {name}: {s['status']}, delivered {s['delivered_total']}, "
             f"pending {s['pending']}{since}"
         )
+    for name, d in status.get("dead_letters", {}).items():
+        print(
+            f"dead letters {name}: {d['dead']} refused, {d['held']} held behind them, "
+            f"{d['queued']} queued for retry (mdm syndicate dlq list)"
+        )
     if status["quarantine_reasons"]:
         reasons = ", ".join(f"{k} {v}" for k, v in status["quarantine_reasons"].items())
         print(f"quarantine reasons: {reasons}")

@@ -1,8 +1,11 @@
-"""The syndication commands: ``mdm syndicate`` delivers pending changes to the subscribers."""
+"""The syndication commands: ``mdm syndicate`` delivers pending changes to the subscribers;
+``mdm syndicate dlq list|retry|drop`` works the dead-letter queue (events a subscriber refused
+for good, and those held behind them)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -30,18 +33,128 @@ def cmd_syndicate(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_dlq_list(args: argparse.Namespace) -> int:
+    """The dead letters (ids, states, error classes: never customer values)."""
+    from mdm_orchestration.syndication import list_dead_letters
+
+    engine = Target(hub=args.hub).engine()
+    try:
+        letters = list_dead_letters(
+            engine, subscriber=args.subscriber, event_id=args.event, include_resolved=args.all
+        )
+    finally:
+        engine.dispose()
+    if args.json:
+        print(json.dumps([d.as_dict() for d in letters], indent=2))
+        return 0
+    if not letters:
+        print("no dead letters")
+        return 0
+    print(
+        f"{'subscriber':<14}{'event_id':<38}{'seq':>8} {'golden_id':<18}{'ver':>4} "
+        f"{'state':<11}{'tries':>5}  error"
+    )
+    for d in letters:
+        error = " ".join(str(p) for p in (d.error_class, d.error_status) if p is not None)
+        print(
+            f"{d.subscriber:<14}{d.event_id:<38}{'' if d.seq is None else d.seq:>8} "
+            f"{d.golden_id:<18}{d.version:>4} {d.state:<11}{d.attempts:>5}  {error}"
+        )
+    return 0
+
+
+def cmd_dlq_retry(args: argparse.Namespace) -> int:
+    """Queue dead letters and the events held behind them for the next delivery."""
+    from mdm_orchestration.syndication import retry_dead_letters
+
+    engine = Target(hub=args.hub).engine()
+    try:
+        n = retry_dead_letters(engine, subscriber=args.subscriber, event_id=args.event)
+    finally:
+        engine.dispose()
+    _report(args, "queued", n, "queued for the next delivery (mdm syndicate)")
+    return 0
+
+
+def cmd_dlq_drop(args: argparse.Namespace) -> int:
+    """Give up on dead letters and the events held behind them, with a reason."""
+    from mdm_orchestration.settings import settings
+    from mdm_orchestration.syndication import drop_dead_letters
+
+    engine = Target(hub=args.hub).engine()
+    try:
+        n = drop_dead_letters(
+            engine,
+            reason=args.reason,
+            by=settings().steward,
+            subscriber=args.subscriber,
+            event_id=args.event,
+        )
+    except ValueError as exc:
+        print(f"mdm syndicate dlq drop: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    _report(args, "dropped", n, "dropped")
+    return 0
+
+
+def _report(args: argparse.Namespace, key: str, n: int, text: str) -> None:
+    if args.json:
+        print(json.dumps({key: n}))
+    elif n:
+        print(f"{n} dead-lettered or held event(s) {text}")
+    else:
+        print("nothing to do: no matching dead letters")
+
+
 def add_syndicate_commands(sub: Any, command: Callable[..., argparse.ArgumentParser]) -> None:  # noqa: ANN401
     """Register ``mdm syndicate`` on the CLI's sub-parsers (``command`` adds the shared flags)."""
     p = command(
         sub,
         "syndicate",
         cmd_syndicate,
-        "deliver pending golden-record changes (syndicate_job)",
+        "deliver pending golden-record changes (syndicate_job); 'dlq' works the dead letters",
         "hub",
         "config",
         "json",
     )
     p.add_argument("--subscriber", help="only this subscriber")
+    actions = p.add_subparsers(dest="syndicate_command", metavar="{dlq}")
+    dlq = actions.add_parser(
+        "dlq",
+        help="events a subscriber refused for good, and those held behind them",
+        description="The dead-letter queue: an event a subscriber refused permanently "
+        "(dead_letter_after tries) and the later events of the same golden record, held so "
+        "that it never gets them out of order.",
+    )
+    dlq_actions = dlq.add_subparsers(dest="dlq_command", required=True)
+    for name, func, text in (
+        ("list", cmd_dlq_list, "list dead and held events (ids and error classes only)"),
+        (
+            "retry",
+            cmd_dlq_retry,
+            "queue dead events and those held behind them for the next delivery",
+        ),
+        ("drop", cmd_dlq_drop, "give up on dead events and those held behind them"),
+    ):
+        q = command(dlq_actions, name, func, text, "hub", "json")
+        q.add_argument("--subscriber", help="only this subscriber's")
+        q.add_argument(
+            "--event", help="only this event (an event id) and its golden record's held ones"
+        )
+        if name == "list":
+            q.add_argument(
+                "--all", action="store_true", help="resolved ones too (delivered, dropped...)"
+            )
+        if name == "drop":
+            q.add_argument("--reason", required=True, help="why (recorded, with who: MDM_STEWARD)")
 
 
-__all__ = ["add_syndicate_commands", "cmd_syndicate"]
+__all__ = [
+    "add_syndicate_commands",
+    "cmd_dlq_drop",
+    "cmd_dlq_list",
+    "cmd_dlq_retry",
+    "cmd_syndicate",
+]

@@ -7,6 +7,7 @@ from mdm_orchestration.resources import HubDatabase, LandingZone
 from mdm_orchestration.syndication import SubscriberFailing, subscriber_status, syndicate
 
 LAG = "subscriber_lag_within_limit"
+DEAD_LETTERS = "no_dead_letters"
 
 
 #: The columns of the ``subscribers`` table: every subscriber's state.
@@ -53,6 +54,13 @@ def _lag_table(status: dict) -> dg.TableMetadataValue:
             description="The subscriber is not failing and no more than its "
             "max_lag_events outbox events wait for it.",
         ),
+        dg.AssetCheckSpec(
+            DEAD_LETTERS,
+            asset="subscriber_deliveries",
+            description="No event is dead-lettered for the subscriber (refused for good after "
+            "dead_letter_after tries; its golden record's later events are held behind it): "
+            "see `mdm syndicate dlq list`, then retry or drop.",
+        ),
     ],
 )
 def subscriber_deliveries(
@@ -62,7 +70,10 @@ def subscriber_deliveries(
     a snapshot first, then every change in order, cut to its attributes, filtered by party
     type, lifecycle, sources and consent; removals when it may no longer hold a record; erasure
     notices. At least once, with stable event ids; a failing target is retried with backoff,
-    then marked failing (a failed run and a failed check) and resumed where it stopped."""
+    then marked failing (a failed run and a failed check) and resumed where it stopped. An
+    event the target refuses for good is dead-lettered after ``dead_letter_after`` tries, the
+    golden record's later events held behind it, the rest delivered: the run succeeds and the
+    ``no_dead_letters`` check fails (ERROR) until the dead letters are retried or dropped."""
     config = landing.hub_config()
     name = context.partition_key
     if name not in config.subscriptions.subscribers:
@@ -72,6 +83,7 @@ def subscriber_deliveries(
         result = syndicate(hub.engine, config, name, home=hub.home_path())
     except SubscriberFailing as exc:
         state = subscriber_status(hub.engine, config)[name]
+        yield _dead_letter_check(state)
         yield dg.AssetCheckResult(
             check_name=LAG,
             passed=False,
@@ -97,6 +109,9 @@ def subscriber_deliveries(
             "delivered_total": mine["delivered_total"],
             "status": mine["status"],
             "outbox_seq": mine["outbox_seq"],
+            "dead_lettered": result.dead_lettered,
+            "held": result.held,
+            "retried": result.retried,
             "subscribers": _lag_table(status),
         },
         check_results=[
@@ -104,6 +119,21 @@ def subscriber_deliveries(
                 check_name=LAG,
                 passed=mine["status"] == "ok" and result.pending <= sub.max_lag_events,
                 metadata={"pending_events": result.pending, "max_lag_events": sub.max_lag_events},
-            )
+            ),
+            _dead_letter_check(mine),
         ],
+    )
+
+
+def _dead_letter_check(state: dict) -> dg.AssetCheckResult:
+    """Fails (ERROR) while the subscriber has dead letters; counts only, no ids or values."""
+    return dg.AssetCheckResult(
+        check_name=DEAD_LETTERS,
+        passed=state["dead_lettered"] == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "dead_lettered": state["dead_lettered"],
+            "held": state["held"],
+            "queued_for_retry": state["requeued"],
+        },
     )

@@ -52,6 +52,8 @@ def hub_status(engine: Engine) -> dict[str, Any]:
             # Files the landing scan skipped, by name and reason (the hub's side only: Dagster
             # sees their counts).
             "skipped_landing_files": _skipped_landing_files(conn),
+            # Syndication's dead-letter queue, per subscriber (counts; ``mdm syndicate dlq``).
+            **_dead_letters(conn),
         }
     status.update(_mastering(engine))
     return status
@@ -199,4 +201,24 @@ def _mastering(engine: Engine) -> dict[str, Any]:
         }
         if last_match
         else None,
+    }
+
+
+def _dead_letters(conn: Connection) -> dict[str, Any]:
+    """Unresolved dead letters: per subscriber, events refused for good (``dead``), held
+    behind them (``held``) and queued for a retry (``queued``)."""
+    from mdm_orchestration.hub.tables import DEAD_LETTERS
+
+    per: dict[str, dict[str, int]] = {}
+    rows = conn.execute(
+        select(DEAD_LETTERS.c.subscriber, DEAD_LETTERS.c.state, func.count())
+        .where(DEAD_LETTERS.c.state.in_(("dead", "held", "queued")))
+        .group_by(DEAD_LETTERS.c.subscriber, DEAD_LETTERS.c.state)
+        .order_by(DEAD_LETTERS.c.subscriber)
+    ).all()
+    for name, state, n in rows:
+        per.setdefault(name, {"dead": 0, "held": 0, "queued": 0})[state] = int(n)
+    return {
+        "dead_lettered_events": sum(s["dead"] for s in per.values()),
+        "dead_letters": per,
     }

@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from mdm_orchestration.assets.syndication import subscriber_deliveries
+from mdm_orchestration.assets.syndication import LAG, subscriber_deliveries
 from mdm_orchestration.cleansing import cleanse_pending
 from mdm_orchestration.cli import main
 from mdm_orchestration.config import load_hub_config
@@ -164,6 +164,11 @@ def no_sleep(_seconds: float) -> None:
     return None
 
 
+def lag_checks(result: dg.ExecuteInProcessResult) -> list:
+    """The run's evaluations of the lag check (the asset has a dead-letter check too)."""
+    return [c for c in result.get_asset_check_evaluations() if c.check_name == LAG]
+
+
 def test_webhook_gets_everything_in_order_per_golden_record_despite_failures(hub, receiver):
     engine, config = hub["engine"], hub["config"]
     receiver.fail_first = 3
@@ -212,7 +217,7 @@ def test_failing_subscriber_fails_its_run_and_check_then_resumes_where_it_stoppe
             raise_on_error=False,
         )
         assert not failed.success
-        (check,) = failed.get_asset_check_evaluations()
+        (check,) = lag_checks(failed)
         assert not check.passed and check.metadata["status"].value == "failing"
         state = rows(
             hub["engine"],
@@ -226,7 +231,7 @@ def test_failing_subscriber_fails_its_run_and_check_then_resumes_where_it_stoppe
         ok = dg.materialize(
             [subscriber_deliveries], partition_key="hook", instance=instance, resources=resources
         )
-        (check,) = ok.get_asset_check_evaluations()
+        (check,) = lag_checks(ok)
         assert check.passed
         meta = ok.asset_materializations_for_node("subscriber_deliveries")[0].metadata
         assert meta["pending_events"].value == 0 and meta["status"].value == "ok"
@@ -553,3 +558,45 @@ def test_subscriber_deliveries_is_in_the_hub_writer_pool():
 
     assert pool("subscriber_deliveries") == "hub_writer"
     assert pool("subscriber_deliveries") == pool("golden_records") == pool("source_extracts")
+
+
+def test_a_poison_golden_record_in_the_snapshot_is_dead_lettered_and_the_rest_delivered(hub):
+    """Row 16 on a consolidated hub: the webhook refuses one golden record (400) for good."""
+    from mdm_orchestration.syndication import list_dead_letters, retry_dead_letters
+    from tests.unit.test_dead_letters import Receiver as RefusingReceiver
+
+    engine = hub["engine"]
+    target = RefusingReceiver()
+    try:
+        config_dir = hub["config_dir"]
+        spec = yaml.safe_load((config_dir / "subscriptions.yaml").read_text())
+        spec["subscribers"]["hook"]["webhook"]["url"] = target.url
+        (config_dir / "subscriptions.yaml").write_text(yaml.safe_dump(spec))
+        config = load_hub_config(config_dir)
+        goldens = active_goldens(engine)
+        poison = sorted(goldens)[len(goldens) // 2]
+        target.refuse = {poison}
+
+        result = syndicate(engine, config, "hook", sleep=no_sleep)
+
+        assert {g for g, _v in target.events()} == set(goldens) - {poison}
+        (dead,) = list_dead_letters(engine, subscriber="hook")
+        assert (dead.golden_id, dead.state, dead.attempts, dead.error_status) == (
+            poison,
+            "dead",
+            3,
+            400,
+        )
+        assert result.dead_lettered == 1 and result.pending == 0
+        held = dict(
+            rows(engine, "SELECT golden_id, version FROM deliveries WHERE subscriber='hook'")
+        )
+        assert poison not in held and len(held) == len(goldens) - 1
+
+        target.refuse = set()
+        assert retry_dead_letters(engine, subscriber="hook") == 1
+        syndicate(engine, config, "hook", sleep=no_sleep)
+        assert {g for g, _v in target.events()} == set(goldens)
+        assert list_dead_letters(engine) == []
+    finally:
+        target.close()
