@@ -446,3 +446,25 @@ def test_dead_letter_after_is_validated(tmp_path, receiver):
     config = load_hub_config(write_config(tmp_path, {"hook": hook(receiver.url, max_attempts=2)}))
     sub = config.subscriptions.subscribers["hook"]
     assert (sub.dead_letter_after, sub.dead_letter_tries) == (3, 2)  # the default fits in
+
+
+def test_a_held_event_left_without_its_dead_one_is_delivered_not_stranded(
+    engine, receiver, tmp_path
+):
+    """A retry or drop racing a delivery that holds a new event leaves a held row with no dead
+    row before it: the next delivery queues it rather than holding it behind nothing."""
+    config = load_hub_config(write_config(tmp_path, {"hook": hook(receiver.url)}))
+    ensure_state(engine, "hook", config.subscriptions.subscribers["hook"])
+    box = Outbox(engine)
+    box.add("P")
+    box.add("P")
+    receiver.refuse = {"P"}
+    syndicate(engine, config, "hook", sleep=no_sleep)
+    assert states(engine) == {("P", 1): "dead", ("P", 2): "held"}
+    # What the race leaves: the dead row dropped, the held one written after the drop.
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE dead_letters SET state = 'dropped' WHERE version = 1"))
+    receiver.refuse = set()
+    syndicate(engine, config, "hook", sleep=no_sleep)
+    assert receiver.events("P") == [("P", 2)]
+    assert states(engine) == {("P", 1): "dropped", ("P", 2): "delivered"}
