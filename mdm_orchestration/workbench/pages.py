@@ -38,8 +38,10 @@ from mdm_orchestration.workbench.views import (
     golden_view,
     merge_golden,
     models_of,
+    overview,
     pair_view,
     queue,
+    recent_decisions,
     review_item,
     search,
     search_rows,
@@ -296,7 +298,15 @@ def workbench_router(
     @router.get("/")
     @guarded(VIEWER)
     async def home(request: Request, user: User, session: Session, form: dict) -> Response:
-        return RedirectResponse(f"{PREFIX}/review", status_code=303)
+        return RedirectResponse(f"{PREFIX}/overview", status_code=303)
+
+    @router.get("/overview")
+    @guarded(VIEWER)
+    async def overview_page(request: Request, user: User, session: Session, form: dict) -> Response:
+        st = state(request)
+        return page(
+            request, "overview.html", {**base(user, session), **overview(st.engine, st.config)}
+        )
 
     # --- review -------------------------------------------------------------------------------
 
@@ -316,7 +326,8 @@ def workbench_router(
                 pair = pair_view(conn, candidate, st.config.matching, models, user.may_see_values)
                 if pair is not None:
                     break
-        return {"items": items, "pair": pair}
+            decided = recent_decisions(conn, user.name)
+        return {"items": items, "pair": pair, "decided": decided}
 
     @router.get("/review")
     @guarded(VIEWER)

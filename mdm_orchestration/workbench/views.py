@@ -357,3 +357,69 @@ def split_record(
         "record_id": rid,
         "cannot_link": [[rid, o] for o in others],
     }
+
+
+# --- overview, and whether decisions were applied ---------------------------------------------
+
+#: The counts of the overview, stage by stage (keys of ``hub_status``, what ``mdm status`` shows).
+STAGES = (
+    ("landed", ("extracts", "rejected_extracts", "rows_landed", "rows_loaded", "quarantined_rows")),
+    ("cleansed", ("source_records", "cleansed_records", "versions_pending_cleansing")),
+    ("matched", ("clustered_records", "clusters", "review_queue")),
+    (
+        "mastered",
+        (
+            "golden_records",
+            "golden_persons",
+            "golden_organisations",
+            "golden_merged",
+            "golden_retired",
+        ),
+    ),
+    ("syndicated", ("golden_changes", "dead_lettered_events")),
+)
+
+
+def overview(engine: Engine, config: Any) -> dict[str, Any]:  # noqa: ANN401
+    """Counts per stage, quarantine reasons, the review backlog and the subscribers' lag."""
+    from mdm_orchestration.hub.status import hub_status
+    from mdm_orchestration.syndication import subscriber_status
+
+    status = hub_status(engine)
+    stages = [(name, [(k, status.get(k)) for k in keys if k in status]) for name, keys in STAGES]
+    subscribers = [
+        {"name": name, **s} for name, s in sorted(subscriber_status(engine, config).items())
+    ]
+    return {
+        "stages": stages,
+        "quarantine": sorted((status.get("quarantine_reasons") or {}).items()),
+        "backlog": status.get("review_queue", 0),
+        "subscribers": subscribers,
+        "last_match_run": status.get("last_match_run"),
+    }
+
+
+def last_match_run_at(conn: Connection) -> datetime | None:
+    from sqlalchemy import func
+
+    from mdm_orchestration.hub.tables import MATCH_RUNS
+
+    at = conn.execute(select(func.max(MATCH_RUNS.c.finished_at))).scalar()
+    return as_utc(at) if at else None
+
+
+def recent_decisions(conn: Connection, actor: str, limit: int = 10) -> list[dict[str, Any]]:
+    """The user's latest decisions, each with whether a matching run has finished since (the
+    run that retrains with the label and reclusters applies it)."""
+    from mdm_orchestration.workbench.audit import DECIDE, audit_trail
+
+    applied_upto = last_match_run_at(conn)
+    return [
+        {
+            "target": e.target,
+            "verdict": e.details.get("verdict"),
+            "at": e.at.isoformat(timespec="seconds"),
+            "applied": applied_upto is not None and applied_upto >= e.at,
+        }
+        for e in audit_trail(conn, limit=limit, actor=actor, action=DECIDE)
+    ]

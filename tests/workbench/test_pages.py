@@ -236,6 +236,7 @@ def test_a_steward_decision_becomes_a_label_and_is_audited(client, engine):
     assert answer.status_code == 200, answer.text
     assert f"Item {item}: recorded as distinct" in answer.text
     assert "next reconsolidation" in answer.text
+    assert f"review:{item}: distinct · waiting for the next reconsolidation" in answer.text
     with engine.connect() as conn:
         row = conn.execute(select(REVIEW).where(REVIEW.c.id == item)).first()
         label = conn.execute(
@@ -338,6 +339,16 @@ def test_merge_and_split_are_overrides_with_a_reason_and_audited(client, engine)
         split_row.target == f"golden:{big}"
         and len(split_row.details["cannot_link"]) == len(members) - 1
     )
+
+
+def test_the_overview_shows_stages_quarantine_backlog_and_subscribers(client):
+    sign_in(client, "vera")
+    assert client.get("/workbench").headers["location"] == "/workbench/overview"
+    page = client.get("/workbench/overview")
+    assert page.status_code == 200
+    for part in ("Counts per stage", "golden records", "Quarantine reasons", "Subscribers"):
+        assert part in page.text
+    assert re.search(r'data-testid="backlog">\d+<', page.text)
 
 
 def test_only_an_admin_reads_the_audit_trail(client):
