@@ -16,6 +16,7 @@ from mdm_orchestration.service import golden, matching, records
 from mdm_orchestration.service.middleware import ServiceMiddleware
 from mdm_orchestration.service.problems import install
 from mdm_orchestration.service.state import RateLimiter, ServiceSettings, ServiceState
+from mdm_orchestration.workbench import workbench_router
 
 DESCRIPTION = """\
 The customer MDM hub over HTTP. Every request needs an API key (`mdm api-key create`) sent as
@@ -69,5 +70,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(golden.router)
     app.include_router(matching.router)
     app.include_router(records.router)
+    # The steward workbench (issue 19): server-rendered pages under /workbench.
+    app.include_router(workbench_router())
     app.add_middleware(ServiceMiddleware, max_body_bytes=settings.max_body_bytes)
     return app

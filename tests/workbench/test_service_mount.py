@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from fastapi.testclient import TestClient
 
 from tests.workbench.conftest import PASSWORD, service_app
@@ -13,11 +12,6 @@ from tests.workbench.conftest import PASSWORD, service_app
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
-@pytest.mark.xfail(
-    reason="service/middleware.py answers 415 to every POST that is not JSON, the workbench's "
-    "HTML forms included: it must exempt /workbench/ (issue 18's code, not the workbench's)",
-    strict=False,
-)
 def test_the_service_serves_the_workbench(workbench_hub, tmp_path):
     app = service_app(workbench_hub, tmp_path / "workbench.key")
     with TestClient(app, follow_redirects=False) as client:
