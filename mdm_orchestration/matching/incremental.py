@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, func, select
 
 from mdm_orchestration.config import HubConfig, MatchingConfig
 from mdm_orchestration.hub.bulk import bulk_insert
+from mdm_orchestration.hub.crash import crash_point
 from mdm_orchestration.hub.store import reconsolidation_lock, write_transaction
 from mdm_orchestration.hub.tables import (
     CLUSTERS,
@@ -118,6 +119,8 @@ class _Plan:
     shifted: set[str]
     #: matching.yaml review_max_share
     share: float
+    #: blocks of the changed records skipped as giant (larger than max_block_size in the hub)
+    giant_blocks: int = 0
 
     @property
     def gone(self) -> set[str]:
@@ -146,6 +149,7 @@ def _match_incremental(engine: Engine, config: HubConfig) -> MatchRunResult:
             counts["records"] = len(plan.region)
             counts["clusters_touched"] = int(plan.result.clusters["cluster_id"].nunique())
             counts["pairs_scored"] = sum(len(p.left) for p in plan.new_pairs + plan.completed)
+            counts["giant_blocks_skipped"] = plan.giant_blocks
     review: list[ReviewRow] = []
     with write_transaction(engine) as conn:
         advisory_xact_lock(conn, MATCH_LOCK_KEY)
@@ -158,6 +162,7 @@ def _match_incremental(engine: Engine, config: HubConfig) -> MatchRunResult:
         if plan is not None:
             review = _write(conn, plan, counts)
         record_run(conn, INCREMENTAL, upto, {**counts, **model_ids(conn)})
+        crash_point("match:before_commit")
     if plan is None:
         return MatchRunResult(
             INCREMENTAL, counts, 0, set(), stats={"review_queue": 0, "run": counts}
@@ -192,7 +197,7 @@ def _plan(conn: Connection, config: HubConfig, changed: list[str], removed: list
         gone |= shifted
         index += index_rows(current_cleansed(conn, sorted(shifted)))
         old_index |= stored_index(conn, shifted)
-    near, new_pairs = _score_changed(conn, m, models, changed, gone, index, delta)
+    near, new_pairs, giants = _score_changed(conn, m, models, changed, gone, index, delta)
     must, cannot = overrides(conn)
     region = _region(conn, new_pairs, limits, must, set(changed), gone, set(removed))
     frame = match_frame(current_cleansed(conn, sorted(region)))
@@ -227,6 +232,7 @@ def _plan(conn: Connection, config: HubConfig, changed: list[str], removed: list
         delta=delta,
         shifted=shifted,
         share=m.review_max_share,
+        giant_blocks=giants,
     )
 
 
@@ -238,9 +244,10 @@ def _score_changed(
     gone: set[str],
     index: list[tuple[str, str, str]],
     delta: Counter,
-) -> tuple[set[str], list[ScoredPairs]]:
+) -> tuple[set[str], list[ScoredPairs], int]:
     """Step 1: score the changed records against the records sharing a blocking key with them
-    (``index``: the changed records' keys). Returns those neighbours and the scored pairs."""
+    (``index``: the changed records' keys). Returns those neighbours, the scored pairs and how
+    many blocks were skipped as giant."""
     fresh = set(changed)
     blocks = [(r, n, h) for r, n, h in index if not n.startswith(INDEX_PREFIX)]
     extra = Counter((n, h) for _r, n, h in blocks)
@@ -250,11 +257,13 @@ def _score_changed(
     around = match_frame(current_cleansed(conn, sorted(near | fresh)))
     freq = hub_frequencies(conn, around, delta)
     new_pairs = []
+    giants = 0
     for party in PARTY_TYPES:
         sub = around[around["party_type"] == party].reset_index(drop=True)
         if sub.empty:
             continue
         cands = candidate_pairs(sub, party, m.max_block_size, sizes)
+        giants += sum(cands.giant_blocks.values())
         mine = sub["record_id"].isin(fresh).to_numpy()
         keep = mine[cands.left] | mine[cands.right]
         left, right = cands.left[keep], cands.right[keep]
@@ -262,7 +271,7 @@ def _score_changed(
         new_pairs.append(
             ScoredPairs(party, sub["record_id"].to_numpy(object), left, right, scores, by_rule)
         )
-    return near, new_pairs
+    return near, new_pairs, giants
 
 
 def _region(
@@ -437,6 +446,7 @@ def _write(conn: Connection, plan: _Plan, counts: dict[str, int]) -> list[Review
     for chunk in chunks(sorted(stale)):
         conn.execute(delete(CLUSTERS).where(CLUSTERS.c.record_id.in_(chunk)))
     write_clusters(conn, rewrite)
+    crash_point("match:after_cluster_write")
     for chunk in chunks(gone):
         _delete_pending_review(conn, chunk)
         conn.execute(delete(PAIRS).where(PAIRS.c.left_record_id.in_(chunk)))

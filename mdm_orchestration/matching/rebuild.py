@@ -7,6 +7,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, delete, select
 
 from mdm_orchestration.config import HubConfig
+from mdm_orchestration.hub.crash import crash_point
 from mdm_orchestration.hub.store import reconsolidation_lock, write_transaction
 from mdm_orchestration.hub.tables import (
     CLUSTERS,
@@ -72,6 +73,7 @@ def _rebuild_clusters(engine: Engine, config: HubConfig) -> MatchRunResult:
             raise ConcurrentMatch("an erasure committed meanwhile; run again")
         conn.execute(delete(CLUSTERS))
         write_clusters(conn, cluster_rows(result, versions, now))
+        crash_point("match:after_cluster_write")
         conn.execute(delete(INDEX))
         write_index(conn, index)
         replace_counts(conn, index_delta(index, []))
@@ -96,9 +98,16 @@ def _rebuild_clusters(engine: Engine, config: HubConfig) -> MatchRunResult:
             if len(result.clusters)
             else 0,
             "pairs_version": PAIRS_VERSION,
+            # Blocks larger than max_block_size, skipped before scoring (RELIABILITY row 24).
+            "giant_blocks_skipped": sum(
+                sum(s.get("giant_blocks_skipped", {}).values())
+                for s in result.stats.values()
+                if isinstance(s, dict)
+            ),
             **{f"{p}_model": i for p, i in ids.items()},
         }
         record_run(conn, FULL, upto, counts)
+        crash_point("match:before_commit")
     return MatchRunResult(
         mode=FULL,
         counts=counts,

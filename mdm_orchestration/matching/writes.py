@@ -11,6 +11,7 @@ import pandas as pd
 from sqlalchemy import Connection, delete, func, select
 
 from mdm_orchestration.hub.bulk import bulk_insert
+from mdm_orchestration.hub.crash import crash_point
 from mdm_orchestration.hub.tables import (
     CLEANSED,
     CURRENT_CLEANSED,
@@ -324,4 +325,5 @@ def write_pairs(
             rows = part.rows(PAIR_FLOOR)
             bulk_insert(conn, "match_pairs", PAIR_COLUMNS, rows)
             written += len(rows)
+            crash_point("match:after_pair_batch")
     return written
