@@ -206,6 +206,8 @@ def match_clusters(
             "records_rematched": result.count("records"),
             "clusters_touched": result.count("clusters_touched"),
             "pairs_scored": result.count("pairs_scored"),
+            # Blocks over max_block_size (shared switchboards, placeholders): skipped, counted.
+            "giant_blocks_skipped": result.count("giant_blocks_skipped"),
             "new_review_pairs": result.review_pairs,
             "records": records,
             "clusters": clusters,
