@@ -33,7 +33,9 @@ def parse_dates(values: pd.Series, order: DateOrder) -> tuple[pd.Series, pd.Seri
     )
     text = text.mask(text.str.casefold().isin(PLACEHOLDERS))
     given = text.notna() & (text != "")
-    parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
+    # Microseconds, not nanoseconds: a nanosecond series ends in 1677 and 2262, and silos do
+    # send 0001-01-01 and 9999-12-31 (placeholders: implausible, not a crash of the batch).
+    parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us]")
     for fmt in FORMATS[order]:
         todo = given & parsed.isna()
         if not todo.any():
@@ -42,7 +44,9 @@ def parse_dates(values: pd.Series, order: DateOrder) -> tuple[pd.Series, pd.Seri
         if "%y" in fmt:
             future = attempt > pd.Timestamp.now()
             attempt = attempt.where(~future, attempt - pd.DateOffset(years=100))
-        parsed.loc[todo] = attempt
+        attempt = attempt.astype("datetime64[us]")
+        # Year 0 is no calendar date (a Python date cannot hold it): invalid, as 00000000 is.
+        parsed.loc[todo] = attempt.where(attempt.dt.year >= 1)
     return parsed, given & parsed.isna()
 
 
