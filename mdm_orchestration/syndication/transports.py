@@ -40,6 +40,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mdm_orchestration.config import (
+    AmqpTarget,
     FileTarget,
     SqlTarget,
     Subscriber,
@@ -452,4 +453,8 @@ def make_transport(name: str, sub: Subscriber, home: Path) -> Transport:
         return FileTransport(name, sub, target, home)
     if isinstance(target, WebhookTarget):
         return WebhookTransport(target)
+    if isinstance(target, AmqpTarget):
+        from mdm_orchestration.syndication.amqp import AmqpTransport  # imports this module
+
+        return AmqpTransport(target)
     return SqlTransport(sub, target)
