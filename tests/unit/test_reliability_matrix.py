@@ -82,10 +82,23 @@ def test_every_listed_test_exists():
     assert not absent, sorted(absent)
 
 
-def test_every_row_has_a_test_and_none_is_pending():
-    untested = [r["number"] for r in rows() if not (r.get("postgres") or r.get("sqlite"))]
-    pending = [r["number"] for r in rows() if r["status"] == "pending"]
-    assert not untested and not pending, {"untested": untested, "pending": pending}
+#: Rows without a test yet, each left open in issue 17 (its closing note names them). A row
+#: leaves this list when its tests land; a row not in it must have tests.
+KNOWN_PENDING = {2, 27}
+
+
+def test_every_row_has_a_test_unless_known_pending():
+    untested = {r["number"] for r in rows() if not (r.get("postgres") or r.get("sqlite"))}
+    pending = {r["number"] for r in rows() if r["status"] == "pending"}
+    assert untested <= KNOWN_PENDING and pending <= KNOWN_PENDING, {
+        "untested": sorted(untested - KNOWN_PENDING),
+        "pending": sorted(pending - KNOWN_PENDING),
+    }
+    # A row that got its tests must leave KNOWN_PENDING (and say so in the map).
+    assert KNOWN_PENDING <= pending, sorted(KNOWN_PENDING - pending)
+    for row in rows():
+        if row["number"] in KNOWN_PENDING:
+            assert row.get("gaps"), row["number"]
 
 
 def test_partial_rows_say_what_is_missing():
