@@ -44,6 +44,28 @@ PRIVATE_DIR_MODE = 0o700
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
+def make_secret_file(path: Path, nbytes: int) -> None:
+    """Write ``nbytes`` random bytes, hex, to ``path`` unless it exists: 0600 in a 0700 folder,
+    written whole under a temporary name and linked into place, so a process racing this one
+    reads either no file or the complete secret, and the first one made wins."""
+    import secrets
+
+    private_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+    try:
+        os.fchmod(fd, PRIVATE_FILE_MODE)
+        os.write(fd, (secrets.token_hex(nbytes) + "\n").encode("ascii"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        tmp.unlink()
+
+
 def private_dir(path: Path) -> Path:
     """``path`` as a folder, each part created here made 0700 (whatever the umask); folders
     that already exist are left as they are (they may be the operator's)."""

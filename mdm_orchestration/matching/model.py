@@ -25,7 +25,6 @@ import hmac
 import io
 import os
 import pickle
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ import numpy as np
 from affinegap import normalizedAffineGapDistance
 
 from mdm_orchestration.cleansing.names import nickname_related
-from mdm_orchestration.hub.store import PRIVATE_FILE_MODE, private_dir
+from mdm_orchestration.hub.store import make_secret_file
 from mdm_orchestration.hub.tables import ORGANISATION, PERSON
 from mdm_orchestration.matching.records import ORGANISATION_FIELDS, PERSON_FIELDS
 from mdm_orchestration.matching.rules import one_slip
@@ -283,22 +282,7 @@ def model_key() -> bytes:
     path = env.model_key_file
     with contextlib.suppress(FileNotFoundError):
         return _read_key_file(path)
-    private_dir(path.parent)
-    # Written whole under a temporary name, then linked into place: a process that races this
-    # one reads either no file or the complete key, and the first key made wins.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
-    try:
-        os.fchmod(fd, PRIVATE_FILE_MODE)
-        os.write(fd, (secrets.token_bytes(KEY_BYTES).hex() + "\n").encode("ascii"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)
-    finally:
-        tmp.unlink()
+    make_secret_file(path, KEY_BYTES)
     return _read_key_file(path)
 
 

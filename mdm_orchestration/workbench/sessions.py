@@ -28,7 +28,7 @@ from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from mdm_orchestration.hub.store import PRIVATE_FILE_MODE, private_dir
+from mdm_orchestration.hub.store import make_secret_file
 
 COOKIE = "mdm_workbench"
 CSRF_FIELD = "csrf_token"
@@ -42,21 +42,7 @@ def session_key(path: Path) -> bytes:
     """The signing secret kept in ``path`` (made on first use: 32 random bytes, hex, 0600)."""
     with contextlib.suppress(FileNotFoundError):
         return _read_key(path)
-    private_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
-    try:
-        os.fchmod(fd, PRIVATE_FILE_MODE)
-        os.write(fd, (secrets.token_hex(KEY_BYTES) + "\n").encode("ascii"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        # Linked into place: a process racing this one reads the first key made, whole.
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)
-    finally:
-        tmp.unlink()
+    make_secret_file(path, KEY_BYTES)
     return _read_key(path)
 
 
