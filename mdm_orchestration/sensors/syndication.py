@@ -36,6 +36,10 @@ def syndication_sensor(
         key = f"{name}:{s['outbox_seq']}"
         if s["status"] == "failing":
             key += f":retry-{int(time.time() // RETRY_SECONDS)}"
+        elif s["requeued"]:
+            # Dead letters an operator queued again (`mdm syndicate dlq retry`): the outbox has
+            # not moved, so without this the run key would repeat and the daemon launch nothing.
+            key += f":requeued-{s['requeued']}-{int(time.time() // RETRY_SECONDS)}"
         requests.append(
             dg.RunRequest(run_key=key, partition_key=name, tags={"mdm/subscriber": name})
         )

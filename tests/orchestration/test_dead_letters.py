@@ -72,6 +72,16 @@ def test_a_dead_letter_fails_the_check_and_the_cli_retries_and_drops_it(
                 raise_on_error=False,
             )
 
+        def run_key() -> str | None:
+            from mdm_orchestration.sensors.syndication import syndication_sensor
+
+            with dg.build_sensor_context(instance=instance, resources=resources) as context:
+                result = syndication_sensor(context)
+            keys = [r.run_key for r in result.run_requests or []]
+            return keys[0] if keys else None
+
+        first_key = run_key()
+        assert first_key is not None
         first = materialize()
         assert first.success  # the other golden records went out: the run is not failed
         got = checks(first)
@@ -118,6 +128,9 @@ def test_a_dead_letter_fails_the_check_and_the_cli_retries_and_drops_it(
         assert cli_json(capsys, "syndicate", "dlq", "retry", "--hub", url, "--event", first_id) == {
             "queued": 0
         }
+        # The sensor asks for a run under a new key: the daemon would launch it.
+        retry_key = run_key()
+        assert retry_key is not None and retry_key != first_key
         second = materialize()
         assert second.success and checks(second)[DEAD_LETTERS].passed
         assert receiver.events("P") == [("P", 1), ("P", 2)]
