@@ -122,6 +122,7 @@ def run_landing(instance: Any, target: Target, *, quiet: bool = False) -> dict[s
         SkippedFile,
         file_sha256,
         loaded_extract_id,
+        manifest_folders,
         record_skipped,
         register_landed_file,
         rejected_extract_id,
@@ -132,8 +133,13 @@ def run_landing(instance: Any, target: Target, *, quiet: bool = False) -> dict[s
     config = target.hub_config()
     engine = target.engine()
     skipped: list[SkippedFile] = []
+    # The same scan as the landing sensor's: a source that completes by manifest is complete
+    # when its manifest says so, not when the file has been still for a while.
     files = scan_landing(
-        target.landing, [s.landing_folder for s in config.sources.values()], skipped
+        target.landing,
+        [s.landing_folder for s in config.sources.values()],
+        skipped,
+        manifest_folders=manifest_folders(config.sources.values()),
     )
     record_skipped(engine, skipped)  # names in the hub (`mdm status`), never in Dagster
     summary: dict[str, Any] = {

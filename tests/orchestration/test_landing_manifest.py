@@ -286,3 +286,22 @@ def test_a_slowly_written_file_is_ingested_once_when_complete(
             assert not result.run_requests
     assert ledger(sqlite_url) == [("billing/slow.csv", "loaded", None)]
     assert count(sqlite_url, "SELECT count(*) FROM source_records") == rows
+
+
+def test_mdm_run_waits_for_the_manifest_as_the_sensor_does(tmp_path, sqlite_url, capsys):
+    """``mdm run`` scans the landing zone as the landing sensor does: in a source that completes
+    by manifest, a file without its manifest is not ingested; with it, it is, once."""
+    from mdm_orchestration.cli import main
+
+    landing = tmp_path / "landing"
+    config = make_config(tmp_path, "manifest")
+    extract = landing / "billing/b1.csv"
+    write_file(extract, HEADER + row(1) + row(2))
+    args = ["run", "--landing", str(landing), "--hub", sqlite_url, "--config", str(config)]
+    assert main([*args, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["run"]["ingested"] == 0
+    assert ledger(sqlite_url) == []
+    write_file(extract.with_name("b1.csv.manifest"), f"{sha256(extract)}  b1.csv\n")
+    assert main([*args, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["run"]["ingested"] == 1
+    assert ledger(sqlite_url) == [("billing/b1.csv", "loaded", None)]
