@@ -216,6 +216,12 @@ def _version() -> str:
         return "unknown"
 
 
+ERASE_LANDING_HELP = (
+    "landing root whose files lose the person's rows too (default: MDM_LANDING_DIR); the "
+    "archive is found through --config"
+)
+
+
 def _command(sub: Any, name: str, func: Any, text: str, *flags: str) -> argparse.ArgumentParser:  # noqa: ANN401
     """A sub-command with the shared flags it takes (``hub``, ``config``, ``json``)."""
     p = sub.add_parser(
@@ -324,11 +330,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_user_commands(sub, _command)
 
     p = _command(
-        sub, "erase", cmd_erase, "erase a person from the hub (GDPR Art. 17)", "hub", "json"
+        sub,
+        "erase",
+        cmd_erase,
+        "erase a person from the hub (GDPR Art. 17)",
+        "hub",
+        "config",
+        "json",
     )
     p.add_argument("--golden", help="the golden id of the person")
     p.add_argument("--source", help="with --key: a source record of the person")
     p.add_argument("--key", help="with --source: the source's own record key")
+    p.add_argument("--landing", help=ERASE_LANDING_HELP)
 
     p = sub.add_parser(
         "erasure",
@@ -342,11 +355,13 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_erasure_replay,
         "after restoring a backup: redo every erasure of the ledger that the hub lacks",
         "hub",
+        "config",
         "json",
     )
     p.add_argument(
         "--ledger", help="the erasure ledger (default: erasure-ledger.jsonl in MDM_HOME)"
     )
+    p.add_argument("--landing", help=ERASE_LANDING_HELP)
 
     p = _command(
         sub,

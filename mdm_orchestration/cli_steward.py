@@ -229,6 +229,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _erasure_files(args: argparse.Namespace) -> dict[str, Any]:
+    """Where an erasure finds the files outside the hub: ``--config`` (the archive) and
+    ``--landing``; unset, the erasure's own defaults (MDM_CONFIG_DIR, MDM_LANDING_DIR)."""
+    from mdm_orchestration.config import load_hub_config
+
+    return {
+        "config": load_hub_config(Path(args.config)) if args.config else None,
+        "landing": Path(args.landing) if args.landing else None,
+    }
+
+
 def cmd_erase(args: argparse.Namespace) -> int:
     """Erase a person from the hub; subscribers that received them are told at the next
     syndication (``mdm syndicate`` or the syndication sensor)."""
@@ -238,7 +249,12 @@ def cmd_erase(args: argparse.Namespace) -> int:
     engine = create_hub_engine(args.hub)
     try:
         result = erase(
-            engine, golden_id=args.golden, source=args.source, key=args.key, by=_steward()
+            engine,
+            golden_id=args.golden,
+            source=args.source,
+            key=args.key,
+            by=_steward(),
+            **_erasure_files(args),
         )
     except (NothingToErase, ValueError) as exc:
         print(f"mdm erase: {exc}", file=sys.stderr)
@@ -274,7 +290,7 @@ def cmd_erasure_replay(args: argparse.Namespace) -> int:
         return 2
     engine = create_hub_engine(args.hub)
     try:
-        result = replay_erasures(engine, ledger=ledger, by=_steward())
+        result = replay_erasures(engine, ledger=ledger, by=_steward(), **_erasure_files(args))
     finally:
         engine.dispose()
     emit(

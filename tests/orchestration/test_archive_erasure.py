@@ -290,15 +290,18 @@ def test_a_restored_archive_loses_the_person_again_at_erasure_replay(
     backup = tmp_path / "archive_backup"
     shutil.copytree(archive, backup)
 
-    monkeypatch.setenv("MDM_LANDING_DIR", str(landing))
-    monkeypatch.setenv("MDM_CONFIG_DIR", str(config_dir))
-    assert main(["erase", "--source", "billing", "--key", f"C{tag}", "--hub", sqlite_url]) == 0
+    # The files are found through the flags (no MDM_LANDING_DIR / MDM_CONFIG_DIR set).
+    monkeypatch.delenv("MDM_LANDING_DIR", raising=False)
+    monkeypatch.delenv("MDM_CONFIG_DIR", raising=False)
+    files = ["--config", str(config_dir), "--landing", str(landing)]
+    erase = ["erase", "--source", "billing", "--key", f"C{tag}", "--hub", sqlite_url]
+    assert main([*erase, *files]) == 0
     assert holding(archive, canaries) == []
     shutil.rmtree(archive)
     shutil.copytree(backup, archive)  # the archive restored from before the erasure
     assert len(holding(archive, canaries)) == 1
 
-    assert main(["erasure", "replay", "--hub", sqlite_url]) == 0
+    assert main(["erasure", "replay", "--hub", sqlite_url, *files]) == 0
     assert holding(archive, canaries) == []
     assert len(holding(archive, ["Olga"])) == 1
     *_, replayed = read_file_entries(erasure_ledger_path())
@@ -306,6 +309,6 @@ def test_a_restored_archive_loses_the_person_again_at_erasure_replay(
     assert [(f["where"], f["action"]) for f in replayed["files"]] == [("archive", "rewritten")]
     # Replayed again: nothing left to scrub, nothing more recorded.
     before = len(read_file_entries(erasure_ledger_path()))
-    assert main(["erasure", "replay", "--hub", sqlite_url]) == 0
+    assert main(["erasure", "replay", "--hub", sqlite_url, *files]) == 0
     assert len(read_file_entries(erasure_ledger_path())) == before
     engine.dispose()
