@@ -1,6 +1,7 @@
 """The syndication commands: ``mdm syndicate`` delivers pending changes to the subscribers;
 ``mdm syndicate dlq list|retry|drop`` works the dead-letter queue (events a subscriber refused
-for good, and those held behind them)."""
+for good, and those held behind them); ``mdm syndicate replay`` sends a subscriber a range of
+the outbox again (one rebuilt from scratch)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from mdm_orchestration.cli_output import print_hub
@@ -99,6 +101,48 @@ def cmd_dlq_drop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _when(text: str | None) -> datetime | None:
+    """An ISO 8601 time; without a zone, UTC."""
+    if text is None:
+        return None
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Send one subscriber a range of the outbox again (the logic: syndication.replay)."""
+    from mdm_orchestration.syndication import replay_range
+
+    target = Target(hub=args.hub, config=args.config)
+    engine = target.engine()
+    try:
+        result = replay_range(
+            engine,
+            target.hub_config(),
+            args.subscriber,
+            from_event=args.from_event,
+            since=_when(args.since),
+            to_event=args.to_event,
+            until=_when(args.until),
+        )
+    except ValueError as exc:
+        print(f"mdm syndicate replay: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    if args.json:
+        print(json.dumps(result.as_dict()))
+    elif result.first_seq is None:
+        print(f"nothing to replay: {args.subscriber} has received no event in that range")
+    else:
+        print(
+            f"replayed outbox seq {result.first_seq}..{result.last_seq} to {args.subscriber}: "
+            f"{result.events} event(s), {result.messages} message(s) sent, "
+            f"{result.skipped} not for it, {result.in_dead_letters} in its dead-letter queue"
+        )
+    return 1 if result.refused else 0
+
+
 def _report(args: argparse.Namespace, key: str, n: int, text: str) -> None:
     if args.json:
         print(json.dumps({key: n}))
@@ -120,7 +164,23 @@ def add_syndicate_commands(sub: Any, command: Callable[..., argparse.ArgumentPar
         "json",
     )
     p.add_argument("--subscriber", help="only this subscriber")
-    actions = p.add_subparsers(dest="syndicate_command", metavar="{dlq}")
+    actions = p.add_subparsers(dest="syndicate_command", metavar="{dlq,replay}")
+    r = command(
+        actions,
+        "replay",
+        cmd_replay,
+        "send one subscriber a range of the outbox again (a subscriber rebuilt from scratch)",
+        "hub",
+        "config",
+        "json",
+    )
+    r.add_argument("--subscriber", required=True, help="the subscriber to send it to")
+    start = r.add_mutually_exclusive_group(required=True)
+    start.add_argument("--from", dest="from_event", metavar="EVENT_ID", help="from this event")
+    start.add_argument("--since", metavar="TIME", help="from this time (ISO 8601; UTC if no zone)")
+    end = r.add_mutually_exclusive_group()
+    end.add_argument("--to", dest="to_event", metavar="EVENT_ID", help="up to this event")
+    end.add_argument("--until", metavar="TIME", help="up to this time (default: its cursor)")
     dlq = actions.add_parser(
         "dlq",
         help="events a subscriber refused for good, and those held behind them",
@@ -156,5 +216,6 @@ __all__ = [
     "cmd_dlq_drop",
     "cmd_dlq_list",
     "cmd_dlq_retry",
+    "cmd_replay",
     "cmd_syndicate",
 ]

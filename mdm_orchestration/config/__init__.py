@@ -25,6 +25,8 @@ from mdm_orchestration.config.base import (
 )
 from mdm_orchestration.config.events import BusinessEventRule, EventsConfig
 from mdm_orchestration.config.golden import (
+    ALL_EVENTS,
+    CHANGE_NAMES,
     EVENT_TYPES,
     GOLDEN_ATTRIBUTES,
     GOLDEN_GROUPS,
@@ -32,6 +34,7 @@ from mdm_orchestration.config.golden import (
     LIFECYCLES,
     SECRET_PREFIX,
     SURVIVORSHIP_STRATEGIES,
+    WHERE_FIELDS,
     AmqpTarget,
     AttributeRule,
     FileTarget,
@@ -204,7 +207,7 @@ def load_hub_config(config_dir: str | os.PathLike[str] | None = None) -> HubConf
     events, event_problems = _load_optional(folder / "events.yaml", EventsConfig)
     problems.extend(event_problems)
     subscriptions, subscription_problems = _load_subscriptions(
-        folder / "subscriptions.yaml", events
+        folder / "subscriptions.yaml", events, sources
     )
     problems.extend(subscription_problems)
     if problems:
@@ -249,8 +252,11 @@ def _load_quality(path: Path, sources: dict[str, SourceConfig]) -> tuple[Quality
     return quality, problems
 
 
-def _load_subscriptions(path: Path, events: EventsConfig) -> tuple[SubscriptionsConfig, list[str]]:
-    """``subscriptions.yaml``: names like sources', attributes among the golden attributes."""
+def _load_subscriptions(
+    path: Path, events: EventsConfig, sources: dict[str, SourceConfig]
+) -> tuple[SubscriptionsConfig, list[str]]:
+    """``subscriptions.yaml``: names like sources', attributes among the golden attributes,
+    event types among the change events and events.yaml's, ``source_keys`` among the sources."""
     subs, problems = _load_optional(path, SubscriptionsConfig)
     if problems:
         return subs, problems
@@ -261,7 +267,7 @@ def _load_subscriptions(path: Path, events: EventsConfig) -> tuple[Subscriptions
                 "letters, digits and '_'"
             )
         allowed = (*EVENT_TYPES, *events.names())
-        unknown_events = sorted(set(sub.events) - set(allowed))
+        unknown_events = sorted(set(sub.events) - set(allowed) - {ALL_EVENTS})
         if unknown_events:
             problems.append(
                 f"{path}: subscriber '{name}': field 'events': unknown event type(s) "
@@ -273,10 +279,19 @@ def _load_subscriptions(path: Path, events: EventsConfig) -> tuple[Subscriptions
                 f"{path}: subscriber '{name}': field 'attributes': unknown "
                 f"attribute(s) {unknown}; allowed: {', '.join(GOLDEN_ATTRIBUTES)}"
             )
+        unknown_sources = [s for s in sub.source_keys if s not in sources]
+        if unknown_sources:
+            problems.append(
+                f"{path}: subscriber '{name}': field 'source_keys': unknown source(s) "
+                f"{unknown_sources}; allowed: {', '.join(sources)}"
+            )
     return subs, problems
 
 
 __all__ = [
+    "ALL_EVENTS",
+    "CHANGE_NAMES",
+    "WHERE_FIELDS",
     "AmqpTarget",
     "AttributeRule",
     "BusinessEventRule",

@@ -24,11 +24,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from mdm_orchestration.config.base import _Strict
-from mdm_orchestration.config.golden import EVENT_TYPES, GOLDEN_ATTRIBUTES, LIFECYCLES
-
-#: What ``changed_any`` may name besides the golden attributes.
-CHANGE_NAMES = (*GOLDEN_ATTRIBUTES, "organisation_golden_id", "lifecycle", "members")
-_CONSENT_CHANGE = re.compile(r"consents\.[a-z][a-z0-9_]{0,39}")
+from mdm_orchestration.config.golden import CHANGE_NAMES, EVENT_TYPES, LIFECYCLES
+from mdm_orchestration.config.golden import CONSENT_CHANGE as _CONSENT_CHANGE
 
 
 class BusinessEventRule(_Strict):

@@ -120,6 +120,14 @@ class SurvivorshipConfig(_Strict):
 
 
 EVENT_TYPES = ("created", "updated", "merged", "split", "retired", "erased")
+#: In a subscriber's ``events``: every change event and every business event of events.yaml.
+ALL_EVENTS = "*"
+#: What a change may name (its ``changed`` list, ``changed_any``): the golden attributes, the
+#: organisation link, the lifecycle, the member records, and ``consents.<purpose>``.
+CHANGE_NAMES = (*GOLDEN_ATTRIBUTES, "organisation_golden_id", "lifecycle", "members")
+CONSENT_CHANGE = re.compile(r"consents\.[a-z][a-z0-9_]{0,39}")
+#: What a subscriber's ``where`` may test: a golden attribute, the lifecycle, the party type.
+WHERE_FIELDS = (*GOLDEN_ATTRIBUTES, "lifecycle", "party_type")
 
 #: ``${NAME}`` in a subscriber's folder, URL or header value reads the environment only for
 #: names with this prefix: any other name (the Dagster database URL, cloud credentials) could
@@ -293,9 +301,22 @@ class Subscriber(_Strict):
     #: A golden record is sent only with consent granted for this purpose (a withdrawal is
     #: sent as a removal).
     consent_purpose: str | None = None
-    #: Change events it wants; ``erased`` is always sent to a subscriber that received the
-    #: golden record.
+    #: Event types it wants: change events and the business events of events.yaml (each
+    #: delivered as a message of its own after the change that carries it); ``"*"``: all of
+    #: them. ``erased`` is always sent to a subscriber that received the golden record.
     events: list[str] = Field(default_factory=lambda: list(EVENT_TYPES))
+    #: Business criteria on values: a golden record is for the subscriber only when each named
+    #: field has one of the listed values (``{country: [GB, IE], lifecycle: [customer]}``); one
+    #: that stops matching is sent as a removal.
+    where: dict[str, list[str]] = Field(default_factory=dict)
+    #: Business criteria on changes: an ``updated`` change (and the business events it
+    #: carries) is sent only when it touched one of these (``[street, city, postcode]``).
+    changed_any: list[str] = Field(default_factory=list)
+    #: Sources whose keys for the golden record each message carries (``source_keys``): the
+    #: subscriber's own ids of the record (its cross-reference rows).
+    source_keys: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]] = Field(
+        default_factory=list
+    )
     #: A new subscriber first receives every golden record it may see, then the changes.
     snapshot: bool = True
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 1000
@@ -317,13 +338,46 @@ class Subscriber(_Strict):
     def _known_events(cls, value: list[str]) -> list[str]:
         # Change events, or business events: their names are checked against events.yaml
         # when the configuration is loaded.
-        bad = [v for v in value if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", v)]
+        bad = [v for v in value if v != ALL_EVENTS and not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", v)]
         if bad:
             raise ValueError(
                 f"not an event name: {bad}; use change events ({', '.join(EVENT_TYPES)}) "
                 "or the business events of events.yaml"
             )
         return value
+
+    @field_validator("where")
+    @classmethod
+    def _known_where(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        unknown = sorted(set(value) - set(WHERE_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown field(s) {unknown}; allowed: {', '.join(WHERE_FIELDS)}")
+        empty = sorted(k for k, v in value.items() if not v)
+        if empty:
+            raise ValueError(f"field(s) {empty}: list at least one value")
+        for name, allowed in (
+            ("lifecycle", LIFECYCLES),
+            ("party_type", ("person", "organisation")),
+        ):
+            bad = sorted(set(value.get(name, ())) - set(allowed))
+            if bad:
+                raise ValueError(f"{name}: unknown value(s) {bad}; allowed: {', '.join(allowed)}")
+        return value
+
+    @field_validator("changed_any")
+    @classmethod
+    def _known_changes(cls, value: list[str]) -> list[str]:
+        unknown = [v for v in value if v not in CHANGE_NAMES and not CONSENT_CHANGE.fullmatch(v)]
+        if unknown:
+            raise ValueError(
+                f"unknown field(s) {unknown}; allowed: {', '.join(CHANGE_NAMES)} "
+                "or consents.<purpose>"
+            )
+        return value
+
+    def wants(self, event_type: str) -> bool:
+        """Whether it selected this event type (a change or a business event)."""
+        return ALL_EVENTS in self.events or event_type in self.events
 
     @model_validator(mode="after")
     def _target(self) -> Subscriber:

@@ -5,7 +5,8 @@ nothing here knows Dagster.
 This is syndication's face: assets, sensors, the CLI, tests and benchmarks import from here.
 Behind it: what each subscriber is sent (``messages``), where it goes (``transports``), the
 delivery loop and its ledger (``delivery``), the events a subscriber refused for good and those
-held behind them (``dead_letters``), and erasure (``erasure``).
+held behind them (``dead_letters``), a range of the outbox sent again (``replay``), and erasure
+(``erasure``).
 """
 
 from mdm_orchestration.syndication.dead_letters import (
@@ -38,10 +39,13 @@ from mdm_orchestration.syndication.messages import (
     Held,
     Message,
     OutboxEvent,
+    business_event_id,
     decide,
+    expand,
     subscribed_attributes,
     why_not,
 )
+from mdm_orchestration.syndication.replay import ReplayRange, replay_range
 from mdm_orchestration.syndication.transports import DeliveryError, Transport, make_transport
 
 __all__ = [
@@ -54,9 +58,11 @@ __all__ = [
     "Message",
     "NothingToErase",
     "OutboxEvent",
+    "ReplayRange",
     "ReplayResult",
     "SubscriberFailing",
     "Transport",
+    "business_event_id",
     "dead_letter_counts",
     "decide",
     "drop_dead_letters",
@@ -64,11 +70,13 @@ __all__ = [
     "erase",
     "erased_record_ids",
     "erasure_ledger_path",
+    "expand",
     "list_dead_letters",
     "make_transport",
     "pending_for",
     "read_ledger",
     "replay_erasures",
+    "replay_range",
     "retry_dead_letters",
     "subscribed_attributes",
     "subscriber_status",

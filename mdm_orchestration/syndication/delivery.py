@@ -46,7 +46,9 @@ from mdm_orchestration.hub.tables import (
     DELIVERIES,
     GOLDEN,
     HISTORY,
+    HOUSEHOLD_MEMBERS,
     SUBSCRIBERS,
+    XREF,
     chunks,
     in_chunks,
     utcnow,
@@ -65,13 +67,15 @@ from mdm_orchestration.syndication.dead_letters import (
 )
 from mdm_orchestration.syndication.messages import (
     UPSERT_TYPES,
+    Extras,
     GoldenVersion,
     Held,
     Message,
     OutboxEvent,
-    decide,
+    expand,
     upsert,
     why_not,
+    with_extras,
 )
 from mdm_orchestration.syndication.transports import DeliveryError, Transport, make_transport
 
@@ -102,7 +106,10 @@ class Step(NamedTuple):
     """One planned step of a delivery."""
 
     seq: int | None  # the outbox seq it settles (None in a snapshot)
-    message: Message | None  # None: the event is nothing for this subscriber (or held)
+    #: What it sends, in order: the change event's message and one per business event it
+    #: carries; empty: the event is nothing for this subscriber (or held). A step is settled
+    #: only once all of them are delivered, so none is lost.
+    messages: tuple[Message, ...]
     entry: tuple[str, Held] | None  # the ledger entry afterwards (golden id, what is held)
     #: Not sent: held behind a dead letter of its golden record (``held`` or ``queued``).
     hold: tuple[OutboxEvent, str] | None = None
@@ -110,6 +117,12 @@ class Step(NamedTuple):
     supersedes: str | None = None
     #: The dead-letter row it replays (a retry), resolved once delivered.
     dead_letter: int | None = None
+
+    @property
+    def event_id(self) -> str:
+        """The change event's id (a business event's message names it in ``caused_by``)."""
+        head = self.messages[0]
+        return head.caused_by or head.event_id
 
 
 class Refused(NamedTuple):
@@ -174,6 +187,7 @@ def _events(conn: Connection, seqs: list[int]) -> dict[int, OutboxEvent]:
                 CHANGES.c.changed,
                 CHANGES.c.related,
                 CHANGES.c.created_at,
+                CHANGES.c.business_events,
             ).where(CHANGES.c.seq.in_(seqs[i : i + 500]))
         )
         for r in rows:
@@ -195,12 +209,36 @@ def _versions(conn: Connection, keys: set[tuple[str, int]]) -> dict[tuple[str, i
                 HISTORY.c.lifecycle,
                 HISTORY.c.sources,
                 HISTORY.c.merged_into,
+                HISTORY.c.organisation_golden_id,
             ).where(tuple_(HISTORY.c.golden_id, HISTORY.c.version).in_(chunk))
         )
         for r in rows:
             version = GoldenVersion(*r)
             out[(version.golden_id, version.version)] = version
     return out
+
+
+def read_extras(conn: Connection, sub: Subscriber, golden_ids: set[str]) -> dict[str, Extras]:
+    """Per golden id: the subscriber's keys of it (the cross-reference rows of the sources it
+    names in ``source_keys``, as they stand now) and its household."""
+    keys: dict[str, dict[str, list[str]]] = {}
+    households: dict[str, str] = {}
+    ids = sorted(golden_ids)
+    if sub.source_keys:
+        for cond in in_chunks(XREF.c.golden_id, ids):
+            rows = conn.execute(
+                select(XREF.c.golden_id, XREF.c.source, XREF.c.source_key)
+                .where(cond, XREF.c.source.in_(sub.source_keys))
+                .order_by(XREF.c.source_key)
+            )
+            for g, source, key in rows:
+                keys.setdefault(g, {}).setdefault(source, []).append(key)
+    for cond in in_chunks(HOUSEHOLD_MEMBERS.c.golden_id, ids):
+        rows = conn.execute(
+            select(HOUSEHOLD_MEMBERS.c.golden_id, HOUSEHOLD_MEMBERS.c.household_id).where(cond)
+        )
+        households.update(dict(rows.all()))
+    return {g: Extras(keys.get(g, {}), households.get(g)) for g in golden_ids}
 
 
 def backoff_delay(sub: Subscriber, failures: int, rng: random.Random | None = None) -> float:
@@ -241,18 +279,18 @@ class _Run:
         ledger: dict[str, tuple[Any, ...]] = {}
         delivered = 0
         for step in steps:
-            message, entry = step.message, step.entry
+            entry = step.entry
             if entry is not None:
                 golden_id, held = entry
                 ledger[golden_id] = (
                     self.name,
                     golden_id,
                     held.version,
-                    message.event_id if message else "",
+                    step.event_id if step.messages else "",
                     held.present,
                     now,
                 )
-            delivered += message is not None
+            delivered += len(step.messages)
         with write_transaction(self.engine) as conn:
             bulk_upsert(
                 conn,
@@ -330,8 +368,9 @@ class _Run:
     def _dead_letter(self, conn: Connection, refused: Refused, now: Any) -> None:  # noqa: ANN401
         """The refused step's event dead; on a retry, the rest of its golden record held."""
         step, error = refused.step, refused.error
-        message = step.message
-        assert message is not None, "only a sent message can be refused"
+        assert step.messages, "only a sent message can be refused"
+        message = step.messages[0]
+        refused_id = step.event_id
         values = {
             "state": DEAD,
             "error_class": (error.error_class or "")[:40] or None,
@@ -343,7 +382,7 @@ class _Run:
             row_id = conn.execute(
                 select(DEAD_LETTERS.c.id).where(
                     DEAD_LETTERS.c.subscriber == self.name,
-                    DEAD_LETTERS.c.event_id == message.event_id,
+                    DEAD_LETTERS.c.event_id == refused_id,
                 )
             ).scalar()
         if row_id is not None:
@@ -365,7 +404,7 @@ class _Run:
             conn.execute(
                 DEAD_LETTERS.insert().values(
                     subscriber=self.name,
-                    event_id=message.event_id,
+                    event_id=refused_id,
                     seq=step.seq,
                     golden_id=message.golden_id,
                     version=message.version,
@@ -403,7 +442,7 @@ class _Run:
         remaining = steps
         failures = refusals = 0
         while True:
-            messages = [step.message for step in remaining if step.message is not None]
+            messages = [m for step in remaining for m in step.messages]
             try:
                 self.transport.send(messages, batch_name)
             except DeliveryError as exc:
@@ -434,13 +473,13 @@ class _Run:
         """How many steps are settled when the first ``delivered`` messages got through."""
         if delivered <= 0:
             # Steps before the first message need no delivery.
-            return next((i for i, s in enumerate(steps) if s.message is not None), len(steps))
+            return next((i for i, s in enumerate(steps) if s.messages), len(steps))
         seen = 0
         for i, step in enumerate(steps):
-            if step.message is not None:
-                if seen == delivered:
-                    return i
-                seen += 1
+            if step.messages:
+                if seen + len(step.messages) > delivered:
+                    return i  # not all of its messages got through: it is sent again whole
+                seen += len(step.messages)
         return len(steps)
 
     # --- snapshot ------------------------------------------------------------------------
@@ -470,11 +509,13 @@ class _Run:
                         GOLDEN.c.lifecycle,
                         GOLDEN.c.sources,
                         GOLDEN.c.merged_into,
+                        GOLDEN.c.organisation_golden_id,
                     )
                     .where(GOLDEN.c.status == ACTIVE, GOLDEN.c.golden_id > after)
                     .order_by(GOLDEN.c.golden_id)
                     .limit(self.sub.batch_size)
                 ).all()
+                extras = read_extras(conn, self.sub, {r.golden_id for r in rows})
             if not rows:
                 break
             now = utcnow()
@@ -485,7 +526,8 @@ class _Run:
                     message = upsert(
                         self.sub, v, "snapshot", event_id(v.golden_id, v.version), None, now
                     )
-                    steps.append(Step(None, message, (v.golden_id, Held(v.version, True))))
+                    message = with_extras(self.sub, message, extras.get(v.golden_id))
+                    steps.append(Step(None, (message,), (v.golden_id, Held(v.version, True))))
             last = rows[-1].golden_id
             refused = self.deliver(
                 steps, f"snapshot-{after or 'G0'}-{last}", self._snapshot_settle(steps, last)
@@ -505,7 +547,7 @@ class _Run:
             whole = len(done) == len(steps)
             entry = done[-1].entry if done else None
             self.commit(done, snapshot_after=last if whole else (entry[0] if entry else None))
-            self.result.snapshot += sum(1 for step in done if step.message is not None)
+            self.result.snapshot += sum(len(step.messages) for step in done)
 
         return settle
 
@@ -524,6 +566,7 @@ class _Run:
                         CHANGES.c.changed,
                         CHANGES.c.related,
                         CHANGES.c.created_at,
+                        CHANGES.c.business_events,
                     )
                     .where(CHANGES.c.seq > cursor)
                     .order_by(CHANGES.c.seq)
@@ -535,21 +578,25 @@ class _Run:
                 held = _held(conn, self.name, {e.golden_id for e in events})
                 versions = _versions(conn, {(e.golden_id, e.version) for e in events})
                 blocked = blocked_goldens(conn, self.name, {e.golden_id for e in events})
+                extras = read_extras(conn, self.sub, {e.golden_id for e in events})
             steps: list[Step] = []
             for e in events:
                 waiting = blocked.get(e.golden_id)
                 if waiting is not None and e.event_type != "erased":
-                    steps.append(Step(e.seq, None, None, hold=(e, waiting)))
+                    steps.append(Step(e.seq, (), None, hold=(e, waiting)))
                     continue
                 supersedes = e.golden_id if waiting is not None else None
                 before = held.get(e.golden_id)
-                message, after = decide(self.sub, e, versions.get((e.golden_id, e.version)), before)
+                messages, after = expand(
+                    self.sub, e, versions.get((e.golden_id, e.version)), before
+                )
+                sent = tuple(with_extras(self.sub, m, extras.get(e.golden_id)) for m in messages)
                 if after is not None and after != before:
                     held[e.golden_id] = after
-                    steps.append(Step(e.seq, message, (e.golden_id, after), supersedes=supersedes))
+                    steps.append(Step(e.seq, sent, (e.golden_id, after), supersedes=supersedes))
                 else:
-                    steps.append(Step(e.seq, message, None, supersedes=supersedes))
-                if message is None:
+                    steps.append(Step(e.seq, sent, None, supersedes=supersedes))
+                if not sent:
                     self.result.skipped += 1
 
             def settle(done: list[Step]) -> None:
@@ -590,16 +637,18 @@ class _Run:
                 events = _events(conn, [int(r.seq) for r in rows if r.seq is not None])
                 held = _held(conn, self.name, {r.golden_id for r in rows})
                 versions = _versions(conn, {(r.golden_id, int(r.version)) for r in rows})
+                extras = read_extras(conn, self.sub, {r.golden_id for r in rows})
             steps: list[Step] = []
             now = utcnow()
             for r in rows:
                 before = held.get(r.golden_id)
-                message, after = self._replayed(r, events, versions, before, now)
+                messages, after = self._replayed(r, events, versions, before, now)
+                sent = tuple(with_extras(self.sub, m, extras.get(r.golden_id)) for m in messages)
                 entry = None
                 if after is not None and after != before:
                     held[r.golden_id] = after
                     entry = (r.golden_id, after)
-                steps.append(Step(r.seq, message, entry, dead_letter=r.id))
+                steps.append(Step(r.seq, sent, entry, dead_letter=r.id))
 
             def settle(done: list[Step]) -> None:
                 self.commit(done)
@@ -615,23 +664,23 @@ class _Run:
         versions: dict[tuple[str, int], GoldenVersion],
         before: Held | None,
         now: Any,  # noqa: ANN401
-    ) -> tuple[Message | None, Held | None]:
-        """What a queued dead letter sends now (None: nothing for the subscriber any more)."""
+    ) -> tuple[list[Message], Held | None]:
+        """What a queued dead letter sends now (nothing: nothing for the subscriber any more)."""
         if row.seq is None:  # a snapshot row: the version it held, unless the ledger is past it
             v = versions.get((row.golden_id, int(row.version)))
             if v is None or why_not(self.sub, v) is not None:
-                return None, before
+                return [], before
             if before is not None and before.version >= v.version:
-                return None, before
+                return [], before
             message = upsert(self.sub, v, "snapshot", row.event_id, None, now)
-            return message, Held(v.version, True)
+            return [message], Held(v.version, True)
         e = events.get(int(row.seq))
         if e is None:
-            return None, before
+            return [], before
         version = versions.get((e.golden_id, e.version))
         if version is None and e.event_type in UPSERT_TYPES:
-            return None, before  # its version is gone from the history
-        return decide(self.sub, e, version, before)
+            return [], before  # its version is gone from the history
+        return expand(self.sub, e, version, before)
 
 
 def syndicate(

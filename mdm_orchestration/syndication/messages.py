@@ -4,11 +4,21 @@ An outbox event announces a new version of a golden record. For each subscriber 
 becomes an *upsert* (the golden record's values, cut to the attributes it subscribed to), a
 *removal* (it held the record and may no longer: consent withdrawn, out of its filter, merged
 away, retired), an *erased* notice (it ever received the record), or nothing.
+
+The business events an ``updated`` change carries (``events.yaml``: ``address_changed``,
+``became_customer``...) follow its upsert as messages of their own (:func:`expand`), each
+with the event type set to the business event's name and a deterministic id of its own
+(:func:`business_event_id`), so a receiver drops a redelivery of each. Every message says what
+changed (``changed``, cut to what the subscriber may see), and carries the subscriber's own
+keys of the golden record (``source_keys``), its household, its organisation's golden id and
+the consents for the subscriber's purpose (:class:`Extras`, read by the delivery loop).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +42,7 @@ class GoldenVersion:
     lifecycle: str | None
     sources: list[str]
     merged_into: str | None = None
+    organisation_golden_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,17 @@ class OutboxEvent:
     changed: list[str]
     related: list[str]
     created_at: datetime
+    #: The business events (events.yaml) the change carries, in events.yaml order.
+    business_events: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Extras:
+    """What the delivery loop reads beside the golden record's version: the subscriber's keys
+    of it (source -> its source keys, for the sources it named) and its household."""
+
+    source_keys: Mapping[str, list[str]] = field(default_factory=dict)
+    household_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +90,19 @@ class Message:
     attributes: dict[str, Any] | None = None
     related: list[str] = field(default_factory=list)
     reason: str | None = None
+    #: What changed (attributes, ``lifecycle``, ``organisation_golden_id``,
+    #: ``consents.<purpose>``), cut to what the subscriber may see; empty in a snapshot.
+    changed: list[str] = field(default_factory=list)
+    #: The subscriber's own keys of the golden record: source -> source keys.
+    source_keys: dict[str, list[str]] = field(default_factory=dict)
+    household_id: str | None = None
+    organisation_golden_id: str | None = None
+    #: The consents for the subscriber's purpose (every purpose's when it names none).
+    consents: dict[str, Any] | None = None
+    #: A business event: the change event it derives from (its event id and type); ``None``
+    #: for a change event itself.
+    caused_by: str | None = None
+    change_type: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -83,15 +118,36 @@ class Message:
             "attributes": self.attributes,
             "related": self.related,
             "reason": self.reason,
+            "changed": self.changed,
+            "source_keys": self.source_keys,
+            "household_id": self.household_id,
+            "organisation_golden_id": self.organisation_golden_id,
+            "consents": self.consents,
+            "caused_by": self.caused_by,
+            "change_type": self.change_type,
         }
 
     @property
     def removes(self) -> bool:
-        return self.event_type not in UPSERT_TYPES
+        return (self.change_type or self.event_type) not in UPSERT_TYPES
+
+
+def business_event_id(event_id: str, name: str) -> str:
+    """The id (and idempotency key) of business event ``name`` of change event ``event_id``:
+    the same on every delivery and replay."""
+    return str(uuid.uuid5(uuid.UUID(event_id), name))
 
 
 def subscribed_attributes(sub: Subscriber) -> tuple[str, ...]:
     return tuple(sub.attributes) or GOLDEN_ATTRIBUTES
+
+
+def _field(v: GoldenVersion, name: str) -> Any:  # noqa: ANN401
+    if name == "lifecycle":
+        return v.lifecycle
+    if name == "party_type":
+        return v.party_type
+    return v.attributes.get(name)
 
 
 def why_not(sub: Subscriber, v: GoldenVersion) -> str | None:
@@ -105,12 +161,36 @@ def why_not(sub: Subscriber, v: GoldenVersion) -> str | None:
         return "filtered"
     if f.sources and not set(f.sources) & set(v.sources):
         return "filtered"
+    for name, values in sub.where.items():
+        if _field(v, name) not in values:
+            return "filtered"
     if (
         sub.consent_purpose
         and (v.consents.get(sub.consent_purpose) or {}).get("granted") is not True
     ):
         return "no_consent"
     return None
+
+
+def visible_changes(sub: Subscriber, changed: list[str]) -> list[str]:
+    """The names in ``changed`` the subscriber may see: its attributes, the lifecycle, the
+    organisation link, the members, and consents (for its purpose only, when it has one)."""
+    seen = set(subscribed_attributes(sub)) | {*ALWAYS_SENT, "organisation_golden_id", "members"}
+    out = []
+    for name in changed:
+        if name.startswith("consents."):
+            purpose = name.removeprefix("consents.")
+            if sub.consent_purpose is None or purpose == sub.consent_purpose:
+                out.append(name)
+        elif name in seen:
+            out.append(name)
+    return out
+
+
+def _consents(sub: Subscriber, v: GoldenVersion) -> dict[str, Any]:
+    if sub.consent_purpose is None:
+        return dict(v.consents)
+    return {sub.consent_purpose: v.consents.get(sub.consent_purpose)}
 
 
 def upsert(
@@ -121,6 +201,7 @@ def upsert(
     seq: int | None,
     at: datetime,
     related: list[str] | None = None,
+    changed: list[str] | None = None,
 ) -> Message:
     wanted = subscribed_attributes(sub)
     return Message(
@@ -135,7 +216,75 @@ def upsert(
         sources=list(v.sources),
         attributes={a: v.attributes.get(a) for a in wanted},
         related=list(related or []),
+        changed=visible_changes(sub, list(changed or [])),
+        organisation_golden_id=v.organisation_golden_id,
+        consents=_consents(sub, v),
     )
+
+
+def passes_changed_any(sub: Subscriber, event: OutboxEvent) -> bool:
+    """The subscriber's ``changed_any`` criterion: an ``updated`` change that touched none of
+    the names is not for it (a merge or split survivor always is: its golden ids changed)."""
+    if not sub.changed_any or event.event_type != "updated" or event.related:
+        return True
+    return bool(set(sub.changed_any) & set(event.changed))
+
+
+def expand(
+    sub: Subscriber,
+    event: OutboxEvent,
+    version: GoldenVersion | None,
+    held: Held | None,
+) -> tuple[list[Message], Held | None]:
+    """Every message ``event`` makes for the subscriber, in order: the change event's own
+    (when it selected that type) and then one per business event it selected, each an upsert
+    of the same version under its own id; and what it holds afterwards. Business events go
+    only with an upsert: a change that removes the record from the subscriber (a withdrawn
+    consent it needs, a value out of its ``where``) is the removal alone."""
+    message, after = decide(sub, event, version, held)
+    if message is not None and message.removes:
+        return [message], after
+    chosen = [b for b in event.business_events if sub.wants(b)]
+    if not chosen or version is None or not passes_changed_any(sub, event):
+        return ([] if message is None else [message]), after
+    if message is None:
+        # Only business events selected (or nothing the subscriber receives changed): the
+        # business events still go, and the subscriber then holds the version they carry.
+        if held is not None and event.version <= held.version:
+            return [], held
+        if why_not(sub, version) is not None:
+            return [], after
+        after = Held(event.version, True)
+    base = message or upsert(
+        sub,
+        version,
+        event.event_type,
+        event.event_id,
+        event.seq,
+        event.created_at,
+        event.related,
+        event.changed,
+    )
+    out = [message] if message is not None else []
+    out += [
+        replace(
+            base,
+            event_id=business_event_id(event.event_id, name),
+            event_type=name,
+            caused_by=event.event_id,
+            change_type=event.event_type,
+        )
+        for name in chosen
+    ]
+    return out, after
+
+
+def with_extras(sub: Subscriber, message: Message, extras: Extras | None) -> Message:
+    """The message with the subscriber's keys of the golden record and its household."""
+    if extras is None:
+        return message
+    keys = {s: list(extras.source_keys.get(s, [])) for s in sub.source_keys}
+    return replace(message, source_keys=keys, household_id=extras.household_id)
 
 
 def decide(
@@ -154,6 +303,7 @@ def decide(
             occurred_at=at.isoformat(),
             related=list(event.related),
             reason=reason,
+            changed=visible_changes(sub, list(event.changed)),
         )
 
     if held is not None and event.version <= held.version:
@@ -166,7 +316,7 @@ def decide(
     if event.event_type in ("merged", "retired"):
         if not present:
             return None, held
-        kind = event.event_type if event.event_type in sub.events else "removed"
+        kind = event.event_type if sub.wants(event.event_type) else "removed"
         return notice(kind, event.event_type), Held(event.version, False)
     assert version is not None, "a created/updated/split event has its version in the history"
     reason = why_not(sub, version)
@@ -174,7 +324,7 @@ def decide(
         if not present:
             return None, held
         return notice("removed", reason), Held(event.version, False)
-    if event.event_type not in sub.events:
+    if not sub.wants(event.event_type) or not passes_changed_any(sub, event):
         return None, held
     if present and event.event_type == "updated" and not event.related:
         # A survivor of a merge or split is always sent: the golden ids it stands for changed.
@@ -182,5 +332,5 @@ def decide(
         if not relevant & set(event.changed):
             return None, held  # nothing it receives changed (consent it needs is still given)
     return upsert(
-        sub, version, event.event_type, event.event_id, event.seq, at, event.related
+        sub, version, event.event_type, event.event_id, event.seq, at, event.related, event.changed
     ), Held(event.version, True)
