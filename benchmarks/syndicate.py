@@ -1,12 +1,18 @@
-"""Syndication throughput: events per second to a file subscriber and to a local webhook.
+"""Syndication throughput: events per second to a file subscriber, to a local webhook and to
+RabbitMQ with publisher confirms.
 
 A fresh SQLite hub gets N synthetic golden records, each with one history version and one
 ``created`` event in the outbox. Then, each in a fresh subscriber:
 - file (JSON Lines), snapshot: every active golden record;
 - file (JSON Lines) and file (CSV), changes: the N outbox events (cursor at 0);
-- webhook, changes: one POST per event to a threaded HTTP server on 127.0.0.1 in this process.
+- webhook, changes: one POST per event to a threaded HTTP server on 127.0.0.1 in this process;
+- amqp, changes: persistent messages to a durable queue on the RabbitMQ at 127.0.0.1:5672
+  (guest/guest, ``--amqp-url``), each confirmed by the broker before it counts (confirms
+  awaited per window of ``--confirm-window`` messages); an exchange and a queue of the run's
+  own, deleted afterwards. ``--amqp-events 0`` skips it.
 
-    .venv/bin/python benchmarks/syndicate.py --events 100000 --webhook-events 5000
+    .venv/bin/python benchmarks/syndicate.py --events 100000 --webhook-events 5000 \
+        --amqp-events 50000
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -99,7 +106,7 @@ def fill(engine, n: int) -> None:  # type: ignore[no-untyped-def]
                 now,
             )
         )
-        changes.append((event_id(gid, 1), gid, 1, "created", "[]", "[]", "bench", now))
+        changes.append((event_id(gid, 1), gid, 1, "created", "[]", "[]", "bench", now, "[]"))
     with write_transaction(engine) as conn:
         bulk_insert(conn, "golden_records", GOLDEN_COLUMNS, golden)
         bulk_insert(conn, "golden_history", HISTORY_COLUMNS, history)
@@ -134,10 +141,28 @@ class _Sink(BaseHTTPRequestHandler):
         return None
 
 
+def drop_amqp(url: str, name: str) -> int:
+    """Delete the run's queue and exchange; the number of messages the queue held."""
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        held = channel.queue_declare(queue=name, passive=True).method.message_count
+        channel.queue_delete(queue=name)
+        channel.exchange_delete(exchange=name)
+        return int(held)
+    finally:
+        connection.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--webhook-events", type=int, default=5_000)
+    parser.add_argument("--amqp-events", type=int, default=50_000)
+    parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/%2F")
+    parser.add_argument("--confirm-window", type=int, default=500)
     args = parser.parse_args()
 
     from mdm_orchestration.config import HubConfig, SubscriptionsConfig, load_hub_config
@@ -149,12 +174,22 @@ def main() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/"
     base = load_hub_config()
+    tag = uuid.uuid4().hex[:10]
     subs = SubscriptionsConfig(
         subscribers={
             "snap_jsonl": {"transport": "file", "file": {"folder": str(work / "a")}},
             "jsonl": {"transport": "file", "file": {"folder": str(work / "b")}},
             "csv": {"transport": "file", "file": {"folder": str(work / "c"), "format": "csv"}},
             "hook": {"transport": "webhook", "webhook": {"url": url}},
+            "bus": {
+                "transport": "amqp",
+                "amqp": {
+                    "url": args.amqp_url,
+                    "exchange": f"bench.{tag}",
+                    "queue": f"bench.{tag}",
+                    "confirm_window": args.confirm_window,
+                },
+            },
         }
     )
     config = HubConfig(**{**base.model_dump(), "subscriptions": subs})
@@ -162,7 +197,10 @@ def main() -> None:
     for label, n, names in (
         ("files", args.events, ["snap_jsonl", "jsonl", "csv"]),
         ("webhook", args.webhook_events, ["hook"]),
+        ("amqp", args.amqp_events, ["bus"]),
     ):
+        if not n:
+            continue
         engine = create_hub_engine(f"sqlite:///{work / f'{label}.db'}")
         t0 = time.perf_counter()
         fill(engine, n)
@@ -181,6 +219,9 @@ def main() -> None:
             )
         engine.dispose()
     server.shutdown()
+    if args.amqp_events:
+        queued = drop_amqp(args.amqp_url, f"bench.{tag}")
+        print(f"  amqp queue held {queued:,} messages (deleted with its exchange)")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {rss:,.0f} MB")
 

@@ -4,7 +4,7 @@ Each message goes to a durable topic exchange with a routing key per event type 
 ``routing_key`` template), ``delivery_mode`` persistent, ``message_id`` and the
 ``Idempotency-Key`` header set to the event id: the same at-least-once contract as the
 webhook. One channel in confirm mode publishes the messages in outbox order, a *window* of
-them at a time (``confirm_window``), then waits for the broker's confirms of the whole window:
+them at a time (the target's ``confirm_window``), then waits for the broker's confirms of the whole window:
 a message counts as delivered only once the broker has taken responsibility for it (written
 it to its durable queues). One channel keeps the publishing order, so the order per golden id
 is the outbox order. Waiting per window instead of per message is what makes it fast (one
@@ -37,9 +37,6 @@ from pika.adapters.select_connection import SelectConnection
 from mdm_orchestration.config import AmqpTarget, expand_env
 from mdm_orchestration.syndication.messages import Message
 from mdm_orchestration.syndication.transports import DeliveryError
-
-#: Messages published before their confirms are awaited.
-CONFIRM_WINDOW = 500
 
 
 class _Window:
@@ -86,7 +83,7 @@ class _Window:
 
 
 class AmqpTransport:
-    def __init__(self, target: AmqpTarget, *, window: int = CONFIRM_WINDOW) -> None:
+    def __init__(self, target: AmqpTarget) -> None:
         try:
             url = expand_env(target.url)
         except ValueError as exc:
@@ -101,7 +98,7 @@ class AmqpTransport:
         self.parameters.blocked_connection_timeout = seconds
         self.parameters.connection_attempts = 1
         self.target = target
-        self.window = max(1, window)
+        self.window = target.confirm_window
         self._connection: SelectConnection | None = None
         self._channel: Any = None
         self._ready = False
@@ -285,4 +282,4 @@ class _Failure(Exception):
         self.name, self.confirmed = name, confirmed
 
 
-__all__ = ["CONFIRM_WINDOW", "AmqpTransport"]
+__all__ = ["AmqpTransport"]

@@ -16,6 +16,7 @@ the consents for the subscriber's purpose (:class:`Extras`, read by the delivery
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -138,6 +139,12 @@ def business_event_id(event_id: str, name: str) -> str:
     return str(uuid.uuid5(uuid.UUID(event_id), name))
 
 
+@functools.lru_cache(maxsize=256)
+def _iso(at: datetime) -> str:
+    # A consolidation writes all its events at one instant: format it once.
+    return at.isoformat()
+
+
 def subscribed_attributes(sub: Subscriber) -> tuple[str, ...]:
     return tuple(sub.attributes) or GOLDEN_ATTRIBUTES
 
@@ -175,6 +182,8 @@ def why_not(sub: Subscriber, v: GoldenVersion) -> str | None:
 def visible_changes(sub: Subscriber, changed: list[str]) -> list[str]:
     """The names in ``changed`` the subscriber may see: its attributes, the lifecycle, the
     organisation link, the members, and consents (for its purpose only, when it has one)."""
+    if not changed:
+        return []
     seen = set(subscribed_attributes(sub)) | {*ALWAYS_SENT, "organisation_golden_id", "members"}
     out = []
     for name in changed:
@@ -210,7 +219,7 @@ def upsert(
         golden_id=v.golden_id,
         version=v.version,
         seq=seq,
-        occurred_at=at.isoformat(),
+        occurred_at=_iso(at),
         party_type=v.party_type,
         lifecycle=v.lifecycle,
         sources=list(v.sources),
@@ -280,11 +289,12 @@ def expand(
 
 
 def with_extras(sub: Subscriber, message: Message, extras: Extras | None) -> Message:
-    """The message with the subscriber's keys of the golden record and its household."""
-    if extras is None:
-        return message
-    keys = {s: list(extras.source_keys.get(s, [])) for s in sub.source_keys}
-    return replace(message, source_keys=keys, household_id=extras.household_id)
+    """The message, built for this delivery, given the subscriber's keys of the golden record
+    and its household (in place)."""
+    if extras is not None:
+        message.source_keys = {s: list(extras.source_keys.get(s, [])) for s in sub.source_keys}
+        message.household_id = extras.household_id
+    return message
 
 
 def decide(
@@ -300,7 +310,7 @@ def decide(
             golden_id=event.golden_id,
             version=event.version,
             seq=event.seq,
-            occurred_at=at.isoformat(),
+            occurred_at=_iso(at),
             related=list(event.related),
             reason=reason,
             changed=visible_changes(sub, list(event.changed)),
