@@ -54,7 +54,9 @@ def raw_of(engine: sa.Engine, record_id: str) -> tuple[str, dict]:
     return source, json.loads(raw) if isinstance(raw, str) else raw
 
 
-def test_match_agrees_with_the_batch_matcher(client, hub_engine, api_key):
+def check_agreement(client, hub_engine: sa.Engine, api_key: str) -> None:  # type: ignore[no-untyped-def]
+    """The comparison, through any HTTP client (in-process here; a real server in
+    test_http.py)."""
     config = load_hub_config(CONFIG_DIR)
     with hub_engine.connect() as conn:
         models = load_models(conn)
@@ -82,3 +84,7 @@ def test_match_agrees_with_the_batch_matcher(client, hub_engine, api_key):
                 misses.append((record, expected, got, score, candidates[:2]))
     assert compared >= 10 and bands == {"auto", "review"}
     assert agreed == compared, misses
+
+
+def test_match_agrees_with_the_batch_matcher(client, hub_engine, api_key):
+    check_agreement(client, hub_engine, api_key)
