@@ -9,7 +9,11 @@ changed, a lead became a customer, a consent was withdrawn. Each is a rule over 
 - ``lifecycle_from`` / ``lifecycle_to``: the lifecycle moved from one of these to one of those
   (an empty ``lifecycle_from``: from anything else);
 - ``consent``: ``given`` (a purpose's consent went from anything but granted to granted) or
-  ``withdrawn`` (from granted to anything else); ``purposes`` narrows it.
+  ``withdrawn`` (from granted to anything else); ``purposes`` narrows it;
+- ``household``: ``joined`` (the change put the person with others in a household: a move to
+  an address where a household of a compatible family name lives) or ``left`` (it took the
+  person out of a household of several), judged against the households as they stood before
+  the change.
 
 Every condition a rule names must hold. The names derived are written with the outbox event,
 in the same transaction as the golden change, and a subscriber selects them by name in its
@@ -34,6 +38,7 @@ class BusinessEventRule(_Strict):
     lifecycle_from: list[str] = Field(default_factory=list)
     lifecycle_to: list[str] = Field(default_factory=list)
     consent: Literal["given", "withdrawn"] | None = None
+    household: Literal["joined", "left"] | None = None
     #: With ``consent``: only these purposes (empty: any).
     purposes: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]] = Field(
         default_factory=list
@@ -60,10 +65,16 @@ class BusinessEventRule(_Strict):
 
     @model_validator(mode="after")
     def _says_something(self) -> BusinessEventRule:
-        if not (self.changed_any or self.lifecycle_to or self.lifecycle_from or self.consent):
+        if not (
+            self.changed_any
+            or self.lifecycle_to
+            or self.lifecycle_from
+            or self.consent
+            or self.household
+        ):
             raise ValueError(
                 "a business event needs at least one of changed_any, lifecycle_to, "
-                "lifecycle_from or consent"
+                "lifecycle_from, consent or household"
             )
         if self.purposes and not self.consent:
             raise ValueError("purposes narrows a consent rule: set consent too")
@@ -94,6 +105,8 @@ def _default_events() -> dict[str, BusinessEventRule]:
         "consent_given": BusinessEventRule(consent="given"),
         "consent_withdrawn": BusinessEventRule(consent="withdrawn"),
         "organisation_changed": BusinessEventRule(changed_any=["organisation_golden_id"]),
+        "joined_household": BusinessEventRule(household="joined"),
+        "left_household": BusinessEventRule(household="left"),
     }
 
 

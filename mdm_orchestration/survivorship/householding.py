@@ -19,6 +19,12 @@ from mdm_orchestration.hub.tables import (
     in_chunks,
     utcnow,
 )
+from mdm_orchestration.survivorship.business_events import (
+    HouseholdBefore,
+    HouseholdMove,
+    household_move,
+)
+from mdm_orchestration.survivorship.consolidate import UPDATED, Plan
 from mdm_orchestration.survivorship.households import Household, build_households
 from mdm_orchestration.survivorship.rows import ACTIVE
 
@@ -167,3 +173,42 @@ def _household_neighbourhood(
             ).scalars()
         )
     return _active_persons(conn, ids), addresses
+
+
+def household_moves(engine: Engine, plan: Plan) -> dict[str, HouseholdMove]:
+    """For each person a plan updates: whether the update puts it with others in a household
+    or takes it out of one (the business events ``joined_household``/``left_household``),
+    judged against the households as they stand before the plan is written (the households
+    asset refreshes them after each consolidation)."""
+    persons = {
+        e.golden_id: plan.states[e.golden_id]
+        for e in plan.events
+        if e.event_type == UPDATED and plan.states[e.golden_id].party_type == PERSON
+    }
+    if not persons:
+        return {}
+    columns = (
+        HOUSEHOLDS.c.household_id,
+        HOUSEHOLDS.c.address_key,
+        HOUSEHOLDS.c.family_key,
+        HOUSEHOLDS.c.member_count,
+    )
+    before: dict[str, HouseholdBefore] = {}
+    at: dict[str, list[HouseholdBefore]] = {}
+    addresses = sorted({k for s in persons.values() if (k := s.keys.get("address_key"))})
+    with engine.connect() as conn:
+        for cond in in_chunks(HOUSEHOLD_MEMBERS.c.golden_id, sorted(persons)):
+            rows = conn.execute(
+                select(HOUSEHOLD_MEMBERS.c.golden_id, *columns).select_from(_MEMBERSHIP).where(cond)
+            )
+            before.update({r[0]: HouseholdBefore(*r[1:]) for r in rows})
+        for cond in in_chunks(HOUSEHOLDS.c.address_key, addresses):
+            for r in conn.execute(select(*columns).where(cond).order_by(HOUSEHOLDS.c.household_id)):
+                at.setdefault(r.address_key, []).append(HouseholdBefore(*r))
+    out = {}
+    for golden_id, state in persons.items():
+        address, family = state.keys.get("address_key"), state.keys.get("family_key")
+        move = household_move(before.get(golden_id), address, family, at.get(address or "", []))
+        if move.joined or move.left:
+            out[golden_id] = move
+    return out

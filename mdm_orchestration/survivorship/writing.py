@@ -27,7 +27,7 @@ from mdm_orchestration.hub.tables import (
     in_chunks,
     utcnow,
 )
-from mdm_orchestration.survivorship.business_events import business_events
+from mdm_orchestration.survivorship.business_events import HouseholdMove, business_events
 from mdm_orchestration.survivorship.consolidate import (
     MERGED,
     RETIRED,
@@ -36,6 +36,7 @@ from mdm_orchestration.survivorship.consolidate import (
     Plan,
     Previous,
 )
+from mdm_orchestration.survivorship.householding import household_moves
 from mdm_orchestration.survivorship.ids import seq_of
 from mdm_orchestration.survivorship.reading import Planned, last_run, plan
 from mdm_orchestration.survivorship.rows import (
@@ -108,7 +109,8 @@ def _consolidate(
     snapshot = _plan_snapshot(engine, config, full)
     planned = snapshot.planned
     now = utcnow()
-    rows = _rows(planned.plan, planned.previous, run_id, now, config.events)
+    moves = household_moves(engine, planned.plan)
+    rows = _rows(planned.plan, planned.previous, run_id, now, config.events, moves)
     counts = planned.plan.counts() | {
         "full": int(planned.full),
         "records_considered": planned.considered,
@@ -154,6 +156,7 @@ def _rows(
     run_id: str | None,
     now: datetime,
     events: EventsConfig,
+    moves: dict[str, HouseholdMove] | None = None,
 ) -> _Rows:
     """The golden, history and outbox rows of the plan's events, each outbox row with the
     business events its change carries."""
@@ -177,20 +180,26 @@ def _rows(
                 related=to_json(event.related),
                 run_id=run_id,
                 created_at=now,
-                business_events=to_json(_business(event, previous, the_plan, events)),
+                business_events=to_json(
+                    _business(event, previous, the_plan, events, (moves or {}).get(gid))
+                ),
             )
         )
     return rows
 
 
 def _business(
-    event: Event, previous: dict[str, Previous], the_plan: Plan, events: EventsConfig
+    event: Event,
+    previous: dict[str, Previous],
+    the_plan: Plan,
+    events: EventsConfig,
+    move: HouseholdMove | None = None,
 ) -> list[str]:
     if event.event_type != UPDATED:
         return []
     old, new = previous[event.golden_id], the_plan.states[event.golden_id]
     return business_events(
-        events, event.changed, old.lifecycle, new.lifecycle, old.consents, new.consents
+        events, event.changed, old.lifecycle, new.lifecycle, old.consents, new.consents, move
     )
 
 

@@ -251,3 +251,29 @@ def test_a_file_subscriber_gets_business_events_and_a_replay_resends_just_the_ra
             replay_range(engine, config, "warehouse", from_event="nope", home=tmp_path)
     finally:
         engine.dispose()
+
+
+def test_household_moves_are_judged_against_the_households_before_the_change() -> None:
+    from mdm_orchestration.config import EventsConfig
+    from mdm_orchestration.survivorship.business_events import (
+        HouseholdBefore,
+        HouseholdMove,
+        business_events,
+        household_move,
+    )
+
+    pair = HouseholdBefore("H1", "a1", "smith", 2)
+    alone = HouseholdBefore("H9", "a9", "smith", 1)
+    garcias = HouseholdBefore("H2", "a2", "garcia", 3)
+    # Moves in with the Garcia Lopez family's compatible household: leaves the Smiths.
+    assert household_move(pair, "a2", "garcia lopez", [garcias]) == HouseholdMove(True, True)
+    # Moves from living alone to an empty address: nothing to tell.
+    assert household_move(alone, "a3", "smith", []) == HouseholdMove()
+    # Same address, same household (a new phone number, say): nothing.
+    assert household_move(pair, "a1", "smith", [pair]) == HouseholdMove()
+    # Same address, another family name: leaves the household it shared.
+    assert household_move(pair, "a1", "jones", [pair]) == HouseholdMove(False, True)
+    names = business_events(
+        EventsConfig(), ["street"], None, None, {}, {}, HouseholdMove(joined=True)
+    )
+    assert names == ["address_changed", "joined_household"]
