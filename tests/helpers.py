@@ -102,7 +102,9 @@ _REBUILDS: dict[str, dict[frozenset[str], dict]] = {}
 def clean_rebuild(engine: sa.Engine, config) -> dict[frozenset[str], dict]:  # type: ignore[no-untyped-def]
     """What a clean rebuild from scratch makes of the hub's surviving inputs (the current
     cleansed records, the stored models, the steward's overrides, the configuration): each
-    golden record's member set -> its survived attributes and lifecycle. Nothing is written."""
+    golden record's member set -> its survived attributes and lifecycle. Nothing is written.
+    The active attribute overrides are applied to the rebuilt golden record with the member
+    set of the hub's golden record they pin (golden ids differ in a rebuild from scratch)."""
     import hashlib
     import json
 
@@ -117,6 +119,7 @@ def clean_rebuild(engine: sa.Engine, config) -> dict[frozenset[str], dict]:  # t
         cleansed = current_cleansed(conn)
         must, cannot = overrides(conn)
         ids = model_ids(conn)
+        pins = _active_pins(conn)
         digest = hashlib.sha256(
             json.dumps(
                 [
@@ -126,6 +129,7 @@ def clean_rebuild(engine: sa.Engine, config) -> dict[frozenset[str], dict]:  # t
                     ids,
                     config_digest(config),
                     repr(config.matching),
+                    repr(pins),
                 ],
                 default=str,
             ).encode()
@@ -154,20 +158,40 @@ def clean_rebuild(engine: sa.Engine, config) -> dict[frozenset[str], dict]:  # t
     by_cluster: dict[str, list[dict]] = {}
     for rid in sorted(membership):
         by_cluster.setdefault(membership[rid].cluster_id, []).append(records[rid])
-    plan = plan_consolidation(
-        membership,
-        sorted(by_cluster.items()),
-        {},
-        {},
-        1,
-        Survivor(config.survivorship, config.sources),
-    )
+    survivor = Survivor(config.survivorship, config.sources)
+    plan = plan_consolidation(membership, sorted(by_cluster.items()), {}, {}, 1, survivor)
+    if pins:
+        pinned, hub_members = pins
+        rebuilt = {frozenset(s.members): g for g, s in plan.states.items()}
+        by_rebuilt = {
+            rebuilt[m]: [o for o in pinned if hub_members[o.golden_id] == m]
+            for m in set(hub_members.values())
+            if m in rebuilt
+        }
+        plan = plan_consolidation(
+            membership, sorted(by_cluster.items()), {}, {}, 1, survivor, overrides=by_rebuilt
+        )
     out = {
         frozenset(state.members): {"attributes": state.attributes, "lifecycle": state.lifecycle}
         for state in plan.states.values()
     }
     _REBUILDS[digest] = out
     return out
+
+
+def _active_pins(conn):  # type: ignore[no-untyped-def]
+    """The hub's active attribute overrides and the member set of each one's golden record
+    (``None`` when there is none)."""
+    from mdm_orchestration.survivorship.override_store import active_overrides, members_of
+
+    if not sa.inspect(conn).has_table("attribute_overrides"):
+        return None
+    pinned = [o for group in active_overrides(conn, None).values() for o in group]
+    if not pinned:
+        return None
+    pinned.sort(key=lambda o: o.override_id)
+    members = {g: frozenset(members_of(conn, [g])) for g in {o.golden_id for o in pinned}}
+    return pinned, members
 
 
 def check_convergence(engine: sa.Engine, config=None) -> None:  # type: ignore[no-untyped-def]

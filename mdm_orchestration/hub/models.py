@@ -419,3 +419,12 @@ __all__ += ["DeadLetter"]
 from mdm_orchestration.hub.workbench_models import WorkbenchAudit, WorkbenchUser  # noqa: E402
 
 __all__ += ["WorkbenchAudit", "WorkbenchUser"]
+
+# --- steward corrections survivorship and matching apply (issue 19) ----------------------------
+from mdm_orchestration.hub.override_models import (  # noqa: E402
+    AttributeOverride,
+    AttributeOverrideEvent,
+    MatchOverrideRemoval,
+)
+
+__all__ += ["AttributeOverride", "AttributeOverrideEvent", "MatchOverrideRemoval"]

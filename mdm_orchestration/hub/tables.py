@@ -208,3 +208,14 @@ from mdm_orchestration.hub.models import WorkbenchAudit, WorkbenchUser  # noqa: 
 
 WORKBENCH_USERS = _table(WorkbenchUser)
 WORKBENCH_AUDIT = _table(WorkbenchAudit)
+
+# --- attribute overrides and removed links (issue 19) -----------------------------------------
+from mdm_orchestration.hub.models import (  # noqa: E402
+    AttributeOverride,
+    AttributeOverrideEvent,
+    MatchOverrideRemoval,
+)
+
+ATTRIBUTE_OVERRIDES = _table(AttributeOverride)
+OVERRIDE_HISTORY = _table(AttributeOverrideEvent)
+OVERRIDE_REMOVALS = _table(MatchOverrideRemoval)

@@ -14,6 +14,7 @@ from mdm_orchestration.hub.tables import (
     CURRENT_CLEANSED,
     LABELS,
     MATCH_RUNS,
+    OVERRIDE_REMOVALS,
     OVERRIDES,
     SOURCES,
     as_utc,
@@ -26,7 +27,8 @@ from mdm_orchestration.matching.writes import cleansed_upto
 
 def needs_full_rematch(conn: Connection) -> bool:
     """A full rebuild is due: never matched, a model newer than the last full run, steward
-    labels or overrides newer than the last run, or kept pair scores from an older version."""
+    labels, overrides or removed overrides newer than the last run, or kept pair scores from an
+    older version."""
     last_full = conn.execute(
         select(MATCH_RUNS)
         .where(MATCH_RUNS.c.mode == FULL)
@@ -42,6 +44,7 @@ def needs_full_rematch(conn: Connection) -> bool:
     newest = [
         conn.execute(select(func.max(LABELS.c.labelled_at))).scalar_one(),
         conn.execute(select(func.max(OVERRIDES.c.created_at))).scalar_one(),
+        conn.execute(select(func.max(OVERRIDE_REMOVALS.c.removed_at))).scalar_one(),
     ]
     stamp = as_utc(last_run)
     return any(t is not None and as_utc(t) > stamp for t in newest)

@@ -16,6 +16,7 @@ from mdm_orchestration.hub.tables import (
     CLEANSED,
     CURRENT_CLEANSED,
     LABELS,
+    OVERRIDE_REMOVALS,
     OVERRIDES,
     PERSON,
     REVIEW,
@@ -177,6 +178,41 @@ def record_override(
                 created_at=utcnow(),
             )
         )
+
+
+def remove_override(
+    engine: Engine, left: str, right: str, kind: str, by: str, reason: str | None = None
+) -> bool:
+    """Take back a must-link or cannot-link (an undone split or merge): the link is kept in
+    ``match_override_removals`` (as it was, and who removed it, when, why), and the next
+    matching run is a full rebuild. False when there was no such link."""
+    if kind not in OVERRIDE_KINDS:
+        raise ValueError("kind must be must_link or cannot_link")
+    left, right = ordered(left, right)
+    pair = (
+        OVERRIDES.c.left_record_id == left,
+        OVERRIDES.c.right_record_id == right,
+        OVERRIDES.c.kind == kind,
+    )
+    with write_transaction(engine) as conn:
+        row = conn.execute(select(OVERRIDES).where(*pair)).first()
+        if row is None:
+            return False
+        conn.execute(
+            insert(OVERRIDE_REMOVALS).values(
+                left_record_id=left,
+                right_record_id=right,
+                kind=kind,
+                reason=row.reason,
+                created_by=row.created_by,
+                created_at=row.created_at,
+                removed_by=by,
+                removed_at=utcnow(),
+                removed_reason=reason,
+            )
+        )
+        conn.execute(delete(OVERRIDES).where(*pair))
+    return True
 
 
 def overrides(conn: Connection) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:

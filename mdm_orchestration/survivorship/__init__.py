@@ -4,7 +4,9 @@ households. Pure Python over the hub; nothing here knows Dagster.
 This is survivorship's face: callers (assets, the CLI, syndication, tests, benchmarks) import
 from here. Behind it: the pure plan (``consolidate``, ``rules``, ``ids``, ``households``), the
 hub reads it plans from (``reading``), the write transaction (``writing``), household refresh
-(``householding``), checks and statistics (``health``), look-ups and export (``lookup``).
+(``householding``), attribute overrides (``overrides`` pure, ``pinning`` for stewards,
+``override_store`` for the runs), checks and statistics (``health``), look-ups and export
+(``lookup``).
 """
 
 from mdm_orchestration.survivorship.consolidate import GoldenState, Plan, plan_consolidation
@@ -32,6 +34,23 @@ from mdm_orchestration.survivorship.lookup import (
     lookup,
     resolve_golden_id,
 )
+from mdm_orchestration.survivorship.overrides import (
+    ATTRIBUTE_GROUPS,
+    OVERRIDE_RULE,
+    Override,
+    OverrideOutcome,
+    apply_overrides,
+)
+from mdm_orchestration.survivorship.pinning import (
+    AttributeOverrideView,
+    OverrideError,
+    OverrideEvent,
+    attribute_overrides,
+    override_history,
+    pin_attribute,
+    remove_attribute_override,
+    review_retired_override,
+)
 from mdm_orchestration.survivorship.reading import needs_consolidation
 from mdm_orchestration.survivorship.rows import (
     ACTIVE,
@@ -51,21 +70,30 @@ from mdm_orchestration.survivorship.writing import (
 __all__ = [
     "ACTIVE",
     "ATTRIBUTES",
+    "ATTRIBUTE_GROUPS",
     "CHANGE_COLUMNS",
     "EXPORT_KINDS",
     "GOLDEN_COLUMNS",
     "HISTORY_COLUMNS",
+    "OVERRIDE_RULE",
     "Assignment",
+    "AttributeOverrideView",
     "ConcurrentConsolidation",
     "ConsolidationResult",
     "GoldenHealth",
     "GoldenState",
     "GoldenStatistics",
     "Household",
+    "Override",
+    "OverrideError",
+    "OverrideEvent",
+    "OverrideOutcome",
     "Plan",
     "Survived",
     "Survivor",
+    "apply_overrides",
     "assign_golden_ids",
+    "attribute_overrides",
     "build_households",
     "config_digest",
     "consolidate",
@@ -83,10 +111,14 @@ __all__ = [
     "golden_statistics",
     "lookup",
     "needs_consolidation",
+    "override_history",
     "pending_events",
+    "pin_attribute",
     "plan_consolidation",
     "rebuild_households",
     "refresh_households",
+    "remove_attribute_override",
     "resolve_golden_id",
+    "review_retired_override",
     "stray_household_members",
 ]

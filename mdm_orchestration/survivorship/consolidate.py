@@ -11,11 +11,18 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from mdm_orchestration.survivorship.ids import Assignment, assign_golden_ids, seq_of
+from mdm_orchestration.survivorship.overrides import (
+    APPLIED,
+    Override,
+    OverrideOutcome,
+    apply_overrides,
+)
+from mdm_orchestration.survivorship.overrides import RETIRED as RETIRED_OVERRIDE
 from mdm_orchestration.survivorship.rules import Record, Survivor
 
 CREATED, UPDATED, MERGED, SPLIT, RETIRED = "created", "updated", "merged", "split", "retired"
@@ -75,6 +82,8 @@ class Plan:
     #: record id -> golden id, for every clustered record
     xref: dict[str, str] = field(default_factory=dict)
     unchanged: int = 0
+    #: overrides this plan applies for the first time or retires
+    override_outcomes: list[OverrideOutcome] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         out = Counter(e.event_type for e in self.events)
@@ -113,6 +122,7 @@ def plan_consolidation(
     next_seq: int,
     survivor: Survivor,
     outside_golden_of: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Sequence[Override]] | None = None,
 ) -> Plan:
     """Plan a consolidation.
 
@@ -121,7 +131,9 @@ def plan_consolidation(
     ``previous_xref`` maps record ids to their golden id in the hub, ``previous`` describes the
     active golden records, and ``next_seq`` is the golden-id counter. When only part of the hub
     is consolidated, ``outside_golden_of`` gives the golden id of organisation clusters outside
-    it that contacts inside it link to.
+    it that contacts inside it link to. ``overrides`` maps golden ids to their active attribute
+    overrides, applied after survivorship; those of a golden record this plan ends (merged,
+    retired) or does not reach are retired.
     """
     clusters: dict[str, list[str]] = {}
     for rid, (cluster, _party, _org) in membership.items():
@@ -146,6 +158,14 @@ def plan_consolidation(
     for cluster, members in records:
         gid = golden_of[cluster]
         survived = survivor.survive(members)
+        pins = (overrides or {}).get(gid, ())
+        if pins:
+            applied_before = {o.override_id for o in pins if o.applied}
+            plan.override_outcomes += [
+                out
+                for out in apply_overrides(survived, pins, members)
+                if out.outcome != APPLIED or out.override_id not in applied_before
+            ]
         party = membership[members[0]["source_record_id"]][1]
         org_votes = Counter(
             golden_of.get(o) or outside[o]
@@ -185,5 +205,16 @@ def plan_consolidation(
         plan.events.append(Event(loser, MERGED, ["status"], [target]))
     for gid in sorted(assignment.retired):
         plan.events.append(Event(gid, RETIRED, ["status"], []))
+    surviving = set(golden_of.values())
+    for gid in sorted(set(overrides or {}) - surviving):
+        why = (
+            f"the golden record was merged into {assignment.merged[gid]}"
+            if gid in assignment.merged
+            else "the golden record is no longer active"
+        )
+        plan.override_outcomes += [
+            OverrideOutcome(o.override_id, gid, RETIRED_OVERRIDE, why)
+            for o in (overrides or {})[gid]
+        ]
     plan.events.sort(key=lambda e: seq_of(e.golden_id))
     return plan

@@ -23,6 +23,11 @@ from mdm_orchestration.hub.tables import (
     in_chunks,
 )
 from mdm_orchestration.survivorship.consolidate import Plan, Previous, plan_consolidation
+from mdm_orchestration.survivorship.override_store import (
+    active_overrides,
+    members_of,
+    unapplied_goldens,
+)
 from mdm_orchestration.survivorship.rows import ACTIVE, config_digest
 from mdm_orchestration.survivorship.rules import Survivor
 
@@ -180,10 +185,19 @@ def plan(conn: Connection, config: HubConfig, *, full: bool = False) -> Planned:
         previous, xref = previous_goldens(conn, None), previous_xref(conn, None)
         members = membership(conn, None)
         the_plan = plan_consolidation(
-            members, cluster_records(conn, None), xref, previous, next_seq, survivor
+            members,
+            cluster_records(conn, None),
+            xref,
+            previous,
+            next_seq,
+            survivor,
+            overrides=active_overrides(conn, None),
         )
         return Planned(the_plan, previous, xref, queued, True, len(members))
-    reach = closure(conn, set(queued))
+    # A golden record with an override not applied yet is consolidated even when nothing
+    # queued it (the queue entry its pin wrote may have been taken by a run planned before).
+    unapplied = unapplied_goldens(conn)
+    reach = closure(conn, set(queued) | members_of(conn, unapplied))
     members = membership(conn, reach)
     xref = previous_xref(conn, reach)
     previous = previous_goldens(conn, set(xref.values()))
@@ -201,16 +215,20 @@ def plan(conn: Connection, config: HubConfig, *, full: bool = False) -> Planned:
         next_seq,
         survivor,
         outside_golden_of=outside_golden_of(conn, outside),
+        overrides=active_overrides(conn, set(xref.values()) | unapplied),
     )
     return Planned(the_plan, previous, xref, queued, False, len(reach), reach)
 
 
 def needs_consolidation(conn: Connection, config: HubConfig) -> bool:
-    """Whether golden records are stale: records queued by matching, clusters but no golden
-    records yet, or a change of the survivorship configuration."""
+    """Whether golden records are stale: records queued by matching (or by a steward's
+    override), clusters but no golden records yet, a change of the survivorship configuration,
+    or an active attribute override no consolidation has applied yet."""
     last = conn.execute(select(GOLDEN_RUNS).order_by(GOLDEN_RUNS.c.id.desc()).limit(1)).first()
     if last is None:
         return conn.execute(select(func.count()).select_from(CLUSTERS)).scalar_one() > 0
     if last.config_digest != config_digest(config):
         return True
-    return conn.execute(select(QUEUE.c.record_id).limit(1)).first() is not None
+    if conn.execute(select(QUEUE.c.record_id).limit(1)).first() is not None:
+        return True
+    return bool(unapplied_goldens(conn))

@@ -38,6 +38,7 @@ from mdm_orchestration.survivorship.consolidate import (
 )
 from mdm_orchestration.survivorship.householding import household_moves
 from mdm_orchestration.survivorship.ids import seq_of
+from mdm_orchestration.survivorship.override_store import write_outcomes
 from mdm_orchestration.survivorship.reading import Planned, last_run, plan
 from mdm_orchestration.survivorship.rows import (
     ACTIVE,
@@ -124,6 +125,7 @@ def _consolidate(
         _write_xref(conn, planned, now)
         crash_point("golden:before_outbox")
         bulk_insert(conn, "golden_changes", CHANGE_COLUMNS, rows.changes)
+        write_outcomes(conn, planned.plan.override_outcomes, _versions(planned, rows), run_id, now)
         for cond in in_chunks(QUEUE.c.record_id, planned.queued):
             conn.execute(delete(QUEUE).where(cond))
         _record_run(conn, config, run_id, snapshot.clusters_at, counts)
@@ -138,6 +140,14 @@ def _consolidate(
         by_party=by_party,
         scope=planned.reach,
     )
+
+
+def _versions(planned: Planned, rows: _Rows) -> dict[str, int]:
+    """The version each golden record holds after this plan (for the overrides it applies:
+    the new one where it wrote one, else the one it left as it was)."""
+    out = {g: p.version for g, p in planned.previous.items()}
+    out.update({g: rows.versions.get(g, 1) for g in planned.plan.states})
+    return out
 
 
 def _plan_snapshot(engine: Engine, config: HubConfig, full: bool) -> _Snapshot:

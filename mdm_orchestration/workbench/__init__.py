@@ -1,6 +1,6 @@
 """The steward workbench: pages under ``/workbench`` in the service's web application (review
-with explanations, the golden record's whole story, merge and split corrections), its local
-users and roles, and the audit trail of every action. No Dagster in here: what stewards decide
+with explanations, the golden record's whole story, merge and split corrections, undoing a
+split, attribute overrides), its local users and roles, and the audit trail of every action. No Dagster in here: what stewards decide
 lands in the hub (labels, overrides) and the next reconsolidation applies it.
 
 The face: :func:`workbench_router` (mounted by ``service.create_app``), the user functions
@@ -11,10 +11,14 @@ from mdm_orchestration.workbench.app import create_workbench_app
 from mdm_orchestration.workbench.audit import (
     DECIDE,
     MERGE,
+    PIN,
+    PIN_REVIEWED,
     SIGN_IN,
     SIGN_IN_FAILED,
     SIGN_OUT,
     SPLIT,
+    UNDO_SPLIT,
+    UNPIN,
     USER_CREATED,
     USER_DISABLED,
     USER_ENABLED,
@@ -43,6 +47,8 @@ __all__ = [
     "ADMIN",
     "DECIDE",
     "MERGE",
+    "PIN",
+    "PIN_REVIEWED",
     "PREFIX",
     "ROLES",
     "SIGN_IN",
@@ -52,6 +58,8 @@ __all__ = [
     "STATIC",
     "STEWARD",
     "TEMPLATES",
+    "UNDO_SPLIT",
+    "UNPIN",
     "USER_CREATED",
     "USER_DISABLED",
     "USER_ENABLED",

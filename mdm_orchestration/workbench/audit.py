@@ -19,6 +19,8 @@ from mdm_orchestration.hub.tables import WORKBENCH_AUDIT, utcnow
 
 SIGN_IN, SIGN_IN_FAILED, SIGN_OUT = "sign_in", "sign_in_failed", "sign_out"
 DECIDE, MERGE, SPLIT = "review_decision", "merge", "split"
+UNDO_SPLIT = "undo_split"
+PIN, UNPIN, PIN_REVIEWED = "attribute_pin", "attribute_unpin", "override_reviewed"
 USER_CREATED, USER_DISABLED, USER_ENABLED = "user_created", "user_disabled", "user_enabled"
 
 
@@ -68,7 +70,12 @@ def audit(
 
 
 def audit_trail(
-    conn: Connection, *, limit: int = 200, actor: str | None = None, action: str | None = None
+    conn: Connection,
+    *,
+    limit: int = 200,
+    actor: str | None = None,
+    action: str | None = None,
+    target: str | None = None,
 ) -> list[AuditEntry]:
     """The newest entries first."""
     query = select(WORKBENCH_AUDIT)
@@ -76,16 +83,25 @@ def audit_trail(
         query = query.where(WORKBENCH_AUDIT.c.actor == actor)
     if action:
         query = query.where(WORKBENCH_AUDIT.c.action == action)
+    if target:
+        query = query.where(WORKBENCH_AUDIT.c.target == target)
     rows = conn.execute(query.order_by(WORKBENCH_AUDIT.c.id.desc()).limit(limit)).mappings()
-    return [
-        AuditEntry(
-            id=r["id"],
-            at=as_utc(r["at"]),
-            actor=r["actor"],
-            action=r["action"],
-            target=r["target"],
-            reason=r["reason"],
-            details=dict(r["details"] or {}),
-        )
-        for r in rows
-    ]
+    return [_entry(r) for r in rows]
+
+
+def audit_entry(conn: Connection, entry_id: int) -> AuditEntry | None:
+    row = conn.execute(select(WORKBENCH_AUDIT).where(WORKBENCH_AUDIT.c.id == entry_id)).mappings()
+    found = row.first()
+    return None if found is None else _entry(found)
+
+
+def _entry(r: Any) -> AuditEntry:  # noqa: ANN401 - a row mapping
+    return AuditEntry(
+        id=r["id"],
+        at=as_utc(r["at"]),
+        actor=r["actor"],
+        action=r["action"],
+        target=r["target"],
+        reason=r["reason"],
+        details=dict(r["details"] or {}),
+    )

@@ -38,14 +38,19 @@ from mdm_orchestration.workbench.views import (
     golden_view,
     merge_golden,
     models_of,
+    overrides_to_review,
     overview,
     pair_view,
+    pin_from_form,
+    pin_reviewed,
     queue,
     recent_decisions,
+    remove_pin,
     review_item,
     search,
     search_rows,
     split_record,
+    undo_split,
 )
 
 PREFIX = "/workbench"
@@ -327,7 +332,8 @@ def workbench_router(
                 if pair is not None:
                     break
             decided = recent_decisions(conn, user.name)
-        return {"items": items, "pair": pair, "decided": decided}
+            retired = overrides_to_review(conn, user.may_see_values)
+        return {"items": items, "pair": pair, "decided": decided, "retired_overrides": retired}
 
     @router.get("/review")
     @guarded(VIEWER)
@@ -433,6 +439,11 @@ def workbench_router(
 
     # --- corrections --------------------------------------------------------------------------
 
+    def _int(text: str) -> int:
+        if not text.isdigit() or len(text) > 12:
+            raise WorkbenchProblem(404, "no such item")
+        return int(text)
+
     def _reason(form: dict) -> str:
         reason = form.get("reason", "").strip()
         if not reason:
@@ -466,6 +477,63 @@ def workbench_router(
             raise WorkbenchProblem(422, str(exc)) from None
         audits.audit(engine, user.name, audits.SPLIT, f"golden:{gid}", reason, **done)
         return RedirectResponse(f"{PREFIX}/golden/{gid}?done=split", status_code=303)
+
+    @router.post("/golden/{golden_id}/splits/{audit_id}/undo")
+    @guarded(STEWARD, post=True)
+    async def undo(request: Request, user: User, session: Session, form: dict) -> Response:
+        gid = request.path_params["golden_id"][:32]
+        audit_id = _int(request.path_params["audit_id"])
+        reason = _reason(form)
+        engine = state(request).engine
+        try:
+            done = undo_split(engine, gid, audit_id, user.name, reason)
+        except CorrectionError as exc:
+            raise WorkbenchProblem(422, str(exc)) from None
+        audits.audit(engine, user.name, audits.UNDO_SPLIT, f"golden:{gid}", reason, **done)
+        return RedirectResponse(f"{PREFIX}/golden/{gid}?done=undo-split", status_code=303)
+
+    # --- attribute overrides ------------------------------------------------------------------
+
+    @router.post("/golden/{golden_id}/pin")
+    @guarded(STEWARD, post=True)
+    async def pin(request: Request, user: User, session: Session, form: dict) -> Response:
+        gid = request.path_params["golden_id"][:32]
+        reason = _reason(form)
+        st = state(request)
+        try:
+            done = pin_from_form(st.engine, st.config, gid, form, user.name, reason)
+        except CorrectionError as exc:
+            raise WorkbenchProblem(422, str(exc)) from None
+        audits.audit(st.engine, user.name, audits.PIN, f"golden:{gid}", reason, **done)
+        return RedirectResponse(f"{PREFIX}/golden/{gid}?done=pin", status_code=303)
+
+    @router.post("/golden/{golden_id}/overrides/{override_id}/remove")
+    @guarded(STEWARD, post=True)
+    async def unpin(request: Request, user: User, session: Session, form: dict) -> Response:
+        gid = request.path_params["golden_id"][:32]
+        oid = _int(request.path_params["override_id"])
+        reason = _reason(form)
+        engine = state(request).engine
+        try:
+            done = remove_pin(engine, gid, oid, user.name, reason)
+        except CorrectionError as exc:
+            raise WorkbenchProblem(422, str(exc)) from None
+        audits.audit(engine, user.name, audits.UNPIN, f"golden:{gid}", reason, **done)
+        return RedirectResponse(f"{PREFIX}/golden/{gid}?done=unpin", status_code=303)
+
+    @router.post("/golden/{golden_id}/overrides/{override_id}/reviewed")
+    @guarded(STEWARD, post=True)
+    async def reviewed(request: Request, user: User, session: Session, form: dict) -> Response:
+        gid = request.path_params["golden_id"][:32]
+        oid = _int(request.path_params["override_id"])
+        reason = _reason(form)
+        engine = state(request).engine
+        try:
+            done = pin_reviewed(engine, gid, oid, user.name, reason)
+        except CorrectionError as exc:
+            raise WorkbenchProblem(422, str(exc)) from None
+        audits.audit(engine, user.name, audits.PIN_REVIEWED, f"golden:{gid}", reason, **done)
+        return RedirectResponse(f"{PREFIX}/golden/{gid}?done=reviewed", status_code=303)
 
     # --- the audit trail ----------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """What the pages show, gathered through the domain faces: the review queue and its
 explanations (matching's ``pending_review`` / ``explain_item``, as ``mdm review`` shows them),
 the golden record's whole story (survivorship's ``lookup``, what ``mdm lookup --golden``
-prints), and the corrections (matching's ``record_override``, as ``mdm merge`` / ``mdm split``).
+prints), and the corrections (matching's ``record_override`` / ``remove_override``, as
+``mdm merge`` / ``mdm split``; survivorship's ``pin_attribute`` for attribute overrides).
 
 The few reads no face answers yet (one review item by id, a household's members, which
 subscribers hold a golden record) are single-table selects here.
@@ -27,9 +28,21 @@ from mdm_orchestration.matching import (
     load_models,
     pending_review,
     record_override,
+    remove_override,
     resolve_record,
 )
-from mdm_orchestration.survivorship import golden_as_of, golden_history, lookup
+from mdm_orchestration.survivorship import (
+    ATTRIBUTE_GROUPS,
+    OverrideError,
+    attribute_overrides,
+    golden_as_of,
+    golden_history,
+    lookup,
+    override_history,
+    pin_attribute,
+    remove_attribute_override,
+    review_retired_override,
+)
 from mdm_orchestration.workbench.masking import masked, masked_mapping
 
 #: The record fields shown side by side, in this order (the cleansed form the model compares).
@@ -246,9 +259,26 @@ def golden_view(
                     for k, v in sorted((version.get("attributes") or {}).items())
                 ],
             }
+    current = doc.get("attributes") or {}
+    pins = [_override_row(o, show) for o in attribute_overrides(conn, golden_id=gid)]
+    pin_forms = [
+        {
+            "group": group,
+            "fields": [{"name": f, "value": _text(current.get(f)) if show else ""} for f in fields],
+        }
+        for group, fields in ATTRIBUTE_GROUPS.items()
+        if doc["party_type"] != "organisation" or group in ORGANISATION_GROUPS
+    ]
     return {
         "doc": doc,
         "requested_id": golden_id,
+        "overrides": pins,
+        "override_history": [
+            {**vars(e), "at": e.at.isoformat(timespec="seconds")}
+            for e in override_history(conn, golden_id=gid)
+        ],
+        "pin_forms": pin_forms,
+        "splits": splits_of(conn, gid),
         "attributes": attributes,
         "members": members,
         "history": history,
@@ -297,6 +327,160 @@ def search_rows(docs: list[dict[str, Any]], show: bool) -> list[dict[str, Any]]:
 
 
 # --- corrections ------------------------------------------------------------------------------
+
+#: The attribute groups an organisation has (a person's are all of them).
+ORGANISATION_GROUPS = frozenset({"organisation", "email", "phone", "address", "national_id"})
+STATE_TEXT = {
+    "pending": "pending: the next reconsolidation applies it",
+    "applied": "applied",
+    "retired": "retired: the sources changed under it",
+    "removed": "removed",
+    "removal pending": "removed: the next reconsolidation gives the value back",
+}
+
+
+def _override_row(o: Any, show: bool) -> dict[str, Any]:  # noqa: ANN401 - an override view
+    pinned = (
+        f"record {o.source}:{o.source_key}"
+        if o.kind == "record"
+        else ", ".join(f"{k}={_text(v if show else masked(k, v))}" for k, v in o.pinned.items())
+    )
+    state = STATE_TEXT.get(o.state, o.state)
+    if o.state == "applied" and o.applied_version:
+        state = f"applied in version {o.applied_version}"
+    return {
+        **o.as_dict(),
+        "pinned_text": pinned,
+        "state_text": state,
+        "to_review": o.review_status == "pending",
+    }
+
+
+def pin_from_form(
+    engine: Engine,
+    config: Any,
+    golden_id: str,
+    form: dict[str, str],
+    by: str,
+    reason: str,  # noqa: ANN401
+) -> dict[str, Any]:
+    """Pin one attribute group from the 360 page's form: ``group``, ``pin_to`` (``values``, or
+    a member record as ``SOURCE:KEY``) and ``value_<field>`` for each of the group's fields."""
+    group = form.get("group", "")
+    if group not in ATTRIBUTE_GROUPS:
+        raise CorrectionError(f"no attribute group {group!r}")
+    pin_to = form.get("pin_to", "values").strip() or "values"
+    try:
+        if pin_to == "values":
+            values = {f: form.get(f"value_{f}", "") for f in ATTRIBUTE_GROUPS[group]}
+            oid = pin_attribute(
+                engine, config, golden_id, group, values=values, by=by, reason=reason
+            )
+        else:
+            oid = pin_attribute(
+                engine, config, golden_id, group, record=pin_to[:200], by=by, reason=reason
+            )
+    except OverrideError as exc:
+        raise CorrectionError(str(exc)) from None
+    return {
+        "override_id": oid,
+        "group": group,
+        "kind": "values" if pin_to == "values" else "record",
+    }
+
+
+def remove_pin(engine: Engine, golden_id: str, override_id: int, by: str, reason: str) -> dict:
+    """Remove an active override of this golden record."""
+    with engine.connect() as conn:
+        mine = {o.id for o in attribute_overrides(conn, golden_id=golden_id)}
+    if override_id not in mine:
+        raise CorrectionError(f"golden record {golden_id} has no override {override_id}")
+    try:
+        remove_attribute_override(engine, override_id, by, reason)
+    except OverrideError as exc:
+        raise CorrectionError(str(exc)) from None
+    return {"override_id": override_id}
+
+
+def pin_reviewed(engine: Engine, golden_id: str, override_id: int, by: str, reason: str) -> dict:
+    """A steward has looked at a retired override of this golden record."""
+    with engine.connect() as conn:
+        mine = {o.id for o in attribute_overrides(conn, golden_id=golden_id)}
+    if override_id not in mine:
+        raise CorrectionError(f"golden record {golden_id} has no override {override_id}")
+    try:
+        review_retired_override(engine, override_id, by, reason)
+    except OverrideError as exc:
+        raise CorrectionError(str(exc)) from None
+    return {"override_id": override_id}
+
+
+def overrides_to_review(conn: Connection, show: bool) -> list[dict[str, Any]]:
+    """Retired overrides waiting for a steward (the sources changed under them)."""
+    return [_override_row(o, show) for o in attribute_overrides(conn, to_review=True, limit=50)]
+
+
+def splits_of(conn: Connection, golden_id: str) -> list[dict[str, Any]]:
+    """The splits made on this golden record (from the audit trail), each with how many of
+    its cannot-links still stand (none: undone) and the split-off record's reference."""
+    from mdm_orchestration.hub.tables import OVERRIDES, SOURCES
+    from mdm_orchestration.workbench.audit import SPLIT, audit_trail
+
+    out = []
+    for e in audit_trail(conn, action=SPLIT, target=f"golden:{golden_id}", limit=50):
+        pairs = [tuple(sorted(p)) for p in e.details.get("cannot_link") or []]
+        standing = sum(
+            conn.execute(
+                select(OVERRIDES.c.id).where(
+                    OVERRIDES.c.left_record_id == a,
+                    OVERRIDES.c.right_record_id == b,
+                    OVERRIDES.c.kind == "cannot_link",
+                )
+            ).first()
+            is not None
+            for a, b in pairs
+        )
+        ref = conn.execute(
+            select(SOURCES.c.source, SOURCES.c.source_key).where(
+                SOURCES.c.id == e.details.get("record_id")
+            )
+        ).first()
+        out.append(
+            {
+                "audit_id": e.id,
+                "at": e.at.isoformat(timespec="seconds"),
+                "actor": e.actor,
+                "reason": e.reason,
+                "record": f"{ref.source}:{ref.source_key}" if ref else e.details.get("record_id"),
+                "links": len(pairs),
+                "standing": standing,
+            }
+        )
+    return out
+
+
+def undo_split(engine: Engine, golden_id: str, audit_id: int, by: str, reason: str) -> dict:
+    """Undo a split made on this golden record: its cannot-links are removed (kept as removed
+    links, with who and why), and the next reconsolidation may join the record again."""
+    from mdm_orchestration.workbench.audit import SPLIT, audit_entry
+
+    with engine.connect() as conn:
+        entry = audit_entry(conn, audit_id)
+    if entry is None or entry.action != SPLIT or entry.target != f"golden:{golden_id}":
+        raise CorrectionError(f"no split {audit_id} of golden record {golden_id}")
+    removed = [
+        [a, b]
+        for a, b in entry.details.get("cannot_link") or []
+        if remove_override(engine, a, b, "cannot_link", by, reason)
+    ]
+    if not removed:
+        raise CorrectionError("this split was undone already")
+    return {
+        "golden_id": golden_id,
+        "split": audit_id,
+        "record_id": entry.details.get("record_id"),
+        "removed_cannot_link": removed,
+    }
 
 
 def merge_golden(

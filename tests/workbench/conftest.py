@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,30 @@ def service_app(hub_url: str, key_file: Path):  # type: ignore[no-untyped-def]
     if "/workbench/login" not in paths:
         app.include_router(workbench_router(key_file=key_file))
     return app
+
+
+def copy_hub(url: str, dest: Path) -> str:
+    """A consistent copy of a SQLite hub other tests hold open (the backup API, not a file
+    copy: the source may have writes in its WAL)."""
+    src = sqlite3.connect(url.removeprefix("sqlite:///"))
+    dst = sqlite3.connect(dest)
+    with dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+    return f"sqlite:///{dest}"
+
+
+def reconsolidate(engine) -> dict:  # type: ignore[no-untyped-def]
+    """What reconsolidate_job does: cleanse, match (a full rebuild when one is due), survive."""
+    from mdm_orchestration.cleansing import cleanse_pending
+    from mdm_orchestration.config import load_hub_config
+    from mdm_orchestration.matching import match_incremental, needs_full_rematch, rebuild_clusters
+    from mdm_orchestration.survivorship import consolidate
+
+    config = load_hub_config(CONFIG_DIR)
+    cleanse_pending(engine, config)
+    with engine.connect() as conn:
+        full = needs_full_rematch(conn)
+    (rebuild_clusters if full else match_incremental)(engine, config)
+    return consolidate(engine, config, "test").counts
