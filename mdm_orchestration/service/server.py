@@ -8,6 +8,7 @@ import sys
 
 import uvicorn
 
+from mdm_orchestration.hub.redaction import RedactingFilter
 from mdm_orchestration.service.app import create_app
 from mdm_orchestration.service.state import ServiceSettings
 
@@ -15,8 +16,15 @@ LOG_CONFIG = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # Every line the service writes passes the redaction filter (RELIABILITY.md rule 6).
+    "filters": {"redact": {"()": RedactingFilter}},
     "handlers": {
-        "stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": sys.stderr}
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "stream": sys.stderr,
+            "filters": ["redact"],
+        }
     },
     "loggers": {
         "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
