@@ -1,0 +1,117 @@
+"""RELIABILITY.md row 26 without a browser: ``dagster-webserver`` started from the shipped
+``workspace.yaml`` with no ``-h`` listens on the loopback interface only, and its read-only
+profile refuses a ``launchRun`` mutation (the browser tests of test_ui.py check the same with
+``-h 127.0.0.1`` and skip where Chromium is missing)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+LOOPBACK_HEX = "0100007F"  # 127.0.0.1 as /proc/net/tcp writes it
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _listening(port: int) -> set[str]:
+    """The local addresses (hex, as the kernel lists them) of the sockets listening on
+    ``port``, over IPv4 and IPv6."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        path = Path(table)
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines()[1:]:
+            fields = line.split()
+            address, _, hex_port = fields[1].rpartition(":")
+            if int(hex_port, 16) == port and fields[3] == "0A":  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
+@pytest.fixture(scope="module")
+def read_only_webserver(tmp_path_factory):  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp("webserver")
+    home = root / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {**os.environ, "DAGSTER_HOME": str(home), "MDM_HOME": str(root / "mdm")}
+    port = _free_port()
+    log_path = root / "webserver.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "dagster-webserver"),
+                "-w",
+                str(REPO / "workspace.yaml"),
+                "-p",
+                str(port),
+                "--read-only",
+            ],  # no -h: the default bind is what is under test
+            env=env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(
+                        "dagster-webserver did not start:\n" + log_path.read_text()[-3000:]
+                    ) from None
+                time.sleep(0.5)
+        yield port
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_the_default_bind_is_loopback_only(read_only_webserver):
+    addresses = _listening(read_only_webserver)
+    if not addresses:
+        pytest.skip("no /proc/net/tcp to read the listening sockets from")
+    assert addresses == {LOOPBACK_HEX}, addresses
+
+
+def test_the_read_only_profile_refuses_to_launch_a_run(read_only_webserver):
+    query = (
+        "mutation { launchRun(executionParams: {selector: {repositoryLocationName: "
+        '"mdm_orchestration.definitions:defs", repositoryName: "__repository__", '
+        'jobName: "cleanse_job"}}) { __typename } }'
+    )
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{read_only_webserver}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        answer = json.loads(response.read())
+    assert answer["data"]["launchRun"]["__typename"] == "UnauthorizedError", answer
