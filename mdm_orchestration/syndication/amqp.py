@@ -268,12 +268,17 @@ class AmqpTransport:
             return
         with contextlib.suppress(pika.exceptions.AMQPError, OSError, AssertionError):
             if connection.is_open:
-                self._connection = connection
+                # Wait for the broker's close-ok (or the timeout), even after a failure.
+                self._connection, self._error = connection, None
                 connection.close()
                 self._wait(lambda: connection.is_closed)
         self._connection = None
         with contextlib.suppress(Exception):
-            connection.ioloop.close()
+            # One more turn of the loop: pika closes the socket in a callback after close-ok.
+            loop = connection.ioloop
+            loop.call_later(0.005, loop.stop)
+            loop.start()
+            loop.close()
 
 
 class _Failure(Exception):

@@ -150,6 +150,7 @@ class _CuttingProxy:
         self.port = self.listener.getsockname()[1]
         self.cut_after, self.sent, self.cuts = cut_after, 0, 0
         self.conns: list[socket.socket] = []
+        self.every: list[socket.socket] = []  # closed at the end
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -161,6 +162,7 @@ class _CuttingProxy:
                 return
             upstream = socket.create_connection(BROKER)
             self.conns += [client, upstream]
+            self.every += [client, upstream]
             threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
             threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
 
@@ -191,6 +193,8 @@ class _CuttingProxy:
     def close(self) -> None:
         self.cut()
         self.listener.close()
+        for s in self.every:
+            s.close()
 
 
 def test_a_connection_cut_mid_delivery_loses_nothing_and_keeps_order_per_golden_id(

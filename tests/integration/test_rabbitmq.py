@@ -145,6 +145,7 @@ class _Proxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.conns: list[socket.socket] = []
+        self.every: list[socket.socket] = []  # closed at the end
         self.relayed = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -156,6 +157,7 @@ class _Proxy:
                 return
             upstream = socket.create_connection(BROKER)
             self.conns += [client, upstream]
+            self.every += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
@@ -179,6 +181,8 @@ class _Proxy:
     def close(self) -> None:
         self.cut()
         self.listener.close()
+        for s in self.every:
+            s.close()
 
 
 def test_a_dropped_connection_fails_then_the_next_send_reconnects_and_loses_nothing(
