@@ -7,9 +7,10 @@ is not delivered yet and comes with the next ordinary delivery. Each event is de
 subscriber held the golden record's previous version (it is rebuilding: it wants upserts,
 removals, merges and erasures alike), expanded into its business events, and sent in outbox
 order under the same ids as the first time, through the same retries. Replay moves no cursor
-and writes no ledger row: the subscriber's state is what it was. Events of the range in the
-dead-letter queue are left to ``mdm syndicate dlq retry``. Run it while the subscriber's own
-deliveries are paused, or the two streams interleave.
+and writes no ledger row: the subscriber's state is what it was. An erased person's versions
+(scrubbed in the history) are not sent again, only its ``erased`` notice. Events of the range
+in the dead-letter queue are left to ``mdm syndicate dlq retry``. Run it while the
+subscriber's own deliveries are paused, or the two streams interleave.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from sqlalchemy import Engine, func, select
 
 from mdm_orchestration.config import HubConfig
 from mdm_orchestration.hub.store import mdm_home
-from mdm_orchestration.hub.tables import CHANGES, DEAD_LETTERS, SUBSCRIBERS
+from mdm_orchestration.hub.tables import CHANGES, DEAD_LETTERS, GOLDEN, SUBSCRIBERS, in_chunks
 from mdm_orchestration.syndication.dead_letters import UNRESOLVED
 from mdm_orchestration.syndication.delivery import Step, _Run, _versions, read_extras
 from mdm_orchestration.syndication.messages import (
@@ -73,6 +74,17 @@ def _seq_of(conn, event: str) -> int:  # type: ignore[no-untyped-def]  # noqa: A
     if seq is None:
         raise ValueError(f"no outbox event {event!r}")
     return int(seq)
+
+
+def _erased(conn, golden_ids: set[str]) -> set[str]:  # type: ignore[no-untyped-def]  # noqa: ANN001
+    out: set[str] = set()
+    for cond in in_chunks(GOLDEN.c.golden_id, sorted(golden_ids)):
+        out.update(
+            conn.execute(
+                select(GOLDEN.c.golden_id).where(cond, GOLDEN.c.status == "erased")
+            ).scalars()
+        )
+    return out
 
 
 def replay_range(
@@ -139,6 +151,7 @@ def replay_range(
                 golden_ids = {e.golden_id for e in events}
                 versions = _versions(conn, {(e.golden_id, e.version) for e in events})
                 extras = read_extras(conn, sub, golden_ids)
+                erased = _erased(conn, golden_ids)
                 dead = set(
                     conn.execute(
                         select(DEAD_LETTERS.c.seq).where(
@@ -155,8 +168,8 @@ def replay_range(
                     out.in_dead_letters += 1
                     continue
                 version = versions.get((e.golden_id, e.version))
-                if version is None and e.event_type in UPSERT_TYPES:
-                    out.skipped += 1  # its version is gone from the history (erased)
+                if e.event_type in UPSERT_TYPES and (version is None or e.golden_id in erased):
+                    out.skipped += 1  # an erased person's versions are scrubbed: not sent again
                     continue
                 messages, _ = expand(sub, e, version, Held(e.version - 1, True))
                 if not messages:

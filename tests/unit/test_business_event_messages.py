@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from mdm_orchestration.config import (
@@ -249,6 +250,16 @@ def test_a_file_subscriber_gets_business_events_and_a_replay_resends_just_the_ra
         assert [m["event_id"] for m in replayed] == [m["event_id"] for m in got[2:6]]
         with pytest.raises(ValueError, match="no outbox event"):
             replay_range(engine, config, "warehouse", from_event="nope", home=tmp_path)
+        # An erased person's versions are scrubbed: a replay does not send them again.
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("UPDATE golden_records SET status = 'erased' WHERE golden_id = 'G2'")
+            )
+            conn.execute(sa.text("DELETE FROM golden_xref WHERE golden_id = 'G2'"))
+        for path in (tmp_path / "wh").glob("*.jsonl"):
+            path.unlink()
+        whole = replay_range(engine, config, "warehouse", from_event=box.ids[0], home=tmp_path)
+        assert {m["golden_id"] for m in _read(tmp_path / "wh")} == {"G1"} and whole.skipped == 2
     finally:
         engine.dispose()
 
