@@ -68,9 +68,13 @@ MATCH_TABLES = ("match_clusters", "match_pairs", "match_runs")
 GOLDEN_TABLES = ("golden_records", "golden_history", "golden_xref", "golden_changes", "golden_runs")
 
 
+#: Sequences under ``MDM_FUZZ=nightly`` (each up to twice the CI run's steps).
+NIGHTLY_EXAMPLES = 200
+
+
 def machine_settings(ci_examples: int, steps: int) -> settings:
     return settings(
-        max_examples=ci_examples * 20 if NIGHTLY else ci_examples,
+        max_examples=NIGHTLY_EXAMPLES if NIGHTLY else ci_examples,
         stateful_step_count=steps * 2 if NIGHTLY else steps,
         deadline=None,  # a step's time varies with the machine's load; the test's total is bounded
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
@@ -113,7 +117,6 @@ class HubSequences(RuleBasedStateMachine):
     #: files, a scratch folder and the configuration.
     new_hub = None
     pristine: list[Path] = []
-    pristine_root: Path = Path()
     scratch: Path = Path()
     config: HubConfig | None = None
     _config_dir: Path = CONFIG_DIR
@@ -365,7 +368,7 @@ def test_random_sequences_keep_the_invariants_and_converge_on_postgres(
 
         return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", drop
 
-    _run(new_hub, small_silos, tmp_path, ci_examples=10, steps=10)
+    _run(new_hub, small_silos, tmp_path, ci_examples=8, steps=10)
 
 
 @pytest.mark.nightly
@@ -391,4 +394,4 @@ def test_random_sequences_keep_the_invariants_and_converge_on_sqlite(small_silos
 
         return f"sqlite:///{copy}", drop
 
-    _run(new_hub, small_silos, tmp_path, ci_examples=10, steps=10)
+    _run(new_hub, small_silos, tmp_path, ci_examples=8, steps=10)
