@@ -41,6 +41,17 @@ class Settings(BaseSettings):
     #: Where the model-signing key is kept (default ``<home>/model.key``).
     mdm_model_key_file: Path | None = Field(default=None, validation_alias="MDM_MODEL_KEY_FILE")
 
+    #: The workbench's trusted-proxy sign-in (single sign-on in front of it): the request
+    #: header that names the signed-in user (e.g. ``X-Forwarded-User``); unset: off.
+    mdm_workbench_trusted_proxy_header: str | None = Field(
+        default=None, validation_alias="MDM_WORKBENCH_TRUSTED_PROXY_HEADER"
+    )
+    #: The proxies whose header is believed: addresses or networks, comma-separated (default
+    #: loopback only: ``127.0.0.1,::1``).
+    mdm_workbench_trusted_proxies: str | None = Field(
+        default=None, validation_alias="MDM_WORKBENCH_TRUSTED_PROXIES"
+    )
+
     @property
     def home(self) -> Path:
         """The local folder of the embedded default (``MDM_HOME``, else ``./.mdm``)."""

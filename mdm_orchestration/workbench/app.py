@@ -43,6 +43,8 @@ def create_workbench_app(
     *,
     key_file: Path | None = None,
     secure_cookies: bool | None = None,
+    trusted_proxy_header: str | None = None,
+    trusted_proxies: str | list[str] | None = None,
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -60,7 +62,14 @@ def create_workbench_app(
         redoc_url=None,
         openapi_url=None,
     )
-    app.include_router(workbench_router(key_file=key_file, secure_cookies=secure_cookies))
+    app.include_router(
+        workbench_router(
+            key_file=key_file,
+            secure_cookies=secure_cookies,
+            trusted_proxy_header=trusted_proxy_header,
+            trusted_proxies=trusted_proxies,
+        )
+    )
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

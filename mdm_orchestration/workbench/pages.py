@@ -21,6 +21,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from mdm_orchestration.workbench import audit as audits
+from mdm_orchestration.workbench.proxy import trusted_proxy
 from mdm_orchestration.workbench.sessions import (
     COOKIE,
     CSRF_FIELD,
@@ -117,13 +118,21 @@ def _safe_next(target: str | None) -> str:
 
 
 def workbench_router(
-    *, key_file: Path | None = None, secure_cookies: bool | None = None
+    *,
+    key_file: Path | None = None,
+    secure_cookies: bool | None = None,
+    trusted_proxy_header: str | None = None,
+    trusted_proxies: str | list[str] | None = None,
 ) -> APIRouter:
     """The workbench's routes (prefix ``/workbench``), for an application whose state holds
     the hub (``app.state.service``: ``engine``, ``config``). ``key_file`` holds the session
     signing secret (default ``<MDM_HOME>/workbench.key``, made on first use);
-    ``secure_cookies`` forces the cookies' Secure flag (default: when the request is HTTPS)."""
+    ``secure_cookies`` forces the cookies' Secure flag (default: when the request is HTTPS).
+    ``trusted_proxy_header`` / ``trusted_proxies`` turn on the single sign-on mode of
+    :mod:`~mdm_orchestration.workbench.proxy` (default: the environment's
+    ``MDM_WORKBENCH_TRUSTED_PROXY_HEADER`` / ``MDM_WORKBENCH_TRUSTED_PROXIES``; off when unset)."""
     router = APIRouter(prefix=PREFIX, include_in_schema=False)
+    proxy = trusted_proxy(trusted_proxy_header, trusted_proxies)
     templates = Jinja2Templates(directory=str(TEMPLATES))
     throttle = LoginThrottle()
     codec_holder: list[SessionCodec] = []
@@ -174,16 +183,40 @@ def workbench_router(
             return Response(status_code=401, headers={"HX-Redirect": location, **SECURITY_HEADERS})
         return RedirectResponse(location, status_code=303, headers=SECURITY_HEADERS)
 
-    def signed_in(request: Request) -> tuple[User, Session] | None:
-        """The signed-in user, read afresh from the hub (role and enabled flag)."""
+    def signed_in(request: Request) -> tuple[User, Session, bool] | None:
+        """The signed-in user, read afresh from the hub (role and enabled flag), the session,
+        and whether the session is new (a trusted proxy named a user the cookie did not)."""
         session = session_of(request)
+        asserted = proxy.asserted_user(request)
+        if asserted is not None:
+            return proxy_user(request, asserted, session)
         if session is None or session.user is None:
             return None
         with state(request).engine.connect() as conn:
             user = get_user(conn, session.user)
         if user is None or not user.enabled:
             return None
-        return user, session
+        return user, session, False
+
+    def proxy_user(
+        request: Request, name: str, session: Session | None
+    ) -> tuple[User, Session, bool]:
+        """The user a trusted proxy names: an existing, enabled local user, or 403."""
+        engine = state(request).engine
+        with engine.connect() as conn:
+            user = get_user(conn, name)
+        if user is None or not user.enabled:
+            client = (request.client.host if request.client else "-") or "-"
+            audits.audit(engine, name, audits.SIGN_IN_FAILED, client=client, via="proxy")
+            raise WorkbenchProblem(
+                403, "the single sign-on user is not an enabled workbench user (mdm user create)"
+            )
+        if session is not None and session.user == user.name:
+            return user, session, False
+        client = (request.client.host if request.client else "-") or "-"
+        audits.audit(engine, user.name, audits.SIGN_IN, client=client, via="proxy")
+        # A fresh session (and CSRF token) for the user the proxy named.
+        return user, new_session(user.name), True
 
     async def posted(request: Request, session: Session) -> dict[str, str]:
         """The form, once its CSRF token (field or ``X-CSRF-Token``) is the session's."""
@@ -201,19 +234,22 @@ def workbench_router(
 
         def wrap(handler: Callable[..., Any]) -> Callable[..., Any]:
             async def route(request: Request) -> Response:
-                found = signed_in(request)
-                if found is None:
-                    return to_login(request)
-                user, session = found
                 try:
+                    found = signed_in(request)
+                    if found is None:
+                        return to_login(request)
+                    user, session, fresh = found
                     form = await posted(request, session) if post else {}
                     if not user.may(role):
                         raise WorkbenchProblem(
                             403, f"the {user.role} role may not do this (it needs {role})"
                         )
-                    return await handler(request, user, session, form)
+                    response = await handler(request, user, session, form)
                 except WorkbenchProblem as exc:
                     return problem(request, exc.status, exc.detail, exc.headers)
+                if fresh:
+                    set_session(request, response, session)
+                return response
 
             route.__name__ = handler.__name__
             return route
@@ -241,6 +277,16 @@ def workbench_router(
 
     @router.get("/login")
     def login_form(request: Request, next: str | None = None) -> Response:  # noqa: A002
+        asserted = proxy.asserted_user(request)
+        if asserted is not None:  # single sign-on: signed in by the proxy already
+            try:
+                _user, sso, fresh = proxy_user(request, asserted, session_of(request))
+            except WorkbenchProblem as exc:
+                return problem(request, exc.status, exc.detail, exc.headers)
+            response = RedirectResponse(_safe_next(next), status_code=303, headers=SECURITY_HEADERS)
+            if fresh:
+                set_session(request, response, sso)
+            return response
         # A session without a user carries the CSRF token of the sign-in form itself.
         session = session_of(request) or new_session(None)
         response = page(

@@ -1,9 +1,12 @@
 """The workbench in Debian's Chromium (through Playwright; never a downloaded browser) against
 a real uvicorn server on a free loopback port: sign in, open the review queue, press ``m`` on
-an item, see the label recorded. Screenshots of each page go to test-artifacts/workbench/."""
+an item, see the label recorded; pin an attribute on a golden record, see it pending, then
+applied after the reconsolidation, and in the change event a subscriber receives. Screenshots
+of each page go to test-artifacts/workbench/."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -16,6 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from mdm_orchestration.config import load_hub_config
 from mdm_orchestration.hub.store import create_hub_engine
 from mdm_orchestration.hub.tables import GOLDEN, LABELS, REVIEW, WORKBENCH_AUDIT
 from tests.conftest import CONFIG_DIR, REPO
@@ -145,3 +149,71 @@ def test_sign_in_review_and_decide_with_the_keyboard(server, page, workbench_hub
     page.screenshot(path=str(ARTIFACTS / "golden.png"), full_page=True)
     page.goto(f"{server}/workbench/search")
     page.screenshot(path=str(ARTIFACTS / "search.png"))
+
+
+PINNED = "pinned.in.the.browser@example.org"
+
+
+def test_pin_an_attribute_and_see_it_applied_and_syndicated(server, page, workbench_hub, tmp_path):
+    from mdm_orchestration.survivorship import consolidate
+    from mdm_orchestration.syndication import syndicate
+
+    # Signed in by the test above (same page, same session).
+    engine = create_hub_engine(workbench_hub)
+    try:
+        with engine.connect() as conn:
+            gid = conn.execute(
+                select(GOLDEN.c.golden_id)
+                .where(GOLDEN.c.status == "active", GOLDEN.c.party_type == "person")
+                .order_by(GOLDEN.c.golden_id.desc())
+                .limit(1)
+            ).scalar_one()
+        page.goto(f"{server}/workbench/golden/{gid}")
+        if "/workbench/login" in page.url:  # run on its own: sign in first
+            page.fill("#username", "stella")
+            page.fill("#password", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{server}/workbench/golden/{gid}")
+        page.click("details[data-group=email] summary")
+        page.fill("#pin-email-email", PINNED)
+        page.fill("#pin-reason-email", "the customer confirmed it on the phone")
+        page.screenshot(path=str(ARTIFACTS / "golden-pin-form.png"), full_page=True)
+        page.click("[data-testid=pin-email] button[type=submit]")
+        page.locator("[data-testid=flash]").wait_for()
+        assert "pinned" in page.locator("[data-testid=flash]").inner_text()
+        row = page.locator("[data-testid=overrides] tr[data-override]").first
+        assert row.get_attribute("data-state") == "pending"
+        assert PINNED in row.inner_text()
+        page.screenshot(path=str(ARTIFACTS / "golden-pinned.png"), full_page=True)
+
+        # A subscriber holds the hub as it was (its first delivery is a snapshot) ...
+        config = load_hub_config(CONFIG_DIR)
+        outbound = tmp_path / "outbound" / "warehouse"
+        syndicate(engine, config, "warehouse", home=tmp_path)
+        before = set(outbound.glob("*.jsonl"))
+        # ... the next reconsolidation (its consolidation step) applies the pin ...
+        consolidate(engine, config, "browser-test")
+        page.reload()
+        row = page.locator("[data-testid=overrides] tr[data-override]").first
+        assert row.get_attribute("data-state") == "applied"
+        attributes = page.locator("table[aria-label=attributes]").inner_text()
+        assert PINNED in attributes and "override" in attributes
+        page.screenshot(path=str(ARTIFACTS / "golden-pin-applied.png"), full_page=True)
+        assert not page.console_errors, page.console_errors
+
+        # ... and a subscriber hears of it in the change event.
+        syndicate(engine, config, "warehouse", home=tmp_path)
+        messages = [
+            json.loads(line)
+            for f in sorted(set(outbound.glob("*.jsonl")) - before)
+            for line in f.read_text().splitlines()
+        ]
+        with engine.connect() as conn:
+            attributes = conn.execute(
+                select(GOLDEN.c.attributes).where(GOLDEN.c.golden_id == gid)
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert attributes["email"] == PINNED
+    (event,) = [m for m in messages if m["golden_id"] == gid and m["event_type"] == "updated"]
+    assert event["attributes"]["email"] == PINNED and "email" in event["changed"]

@@ -63,9 +63,15 @@ def person_with_members(engine, at_least: int = 2) -> str:
         ).scalar()
 
 
-def audit_rows(engine, action: str) -> list:
+def audit_rows(engine, action: str, gid: str) -> list:
+    """This module's audit rows of ``action`` on golden record ``gid`` (the shared hub it
+    copies holds other tests' actions too)."""
     with engine.connect() as conn:
-        return conn.execute(select(WORKBENCH_AUDIT).where(WORKBENCH_AUDIT.c.action == action)).all()
+        return conn.execute(
+            select(WORKBENCH_AUDIT).where(
+                WORKBENCH_AUDIT.c.action == action, WORKBENCH_AUDIT.c.target == f"golden:{gid}"
+            )
+        ).all()
 
 
 def override_rows(engine, gid: str) -> list:
@@ -106,7 +112,7 @@ def test_a_steward_pins_an_attribute_sees_it_pending_then_applied_and_removes_it
         {"email": PINNED},
         "stella",
     )
-    (entry,) = audit_rows(engine, "attribute_pin")
+    (entry,) = audit_rows(engine, "attribute_pin", gid)
     assert entry.target == f"golden:{gid}" and entry.reason == "the customer confirmed it"
     assert entry.details["override_id"] == row.id
 
@@ -126,7 +132,7 @@ def test_a_steward_pins_an_attribute_sees_it_pending_then_applied_and_removes_it
     assert answer.status_code == 303 and answer.headers["location"].endswith("done=unpin")
     page = client.get(f"/workbench/golden/{gid}").text
     assert "removed: the next reconsolidation gives the value back" in page
-    assert audit_rows(engine, "attribute_unpin")[0].details == {"override_id": row.id}
+    assert audit_rows(engine, "attribute_unpin", gid)[0].details == {"override_id": row.id}
     again = client.post(
         f"/workbench/golden/{gid}/overrides/{row.id}/remove",
         data={"reason": "twice", "csrf_token": token},
@@ -213,7 +219,7 @@ def test_a_split_is_undone_from_the_golden_record_page(client, engine):
         ).all()
         assert needs_full_rematch(conn)
     assert left == 0 and removed and all(r == ("stella", "looked different") for r in removed)
-    (entry,) = audit_rows(engine, "undo_split")
+    (entry,) = audit_rows(engine, "undo_split", gid)
     assert entry.details["split"] == int(audit_id) and entry.details["record_id"] == rid
     twice = client.post(
         f"/workbench/golden/{gid}/splits/{audit_id}/undo",
