@@ -13,6 +13,7 @@ from typing import Any
 from mdm_orchestration.cli_output import emit, hub_report, print_hub, print_status
 from mdm_orchestration.cli_service import add_service_commands
 from mdm_orchestration.cli_steward import (
+    add_override_commands,
     cmd_erase,
     cmd_erasure_replay,
     cmd_export,
@@ -290,6 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("left", help="SOURCE:KEY (or a source record id)")
         p.add_argument("right", help="SOURCE:KEY (or a source record id)")
         p.add_argument("--reason", help="why, kept with the override")
+        p.add_argument(
+            "--undo", action="store_true", help=f"take back an earlier mdm {name} of the two"
+        )
 
     p = _command(
         sub,
@@ -328,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_syndicate_commands(sub, _command)
     add_service_commands(sub, _command)
     add_user_commands(sub, _command)
+    add_override_commands(sub, _command)
 
     p = _command(
         sub,

@@ -1,4 +1,5 @@
-"""The steward's commands: review, merge and split, lookup, export and erase.
+"""The steward's commands: review, merge and split, attribute overrides, lookup, export and
+erase.
 
 Each reads or writes the hub directly (no Dagster run); ``mdm match`` and ``mdm syndicate``
 carry their effects on.
@@ -130,21 +131,34 @@ def _review_json(
 
 def _override(args: argparse.Namespace, kind: str) -> int:
     from mdm_orchestration.hub.store import create_hub_engine
-    from mdm_orchestration.matching import UnknownRecord, record_override, resolve_record
+    from mdm_orchestration.matching import (
+        UnknownRecord,
+        record_override,
+        remove_override,
+        resolve_record,
+    )
 
+    undo = bool(getattr(args, "undo", False))
     engine = create_hub_engine(args.hub)
     try:
         with engine.connect() as conn:
             left, right = resolve_record(conn, args.left), resolve_record(conn, args.right)
-        record_override(engine, left, right, kind, _steward(), args.reason)
+        if undo:
+            if not remove_override(engine, left, right, kind, _steward(), args.reason):
+                print(f"mdm: no {kind} between {args.left} and {args.right}", file=sys.stderr)
+                return 1
+        else:
+            record_override(engine, left, right, kind, _steward(), args.reason)
     except (UnknownRecord, ValueError) as exc:
         print(f"mdm: {exc}", file=sys.stderr)
         return 2
     finally:
         engine.dispose()
     verb = "always together" if kind == "must_link" else "never together"
+    if undo:
+        verb = f"the {kind.replace('_', '-')} is removed"
     text = f"{args.left} and {args.right}: {verb}; `mdm match` applies it"
-    emit(args, text, kind=kind, left=args.left, right=args.right)
+    emit(args, text, kind=kind, left=args.left, right=args.right, removed=undo)
     return 0
 
 
@@ -317,3 +331,165 @@ __all__ = [
     "cmd_review",
     "cmd_split",
 ]
+
+
+# --- attribute overrides ------------------------------------------------------------------------
+
+
+def _pin_values(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        name, eq, value = pair.partition("=")
+        if not eq or not name.strip():
+            raise ValueError(f"--set takes FIELD=VALUE, not {pair!r}")
+        out[name.strip()] = value
+    return out
+
+
+def cmd_override_pin(args: argparse.Namespace) -> int:
+    """Pin one attribute group of a golden record to values (``--set FIELD=VALUE``) or to a
+    member record (``--record SOURCE:KEY``); the next consolidation applies it."""
+    from mdm_orchestration.config import load_hub_config
+    from mdm_orchestration.hub.store import create_hub_engine
+    from mdm_orchestration.survivorship import OverrideError, pin_attribute
+
+    engine = create_hub_engine(args.hub)
+    try:
+        config = load_hub_config(Path(args.config) if args.config else None)
+        values = _pin_values(args.set) if args.set else None
+        oid = pin_attribute(
+            engine,
+            config,
+            args.golden,
+            args.group,
+            values=values,
+            record=args.record,
+            by=_steward(),
+            reason=args.reason,
+        )
+    except (OverrideError, ValueError) as exc:
+        print(f"mdm: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    text = (
+        f"override {oid}: {args.group} of {args.golden} pinned; the next consolidation applies it"
+    )
+    emit(args, text, override_id=oid, golden_id=args.golden, group=args.group, state="pending")
+    return 0
+
+
+def cmd_override_remove(args: argparse.Namespace) -> int:
+    """Remove an active override; the next consolidation gives the group back to the rules."""
+    from mdm_orchestration.hub.store import create_hub_engine
+    from mdm_orchestration.survivorship import OverrideError, remove_attribute_override
+
+    engine = create_hub_engine(args.hub)
+    try:
+        gid = remove_attribute_override(engine, args.override_id, _steward(), args.reason)
+    except OverrideError as exc:
+        print(f"mdm: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    text = f"override {args.override_id} of {gid} removed; the next consolidation applies it"
+    emit(args, text, override_id=args.override_id, golden_id=gid, state="removal pending")
+    return 0
+
+
+def cmd_override_reviewed(args: argparse.Namespace) -> int:
+    """Mark a retired override as looked at (its review item is done)."""
+    from mdm_orchestration.hub.store import create_hub_engine
+    from mdm_orchestration.survivorship import OverrideError, review_retired_override
+
+    engine = create_hub_engine(args.hub)
+    try:
+        gid = review_retired_override(engine, args.override_id, _steward(), args.reason)
+    except OverrideError as exc:
+        print(f"mdm: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    emit(args, f"override {args.override_id} of {gid}: reviewed", override_id=args.override_id)
+    return 0
+
+
+def cmd_override_list(args: argparse.Namespace) -> int:
+    """The overrides (of one golden record, or the retired ones waiting for a review), newest
+    first, with their state: pending, applied, retired, removed, removal pending."""
+    from mdm_orchestration.hub.store import create_hub_engine
+    from mdm_orchestration.survivorship import attribute_overrides
+
+    engine = create_hub_engine(args.hub)
+    try:
+        with engine.connect() as conn:
+            found = attribute_overrides(
+                conn, golden_id=args.golden, status=args.status, to_review=args.to_review
+            )
+    finally:
+        engine.dispose()
+    if args.json:
+        print(json.dumps([o.as_dict() for o in found], indent=2, sort_keys=True, default=str))
+        return 0
+    for o in found:
+        pinned = (
+            f"record {o.source}:{o.source_key}"
+            if o.kind == "record"
+            else ", ".join(f"{k}={v}" for k, v in o.pinned.items())
+        )
+        review = " (to review)" if o.review_status == "pending" else ""
+        print(f"{o.id}  {o.golden_id}  {o.group}  {o.state}{review}  {pinned}  by {o.created_by}")
+        if o.end_reason:
+            print(f"      {o.ended_by}: {o.end_reason}")
+    if not found:
+        print("no override")
+    return 0
+
+
+def add_override_commands(sub: Any, command: Any) -> None:  # noqa: ANN401
+    """Register ``mdm override`` on the CLI's sub-parsers (``command`` adds the shared flags)."""
+    from mdm_orchestration.survivorship import ATTRIBUTE_GROUPS
+
+    p = sub.add_parser(
+        "override",
+        help="pin attribute groups of golden records (pin, remove, list, reviewed)",
+        description="Attribute overrides: a value, or a member record, pinned for one "
+        "attribute group of a golden record. Survivorship applies them last, at the next "
+        "consolidation; one whose sources change under it is retired for review.",
+    )
+    overrides = p.add_subparsers(dest="override_command", required=True)
+    p = command(
+        overrides,
+        "pin",
+        cmd_override_pin,
+        "pin one attribute group of a golden record",
+        "hub",
+        "config",
+        "json",
+    )
+    p.add_argument("golden", help="the golden id")
+    p.add_argument("group", choices=list(ATTRIBUTE_GROUPS), help="the attribute group")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="a pinned value")
+    p.add_argument("--record", help="pin to this member's values instead (SOURCE:KEY)")
+    p.add_argument("--reason", required=True, help="why, kept with the override")
+    p = command(
+        overrides, "remove", cmd_override_remove, "remove an active override", "hub", "json"
+    )
+    p.add_argument("override_id", type=int, help="the override's number (mdm override list)")
+    p.add_argument("--reason", required=True, help="why, kept with the override")
+    p = command(
+        overrides,
+        "reviewed",
+        cmd_override_reviewed,
+        "a retired override was looked at",
+        "hub",
+        "json",
+    )
+    p.add_argument("override_id", type=int, help="the override's number")
+    p.add_argument("--reason", required=True, help="what was decided")
+    p = command(
+        overrides, "list", cmd_override_list, "list overrides and their state", "hub", "json"
+    )
+    p.add_argument("--golden", help="of this golden id only")
+    p.add_argument("--status", choices=["active", "retired", "removed"], help="of this status")
+    p.add_argument("--to-review", action="store_true", help="retired ones waiting for a review")

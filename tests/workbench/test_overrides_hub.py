@@ -223,3 +223,40 @@ def test_pins_that_cannot_be_made_say_why(engine):
     assert override(engine, first).end_reason == f"replaced by override {second}"
     reconsolidate(engine)
     assert golden(engine, gid)["attributes"]["phone"] == "+15550002"
+
+
+def test_mdm_override_pin_list_remove_and_split_undo(engine, capsys):
+    from mdm_orchestration.cli import main
+
+    hub = engine.url.render_as_string(hide_password=False)
+    gid, _key, ref, _values = billing_member(engine)
+
+    def mdm(*args: str) -> int:
+        return main([*args, "--hub", hub])
+
+    assert (
+        mdm("override", "pin", gid, "email", "--set", "email=cli@example.org", "--reason", "r") == 0
+    )
+    assert mdm("override", "pin", gid, "email", "--set", "phone=1", "--reason", "r") == 2
+    assert mdm("override", "pin", gid, "address", "--record", ref, "--reason", "r", "--json") == 0
+    capsys.readouterr()
+    assert mdm("override", "list", "--golden", gid, "--json") == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(o["group"], o["state"]) for o in listed] == [
+        ("address", "pending"),
+        ("email", "pending"),
+    ]
+    reconsolidate(engine)
+    assert mdm("override", "list", "--golden", gid) == 0
+    assert capsys.readouterr().out.count("applied") == 2
+    assert mdm("override", "remove", str(listed[1]["id"]), "--reason", "wrong") == 0
+    assert mdm("override", "remove", str(listed[1]["id"]), "--reason", "again") == 2
+    assert mdm("override", "reviewed", str(listed[0]["id"]), "--reason", "x") == 2
+
+    members = rows(engine, "SELECT source, source_key FROM golden_xref WHERE golden_id = :g", g=gid)
+    a, b = (f"{s}:{k}" for s, k in members[:2])
+    assert mdm("split", a, b, "--reason", "different") == 0
+    assert mdm("split", a, b, "--undo", "--reason", "the same after all") == 0
+    assert mdm("split", a, b, "--undo") == 1
+    removed = rows(engine, "SELECT kind, removed_reason FROM match_override_removals")
+    assert ("cannot_link", "the same after all") in [tuple(r) for r in removed]
