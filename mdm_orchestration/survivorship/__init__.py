@@ -34,6 +34,7 @@ from mdm_orchestration.survivorship.lookup import (
     lookup,
     resolve_golden_id,
 )
+from mdm_orchestration.survivorship.override_store import forget_overrides
 from mdm_orchestration.survivorship.overrides import (
     ATTRIBUTE_GROUPS,
     OVERRIDE_RULE,
@@ -100,6 +101,7 @@ __all__ = [
     "event_id",
     "export_csv",
     "find_record_ids",
+    "forget_overrides",
     "formula_safe",
     "golden_as_of",
     "golden_documents",

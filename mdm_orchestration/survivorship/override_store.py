@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from mdm_orchestration.hub.tables import (
     ATTRIBUTE_OVERRIDES,
@@ -161,3 +161,16 @@ def write_outcomes(
                 version=version,
                 run_id=run_id,
             )
+
+
+def forget_overrides(conn: Connection, golden_ids: Iterable[str]) -> int:
+    """An erasure's part, in its transaction: the overrides of the erased person's golden
+    records go with their history (pinned values and reasons may hold their data). Returns how
+    many overrides went."""
+    ids = set(golden_ids)
+    gone = 0
+    for cond in in_chunks(OVERRIDE_HISTORY.c.golden_id, ids):
+        conn.execute(delete(OVERRIDE_HISTORY).where(cond))
+    for cond in in_chunks(_O.golden_id, ids):
+        gone += conn.execute(delete(ATTRIBUTE_OVERRIDES).where(cond)).rowcount or 0
+    return gone

@@ -71,7 +71,7 @@ from mdm_orchestration.hub.tables import (
 from mdm_orchestration.ingestion import ArchiveError, ScrubbedFile, scrub_erased
 from mdm_orchestration.matching import forget_records
 from mdm_orchestration.settings import settings
-from mdm_orchestration.survivorship import event_id, resolve_golden_id
+from mdm_orchestration.survivorship import event_id, forget_overrides, resolve_golden_id
 
 #: The erasure ledger kept outside the hub database, under ``MDM_HOME``.
 LEDGER_NAME = "erasure-ledger.jsonl"
@@ -246,6 +246,7 @@ def _erase_in(
     blanked with their history, ``target`` retired as ``erased`` with an outbox event, the
     tombstone written. Returns the erasure id."""
     _delete_records(conn, record_ids)
+    forget_overrides(conn, goldens)  # a steward's pinned values of the person go too
     for chunk in chunks(goldens):
         # The person leaves their household (which goes if they were its last member).
         for household, n in conn.execute(

@@ -260,3 +260,30 @@ def test_mdm_override_pin_list_remove_and_split_undo(engine, capsys):
     assert mdm("split", a, b, "--undo") == 1
     removed = rows(engine, "SELECT kind, removed_reason FROM match_override_removals")
     assert ("cannot_link", "the same after all") in [tuple(r) for r in removed]
+
+
+def test_an_erasure_takes_the_persons_overrides_with_it(engine, tmp_path):
+    from mdm_orchestration.syndication import erase
+
+    gid, _key, _ref, _values = billing_member(engine)
+    pin_attribute(
+        engine, CONFIG, gid, "email", values={"email": "erase.me@example.org"}, by="s", reason="r"
+    )
+    (tmp_path / "landing").mkdir()
+    erase(
+        engine,
+        golden_id=gid,
+        by="dpo",
+        ledger=tmp_path / "erasures.jsonl",
+        config=CONFIG,
+        landing=tmp_path / "landing",
+        home=tmp_path,
+    )
+    assert rows(engine, "SELECT count(*) FROM attribute_overrides WHERE golden_id = :g", g=gid) == [
+        (0,)
+    ]
+    assert rows(
+        engine, "SELECT count(*) FROM attribute_override_history WHERE golden_id = :g", g=gid
+    ) == [(0,)]
+    reconsolidate(engine)
+    check_invariants(engine)
