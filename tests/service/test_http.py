@@ -15,6 +15,7 @@ import contextlib
 import csv
 import io
 import json
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -117,7 +118,10 @@ def postgres_template(mastered_hub_file: Path) -> Iterator[str]:
     backends (the reconsolidation test then runs the incremental path on PostgreSQL)."""
     problem = _postgres_available()
     if problem is not None:
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL} ({problem})")
+        message = f"PostgreSQL not reachable at {PG_ADMIN_URL} ({problem})"
+        if os.environ.get("MDM_REQUIRE_POSTGRES"):  # as tests/conftest.py's postgres_url
+            pytest.fail(message + " and MDM_REQUIRE_POSTGRES is set")
+        pytest.skip(message)
     name = f"mdm_http_tpl_{uuid.uuid4().hex[:10]}"
     admin = _admin()
     with admin.connect() as conn:
