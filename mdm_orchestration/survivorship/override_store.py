@@ -119,45 +119,37 @@ def write_outcomes(
     now: datetime,
 ) -> None:
     """A consolidation's outcomes, in its transaction: an override applied for the first time
-    records the golden record's version; a retired one ends and waits for a steward's review."""
+    records the golden record's version; a retired one ends and waits for a steward's review.
+    Only overrides still active are touched (one removed or replaced while the consolidation
+    planned stays as the steward left it)."""
     for out in outcomes:
         version = versions.get(out.golden_id)
         if out.outcome == APPLIED:
-            conn.execute(
-                update(ATTRIBUTE_OVERRIDES)
-                .where(_O.id == out.override_id)
-                .values(applied_at=now, applied_version=version)
-            )
-            write_history(
-                conn,
-                out.override_id,
-                out.golden_id,
-                "applied",
-                CONSOLIDATION,
-                now,
-                version=version,
-                run_id=run_id,
-            )
+            values: dict[str, object] = {"applied_at": now, "applied_version": version}
+            action, reason = "applied", None
         else:
-            conn.execute(
-                update(ATTRIBUTE_OVERRIDES)
-                .where(_O.id == out.override_id)
-                .values(
-                    status=RETIRED,
-                    ended_at=now,
-                    ended_by=CONSOLIDATION,
-                    end_reason=out.reason,
-                    review_status=PENDING_REVIEW,
-                )
-            )
+            values = {
+                "status": RETIRED,
+                "ended_at": now,
+                "ended_by": CONSOLIDATION,
+                "end_reason": out.reason,
+                "review_status": PENDING_REVIEW,
+            }
+            action, reason = "retired", out.reason
+        done = conn.execute(
+            update(ATTRIBUTE_OVERRIDES)
+            .where(_O.id == out.override_id, _O.status == ACTIVE)
+            .values(**values)
+        )
+        if done.rowcount:
             write_history(
                 conn,
                 out.override_id,
                 out.golden_id,
-                "retired",
+                action,
                 CONSOLIDATION,
                 now,
-                reason=out.reason,
+                reason=reason,
                 version=version,
                 run_id=run_id,
             )
