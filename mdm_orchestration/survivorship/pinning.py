@@ -306,6 +306,22 @@ def attribute_overrides(
     return out
 
 
+def override_counts(conn: Connection) -> dict[str, int]:
+    """Active overrides, those of them no consolidation applied yet, and retired ones waiting
+    for a steward's review."""
+    from sqlalchemy import func
+
+    def count(*where: Any) -> int:  # noqa: ANN401
+        query = select(func.count()).select_from(ATTRIBUTE_OVERRIDES).where(*where)
+        return int(conn.execute(query).scalar_one())
+
+    return {
+        "active": count(_O.status == ACTIVE),
+        "pending": count(_O.status == ACTIVE, _O.applied_at.is_(None)),
+        "to_review": count(_O.review_status == PENDING_REVIEW),
+    }
+
+
 def override_history(
     conn: Connection, *, golden_id: str | None = None, override_id: int | None = None
 ) -> list[OverrideEvent]:
@@ -364,6 +380,7 @@ __all__ = [
     "OverrideError",
     "OverrideEvent",
     "attribute_overrides",
+    "override_counts",
     "override_history",
     "pin_attribute",
     "remove_attribute_override",

@@ -38,6 +38,7 @@ from mdm_orchestration.survivorship import (
     golden_as_of,
     golden_history,
     lookup,
+    override_counts,
     override_history,
     pin_attribute,
     remove_attribute_override,
@@ -570,6 +571,8 @@ def overview(engine: Engine, config: Any) -> dict[str, Any]:  # noqa: ANN401
     from mdm_orchestration.syndication import subscriber_status
 
     status = hub_status(engine)
+    with engine.connect() as conn:
+        pins = override_counts(conn)
     stages = [(name, [(k, status.get(k)) for k in keys if k in status]) for name, keys in STAGES]
     subscribers = [
         {"name": name, **s} for name, s in sorted(subscriber_status(engine, config).items())
@@ -580,6 +583,7 @@ def overview(engine: Engine, config: Any) -> dict[str, Any]:  # noqa: ANN401
         "backlog": status.get("review_queue", 0),
         "subscribers": subscribers,
         "last_match_run": status.get("last_match_run"),
+        "overrides": pins,
     }
 
 

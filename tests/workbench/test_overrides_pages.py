@@ -116,6 +116,8 @@ def test_a_steward_pins_an_attribute_sees_it_pending_then_applied_and_removes_it
     assert entry.target == f"golden:{gid}" and entry.reason == "the customer confirmed it"
     assert entry.details["override_id"] == row.id
 
+    overview = client.get("/workbench/overview").text
+    assert re.search(r"Attribute overrides: \d+ active \([1-9]\d* waiting", overview)
     reconsolidate(engine)
     page = client.get(f"/workbench/golden/{gid}").text
     version = re.search(r"version (\d+)</h1>", page).group(1)
