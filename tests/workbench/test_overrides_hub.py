@@ -36,10 +36,20 @@ from tests.workbench.conftest import copy_hub, reconsolidate
 CONFIG = load_hub_config(CONFIG_DIR)
 
 
+@pytest.fixture(scope="module")
+def settled(workbench_hub, tmp_path_factory) -> str:
+    """The workbench hub, copied once and settled (what other tests decided on the shared hub
+    reconsolidated): each test starts from a copy of this."""
+    url = copy_hub(workbench_hub, tmp_path_factory.mktemp("overrides_hub") / "hub.db")
+    engine = create_hub_engine(url)
+    reconsolidate(engine)
+    engine.dispose()
+    return url
+
+
 @pytest.fixture
-def engine(workbench_hub, tmp_path):
-    engine = create_hub_engine(copy_hub(workbench_hub, tmp_path / "hub.db"))
-    reconsolidate(engine)  # settle what other tests decided on the shared hub
+def engine(settled, tmp_path):
+    engine = create_hub_engine(copy_hub(settled, tmp_path / "hub.db"))
     yield engine
     engine.dispose()
 
