@@ -181,6 +181,17 @@ def test_a_split_is_undone_from_the_golden_record_page(client, engine):
         ).all()
     rid, source, key = members[-1]
     token = sign_in(client, "stella")
+    # A pin on the record about to be split out: it leaves, so the pin is retired for review.
+    pinned = client.post(
+        f"/workbench/golden/{gid}/pin",
+        data={
+            "group": "address",
+            "pin_to": f"{source}:{key}",
+            "reason": "this record's address is current",
+            "csrf_token": token,
+        },
+    )
+    assert pinned.status_code == 303, pinned.text
     split = client.post(
         f"/workbench/golden/{gid}/split",
         data={"record": f"{source}:{key}", "reason": "looked different", "csrf_token": token},
@@ -192,6 +203,17 @@ def test_a_split_is_undone_from_the_golden_record_page(client, engine):
     page = client.get(f"/workbench/golden/{gid}").text
     (audit_id,) = re.findall(r'data-split="(\d+)"', page)
     assert "Undo split" in page and f"{source}:{key}" in page
+    (oid,) = re.findall(r'data-override="(\d+)" data-state="retired"', page)
+    assert "the pinned source record left this golden record" in page
+    review = client.get("/workbench/review").text
+    assert "Retired overrides to look at" in review and f"/workbench/golden/{gid}" in review
+    looked = client.post(
+        f"/workbench/golden/{gid}/overrides/{oid}/reviewed",
+        data={"reason": "the split was right", "csrf_token": token},
+    )
+    assert looked.status_code == 303
+    assert audit_rows(engine, "override_reviewed", gid)[0].details == {"override_id": int(oid)}
+    assert 'data-testid="retired-overrides"' not in client.get("/workbench/review").text
 
     viewer = sign_in(client, "vera")
     refused = client.post(
