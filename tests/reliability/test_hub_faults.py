@@ -1,0 +1,137 @@
+"""Matrix rows that need a consolidated hub, in one module so that its base hubs (the
+consolidated hub of tests/reliability, SQLite and PostgreSQL) are built once.
+
+Row 4: a corrected extract under the same name (different bytes) is a new version of the file:
+the changed row supersedes its record's version, the golden record holding it is recomputed,
+nothing is duplicated. Extracts are deltas: a row the correction leaves out keeps its record's
+last version (a silo deletes a record with its ``deleted_flag`` column, tested in
+test_incremental).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from mdm_orchestration.config import load_hub_config
+from mdm_orchestration.hub.models import source_record_id
+from mdm_orchestration.hub.store import create_hub_engine
+from mdm_orchestration.ingestion import ingest_file
+from tests.conftest import CONFIG_DIR
+from tests.helpers import check_convergence, check_invariants
+from tests.reliability.steps import files_of, reconsolidate
+
+CONFIG = load_hub_config(CONFIG_DIR)
+CORRECTED_AT = datetime(2026, 12, 1, 8, 0)
+
+
+def rows(engine: sa.Engine, sql: str, **params) -> list:
+    with engine.connect() as conn:
+        return conn.execute(sa.text(sql), params).all()
+
+
+def current_extract(engine: sa.Engine, source: str, key: str) -> int:
+    return rows(
+        engine,
+        "SELECT current_extract_id FROM source_records WHERE source = :s AND source_key = :k",
+        s=source,
+        k=key,
+    )[0][0]
+
+
+def golden_of(engine: sa.Engine, source: str, key: str) -> tuple[str, int, dict]:
+    g, version, attributes = rows(
+        engine,
+        "SELECT g.golden_id, g.version, g.attributes FROM golden_xref x JOIN golden_records g "
+        "ON g.golden_id = x.golden_id WHERE x.source = :s AND x.source_key = :k",
+        s=source,
+        k=key,
+    )[0]
+    return g, version, json.loads(attributes) if isinstance(attributes, str) else attributes
+
+
+def test_a_corrected_extract_replaces_the_changed_row_keeps_the_removed_one_and_recomputes(
+    hub: str, small_silos: Path, tmp_path: Path
+) -> None:
+    engine = create_hub_engine(hub)
+    try:
+        reconsolidate(engine, CONFIG, "settle")  # the base hub's last two files
+        original = [p for p in files_of(small_silos) if p.parent.name == "billing"][-1]
+        header, *lines = original.read_bytes().decode("utf-8").splitlines(keepends=True)
+        assert len(lines) >= 3
+        first = lines[0].rstrip("\r\n").split(";")
+        changed_key, removed_key = first[0], lines[-1].split(";", 1)[0]
+        first[2] = "1 Corrected Road"
+        # Stamped after every other source's version of the person: the newest address wins.
+        assert datetime.strptime(first[-1], "%Y-%m-%d %H:%M:%S") < CORRECTED_AT
+        first[-1] = CORRECTED_AT.strftime("%Y-%m-%d %H:%M:%S")
+        corrected = header + ";".join(first) + "\n" + "".join(lines[1:-1])
+
+        records_before = rows(engine, "SELECT count(*) FROM source_records")[0][0]
+        versions_before = rows(engine, "SELECT count(*) FROM source_record_versions")[0][0]
+        removed_extract = current_extract(engine, "billing", removed_key)
+        changed_golden, changed_version, _ = golden_of(engine, "billing", changed_key)
+        removed_golden = golden_of(engine, "billing", removed_key)
+        unchanged = dict(rows(engine, "SELECT golden_id, version FROM golden_records"))
+
+        # The correction lands under the original's name, in a landing zone of the test's own.
+        landing = tmp_path / "landing"
+        target = landing / "billing" / original.name
+        target.parent.mkdir(parents=True)
+        target.write_text(corrected, encoding="utf-8", newline="")
+        outcome = ingest_file(engine, CONFIG, target, landing)
+        assert outcome.status.value == "loaded"  # same name, new bytes: a new version
+        extract_id = current_extract(engine, "billing", changed_key)
+        # The ledger holds both versions of the file, each loaded once.
+        names = rows(
+            engine,
+            "SELECT status FROM extracts WHERE source = 'billing' AND file_name LIKE :n",
+            n=f"%{original.name}",
+        )
+        assert names == [("loaded",), ("loaded",)]
+        # Upsert: the changed record's current version is the correction's, nothing doubled.
+        assert rows(engine, "SELECT count(*) FROM source_records")[0][0] == records_before
+        assert (
+            rows(engine, "SELECT count(*) FROM source_record_versions")[0][0]
+            == versions_before + len(lines) - 1
+        )
+        assert extract_id != removed_extract
+        # Removal from a delta extract: the record left out keeps its last version.
+        assert current_extract(engine, "billing", removed_key) == removed_extract
+
+        counts = reconsolidate(engine, CONFIG, "corrected")
+        assert counts["golden"]["records_considered"] < 60  # only what the change reaches
+        golden, version, attributes = golden_of(engine, "billing", changed_key)
+        assert golden == changed_golden and version == changed_version + 1
+        assert attributes["street"].startswith("1 Corrected"), attributes
+        event = rows(
+            engine,
+            "SELECT event_type, changed FROM golden_changes WHERE golden_id = :g AND version = :v",
+            g=golden,
+            v=version,
+        )
+        assert len(event) == 1 and event[0][0] == "updated"
+        changed = event[0][1] if isinstance(event[0][1], list) else json.loads(event[0][1])
+        assert "street" in changed
+        assert golden_of(engine, "billing", removed_key) == removed_golden  # left as it was
+        after = dict(rows(engine, "SELECT golden_id, version FROM golden_records"))
+        moved = {g for g, v in after.items() if unchanged.get(g) != v}
+        assert golden in moved and len(moved) <= 3
+        assert source_record_id("billing", changed_key) in {
+            r
+            for (r,) in rows(
+                engine, "SELECT record_id FROM golden_xref WHERE golden_id = :g", g=golden
+            )
+        }
+
+        # The same correction again is a duplicate: nothing changes.
+        again = landing / "billing" / ("again_" + original.name)
+        again.write_text(corrected, encoding="utf-8", newline="")
+        assert ingest_file(engine, CONFIG, again, landing).status.value == "duplicate"
+        check_invariants(engine)
+        check_convergence(engine, CONFIG)
+    finally:
+        engine.dispose()
