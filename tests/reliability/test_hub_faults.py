@@ -6,22 +6,32 @@ the changed row supersedes its record's version, the golden record holding it is
 nothing is duplicated. Extracts are deltas: a row the correction leaves out keeps its record's
 last version (a silo deletes a record with its ``deleted_flag`` column, tested in
 test_incremental).
+
+Row 18 on PostgreSQL: a ``pg_dump`` from before an erasure, restored with ``pg_restore``,
+loses the person again at ``mdm erasure replay``.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import uuid
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
+import yaml
 
+from mdm_orchestration.cli import main
 from mdm_orchestration.config import load_hub_config
 from mdm_orchestration.hub.models import source_record_id
 from mdm_orchestration.hub.store import create_hub_engine
 from mdm_orchestration.ingestion import ingest_file
-from tests.conftest import CONFIG_DIR
-from tests.helpers import check_convergence, check_invariants
+from mdm_orchestration.syndication import syndicate
+from tests.conftest import CONFIG_DIR, PG_ADMIN_URL
+from tests.helpers import check_convergence, check_invariants, write_file
 from tests.reliability.steps import files_of, reconsolidate
 
 CONFIG = load_hub_config(CONFIG_DIR)
@@ -135,3 +145,127 @@ def test_a_corrected_extract_replaces_the_changed_row_keeps_the_removed_one_and_
         check_convergence(engine, CONFIG)
     finally:
         engine.dispose()
+
+
+def pg_url(url: str) -> str:
+    """The libpq form of a SQLAlchemy PostgreSQL URL (for pg_dump, pg_restore)."""
+    return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def pg_dump_text(url: str) -> str:
+    """The whole database as pg_dump's plain SQL (every table's rows)."""
+    return subprocess.run(
+        ["pg_dump", "--no-owner", pg_url(url)], check=True, capture_output=True, text=True
+    ).stdout
+
+
+@pytest.mark.parametrize("hub", ["postgres"], indirect=True)
+def test_a_pg_dump_restored_after_an_erasure_loses_the_person_again_at_replay(
+    hub: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Row 18 on PostgreSQL: ``pg_dump`` before the erasure, ``mdm erase``, the dump restored
+    with ``pg_restore`` into a fresh database, ``mdm erasure replay`` (its ledger is outside
+    the hub): no canary anywhere in the restored database's dump, the subscriber told."""
+    tag = uuid.uuid4().hex[:8]
+    name, email = f"Canaryname{tag}", f"zz-canary-{tag}@example.invalid"
+    canaries = [name, email, f"{tag} Canarystreet"]
+    landing = tmp_path / "landing"
+    write_file(
+        landing / "billing" / "canary.csv",
+        "cust_no;full_name;addr_line1;addr_line2;city;state;zip;phone;email;dob;ssn;last_updated\n"
+        f"C{tag};Zed {name};1 {tag} Canarystreet;;Springfield;IL;62701;217-555-0199;{email};"
+        "1980-02-03;;2026-01-01 00:00:00\n",
+    )
+    write_file(
+        landing / "loyalty" / "canary.csv",
+        "member_no,given_name,surname,birthday,email_address,mobile,street_address,"
+        "town,state,postcode,last_update,consent_marketing\n"
+        f"LC{tag},Zed,{name},03/02/1980,{email},217-555-0199,1 {tag} Canarystreet,"
+        "Springfield,IL,62701,01/01/2026 10:00,Y\n",
+    )
+    config_dir = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, config_dir)
+    out = tmp_path / "out"
+    (config_dir / "subscriptions.yaml").write_text(
+        yaml.safe_dump(
+            {"subscribers": {"files": {"transport": "file", "file": {"folder": str(out)}}}}
+        ),
+        encoding="utf-8",
+    )
+    config = load_hub_config(config_dir)
+    engine = create_hub_engine(hub)
+    restored = f"mdm_restored_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        for source in ("billing", "loyalty"):
+            ingest_file(engine, config, landing / source / "canary.csv", landing)
+        reconsolidate(engine, config, "canary")
+        (golden,) = {
+            g
+            for (g,) in rows(
+                engine,
+                "SELECT golden_id FROM golden_xref WHERE source_key IN (:b, :l)",
+                b=f"C{tag}",
+                l=f"LC{tag}",
+            )
+        }
+        assert syndicate(engine, config, "files", home=tmp_path).snapshot > 0
+        before = pg_dump_text(hub)
+        assert all(c in before for c in canaries)
+        backup = tmp_path / "hub.dump"
+        subprocess.run(
+            ["pg_dump", "--format=custom", "--no-owner", "--file", str(backup), pg_url(hub)],
+            check=True,
+        )
+
+        assert main(["erase", "--golden", golden, "--hub", hub]) == 0
+        assert not [c for c in canaries if c in pg_dump_text(hub)]  # erased in the live hub
+
+        # The backup restored into a fresh database: the person is back.
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{restored}"'))
+        restored_url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{restored}"
+        subprocess.run(
+            [
+                "pg_restore",
+                "--no-owner",
+                "--exit-on-error",
+                "--dbname",
+                pg_url(restored_url),
+                str(backup),
+            ],
+            check=True,
+        )
+        assert all(c in pg_dump_text(restored_url) for c in canaries)
+
+        capsys.readouterr()
+        assert main(["erasure", "replay", "--hub", restored_url, "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["entries"] == 1 and report["redone"] == 1 and report["golden_records"] == 1
+
+        dump = pg_dump_text(restored_url)
+        assert not [c for c in canaries if c in dump]  # grep the whole restored database
+        again = create_hub_engine(restored_url)
+        try:
+            assert rows(
+                again, "SELECT status FROM golden_records WHERE golden_id = :g", g=golden
+            ) == [("erased",)]
+            check_invariants(again)
+            syndicate(again, config, "files", home=tmp_path)
+            told = [
+                json.loads(line)
+                for path in sorted(out.iterdir())
+                for line in path.read_text(encoding="utf-8").splitlines()
+            ]
+            kinds = [m["event_type"] for m in told if m["golden_id"] == golden]
+            assert kinds.count("erased") >= 1 and "snapshot" in kinds
+            capsys.readouterr()
+            assert main(["erasure", "replay", "--hub", restored_url, "--json"]) == 0
+            assert json.loads(capsys.readouterr().out)["redone"] == 0
+        finally:
+            again.dispose()
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{restored}" WITH (FORCE)'))
+        admin.dispose()
