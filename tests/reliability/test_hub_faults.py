@@ -63,22 +63,30 @@ def golden_of(engine: sa.Engine, source: str, key: str) -> tuple[str, int, dict]
     return g, version, json.loads(attributes) if isinstance(attributes, str) else attributes
 
 
+def correction(silos: Path) -> tuple[Path, str, str, str, list[str]]:
+    """The last billing extract as its silo corrects it: the first customer's street changed
+    (stamped after every other version of the person: the newest address survives), the last
+    customer left out. Returns the original, the corrected text, the changed and the removed
+    customer's keys and the original's data lines."""
+    original = [p for p in files_of(silos) if p.parent.name == "billing"][-1]
+    header, *lines = original.read_bytes().decode("utf-8").splitlines(keepends=True)
+    assert len(lines) >= 3
+    first = lines[0].rstrip("\r\n").split(";")
+    changed_key, removed_key = first[0], lines[-1].split(";", 1)[0]
+    first[2] = "1 Corrected Road"
+    assert datetime.strptime(first[-1], "%Y-%m-%d %H:%M:%S") < CORRECTED_AT
+    first[-1] = CORRECTED_AT.strftime("%Y-%m-%d %H:%M:%S")
+    corrected = header + ";".join(first) + "\n" + "".join(lines[1:-1])
+    return original, corrected, changed_key, removed_key, lines
+
+
 def test_a_corrected_extract_replaces_the_changed_row_keeps_the_removed_one_and_recomputes(
     hub: str, small_silos: Path, tmp_path: Path
 ) -> None:
     engine = create_hub_engine(hub)
     try:
         reconsolidate(engine, CONFIG, "settle")  # the base hub's last two files
-        original = [p for p in files_of(small_silos) if p.parent.name == "billing"][-1]
-        header, *lines = original.read_bytes().decode("utf-8").splitlines(keepends=True)
-        assert len(lines) >= 3
-        first = lines[0].rstrip("\r\n").split(";")
-        changed_key, removed_key = first[0], lines[-1].split(";", 1)[0]
-        first[2] = "1 Corrected Road"
-        # Stamped after every other source's version of the person: the newest address wins.
-        assert datetime.strptime(first[-1], "%Y-%m-%d %H:%M:%S") < CORRECTED_AT
-        first[-1] = CORRECTED_AT.strftime("%Y-%m-%d %H:%M:%S")
-        corrected = header + ";".join(first) + "\n" + "".join(lines[1:-1])
+        original, corrected, changed_key, removed_key, lines = correction(small_silos)
 
         records_before = rows(engine, "SELECT count(*) FROM source_records")[0][0]
         versions_before = rows(engine, "SELECT count(*) FROM source_record_versions")[0][0]
@@ -269,3 +277,75 @@ def test_a_pg_dump_restored_after_an_erasure_loses_the_person_again_at_replay(
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{restored}" WITH (FORCE)'))
         admin.dispose()
+
+
+def test_a_steward_pin_racing_a_batch_consolidation_keeps_both_intents(
+    hub: str, small_silos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Row 12: a batch consolidation (a corrected extract moved a customer) plans; before it
+    writes, a steward in another session pins the same golden record's email. The batch
+    commits without the pin (planned before it), the hub sees the pin as not applied yet, and
+    the next consolidation applies it on top of the batch's new address: neither intent is
+    lost, and the hub converges."""
+    from mdm_orchestration.survivorship import needs_consolidation, pin_attribute, writing
+
+    engine = create_hub_engine(hub)
+    try:
+        reconsolidate(engine, CONFIG, "settle")
+        original, corrected, changed_key, _removed, _lines = correction(small_silos)
+        golden, version, attributes = golden_of(engine, "billing", changed_key)
+        pinned = f"steward.{uuid.uuid4().hex[:6]}@example.com"
+        assert attributes.get("email") != pinned
+        landing = tmp_path / "landing"
+        write_file(landing / "billing" / original.name, corrected)
+        ingest_file(engine, CONFIG, landing / "billing" / original.name, landing)
+
+        planned, pins = writing.plan, []
+
+        def plan_then_the_steward_pins(conn, config, **kwargs):  # type: ignore[no-untyped-def]
+            out = planned(conn, config, **kwargs)
+            if not pins:  # session B commits while session A holds its plan
+                pins.append(
+                    pin_attribute(
+                        engine,
+                        CONFIG,
+                        golden,
+                        "email",
+                        by="steward",
+                        reason="customer called",
+                        values={"email": pinned},
+                    )
+                )
+            return out
+
+        monkeypatch.setattr(writing, "plan", plan_then_the_steward_pins)
+        counts = reconsolidate(engine, CONFIG, "batch")
+        monkeypatch.setattr(writing, "plan", planned)
+        assert pins and counts["golden"]["updated"] >= 1
+        raced, raced_version, after_batch = golden_of(engine, "billing", changed_key)
+        assert raced == golden and raced_version == version + 1
+        assert after_batch["street"].startswith("1 Corrected")  # the batch's intent
+        assert after_batch.get("email") != pinned  # planned before the pin existed
+        with engine.connect() as conn:
+            assert needs_consolidation(conn, CONFIG)  # the pin is seen as not applied yet
+        assert rows(
+            engine,
+            "SELECT status, applied_version FROM attribute_overrides WHERE id = :i",
+            i=pins[0],
+        ) == [("active", None)]
+
+        reconsolidate(engine, CONFIG, "next")
+        final, final_version, both = golden_of(engine, "billing", changed_key)
+        assert final == golden and final_version == version + 2
+        assert both["email"] == pinned and both["street"].startswith("1 Corrected")
+        assert rows(
+            engine,
+            "SELECT status, applied_version FROM attribute_overrides WHERE id = :i",
+            i=pins[0],
+        ) == [("active", final_version)]
+        with engine.connect() as conn:
+            assert not needs_consolidation(conn, CONFIG)
+        check_invariants(engine)
+        check_convergence(engine, CONFIG)
+    finally:
+        engine.dispose()
