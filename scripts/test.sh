@@ -10,4 +10,6 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 ||
     echo "chromium could not be installed; the UI test will skip" >&2
 fi
-exec .venv/bin/python -m pytest "$@"
+# Both cores (pytest-xdist): a test file runs whole on one worker, so its module fixtures (a
+# mastered hub, a served API) are built once. MDM_TEST_WORKERS=0 runs in this process.
+exec .venv/bin/python -m pytest -n "${MDM_TEST_WORKERS:-2}" --dist loadfile "$@"
