@@ -29,7 +29,7 @@ from mdm_orchestration.cleansing.quality import FILLED_BY, VALID_BY
 from mdm_orchestration.config import HubConfig
 from mdm_orchestration.hub.bulk import bulk_insert
 from mdm_orchestration.hub.models import ExtractStatus
-from mdm_orchestration.hub.store import write_transaction
+from mdm_orchestration.hub.store import reconsolidation_lock, write_transaction
 from mdm_orchestration.hub.tables import (
     CLEANSED,
     EXTRACTS,
@@ -207,27 +207,32 @@ def cleanse_pending(
     chunk_rows: int = 50_000,
 ) -> CleanseSummary:
     """Cleanse every loaded extract not cleansed yet; with ``rebuild``, all of them again
-    (after a change of cleansing rules). Idempotent: with nothing new it writes nothing."""
+    (after a change of cleansing rules). Idempotent: with nothing new it writes nothing.
+
+    One run at a time (the hub's run lock, as matching and consolidation take it): a second
+    run started meanwhile waits, then finds the extracts cleansed, instead of cleansing them
+    again or failing on the first one's rows."""
     today = today or utcnow().date()
-    if rebuild:
-        with write_transaction(engine) as conn:
-            conn.execute(update(EXTRACTS).values(cleansed_at=None))
-    with engine.connect() as conn:
-        pending = pending_extracts(conn)
     summary = CleanseSummary()
-    for extract_id, source_name in pending:
-        if source_name not in config.sources:
-            summary.skipped_extracts += 1
-            continue
-        cleanse_extract(
-            engine,
-            config,
-            extract_id,
-            source_name,
-            today=today,
-            chunk_rows=chunk_rows,
-            summary=summary,
-        )
+    with reconsolidation_lock(engine):
+        if rebuild:
+            with write_transaction(engine) as conn:
+                conn.execute(update(EXTRACTS).values(cleansed_at=None))
+        with engine.connect() as conn:
+            pending = pending_extracts(conn)
+        for extract_id, source_name in pending:
+            if source_name not in config.sources:
+                summary.skipped_extracts += 1
+                continue
+            cleanse_extract(
+                engine,
+                config,
+                extract_id,
+                source_name,
+                today=today,
+                chunk_rows=chunk_rows,
+                summary=summary,
+            )
     return summary
 
 

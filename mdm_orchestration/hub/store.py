@@ -174,26 +174,73 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
             yield conn
 
 
-#: Session-level ``pg_advisory_lock`` key held for a whole matching or consolidation run.
+#: Session-level ``pg_advisory_lock`` key held for a whole cleansing, matching or
+#: consolidation run.
 RECONSOLIDATION_LOCK_KEY = 0x6D646D10
 
 
 @contextmanager
 def reconsolidation_lock(engine: Engine) -> Iterator[None]:
-    """One matching or consolidation run at a time on PostgreSQL: a second one waits here
-    (one writer of the hub at a time), besides the Dagster pool. SQLite has one writer anyway, and each
-    run checks at write time that nothing committed since it read."""
-    if engine.dialect.name != "postgresql":
+    """One cleansing, matching or consolidation run at a time, besides the Dagster pool: a
+    second one started outside it (two processes, a pool turned off) waits here, then finds
+    the work done, instead of failing on the first one's rows or on its commit (RELIABILITY
+    row 11). PostgreSQL: a session advisory lock. SQLite: an exclusive ``flock`` on a file
+    beside the database (SQLite has one writer anyway, but a run that planned while another
+    wrote would find its plan stale at write time and fail); each run still checks at write
+    time that nothing committed since it read."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": RECONSOLIDATION_LOCK_KEY})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": RECONSOLIDATION_LOCK_KEY})
+                conn.commit()
+        return
+    with _sqlite_run_lock(engine):
+        yield
+
+
+#: Per SQLite database file: a lock for this process's threads (re-entered by the thread
+#: holding it) and how deep it holds the file lock.
+_sqlite_run_locks: dict[str, tuple[threading.RLock, list[int]]] = {}
+
+
+@contextmanager
+def _sqlite_run_lock(engine: Engine) -> Iterator[None]:
+    """An exclusive ``flock`` on ``<database>-reconsolidation.lock`` (0600, empty) held while
+    the block runs, behind a lock of this process's threads (a thread that holds it already
+    goes on: a run nested in a run, as tests stage a race, must not wait for itself). None
+    for an in-memory database, without ``fcntl`` or where the file cannot be opened (the
+    write-time checks remain)."""
+    database = sqlite_file_of(engine.url.render_as_string(hide_password=False))
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        fcntl = None  # type: ignore[assignment]
+    if not database or fcntl is None:
         yield
         return
-    with engine.connect() as conn:
-        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": RECONSOLIDATION_LOCK_KEY})
-        conn.commit()
+    key = os.path.abspath(database)
+    with _migrated_lock:
+        rlock, depth = _sqlite_run_locks.setdefault(key, (threading.RLock(), [0]))
+    with rlock:
+        fd = None
+        if depth[0] == 0:
+            with contextlib.suppress(OSError):
+                fd = os.open(
+                    f"{key}-reconsolidation.lock", os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE
+                )
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        depth[0] += 1
         try:
             yield
         finally:
-            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": RECONSOLIDATION_LOCK_KEY})
-            conn.commit()
+            depth[0] -= 1
+            if fd is not None:
+                os.close(fd)  # closing the descriptor releases the file lock
 
 
 def migrate(engine: Engine) -> None:

@@ -7,6 +7,10 @@ nothing is duplicated. Extracts are deltas: a row the correction leaves out keep
 last version (a silo deletes a record with its ``deleted_flag`` column, tested in
 test_incremental).
 
+Row 11: two reconsolidations in two processes behind a barrier never write at the same time.
+
+Row 12: a steward's pin racing a batch consolidation keeps both intents.
+
 Row 18 on PostgreSQL: a ``pg_dump`` from before an erasure, restored with ``pg_restore``,
 loses the person again at ``mdm erasure replay``.
 """
@@ -14,6 +18,7 @@ loses the person again at ``mdm erasure replay``.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import shutil
 import subprocess
 import uuid
@@ -345,6 +350,156 @@ def test_a_steward_pin_racing_a_batch_consolidation_keeps_both_intents(
         ) == [("active", final_version)]
         with engine.connect() as conn:
             assert not needs_consolidation(conn, CONFIG)
+        check_invariants(engine)
+        check_convergence(engine, CONFIG)
+    finally:
+        engine.dispose()
+
+
+#: The hub tables a reconsolidation writes (cleansing, matching, consolidation).
+RUN_TABLES = (
+    "cleansed_records",
+    "match_clusters",
+    "match_pairs",
+    "match_runs",
+    "blocking_index",
+    "review_queue",
+    "consolidation_queue",
+    "golden_records",
+    "golden_history",
+    "golden_xref",
+    "golden_changes",
+    "golden_runs",
+)
+
+
+def install_write_audit(url: str) -> None:
+    """A PostgreSQL audit of every statement that writes one of :data:`RUN_TABLES`: the
+    writing session's ``application_name`` (each child process names its sessions), its
+    transaction, the time, and the ``application_name`` of the session holding the run's
+    advisory lock then, if any (``pg_locks``; a bigint key shows as classid = its high and
+    objid = its low 32 bits). The lock is held on a session of its own, so the two names
+    are compared, not the backends."""
+    from mdm_orchestration.hub.store import RECONSOLIDATION_LOCK_KEY
+
+    high, low = RECONSOLIDATION_LOCK_KEY >> 32, RECONSOLIDATION_LOCK_KEY & 0xFFFFFFFF
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "CREATE TABLE write_audit (app text, txid bigint, at timestamptz, "
+                    "tbl text, op text, holder text)"
+                )
+            )
+            conn.execute(
+                sa.text(
+                    "CREATE FUNCTION audit_write() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                    "BEGIN INSERT INTO write_audit VALUES (current_setting('application_name'), "
+                    "txid_current(), clock_timestamp(), TG_TABLE_NAME, TG_OP, (SELECT "
+                    "a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                    "WHERE l.locktype = 'advisory' AND l.granted "
+                    f"AND l.classid = {high} AND l.objid = {low} AND l.objsubid = 1)); "
+                    "RETURN NULL; END $$"
+                )
+            )
+            for table in RUN_TABLES:
+                conn.execute(
+                    sa.text(
+                        f"CREATE TRIGGER audit_{table} AFTER INSERT OR UPDATE OR DELETE ON "
+                        f"{table} FOR EACH STATEMENT EXECUTE FUNCTION audit_write()"
+                    )
+                )
+    finally:
+        engine.dispose()
+
+
+def _reconsolidate_behind(barrier, url: str, n: int, audit: str) -> None:  # type: ignore[no-untyped-def]
+    """The body of a forked child: one whole reconsolidation (cleanse, match, consolidate, as
+    reconsolidate_job runs them, with no Dagster pool around it), started with the other
+    child's at the barrier. Each write transaction's window (from its BEGIN, which on SQLite
+    takes the write lock, to just before its COMMIT) is appended to ``audit``."""
+    import time
+
+    if url.startswith("postgresql"):
+        url += f"?application_name=overlap-{n}"  # the audit tells the two processes apart
+    engine = create_hub_engine(url)
+    windows: list[tuple[float, float]] = []
+    began: dict[int, float] = {}
+
+    @sa.event.listens_for(engine, "begin")  # after the hub's own BEGIN (IMMEDIATE on SQLite)
+    def _begin(conn) -> None:  # type: ignore[no-untyped-def]
+        if conn.get_execution_options().get("mdm_write"):
+            began[id(conn)] = time.monotonic()
+
+    @sa.event.listens_for(engine, "commit")
+    def _commit(conn) -> None:  # type: ignore[no-untyped-def]
+        if id(conn) in began:
+            windows.append((began.pop(id(conn)), time.monotonic()))
+
+    barrier.wait(timeout=60)
+    reconsolidate(engine, CONFIG, f"overlap-{n}")
+    with open(audit, "a", encoding="utf-8") as out:
+        out.writelines(json.dumps([n, a, b]) + "\n" for a, b in windows)
+    engine.dispose()
+
+
+def test_two_reconsolidations_in_processes_never_write_at_the_same_time(
+    hub: str, tmp_path: Path
+) -> None:
+    """Row 11: two whole reconsolidations in two processes, released together by a
+    ``multiprocessing.Barrier``, no Dagster pool: the database alone serialises them (the
+    advisory lock on PostgreSQL, the single writer of SQLite, with no ``database is locked``).
+    Both succeed, one does the work and the other finds none, their write transactions never
+    overlap; on PostgreSQL an audit trigger shows every matching and consolidation write
+    made while its own process held the advisory lock and no two transactions' writes
+    interleaved. (Before the fix, the second run failed: on PostgreSQL cleansing the same
+    extract, a unique violation; on SQLite matching, ConcurrentMatch at its commit.)"""
+
+    postgres = hub.startswith("postgresql")
+    if postgres:
+        install_write_audit(hub)
+    audit = tmp_path / "windows.jsonl"
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(2)
+    children = [
+        ctx.Process(target=_reconsolidate_behind, args=(barrier, hub, n, str(audit)))
+        for n in (1, 2)
+    ]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(timeout=300)
+        if child.exitcode is None:
+            child.kill()
+    assert [c.exitcode for c in children] == [0, 0]
+    windows = sorted(tuple(json.loads(line)) for line in audit.read_text().splitlines())
+    assert {n for n, _a, _b in windows} == {1, 2}
+    by_start = sorted(windows, key=lambda w: w[1])
+    overlaps = [(a, b) for a, b in zip(by_start, by_start[1:], strict=False) if b[1] < a[2]]
+    assert overlaps == []
+
+    engine = create_hub_engine(hub)
+    try:
+        runs = rows(engine, "SELECT run_id FROM golden_runs WHERE run_id LIKE 'overlap-%'")
+        assert len(runs) == 2
+        assert rows(engine, "SELECT count(*) FROM consolidation_queue") == [(0,)]
+        if postgres:
+            audited = rows(engine, "SELECT app, txid, at, tbl, holder FROM write_audit")
+            assert {app for app, *_ in audited} == {"overlap-1", "overlap-2"}
+            unlocked = sorted(
+                {(app, tbl, holder) for app, _t, _at, tbl, holder in audited if holder != app}
+            )
+            assert unlocked == []  # every write made while its own process held the lock
+            spans: dict[int, list] = {}
+            for app, txid, at, _tbl, _holder in audited:
+                span = spans.setdefault(txid, [app, at, at])
+                span[1], span[2] = min(span[1], at), max(span[2], at)
+            ordered = sorted(spans.values(), key=lambda s: s[1])
+            interleaved = [
+                (a, b) for a, b in zip(ordered, ordered[1:], strict=False) if b[1] < a[2]
+            ]
+            assert interleaved == []
         check_invariants(engine)
         check_convergence(engine, CONFIG)
     finally:
