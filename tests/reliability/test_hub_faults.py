@@ -377,8 +377,8 @@ def install_write_audit(url: str) -> None:
     """A PostgreSQL audit of every statement that writes one of :data:`RUN_TABLES`: the
     writing session's ``application_name`` (each child process names its sessions), its
     transaction, the time, and the ``application_name`` of the session holding the run's
-    advisory lock then, if any (``pg_locks``; a bigint key shows as classid = its high and
-    objid = its low 32 bits). The lock is held on a session of its own, so the two names
+    advisory lock in this database then, if any (``pg_locks``, where a bigint key shows as
+    classid = its high and objid = its low 32 bits; advisory locks are per database). The lock is held on a session of its own, so the two names
     are compared, not the backends."""
     from mdm_orchestration.hub.store import RECONSOLIDATION_LOCK_KEY
 
@@ -398,7 +398,8 @@ def install_write_audit(url: str) -> None:
                     "BEGIN INSERT INTO write_audit VALUES (current_setting('application_name'), "
                     "txid_current(), clock_timestamp(), TG_TABLE_NAME, TG_OP, (SELECT "
                     "a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                    "WHERE l.locktype = 'advisory' AND l.granted "
+                    "WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid "
+                    "FROM pg_database WHERE datname = current_database()) "
                     f"AND l.classid = {high} AND l.objid = {low} AND l.objsubid = 1)); "
                     "RETURN NULL; END $$"
                 )
