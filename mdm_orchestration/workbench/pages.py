@@ -496,90 +496,86 @@ def workbench_router(
             raise WorkbenchProblem(422, "give a reason: it is kept with the correction")
         return reason[:1000]
 
+    def _correct(
+        request: Request,
+        user: User,
+        form: dict,
+        action: str,
+        done: str,
+        change: Callable[[Any, str, str], dict],
+    ) -> Response:
+        """Apply one steward correction to a golden record, audit it and go back to the record.
+
+        ``change(state, golden_id, reason)`` makes the correction and returns the details kept
+        in the audit trail; a ``CorrectionError`` it raises becomes a 422 for the steward.
+        """
+        gid = request.path_params["golden_id"][:32]
+        reason = _reason(form)
+        st = state(request)
+        try:
+            details = change(st, gid, reason)
+        except CorrectionError as exc:
+            raise WorkbenchProblem(422, str(exc)) from None
+        audits.audit(st.engine, user.name, action, f"golden:{gid}", reason, **details)
+        return RedirectResponse(f"{PREFIX}/golden/{gid}?done={done}", status_code=303)
+
     @router.post("/golden/{golden_id}/merge")
     @guarded(STEWARD, post=True)
     async def merge(request: Request, user: User, session: Session, form: dict) -> Response:
-        gid = request.path_params["golden_id"][:32]
-        reason = _reason(form)
-        engine = state(request).engine
-        try:
-            done = merge_golden(engine, gid, form.get("other", "")[:200].strip(), user.name, reason)
-        except CorrectionError as exc:
-            raise WorkbenchProblem(422, str(exc)) from None
-        audits.audit(engine, user.name, audits.MERGE, f"golden:{gid}", reason, **done)
-        return RedirectResponse(f"{PREFIX}/golden/{gid}?done=merge", status_code=303)
+        def change(st: Any, gid: str, reason: str) -> dict:
+            other = form.get("other", "")[:200].strip()
+            return merge_golden(st.engine, gid, other, user.name, reason)
+
+        return _correct(request, user, form, audits.MERGE, "merge", change)
 
     @router.post("/golden/{golden_id}/split")
     @guarded(STEWARD, post=True)
     async def split(request: Request, user: User, session: Session, form: dict) -> Response:
-        gid = request.path_params["golden_id"][:32]
-        reason = _reason(form)
-        engine = state(request).engine
-        try:
-            done = split_record(
-                engine, gid, form.get("record", "")[:200].strip(), user.name, reason
-            )
-        except CorrectionError as exc:
-            raise WorkbenchProblem(422, str(exc)) from None
-        audits.audit(engine, user.name, audits.SPLIT, f"golden:{gid}", reason, **done)
-        return RedirectResponse(f"{PREFIX}/golden/{gid}?done=split", status_code=303)
+        def change(st: Any, gid: str, reason: str) -> dict:
+            record = form.get("record", "")[:200].strip()
+            return split_record(st.engine, gid, record, user.name, reason)
+
+        return _correct(request, user, form, audits.SPLIT, "split", change)
 
     @router.post("/golden/{golden_id}/splits/{audit_id}/undo")
     @guarded(STEWARD, post=True)
     async def undo(request: Request, user: User, session: Session, form: dict) -> Response:
-        gid = request.path_params["golden_id"][:32]
         audit_id = _int(request.path_params["audit_id"])
-        reason = _reason(form)
-        engine = state(request).engine
-        try:
-            done = undo_split(engine, gid, audit_id, user.name, reason)
-        except CorrectionError as exc:
-            raise WorkbenchProblem(422, str(exc)) from None
-        audits.audit(engine, user.name, audits.UNDO_SPLIT, f"golden:{gid}", reason, **done)
-        return RedirectResponse(f"{PREFIX}/golden/{gid}?done=undo-split", status_code=303)
+
+        def change(st: Any, gid: str, reason: str) -> dict:
+            return undo_split(st.engine, gid, audit_id, user.name, reason)
+
+        return _correct(request, user, form, audits.UNDO_SPLIT, "undo-split", change)
 
     # --- attribute overrides ------------------------------------------------------------------
 
     @router.post("/golden/{golden_id}/pin")
     @guarded(STEWARD, post=True)
     async def pin(request: Request, user: User, session: Session, form: dict) -> Response:
-        gid = request.path_params["golden_id"][:32]
-        reason = _reason(form)
-        st = state(request)
-        try:
-            done = pin_from_form(st.engine, st.config, gid, form, user.name, reason)
-        except CorrectionError as exc:
-            raise WorkbenchProblem(422, str(exc)) from None
-        audits.audit(st.engine, user.name, audits.PIN, f"golden:{gid}", reason, **done)
-        return RedirectResponse(f"{PREFIX}/golden/{gid}?done=pin", status_code=303)
+        def change(st: Any, gid: str, reason: str) -> dict:
+            return pin_from_form(st.engine, st.config, gid, form, user.name, reason)
+
+        return _correct(request, user, form, audits.PIN, "pin", change)
 
     @router.post("/golden/{golden_id}/overrides/{override_id}/remove")
     @guarded(STEWARD, post=True)
     async def unpin(request: Request, user: User, session: Session, form: dict) -> Response:
-        gid = request.path_params["golden_id"][:32]
         oid = _int(request.path_params["override_id"])
-        reason = _reason(form)
-        engine = state(request).engine
-        try:
-            done = remove_pin(engine, gid, oid, user.name, reason)
-        except CorrectionError as exc:
-            raise WorkbenchProblem(422, str(exc)) from None
-        audits.audit(engine, user.name, audits.UNPIN, f"golden:{gid}", reason, **done)
-        return RedirectResponse(f"{PREFIX}/golden/{gid}?done=unpin", status_code=303)
+
+        def change(st: Any, gid: str, reason: str) -> dict:
+            return remove_pin(st.engine, gid, oid, user.name, reason)
+
+        return _correct(request, user, form, audits.UNPIN, "unpin", change)
 
     @router.post("/golden/{golden_id}/overrides/{override_id}/reviewed")
     @guarded(STEWARD, post=True)
     async def reviewed(request: Request, user: User, session: Session, form: dict) -> Response:
-        gid = request.path_params["golden_id"][:32]
         oid = _int(request.path_params["override_id"])
-        reason = _reason(form)
-        engine = state(request).engine
-        try:
-            done = pin_reviewed(engine, gid, oid, user.name, reason)
-        except CorrectionError as exc:
-            raise WorkbenchProblem(422, str(exc)) from None
-        audits.audit(engine, user.name, audits.PIN_REVIEWED, f"golden:{gid}", reason, **done)
-        return RedirectResponse(f"{PREFIX}/golden/{gid}?done=reviewed", status_code=303)
+
+        def change(st: Any, gid: str, reason: str) -> dict:
+            return pin_reviewed(st.engine, gid, oid, user.name, reason)
+
+        return _correct(request, user, form, audits.PIN_REVIEWED, "reviewed", change)
 
     # --- the audit trail ----------------------------------------------------------------------
 
