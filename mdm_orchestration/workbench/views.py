@@ -11,6 +11,7 @@ subscribers hold a golden record) are single-table selects here.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -390,30 +391,34 @@ def pin_from_form(
     }
 
 
-def remove_pin(engine: Engine, golden_id: str, override_id: int, by: str, reason: str) -> dict:
-    """Remove an active override of this golden record."""
+def _on_own_override(
+    engine: Engine,
+    golden_id: str,
+    override_id: int,
+    by: str,
+    reason: str,
+    change: Callable[[Engine, int, str, str], str],
+) -> dict:
+    """Apply ``change`` to an override once it is known to be one of this golden record's."""
     with engine.connect() as conn:
         mine = {o.id for o in attribute_overrides(conn, golden_id=golden_id)}
     if override_id not in mine:
         raise CorrectionError(f"golden record {golden_id} has no override {override_id}")
     try:
-        remove_attribute_override(engine, override_id, by, reason)
+        change(engine, override_id, by, reason)
     except OverrideError as exc:
         raise CorrectionError(str(exc)) from None
     return {"override_id": override_id}
+
+
+def remove_pin(engine: Engine, golden_id: str, override_id: int, by: str, reason: str) -> dict:
+    """Remove an active override of this golden record."""
+    return _on_own_override(engine, golden_id, override_id, by, reason, remove_attribute_override)
 
 
 def pin_reviewed(engine: Engine, golden_id: str, override_id: int, by: str, reason: str) -> dict:
     """A steward has looked at a retired override of this golden record."""
-    with engine.connect() as conn:
-        mine = {o.id for o in attribute_overrides(conn, golden_id=golden_id)}
-    if override_id not in mine:
-        raise CorrectionError(f"golden record {golden_id} has no override {override_id}")
-    try:
-        review_retired_override(engine, override_id, by, reason)
-    except OverrideError as exc:
-        raise CorrectionError(str(exc)) from None
-    return {"override_id": override_id}
+    return _on_own_override(engine, golden_id, override_id, by, reason, review_retired_override)
 
 
 def overrides_to_review(conn: Connection, show: bool) -> list[dict[str, Any]]:
