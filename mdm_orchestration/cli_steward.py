@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -379,19 +380,29 @@ def cmd_override_pin(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_override_remove(args: argparse.Namespace) -> int:
-    """Remove an active override; the next consolidation gives the group back to the rules."""
+def _change_override(args: argparse.Namespace, change: Callable[..., str]) -> str | None:
+    """Run ``change(engine, override_id, steward, reason)`` on the hub: the golden id it
+    returns, or None once a refusal is printed."""
     from mdm_orchestration.hub.store import create_hub_engine
-    from mdm_orchestration.survivorship import OverrideError, remove_attribute_override
+    from mdm_orchestration.survivorship import OverrideError
 
     engine = create_hub_engine(args.hub)
     try:
-        gid = remove_attribute_override(engine, args.override_id, _steward(), args.reason)
+        return change(engine, args.override_id, _steward(), args.reason)
     except OverrideError as exc:
         print(f"mdm: {exc}", file=sys.stderr)
-        return 2
+        return None
     finally:
         engine.dispose()
+
+
+def cmd_override_remove(args: argparse.Namespace) -> int:
+    """Remove an active override; the next consolidation gives the group back to the rules."""
+    from mdm_orchestration.survivorship import remove_attribute_override
+
+    gid = _change_override(args, remove_attribute_override)
+    if gid is None:
+        return 2
     text = f"override {args.override_id} of {gid} removed; the next consolidation applies it"
     emit(args, text, override_id=args.override_id, golden_id=gid, state="removal pending")
     return 0
@@ -399,17 +410,11 @@ def cmd_override_remove(args: argparse.Namespace) -> int:
 
 def cmd_override_reviewed(args: argparse.Namespace) -> int:
     """Mark a retired override as looked at (its review item is done)."""
-    from mdm_orchestration.hub.store import create_hub_engine
-    from mdm_orchestration.survivorship import OverrideError, review_retired_override
+    from mdm_orchestration.survivorship import review_retired_override
 
-    engine = create_hub_engine(args.hub)
-    try:
-        gid = review_retired_override(engine, args.override_id, _steward(), args.reason)
-    except OverrideError as exc:
-        print(f"mdm: {exc}", file=sys.stderr)
+    gid = _change_override(args, review_retired_override)
+    if gid is None:
         return 2
-    finally:
-        engine.dispose()
     emit(args, f"override {args.override_id} of {gid}: reviewed", override_id=args.override_id)
     return 0
 
