@@ -28,8 +28,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from mdm_orchestration.config.base import _Strict
-from mdm_orchestration.config.golden import CHANGE_NAMES, EVENT_TYPES, LIFECYCLES
-from mdm_orchestration.config.golden import CONSENT_CHANGE as _CONSENT_CHANGE
+from mdm_orchestration.config.golden import CHANGE_NAMES, EVENT_TYPES, LIFECYCLES, known_changes
 
 
 class BusinessEventRule(_Strict):
@@ -47,13 +46,7 @@ class BusinessEventRule(_Strict):
     @field_validator("changed_any")
     @classmethod
     def _known_changes(cls, value: list[str]) -> list[str]:
-        unknown = [v for v in value if v not in CHANGE_NAMES and not _CONSENT_CHANGE.fullmatch(v)]
-        if unknown:
-            raise ValueError(
-                f"unknown attribute(s) {unknown}; allowed: {', '.join(CHANGE_NAMES)} "
-                "or consents.<purpose>"
-            )
-        return value
+        return known_changes(value, "attribute")
 
     @field_validator("lifecycle_from", "lifecycle_to")
     @classmethod

@@ -126,6 +126,19 @@ ALL_EVENTS = "*"
 #: organisation link, the lifecycle, the member records, and ``consents.<purpose>``.
 CHANGE_NAMES = (*GOLDEN_ATTRIBUTES, "organisation_golden_id", "lifecycle", "members")
 CONSENT_CHANGE = re.compile(r"consents\.[a-z][a-z0-9_]{0,39}")
+
+
+def known_changes(value: list[str], noun: str) -> list[str]:
+    """``value`` if every entry names a change (``CHANGE_NAMES`` or ``consents.<purpose>``);
+    else a ValueError that calls them ``noun``: the validator of ``changed_any`` lists."""
+    unknown = [v for v in value if v not in CHANGE_NAMES and not CONSENT_CHANGE.fullmatch(v)]
+    if unknown:
+        raise ValueError(
+            f"unknown {noun}(s) {unknown}; allowed: {', '.join(CHANGE_NAMES)} or consents.<purpose>"
+        )
+    return value
+
+
 #: What a subscriber's ``where`` may test: a golden attribute, the lifecycle, the party type.
 WHERE_FIELDS = (*GOLDEN_ATTRIBUTES, "lifecycle", "party_type")
 
@@ -370,13 +383,7 @@ class Subscriber(_Strict):
     @field_validator("changed_any")
     @classmethod
     def _known_changes(cls, value: list[str]) -> list[str]:
-        unknown = [v for v in value if v not in CHANGE_NAMES and not CONSENT_CHANGE.fullmatch(v)]
-        if unknown:
-            raise ValueError(
-                f"unknown field(s) {unknown}; allowed: {', '.join(CHANGE_NAMES)} "
-                "or consents.<purpose>"
-            )
-        return value
+        return known_changes(value, "field")
 
     def wants(self, event_type: str) -> bool:
         """Whether it selected this event type (a change or a business event)."""
