@@ -81,6 +81,19 @@ from mdm_orchestration.syndication.transports import DeliveryError, Transport, m
 
 LEDGER_COLUMNS = ("subscriber", "golden_id", "version", "event_id", "present", "delivered_at")
 
+#: The outbox columns an ``OutboxEvent`` is built from, in its fields' order.
+OUTBOX_COLUMNS = (
+    CHANGES.c.seq,
+    CHANGES.c.event_id,
+    CHANGES.c.golden_id,
+    CHANGES.c.version,
+    CHANGES.c.event_type,
+    CHANGES.c.changed,
+    CHANGES.c.related,
+    CHANGES.c.created_at,
+    CHANGES.c.business_events,
+)
+
 
 class SubscriberFailing(RuntimeError):
     """Delivery failed ``max_attempts`` times in a row; the subscriber is marked failing."""
@@ -177,19 +190,7 @@ def _events(conn: Connection, seqs: list[int]) -> dict[int, OutboxEvent]:
     """The outbox events with these seqs."""
     out = {}
     for i in range(0, len(seqs), 500):
-        rows = conn.execute(
-            select(
-                CHANGES.c.seq,
-                CHANGES.c.event_id,
-                CHANGES.c.golden_id,
-                CHANGES.c.version,
-                CHANGES.c.event_type,
-                CHANGES.c.changed,
-                CHANGES.c.related,
-                CHANGES.c.created_at,
-                CHANGES.c.business_events,
-            ).where(CHANGES.c.seq.in_(seqs[i : i + 500]))
-        )
+        rows = conn.execute(select(*OUTBOX_COLUMNS).where(CHANGES.c.seq.in_(seqs[i : i + 500])))
         for r in rows:
             out[int(r.seq)] = OutboxEvent(*r)
     return out
@@ -557,17 +558,7 @@ class _Run:
         while True:
             with self.engine.connect() as conn:
                 rows = conn.execute(
-                    select(
-                        CHANGES.c.seq,
-                        CHANGES.c.event_id,
-                        CHANGES.c.golden_id,
-                        CHANGES.c.version,
-                        CHANGES.c.event_type,
-                        CHANGES.c.changed,
-                        CHANGES.c.related,
-                        CHANGES.c.created_at,
-                        CHANGES.c.business_events,
-                    )
+                    select(*OUTBOX_COLUMNS)
                     .where(CHANGES.c.seq > cursor)
                     .order_by(CHANGES.c.seq)
                     .limit(self.sub.batch_size)

@@ -27,7 +27,13 @@ from mdm_orchestration.config import HubConfig
 from mdm_orchestration.hub.store import mdm_home
 from mdm_orchestration.hub.tables import CHANGES, DEAD_LETTERS, GOLDEN, SUBSCRIBERS, in_chunks
 from mdm_orchestration.syndication.dead_letters import UNRESOLVED
-from mdm_orchestration.syndication.delivery import Step, _Run, _versions, read_extras
+from mdm_orchestration.syndication.delivery import (
+    OUTBOX_COLUMNS,
+    Step,
+    _Run,
+    _versions,
+    read_extras,
+)
 from mdm_orchestration.syndication.messages import (
     UPSERT_TYPES,
     Held,
@@ -54,19 +60,6 @@ class ReplayRange:
 
     def as_dict(self) -> dict[str, object]:
         return dict(vars(self))
-
-
-_COLUMNS = (
-    CHANGES.c.seq,
-    CHANGES.c.event_id,
-    CHANGES.c.golden_id,
-    CHANGES.c.version,
-    CHANGES.c.event_type,
-    CHANGES.c.changed,
-    CHANGES.c.related,
-    CHANGES.c.created_at,
-    CHANGES.c.business_events,
-)
 
 
 def _seq_of(conn, event: str) -> int:  # type: ignore[no-untyped-def]  # noqa: ANN001
@@ -140,7 +133,7 @@ def replay_range(
         while after < high:
             with engine.connect() as conn:
                 rows = conn.execute(
-                    select(*_COLUMNS)
+                    select(*OUTBOX_COLUMNS)
                     .where(CHANGES.c.seq > after, CHANGES.c.seq <= high)
                     .order_by(CHANGES.c.seq)
                     .limit(sub.batch_size)
