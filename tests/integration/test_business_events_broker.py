@@ -4,15 +4,12 @@ subscriber, a connection cut mid-delivery, and a replay of a range."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
 import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pika
 import pytest
 import sqlalchemy as sa
 
@@ -20,7 +17,7 @@ from mdm_orchestration.config import HubConfig, SubscriptionsConfig, load_hub_co
 from mdm_orchestration.hub.store import create_hub_engine
 from mdm_orchestration.syndication import replay_range, syndicate
 from tests.conftest import CONFIG_DIR
-from tests.integration.test_rabbitmq import BROKER, _url, vhost  # noqa: F401  (the fixture)
+from tests.integration.test_rabbitmq import _drain, _Proxy, _url, vhost  # noqa: F401  (the fixture)
 from tests.integration.test_sql_subscribers import mariadb_url  # noqa: F401  (the fixture)
 from tests.outbox import T0, Outbox, deliver_changes_from_start
 
@@ -35,20 +32,6 @@ def _config(subscribers: dict[str, Any]) -> HubConfig:
 
 def _bus(url: str, queue: str = "crm", **kw: Any) -> dict[str, Any]:  # noqa: ANN401
     return {"transport": "amqp", "amqp": {"url": url, "queue": queue}, **kw}
-
-
-def _drain(vhost: str, queue: str = "crm") -> list[tuple[Any, Any, dict[str, Any]]]:  # noqa: F811
-    connection = pika.BlockingConnection(pika.URLParameters(_url(vhost)))
-    try:
-        channel = connection.channel()
-        got = []
-        while True:
-            method, props, body = channel.basic_get(queue=queue, auto_ack=True)
-            if method is None:
-                return got
-            got.append((method, props, json.loads(body)))
-    finally:
-        connection.close()
 
 
 @pytest.fixture
@@ -141,60 +124,24 @@ def test_a_filtered_subscriber_receives_only_what_matches(
     assert got == [("G1", 1, "created"), ("G1", 3, "updated"), ("G1", 3, "address_changed")]
 
 
-class _CuttingProxy:
+class _CuttingProxy(_Proxy):
     """A TCP relay to the broker that drops every connection once, after ``cut_after`` bytes
     from the client: a network fault in the middle of a window of unconfirmed messages."""
 
     def __init__(self, cut_after: int) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
         self.cut_after, self.sent, self.cuts = cut_after, 0, 0
-        self.conns: list[socket.socket] = []
-        self.every: list[socket.socket] = []  # closed at the end
         self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(BROKER)
-            self.conns += [client, upstream]
-            self.every += [client, upstream]
-            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
-
-    def _pipe(self, a: socket.socket, b: socket.socket, outbound: bool) -> None:
-        try:
-            while data := a.recv(65536):
-                b.sendall(data)
-                if outbound:
-                    with self.lock:
-                        self.sent += len(data)
-                        cut = self.cuts == 0 and self.sent >= self.cut_after
-                        self.cuts += cut
-                    if cut:
-                        self.cut()
-        except OSError:
-            pass
-        finally:
-            for s in (a, b):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-
-    def cut(self) -> None:
-        for s in list(self.conns):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-        self.conns.clear()
-
-    def close(self) -> None:
-        self.cut()
-        self.listener.close()
-        for s in self.every:
-            s.close()
+    def _relayed(self, size: int, outbound: bool) -> None:
+        if not outbound:
+            return
+        with self.lock:
+            self.sent += size
+            cut = self.cuts == 0 and self.sent >= self.cut_after
+            self.cuts += cut
+        if cut:
+            self.cut()
 
 
 def test_a_connection_cut_mid_delivery_loses_nothing_and_keeps_order_per_golden_id(

@@ -73,9 +73,9 @@ def _message(golden: str, version: int, event_type: str = "updated") -> Message:
     )
 
 
-def _drain(vhost: str, queue: str) -> list[tuple[Any, Any, dict]]:
-    params = pika.URLParameters(_url(vhost))
-    connection = pika.BlockingConnection(params)
+def _drain(vhost: str, queue: str = "crm") -> list[tuple[Any, Any, dict[str, Any]]]:
+    """Every message waiting in ``queue`` of ``vhost``, taken off it: (method, properties, body)."""
+    connection = pika.BlockingConnection(pika.URLParameters(_url(vhost)))
     try:
         channel = connection.channel()
         got = []
@@ -139,14 +139,13 @@ def test_a_broker_that_is_down_is_a_delivery_error_naming_no_secret(vhost: str) 
 
 class _Proxy:
     """A TCP relay to the broker that the test can cut, as a broker restart or a network
-    fault would."""
+    fault would. A subclass may watch the bytes relayed (``_relayed``) and cut there."""
 
     def __init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.conns: list[socket.socket] = []
         self.every: list[socket.socket] = []  # closed at the end
-        self.relayed = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -158,13 +157,17 @@ class _Proxy:
             upstream = socket.create_connection(BROKER)
             self.conns += [client, upstream]
             self.every += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, outbound in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pipe, args=(a, b, outbound), daemon=True).start()
 
-    def _pipe(self, a: socket.socket, b: socket.socket) -> None:
+    def _relayed(self, size: int, outbound: bool) -> None:
+        """``size`` bytes were passed on (``outbound``: from the client to the broker)."""
+
+    def _pipe(self, a: socket.socket, b: socket.socket, outbound: bool) -> None:
         try:
             while data := a.recv(65536):
                 b.sendall(data)
+                self._relayed(len(data), outbound)
         except OSError:
             pass
         finally:
@@ -173,7 +176,7 @@ class _Proxy:
                     s.shutdown(socket.SHUT_RDWR)
 
     def cut(self) -> None:
-        for s in self.conns:
+        for s in list(self.conns):
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
         self.conns.clear()
