@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from mdm_orchestration.assets.errors import customer_safe_errors
 from mdm_orchestration.cleansing import (
     CleanseSummary,
     SourceQualityState,
@@ -158,6 +159,7 @@ def _checks(config: HubConfig, state: dict[str, SourceQualityState]) -> list[dg.
         ),
     ],
 )
+@customer_safe_errors
 def cleansed_records(
     context: dg.AssetExecutionContext,
     config: CleanseConfig,

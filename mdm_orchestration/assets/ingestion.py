@@ -4,6 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from mdm_orchestration.assets.errors import customer_safe_errors
 from mdm_orchestration.config import HubConfig
 from mdm_orchestration.ingestion import (
     ArchiveError,
@@ -165,6 +166,7 @@ def _archive(
         ),
     ],
 )
+@customer_safe_errors
 def source_extracts(
     context: dg.AssetExecutionContext, hub: HubDatabase, landing: LandingZone
 ) -> dg.MaterializeResult:

@@ -3,6 +3,7 @@ households."""
 
 import dagster as dg
 
+from mdm_orchestration.assets.errors import customer_safe_errors
 from mdm_orchestration.resources import HubDatabase, LandingZone
 from mdm_orchestration.survivorship import (
     consolidate,
@@ -94,6 +95,7 @@ class GoldenRecordsConfig(dg.Config):
     ],
     pool="hub_writer",
 )
+@customer_safe_errors
 def consolidate_golden_records(
     context: dg.AssetExecutionContext,
     config: GoldenRecordsConfig,
@@ -179,6 +181,7 @@ def consolidate_golden_records(
     ],
     **_COMMON,
 )
+@customer_safe_errors
 def households(context: dg.AssetExecutionContext, hub: HubDatabase) -> dg.MaterializeResult:
     """Households: persons' golden records at the same normalised address with a compatible
     family name (the same, or one part of a double-barrelled one). Only the addresses of golden

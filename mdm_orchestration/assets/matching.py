@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from mdm_orchestration.assets.errors import customer_safe_errors
 from mdm_orchestration.matching import (
     PARTY_TYPES,
     PartyClusters,
@@ -26,6 +27,7 @@ NO_GIANTS = "no_cluster_above_max_size"
     owners=["team:mdm"],
     tags={"stage": "matching"},
 )
+@customer_safe_errors
 def training_labels(context: dg.AssetExecutionContext, hub: HubDatabase) -> dg.MaterializeResult:
     """Labelled record pairs: the shipped defaults (from generated silos with ground truth) and
     every steward verdict (`mdm review`). The data version changes when the labels do, which is
@@ -64,6 +66,7 @@ class MatchModelConfig(dg.Config):
     tags={"stage": "matching"},
     pool="hub_writer",
 )
+@customer_safe_errors
 def match_model(
     context: dg.AssetExecutionContext,
     config: MatchModelConfig,
@@ -174,6 +177,7 @@ class MatchClustersConfig(dg.Config):
         ),
     ],
 )
+@customer_safe_errors
 def match_clusters(
     context: dg.AssetExecutionContext,
     config: MatchClustersConfig,

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from mdm_orchestration.assets.errors import customer_safe_errors
 from mdm_orchestration.partitions import subscribers
 from mdm_orchestration.resources import HubDatabase, LandingZone
 from mdm_orchestration.syndication import SubscriberFailing, subscriber_status, syndicate
@@ -63,6 +64,7 @@ def _lag_table(status: dict) -> dg.TableMetadataValue:
         ),
     ],
 )
+@customer_safe_errors
 def subscriber_deliveries(
     context: dg.AssetExecutionContext, hub: HubDatabase, landing: LandingZone
 ):  # type: ignore[no-untyped-def]
