@@ -102,11 +102,12 @@ def cmd_dlq_drop(args: argparse.Namespace) -> int:
 
 
 def _when(text: str | None) -> datetime | None:
-    """An ISO 8601 time; without a zone, UTC."""
+    """An ISO 8601 time, in UTC (without a zone it is UTC): the hub stores UTC, and SQLite
+    compares the times as written, so ``13:30+02:00`` must become ``11:30+00:00``."""
     if text is None:
         return None
     value = datetime.fromisoformat(text)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

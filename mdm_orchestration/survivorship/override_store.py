@@ -155,14 +155,25 @@ def write_outcomes(
             )
 
 
-def forget_overrides(conn: Connection, golden_ids: Iterable[str]) -> int:
+def forget_overrides(
+    conn: Connection, golden_ids: Iterable[str], record_ids: Iterable[str] = ()
+) -> int:
     """An erasure's part, in its transaction: the overrides of the erased person's golden
-    records go with their history (pinned values and reasons may hold their data). Returns how
-    many overrides went."""
+    records, and any pin of one of their ``record_ids`` (on another golden record, its baseline
+    holds that record's values), go with their history (pinned values and reasons may hold
+    their data). Returns how many overrides went."""
     ids = set(golden_ids)
-    gone = 0
+    records = set(record_ids)
+    doomed: set[int] = set()
+    for cond in in_chunks(_O.golden_id, ids):
+        doomed.update(conn.execute(select(_O.id).where(cond)).scalars())
+    for cond in in_chunks(_O.record_id, records):
+        doomed.update(conn.execute(select(_O.id).where(cond)).scalars())
     for cond in in_chunks(OVERRIDE_HISTORY.c.golden_id, ids):
         conn.execute(delete(OVERRIDE_HISTORY).where(cond))
-    for cond in in_chunks(_O.golden_id, ids):
+    gone = 0
+    for cond in in_chunks(OVERRIDE_HISTORY.c.override_id, doomed):
+        conn.execute(delete(OVERRIDE_HISTORY).where(cond))
+    for cond in in_chunks(_O.id, doomed):
         gone += conn.execute(delete(ATTRIBUTE_OVERRIDES).where(cond)).rowcount or 0
     return gone

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mdm_orchestration.cleansing.keys import group_keys
 from mdm_orchestration.survivorship.rules import (
     KEY_FIELDS,
     PUBLIC_FIELDS,
@@ -148,11 +149,15 @@ def apply_overrides(
         for f, v in values.items():
             survived.attributes[f] = v
             survived.lineage[f] = dict(lineage)
-        if record is not None:  # the pinned record's internal keys too (householding reads them)
-            for f in KEY_FIELDS.get(o.group, ()):
-                survived.keys.pop(f, None)
-                if not _missing(record.get(f)):
-                    survived.keys[f] = record[f]
+        # The group's internal keys follow the pinned values (householding and the household
+        # events read them): the pinned record's own, or those cleansing derives from the
+        # steward's values.
+        country = str(survived.attributes.get("country") or chosen.get("country") or "US")
+        keys = record if record is not None else group_keys(o.group, values, country)
+        for f in KEY_FIELDS.get(o.group, ()):
+            survived.keys.pop(f, None)
+            if not _missing(keys.get(f)):
+                survived.keys[f] = keys[f]
         outcomes.append(OverrideOutcome(o.override_id, o.golden_id, APPLIED))
     return outcomes
 

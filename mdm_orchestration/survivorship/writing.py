@@ -146,7 +146,9 @@ def _versions(planned: Planned, rows: _Rows) -> dict[str, int]:
     """The version each golden record holds after this plan (for the overrides it applies:
     the new one where it wrote one, else the one it left as it was)."""
     out = {g: p.version for g, p in planned.previous.items()}
-    out.update({g: rows.versions.get(g, 1) for g in planned.plan.states})
+    # Only a golden record with an event got a new version; ``rows.versions`` holds the next
+    # version of every earlier one, written or not.
+    out.update({e.golden_id: rows.versions.get(e.golden_id, 1) for e in planned.plan.events})
     return out
 
 

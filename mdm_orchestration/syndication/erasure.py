@@ -58,12 +58,14 @@ from mdm_orchestration.hub.tables import (
     HOUSEHOLDS,
     INDEX,
     LABELS,
+    OVERRIDE_REMOVALS,
     OVERRIDES,
     PAIRS,
     QUEUE,
     REVIEW,
     SOURCES,
     VERSIONS,
+    WORKBENCH_AUDIT,
     XREF,
     chunks,
     utcnow,
@@ -76,7 +78,9 @@ from mdm_orchestration.survivorship import event_id, forget_overrides, resolve_g
 #: The erasure ledger kept outside the hub database, under ``MDM_HOME``.
 LEDGER_NAME = "erasure-ledger.jsonl"
 
-PAIR_TABLES = (LABELS, OVERRIDES, REVIEW, PAIRS)
+# Steward decisions on pairs, including the cannot-links a steward took back (kept with their
+# reasons in match_override_removals).
+PAIR_TABLES = (LABELS, OVERRIDES, OVERRIDE_REMOVALS, REVIEW, PAIRS)
 RECORD_TABLES = (
     (INDEX, "record_id"),
     (QUEUE, "record_id"),
@@ -246,7 +250,16 @@ def _erase_in(
     blanked with their history, ``target`` retired as ``erased`` with an outbox event, the
     tombstone written. Returns the erasure id."""
     _delete_records(conn, record_ids)
-    forget_overrides(conn, goldens)  # a steward's pinned values of the person go too
+    # A steward's pinned values of the person go too (also a pin elsewhere on one of their
+    # records), and the reasons and details of the workbench's audit rows about their golden
+    # records (who did what, and when, stays).
+    forget_overrides(conn, goldens, record_ids)
+    for chunk in chunks([f"golden:{g}" for g in goldens]):
+        conn.execute(
+            update(WORKBENCH_AUDIT)
+            .where(WORKBENCH_AUDIT.c.target.in_(chunk))
+            .values(reason=None, details={"erased": True})
+        )
     for chunk in chunks(goldens):
         # The person leaves their household (which goes if they were its last member).
         for household, n in conn.execute(

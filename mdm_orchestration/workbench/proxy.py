@@ -21,6 +21,10 @@ from fastapi import Request
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 LOOPBACK = ("127.0.0.1", "::1")
+#: The longest user name (``workbench_users.name``); a longer asserted name is refused whole.
+MAX_USER_NAME = 64
+#: What a too-long asserted name becomes: no user can have it (a NUL), so the sign-in is 403.
+INVALID_USER = "\x00(name too long)"
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,10 @@ class TrustedProxy:
         if not self.trusts(request.client.host if request.client else None):
             return None
         value = (request.headers.get(self.header) or "").strip()
-        return value[:64] or None
+        if len(value) > MAX_USER_NAME:
+            # Never cut to size: a long name would sign in as whoever its first characters name.
+            return INVALID_USER
+        return value or None
 
 
 def parse_networks(text: str | tuple[str, ...] | list[str] | None) -> tuple[IPNetwork, ...]:

@@ -288,3 +288,17 @@ def test_household_moves_are_judged_against_the_households_before_the_change() -
         EventsConfig(), ["street"], None, None, {}, {}, HouseholdMove(joined=True)
     )
     assert names == ["address_changed", "joined_household"]
+
+
+def test_a_replay_time_with_an_offset_is_turned_into_utc():
+    """The hub stores UTC and SQLite compares times as written: ``--since 13:30+02:00`` must
+    reach the query as 11:30 UTC, not as 13:30 with its offset dropped."""
+    from datetime import UTC, datetime, timedelta
+
+    from mdm_orchestration.cli_syndication import _when
+
+    got = _when("2026-11-20T13:30:00+02:00")
+    assert got is not None and got.utcoffset() == timedelta(0)
+    assert got.replace(tzinfo=None) == datetime(2026, 11, 20, 11, 30)
+    assert _when("2026-11-20T13:30:00") == datetime(2026, 11, 20, 13, 30, tzinfo=UTC)
+    assert _when(None) is None

@@ -79,6 +79,50 @@ def test_a_pinned_record_supplies_the_whole_group_and_its_keys():
     assert out.keys["address_key"] == "elm"
 
 
+def test_a_pinned_value_brings_its_own_keys_not_the_chosen_records():
+    """Householding reads the golden record's address and family keys: a steward's typed
+    address or name gives the keys cleansing derives from it, never the keys of the record
+    survivorship chose (which would place the person at the old address)."""
+    from mdm_orchestration.cleansing.keys import group_keys
+
+    records = [
+        rec(
+            "a",
+            "billing",
+            street="1 Main St",
+            city="Springfield",
+            postcode="62701",
+            country="US",
+            address_key="main-key",
+            family_key="lee",
+        ),
+    ]
+    out = survivor().survive(records)
+    assert out.keys["address_key"] == "main-key"
+    pinned = {"street": "9 Elm Rd", "city": "Shelbyville", "postcode": "62565", "country": "US"}
+    pins = [
+        Override(
+            1, G1, "address", VALUE, pinned=pinned, baseline=group_values(out.attributes, "address")
+        ),
+        Override(
+            2,
+            G1,
+            "name",
+            VALUE,
+            pinned={"given_name": "Ann", "family_name": "Smith"},
+            baseline=group_values(out.attributes, "name"),
+        ),
+    ]
+    assert [o.outcome for o in apply_overrides(out, pins, records)] == [APPLIED, APPLIED]
+    assert out.keys["address_key"] == group_keys("address", pinned, "US")["address_key"]
+    assert out.keys["address_key"] not in (None, "main-key")
+    assert (
+        out.keys["family_key"]
+        == group_keys("name", {"given_name": "Ann", "family_name": "Smith"}, "US")["family_key"]
+    )
+    assert out.keys["family_key"] != "lee"
+
+
 def test_a_record_pin_retires_when_the_record_changes_or_leaves():
     records = _records()
     pin = Override(3, G1, "email", RECORD, record_id="b", baseline={"email": "ann@loyalty.example"})

@@ -273,12 +273,40 @@ def test_mdm_override_pin_list_remove_and_split_undo(engine, capsys):
 
 
 def test_an_erasure_takes_the_persons_overrides_with_it(engine, tmp_path):
+    from mdm_orchestration.hub.tables import OVERRIDE_REMOVALS, utcnow
     from mdm_orchestration.syndication import erase
+    from mdm_orchestration.workbench.audit import audit
 
     gid, _key, _ref, _values = billing_member(engine)
     pin_attribute(
         engine, CONFIG, gid, "email", values={"email": "erase.me@example.org"}, by="s", reason="r"
     )
+    # What else a steward left about the person: an audited pin with their data in its reason
+    # and details, and a cannot-link taken back (kept with its reason).
+    audit(engine, "stella", "attribute_pin", f"golden:{gid}", "erase.me said so", email="erase.me")
+    (member, other) = [
+        r[0]
+        for r in rows(
+            engine,
+            "SELECT record_id FROM golden_xref WHERE golden_id = :g ORDER BY record_id LIMIT 2",
+            g=gid,
+        )
+    ]
+    now = utcnow()
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(OVERRIDE_REMOVALS).values(
+                left_record_id=member,
+                right_record_id=other,
+                kind="cannot_link",
+                reason="erase.me is two people",
+                created_by="stella",
+                created_at=now,
+                removed_by="stella",
+                removed_at=now,
+                removed_reason="erase.me is one person",
+            )
+        )
     (tmp_path / "landing").mkdir()
     erase(
         engine,
@@ -295,5 +323,14 @@ def test_an_erasure_takes_the_persons_overrides_with_it(engine, tmp_path):
     assert rows(
         engine, "SELECT count(*) FROM attribute_override_history WHERE golden_id = :g", g=gid
     ) == [(0,)]
+    assert rows(
+        engine,
+        "SELECT actor, action, reason FROM workbench_audit WHERE target = :t",
+        t=f"golden:{gid}",
+    ) == [("stella", "attribute_pin", None)]
+    dump = repr(rows(engine, "SELECT * FROM workbench_audit")) + repr(
+        rows(engine, "SELECT * FROM match_override_removals")
+    )
+    assert "erase.me" not in dump
     reconsolidate(engine)
     check_invariants(engine)

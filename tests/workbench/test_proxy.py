@@ -61,8 +61,15 @@ def test_a_trusted_proxy_signs_in_an_enabled_local_user_with_its_own_role(workbe
     try:
         create_user(engine, "sso_dora", "steward", PASSWORD, "tests")
         disable_user(engine, "sso_dora")
+        longest = "l" * 64  # the longest user name there can be
+        create_user(engine, longest, "steward", PASSWORD, "tests")
         with client_for(app, "127.0.0.1") as c:
             assert c.get("/workbench/review", headers={HEADER: "sso_dora"}).status_code == 403
+            assert c.get("/workbench/review", headers={HEADER: longest}).status_code == 200
+            # A longer name is refused whole, never cut down to the user its start names.
+            c.cookies.clear()
+            tail = c.get("/workbench/review", headers={HEADER: longest + "-mallory"})
+            assert tail.status_code == 403
         with engine.connect() as conn:
             vias = conn.execute(
                 select(WORKBENCH_AUDIT.c.actor, WORKBENCH_AUDIT.c.action).where(
