@@ -191,16 +191,9 @@ def test_a_bom_in_a_declared_latin1_file_is_not_a_header_character(
         ingest_file(sqlite_engine, config, path, landing)
 
 
-def test_nfc_and_nfd_forms_of_a_name_in_two_sources_are_one_customer(
-    tmp_path, sqlite_engine, landing
-):
-    """Zoë Brontë as NFC in a Latin-1 loyalty file and as NFD in a UTF-8 CRM file (with a BOM
-    and CRLF line ends): ingest, cleanse and match put them in one cluster, and a different
-    person of a similar name stays apart."""
-    from mdm_orchestration.cleansing import cleanse_pending
-    from mdm_orchestration.matching import rebuild_clusters, train_models
-
-    config = _config_with(tmp_path, loyalty="latin-1")
+def _ingest_zoe(engine: sa.Engine, config: HubConfig, landing: Path) -> None:
+    """Ingest Zoë Brontë as NFC in a Latin-1 loyalty file (with a Zoe Bronte of another town,
+    L2) and as NFD in a UTF-8 CRM file with a BOM and CRLF line ends (C1)."""
     loyalty = _loyalty_csv(
         [
             _loyalty_row("L1", NFC, mobile="217-555-0143"),
@@ -231,8 +224,21 @@ def test_nfc_and_nfd_forms_of_a_name_in_two_sources_are_one_customer(
         "LastModifiedDate": "2026-01-02T00:00:00Z",
     }
     crm = "\ufeff" + ",".join(CRM_HEADER) + "\r\n" + ",".join(crm_values.values()) + "\r\n"
-    ingest_file(sqlite_engine, config, write_file(landing / "loyalty/zoe.csv", loyalty), landing)
-    ingest_file(sqlite_engine, config, write_file(landing / "crm/zoe.csv", crm), landing)
+    ingest_file(engine, config, write_file(landing / "loyalty/zoe.csv", loyalty), landing)
+    ingest_file(engine, config, write_file(landing / "crm/zoe.csv", crm), landing)
+
+
+def test_nfc_and_nfd_forms_of_a_name_in_two_sources_are_one_customer(
+    tmp_path, sqlite_engine, landing
+):
+    """Zoë Brontë as NFC in a Latin-1 loyalty file and as NFD in a UTF-8 CRM file (with a BOM
+    and CRLF line ends): ingest, cleanse and match put them in one cluster, and a different
+    person of a similar name stays apart."""
+    from mdm_orchestration.cleansing import cleanse_pending
+    from mdm_orchestration.matching import rebuild_clusters, train_models
+
+    config = _config_with(tmp_path, loyalty="latin-1")
+    _ingest_zoe(sqlite_engine, config, landing)
     cleanse_pending(sqlite_engine, config)
     with sqlite_engine.connect() as conn:
         cleansed = {

@@ -10,7 +10,6 @@ byte-exact and a header carrying SQL rejected, the tables intact."""
 from __future__ import annotations
 
 import json
-import unicodedata
 from collections.abc import Iterator
 
 import pytest
@@ -19,9 +18,16 @@ import sqlalchemy as sa
 from mdm_orchestration.hub.models import ExtractStatus
 from mdm_orchestration.hub.store import create_hub_engine
 from mdm_orchestration.ingestion import ExtractRejected, ingest_file
-from mdm_orchestration.sample_data.generator import CRM_HEADER, LOYALTY_HEADER
+from mdm_orchestration.sample_data.generator import LOYALTY_HEADER
 from tests.helpers import write_file
-from tests.unit.test_encodings import NFC, NFD, _config_with, _loyalty_csv, _loyalty_row
+from tests.unit.test_encodings import (
+    NFC,
+    NFD,
+    _config_with,
+    _ingest_zoe,
+    _loyalty_csv,
+    _loyalty_row,
+)
 from tests.unit.test_ingest import BILLING_HEADER, billing_row, shop_record
 
 
@@ -85,38 +91,7 @@ def test_nfc_and_nfd_forms_of_a_name_are_one_customer(engine, landing, tmp_path)
     from mdm_orchestration.matching import rebuild_clusters, train_models
 
     config = _config_with(tmp_path, loyalty="latin-1")
-    loyalty = _loyalty_csv(
-        [
-            _loyalty_row("L1", NFC, mobile="217-555-0143"),
-            _loyalty_row(
-                "L2",
-                "Zoe",
-                surname="Bronte",
-                birthday="02/11/1971",
-                mobile="312-555-0199",
-                street_address="9 Elm St",
-                postcode="60601",
-                town="Chicago",
-            ),
-        ]
-    ).encode("latin-1")
-    crm_values = {c: "" for c in CRM_HEADER} | {
-        "Id": "C1",
-        "RecordType": "Contact",
-        "FirstName": NFD,
-        "LastName": unicodedata.normalize("NFD", "Brontë"),
-        "Phone": "(217) 555-0143",
-        "MailingStreet": "12 Rue de la Paix",
-        "MailingCity": "Springfield",
-        "MailingState": "IL",
-        "MailingPostalCode": "62701",
-        "MailingCountry": "US",
-        "Birthdate": "1990-03-14",
-        "LastModifiedDate": "2026-01-02T00:00:00Z",
-    }
-    crm = "\ufeff" + ",".join(CRM_HEADER) + "\r\n" + ",".join(crm_values.values()) + "\r\n"
-    ingest_file(engine, config, write_file(landing / "loyalty/zoe.csv", loyalty), landing)
-    ingest_file(engine, config, write_file(landing / "crm/zoe.csv", crm), landing)
+    _ingest_zoe(engine, config, landing)
     cleanse_pending(engine, config)
     train_models(engine, config)
     rebuild_clusters(engine, config)
