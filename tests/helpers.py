@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -409,3 +415,75 @@ def config_of(url: str, candidates: list[Path]):  # type: ignore[no-untyped-def]
 def test_passed(request) -> bool:  # type: ignore[no-untyped-def]
     report = getattr(request.node, "rep_call", None)
     return report is not None and report.passed
+
+
+# --- servers in processes of their own ------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface (the kernel's pick, released at once)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stop_process_group(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM to the process group of ``proc`` (started with ``start_new_session=True``, so
+    its children go too); SIGKILL if it has not exited within ``timeout`` seconds."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def wait_for_http(
+    url: str, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None
+) -> None:
+    """Return once ``url`` answers 200; an AssertionError with the tail of ``log`` when
+    ``timeout`` seconds pass first, or ``proc`` exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if (proc is not None and proc.poll() is not None) or time.monotonic() > deadline:
+            tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+            raise AssertionError(f"{url} did not answer within {timeout} s:\n{tail}")
+        time.sleep(0.5)
+
+
+def start_webserver(env: dict[str, str], root: Path, *args: str) -> tuple[subprocess.Popen, int]:
+    """``dagster-webserver`` on the shipped ``workspace.yaml`` and a free port (``args``: more
+    flags, such as ``-h`` or ``--read-only``), in a session of its own, once it answers; its
+    output goes to ``root/webserver-PORT.log``. Stop it with :func:`stop_process_group`."""
+    from tests.conftest import REPO
+
+    port = free_port()
+    log = root / f"webserver-{port}.log"
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "dagster-webserver"),
+                "-w",
+                str(REPO / "workspace.yaml"),
+                "-p",
+                str(port),
+                *args,
+            ],
+            env=env,
+            cwd=REPO,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/server_info", 120, proc, log)
+    except BaseException:
+        stop_process_group(proc)
+        raise
+    return proc, port

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import sqlalchemy as sa
 import yaml
 
 from tests.conftest import CONFIG_DIR, REPO
+from tests.helpers import stop_process_group
 
 pytestmark = pytest.mark.slow
 
@@ -195,9 +195,4 @@ def test_dropped_files_become_change_events_and_deliveries(tmp_path, sample_silo
         assert jobs.count("ingest_job") == 3 and "reconsolidate_job" in jobs
         assert all(status == "SUCCESS" for _j, status in runs), runs
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc)

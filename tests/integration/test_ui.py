@@ -5,17 +5,16 @@ webserver listens on the loopback interface only. Screenshots go to test-artifac
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
+from tests.helpers import start_webserver, stop_process_group
 
 pytestmark = pytest.mark.slow
 
@@ -32,24 +31,6 @@ ASSETS = (
     "households",
     "subscriber_deliveries",
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_http(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer within {timeout} s")
 
 
 def _outside_address() -> str | None:
@@ -89,44 +70,11 @@ def webserver(tmp_path_factory):
         timeout=600,
     )
     env = {**env, "MDM_LANDING_DIR": str(root / "mdm" / "landing")}
-    proc, port = _start_webserver(env, root)
+    proc, port = start_webserver(env, root, "-h", "127.0.0.1")
     try:
         yield {"base": f"http://127.0.0.1:{port}", "port": port, "env": env, "root": root}
     finally:
-        _stop(proc)
-
-
-def _start_webserver(env: dict, root: Path, *extra: str) -> tuple[subprocess.Popen, int]:
-    port = _free_port()
-    log = (root / f"webserver-{port}.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "dagster-webserver"),
-            "-w",
-            str(REPO / "workspace.yaml"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            *extra,
-        ],
-        env=env,
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    log.close()
-    _wait_http(f"http://127.0.0.1:{port}/server_info", 120)
-    return proc, port
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        stop_process_group(proc)
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +154,9 @@ def test_a_read_only_webserver_refuses_to_launch_runs(webserver):
     """RELIABILITY.md row 26: the read-only profile rejects mutations."""
     import json
 
-    proc, port = _start_webserver(webserver["env"], webserver["root"], "--read-only")
+    proc, port = start_webserver(
+        webserver["env"], webserver["root"], "-h", "127.0.0.1", "--read-only"
+    )
     try:
         query = (
             "mutation { launchRun(executionParams: {selector: {repositoryLocationName: "
@@ -222,5 +172,5 @@ def test_a_read_only_webserver_refuses_to_launch_runs(webserver):
         with urllib.request.urlopen(request, timeout=30) as response:
             answer = json.loads(response.read())
     finally:
-        _stop(proc)
+        stop_process_group(proc)
     assert answer["data"]["launchRun"]["__typename"] == "UnauthorizedError", answer

@@ -7,27 +7,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import start_webserver, stop_process_group
 
 pytestmark = pytest.mark.slow
 
 LOOPBACK_HEX = "0100007F"  # 127.0.0.1 as /proc/net/tcp writes it
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _listening(port: int) -> set[str]:
@@ -53,44 +42,11 @@ def read_only_webserver(tmp_path_factory):  # type: ignore[no-untyped-def]
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {**os.environ, "DAGSTER_HOME": str(home), "MDM_HOME": str(root / "mdm")}
-    port = _free_port()
-    log_path = root / "webserver.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "dagster-webserver"),
-                "-w",
-                str(REPO / "workspace.yaml"),
-                "-p",
-                str(port),
-                "--read-only",
-            ],  # no -h: the default bind is what is under test
-            env=env,
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc, port = start_webserver(env, root, "--read-only")  # no -h: the default bind is tested
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(
-                        "dagster-webserver did not start:\n" + log_path.read_text()[-3000:]
-                    ) from None
-                time.sleep(0.5)
         yield port
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc)
 
 
 def test_the_default_bind_is_loopback_only(read_only_webserver):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from mdm_orchestration.config import load_hub_config
 from mdm_orchestration.hub.store import create_hub_engine
 from mdm_orchestration.service import ServiceSettings, create_api_key, create_app
 from tests.conftest import CONFIG_DIR, REPO
-from tests.helpers import build_mastered_hub
+from tests.helpers import build_mastered_hub, free_port
 
 ALL_SCOPES = ["read", "match", "write:self_service", "write:hub"]
 
@@ -64,12 +63,6 @@ def client(hub_url: str) -> Iterator[httpx.Client]:
     app = create_app(ServiceSettings(hub_url=hub_url, config_dir=CONFIG_DIR, max_body_bytes=4096))
     with TestClient(app, base_url="http://127.0.0.1") as c:
         yield c
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Server:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from mdm_orchestration.config import load_hub_config
 from mdm_orchestration.hub.store import create_hub_engine
 from mdm_orchestration.hub.tables import GOLDEN, LABELS, REVIEW, WORKBENCH_AUDIT
 from tests.conftest import CONFIG_DIR, REPO
+from tests.helpers import free_port
 from tests.workbench.conftest import PASSWORD
 
 pytestmark = pytest.mark.slow
@@ -39,17 +39,11 @@ uvicorn.run(create_workbench_app(hub, Path(config), key_file=Path(key)), host="1
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(workbench_hub, tmp_path_factory):
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed; the browser test never downloads one")
-    port = _free_port()
+    port = free_port()
     key = tmp_path_factory.mktemp("wb_browser") / "workbench.key"
     proc = subprocess.Popen(
         [sys.executable, "-c", SERVER, workbench_hub, str(CONFIG_DIR), str(key), str(port)],
