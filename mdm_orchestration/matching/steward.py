@@ -4,6 +4,7 @@ the review queue, and the record references they use (``source:key``)."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import pandas as pd
@@ -186,33 +187,49 @@ def remove_override(
     """Take back a must-link or cannot-link (an undone split or merge): the link is kept in
     ``match_override_removals`` (as it was, and who removed it, when, why), and the next
     matching run is a full rebuild. False when there was no such link."""
+    return bool(remove_overrides(engine, [(left, right)], kind, by, reason))
+
+
+def remove_overrides(
+    engine: Engine,
+    pairs: Iterable[tuple[str, str]],
+    kind: str,
+    by: str,
+    reason: str | None = None,
+) -> list[tuple[str, str]]:
+    """:func:`remove_override` for several links in one transaction (an undone split takes
+    back all of its cannot-links or none). Returns the pairs that were there to remove."""
     if kind not in OVERRIDE_KINDS:
         raise ValueError("kind must be must_link or cannot_link")
-    left, right = ordered(left, right)
-    pair = (
-        OVERRIDES.c.left_record_id == left,
-        OVERRIDES.c.right_record_id == right,
-        OVERRIDES.c.kind == kind,
-    )
+    removed = []
     with write_transaction(engine) as conn:
-        row = conn.execute(select(OVERRIDES).where(*pair)).first()
-        if row is None:
-            return False
-        conn.execute(
-            insert(OVERRIDE_REMOVALS).values(
-                left_record_id=left,
-                right_record_id=right,
-                kind=kind,
-                reason=row.reason,
-                created_by=row.created_by,
-                created_at=row.created_at,
-                removed_by=by,
-                removed_at=utcnow(),
-                removed_reason=reason,
+        now = utcnow()
+        for a, b in pairs:
+            left, right = ordered(a, b)
+            pair = (
+                OVERRIDES.c.left_record_id == left,
+                OVERRIDES.c.right_record_id == right,
+                OVERRIDES.c.kind == kind,
             )
-        )
-        conn.execute(delete(OVERRIDES).where(*pair))
-    return True
+            row = conn.execute(select(OVERRIDES).where(*pair)).first()
+            if row is None:
+                continue
+            conn.execute(
+                insert(OVERRIDE_REMOVALS).values(
+                    left_record_id=left,
+                    right_record_id=right,
+                    kind=kind,
+                    reason=row.reason,
+                    created_by=row.created_by,
+                    created_at=row.created_at,
+                    removed_by=by,
+                    removed_at=now,
+                    removed_reason=reason,
+                )
+            )
+            conn.execute(delete(OVERRIDES).where(*pair))
+            removed.append((a, b))
+    return removed
 
 
 def overrides(conn: Connection) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:

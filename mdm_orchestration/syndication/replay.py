@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, func, select
@@ -80,6 +80,22 @@ def _erased(conn, golden_ids: set[str]) -> set[str]:  # type: ignore[no-untyped-
     return out
 
 
+class _ReplayRun(_Run):
+    """A delivery run that leaves the subscriber's state alone: a replay that gives up says so
+    to its caller (``SubscriberFailing``) without marking the subscriber failing."""
+
+    def fail(self, error: str, attempts: int) -> None:
+        return None
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """The hub stores UTC and SQLite compares times as written: an aware time in UTC, a naive
+    one taken as UTC."""
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+
+
 def replay_range(
     engine: Engine,
     config: HubConfig,
@@ -101,6 +117,7 @@ def replay_range(
         raise ValueError("give one of --from EVENT_ID or --since TIME")
     if to_event is not None and until is not None:
         raise ValueError("give at most one of --to EVENT_ID or --until TIME")
+    since, until = _utc(since), _utc(until)
     sub = config.subscriptions.subscribers[name]
     out = ReplayRange(name)
     with engine.connect() as conn:
@@ -127,7 +144,7 @@ def replay_range(
         return out  # nothing delivered in that range
     out.first_seq, out.last_seq = int(low), high
     transport = make_transport(name, sub, home or mdm_home())
-    run = _Run(engine, config, name, transport, sleep)
+    run = _ReplayRun(engine, config, name, transport, sleep)
     try:
         after = int(low) - 1
         while after < high:

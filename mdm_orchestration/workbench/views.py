@@ -1,7 +1,7 @@
 """What the pages show, gathered through the domain faces: the review queue and its
 explanations (matching's ``pending_review`` / ``explain_item``, as ``mdm review`` shows them),
 the golden record's whole story (survivorship's ``lookup``, what ``mdm lookup --golden``
-prints), and the corrections (matching's ``record_override`` / ``remove_override``, as
+prints), and the corrections (matching's ``record_override`` / ``remove_overrides``, as
 ``mdm merge`` / ``mdm split``; survivorship's ``pin_attribute`` for attribute overrides).
 
 The few reads no face answers yet (one review item by id, a household's members, which
@@ -29,7 +29,7 @@ from mdm_orchestration.matching import (
     load_models,
     pending_review,
     record_override,
-    remove_override,
+    remove_overrides,
     resolve_record,
 )
 from mdm_orchestration.survivorship import (
@@ -474,11 +474,9 @@ def undo_split(engine: Engine, golden_id: str, audit_id: int, by: str, reason: s
         entry = audit_entry(conn, audit_id)
     if entry is None or entry.action != SPLIT or entry.target != f"golden:{golden_id}":
         raise CorrectionError(f"no split {audit_id} of golden record {golden_id}")
-    removed = [
-        [a, b]
-        for a, b in entry.details.get("cannot_link") or []
-        if remove_override(engine, a, b, "cannot_link", by, reason)
-    ]
+    links = [(a, b) for a, b in entry.details.get("cannot_link") or []]
+    # All of the split's cannot-links in one transaction: never a split half undone.
+    removed = [list(p) for p in remove_overrides(engine, links, "cannot_link", by, reason)]
     if not removed:
         raise CorrectionError("this split was undone already")
     return {

@@ -302,3 +302,63 @@ def test_a_replay_time_with_an_offset_is_turned_into_utc():
     assert got.replace(tzinfo=None) == datetime(2026, 11, 20, 11, 30)
     assert _when("2026-11-20T13:30:00") == datetime(2026, 11, 20, 13, 30, tzinfo=UTC)
     assert _when(None) is None
+
+
+def test_a_replay_takes_times_with_offsets_and_leaves_a_failing_target_s_state_alone(
+    tmp_path: Path,
+) -> None:
+    """``since`` in another zone means the same instant (SQLite compares times as written);
+    a replay to a target that is down gives up without marking the subscriber failing."""
+    import socket
+    from datetime import timedelta, timezone
+
+    from mdm_orchestration.syndication import SubscriberFailing
+    from tests.outbox import T0
+
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    config, engine = _hub(
+        tmp_path,
+        {
+            "warehouse": {"transport": "file", "file": {"folder": str(tmp_path / "wh")}},
+            "hook": {
+                "transport": "webhook",
+                "webhook": {"url": f"http://127.0.0.1:{closed}/e", "timeout_seconds": 2},
+                "backoff_seconds": 0.01,
+                "max_attempts": 2,
+                "snapshot": False,
+            },
+        },
+    )
+    try:
+        box = Outbox(engine)
+        for n in range(4):
+            box.put(f"G{n}", street=f"{n} Main St")
+        deliver_changes_from_start(engine, "warehouse")
+        syndicate(engine, config, "warehouse", home=tmp_path)
+        plus_two = timezone(timedelta(hours=2))
+        since = (T0 + timedelta(minutes=2)).astimezone(plus_two)  # the third event's minute
+        got = replay_range(engine, config, "warehouse", since=since, home=tmp_path)
+        assert (got.first_seq, got.last_seq) == (3, 4)
+
+        with engine.begin() as conn:  # the hook has had its deliveries (cursor at the end)
+            conn.execute(
+                sa.text(
+                    "INSERT INTO subscriber_state (subscriber, cursor_seq, snapshot_done, "
+                    "delivered_total, status, attempts, updated_at) "
+                    "VALUES ('hook', 4, 1, 4, 'ok', 0, :now)"
+                ),
+                {"now": datetime.now(UTC)},
+            )
+        with pytest.raises(SubscriberFailing):
+            replay_range(
+                engine, config, "hook", from_event=box.ids[0], home=tmp_path, sleep=lambda s: None
+            )
+        with engine.connect() as conn:
+            status = conn.execute(
+                sa.text("SELECT status, last_error FROM subscriber_state WHERE subscriber = 'hook'")
+            ).one()
+        assert tuple(status) == ("ok", None)
+    finally:
+        engine.dispose()
