@@ -23,6 +23,24 @@ from tests.conftest import CONFIG_DIR, REPO
 from tests.helpers import build_mastered_hub, free_port
 
 ALL_SCOPES = ["read", "match", "write:self_service", "write:hub"]
+PROBLEM = "application/problem+json"
+#: Every table a write through the service touches.
+WRITTEN_TABLES = (
+    "extracts",
+    "source_record_versions",
+    "source_records",
+    "quarantine",
+    "api_writes",
+)
+
+
+def written_counts(engine: sa.Engine) -> dict[str, int]:
+    """The row count of each of ``WRITTEN_TABLES``."""
+    with engine.connect() as conn:
+        return {
+            t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
+            for t in WRITTEN_TABLES
+        }
 
 
 @pytest.fixture(scope="session")

@@ -10,28 +10,11 @@ import pytest
 import sqlalchemy as sa
 
 from mdm_orchestration.service import revoke_api_key
-from tests.service.conftest import make_key
-
-PROBLEM = "application/problem+json"
-WRITTEN_TABLES = (
-    "extracts",
-    "source_record_versions",
-    "source_records",
-    "quarantine",
-    "api_writes",
-)
+from tests.service.conftest import PROBLEM, make_key, written_counts
 
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
-
-
-def counts(engine: sa.Engine) -> dict[str, int]:
-    with engine.connect() as conn:
-        return {
-            t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
-            for t in WRITTEN_TABLES
-        }
 
 
 def one(engine: sa.Engine, sql: str, **params):  # type: ignore[no-untyped-def]
@@ -199,7 +182,7 @@ def test_match_answers_ranked_candidates_and_the_cleansed_form_writing_nothing(
     client, hub_engine, api_key
 ):
     _rid, raw = current_raw(hub_engine, "billing")
-    before = counts(hub_engine)
+    before = written_counts(hub_engine)
     r = client.post("/v1/match?source=billing", headers=bearer(api_key), json=raw)
     assert r.status_code == 200, r.text
     body = r.json()
@@ -209,7 +192,7 @@ def test_match_answers_ranked_candidates_and_the_cleansed_form_writing_nothing(
     assert all(set(c) >= {"golden_id", "score", "band", "explanation"} for c in body["candidates"])
     assert {c["band"] for c in body["candidates"]} <= {"auto", "review", "none"}
     assert body["cleansed"]["party_type"] == "person"
-    assert counts(hub_engine) == before
+    assert written_counts(hub_engine) == before
 
 
 def test_match_in_canonical_fields(client, hub_engine, api_key):
@@ -263,17 +246,17 @@ def test_a_write_is_stored_as_a_one_row_extract_and_an_update_as_a_new_version(
 def test_an_idempotent_retry_writes_once(client, hub_engine, api_key):
     record = {"customer_id": "cust-2", "given_name": "Bo", "family_name": "Nils"}
     headers = {**bearer(api_key), "Idempotency-Key": "k-123"}
-    before = counts(hub_engine)
+    before = written_counts(hub_engine)
     first = client.post(PORTAL, headers=headers, json=record)
     again = client.post(PORTAL, headers=headers, json=record)
     assert first.status_code == again.status_code == 201
     assert again.json() == {**first.json(), "replayed": True}
-    after = counts(hub_engine)
+    after = written_counts(hub_engine)
     assert after["extracts"] == before["extracts"] + 1
     assert after["source_record_versions"] == before["source_record_versions"] + 1
     other = client.post(PORTAL, headers=headers, json={**record, "city": "Elsewhere"})
     assert other.status_code == 422 and other.json()["field"] == "header.idempotency-key"
-    assert counts(hub_engine) == after
+    assert written_counts(hub_engine) == after
 
 
 @pytest.mark.parametrize(
@@ -297,7 +280,7 @@ def test_an_idempotent_retry_writes_once(client, hub_engine, api_key):
 def test_bad_input_is_4xx_naming_the_field_and_writes_nothing(
     client, hub_engine, api_key, content, field
 ):
-    before = counts(hub_engine)
+    before = written_counts(hub_engine)
     r = client.post(
         PORTAL,
         headers={**bearer(api_key), "Content-Type": "application/json"},
@@ -306,11 +289,11 @@ def test_bad_input_is_4xx_naming_the_field_and_writes_nothing(
     assert 400 <= r.status_code < 500, r.text
     assert r.headers["content-type"] == PROBLEM
     assert r.json()["field"].startswith(field), r.json()
-    assert counts(hub_engine) == before
+    assert written_counts(hub_engine) == before
 
 
 def test_an_oversized_body_an_unknown_source_and_a_wrong_media_type(client, hub_engine, api_key):
-    before = counts(hub_engine)
+    before = written_counts(hub_engine)
     big = {"customer_id": "c", "given_name": "A" * 5000}
     r = client.post(PORTAL, headers=bearer(api_key), json=big)
     assert r.status_code == 413 and r.headers["content-type"] == PROBLEM
@@ -320,7 +303,7 @@ def test_an_oversized_body_an_unknown_source_and_a_wrong_media_type(client, hub_
     assert r.status_code == 404
     r = client.post(PORTAL, headers=bearer(api_key), content=b"customer_id=c")
     assert r.status_code == 415
-    assert counts(hub_engine) == before
+    assert written_counts(hub_engine) == before
 
 
 def test_an_erased_subject_is_refused(client, hub_engine, api_key):
@@ -337,12 +320,12 @@ def test_an_erased_subject_is_refused(client, hub_engine, api_key):
             sa.text("INSERT INTO erased_records (record_id, erasure_id) VALUES (:r, 9001)"),
             {"r": source_record_id("self_service", "gone-1")},
         )
-    before = counts(hub_engine)
+    before = written_counts(hub_engine)
     r = client.post(
         PORTAL, headers=bearer(api_key), json={"customer_id": "gone-1", "given_name": "Zed"}
     )
     assert r.status_code == 422 and r.json()["errors"][0]["reason"] == "erased_subject"
-    assert counts(hub_engine) == before
+    assert written_counts(hub_engine) == before
 
 
 def test_the_gate_answers_409_with_candidates_and_a_confirmed_write_goes_through(
@@ -361,13 +344,13 @@ def test_the_gate_answers_409_with_candidates_and_a_confirmed_write_goes_through
         "email": row[2],
         "birth_date": str(row[3])[:10],
     }
-    before = counts(hub_engine)
+    before = written_counts(hub_engine)
     r = client.post(f"{PORTAL}?gate=true", headers=bearer(api_key), json=record)
     assert r.status_code == 409, r.text
     assert r.headers["content-type"] == PROBLEM
     candidates = r.json()["candidates"]
     assert candidates and candidates[0]["band"] in ("auto", "review")
-    assert counts(hub_engine) == before
+    assert written_counts(hub_engine) == before
     r = client.post(f"{PORTAL}?gate=true&confirm=true", headers=bearer(api_key), json=record)
     assert r.status_code == 201
     unlike = {"customer_id": "new-1", "given_name": "Zebediah", "family_name": "Quuxworth"}

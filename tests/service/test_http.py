@@ -30,22 +30,13 @@ from mdm_orchestration import cli
 from mdm_orchestration.config import HubConfig, load_hub_config
 from mdm_orchestration.hub.store import create_hub_engine
 from tests.conftest import CONFIG_DIR, PG_ADMIN_URL, _postgres_available
-from tests.service.conftest import Server
+from tests.service.conftest import PROBLEM, Server, written_counts
 from tests.service.test_match_agrees_with_batch import check_agreement
 
 CANARY_EMAIL = "canary.7f3a@example.org"
 CANARY_NAME = "Zyxcanary"
 CANARY_STREET = "4711 Canarywood Lane"
 PORTAL = "/v1/sources/self_service/records"
-PROBLEM = "application/problem+json"
-#: Every table a write through the service touches.
-WRITTEN_TABLES = (
-    "extracts",
-    "source_record_versions",
-    "source_records",
-    "quarantine",
-    "api_writes",
-)
 
 
 def mdm(*args: str) -> tuple[int, str]:
@@ -159,11 +150,7 @@ class Live:
     def counts(self) -> dict[str, int]:
         engine = self.engine()
         try:
-            with engine.connect() as conn:
-                return {
-                    t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
-                    for t in WRITTEN_TABLES
-                }
+            return written_counts(engine)
         finally:
             engine.dispose()
 
