@@ -163,6 +163,7 @@ def main() -> None:
     parser.add_argument("--amqp-events", type=int, default=50_000)
     parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/%2F")
     parser.add_argument("--confirm-window", type=int, default=500)
+    parser.add_argument("--amqp-batch-size", type=int, default=None, help="events per batch")
     args = parser.parse_args()
 
     from mdm_orchestration.config import HubConfig, SubscriptionsConfig, load_hub_config
@@ -189,6 +190,7 @@ def main() -> None:
                     "queue": f"bench.{tag}",
                     "confirm_window": args.confirm_window,
                 },
+                **({"batch_size": args.amqp_batch_size} if args.amqp_batch_size else {}),
             },
         }
     )
