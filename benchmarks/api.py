@@ -45,13 +45,10 @@ sys.path.insert(0, str(ROOT))
 
 
 def build(records: int, work: Path) -> dict[str, float]:
-    from mdm_orchestration.cleansing import cleanse_pending
+    from benchmarks.incremental import master_timed
     from mdm_orchestration.config import load_hub_config
     from mdm_orchestration.hub.store import create_hub_engine
-    from mdm_orchestration.ingestion import ingest_file
-    from mdm_orchestration.matching import rebuild_clusters, train_models
     from mdm_orchestration.sample_data import generate
-    from mdm_orchestration.survivorship import consolidate
 
     work.mkdir(parents=True, exist_ok=True)
     config = load_hub_config()
@@ -60,16 +57,7 @@ def build(records: int, work: Path) -> dict[str, float]:
     landing = work / "silos" / "landing"
     engine = create_hub_engine(f"sqlite:///{work / 'hub.db'}")
     t["generate"] = time.perf_counter()
-    for path in sorted(p for p in landing.rglob("*") if p.is_file()):
-        ingest_file(engine, config, path, landing)
-    t["ingest"] = time.perf_counter()
-    cleanse_pending(engine, config)
-    t["cleanse"] = time.perf_counter()
-    train_models(engine)
-    rebuild_clusters(engine, config)
-    t["match"] = time.perf_counter()
-    consolidate(engine, config, "bench")
-    t["consolidate"] = time.perf_counter()
+    master_timed(engine, config, landing, "bench", t)
     with engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         counts = {

@@ -24,6 +24,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from mdm_orchestration.config import HubConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -34,14 +40,33 @@ def _rss() -> int:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-def prepare(records: int, work: Path) -> dict:
+def master_timed(
+    engine: Engine, config: HubConfig, landing: Path, run: str, t: dict[str, float]
+) -> None:
+    """Build the hub as the assets do: ingest every file under ``landing`` in name order,
+    cleanse, train and match, consolidate as run ``run``; each phase's end time goes in ``t``
+    (``ingest``, ``cleanse``, ``match``, ``consolidate``)."""
     from mdm_orchestration.cleansing import cleanse_pending
-    from mdm_orchestration.config import load_hub_config
-    from mdm_orchestration.hub.store import create_hub_engine
     from mdm_orchestration.ingestion import ingest_file
     from mdm_orchestration.matching import rebuild_clusters, train_models
-    from mdm_orchestration.sample_data import generate
     from mdm_orchestration.survivorship import consolidate
+
+    for path in sorted(p for p in landing.rglob("*") if p.is_file()):
+        ingest_file(engine, config, path, landing)
+    t["ingest"] = time.perf_counter()
+    cleanse_pending(engine, config)
+    t["cleanse"] = time.perf_counter()
+    train_models(engine)
+    rebuild_clusters(engine, config)
+    t["match"] = time.perf_counter()
+    consolidate(engine, config, run)
+    t["consolidate"] = time.perf_counter()
+
+
+def prepare(records: int, work: Path) -> dict:
+    from mdm_orchestration.config import load_hub_config
+    from mdm_orchestration.hub.store import create_hub_engine
+    from mdm_orchestration.sample_data import generate
 
     config = load_hub_config()
     t = {"start": time.perf_counter()}
@@ -57,16 +82,7 @@ def prepare(records: int, work: Path) -> dict:
     held.unlink()
     engine = create_hub_engine(f"sqlite:///{work / 'hub.db'}")
     t["generate"] = time.perf_counter()
-    for path in sorted(p for p in landing.rglob("*") if p.is_file()):
-        ingest_file(engine, config, path, landing)
-    t["ingest"] = time.perf_counter()
-    cleanse_pending(engine, config)
-    t["cleanse"] = time.perf_counter()
-    train_models(engine)
-    rebuild_clusters(engine, config)
-    t["match"] = time.perf_counter()
-    consolidate(engine, config, "initial")
-    t["consolidate"] = time.perf_counter()
+    master_timed(engine, config, landing, "initial", t)
     with engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         hub_records = conn.exec_driver_sql("SELECT count(*) FROM match_clusters").scalar()
