@@ -487,3 +487,21 @@ def start_webserver(env: dict[str, str], root: Path, *args: str) -> tuple[subpro
         stop_process_group(proc)
         raise
     return proc, port
+
+
+def launch_run(port: int, timeout: float) -> dict:
+    """Ask the Dagster webserver on ``port`` to launch ``cleanse_job`` over GraphQL; its
+    answer (``data.launchRun.__typename`` is ``UnauthorizedError`` from a read-only one)."""
+    query = (
+        "mutation { launchRun(executionParams: {selector: {repositoryLocationName: "
+        '"mdm_orchestration.definitions:defs", repositoryName: "__repository__", '
+        'jobName: "cleanse_job"}}) { __typename } }'
+    )
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())

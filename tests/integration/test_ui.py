@@ -8,13 +8,12 @@ import os
 import socket
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
-from tests.helpers import start_webserver, stop_process_group
+from tests.helpers import launch_run, start_webserver, stop_process_group
 
 pytestmark = pytest.mark.slow
 
@@ -152,25 +151,11 @@ def test_the_webserver_listens_on_loopback_only(webserver):
 
 def test_a_read_only_webserver_refuses_to_launch_runs(webserver):
     """RELIABILITY.md row 26: the read-only profile rejects mutations."""
-    import json
-
     proc, port = start_webserver(
         webserver["env"], webserver["root"], "-h", "127.0.0.1", "--read-only"
     )
     try:
-        query = (
-            "mutation { launchRun(executionParams: {selector: {repositoryLocationName: "
-            '"mdm_orchestration.definitions:defs", repositoryName: "__repository__", '
-            'jobName: "cleanse_job"}}) { __typename } }'
-        )
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/graphql",
-            data=json.dumps({"query": query}).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            answer = json.loads(response.read())
+        answer = launch_run(port, timeout=30)
     finally:
         stop_process_group(proc)
     assert answer["data"]["launchRun"]["__typename"] == "UnauthorizedError", answer

@@ -5,14 +5,12 @@ profile refuses a ``launchRun`` mutation (the browser tests of test_ui.py check 
 
 from __future__ import annotations
 
-import json
 import os
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import start_webserver, stop_process_group
+from tests.helpers import launch_run, start_webserver, stop_process_group
 
 pytestmark = pytest.mark.slow
 
@@ -57,17 +55,5 @@ def test_the_default_bind_is_loopback_only(read_only_webserver):
 
 
 def test_the_read_only_profile_refuses_to_launch_a_run(read_only_webserver):
-    query = (
-        "mutation { launchRun(executionParams: {selector: {repositoryLocationName: "
-        '"mdm_orchestration.definitions:defs", repositoryName: "__repository__", '
-        'jobName: "cleanse_job"}}) { __typename } }'
-    )
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{read_only_webserver}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        answer = json.loads(response.read())
+    answer = launch_run(read_only_webserver, timeout=60)
     assert answer["data"]["launchRun"]["__typename"] == "UnauthorizedError", answer
