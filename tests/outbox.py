@@ -39,6 +39,7 @@ class _Record:
     consents: dict[str, Any]
     organisation: str | None
     sources: list[str] = field(default_factory=list)
+    members: list[str] = field(default_factory=list)  # record ids, as the hub writes them
 
 
 class Outbox:
@@ -87,6 +88,8 @@ class Outbox:
                 self.events, changed, old.lifecycle, lifecycle, old.consents, new_consents
             )
         rec.sources = sorted(keys) if keys else (old.sources if old else ["crm"])
+        first_keys = keys or {"crm": f"C-{golden_id}"}
+        rec.members = old.members if old else sorted(f"{s}:{k}" for s, k in first_keys.items())
         self.records[golden_id] = rec
         eid = event_id(golden_id, rec.version)
         common = {
@@ -123,7 +126,7 @@ class Outbox:
                     change=kind,
                     changed=changed,
                     lineage={},
-                    members=[],
+                    members=rec.members,
                     merged_into=None,
                     recorded_at=now,
                     **common,
@@ -142,7 +145,7 @@ class Outbox:
                 )
             )
             if old is None:
-                for source, key in (keys or {"crm": f"C-{golden_id}"}).items():
+                for source, key in first_keys.items():
                     conn.execute(
                         XREF.insert().values(
                             record_id=f"{source}:{key}",

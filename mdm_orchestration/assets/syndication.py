@@ -40,7 +40,8 @@ def _lag_table(status: dict) -> dg.TableMetadataValue:
 
 
 @dg.asset(
-    deps=["golden_changes"],
+    # After the households refresh: it records each new version's household for the messages.
+    deps=["golden_changes", "households"],
     partitions_def=subscribers,
     group_name="syndication",
     kinds={"python", "sql"},

@@ -78,6 +78,9 @@ class GoldenHistory(SQLModel, table=True):
     merged_into: str | None = Field(default=None, max_length=16)
     run_id: str | None = Field(default=None, max_length=64)
     recorded_at: datetime
+    #: The household the version's person belonged to once the households were refreshed
+    #: after the consolidation that wrote it: NULL not recorded yet, "" none.
+    household_id: str | None = Field(default=None, max_length=16)
 
 
 class GoldenXref(SQLModel, table=True):

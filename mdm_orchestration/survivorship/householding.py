@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, select
+from sqlalchemy import Connection, Engine, delete, func, select, tuple_, update
 
 from mdm_orchestration.hub.bulk import bulk_insert
 from mdm_orchestration.hub.store import write_transaction
@@ -13,6 +13,7 @@ from mdm_orchestration.hub.tables import (
     CHANGES,
     CURSORS,
     GOLDEN,
+    HISTORY,
     HOUSEHOLD_MEMBERS,
     HOUSEHOLDS,
     PERSON,
@@ -78,10 +79,30 @@ def refresh_households(engine: Engine, *, full: bool = False) -> dict[str, int]:
         elif addresses or changed:
             _delete_households_at(conn, addresses, changed)
         _insert_households(conn, households)
+        _record_version_households(conn, 0 if cursor is None else int(cursor), upto)
         conn.execute(delete(CURSORS).where(CURSORS.c.name == HOUSEHOLDS_CURSOR))
         conn.execute(CURSORS.insert().values(name=HOUSEHOLDS_CURSOR, value=upto))
         totals = _totals(conn)
     return totals | {"households_redone": len(households), "full": int(full)}
+
+
+def _record_version_households(conn: Connection, after: int, upto: int) -> None:
+    """Write, on the version each outbox event in ``(after, upto]`` announces, the household
+    its golden record is in now that the households are refreshed ("" for none): a message
+    about that version carries it however late it is delivered or replayed."""
+    announced = select(CHANGES.c.golden_id, CHANGES.c.version).where(
+        CHANGES.c.seq > after, CHANGES.c.seq <= upto
+    )
+    member = (
+        select(HOUSEHOLD_MEMBERS.c.household_id)
+        .where(HOUSEHOLD_MEMBERS.c.golden_id == HISTORY.c.golden_id)
+        .scalar_subquery()
+    )
+    conn.execute(
+        update(HISTORY)
+        .where(tuple_(HISTORY.c.golden_id, HISTORY.c.version).in_(announced))
+        .values(household_id=func.coalesce(member, ""))
+    )
 
 
 def _delete_households_at(conn: Connection, addresses: set[str], changed: set[str]) -> None:

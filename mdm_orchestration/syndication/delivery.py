@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -196,50 +196,106 @@ def _events(conn: Connection, seqs: list[int]) -> dict[int, OutboxEvent]:
     return out
 
 
-def _versions(conn: Connection, keys: set[tuple[str, int]]) -> dict[tuple[str, int], GoldenVersion]:
+def _versions(
+    conn: Connection, keys: set[tuple[str, int]], *, members: bool = False
+) -> dict[tuple[str, int], GoldenVersion]:
+    """The history rows of these (golden id, version) pairs; with ``members``, their source
+    records too (for a subscriber's ``source_keys``)."""
+    columns = [
+        HISTORY.c.golden_id,
+        HISTORY.c.version,
+        HISTORY.c.status,
+        HISTORY.c.party_type,
+        HISTORY.c.attributes,
+        HISTORY.c.consents,
+        HISTORY.c.lifecycle,
+        HISTORY.c.sources,
+        HISTORY.c.merged_into,
+        HISTORY.c.organisation_golden_id,
+        HISTORY.c.household_id,
+    ]
+    if members:
+        columns.append(HISTORY.c.members)
     out = {}
     for chunk in chunks(keys):  # type: ignore[arg-type]
         rows = conn.execute(
-            select(
-                HISTORY.c.golden_id,
-                HISTORY.c.version,
-                HISTORY.c.status,
-                HISTORY.c.party_type,
-                HISTORY.c.attributes,
-                HISTORY.c.consents,
-                HISTORY.c.lifecycle,
-                HISTORY.c.sources,
-                HISTORY.c.merged_into,
-                HISTORY.c.organisation_golden_id,
-            ).where(tuple_(HISTORY.c.golden_id, HISTORY.c.version).in_(chunk))
+            select(*columns).where(tuple_(HISTORY.c.golden_id, HISTORY.c.version).in_(chunk))
         )
         for r in rows:
-            version = GoldenVersion(*r)
+            values = list(r)
+            if members:
+                values[-1] = tuple(values[-1] or ())
+            version = GoldenVersion(*values)
             out[(version.golden_id, version.version)] = version
     return out
 
 
-def read_extras(conn: Connection, sub: Subscriber, golden_ids: set[str]) -> dict[str, Extras]:
-    """Per golden id: the subscriber's keys of it (the cross-reference rows of the sources it
-    names in ``source_keys``, as they stand now) and its household."""
-    keys: dict[str, dict[str, list[str]]] = {}
-    households: dict[str, str] = {}
-    ids = sorted(golden_ids)
-    if sub.source_keys:
-        for cond in in_chunks(XREF.c.golden_id, ids):
+class ExtrasByVersion:
+    """The subscriber's keys and the household for each message of a batch, as of the version
+    it announces: the household recorded on the version (the current membership until the
+    households refresh has recorded it), the keys of the version's source records. Without
+    a version (a snapshot reads the current record) both are as they stand now."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        sub: Subscriber,
+        wanted: Iterable[tuple[str, int | None]],
+        versions: Mapping[tuple[str, int], GoldenVersion] | None = None,
+    ) -> None:
+        """``wanted``: the (golden id, version) of each message to build (version ``None``:
+        the current record); ``versions``: the history rows read for them."""
+        self._versions = versions = versions or {}
+        now_household: set[str] = set()
+        now_keys: set[str] = set()
+        for golden_id, number in wanted:
+            v = versions.get((golden_id, number)) if number is not None else None
+            if v is None:
+                now_keys.add(golden_id)
+            if v is None or v.household_id is None:
+                now_household.add(golden_id)
+        self._households: dict[str, str] = {}
+        for cond in in_chunks(HOUSEHOLD_MEMBERS.c.golden_id, sorted(now_household)):
+            rows = conn.execute(
+                select(HOUSEHOLD_MEMBERS.c.golden_id, HOUSEHOLD_MEMBERS.c.household_id).where(cond)
+            )
+            self._households.update(dict(rows.all()))
+        self._current_keys: dict[str, dict[str, list[str]]] = {}
+        self._record_keys: dict[str, tuple[str, str]] = {}
+        if not sub.source_keys:
+            return
+        for cond in in_chunks(XREF.c.golden_id, sorted(now_keys)):
             rows = conn.execute(
                 select(XREF.c.golden_id, XREF.c.source, XREF.c.source_key)
                 .where(cond, XREF.c.source.in_(sub.source_keys))
                 .order_by(XREF.c.source_key)
             )
             for g, source, key in rows:
-                keys.setdefault(g, {}).setdefault(source, []).append(key)
-    for cond in in_chunks(HOUSEHOLD_MEMBERS.c.golden_id, ids):
-        rows = conn.execute(
-            select(HOUSEHOLD_MEMBERS.c.golden_id, HOUSEHOLD_MEMBERS.c.household_id).where(cond)
-        )
-        households.update(dict(rows.all()))
-    return {g: Extras(keys.get(g, {}), households.get(g)) for g in golden_ids}
+                self._current_keys.setdefault(g, {}).setdefault(source, []).append(key)
+        records = sorted({r for v in versions.values() for r in v.members})
+        for cond in in_chunks(XREF.c.record_id, records):
+            rows = conn.execute(
+                select(XREF.c.record_id, XREF.c.source, XREF.c.source_key).where(
+                    cond, XREF.c.source.in_(sub.source_keys)
+                )
+            )
+            self._record_keys.update({r: (source, key) for r, source, key in rows})
+
+    def get(self, golden_id: str, version: int | None = None) -> Extras:
+        v = self._versions.get((golden_id, version)) if version is not None else None
+        if v is None:
+            return Extras(self._current_keys.get(golden_id, {}), self._households.get(golden_id))
+        household = v.household_id
+        if household is None:
+            household = self._households.get(golden_id)
+        keys: dict[str, list[str]] = {}
+        for record_id in v.members:
+            found = self._record_keys.get(record_id)
+            if found is not None:
+                keys.setdefault(found[0], []).append(found[1])
+        for listed in keys.values():
+            listed.sort()
+        return Extras(keys, household or None)
 
 
 def backoff_delay(sub: Subscriber, failures: int, rng: random.Random | None = None) -> float:
@@ -516,7 +572,7 @@ class _Run:
                     .order_by(GOLDEN.c.golden_id)
                     .limit(self.sub.batch_size)
                 ).all()
-                extras = read_extras(conn, self.sub, {r.golden_id for r in rows})
+                extras = ExtrasByVersion(conn, self.sub, [(r.golden_id, None) for r in rows])
             if not rows:
                 break
             now = utcnow()
@@ -567,9 +623,10 @@ class _Run:
                     return cursor
                 events = [OutboxEvent(*r) for r in rows]
                 held = _held(conn, self.name, {e.golden_id for e in events})
-                versions = _versions(conn, {(e.golden_id, e.version) for e in events})
+                wanted = {(e.golden_id, e.version) for e in events}
+                versions = _versions(conn, wanted, members=bool(self.sub.source_keys))
                 blocked = blocked_goldens(conn, self.name, {e.golden_id for e in events})
-                extras = read_extras(conn, self.sub, {e.golden_id for e in events})
+                extras = ExtrasByVersion(conn, self.sub, wanted, versions)
             steps: list[Step] = []
             for e in events:
                 waiting = blocked.get(e.golden_id)
@@ -581,7 +638,9 @@ class _Run:
                 messages, after = expand(
                     self.sub, e, versions.get((e.golden_id, e.version)), before
                 )
-                sent = tuple(with_extras(self.sub, m, extras.get(e.golden_id)) for m in messages)
+                sent = tuple(
+                    with_extras(self.sub, m, extras.get(e.golden_id, e.version)) for m in messages
+                )
                 if after is not None and after != before:
                     held[e.golden_id] = after
                     steps.append(Step(e.seq, sent, (e.golden_id, after), supersedes=supersedes))
@@ -627,14 +686,18 @@ class _Run:
                     return
                 events = _events(conn, [int(r.seq) for r in rows if r.seq is not None])
                 held = _held(conn, self.name, {r.golden_id for r in rows})
-                versions = _versions(conn, {(r.golden_id, int(r.version)) for r in rows})
-                extras = read_extras(conn, self.sub, {r.golden_id for r in rows})
+                wanted = {(r.golden_id, int(r.version)) for r in rows}
+                versions = _versions(conn, wanted, members=bool(self.sub.source_keys))
+                extras = ExtrasByVersion(conn, self.sub, wanted, versions)
             steps: list[Step] = []
             now = utcnow()
             for r in rows:
                 before = held.get(r.golden_id)
                 messages, after = self._replayed(r, events, versions, before, now)
-                sent = tuple(with_extras(self.sub, m, extras.get(r.golden_id)) for m in messages)
+                sent = tuple(
+                    with_extras(self.sub, m, extras.get(r.golden_id, int(r.version)))
+                    for m in messages
+                )
                 entry = None
                 if after is not None and after != before:
                     held[r.golden_id] = after

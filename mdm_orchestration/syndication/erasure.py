@@ -285,6 +285,7 @@ def _erase_in(
                 sources=[],
                 members=[],
                 changed=[],
+                household_id=None,
             )
         )
         conn.execute(

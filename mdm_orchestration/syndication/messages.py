@@ -44,6 +44,12 @@ class GoldenVersion:
     sources: list[str]
     merged_into: str | None = None
     organisation_golden_id: str | None = None
+    #: The household recorded on the version by the households refresh after it was written
+    #: ("" none; ``None`` not recorded yet, so the current membership stands in).
+    household_id: str | None = None
+    #: The version's source records (record ids), read only for a subscriber that asked for
+    #: its ``source_keys``.
+    members: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,8 @@ class OutboxEvent:
 @dataclass(frozen=True)
 class Extras:
     """What the delivery loop reads beside the golden record's version: the subscriber's keys
-    of it (source -> its source keys, for the sources it named) and its household."""
+    of it (source -> its source keys, for the sources it named) and its household, both as of
+    the version a message announces."""
 
     source_keys: Mapping[str, list[str]] = field(default_factory=dict)
     household_id: str | None = None

@@ -29,10 +29,10 @@ from mdm_orchestration.hub.tables import CHANGES, DEAD_LETTERS, GOLDEN, SUBSCRIB
 from mdm_orchestration.syndication.dead_letters import UNRESOLVED
 from mdm_orchestration.syndication.delivery import (
     OUTBOX_COLUMNS,
+    ExtrasByVersion,
     Step,
     _Run,
     _versions,
-    read_extras,
 )
 from mdm_orchestration.syndication.messages import (
     UPSERT_TYPES,
@@ -159,8 +159,9 @@ def replay_range(
                     break
                 events = [OutboxEvent(*r) for r in rows]
                 golden_ids = {e.golden_id for e in events}
-                versions = _versions(conn, {(e.golden_id, e.version) for e in events})
-                extras = read_extras(conn, sub, golden_ids)
+                wanted = {(e.golden_id, e.version) for e in events}
+                versions = _versions(conn, wanted, members=bool(sub.source_keys))
+                extras = ExtrasByVersion(conn, sub, wanted, versions)
                 erased = _erased(conn, golden_ids)
                 dead = set(
                     conn.execute(
@@ -185,7 +186,9 @@ def replay_range(
                 if not messages:
                     out.skipped += 1
                     continue
-                sent = tuple(with_extras(sub, m, extras.get(e.golden_id)) for m in messages)
+                sent = tuple(
+                    with_extras(sub, m, extras.get(e.golden_id, e.version)) for m in messages
+                )
                 steps.append(Step(e.seq, sent, None))
             _send(run, steps, f"replay-{events[0].seq:012d}-{events[-1].seq:012d}", out)
             after = events[-1].seq

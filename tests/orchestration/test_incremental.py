@@ -28,8 +28,10 @@ from mdm_orchestration.survivorship import (
     rebuild_households,
     refresh_households,
 )
+from mdm_orchestration.syndication import syndicate
 from tests.conftest import CONFIG_DIR
 from tests.helpers import check_invariants, copy_landing, ingest_all, write_file
+from tests.outbox import deliver_changes_from_start
 
 CONFIG = load_hub_config(CONFIG_DIR)
 
@@ -169,6 +171,12 @@ def test_an_update_moves_the_golden_record_and_touches_nothing_else(incremental_
     )
     before_versions = dict(rows(engine, "SELECT golden_id, version FROM golden_records"))
     assert refresh_households(engine)["full"] == 1  # the first refresh builds them all
+    household_then = rows(
+        engine,
+        "SELECT m.household_id FROM household_members m JOIN golden_xref x USING (golden_id) "
+        "WHERE x.source = 'billing' AND x.source_key = :k",
+        k=key,
+    )[0][0]
     ingest_file(engine, CONFIG, tmp_path / "landing" / "billing" / "move.csv", tmp_path / "landing")
     pairs_before = rows(engine, "SELECT count(*) FROM match_pairs")[0][0]
     kept = set(rows(engine, "SELECT left_record_id, right_record_id, score FROM match_pairs"))
@@ -217,6 +225,32 @@ def test_an_update_moves_the_golden_record_and_touches_nothing_else(incremental_
     assert any(golden == r[3] for r in incremental)
     rebuild_households(engine)
     assert rows(engine, households) == incremental
+    # Each version carries the household the refresh after it found: the move's version the
+    # new one, the version before it the one it had then; a subscriber reading the outbox
+    # late (here: from the start, after both) gets each message's household as of its
+    # version, not the household of today.
+    (household_now,) = {r[0] for r in incremental if r[3] == golden}
+    assert household_now != household_then
+    recorded = dict(
+        rows(
+            engine,
+            "SELECT version, household_id FROM golden_history WHERE golden_id = :g",
+            g=golden,
+        )
+    )
+    assert recorded[before_versions[golden]] == household_then
+    assert recorded[after_versions[golden]] == household_now
+    deliver_changes_from_start(engine, "warehouse")
+    syndicate(engine, CONFIG, "warehouse", home=tmp_path)
+    sent = [
+        json.loads(line)
+        for path in sorted((tmp_path / "outbound" / "warehouse").glob("*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+    households_sent = {(m["version"], m["household_id"]) for m in sent if m["golden_id"] == golden}
+    assert (before_versions[golden], household_then) in households_sent
+    assert (after_versions[golden], household_now) in households_sent
+    assert len(households_sent) == len({v for v, _ in households_sent})  # one per version
     check_invariants(engine)
     engine.dispose()
 
