@@ -63,17 +63,82 @@ def _split_constrained(
     return [sorted(g) for g in groups.values()]
 
 
+#: dedupe's ``connected_components`` re-filters a component of more nodes than this.
+MAX_COMPONENT = 30000
+
+
+def _flat_clusters(linkage: np.ndarray, n: int, distance: float) -> list[list[int]]:
+    """scipy's ``fcluster(linkage, distance, criterion="distance")`` as groups of leaves, each
+    in ascending order: a merge is kept when no merge below it (itself included) is higher than
+    ``distance`` (scipy's cophenetic rule, read off the linkage without its checks, which cost
+    more than the clustering of a small component)."""
+    parent = list(range(2 * n - 1))
+    highest = [0.0] * (n - 1)
+    for i, (a, b, height) in enumerate(linkage[:, :3].tolist()):
+        a, b = int(a), int(b)
+        top = max(
+            height, highest[a - n] if a >= n else height, highest[b - n] if b >= n else height
+        )
+        highest[i] = top
+        if top <= distance:
+            parent[a] = parent[b] = n + i
+    groups: dict[int, list[int]] = {}
+    for leaf in range(n):
+        node = leaf
+        while parent[node] != node:
+            node = parent[node]
+        groups.setdefault(node, []).append(leaf)
+    return list(groups.values())
+
+
 def _hierarchical(dupes: np.ndarray, threshold: float):  # type: ignore[no-untyped-def]
     """dedupe's ``clustering.cluster`` with average instead of centroid linkage: (record
-    positions, per-record confidences) for each cluster of two or more."""
-    import scipy.cluster.hierarchy
-    from dedupe.clustering import (  # slow to import: see model.py
-        condensedDistance,
-        confidences,
-        connected_components,
-    )
+    positions, per-record confidences) for each cluster of two or more.
 
-    for sub_graph in connected_components(dupes, 30000):
+    The components are found with scipy and walked as slices of one sorted edge list (dedupe's
+    own walk is a Python union-find over every edge, through a memory-mapped copy); each is
+    clustered as dedupe does (its condensed distances, scipy's average linkage, its
+    confidences). A component larger than dedupe's limit goes through dedupe's own walk, which
+    re-filters it."""
+    import scipy.cluster.hierarchy
+    from dedupe.clustering import condensedDistance, confidences  # slow to import: see model.py
+
+    if len(dupes) == 0:
+        return
+    pairs, scores = dupes["pairs"], dupes["score"]
+    nodes, inverse = np.unique(pairs, return_inverse=True)
+    inverse = inverse.reshape(-1, 2)
+    label = component_labels(len(nodes), inverse[:, 0], inverse[:, 1])
+    if np.bincount(label).max() > MAX_COMPONENT:
+        yield from _dedupe_hierarchical(dupes, threshold)
+        return
+    order = np.argsort(label[inverse[:, 0]], kind="stable")
+    edge_label = label[inverse[order, 0]]
+    cuts = np.flatnonzero(np.diff(edge_label)) + 1
+    starts = np.concatenate([[0], cuts]).tolist()
+    stops = np.concatenate([cuts, [len(order)]]).tolist()
+    distance = 1 - threshold
+    for start, stop in zip(starts, stops, strict=True):
+        if stop - start == 1:
+            edge = order[start]
+            score = scores[edge]
+            if score > threshold:
+                yield tuple(pairs[edge]), (score,) * 2
+            continue
+        i_to_id, condensed, n = condensedDistance(dupes[order[start:stop]])
+        linkage = scipy.cluster.hierarchy.linkage(condensed, method="average")
+        squared = condensed**2
+        for group in _flat_clusters(linkage, n, distance):
+            if len(group) > 1:
+                yield tuple(i_to_id[i] for i in group), confidences(group, squared, n)
+
+
+def _dedupe_hierarchical(dupes: np.ndarray, threshold: float):  # type: ignore[no-untyped-def]
+    """:func:`_hierarchical` through dedupe's own component walk (components it re-filters)."""
+    import scipy.cluster.hierarchy
+    from dedupe.clustering import condensedDistance, confidences, connected_components
+
+    for sub_graph in connected_components(dupes, MAX_COMPONENT):
         if len(sub_graph) == 1:
             ((ids, score),) = sub_graph
             if score > threshold:
@@ -81,12 +146,8 @@ def _hierarchical(dupes: np.ndarray, threshold: float):  # type: ignore[no-untyp
             continue
         i_to_id, condensed, n = condensedDistance(sub_graph)
         linkage = scipy.cluster.hierarchy.linkage(condensed, method="average")
-        partition = scipy.cluster.hierarchy.fcluster(linkage, 1 - threshold, criterion="distance")
-        groups: dict[int, list[int]] = defaultdict(list)
-        for i, label in enumerate(partition):
-            groups[label].append(i)
         squared = condensed**2
-        for group in groups.values():
+        for group in _flat_clusters(linkage, n, 1 - threshold):
             if len(group) > 1:
                 yield tuple(i_to_id[i] for i in group), confidences(group, squared, n)
 
@@ -108,31 +169,46 @@ def cluster_pairs(
     # Pairs outside every component are left out (millions of them at a million records).
     above = scores >= threshold
     comp = _components(n, left[above], right[above], must_link)
-    inside = comp[left] == comp[right]
-    score_of: dict[tuple[int, int], float] = {
-        (a, b): s
-        for a, b, s in zip(
-            left[inside].tolist(), right[inside].tolist(), scores[inside].tolist(), strict=True
-        )
-    }
-    for a, b in must_link:
-        score_of[(min(a, b), max(a, b))] = 1.0
-    for pair in cannot:
-        score_of.pop(pair, None)
+    inside = np.nonzero(comp[left] == comp[right])[0]
+    a, b = left[inside].astype(np.int64), right[inside].astype(np.int64)
+    s = np.asarray(scores)[inside]
+    if must_link:
+        ml = np.array([(min(x, y), max(x, y)) for x, y in must_link], dtype=np.int64)
+        a, b = np.concatenate([a, ml[:, 0]]), np.concatenate([b, ml[:, 1]])
+        s = np.concatenate([s, np.ones(len(ml), dtype=s.dtype)])
+    # One score per pair, the last given winning (a must-link over the pair's score), as a dict
+    # of the pairs would keep it, without a Python object per pair.
+    code = a * max(n, 1) + b
+    last = len(code) - 1 - np.unique(code[::-1], return_index=True)[1]
+    keep = np.sort(last)
+    if cannot:
+        banned = np.array(sorted(cannot), dtype=np.int64)
+        keep = keep[~np.isin(code[keep], banned[:, 0] * max(n, 1) + banned[:, 1])]
+    a, b, s = a[keep], b[keep], s[keep]
     cluster_of = np.arange(n, dtype=np.int64)
     confidence = np.ones(n, dtype=np.float64)
-    kept = list(score_of.items())
-    if kept:
-        dupes = np.array(kept, dtype=[("pairs", "i8", 2), ("score", "f4")])
+    if len(a):
+        dupes = np.empty(len(a), dtype=[("pairs", "i8", 2), ("score", "f4")])
+        dupes["pairs"][:, 0], dupes["pairs"][:, 1], dupes["score"] = a, b, s
+        # The kept pairs of each component, for splitting a cluster that holds a cannot-link.
+        by_comp = np.argsort(comp[a], kind="stable")
+        comp_sorted = comp[a][by_comp]
         for ids, conf in _hierarchical(dupes, threshold):
-            members = list(ids)
+            members = [int(m) for m in ids]
             groups = [members]
             if cannot and any((min(x, y), max(x, y)) in cannot for x in members for y in members):
                 group_set = set(members)
+                c = comp[members[0]]
+                lo, hi = np.searchsorted(comp_sorted, [c, c + 1])
                 edges = [
-                    (s, a, b)
-                    for (a, b), s in score_of.items()
-                    if a in group_set and b in group_set and s >= threshold
+                    (e_s, e_a, e_b)
+                    for e_a, e_b, e_s in zip(
+                        a[by_comp[lo:hi]].tolist(),
+                        b[by_comp[lo:hi]].tolist(),
+                        s[by_comp[lo:hi]].tolist(),
+                        strict=True,
+                    )
+                    if e_a in group_set and e_b in group_set and e_s >= threshold
                 ]
                 groups = _split_constrained(members, edges, cannot)
             conf_of = dict(zip(members, np.asarray(conf, dtype=float).tolist(), strict=False))

@@ -22,7 +22,7 @@ from mdm_orchestration.matching.blocking import candidate_pairs
 from mdm_orchestration.matching.clustering import cluster_pairs
 from mdm_orchestration.matching.explain import Explanation, explain_pair, with_engine_terms
 from mdm_orchestration.matching.frequencies import Frequencies, field_values
-from mdm_orchestration.matching.model import FIELDS, MatchModel
+from mdm_orchestration.matching.model import FIELDS, FieldColumns, MatchModel
 from mdm_orchestration.matching.records import match_frame
 from mdm_orchestration.matching.review_queue import REVIEW_ITEM_COLUMNS, max_pending, review_items
 from mdm_orchestration.matching.rules import (
@@ -113,7 +113,9 @@ class _Scorer:
     ) -> None:
         self.records, self.model, self.config = records, model, config
         self.party_type = party_type
-        self.rows = records[list(FIELDS[party_type])].to_dict("records")
+        # The compared fields as coded columns, not a dict per record (at 1M records those
+        # dicts took gigabytes).
+        self.columns = FieldColumns.of_frame(records, FIELDS[party_type])
         self.threshold = config.threshold if config.threshold is not None else model.threshold
         freq = frequencies if frequencies is not None else Frequencies.of_frame(records)
         if party_type == PERSON:
@@ -187,7 +189,7 @@ class _Scorer:
         scores = np.ones(len(left), dtype=np.float32)
         todo = np.nonzero(~by_rule)[0]
         if len(todo):
-            raw = self.model.score_indexed(self.rows, left[todo], right[todo]).astype(np.float64)
+            raw = self.model.score_indexed(self.columns, left[todo], right[todo]).astype(np.float64)
             terms = self.adjustments(left[todo], right[todo])
             if terms:
                 logit = np.log(np.clip(raw, 1e-9, 1 - 1e-9) / np.clip(1 - raw, 1e-9, 1))
@@ -217,7 +219,7 @@ def explain_records(
     rules = [k for k, m in apply_rules(scorer.records, left, right, config.rules).items() if m[0]]
     terms = {k: float(v[0]) for k, v in scorer.adjustments(left, right).items()}
     return with_engine_terms(
-        explain_pair(model, scorer.rows[i], scorer.rows[j]),
+        explain_pair(model, scorer.columns.row(i), scorer.columns.row(j)),
         terms,
         weak=bool(weak[0]),
         contradicted=bool(contradicted[0]),

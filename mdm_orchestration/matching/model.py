@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from affinegap import normalizedAffineGapDistance
 
 from mdm_orchestration.cleansing.names import nickname_related
@@ -112,6 +113,93 @@ def variables(party_type: str) -> list[Any]:
 
 
 @dataclass
+class FieldColumns:
+    """Records' comparison fields as columns: per field, an integer code per record (-1 where
+    the value is None, dedupe's missing) and the distinct values the codes index."""
+
+    codes: dict[str, np.ndarray]
+    values: dict[str, list[Any]]
+
+    @classmethod
+    def of_frame(cls, records: Any, fields: Any) -> FieldColumns:  # noqa: ANN401
+        codes, values = {}, {}
+        for name in fields:
+            column = records[name].to_numpy(object)
+            code, uniques = pd.factorize(column, use_na_sentinel=True)
+            # factorize takes NaN for missing too; dedupe takes only None (rare here: then the
+            # values are coded one by one).
+            if ((code < 0) & ~np.equal(column, None)).any():
+                index: dict[Any, int] = {}
+                code = np.fromiter(
+                    (-1 if v is None else index.setdefault(v, len(index)) for v in column),
+                    dtype=np.int64,
+                    count=len(column),
+                )
+                uniques = list(index)
+            codes[name] = np.asarray(code, dtype=np.int64)
+            values[name] = list(uniques)
+        return cls(codes, values)
+
+    def row(self, i: int) -> dict[str, Any]:
+        """Record ``i`` as dedupe's record dict."""
+        return {
+            name: (self.values[name][c] if c >= 0 else None)
+            for name, code in self.codes.items()
+            for c in (int(code[i]),)
+        }
+
+
+def column_distances(
+    data_model: Any,  # noqa: ANN401
+    columns: FieldColumns,
+    left: np.ndarray,
+    right: np.ndarray,
+) -> np.ndarray:
+    """dedupe's ``DataModel.distances`` of the pairs ``(left[i], right[i])``, the same figures
+    computed a field at a time: an exact comparator by comparing codes, any other once per
+    distinct pair of values (a city or a birth date recurs across thousands of pairs)."""
+    from dedupe.variables.exact import ExactType
+
+    n = len(left)
+    out = np.empty((n, len(data_model)), "f4")
+    for name, compare, start, stop in data_model._field_comparators:
+        codes, values = columns.codes[name], columns.values[name]
+        a, b = codes[left], codes[right]
+        if stop - start != 1 or hasattr(compare, "missing"):
+            # Not one of ours (several columns, or a comparator of missing values): as dedupe.
+            for i, (x, y) in enumerate(zip(a.tolist(), b.tolist(), strict=True)):
+                vx = values[x] if x >= 0 else None
+                vy = values[y] if y >= 0 else None
+                if (vx is not None and vy is not None) or hasattr(compare, "missing"):
+                    out[i, start:stop] = compare(vx, vy)
+                else:
+                    out[i, start:stop] = np.nan
+            continue
+        column = np.full(n, np.nan, dtype=np.float64)
+        both = np.nonzero((a >= 0) & (b >= 0))[0]
+        if len(both):
+            x, y = a[both], b[both]
+            if compare is ExactType.comparator:
+                column[both] = x == y
+            else:
+                width = max(len(values), 1)
+                distinct, inverse = np.unique(x * width + y, return_inverse=True)
+                computed = np.fromiter(
+                    (
+                        compare(values[p], values[q])
+                        for p, q in zip(
+                            (distinct // width).tolist(), (distinct % width).tolist(), strict=True
+                        )
+                    ),
+                    dtype=np.float64,
+                    count=len(distinct),
+                )
+                column[both] = computed[inverse]
+        out[:, start] = column
+    return data_model._add_derived_distances(out)
+
+
+@dataclass
 class MatchModel:
     party_type: str
     data_model: Any
@@ -129,16 +217,28 @@ class MatchModel:
         return out
 
     def score_indexed(
-        self, rows: list[dict[str, Any]], left: np.ndarray, right: np.ndarray, batch: int = 20_000
+        self,
+        columns: FieldColumns,
+        left: np.ndarray,
+        right: np.ndarray,
+        batch: int = 20_000,
+        block: int = 200_000,
     ) -> np.ndarray:
-        """Match probability of the pairs ``(rows[left[i]], rows[right[i]])``, built a batch at
-        a time so that millions of pairs never exist as Python objects at once."""
+        """Match probability of the pairs ``(left[i], right[i])`` of the records ``columns``
+        holds: the comparators run a field at a time over the distinct value pairs of a block of
+        pairs (:func:`column_distances`), so no pair or record becomes a Python object. The
+        classifier sees ``batch`` pairs at a time, as :meth:`score` feeds it."""
         out = np.zeros(len(left), dtype=np.float32)
-        for start in range(0, len(left), batch):
-            a, b = left[start : start + batch].tolist(), right[start : start + batch].tolist()
-            out[start : start + len(a)] = self.score(
-                [(rows[i], rows[j]) for i, j in zip(a, b, strict=True)], batch=batch
+        block = max(block // batch, 1) * batch
+        for start in range(0, len(left), block):
+            distances = column_distances(
+                self.data_model, columns, left[start : start + block], right[start : start + block]
             )
+            for at in range(0, len(distances), batch):
+                chunk = distances[at : at + batch]
+                out[start + at : start + at + len(chunk)] = self.classifier.predict_proba(chunk)[
+                    :, 1
+                ]
         return out
 
     def to_bytes(self, key: bytes | None = None) -> bytes:
