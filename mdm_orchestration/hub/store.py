@@ -7,6 +7,7 @@ Migrations are applied automatically the first time a process connects.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 from collections.abc import Iterable, Iterator
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -270,6 +272,15 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     cur.close()
 
 
+def _json_loads(text: str | bytes) -> Any:  # noqa: ANN401
+    """A JSON column's value: orjson (several times faster than ``json.loads``, the same
+    values), ``json.loads`` for what orjson refuses (``NaN``, integers beyond 64 bits)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def create_hub_engine(url: str | None = None, *, auto_migrate: bool = True) -> Engine:
     """An engine on the hub, with the schema migrated to the newest version on first use."""
     resolved = resolve_hub_url(url)
@@ -278,7 +289,9 @@ def create_hub_engine(url: str | None = None, *, auto_migrate: bool = True) -> E
         database = sqlite_file_of(resolved)
         if database:
             private_sqlite_file(database)
-        engine = create_engine(resolved, connect_args={"timeout": 60})
+        engine = create_engine(
+            resolved, connect_args={"timeout": 60}, json_deserializer=_json_loads
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
 
         @event.listens_for(engine, "begin")
@@ -294,7 +307,7 @@ def create_hub_engine(url: str | None = None, *, auto_migrate: bool = True) -> E
             dbapi_conn.isolation_level = None
 
     else:
-        engine = create_engine(resolved, pool_pre_ping=True)
+        engine = create_engine(resolved, pool_pre_ping=True, json_deserializer=_json_loads)
     if auto_migrate:
         key = engine.url.render_as_string(hide_password=False)
         with _migrated_lock:

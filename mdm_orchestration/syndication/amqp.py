@@ -3,19 +3,19 @@
 Each message goes to a durable topic exchange with a routing key per event type (the
 ``routing_key`` template), ``delivery_mode`` persistent, ``message_id`` and the
 ``Idempotency-Key`` header set to the event id: the same at-least-once contract as the
-webhook. One channel in confirm mode publishes the messages in outbox order, a *window* of
-them at a time (the target's ``confirm_window``), then waits for the broker's confirms of the whole window:
-a message counts as delivered only once the broker has taken responsibility for it (written
-it to its durable queues). One channel keeps the publishing order, so the order per golden id
-is the outbox order. Waiting per window instead of per message is what makes it fast (one
-round trip and one broker fsync per window, not per message). A message that no queue takes
+webhook. One channel in confirm mode publishes the messages in outbox order with at most a
+*window* of them unconfirmed (the target's ``confirm_window``): between chunks of messages the
+I/O loop turns once without blocking, writing them and taking the confirms that have come, and
+it blocks only when a whole window is unconfirmed, so the broker persists one chunk while the
+next is encoded. A message counts as delivered only once the broker has taken responsibility
+for it (written it to its durable queues). One channel keeps the publishing order, so the order
+per golden id is the outbox order. A message that no queue takes
 is returned by the broker (``mandatory``) and fails the delivery instead of vanishing.
 
 A broker that is down, refuses the credentials, nacks a message or drops the connection
 raises :class:`DeliveryError` with the number confirmed before it (the unbroken run of
 confirms from the start); the delivery loop retries with backoff from there, and the next
-``send`` opens a new connection. Messages of the window after that point may have reached the
-queue already: they come again under the same ids (at least once). Errors name the exception
+``send`` opens a new connection. Messages after that point may have reached the queue already: they come again under the same ids (at least once). Errors name the exception
 class only.
 
 pika's ``SelectConnection`` (its asynchronous, callback-driven adapter) is what lets a window
@@ -25,7 +25,6 @@ be published before the confirms are awaited; its I/O loop runs only inside ``se
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -35,16 +34,19 @@ import pika.exceptions
 from pika.adapters.select_connection import SelectConnection
 
 from mdm_orchestration.config import AmqpTarget, expand_env
-from mdm_orchestration.syndication.messages import Message
+from mdm_orchestration.syndication.messages import Message, message_json
 from mdm_orchestration.syndication.transports import DeliveryError
 
 
 class _Window:
-    """The confirms, nacks and returns of one published window."""
+    """The confirms, nacks and returns of one ``send``'s messages (delivery tags
+    ``first_tag`` onwards, in publishing order)."""
 
     def __init__(self, first_tag: int, size: int) -> None:
         self.first_tag, self.size = first_tag, size
         self.acked = [False] * size
+        self._settled = [False] * size
+        self._floor = 0  # every message before it is settled
         self.failed: int | None = None  # the first message nacked or returned
         self.failure = ""
         self.settled = 0  # acked or nacked
@@ -53,16 +55,19 @@ class _Window:
         return tag - self.first_tag
 
     def confirm(self, tag: int, multiple: bool, ok: bool) -> None:
-        last = self.index(tag)
-        first = 0 if multiple else last
-        for i in range(max(first, 0), min(last, self.size - 1) + 1):
-            if self.acked[i] or (self.failed is not None and i == self.failed and not ok):
+        last = min(self.index(tag), self.size - 1)
+        first = self._floor if multiple else last
+        for i in range(max(first, 0), last + 1):
+            if self._settled[i]:
                 continue
+            self._settled[i] = True
             self.settled += 1
             if ok:
                 self.acked[i] = True
             else:
                 self.fail(i, "NackError")
+        while self._floor < self.size and self._settled[self._floor]:
+            self._floor += 1
 
     def fail(self, i: int, why: str) -> None:
         if self.failed is None or i < self.failed:
@@ -73,13 +78,45 @@ class _Window:
         return self.settled >= self.size
 
     def confirmed(self) -> int:
-        """The unbroken run of acknowledged messages from the start of the window (a returned
-        message is acknowledged too, but was not delivered)."""
+        """The unbroken run of acknowledged messages from the start (a returned message is
+        acknowledged too, but was not delivered)."""
         n = 0
         limit = self.size if self.failed is None else self.failed
         while n < limit and self.acked[n]:
             n += 1
         return n
+
+
+#: Messages published between two turns of the I/O loop: the turn writes them to the socket
+#: and takes the confirms that have come, so the broker works while the next ones are encoded.
+_CHUNK = 50
+
+
+class _Connection(SelectConnection):
+    """pika's ``SelectConnection``, with the frames published between two turns of the I/O loop
+    handed to the socket in one write. pika writes each frame (a message is three: method,
+    header, body) with a ``send`` of its own, and on loopback those system calls were the
+    largest single cost of publishing. Frames are held only while :attr:`holding` (the
+    publishing loop) and always let go before the loop turns (:meth:`release`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401
+        self.holding = False
+        self._held: list[bytes] = []
+        super().__init__(*args, **kwargs)
+
+    def _adapter_emit_data(self, data: bytes) -> None:
+        if self.holding:
+            self._held.append(data)
+        else:
+            super()._adapter_emit_data(data)
+
+    def release(self) -> None:
+        """Hand the held frames to the transport, in order, as one write."""
+        if not self._held:
+            return
+        data, self._held = b"".join(self._held), []
+        if self._transport is not None:  # gone: unconfirmed, so sent again later
+            super()._adapter_emit_data(data)
 
 
 class AmqpTransport:
@@ -99,7 +136,7 @@ class AmqpTransport:
         self.parameters.connection_attempts = 1
         self.target = target
         self.window = target.confirm_window
-        self._connection: SelectConnection | None = None
+        self._connection: _Connection | None = None
         self._channel: Any = None
         self._ready = False
         self._error: str | None = None
@@ -113,6 +150,7 @@ class AmqpTransport:
     def _wait(self, ready: Callable[[], bool]) -> None:
         """Run the I/O loop until ``ready()``, a failure, or the timeout."""
         assert self._connection is not None
+        self._connection.release()
         loop = self._connection.ioloop
         deadline = time.monotonic() + self.target.timeout_seconds
         self._until = ready
@@ -148,7 +186,7 @@ class AmqpTransport:
             return
         self.close()
         self._error, self._ready, self._tag = None, False, 0
-        self._connection = SelectConnection(
+        self._connection = _Connection(
             self.parameters,
             on_open_callback=lambda conn: conn.channel(on_open_callback=self._on_channel),
             on_open_error_callback=lambda _conn, exc: self._failed(exc),
@@ -219,45 +257,69 @@ class AmqpTransport:
             headers={"Idempotency-Key": m.event_id, "golden_id": m.golden_id, "version": m.version},
         )
 
-    def _publish(self, window: Sequence[Message]) -> int:
-        """Publish ``window`` and wait for its confirms; the number confirmed in a row."""
+    def _turn(self) -> None:
+        """One turn of the I/O loop without blocking: write what is buffered, take the
+        confirms that have come."""
+        assert self._connection is not None
+        self._connection.release()
+        loop = self._connection.ioloop
+        loop.call_later(0, loop.stop)
+        loop.start()
+
+    def _publish(self, messages: Sequence[Message]) -> int:
+        """Publish ``messages`` with at most a window of them unconfirmed at any time, and
+        wait for the last confirms; the number confirmed in a row from the first."""
         self._open()
-        state = _Window(self._tag + 1, len(window))
+        state = _Window(self._tag + 1, len(messages))
         self._current = state
-        self._by_id = {m.event_id: i for i, m in enumerate(window)}
+        self._by_id = {m.event_id: i for i, m in enumerate(messages)}
+        low = max(0, self.window - _CHUNK)
+        published = 0
+        assert self._connection is not None
+        self._connection.holding = True
         try:
-            for m in window:
+            for sent, m in enumerate(messages, start=1):
                 self._channel.basic_publish(
                     exchange=self.target.exchange,
                     routing_key=self.routing_key(m),
-                    body=json.dumps(m.as_dict(), ensure_ascii=False, default=str).encode(),
+                    body=message_json(m),
                     properties=self._properties(m),
                     mandatory=self.target.mandatory,
                 )
                 self._tag += 1
+                published = sent
+                if sent % _CHUNK and sent < self.window:
+                    continue
+                if sent - state.settled >= self.window:
+                    # A full window unconfirmed: wait until the broker has caught up a chunk.
+                    self._wait(lambda n=sent: n - state.settled <= low)
+                elif sent % _CHUNK == 0:
+                    self._turn()
+                if self._error is not None or state.failed is not None:
+                    break
         except (pika.exceptions.AMQPError, OSError) as exc:
             self._error = self._error or type(exc).__name__
+        finally:
+            self._connection.holding = False
         if self._error is None:
-            self._wait(lambda: state.done)
+            # Every published message settled (after a nack or a return too, so that those
+            # before it count as delivered).
+            self._wait(lambda: state.settled >= published)
         confirmed = state.confirmed()
-        if confirmed < len(window):
+        if confirmed < len(messages):
             raise _Failure(state.failure or self._error or "Timeout", confirmed)
         return confirmed
 
     def send(self, messages: Sequence[Message], batch_name: str) -> None:
-        delivered = 0
         try:
-            for start in range(0, len(messages), self.window):
-                delivered += self._publish(messages[start : start + self.window])
+            self._publish(messages)
         except _Failure as failure:
             # The channel or the connection may be unusable: start afresh on the next send.
             self.close()
-            raise DeliveryError(
-                f"amqp: {failure.name}", delivered=delivered + failure.confirmed
-            ) from None
+            raise DeliveryError(f"amqp: {failure.name}", delivered=failure.confirmed) from None
         except (pika.exceptions.AMQPError, OSError) as exc:
             self.close()
-            raise DeliveryError(f"amqp: {type(exc).__name__}", delivered=delivered) from None
+            raise DeliveryError(f"amqp: {type(exc).__name__}", delivered=0) from None
         finally:
             self._current, self._by_id = None, {}
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from mdm_orchestration.config import GOLDEN_ATTRIBUTES, Subscriber
 
 UPSERT_TYPES = ("snapshot", "created", "updated", "split")
@@ -138,6 +140,16 @@ class Message:
     @property
     def removes(self) -> bool:
         return (self.change_type or self.event_type) not in UPSERT_TYPES
+
+
+_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+
+
+def message_json(message: Message) -> bytes:
+    """The message as the JSON every transport sends (UTF-8, compact): orjson, several times
+    faster than ``json.dumps`` for the same values; anything it does not know (a datetime, a
+    decimal) goes as its ``str()``, as before."""
+    return orjson.dumps(message.as_dict(), default=str, option=_JSON_OPTIONS)
 
 
 def business_event_id(event_id: str, name: str) -> str:

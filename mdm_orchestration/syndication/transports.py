@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import http.client
-import json
 import os
 import socket
 import tempfile
@@ -50,7 +49,7 @@ from mdm_orchestration.config import (
 )
 from mdm_orchestration.hub.store import private_dir
 from mdm_orchestration.survivorship import formula_safe
-from mdm_orchestration.syndication.messages import Message, subscribed_attributes
+from mdm_orchestration.syndication.messages import Message, message_json, subscribed_attributes
 
 
 class DeliveryError(RuntimeError):
@@ -111,6 +110,18 @@ def _expand(value: str, where: str) -> str:
         raise DeliveryError(f"{where}: {exc}") from None
 
 
+#: The message fields a CSV file subscriber's rows end with, after the attributes.
+CSV_MESSAGE_FIELDS = (
+    "changed",
+    "source_keys",
+    "household_id",
+    "organisation_golden_id",
+    "consents",
+    "caused_by",
+    "change_type",
+)
+
+
 class FileTransport:
     """One file per batch, written under a temporary name and renamed into place. The name
     comes from the batch (its outbox range), so a redelivered batch replaces its own file."""
@@ -133,6 +144,8 @@ class FileTransport:
             "sources",
             "related",
             "reason",
+            # The fields every message carries (lists and objects as JSON), as in JSON Lines.
+            *CSV_MESSAGE_FIELDS,
         ]
 
     def send(self, messages: Sequence[Message], batch_name: str) -> None:
@@ -148,7 +161,7 @@ class FileTransport:
             with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
                 if self.format == "jsonl":
                     for m in messages:
-                        fh.write(json.dumps(m.as_dict(), ensure_ascii=False, default=str))
+                        fh.write(message_json(m).decode())
                         fh.write("\n")
                 else:
                     writer = csv.writer(fh)
@@ -310,7 +323,7 @@ class WebhookTransport:
 
     def send(self, messages: Sequence[Message], batch_name: str) -> None:
         for i, m in enumerate(messages):
-            body = json.dumps(m.as_dict(), ensure_ascii=False, default=str).encode()
+            body = message_json(m)
             request = urllib.request.Request(
                 self.url,
                 data=body,

@@ -112,6 +112,38 @@ def test_messages_are_persistent_confirmed_and_routed_by_event_type(vhost: str) 
     assert body["attributes"] == {"city": "Town 2"}
 
 
+@pytest.mark.parametrize("window", [1, 7, 500])
+def test_many_messages_through_a_sliding_window_arrive_once_in_order_in_few_writes(
+    vhost: str, window: int
+) -> None:
+    """More messages than a window, in chunks: every one confirmed and queued once, in order;
+    the frames of a chunk go to the socket together (not three writes per message)."""
+    from mdm_orchestration.syndication import amqp
+
+    transport = AmqpTransport(
+        AmqpTarget(url=_url(vhost), exchange="mdm.events", queue="crm", confirm_window=window)
+    )
+    writes = 0
+    emit = amqp.SelectConnection._adapter_emit_data
+
+    def counted(self: Any, data: bytes) -> None:  # noqa: ANN401
+        nonlocal writes
+        writes += 1
+        emit(self, data)
+
+    messages = [_message(f"g{i % 37}", i) for i in range(1, 1235)]
+    try:
+        amqp.SelectConnection._adapter_emit_data = counted  # type: ignore[method-assign]
+        transport.send(messages, "1-1234")
+    finally:
+        amqp.SelectConnection._adapter_emit_data = emit  # type: ignore[method-assign]
+        transport.close()
+    got = _drain(vhost)
+    assert [b["event_id"] for _, _, b in got] == [m.event_id for m in messages]
+    # A write per chunk of 50 (or per window of 1 or 7), not three per message.
+    assert writes <= 3 * len(messages) / min(window, 50) + 20
+
+
 def test_a_message_no_queue_takes_fails_the_delivery(vhost: str) -> None:
     # No queue bound: the broker returns the message (mandatory), so it is not "delivered".
     transport = AmqpTransport(AmqpTarget(url=_url(vhost), exchange="nobody.listens"))

@@ -283,6 +283,21 @@ def test_marketing_receives_consenting_persons_only_and_a_withdrawal(hub):
     assert {r["golden_id"] for r in sent} == consenting
     assert set(sent[0]) >= {"given_name", "family_name", "email"}
     assert "national_id" not in sent[0] and "phone" not in sent[0]
+    # Every message field a JSON Lines file has, lists and objects as JSON.
+    assert list(sent[0])[-7:] == [
+        "changed",
+        "source_keys",
+        "household_id",
+        "organisation_golden_id",
+        "consents",
+        "caused_by",
+        "change_type",
+    ]
+    for row in sent:
+        consents = json.loads(row["consents"])
+        assert list(consents) == ["marketing_email"] and consents["marketing_email"]["granted"]
+        assert json.loads(row["changed"]) == [] or row["event_type"] != "snapshot"
+        assert json.loads(row["source_keys"]) == {}
 
     # A loyalty member withdraws consent in a later extract.
     golden, key = next(
