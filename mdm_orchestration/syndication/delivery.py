@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, func, select, tuple_
+from sqlalchemy import Connection, Engine, and_, func, select, tuple_
 
 from mdm_orchestration.config import HubConfig, Subscriber
 from mdm_orchestration.hub.bulk import bulk_upsert
@@ -196,11 +196,7 @@ def _events(conn: Connection, seqs: list[int]) -> dict[int, OutboxEvent]:
     return out
 
 
-def _versions(
-    conn: Connection, keys: set[tuple[str, int]], *, members: bool = False
-) -> dict[tuple[str, int], GoldenVersion]:
-    """The history rows of these (golden id, version) pairs; with ``members``, their source
-    records too (for a subscriber's ``source_keys``)."""
+def _version_columns(members: bool) -> list[Any]:
     columns = [
         HISTORY.c.golden_id,
         HISTORY.c.version,
@@ -216,17 +212,52 @@ def _versions(
     ]
     if members:
         columns.append(HISTORY.c.members)
-    out = {}
+    return columns
+
+
+def _add_versions(
+    out: dict[tuple[str, int], GoldenVersion], rows: Iterable[Any], members: bool
+) -> None:
+    for r in rows:
+        values = list(r)
+        if members:
+            values[-1] = tuple(values[-1] or ())
+        version = GoldenVersion(*values)
+        out[(version.golden_id, version.version)] = version
+
+
+def _versions(
+    conn: Connection, keys: set[tuple[str, int]], *, members: bool = False
+) -> dict[tuple[str, int], GoldenVersion]:
+    """The history rows of these (golden id, version) pairs; with ``members``, their source
+    records too (for a subscriber's ``source_keys``)."""
+    columns = _version_columns(members)
+    out: dict[tuple[str, int], GoldenVersion] = {}
     for chunk in chunks(keys):  # type: ignore[arg-type]
         rows = conn.execute(
             select(*columns).where(tuple_(HISTORY.c.golden_id, HISTORY.c.version).in_(chunk))
         )
-        for r in rows:
-            values = list(r)
-            if members:
-                values[-1] = tuple(values[-1] or ())
-            version = GoldenVersion(*values)
-            out[(version.golden_id, version.version)] = version
+        _add_versions(out, rows, members)
+    return out
+
+
+def _versions_of_range(
+    conn: Connection, after: int, upto: int, *, members: bool = False
+) -> dict[tuple[str, int], GoldenVersion]:
+    """:func:`_versions` of the outbox events with ``after < seq <= upto``: one join on the
+    outbox instead of a list of pairs (about three times less work per version)."""
+    out: dict[tuple[str, int], GoldenVersion] = {}
+    rows = conn.execute(
+        select(*_version_columns(members))
+        .join(
+            CHANGES,
+            and_(
+                CHANGES.c.golden_id == HISTORY.c.golden_id, CHANGES.c.version == HISTORY.c.version
+            ),
+        )
+        .where(CHANGES.c.seq > after, CHANGES.c.seq <= upto)
+    )
+    _add_versions(out, rows, members)
     return out
 
 
@@ -624,7 +655,9 @@ class _Run:
                 events = [OutboxEvent(*r) for r in rows]
                 held = _held(conn, self.name, {e.golden_id for e in events})
                 wanted = {(e.golden_id, e.version) for e in events}
-                versions = _versions(conn, wanted, members=bool(self.sub.source_keys))
+                versions = _versions_of_range(
+                    conn, cursor, events[-1].seq, members=bool(self.sub.source_keys)
+                )
                 blocked = blocked_goldens(conn, self.name, {e.golden_id for e in events})
                 extras = ExtrasByVersion(conn, self.sub, wanted, versions)
             steps: list[Step] = []

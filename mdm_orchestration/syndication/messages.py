@@ -198,21 +198,24 @@ def why_not(sub: Subscriber, v: GoldenVersion) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=64)
+def _visible_names(attributes: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(attributes) | {*ALWAYS_SENT, "organisation_golden_id", "members"}
+
+
 def visible_changes(sub: Subscriber, changed: list[str]) -> list[str]:
     """The names in ``changed`` the subscriber may see: its attributes, the lifecycle, the
     organisation link, the members, and consents (for its purpose only, when it has one)."""
     if not changed:
         return []
-    seen = set(subscribed_attributes(sub)) | {*ALWAYS_SENT, "organisation_golden_id", "members"}
-    out = []
-    for name in changed:
-        if name.startswith("consents."):
-            purpose = name.removeprefix("consents.")
-            if sub.consent_purpose is None or purpose == sub.consent_purpose:
-                out.append(name)
-        elif name in seen:
-            out.append(name)
-    return out
+    seen = _visible_names(subscribed_attributes(sub))
+    purpose = sub.consent_purpose
+    return [
+        name
+        for name in changed
+        if name in seen
+        or (name.startswith("consents.") and (purpose is None or name == "consents." + purpose))
+    ]
 
 
 def _consents(sub: Subscriber, v: GoldenVersion) -> dict[str, Any]:
