@@ -186,6 +186,27 @@ def _party_types(inputs: pd.DataFrame, id_types: pd.Series) -> pd.Series:
     return mapped.where(~unknown, np.where(is_org, ORGANISATION, PERSON))
 
 
+class _Columns(dict[str, Any]):
+    """The cleansed columns while :func:`cleanse_batch` computes them, made into one frame at
+    the end. Inserting ~50 columns into a DataFrame one at a time costs a fixed ~15 ms,
+    more than the cleansing of a small batch (``POST /v1/match`` cleanses one row); a column
+    read back (``out["country"]``) is a Series on the batch's index, inferred as the frame
+    would infer it."""
+
+    def __init__(self, index: pd.Index) -> None:
+        super().__init__()
+        self.index = index
+
+    def __getitem__(self, name: str) -> pd.Series:
+        value = super().__getitem__(name)
+        if isinstance(value, pd.Series):
+            return value
+        return pd.DataFrame({name: value}, index=self.index)[name]
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(dict(self.items()), index=self.index)
+
+
 def cleanse_batch(
     versions: pd.DataFrame, source: SourceConfig, quality: QualityConfig, today: date
 ) -> CleanseResult:
@@ -199,10 +220,11 @@ def cleanse_batch(
     if deleted.any():
         return _with_deletions(versions, deleted, source, quality, today)
     inputs = canonical_inputs(versions["raw"], source)
-    out = pd.DataFrame(index=versions.index)
+    columns = _Columns(versions.index)
     for col in ("extract_id", "row_number", "source_record_id", "source_key", "source_updated_at"):
-        out[col] = versions[col]
-    out["source"] = source.name
+        columns[col] = versions[col]
+    columns["source"] = source.name
+    out: Any = columns  # the helpers below set and read its columns as a frame's
     # Addresses first: the country decides phones' and ids' rules.
     address_flags = _addresses(out, inputs, source)
     country = out["country"].fillna(source.default_country)
@@ -214,6 +236,7 @@ def cleanse_batch(
     _contact_points(out, inputs, country)
     born_invalid, born_implausible = _birth_dates(out, inputs, source, quality, today)
     out["consents"] = _consents(versions["raw"], source)
+    out = columns.frame()
 
     failed = failed_rules(
         out,
