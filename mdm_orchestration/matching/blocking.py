@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from mdm_orchestration.hub.tables import PERSON
 from mdm_orchestration.matching.frequencies import record_terms
@@ -23,7 +25,20 @@ from mdm_orchestration.matching.rules import house_numbers
 
 
 def _join(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
-    """``a|b|c`` where every part is present, else None."""
+    """``a|b|c`` where every part is present (a non-empty string), else None: joined by Arrow,
+    column by column, not a Python string per record."""
+    parts = []
+    for column in columns:
+        try:
+            part = pa.array(frame[column].to_numpy(object), type=pa.string(), from_pandas=True)
+        except (pa.ArrowTypeError, pa.ArrowInvalid):
+            return _join_values(frame, columns)  # a value that is not a string: as it is
+        parts.append(pc.if_else(pc.equal(part, ""), pa.scalar(None, pa.string()), part))
+    joined = pc.binary_join_element_wise(*parts, "|").to_numpy(zero_copy_only=False)
+    return pd.Series(joined, index=frame.index, dtype=object)
+
+
+def _join_values(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
     cols = [frame[c].tolist() for c in columns]
     joined = [
         "|".join(str(p) for p in parts) if all(isinstance(p, str) and p for p in parts) else None
@@ -182,26 +197,44 @@ def candidate_pairs(
     lefts, rights = [], []
     by_key: dict[str, int] = {}
     giants: dict[str, int] = {}
-    positions = np.arange(len(records), dtype=np.int64)
     for name, keys in blocking_keys(records, party_type).items():
-        frame = pd.DataFrame({"key": keys.to_numpy(), "pos": positions}).dropna()
-        if frame.empty:
+        # Integer codes per key value (missing keys: -1); a block's pairs come from its
+        # positions in ascending order, never through a frame of key strings joined to itself.
+        codes, distinct = pd.factorize(keys.to_numpy(object), use_na_sentinel=True)
+        if not len(distinct):
             continue
-        sizes = frame.groupby("key")["pos"].transform("size")
+        sizes = np.bincount(codes[codes >= 0], minlength=len(distinct)).astype(np.int64)
         if block_sizes is not None:
-            hub = frame["key"].map(lambda k, n=name: block_sizes.get((n, key_hash(n, k)), 0))
-            sizes = np.maximum(sizes, hub.astype(np.int64))
-        giants[name] = int(frame.loc[sizes > max_block_size, "key"].nunique())
-        frame = frame[(sizes > 1) & (sizes <= max_block_size)]
-        if frame.empty:
+            hub = np.array(
+                [block_sizes.get((name, key_hash(name, k)), 0) for k in distinct.tolist()],
+                dtype=np.int64,
+            )
+            sizes = np.maximum(sizes, hub)
+        giants[name] = int((sizes > max_block_size).sum())
+        kept = (sizes > 1) & (sizes <= max_block_size)
+        member = np.nonzero((codes >= 0) & kept[np.maximum(codes, 0)])[0]
+        if not len(member):
             continue
-        merged = frame.merge(frame, on="key", suffixes=("_l", "_r"))
-        merged = merged[merged["pos_l"] < merged["pos_r"]]
-        by_key[name] = len(merged)
-        lefts.append(merged["pos_l"].to_numpy(np.int64))
-        rights.append(merged["pos_r"].to_numpy(np.int64))
+        pl, pr = _block_pairs(codes[member], member)
+        by_key[name] = len(pl)
+        lefts.append(pl)
+        rights.append(pr)
     if not lefts:
         return Candidates(np.zeros(0, np.int64), np.zeros(0, np.int64), by_key, giants)
     packed = np.unique(np.concatenate(lefts) * len(records) + np.concatenate(rights))
     n = max(len(records), 1)
     return Candidates(packed // n, packed % n, by_key, giants)
+
+
+def _block_pairs(codes: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair ``(left < right)`` of ``positions`` sharing a code."""
+    order = np.lexsort((positions, codes))
+    codes, positions = codes[order], positions[order].astype(np.int64)
+    start = np.r_[0, np.flatnonzero(np.diff(codes)) + 1]
+    size = np.diff(np.r_[start, len(codes)])
+    end = np.repeat(start + size, size)  # one past each element's block
+    after = end - np.arange(len(codes)) - 1  # partners following each element in its block
+    left = np.repeat(np.arange(len(codes)), after)
+    offset = np.arange(len(left)) - np.repeat(np.cumsum(after) - after, after)
+    right = left + 1 + offset
+    return positions[left], positions[right]

@@ -154,8 +154,23 @@ class Frequencies:
 
     @classmethod
     def of_frame(cls, frame: pd.DataFrame) -> Frequencies:
-        """The counts of ``frame``'s own records (the whole hub, in a full rebuild)."""
-        return cls(count_terms(record_terms(frame)))
+        """The counts of ``frame``'s own records (the whole hub, in a full rebuild): what
+        :func:`count_terms` makes of :func:`record_terms`, counted per distinct value (each
+        hashed once) instead of through an entry per record."""
+        counts: Counter = Counter()
+        for party, fields in TF_FIELDS.items():
+            sub = frame[frame["party_type"] == party]
+            if sub.empty:
+                continue
+            for field in fields:
+                values = field_values(sub, field)
+                if field == "token":
+                    held = Counter(t for tokens in values for t in tokens)  # type: ignore[union-attr]
+                else:
+                    held = Counter(v for v in values if v is not None)
+                for value, count in held.items():
+                    counts[(party, field, value_key(field, value))] += count  # type: ignore[arg-type]
+        return cls(counts)
 
     def per_record(self, frame: pd.DataFrame, party: str, field: str) -> np.ndarray:
         """Each record's count of its value of ``field`` (0 where it has none); for ``token``,
@@ -168,14 +183,14 @@ class Frequencies:
                 for v in values
             ]
             return out
-        keys: dict[str, int] = {}
+        codes, distinct = pd.factorize(np.array(values, dtype=object), use_na_sentinel=True)
+        held = np.array(
+            [self.counts.get((party, field, value_key(field, v)), 1) for v in distinct],
+            dtype=np.int64,
+        )
         counts = np.zeros(len(values), dtype=np.int64)
-        for i, v in enumerate(values):
-            if v is None:
-                continue
-            if v not in keys:
-                keys[v] = self.counts.get((party, field, value_key(field, v)), 1)  # type: ignore[arg-type]
-            counts[i] = keys[v]
+        present = codes >= 0
+        counts[present] = held[codes[present]]
         return counts
 
 

@@ -119,6 +119,7 @@ class FieldColumns:
 
     codes: dict[str, np.ndarray]
     values: dict[str, list[Any]]
+    _arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of_frame(cls, records: Any, fields: Any) -> FieldColumns:  # noqa: ANN401
@@ -139,6 +140,15 @@ class FieldColumns:
             codes[name] = np.asarray(code, dtype=np.int64)
             values[name] = list(uniques)
         return cls(codes, values)
+
+    def array(self, name: str) -> np.ndarray:
+        """The distinct values of ``name`` as an object array (made once)."""
+        held = self._arrays.get(name)
+        if held is None:
+            held = np.empty(len(self.values[name]), dtype=object)
+            held[:] = self.values[name]
+            self._arrays[name] = held
+        return held
 
     def row(self, i: int) -> dict[str, Any]:
         """Record ``i`` as dedupe's record dict."""
@@ -184,13 +194,9 @@ def column_distances(
             else:
                 width = max(len(values), 1)
                 distinct, inverse = np.unique(x * width + y, return_inverse=True)
+                held = columns.array(name)
                 computed = np.fromiter(
-                    (
-                        compare(values[p], values[q])
-                        for p, q in zip(
-                            (distinct // width).tolist(), (distinct % width).tolist(), strict=True
-                        )
-                    ),
+                    map(compare, held[distinct // width].tolist(), held[distinct % width].tolist()),
                     dtype=np.float64,
                     count=len(distinct),
                 )

@@ -7,6 +7,7 @@ a number, an id that fails its check) are left out: they are not evidence.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from mdm_orchestration.cleansing.text import fold
@@ -88,24 +89,52 @@ def _missing(value: object) -> bool:
     )
 
 
+#: Below this many records a column is folded value by value (the service's one-record frames:
+#: the vectorised form's fixed cost is larger there).
+_VECTOR_ROWS = 64
+
+
+def _missing_mask(values: np.ndarray) -> np.ndarray:
+    """:func:`_missing` over an object array: pandas' missing values and empty strings."""
+    missing = pd.isna(values)
+    rest = np.flatnonzero(~missing)
+    missing[rest] = values[rest] == ""
+    return missing
+
+
 def _none(series: pd.Series) -> pd.Series:
     """Object series with None for missing/empty values (dedupe's notion of missing).
 
     Built explicitly as ``object``: pandas 3 would infer its string dtype and turn None into NaN.
     """
-    return pd.Series([None if _missing(v) else v for v in series], index=series.index, dtype=object)
+    if len(series) < _VECTOR_ROWS:
+        return pd.Series(
+            [None if _missing(v) else v for v in series], index=series.index, dtype=object
+        )
+    values = np.array(series.to_numpy(object), dtype=object, copy=True)
+    values[_missing_mask(values)] = None
+    return pd.Series(values, index=series.index, dtype=object)
 
 
 def _map(series: pd.Series, fn) -> pd.Series:  # noqa: ANN001
-    """``fn`` over present values, None elsewhere, as an object series."""
-    return pd.Series(
-        [None if _missing(v) else fn(v) for v in series], index=series.index, dtype=object
-    )
+    """``fn`` over present values, None elsewhere, as an object series (``fn`` once per
+    distinct value)."""
+    if len(series) < _VECTOR_ROWS:
+        return pd.Series(
+            [None if _missing(v) else fn(v) for v in series], index=series.index, dtype=object
+        )
+    values = series.to_numpy(object)
+    present = np.flatnonzero(~_missing_mask(values))
+    codes, distinct = pd.factorize(values[present])
+    mapped = np.empty(len(distinct), dtype=object)
+    mapped[:] = [fn(v) for v in distinct]
+    out = np.full(len(values), None, dtype=object)
+    out[present] = mapped[codes]
+    return pd.Series(out, index=series.index, dtype=object)
 
 
 def _folded(series: pd.Series) -> pd.Series:
-    table = {v: fold(str(v)) for v in series.dropna().unique()}
-    return _map(series, lambda v: table.get(v))
+    return _map(series, lambda v: fold(str(v)))
 
 
 def _optional(c: pd.DataFrame, column: str) -> pd.Series:

@@ -218,6 +218,62 @@ def one_edit(x: str, y: str) -> bool:
     return short[i:] == long[i + 1 :]
 
 
+#: Pairs compared a block at a time in the vectorised string checks (a block's character
+#: matrices take ``2 * PAIR_BLOCK * longest value * 4`` bytes).
+PAIR_BLOCK = 250_000
+
+
+def _characters(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Strings as rows of code points (zero-padded to the longest) and their lengths."""
+    text = np.array([str(v) for v in values], dtype=str)
+    if not len(text) or text.dtype.itemsize == 0:
+        return np.zeros((len(text), 1), dtype=np.uint32), np.zeros(len(text), dtype=np.int64)
+    lengths = np.char.str_len(text).astype(np.int64)
+    return text.view(np.uint32).reshape(len(text), -1), lengths
+
+
+def _pair_characters(
+    values: np.ndarray, left: np.ndarray, right: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Character matrices and lengths of the records ``left`` and ``right`` point to (each
+    distinct record converted once): ``(matrix, lengths, rows of left, rows of right)``."""
+    records, inverse = np.unique(np.concatenate([left, right]), return_inverse=True)
+    matrix, lengths = _characters(values[records])
+    return matrix, lengths, inverse[: len(left)], inverse[len(left) :]
+
+
+def _slips(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """:func:`one_slip` of equal-length rows of code points: at most one position differs, or
+    exactly two adjacent ones, swapped."""
+    diff = x != y
+    count = diff.sum(axis=1)
+    out = count <= 1
+    two = np.nonzero(count == 2)[0]
+    if len(two):
+        d = diff[two]
+        i = d.argmax(axis=1)
+        j = d.shape[1] - 1 - d[:, ::-1].argmax(axis=1)
+        xs, ys = x[two], y[two]
+        rows = np.arange(len(two))
+        out[two] = (j == i + 1) & (xs[rows, i] == ys[rows, j]) & (xs[rows, j] == ys[rows, i])
+    return out
+
+
+def _one_slip_pairs(
+    values: np.ndarray, left: np.ndarray, right: np.ndarray, min_length: int
+) -> np.ndarray:
+    """``len(x) >= min_length and one_slip(x, y)`` for the pairs of present ``values``."""
+    out = np.zeros(len(left), dtype=bool)
+    if not len(left):
+        return out
+    matrix, lengths, rl, rr = _pair_characters(values, left, right)
+    for start in range(0, len(left), PAIR_BLOCK):
+        a, b = rl[start : start + PAIR_BLOCK], rr[start : start + PAIR_BLOCK]
+        same = np.nonzero((lengths[a] == lengths[b]) & (lengths[a] >= min_length))[0]
+        out[start + same] = _slips(matrix[a[same]], matrix[b[same]])
+    return out
+
+
 def house_numbers(streets: pd.Series) -> pd.Series:
     """The leading house number of each street line (``95`` of ``95 leahy place``), else NaN."""
     return streets.astype(object).str.extract(r"^(\d+) ", expand=False)
@@ -245,11 +301,9 @@ def near_same_id(records: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> 
     slip apart. Identifiers are issued without regard to family, so two relatives' ids are
     no closer than two strangers'; a near-equal id is a transcription of one person's."""
     values = records["national_id"].to_numpy(object)
-    a, b = values[left], values[right]
     out = np.zeros(len(left), dtype=bool)
-    for i in np.nonzero(pd.notna(a) & pd.notna(b))[0]:
-        x, y = str(a[i]), str(b[i])
-        out[i] = len(x) >= 6 and one_slip(x, y)
+    both = np.nonzero(pd.notna(values[left]) & pd.notna(values[right]))[0]
+    out[both] = _one_slip_pairs(values, left[both], right[both], 6)
     return out
 
 
@@ -294,8 +348,21 @@ def contradicting(
     checked = pd.notna(a) & pd.notna(b)
     if "national_id" in records and checked.any():
         checked[checked] = ~near_same_id(records, left[checked], right[checked])
-    for i in np.nonzero(checked & ~out)[0]:
-        x, y = str(a[i]), str(b[i])
-        if x[:4].isdigit() and y[:4].isdigit() and abs(int(x[:4]) - int(y[:4])) >= year_gap:
-            out[i] = _positions_differ(x, y) > 2
+    todo = np.nonzero(checked & ~out)[0]
+    if not len(todo):
+        return out
+    # Years and characters per distinct record, then compared a block of pairs at a time.
+    matrix, lengths, rl, rr = _pair_characters(values, left[todo], right[todo])
+    head = [str(v)[:4] for v in values[np.unique(np.concatenate([left[todo], right[todo]]))]]
+    year = np.array([int(h) if h.isdigit() else -1 for h in head], dtype=np.int64)
+    dated = (year[rl] >= 0) & (year[rr] >= 0) & (np.abs(year[rl] - year[rr]) >= year_gap)
+    for start in range(0, len(todo), PAIR_BLOCK):
+        chunk = np.nonzero(dated[start : start + PAIR_BLOCK])[0] + start
+        a, b = rl[chunk], rr[chunk]
+        differ = np.where(
+            lengths[a] == lengths[b],
+            (matrix[a] != matrix[b]).sum(axis=1),
+            np.maximum(lengths[a], lengths[b]),
+        )
+        out[todo[chunk]] = differ > 2
     return out
