@@ -3,6 +3,7 @@
 import dagster as dg
 
 from mdm_orchestration.assets.errors import customer_safe_errors
+from mdm_orchestration.assets.pace import stopwatch
 from mdm_orchestration.cleansing import (
     CleanseSummary,
     SourceQualityState,
@@ -175,11 +176,13 @@ def cleansed_records(
     goes to quarantine with the field and rule instead.
     """
     hub_config = landing.hub_config()
-    summary: CleanseSummary = cleanse_pending(hub.engine, hub_config, rebuild=config.rebuild)
+    with stopwatch() as watch:
+        summary: CleanseSummary = cleanse_pending(hub.engine, hub_config, rebuild=config.rebuild)
     state = quality_state(hub.engine, hub_config)
     context.log.info(
         f"cleansed {summary.cleansed} and quarantined {summary.quarantined} of "
-        f"{summary.versions} new versions from {summary.extracts} extract(s)"
+        f"{summary.versions} new versions from {summary.extracts} extract(s) "
+        + watch.said(summary.versions, "versions")
     )
     if summary.skipped_extracts:
         context.log.warning(
@@ -193,6 +196,7 @@ def cleansed_records(
             "versions_read": summary.versions,
             "records_cleansed": summary.cleansed,
             "records_quarantined": summary.quarantined,
+            **watch.metadata(summary.versions, "versions"),
             "skipped_extracts": summary.skipped_extracts,
             "rebuild": config.rebuild,
             "this_run_by_source": dg.MetadataValue.json(summary.per_source),

@@ -5,6 +5,7 @@ from pathlib import Path
 import dagster as dg
 
 from mdm_orchestration.assets.errors import customer_safe_errors
+from mdm_orchestration.assets.pace import stopwatch
 from mdm_orchestration.config import HubConfig
 from mdm_orchestration.ingestion import (
     ArchiveError,
@@ -208,7 +209,8 @@ def source_extracts(
             metadata={"reason_code": exc.code, "partition": key},
         ) from None
     try:
-        outcome = ingest_file(hub.engine, config, path, root, run_id=context.run.run_id)
+        with stopwatch() as watch:
+            outcome = ingest_file(hub.engine, config, path, root, run_id=context.run.run_id)
     except ExtractRejected as exc:
         # The reason names file, row and field; never a value. Under an opaque key the file's
         # name (in the hub's ledger) is replaced by the key.
@@ -226,7 +228,7 @@ def source_extracts(
     rate = outcome.rows_quarantined / outcome.rows_landed if outcome.rows_landed else 0.0
     context.log.info(
         f"{key}: {outcome.status.value}, {outcome.rows_loaded} rows loaded, "
-        f"{outcome.rows_quarantined} quarantined"
+        f"{outcome.rows_quarantined} quarantined " + watch.said(outcome.rows_landed, "rows")
     )
     return dg.MaterializeResult(
         metadata={
@@ -238,6 +240,7 @@ def source_extracts(
             "rows_loaded": outcome.rows_loaded,
             "rows_quarantined": outcome.rows_quarantined,
             "quarantine_rate": round(rate, 4),
+            **watch.metadata(outcome.rows_landed, "rows"),
             "quarantine_by_reason": dg.MetadataValue.json(dict(outcome.quarantine_reasons)),
             "unmapped_columns": dg.MetadataValue.json(outcome.unmapped_columns),
             "duplicate_of_extract": outcome.duplicate_of,

@@ -4,6 +4,7 @@ households."""
 import dagster as dg
 
 from mdm_orchestration.assets.errors import customer_safe_errors
+from mdm_orchestration.assets.pace import stopwatch
 from mdm_orchestration.resources import HubDatabase, LandingZone
 from mdm_orchestration.survivorship import (
     consolidate,
@@ -104,13 +105,17 @@ def consolidate_golden_records(
 ):  # type: ignore[no-untyped-def]
     """Survive the clusters that changed into golden records; write changes and their events
     at once."""
-    result = consolidate(
-        hub.engine, landing.hub_config(), run_id=context.run.run_id, full=config.full
-    )
+    with stopwatch() as watch:
+        result = consolidate(
+            hub.engine, landing.hub_config(), run_id=context.run.run_id, full=config.full
+        )
     health = golden_health(hub.engine, run_id=context.run.run_id, scope=result.scope)
     stats = golden_statistics(hub.engine)
     counts = result.counts
-    context.log.info(f"golden records {result.golden_records}; this run: {counts}")
+    context.log.info(
+        f"golden records {result.golden_records}; this run: {counts}; "
+        + watch.said(result.records, "source records")
+    )
     yield dg.MaterializeResult(
         asset_key="golden_records",
         metadata={
@@ -118,6 +123,7 @@ def consolidate_golden_records(
             "persons": result.by_party.get("person", 0),
             "organisations": result.by_party.get("organisation", 0),
             "source_records": result.records,
+            **watch.metadata(result.records, "records"),
             **{k: v for k, v in counts.items()},
             "contacts_linked_to_organisations": stats.linked_contacts,
             "lifecycles": dg.MetadataValue.json(stats.lifecycles),
@@ -187,11 +193,12 @@ def households(context: dg.AssetExecutionContext, hub: HubDatabase) -> dg.Materi
     family name (the same, or one part of a double-barrelled one). Only the addresses of golden
     records changed since the last run are redone (read from the outbox). Organisations and
     their contacts are linked on the golden records themselves (organisation_golden_id)."""
-    stats = refresh_households(hub.engine)
+    with stopwatch() as watch:
+        stats = refresh_households(hub.engine)
     stray = stray_household_members(hub.engine)
-    context.log.info(f"households: {stats}")
+    context.log.info(f"households: {stats} in {watch.seconds:.1f} s")
     return dg.MaterializeResult(
-        metadata=dict(stats),
+        metadata={**stats, "seconds": round(watch.seconds, 3)},
         check_results=[
             dg.AssetCheckResult(
                 check_name=HOUSEHOLD_MEMBERS_ACTIVE,

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from mdm_orchestration.assets.errors import customer_safe_errors
+from mdm_orchestration.assets.pace import stopwatch
 from mdm_orchestration.matching import (
     PARTY_TYPES,
     PartyClusters,
@@ -189,7 +190,8 @@ def match_clusters(
     and dedupe's clustering groups them, honouring stewards' merges and splits. Contacts are
     linked to their organisation's cluster; uncertain pairs go to the review queue."""
     hub_config = landing.hub_config()
-    result = rematch(hub.engine, hub_config, full=config.full)
+    with stopwatch() as watch:
+        result = rematch(hub.engine, hub_config, full=config.full)
     # The checks look at what this run clustered: the whole hub after a full run.
     state = cluster_state(hub.engine, hub_config, result.scope)
     queue = review_queue_size(hub.engine)
@@ -200,7 +202,7 @@ def match_clusters(
     context.log.info(
         f"{result.mode}: {result.count('arrived')} arrived, "
         f"{result.count('clusters_touched')} clusters touched; {records} records in {clusters} "
-        f"clusters; review queue {queue}"
+        f"clusters; review queue {queue}; " + watch.said(result.count("records"), "records")
     )
     return dg.MaterializeResult(
         metadata={
@@ -208,6 +210,7 @@ def match_clusters(
             "records_arrived": result.count("arrived"),
             "records_removed": result.count("removed"),
             "records_rematched": result.count("records"),
+            **watch.metadata(result.count("records"), "records"),
             "clusters_touched": result.count("clusters_touched"),
             "pairs_scored": result.count("pairs_scored"),
             # Blocks over max_block_size (shared switchboards, placeholders): skipped, counted.

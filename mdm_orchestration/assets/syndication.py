@@ -3,6 +3,7 @@
 import dagster as dg
 
 from mdm_orchestration.assets.errors import customer_safe_errors
+from mdm_orchestration.assets.pace import stopwatch
 from mdm_orchestration.partitions import subscribers
 from mdm_orchestration.resources import HubDatabase, LandingZone
 from mdm_orchestration.syndication import SubscriberFailing, subscriber_status, syndicate
@@ -83,7 +84,8 @@ def subscriber_deliveries(
         raise dg.Failure(description=f"subscriber {name!r} is not in subscriptions.yaml")
     sub = config.subscriptions.subscribers[name]
     try:
-        result = syndicate(hub.engine, config, name, home=hub.home_path())
+        with stopwatch() as watch:
+            result = syndicate(hub.engine, config, name, home=hub.home_path())
     except SubscriberFailing as exc:
         state = subscriber_status(hub.engine, config)[name]
         yield _dead_letter_check(state)
@@ -100,7 +102,10 @@ def subscriber_deliveries(
         raise dg.Failure(description=str(exc)) from None
     status = subscriber_status(hub.engine, config)
     mine = status[name]
-    context.log.info(f"{name}: delivered {result.delivered}, pending {result.pending}")
+    context.log.info(
+        f"{name}: delivered {result.delivered}, pending {result.pending} "
+        + watch.said(result.delivered, "messages")
+    )
     yield dg.MaterializeResult(
         metadata={
             "delivered": result.delivered,
@@ -108,6 +113,7 @@ def subscriber_deliveries(
             "skipped_events": result.skipped,
             "retries": result.retries,
             "batches": result.batches,
+            **watch.metadata(result.delivered, "messages"),
             "pending_events": result.pending,
             "delivered_total": mine["delivered_total"],
             "status": mine["status"],

@@ -129,6 +129,12 @@ def test_new_file_same_file_growing_file_and_dotfiles(resources, landing, sqlite
         assert result.success
         mat = result.asset_materializations_for_node("source_extracts")[0]
         assert mat.metadata["rows_loaded"].value == 2
+        # The step's pace (counts and seconds only) is in its metadata and its log line.
+        seconds = mat.metadata["seconds"].value
+        assert seconds > 0
+        assert mat.metadata["rows_per_second"].value == pytest.approx(2 / seconds, rel=0.01)
+        logs = [r.user_message or "" for r in instance.all_logs(result.run_id)]
+        assert any("rows loaded" in m and " s (" in m and "rows/s)" in m for m in logs)
 
         # A corrected file under an existing name is a new run key.
         write_file(landing / "billing/a.csv", BILLING + row("B1", "Roe, Jane"))
