@@ -51,11 +51,19 @@ def ui_command(home: Path) -> str:
     return f"{env} {bin_dir / 'dagster'} dev -m mdm_orchestration.definitions"
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
+def _generate(out: Path, people: int, seed: int, *, quiet: bool) -> Any:  # noqa: ANN401
+    """The sample silos, with their progress on stderr (rows per second)."""
+    from mdm_orchestration.cli_progress import Pace
     from mdm_orchestration.sample_data import generate
+    from mdm_orchestration.sample_data.generator import SILOS
 
+    with Pace(quiet).stage("generate", SILOS, "rows") as stage:
+        return generate(out, people=people, seed=seed, on_silo=lambda rows: stage.advance(rows))
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    summary = generate(Path(args.out), people=args.people, seed=args.seed)
+    summary = _generate(Path(args.out), args.people, args.seed, quiet=args.json)
     seconds = time.perf_counter() - started
     if args.json:
         data = {
@@ -126,14 +134,13 @@ def _demo_checks(status: dict[str, Any]) -> dict[str, bool]:
 def cmd_demo(args: argparse.Namespace) -> int:
     from mdm_orchestration.hub.store import masked_url, resolve_hub_url
     from mdm_orchestration.inprocess import dagster_instance, run_landing
-    from mdm_orchestration.sample_data import generate
     from mdm_orchestration.settings import settings
 
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     home = Path(args.home).resolve() if args.home else settings().home
     hub = args.hub or settings().mdm_hub_url or f"sqlite:///{home / 'hub.db'}"
     say(f"Generating sample silos for {args.people} people under {home} ...")
-    gen = generate(home, people=args.people, seed=args.seed)
+    gen = _generate(home, args.people, args.seed, quiet=args.json)
     say(
         f"  {gen.rows} source records in {len(gen.files)} files across {len(gen.rows_per_source)} silos"
     )

@@ -85,7 +85,23 @@ def execute_job(
     quiet: bool = False,
 ) -> bool:
     """Execute one of the code location's jobs in-process, in ``instance``, with ``target``'s
-    resources; a dynamic partition it names is added first."""
+    resources; a dynamic partition it names is added first. Whether it succeeded."""
+    return run_job(
+        instance, name, target, partition_key=partition_key, label=label, quiet=quiet
+    ).success
+
+
+def run_job(
+    instance: Any,  # noqa: ANN401
+    name: str,
+    target: Target,
+    *,
+    partition_key: str | None = None,
+    label: str | None = None,
+    quiet: bool = False,
+) -> Any:  # noqa: ANN401
+    """:func:`execute_job`'s run, returning Dagster's result (its materializations' metadata);
+    says on stderr how it ended and how long it took."""
     import dagster as dg
 
     from mdm_orchestration.definitions import defs
@@ -97,6 +113,7 @@ def execute_job(
         instance.add_dynamic_partitions(partitions.name, [partition_key])
     # The hub URL (and the home, for the hub's default SQLite file) reach the resources through
     # settings, scoped to this call: never through os.environ, never into the run's snapshot.
+    started = time.perf_counter()
     with scoped(mdm_home=target.home, mdm_hub_url=target.hub):
         result = job.execute_in_process(
             partition_key=partition_key,
@@ -107,8 +124,12 @@ def execute_job(
             run_config=QUIET_LOGS,
         )
     if not quiet:
-        print(f"  {'ok    ' if result.success else 'FAILED'} {label or name}", file=sys.stderr)
-    return result.success
+        seconds = time.perf_counter() - started
+        print(
+            f"  {'ok    ' if result.success else 'FAILED'} {label or name} ({seconds:.1f} s)",
+            file=sys.stderr,
+        )
+    return result
 
 
 def run_landing(instance: Any, target: Target, *, quiet: bool = False) -> dict[str, Any]:  # noqa: ANN401
@@ -118,14 +139,11 @@ def run_landing(instance: Any, target: Target, *, quiet: bool = False) -> dict[s
 
     Files whose bytes the hub already holds, or already rejected, are skipped without a run.
     """
+    from mdm_orchestration.cli_progress import Pace
     from mdm_orchestration.ingestion import (
         SkippedFile,
-        file_sha256,
-        loaded_extract_id,
         manifest_folders,
         record_skipped,
-        register_landed_file,
-        rejected_extract_id,
         scan_landing,
     )
 
@@ -151,25 +169,16 @@ def run_landing(instance: Any, target: Target, *, quiet: bool = False) -> dict[s
         "failed": [],
     }
     started = time.perf_counter()
-    for f in files:
-        folder = f.key.split("/", 1)[0]
-        source = config.source_for_folder(folder)
-        sha = file_sha256(f.path)
-        if source is not None:
-            if loaded_extract_id(engine, source.name, sha):
-                summary["skipped"] += 1
-                continue
-            # Rejected content is recorded once and not tried again; new bytes are.
-            if rejected_extract_id(engine, source.name, sha):
-                summary["rejected_before"] += 1
-                continue
-        # Dagster gets an opaque partition key; the file's name stays in the hub (and on the
-        # terminal, as the label).
-        key = register_landed_file(engine, source.name if source else folder, f.key, sha)
-        if execute_job(instance, "ingest_job", target, partition_key=key, label=f.key, quiet=quiet):
-            summary["ingested"] += 1
-        else:
-            summary["failed"].append(f.key)
+    with Pace(quiet).stage("ingest", len(files), "rows") as stage:
+        for f in files:
+            status, rows = _ingest_landed(instance, target, engine, config, f, quiet)
+            if status == "ingested":
+                summary["ingested"] += 1
+            elif status == "failed":
+                summary["failed"].append(f.key)
+            else:
+                summary[status] += 1
+            stage.advance(rows)
     # The daemon's path: what landed is absorbed by one reconsolidate_job (cleanse, match what
     # changed, re-survive what that reaches), then each subscriber with news gets syndicate_job.
     summary["reconsolidated"] = run_reconsolidation(instance, target, engine, quiet=quiet)
@@ -178,6 +187,45 @@ def run_landing(instance: Any, target: Target, *, quiet: bool = False) -> dict[s
     summary["seconds"] = round(time.perf_counter() - started, 2)
     summary["done"] = all(summary[k] for k in ("reconsolidated", "syndicated"))
     return summary
+
+
+def _ingest_landed(
+    instance: Any,  # noqa: ANN401
+    target: Target,
+    engine: Any,  # noqa: ANN401
+    config: Any,  # noqa: ANN401
+    f: Any,  # noqa: ANN401
+    quiet: bool,
+) -> tuple[str, int]:
+    """One landed file through ``ingest_job`` (``ingested`` or ``failed``, and its rows), or
+    ``skipped`` / ``rejected_before`` without a run."""
+    from mdm_orchestration.ingestion import (
+        file_sha256,
+        loaded_extract_id,
+        register_landed_file,
+        rejected_extract_id,
+    )
+
+    folder = f.key.split("/", 1)[0]
+    source = config.source_for_folder(folder)
+    sha = file_sha256(f.path)
+    if source is not None:
+        if loaded_extract_id(engine, source.name, sha):
+            return "skipped", 0
+        # Rejected content is recorded once and not tried again; new bytes are.
+        if rejected_extract_id(engine, source.name, sha):
+            return "rejected_before", 0
+    # Dagster gets an opaque partition key; the file's name stays in the hub (and on the
+    # terminal, as the label).
+    key = register_landed_file(engine, source.name if source else folder, f.key, sha)
+    result = run_job(instance, "ingest_job", target, partition_key=key, label=f.key, quiet=quiet)
+    if not result.success:
+        return "failed", 0
+    rows = 0
+    for mat in result.asset_materializations_for_node("source_extracts"):
+        landed = mat.metadata.get("rows_landed")
+        rows += int(landed.value) if landed is not None else 0
+    return "ingested", rows
 
 
 def run_reconsolidation(instance: Any, target: Target, engine: Any, *, quiet: bool = False) -> bool:  # noqa: ANN401
@@ -256,6 +304,7 @@ __all__ = [
     "dagster_home",
     "dagster_instance",
     "execute_job",
+    "run_job",
     "run_landing",
     "run_matching",
     "run_mastering",

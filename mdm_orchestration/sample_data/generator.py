@@ -789,14 +789,27 @@ Extracts = tuple[list[dict[str, object]], list[dict[str, object]]]
 RowMaker = Callable[[Generator, object, bool, str], dict[str, object]]
 
 
-def generate(out: Path, people: int = 2000, seed: int = 42) -> GenerationSummary:
-    """Write ``out/landing/<source>/*`` and ``out/truth.csv``. Deterministic for a seed."""
+#: The silos :func:`generate` writes, in order.
+SILOS = 5
+
+
+def generate(
+    out: Path,
+    people: int = 2000,
+    seed: int = 42,
+    on_silo: Callable[[int], None] | None = None,
+) -> GenerationSummary:
+    """Write ``out/landing/<source>/*`` and ``out/truth.csv``. Deterministic for a seed.
+    ``on_silo(rows)`` is called after each of the :data:`SILOS` silos is written."""
     gen = Generator(people, seed)
     gen.build_population()
     summary = GenerationSummary(len(gen.people), len(gen.orgs), {}, [])
     # One silo after another, always in this order: each draws from the same random stream.
     for write_silo in (_crm, _billing, _erp, _ecommerce, _loyalty):
+        before = summary.rows
         write_silo(gen, out, summary)
+        if on_silo is not None:
+            on_silo(summary.rows - before)
     _write_truth(gen, out / "truth.csv")
     _write_relationships(gen, out / "relationships.csv")
     return summary
