@@ -8,6 +8,7 @@ predicts the test half. Persons or organisations (a ``company`` column) from acc
 export: the same cleansed fields the hub compares.
 
     peers-venv/bin/python benchmarks/peers.py febrl3
+    peers-venv/bin/python benchmarks/peers.py --splink-whole csv:PATH   # end_to_end.py's mode
 """
 
 from __future__ import annotations
@@ -344,7 +345,77 @@ def splink_peer(name: str, train: pd.DataFrame, test: pd.DataFrame) -> None:
     report(f"splink {how} w{threshold}", name, te, labels, time.perf_counter() - started, cands)
 
 
+def splink_whole(name: str, df: pd.DataFrame) -> None:
+    """For benchmarks/end_to_end.py: splink alone, its model and clustering threshold chosen on
+    the training half as :func:`splink_peer` chooses them, then that model predicting and
+    clustering every record of ``df`` (matching at the set's full size). Prints one JSON line:
+    the seconds to choose the model (``fit_seconds``) and to predict and cluster every record
+    (``predict_seconds``), this process's CPU seconds, its peak RSS, and pairwise scores on
+    every record and on the test half (whose truth splink never saw)."""
+    from splink import DuckDBAPI, Linker
+
+    started = time.perf_counter()
+    cpu0 = time.process_time()
+    df = df.reset_index(drop=True)
+    half = df["entity"].map(in_training_half)
+    tr = splink_frame(df[half])
+    best = (-1.0, 0, "em", None)
+    for how in ("em", "labels"):
+        linker = splink_fit(tr, m_from_labels=how == "labels")
+        pred = linker.inference.predict(threshold_match_probability=0.5)
+        for t in WEIGHTS:
+            clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
+                pred, probability(t)
+            )
+            labels = clusters.as_pandas_dataframe().sort_values("unique_id")["cluster_id"].tolist()
+            f1 = evaluation.pairwise_scores(labels, tr["entity"].tolist())["f1"]
+            if f1 > best[0]:
+                best = (f1, t, how, linker.misc.save_model_to_json())
+    _, threshold, how, model = best
+    fitted = time.perf_counter()
+    cpu1 = time.process_time()
+    whole = splink_frame(df)
+    linker = Linker(whole, model, db_api=DuckDBAPI())
+    pred = linker.inference.predict(threshold_match_probability=probability(threshold))
+    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
+        pred, probability(threshold)
+    )
+    labels = clusters.as_pandas_dataframe().sort_values("unique_id")["cluster_id"].tolist()
+    done = time.perf_counter()
+    cpu2 = time.process_time()
+    entities = whole["entity"].tolist()
+    pw = evaluation.pairwise_scores(labels, entities)
+    test = [i for i, h in enumerate(half.tolist()) if not h]
+    pw_test = evaluation.pairwise_scores([labels[i] for i in test], [entities[i] for i in test])
+    print(
+        json.dumps(
+            {
+                "peer": f"splink {how} w{threshold}",
+                "dataset": name,
+                "records": len(whole),
+                "test_records": len(test),
+                "precision": pw["precision"],
+                "recall": pw["recall"],
+                "f1": pw["f1"],
+                "test_precision": pw_test["precision"],
+                "test_recall": pw_test["recall"],
+                "test_f1": pw_test["f1"],
+                "fit_seconds": round(fitted - started, 2),
+                "predict_seconds": round(done - fitted, 2),
+                "fit_cpu_seconds": round(cpu1 - cpu0, 2),
+                "predict_cpu_seconds": round(cpu2 - cpu1, 2),
+                "peak_rss_mb": peak_mb(),
+            }
+        ),
+        flush=True,
+    )
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--splink-whole"]:  # benchmarks/end_to_end.py
+        for name in sys.argv[2:]:
+            splink_whole(Path(name[4:]).stem if name.startswith("csv:") else name, load(name))
+        return
     for name in sys.argv[1:]:
         df = load(name)
         if name.startswith("csv:"):
