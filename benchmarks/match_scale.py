@@ -5,11 +5,16 @@ Parquet; a fresh process then loads them, trains on the shipped labels and match
 rules, dedupe scoring, clustering), so the peak RSS printed belongs to matching alone.
 
     .venv/bin/python benchmarks/match_scale.py 10000 100000 1000000
+
+``--data DIR`` keeps the prepared records in ``DIR/cleansed-<N>.parquet`` and reuses them on the
+next run (preparing a million records takes longer than matching them); ``--run FILE`` matches
+one prepared file.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -50,13 +55,16 @@ def run(path: Path) -> None:
         values = frame[column]
         frame[column] = pd.Series([None if pd.isna(v) else v for v in values], dtype=object)
     t0 = time.perf_counter()
+    c0 = time.process_time()
     models = {
         p: train_model(p, [tuple(x) for x in s["match"]], [tuple(x) for x in s["distinct"]])
         for p, s in load_default_labels().items()
     }
     t1 = time.perf_counter()
+    c1 = time.process_time()
     result = match_records(frame, models, load_hub_config().matching)
     t2 = time.perf_counter()
+    c2 = time.process_time()
     persons = result.stats["person"]
     print(
         json.dumps(
@@ -64,6 +72,8 @@ def run(path: Path) -> None:
                 "records": len(frame),
                 "train_s": round(t1 - t0, 1),
                 "match_s": round(t2 - t1, 1),
+                "match_cpu_s": round(c2 - c1, 1),
+                "train_cpu_s": round(c1 - c0, 1),
                 "candidate_pairs": persons["candidate_pairs"]
                 + result.stats.get("organisation", {}).get("candidate_pairs", 0),
                 "clusters": persons["clusters"]
@@ -81,10 +91,24 @@ def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--prepare":
         prepare(int(sys.argv[2]), Path(sys.argv[3]))
         return
-    for size in [int(a) for a in sys.argv[1:]] or [10_000, 100_000]:
-        path = Path(tempfile.mkdtemp(prefix="mdm-bench-scale-")) / "cleansed.parquet"
+    args = sys.argv[1:]
+    data = None
+    if "--data" in args:
+        i = args.index("--data")
+        data = Path(args[i + 1])
+        del args[i : i + 2]
+        data.mkdir(parents=True, exist_ok=True)
+    for size in [int(a) for a in args] or [10_000, 100_000]:
+        if data is not None:
+            path = data / f"cleansed-{size}.parquet"
+        else:
+            path = Path(tempfile.mkdtemp(prefix="mdm-bench-scale-")) / "cleansed.parquet"
         p0 = time.perf_counter()
-        subprocess.run([sys.executable, __file__, "--prepare", str(size), str(path)], check=True)
+        reused = path.exists()
+        if not reused:
+            subprocess.run(
+                [sys.executable, __file__, "--prepare", str(size), str(path)], check=True
+            )
         prep = time.perf_counter() - p0
         out = subprocess.run(
             [sys.executable, "-W", "ignore", __file__, "--run", str(path)],
@@ -93,11 +117,13 @@ def main() -> None:
             text=True,
         ).stdout
         figures = json.loads(out.strip().splitlines()[-1])
+        prepared = f"reused {path}" if reused else f"generate + cleanse {prep:.0f} s"
         print(
             f"{size:>9,} generated -> {figures['records']:>9,} records: match {figures['match_s']} s "
-            f"(train {figures['train_s']} s), {figures['candidate_pairs']:,} candidate pairs, "
+            f"({figures['match_cpu_s']} s CPU; train {figures['train_s']} s), "
+            f"{figures['candidate_pairs']:,} candidate pairs, "
             f"{figures['clusters']:,} clusters, peak RSS {figures['peak_rss_mb']:,} MB "
-            f"(generate + cleanse {prep:.0f} s)",
+            f"({prepared}; load average {os.getloadavg()[0]:.1f})",
             flush=True,
         )
 

@@ -11,7 +11,7 @@ shared switchboard or a placeholder value is not evidence, and a giant block cos
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,8 +24,8 @@ from mdm_orchestration.matching.frequencies import record_terms
 from mdm_orchestration.matching.rules import house_numbers
 
 
-def _join(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
-    """``a|b|c`` where every part is present (a non-empty string), else None: joined by Arrow,
+def _join_keys(frame: pd.DataFrame, columns: list[str]) -> Keys:
+    """``a|b|c`` where every part is present (a non-empty string), else null: joined by Arrow,
     column by column, not a Python string per record."""
     parts = []
     for column in columns:
@@ -34,8 +34,27 @@ def _join(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
         except (pa.ArrowTypeError, pa.ArrowInvalid):
             return _join_values(frame, columns)  # a value that is not a string: as it is
         parts.append(pc.if_else(pc.equal(part, ""), pa.scalar(None, pa.string()), part))
-    joined = pc.binary_join_element_wise(*parts, "|").to_numpy(zero_copy_only=False)
-    return pd.Series(joined, index=frame.index, dtype=object)
+    return pc.binary_join_element_wise(*parts, "|")
+
+
+#: One key per record: an object series (None or NaN where missing) or an Arrow string array.
+Keys = pd.Series | pa.Array
+
+
+def _as_series(keys: Keys, index: pd.Index) -> pd.Series:
+    if isinstance(keys, pa.Array):
+        return pd.Series(keys.to_numpy(zero_copy_only=False), index=index, dtype=object)
+    return keys
+
+
+def _factorize(keys: Keys) -> tuple[np.ndarray, list]:
+    """Integer codes of the keys (-1 where missing) and the distinct keys."""
+    if isinstance(keys, pa.Array):
+        encoded = pc.dictionary_encode(keys)
+        codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        return codes, encoded.dictionary.to_pylist()
+    codes, distinct = pd.factorize(keys.to_numpy(object), use_na_sentinel=True)
+    return codes.astype(np.int64), distinct.tolist()
 
 
 def _join_values(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
@@ -49,6 +68,15 @@ def _join_values(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
 
 def blocking_keys(records: pd.DataFrame, party_type: str) -> dict[str, pd.Series]:
     """Key name -> one key per record (``NaN`` where the record has no such key)."""
+    return {
+        name: _as_series(make(), records.index)
+        for name, make in _key_makers(records, party_type).items()
+    }
+
+
+def _key_makers(records: pd.DataFrame, party_type: str) -> dict[str, Callable[[], Keys]]:
+    """Key name -> what computes that key for every record, so that a caller can hold one key
+    at a time (at a million records each joined key is some 70 MB of strings)."""
     r = records
     first_letter = pd.Series(
         [v[0] if isinstance(v, str) and v else None for v in r["given_key"]],
@@ -58,19 +86,19 @@ def blocking_keys(records: pd.DataFrame, party_type: str) -> dict[str, pd.Series
     r = r.assign(given_initial=first_letter)
     if party_type == PERSON:
         return {
-            "email": r["email"],
-            "phone": r["phone"],
-            "national_id": r["national_id"],
-            "address": _join(r, ["street", "postcode"]),
-            "family_birth": _join(r, ["family_phonetic", "birth"]),
-            "birth_city": _join(r, ["birth", "city"]),
-            "given_birth": _join(r, ["given_key", "birth"]),
+            "email": lambda: r["email"],
+            "phone": lambda: r["phone"],
+            "national_id": lambda: r["national_id"],
+            "address": lambda: _join_keys(r, ["street", "postcode"]),
+            "family_birth": lambda: _join_keys(r, ["family_phonetic", "birth"]),
+            "birth_city": lambda: _join_keys(r, ["birth", "city"]),
+            "given_birth": lambda: _join_keys(r, ["given_key", "birth"]),
             # Typos in both names (or the two swapped): born the same day in the same postcode.
-            "birth_postcode": _join(r, ["birth", "postcode"]),
+            "birth_postcode": lambda: _join_keys(r, ["birth", "postcode"]),
             # A typo in the postcode: the same street line in the same town.
-            "street_city": _join(r, ["street", "city"]),
+            "street_city": lambda: _join_keys(r, ["street", "city"]),
             # Given and family name swapped between silos.
-            "names_any_order_birth": _join(
+            "names_any_order_birth": lambda: _join_keys(
                 r.assign(
                     names=pd.Series(
                         [
@@ -85,10 +113,10 @@ def blocking_keys(records: pd.DataFrame, party_type: str) -> dict[str, pd.Series
                 ),
                 ["names", "birth"],
             ),
-            "family_postcode": _join(r, ["family_phonetic", "postcode"]),
+            "family_postcode": lambda: _join_keys(r, ["family_phonetic", "postcode"]),
             # A national id keyed with two characters swapped (and names changed): the same
             # characters, in order, in the same postcode.
-            "id_characters_postcode": _join(
+            "id_characters_postcode": lambda: _join_keys(
                 r.assign(
                     id_chars=pd.Series(
                         [
@@ -101,23 +129,23 @@ def blocking_keys(records: pd.DataFrame, party_type: str) -> dict[str, pd.Series
                 ),
                 ["id_chars", "postcode"],
             ),
-            "name_city": _join(r, ["family_phonetic", "given_phonetic", "city"]),
+            "name_city": lambda: _join_keys(r, ["family_phonetic", "given_phonetic", "city"]),
             # A mistyped postcode and a misspelt street (95 leahy place, 6302; 95 leahy lplace,
             # 6320) keep the house number: with the family name it is a small block.
-            "family_house_number": _join(
+            "family_house_number": lambda: _join_keys(
                 r.assign(house=house_numbers(r["street"])), ["family_phonetic", "house"]
             ),
             # The same person at work (CRM contact) and at home shares little but the name;
             # common names make blocks too large to keep, which is the point of the cap.
-            "full_name": _join(r, ["given_key", "family"]),
+            "full_name": lambda: _join_keys(r, ["given_key", "family"]),
         }
     return {
-        "company": r["company"],
-        "phone": r["phone"],
-        "national_id": r["national_id"],
-        "email_domain": r["email_domain"].where(~r["email_domain"].isin(PERSONAL_DOMAINS)),
-        "address": _join(r, ["street", "postcode"]),
-        "company_postcode": _join(
+        "company": lambda: r["company"],
+        "phone": lambda: r["phone"],
+        "national_id": lambda: r["national_id"],
+        "email_domain": lambda: r["email_domain"].where(~r["email_domain"].isin(PERSONAL_DOMAINS)),
+        "address": lambda: _join_keys(r, ["street", "postcode"]),
+        "company_postcode": lambda: _join_keys(
             r.assign(
                 head=pd.Series(
                     [" ".join(v.split()[:2]) if isinstance(v, str) else None for v in r["company"]],
@@ -197,16 +225,17 @@ def candidate_pairs(
     lefts, rights = [], []
     by_key: dict[str, int] = {}
     giants: dict[str, int] = {}
-    for name, keys in blocking_keys(records, party_type).items():
-        # Integer codes per key value (missing keys: -1); a block's pairs come from its
-        # positions in ascending order, never through a frame of key strings joined to itself.
-        codes, distinct = pd.factorize(keys.to_numpy(object), use_na_sentinel=True)
+    for name, make in _key_makers(records, party_type).items():
+        # Integer codes per key value (missing keys: -1), one key at a time; a block's pairs
+        # come from its positions in ascending order, never through a frame of key strings
+        # joined to itself.
+        codes, distinct = _factorize(make())
         if not len(distinct):
             continue
         sizes = np.bincount(codes[codes >= 0], minlength=len(distinct)).astype(np.int64)
         if block_sizes is not None:
             hub = np.array(
-                [block_sizes.get((name, key_hash(name, k)), 0) for k in distinct.tolist()],
+                [block_sizes.get((name, key_hash(name, k)), 0) for k in distinct],
                 dtype=np.int64,
             )
             sizes = np.maximum(sizes, hub)

@@ -14,8 +14,21 @@ import numpy as np
 import pandas as pd
 
 
+def _codes(values: np.ndarray, left: np.ndarray) -> np.ndarray | None:
+    """Integer codes of ``values`` (-1 where missing) when many pairs are compared: comparing
+    codes of millions of pairs is cheaper than comparing their objects. None for few pairs (a
+    code per record would cost more than the pairs)."""
+    if len(left) < 4096 or len(left) * 2 < len(values):
+        return None
+    return pd.factorize(values, use_na_sentinel=True)[0]
+
+
 def _same(records: pd.DataFrame, column: str, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     values = records[column].to_numpy(object)
+    codes = _codes(values, left)
+    if codes is not None:
+        a, b = codes[left], codes[right]
+        return (a >= 0) & (a == b)
     a, b = values[left], values[right]
     present = pd.notna(a) & pd.notna(b)
     out = np.zeros(len(left), dtype=bool)
@@ -35,6 +48,10 @@ def same_values(
 def _differ(records: pd.DataFrame, column: str, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """Both present and different: evidence against, which vetoes the softer rules."""
     values = records[column].to_numpy(object)
+    codes = _codes(values, left)
+    if codes is not None:
+        a, b = codes[left], codes[right]
+        return (a >= 0) & (b >= 0) & (a != b)
     a, b = values[left], values[right]
     present = pd.notna(a) & pd.notna(b)
     out = np.zeros(len(left), dtype=bool)
