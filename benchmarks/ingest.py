@@ -5,6 +5,10 @@ cycled with fresh keys up to --rows, so values are realistic and every key is di
 target is measured in a fresh process, so that peak RSS belongs to that target alone.
 
     .venv/bin/python benchmarks/ingest.py --rows 1000000
+    .venv/bin/python benchmarks/ingest.py --rows 1000000 --keep /tmp/extract   # build once, reuse
+
+Each line also gives the load average around the run: the machine is shared, and its speed
+varies about 2x from minute to minute.
 """
 
 from __future__ import annotations
@@ -82,6 +86,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--targets", default="sqlite,postgres")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="build the extract in this folder, or reuse the one built there with the same --rows",
+    )
     parser.add_argument("--worker", nargs=3, metavar=("TARGET", "URL", "FILE"))
     args = parser.parse_args()
     if args.worker:
@@ -91,11 +100,13 @@ def main() -> None:
     import sqlalchemy as sa
 
     with tempfile.TemporaryDirectory() as tmp:
-        landing = Path(tmp) / "landing"
+        landing = (args.keep / f"{args.rows}" if args.keep else Path(tmp)) / "landing"
         t0 = time.perf_counter()
-        file = build_extract(args.rows, landing)
+        file = landing / "billing/bench.csv"
+        if not file.exists():
+            file = build_extract(args.rows, landing)
         print(
-            f"extract: {args.rows} rows, {file.stat().st_size / 1e6:.0f} MB, built in {time.perf_counter() - t0:.0f} s"
+            f"extract: {args.rows} rows, {file.stat().st_size / 1e6:.0f} MB, ready in {time.perf_counter() - t0:.0f} s"
         )
         for target in args.targets.split(","):
             db_name = None
@@ -108,6 +119,7 @@ def main() -> None:
                     conn.execute(sa.text(f'CREATE DATABASE "{db_name}"'))
                 url = PG_ADMIN.rsplit("/", 1)[0] + f"/{db_name}"
             try:
+                load_before = os.getloadavg()[0]
                 out = subprocess.run(
                     [sys.executable, __file__, "--worker", target, url, str(file)],
                     check=True,
@@ -118,7 +130,8 @@ def main() -> None:
                 print(
                     f"{target:<9} {result['rows']:>9} rows in {result['seconds']:>6} s "
                     f"({result['rows_per_second']:>7} rows/s, {result['cpu_seconds']} s CPU), "
-                    f"peak RSS {result['peak_rss_mb']} MB"
+                    f"peak RSS {result['peak_rss_mb']} MB; load average {load_before:.1f} -> "
+                    f"{os.getloadavg()[0]:.1f}"
                 )
             finally:
                 if db_name:

@@ -27,7 +27,9 @@ from mdm_orchestration.ingestion.ledger import (
     start_extract,
 )
 from mdm_orchestration.ingestion.readers import (
+    CsvReader,
     ExtractRejected,
+    RowBatches,
     file_format_mismatch,
     guarded_rows,
     open_extract,
@@ -173,7 +175,12 @@ def _load(
             loader = RowLoader(
                 conn, landed.source, extract_id, config.ingest.max_field_length, outcome
             )
-            rows = guarded_rows(landed.real, reader.rows())
+            # A CSV extract is checked batch by batch on its field lists; the others row by row.
+            rows = (
+                RowBatches(landed.real, reader, BATCH_ROWS)
+                if isinstance(reader, CsvReader)
+                else guarded_rows(landed.real, reader.rows())
+            )
             try:
                 loader.load(rows, BATCH_ROWS)
             finally:

@@ -102,6 +102,9 @@ def _check_decodable(path: Path, encoding: str, declared: str | None = None) -> 
     """Find the first line that does not decode or holds NUL bytes (a corrupt file). A text
     reader decodes ahead in chunks, so its own error cannot say where the bad bytes are.
     ``declared``: the encoding as sources.yaml names it, for the message."""
+    if codecs.lookup(encoding).name in ("utf-8", "utf-8-sig"):
+        _check_utf8(path, declared or encoding)
+        return
     with path.open("rb") as fh:
         for line_number, line in enumerate(fh, start=1):
             if b"\x00" in line and "16" not in encoding and "32" not in encoding:
@@ -112,6 +115,47 @@ def _check_decodable(path: Path, encoding: str, declared: str | None = None) -> 
                 line.decode(encoding)
             except UnicodeDecodeError:
                 raise _decode_error(path, f"line {line_number}", declared or encoding) from None
+
+
+#: How much of a UTF-8 file :func:`_check_utf8` looks at at once.
+_CHECK_BLOCK = 1 << 24
+
+
+def _check_utf8(path: Path, declared: str) -> None:
+    """:func:`_check_decodable` for UTF-8, a block of whole lines at a time: the same first bad
+    line as decoding line by line (a line ends at the byte 0x0A, which never occurs inside a
+    UTF-8 sequence, so a block decodes exactly when each of its lines does, and a line holding
+    NUL bytes is corrupt before it is undecodable)."""
+    first_line = 1  # the number of the block's first line
+    carry = b""
+    with path.open("rb") as fh:
+        while True:
+            data = fh.read(_CHECK_BLOCK)
+            last = not data
+            block = carry + data
+            if not last:
+                cut = block.rfind(b"\n") + 1
+                if cut == 0:
+                    carry = block
+                    continue
+                block, carry = block[:cut], block[cut:]
+            nul = block.find(b"\x00")
+            try:
+                block.decode("utf-8")
+                bad = -1
+            except UnicodeDecodeError as exc:
+                bad = exc.start
+            if nul >= 0 or bad >= 0:
+                nul_line = first_line + block.count(b"\n", 0, nul) if nul >= 0 else None
+                bad_line = first_line + block.count(b"\n", 0, bad) if bad >= 0 else None
+                if nul_line is not None and (bad_line is None or nul_line <= bad_line):
+                    raise ExtractRejected(
+                        "corrupt", f"{path.name}: line {nul_line}: NUL bytes in the file"
+                    )
+                raise _decode_error(path, f"line {bad_line}", declared)
+            if last:
+                return
+            first_line += block.count(b"\n")
 
 
 def _csv_row_error(exc: csv.Error) -> tuple[str | None, str, str]:
@@ -157,17 +201,64 @@ class CsvReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    #: Rows read ahead by :meth:`rows`.
+    ROWS_AHEAD = 1024
+
     def rows(self) -> Iterator[RawRow]:
+        """The data rows one by one: each with its values, or with the reason it cannot be read."""
         columns = self.header.columns
-        width = len(columns)
+        for numbers, items in self.batches(self.ROWS_AHEAD):
+            for row_number, item in zip(numbers, items, strict=True):
+                if item.__class__ is RawRow:
+                    yield item  # type: ignore[misc]
+                else:
+                    yield RawRow(row_number, dict(zip(columns, item, strict=True)))
+
+    def batches(self, size: int) -> Iterator[tuple[list[int], list[list[str] | RawRow]]]:
+        """The data rows ``size`` at a time (the last batch may be shorter), as ``(row numbers,
+        items)``: an item is the row's fields in header order, or a :class:`RawRow` with the
+        reason the row cannot be read. The same rows, numbers and errors as :meth:`rows`.
+
+        A file that fails while it is read raises after the rows before the failing one came
+        (as :meth:`rows` would have), so :func:`guarded_batches` names the same row.
+        """
+        width = len(self.header.columns)
+        one_column = width == 1
         complete = _ends_with_newline(self.path)
+        reader = self._reader
+        numbers: list[int] = []
+        items: list[list[str] | RawRow] = []
         row_number = 0
-        pending: RawRow | None = None
+        failure: Exception | None = None
         try:
             while True:
                 try:
-                    fields = next(self._reader)
-                except StopIteration:
+                    for fields in reader:
+                        count = len(fields)
+                        if count == width and not (one_column and fields[0] == ""):
+                            row_number += 1
+                            numbers.append(row_number)
+                            items.append(fields)
+                        elif count == 0 or (count == 1 and fields[0] == ""):
+                            continue  # blank line: not a data row
+                        else:
+                            row_number += 1
+                            numbers.append(row_number)
+                            items.append(
+                                RawRow(
+                                    row_number,
+                                    error=(
+                                        None,
+                                        "wrong_field_count",
+                                        f"expected {width} fields, found {count}",
+                                    ),
+                                )
+                            )
+                        if len(items) > size:
+                            # The last row stays behind: only the end of the file tells
+                            # whether it was cut short.
+                            yield numbers[:size], items[:size]
+                            del numbers[:size], items[:size]
                     break
                 except csv.Error as exc:
                     if "unexpected end of data" in str(exc):
@@ -178,40 +269,36 @@ class CsvReader:
                     # of the physical line and starts the next record afresh, so the row is
                     # quarantined and the rows after it keep their numbers.
                     row_number += 1
-                    if pending is not None:
-                        yield pending
-                    pending = RawRow(row_number, error=_csv_row_error(exc))
-                    continue
-                if not fields or (len(fields) == 1 and fields[0] == ""):
-                    continue  # blank line: not a data row
-                row_number += 1
-                if pending is not None:
-                    yield pending
-                if len(fields) == width:
-                    pending = RawRow(row_number, dict(zip(columns, fields, strict=True)))
-                else:
-                    pending = RawRow(
-                        row_number,
-                        error=(
-                            None,
-                            "wrong_field_count",
-                            f"expected {width} fields, found {len(fields)}",
-                        ),
-                    )
+                    numbers.append(row_number)
+                    items.append(RawRow(row_number, error=_csv_row_error(exc)))
+                    if len(items) > size:
+                        yield numbers[:size], items[:size]
+                        del numbers[:size], items[:size]
+        except ExtractRejected:
+            raise
+        except Exception as exc:  # noqa: BLE001 - re-raised below, after the rows before it
+            failure = exc
         finally:
             self._fh.close()
-        if pending is not None:
+        if failure is not None:
+            # The row read last was still held back (see above): it never came.
+            if len(items) > 1:
+                yield numbers[:-1], items[:-1]
+            raise failure
+        if items:
+            pending = items[-1]
             if (
                 not complete
-                and pending.error is not None
-                and pending.error[1] == "wrong_field_count"
+                and pending.__class__ is RawRow
+                and pending.error is not None  # type: ignore[union-attr]
+                and pending.error[1] == "wrong_field_count"  # type: ignore[union-attr]
             ):
                 raise ExtractRejected(
                     "truncated",
-                    f"{self.path.name}: row {pending.row_number}: the file ends mid-row "
+                    f"{self.path.name}: row {numbers[-1]}: the file ends mid-row "
                     "(no final newline and too few fields)",
                 )
-            yield pending
+            yield numbers, items
 
 
 def _scalar(value: Any) -> str | None:
@@ -427,6 +514,39 @@ def guarded_rows(path: Path, rows: Iterator[RawRow]) -> Iterator[RawRow]:
         for row in rows:
             last = row.row_number
             yield row
+    except ExtractRejected:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every reader failure must end as a rejection
+        raise ExtractRejected(
+            "reader_error",
+            f"{path.name}: row {last + 1}: the file cannot be read ({type(exc).__name__})",
+        ) from exc
+
+
+class RowBatches:
+    """A CSV extract's data rows batch by batch (:meth:`CsvReader.batches`), guarded like
+    :func:`guarded_rows`; ``columns`` is the header. Iterate once; close when done."""
+
+    def __init__(self, path: Path, reader: CsvReader, size: int) -> None:
+        self.columns = reader.header.columns
+        self._batches = _guarded_batches(path, reader.batches(size))
+
+    def __iter__(self) -> Iterator[tuple[list[int], list[list[str] | RawRow]]]:
+        return self._batches
+
+    def close(self) -> None:
+        self._batches.close()
+
+
+def _guarded_batches(
+    path: Path, batches: Iterator[tuple[list[int], list[list[str] | RawRow]]]
+) -> Iterator[tuple[list[int], list[list[str] | RawRow]]]:
+    last = 0
+    try:
+        for numbers, items in batches:
+            if numbers:
+                last = numbers[-1]
+            yield numbers, items
     except ExtractRejected:
         raise
     except Exception as exc:  # noqa: BLE001 - every reader failure must end as a rejection
