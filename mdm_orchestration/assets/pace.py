@@ -15,14 +15,14 @@ class Stopwatch:
 
     def rate(self, count: int) -> float:
         """``count`` per second (0 when nothing was timed)."""
-        return round(count / self.seconds, 1) if self.seconds > 0 else 0.0
+        return count / self.seconds if self.seconds > 0 else 0.0
 
     def said(self, count: int, unit: str) -> str:
         """``"in 2.4 s (4,100 rows/s)"``."""
         return f"in {self.seconds:.1f} s ({self.rate(count):,.0f} {unit}/s)"
 
     def metadata(self, count: int, unit: str) -> dict[str, float]:
-        return {"seconds": round(self.seconds, 3), f"{unit}_per_second": self.rate(count)}
+        return {"seconds": round(self.seconds, 6), f"{unit}_per_second": round(self.rate(count), 3)}
 
 
 @contextmanager

@@ -199,7 +199,7 @@ class _Columns(dict[str, Any]):
 
     def __getitem__(self, name: str) -> pd.Series:
         value = super().__getitem__(name)
-        if isinstance(value, pd.Series):
+        if isinstance(value, pd.Series) and value.index.equals(self.index):
             return value
         return pd.DataFrame({name: value}, index=self.index)[name]
 

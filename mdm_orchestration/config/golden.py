@@ -274,8 +274,8 @@ class AmqpTarget(_Strict):
     #: A message no queue takes is a failed delivery (the broker returns it), not a silent loss.
     mandatory: bool = True
     timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
-    #: Messages published before their publisher confirms are awaited (one round trip and
-    #: one broker fsync per window); 1: wait for each message's confirm.
+    #: The most messages unconfirmed by the broker at any time (publishing goes on while
+    #: earlier ones are confirmed); 1: wait for each message's confirm.
     confirm_window: Annotated[int, Field(ge=1, le=10_000)] = 500
 
     @field_validator("url")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -272,13 +273,22 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     cur.close()
 
 
+#: 19 digits in a row: perhaps an integer orjson would read as a float (beyond 64 bits).
+_LONG_DIGITS = re.compile(r"\d{19}")
+
+
 def _json_loads(text: str | bytes) -> Any:  # noqa: ANN401
     """A JSON column's value: orjson (several times faster than ``json.loads``, the same
-    values), ``json.loads`` for what orjson refuses (``NaN``, integers beyond 64 bits)."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
+    values); ``json.loads`` for what orjson refuses (``NaN``, ``1e400``, a lone surrogate) and
+    for text with a run of 19 digits (orjson reads an integer beyond 64 bits as a float)."""
+    if isinstance(text, bytes):
+        text = text.decode()
+    if _LONG_DIGITS.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
 
 
 def create_hub_engine(url: str | None = None, *, auto_migrate: bool = True) -> Engine:

@@ -789,10 +789,6 @@ Extracts = tuple[list[dict[str, object]], list[dict[str, object]]]
 RowMaker = Callable[[Generator, object, bool, str], dict[str, object]]
 
 
-#: The silos :func:`generate` writes, in order.
-SILOS = 5
-
-
 def generate(
     out: Path,
     people: int = 2000,
@@ -805,7 +801,7 @@ def generate(
     gen.build_population()
     summary = GenerationSummary(len(gen.people), len(gen.orgs), {}, [])
     # One silo after another, always in this order: each draws from the same random stream.
-    for write_silo in (_crm, _billing, _erp, _ecommerce, _loyalty):
+    for write_silo in _SILO_WRITERS:
         before = summary.rows
         write_silo(gen, out, summary)
         if on_silo is not None:
@@ -1021,3 +1017,8 @@ def _write_relationships(gen: Generator, path: Path) -> None:
                         int(bool(person.new_family)),
                     ]
                 )
+
+
+#: The silos' writers, in the order :func:`generate` runs them.
+_SILO_WRITERS = (_crm, _billing, _erp, _ecommerce, _loyalty)
+SILOS = len(_SILO_WRITERS)

@@ -4,19 +4,21 @@ Each message goes to a durable topic exchange with a routing key per event type 
 ``routing_key`` template), ``delivery_mode`` persistent, ``message_id`` and the
 ``Idempotency-Key`` header set to the event id: the same at-least-once contract as the
 webhook. One channel in confirm mode publishes the messages in outbox order with at most a
-*window* of them unconfirmed (the target's ``confirm_window``): between chunks of messages the
-I/O loop turns once without blocking, writing them and taking the confirms that have come, and
-it blocks only when a whole window is unconfirmed, so the broker persists one chunk while the
-next is encoded. A message counts as delivered only once the broker has taken responsibility
-for it (written it to its durable queues). One channel keeps the publishing order, so the order
-per golden id is the outbox order. A message that no queue takes
-is returned by the broker (``mandatory``) and fails the delivery instead of vanishing.
+*window* of them unconfirmed (the target's ``confirm_window``). Between chunks of messages the
+I/O loop turns once without blocking: it writes them (the frames of a chunk in one write) and
+takes the confirms that have come. It blocks only when a whole window is unconfirmed, so the
+broker persists one chunk while the next is encoded (a window of 1 waits for each message's
+confirm). A message counts as delivered only once the broker has taken responsibility for it
+(written it to its durable queues). One channel keeps the publishing order, so the order per
+golden id is the outbox order. A message that no queue takes is returned by the broker
+(``mandatory``) and fails the delivery instead of vanishing.
 
 A broker that is down, refuses the credentials, nacks a message or drops the connection
 raises :class:`DeliveryError` with the number confirmed before it (the unbroken run of
 confirms from the start); the delivery loop retries with backoff from there, and the next
-``send`` opens a new connection. Messages after that point may have reached the queue already: they come again under the same ids (at least once). Errors name the exception
-class only.
+``send`` opens a new connection. Messages after that point may have reached the queue
+already: they come again under the same ids (at least once). Errors name the exception class
+only.
 
 pika's ``SelectConnection`` (its asynchronous, callback-driven adapter) is what lets a window
 be published before the confirms are awaited; its I/O loop runs only inside ``send``.
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pika
@@ -73,10 +75,6 @@ class _Window:
         if self.failed is None or i < self.failed:
             self.failed, self.failure = i, why
 
-    @property
-    def done(self) -> bool:
-        return self.settled >= self.size
-
     def confirmed(self) -> int:
         """The unbroken run of acknowledged messages from the start (a returned message is
         acknowledged too, but was not delivered)."""
@@ -118,6 +116,22 @@ class _Connection(SelectConnection):
         if self._transport is not None:  # gone: unconfirmed, so sent again later
             super()._adapter_emit_data(data)
 
+    def drop_held(self) -> None:
+        """Forget the held frames (publishes of a send that failed: never confirmed, so sent
+        again by the next send), so that they never follow a Channel.Close."""
+        self._held = []
+
+    @contextlib.contextmanager
+    def unheld(self) -> Iterator[None]:
+        """While the I/O loop runs: the held frames go out first, and what pika writes in the
+        loop (heartbeats, replies to the broker) goes straight to the transport."""
+        holding, self.holding = self.holding, False
+        self.release()
+        try:
+            yield
+        finally:
+            self.holding = holding
+
 
 class AmqpTransport:
     def __init__(self, target: AmqpTarget) -> None:
@@ -149,18 +163,19 @@ class AmqpTransport:
 
     def _wait(self, ready: Callable[[], bool]) -> None:
         """Run the I/O loop until ``ready()``, a failure, or the timeout."""
-        assert self._connection is not None
-        self._connection.release()
-        loop = self._connection.ioloop
+        connection = self._connection
+        assert connection is not None
+        loop = connection.ioloop
         deadline = time.monotonic() + self.target.timeout_seconds
         self._until = ready
         timer = loop.call_later(self.target.timeout_seconds, self._timed_out)
         try:
-            while not (ready() or self._error):
-                if time.monotonic() >= deadline:
-                    self._error = self._error or "Timeout"
-                    break
-                loop.start()
+            with connection.unheld():
+                while not (ready() or self._error):
+                    if time.monotonic() >= deadline:
+                        self._error = self._error or "Timeout"
+                        break
+                    loop.start()
         finally:
             self._until = None
             loop.remove_timeout(timer)
@@ -260,23 +275,28 @@ class AmqpTransport:
     def _turn(self) -> None:
         """One turn of the I/O loop without blocking: write what is buffered, take the
         confirms that have come."""
-        assert self._connection is not None
-        self._connection.release()
-        loop = self._connection.ioloop
-        loop.call_later(0, loop.stop)
-        loop.start()
+        connection = self._connection
+        assert connection is not None
+        loop = connection.ioloop
+        with connection.unheld():
+            loop.call_later(0, loop.stop)
+            loop.start()
 
     def _publish(self, messages: Sequence[Message]) -> int:
         """Publish ``messages`` with at most a window of them unconfirmed at any time, and
         wait for the last confirms; the number confirmed in a row from the first."""
         self._open()
+        connection = self._connection
+        assert connection is not None
         state = _Window(self._tag + 1, len(messages))
         self._current = state
         self._by_id = {m.event_id: i for i, m in enumerate(messages)}
-        low = max(0, self.window - _CHUNK)
+        # A turn of the loop every `chunk` messages; a full window waits until `chunk` of it
+        # are confirmed (a window of 1: each message waits for its own confirm).
+        chunk = max(1, min(_CHUNK, self.window // 2))
+        low = self.window - chunk
         published = 0
-        assert self._connection is not None
-        self._connection.holding = True
+        connection.holding = True
         try:
             for sent, m in enumerate(messages, start=1):
                 self._channel.basic_publish(
@@ -288,29 +308,32 @@ class AmqpTransport:
                 )
                 self._tag += 1
                 published = sent
-                if sent % _CHUNK and sent < self.window:
-                    continue
                 if sent - state.settled >= self.window:
-                    # A full window unconfirmed: wait until the broker has caught up a chunk.
                     self._wait(lambda n=sent: n - state.settled <= low)
-                elif sent % _CHUNK == 0:
+                elif sent % chunk == 0:
                     self._turn()
+                else:
+                    continue
                 if self._error is not None or state.failed is not None:
                     break
         except (pika.exceptions.AMQPError, OSError) as exc:
             self._error = self._error or type(exc).__name__
         finally:
-            self._connection.holding = False
+            connection.holding = False
         if self._error is None:
             # Every published message settled (after a nack or a return too, so that those
             # before it count as delivered).
             self._wait(lambda: state.settled >= published)
+        if self._error is not None:
+            connection.drop_held()
         confirmed = state.confirmed()
         if confirmed < len(messages):
             raise _Failure(state.failure or self._error or "Timeout", confirmed)
         return confirmed
 
     def send(self, messages: Sequence[Message], batch_name: str) -> None:
+        if not messages:
+            return
         try:
             self._publish(messages)
         except _Failure as failure:
@@ -318,8 +341,9 @@ class AmqpTransport:
             self.close()
             raise DeliveryError(f"amqp: {failure.name}", delivered=failure.confirmed) from None
         except (pika.exceptions.AMQPError, OSError) as exc:
+            delivered = self._current.confirmed() if self._current is not None else 0
             self.close()
-            raise DeliveryError(f"amqp: {type(exc).__name__}", delivered=0) from None
+            raise DeliveryError(f"amqp: {type(exc).__name__}", delivered=delivered) from None
         finally:
             self._current, self._by_id = None, {}
 
@@ -328,6 +352,8 @@ class AmqpTransport:
         self._ready = False
         if connection is None:
             return
+        connection.holding = False
+        connection.drop_held()
         with contextlib.suppress(pika.exceptions.AMQPError, OSError, AssertionError):
             if connection.is_open:
                 # Wait for the broker's close-ok (or the timeout), even after a failure.

@@ -17,6 +17,7 @@ the consents for the subscriber's purpose (:class:`Extras`, read by the delivery
 from __future__ import annotations
 
 import functools
+import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -142,14 +143,21 @@ class Message:
         return (self.change_type or self.event_type) not in UPSERT_TYPES
 
 
-_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+_JSON_OPTIONS = (
+    orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_SERIALIZE_NUMPY
+)
 
 
 def message_json(message: Message) -> bytes:
     """The message as the JSON every transport sends (UTF-8, compact): orjson, several times
-    faster than ``json.dumps`` for the same values; anything it does not know (a datetime, a
-    decimal) goes as its ``str()``, as before."""
-    return orjson.dumps(message.as_dict(), default=str, option=_JSON_OPTIONS)
+    faster than ``json.dumps`` for the same values. Anything it does not know (a datetime, a
+    decimal) goes as its ``str()``, as before; NaN and infinities as ``null`` (valid JSON); an
+    integer beyond 64 bits, which orjson refuses, through ``json.dumps``."""
+    body = message.as_dict()
+    try:
+        return orjson.dumps(body, default=str, option=_JSON_OPTIONS)
+    except orjson.JSONEncodeError:
+        return json.dumps(body, ensure_ascii=False, default=str).encode()
 
 
 def business_event_id(event_id: str, name: str) -> str:
