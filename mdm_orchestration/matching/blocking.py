@@ -47,14 +47,15 @@ def _as_series(keys: Keys, index: pd.Index) -> pd.Series:
     return keys
 
 
-def _factorize(keys: Keys) -> tuple[np.ndarray, list]:
-    """Integer codes of the keys (-1 where missing) and the distinct keys."""
+def _factorize(keys: Keys) -> tuple[np.ndarray, pa.Array | np.ndarray]:
+    """Integer codes of the keys (-1 where missing) and the distinct keys (an Arrow array or
+    an object array: made into Python strings only where a caller needs them)."""
     if isinstance(keys, pa.Array):
         encoded = pc.dictionary_encode(keys)
         codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-        return codes, encoded.dictionary.to_pylist()
+        return codes, encoded.dictionary
     codes, distinct = pd.factorize(keys.to_numpy(object), use_na_sentinel=True)
-    return codes.astype(np.int64), distinct.tolist()
+    return codes.astype(np.int64), distinct
 
 
 def _join_values(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
@@ -222,7 +223,7 @@ def candidate_pairs(
 
     ``block_sizes`` gives the size of a block in the whole hub, by (key name, key hash), when
     ``records`` are only part of it (incremental matching): a block is giant by its hub size."""
-    lefts, rights = [], []
+    packed: list[np.ndarray] = []
     by_key: dict[str, int] = {}
     giants: dict[str, int] = {}
     for name, make in _key_makers(records, party_type).items():
@@ -235,7 +236,7 @@ def candidate_pairs(
         sizes = np.bincount(codes[codes >= 0], minlength=len(distinct)).astype(np.int64)
         if block_sizes is not None:
             hub = np.array(
-                [block_sizes.get((name, key_hash(name, k)), 0) for k in distinct],
+                [block_sizes.get((name, key_hash(name, k)), 0) for k in _strings(distinct)],
                 dtype=np.int64,
             )
             sizes = np.maximum(sizes, hub)
@@ -244,19 +245,27 @@ def candidate_pairs(
         member = np.nonzero((codes >= 0) & kept[np.maximum(codes, 0)])[0]
         if not len(member):
             continue
-        pl, pr = _block_pairs(codes[member], member)
+        pl, pr = block_pairs(codes[member], member)
         by_key[name] = len(pl)
-        lefts.append(pl)
-        rights.append(pr)
-    if not lefts:
+        # One int64 per pair (left * n + right) from here: half the memory of two arrays.
+        pl *= len(records)
+        pl += pr
+        packed.append(pl)
+        del pr
+    if not packed:
         return Candidates(np.zeros(0, np.int64), np.zeros(0, np.int64), by_key, giants)
-    packed = np.unique(np.concatenate(lefts) * len(records) + np.concatenate(rights))
+    unique = np.unique(np.concatenate(packed))
     n = max(len(records), 1)
-    return Candidates(packed // n, packed % n, by_key, giants)
+    return Candidates(unique // n, unique % n, by_key, giants)
 
 
-def _block_pairs(codes: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every pair ``(left < right)`` of ``positions`` sharing a code."""
+def _strings(distinct: pa.Array | np.ndarray) -> list:
+    return distinct.to_pylist() if isinstance(distinct, pa.Array) else distinct.tolist()
+
+
+def block_pairs(codes: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair ``(left < right)`` of ``positions`` sharing a code: by code, then by left,
+    then by right, ascending."""
     order = np.lexsort((positions, codes))
     codes, positions = codes[order], positions[order].astype(np.int64)
     start = np.r_[0, np.flatnonzero(np.diff(codes)) + 1]

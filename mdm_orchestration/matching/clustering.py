@@ -91,6 +91,29 @@ def _flat_clusters(linkage: np.ndarray, n: int, distance: float) -> list[list[in
     return list(groups.values())
 
 
+#: The pairs of three records, in the order of their condensed distances.
+_PAIRS_OF_THREE = ((0, 1), (0, 2), (1, 2))
+
+
+def _three(condensed: np.ndarray, distance: float) -> list[list[int]] | None:
+    """The flat clusters of three records (the commonest component of more than one pair)
+    without scipy: average linkage merges the closest pair at its distance, then the third
+    record at the mean of its two distances, exactly as scipy computes it; the cut keeps a merge
+    no higher than ``distance``. None when two distances tie for the closest (then which pair
+    scipy merges first is scipy's to say)."""
+    d = condensed.astype(np.float64).tolist()
+    order = sorted(range(3), key=d.__getitem__)
+    low, mid, high = (d[k] for k in order)
+    if low == mid:
+        return None
+    if max((mid + high) / 2, low) <= distance:
+        return [[0, 1, 2]]
+    if low <= distance:
+        a, b = _PAIRS_OF_THREE[order[0]]
+        return [[a, b], [3 - a - b]]
+    return [[0], [1], [2]]
+
+
 def _hierarchical(dupes: np.ndarray, threshold: float):  # type: ignore[no-untyped-def]
     """dedupe's ``clustering.cluster`` with average instead of centroid linkage: (record
     positions, per-record confidences) for each cluster of two or more.
@@ -126,9 +149,12 @@ def _hierarchical(dupes: np.ndarray, threshold: float):  # type: ignore[no-untyp
                 yield tuple(pairs[edge]), (score,) * 2
             continue
         i_to_id, condensed, n = condensedDistance(dupes[order[start:stop]])
-        linkage = scipy.cluster.hierarchy.linkage(condensed, method="average")
+        groups = _three(condensed, distance) if n == 3 else None
+        if groups is None:
+            linkage = scipy.cluster.hierarchy.linkage(condensed, method="average")
+            groups = _flat_clusters(linkage, n, distance)
         squared = condensed**2
-        for group in _flat_clusters(linkage, n, distance):
+        for group in groups:
             if len(group) > 1:
                 yield tuple(i_to_id[i] for i in group), confidences(group, squared, n)
 

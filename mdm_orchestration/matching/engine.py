@@ -18,7 +18,7 @@ import pandas as pd
 
 from mdm_orchestration.config import MatchingConfig
 from mdm_orchestration.hub.tables import ORGANISATION, PERSON, component_labels
-from mdm_orchestration.matching.blocking import candidate_pairs
+from mdm_orchestration.matching.blocking import block_pairs, candidate_pairs
 from mdm_orchestration.matching.clustering import cluster_pairs
 from mdm_orchestration.matching.explain import Explanation, explain_pair, with_engine_terms
 from mdm_orchestration.matching.frequencies import Frequencies, field_values
@@ -237,19 +237,15 @@ def _missing_pairs_in_components(
     records, of which only some share a key, would be split apart; scoring the rest of the pairs
     inside each (small) component lets the clustering see them.
     """
-    component = component_labels(n, left[linked].tolist(), right[linked].tolist())
-    members: dict[int, list[int]] = {}
-    for i in set(left[linked].tolist()) | set(right[linked].tolist()):
-        members.setdefault(int(component[i]), []).append(i)
-    extra_l, extra_r = [], []
-    for group in members.values():
-        if 3 <= len(group) <= max_size:
-            group.sort()
-            for i, a in enumerate(group):
-                for b in group[i + 1 :]:
-                    extra_l.append(a)
-                    extra_r.append(b)
-    el, er = np.array(extra_l, dtype=np.int64), np.array(extra_r, dtype=np.int64)
+    component = component_labels(n, left[linked], right[linked])
+    # The linked records in the order a set of them iterates (the order the pairs were always
+    # listed in), grouped by component in order of first appearance, ascending inside each.
+    nodes = np.fromiter(set(left[linked].tolist()) | set(right[linked].tolist()), dtype=np.int64)
+    group, _ = pd.factorize(component[nodes])
+    size = np.bincount(group) if len(group) else np.zeros(0, dtype=np.int64)
+    kept = (size[group] >= 3) & (size[group] <= max_size)
+    extra_l, extra_r = block_pairs(group[kept], nodes[kept])
+    el, er = extra_l.astype(np.int64), extra_r.astype(np.int64)
     # Drop the pairs blocking already produced (as int64 codes: a set of millions of tuples
     # would cost hundreds of megabytes).
     new = ~np.isin(el * n + er, left * n + right)

@@ -78,3 +78,23 @@ def test_cluster_pairs_keeps_constraints():
     for a, b in cannot:
         assert out.cluster_of[a] != out.cluster_of[b]
     assert len(out.cluster_of) == 200
+
+
+def test_three_records_cluster_as_scipy_does():
+    from mdm_orchestration.matching.clustering import _three
+
+    rng = np.random.default_rng(9)
+    decided = 0
+    for _trial in range(3000):
+        # float32 distances as dedupe makes them (1 - score), coarse so that cuts and ties occur
+        condensed = (1 - rng.integers(0, 21, 3) / 20).astype("f4")
+        if rng.random() < 0.3:
+            condensed[int(rng.integers(3))] = 1.0  # a pair blocking never produced
+        for distance in (0.35, 0.5, float(1 - np.float32(0.65)), float(rng.random())):
+            got = _three(condensed, distance)
+            if got is None:
+                continue
+            decided += 1
+            linkage = scipy.cluster.hierarchy.linkage(condensed, method="average")
+            assert sorted(got) == _fcluster_groups(linkage, distance), (condensed, distance)
+    assert decided > 5000
