@@ -9,7 +9,8 @@ targets), then per target ``ingest`` (every landed file, in name order), ``clean
 MDM_HOME). Each stage is a fresh child process; the hub database carries the state between
 them. Per stage: wall time and CPU time of the stage's work (after the child's imports), the
 whole child's wall and CPU (``getrusage`` of the children, so any process it forks counts
-too), and the child's peak RSS (VmHWM). With PostgreSQL the server's own CPU is not in the
+too), and the child's peak RSS (VmHWM; the worker processes cleansing spawns above one
+batch per source are given apart, their VmHWM summed). With PostgreSQL the server's own CPU is not in the
 figures (it is another process); with SQLite the database works inside the child.
 
 Then, unless ``--no-splink``: the persons among the first target's cleansed records (read back
@@ -48,6 +49,25 @@ sys.path.insert(0, str(ROOT))
 #: The hub's stages after ``generate``, in the order they run on each target.
 HUB_STAGES = ("ingest", "cleanse", "match", "golden", "households", "syndicate")
 SEED = 2718
+
+
+def _workers_peak_mb() -> dict[str, int]:
+    """The peak RSS (VmHWM) of this process's live worker processes (cleansing spawns a pool
+    above one batch per source), summed: an upper bound of what they held at once. VmHWM of
+    this process alone leaves them out."""
+    import multiprocessing
+
+    total = count = 0
+    for child in multiprocessing.active_children():
+        try:
+            status = Path(f"/proc/{child.pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1])
+                count += 1
+    return {"workers": count, "workers_peak_rss_mb": round(total / 1024)} if count else {}
 
 
 def _peak_mb() -> int:
@@ -150,6 +170,7 @@ def run_stage(stage: str, work: Path, url: str, records: int) -> None:
         counts = globals()[f"_{stage}"](engine, config, work)
         engine.dispose()
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    counts.update(_workers_peak_mb())
     print(
         json.dumps(
             {
@@ -232,6 +253,12 @@ def _line(target: str, stage: str, f: dict[str, Any]) -> str:
         f"{target:<9} {stage:<11} wall {f['wall_s']:>8.1f} s  CPU {f['cpu_s']:>8.1f} s  "
         f"(process {f['process_wall_s']:.1f} s wall, {f['process_cpu_s']:.1f} s CPU)  "
         f"peak RSS {f['peak_rss_mb']:>6,} MB {rate}  load {f['load_1m']:.1f}"
+        + (
+            f"  (+ {f['workers']} worker processes, peak RSS {f['workers_peak_rss_mb']:,} MB "
+            "summed; their CPU only in the process figure)"
+            if f.get("workers")
+            else ""
+        )
     )
 
 
