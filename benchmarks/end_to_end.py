@@ -9,9 +9,9 @@ targets), then per target ``ingest`` (every landed file, in name order), ``clean
 MDM_HOME). Each stage is a fresh child process; the hub database carries the state between
 them. Per stage: wall time and CPU time of the stage's work (after the child's imports), the
 whole child's wall and CPU (``getrusage`` of the children, so any process it forks counts
-too), and the child's peak RSS (VmHWM; the worker processes cleansing spawns above one
-batch per source are given apart, their VmHWM summed). With PostgreSQL the server's own CPU is not in the
-figures (it is another process); with SQLite the database works inside the child.
+too), and the child's peak RSS (VmHWM; the worker processes cleansing spawns above one batch
+per source are given apart, their VmHWM summed). With PostgreSQL the server's own CPU is not in
+the figures (it is another process); with SQLite the database works inside the child.
 
 Then, unless ``--no-splink``: the persons among the first target's cleansed records (read back
 from the hub), with the generator's ground truth, matched by ours (``accuracy.evaluate``: the
