@@ -52,6 +52,13 @@ def _copy_value(value: Any) -> Any:
     return value
 
 
+def _chunk(length: int) -> int:
+    """How much psycopg2 reads at a time from a COPY body of ``length`` characters: all of it
+    (up to 64 M), not its default 8 K. It takes the GIL back for every read, which costs up to a
+    switch interval (5 ms) when another thread is busy, as the ingest loader's is."""
+    return max(8192, min(length, 1 << 26))
+
+
 def _copy_text(rows: Sequence[Sequence[Any]], width: int) -> str | None:
     """``rows`` (stored values: text, numbers, ``None``) as the body of a ``COPY ... (FORMAT
     text)``, when no value needs escaping there (holds no tab, line end or backslash); else
@@ -92,6 +99,7 @@ def _copy(
                 cursor.copy_expert(
                     f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT text)",
                     io.StringIO(text),
+                    size=_chunk(len(text)),
                 )
                 return
         buffer = io.StringIO()
@@ -104,9 +112,12 @@ def _copy(
         else:
             for row in rows:
                 writer.writerow([_copy_value(v) for v in row])
+        size = buffer.tell()
         buffer.seek(0)
         cursor.copy_expert(
-            f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer
+            f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')",
+            buffer,
+            size=_chunk(size),
         )
     finally:
         cursor.close()

@@ -19,7 +19,7 @@ import pandas as pd
 from sqlalchemy import Connection, select
 
 from mdm_orchestration.config import DateOrder, SourceConfig
-from mdm_orchestration.hub.bulk import bulk_insert, bulk_upsert, stored_datetime
+from mdm_orchestration.hub.bulk import bulk_insert, stored_datetime
 from mdm_orchestration.hub.models import source_record_id
 from mdm_orchestration.hub.tables import ERASED, QUARANTINE_COLUMNS, utcnow
 from mdm_orchestration.ingestion.ledger import STAGE, IngestOutcome
@@ -66,26 +66,33 @@ NEWER_ONLY = (
 
 #: On PostgreSQL a batch's current versions go to ``source_records`` straight from the versions
 #: just copied: the same rows, values and order as :func:`bulk_upsert` would write, without a
-#: second COPY through a staging table. ``{current}`` picks the batch's current versions
-#: (``row_number`` and ``position``, the order of the first row of their record).
+#: second COPY through a staging table. ``{current}`` picks the batch's current versions, in the
+#: order of their records' first rows; the range of the batch's row numbers keeps the scan to
+#: the batch (the planner's statistics do not know the rows just copied).
 _CURRENT_FROM_VERSIONS = (
     f"INSERT INTO source_records ({', '.join(SOURCE_RECORD_COLUMNS)}) "
     "SELECT v.source_record_id, v.source, v.source_key, v.extract_id, v.row_number, "
     "v.source_updated_at, v.loaded_at, v.loaded_at "
-    "FROM {current} JOIN source_record_versions v "
-    "ON v.extract_id = %(extract_id)s AND v.row_number = c.row_number "
-    "ORDER BY c.position "
+    "FROM source_record_versions v {current} "
     "ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in CURRENT_VERSION_COLUMNS)
     + f" WHERE {NEWER_ONLY}"
 )
-#: Every row of the batch is current (no record twice): its range of row numbers.
-_ALL_ROWS = (
-    "generate_series(%(first)s::integer, %(last)s::integer) "
-    "WITH ORDINALITY AS c(row_number, position)"
+_BATCH_RANGE = "v.extract_id = %(extract_id)s AND v.row_number BETWEEN %(first)s::integer AND %(last)s::integer"
+#: Every row of the batch is current (no record twice): all of its versions, by row number.
+_ALL_ROWS = f"WHERE {_BATCH_RANGE} ORDER BY v.row_number"
+#: Some records came twice: the current rows, by their position in ``numbers``.
+_SOME_ROWS = (
+    "JOIN unnest(%(numbers)s::integer[]) WITH ORDINALITY AS c(row_number, position) "
+    f"ON v.row_number = c.row_number WHERE {_BATCH_RANGE} ORDER BY c.position"
 )
-#: Some records came twice: the current rows, in the order of their records' first rows.
-_SOME_ROWS = "unnest(%(numbers)s::integer[]) WITH ORDINALITY AS c(row_number, position)"
+#: The same on SQLite (``numbers`` as a JSON array).
+_SQLITE_BATCH_RANGE = "v.extract_id = :extract_id AND v.row_number BETWEEN :first AND :last"
+_SQLITE_ALL_ROWS = f"WHERE {_SQLITE_BATCH_RANGE} ORDER BY v.row_number"
+_SQLITE_SOME_ROWS = (
+    "JOIN json_each(:numbers) AS c ON v.row_number = c.value "
+    f"WHERE {_SQLITE_BATCH_RANGE} ORDER BY c.key"
+)
 
 
 class _Writes:
@@ -511,27 +518,23 @@ class RowLoader:
         self, versions: list[tuple[object, ...]], current: list[tuple[object, ...]]
     ) -> None:
         bulk_insert(self.conn, "source_record_versions", VERSION_COLUMNS, versions, stored=True)
+        # The versions of a batch are its loaded rows, numbered up.
+        params: dict[str, object] = {
+            "extract_id": self.extract_id,
+            "first": versions[0][1],
+            "last": versions[-1][1],
+        }
+        every = len(current) == len(versions)
+        numbers = None if every else [r[4] for r in current]
         if self._postgres:
-            if len(current) == len(versions):
-                # The versions of a batch are its loaded rows, numbered up.
-                rows, params = _ALL_ROWS, {"first": versions[0][1], "last": versions[-1][1]}
-            else:
-                rows, params = _SOME_ROWS, {"numbers": [r[4] for r in current]}
-            self.conn.exec_driver_sql(
-                _CURRENT_FROM_VERSIONS.format(current=rows),
-                {"extract_id": self.extract_id, **params},
-            )
-            return
-        bulk_upsert(
-            self.conn,
-            "source_records",
-            SOURCE_RECORD_COLUMNS,
-            current,
-            conflict="id",
-            update=CURRENT_VERSION_COLUMNS,
-            only_if=NEWER_ONLY,
-            stored=True,
-        )
+            rows = _ALL_ROWS if every else _SOME_ROWS
+            if numbers is not None:
+                params["numbers"] = numbers
+        else:
+            rows = _SQLITE_ALL_ROWS if every else _SQLITE_SOME_ROWS
+            if numbers is not None:
+                params["numbers"] = json.dumps(numbers)
+        self.conn.exec_driver_sql(_CURRENT_FROM_VERSIONS.format(current=rows), params)
 
     def _write_quarantine(self, quarantine: list[Rejected]) -> None:
         rows = [
