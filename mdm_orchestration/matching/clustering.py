@@ -213,6 +213,7 @@ def cluster_pairs(
     a, b, s = a[keep], b[keep], s[keep]
     cluster_of = np.arange(n, dtype=np.int64)
     confidence = np.ones(n, dtype=np.float64)
+    constrained = {x for pair in cannot for x in pair}
     if len(a):
         dupes = np.empty(len(a), dtype=[("pairs", "i8", 2), ("score", "f4")])
         dupes["pairs"][:, 0], dupes["pairs"][:, 1], dupes["score"] = a, b, s
@@ -222,7 +223,12 @@ def cluster_pairs(
         for ids, conf in _hierarchical(dupes, threshold):
             members = [int(m) for m in ids]
             groups = [members]
-            if cannot and any((min(x, y), max(x, y)) in cannot for x in members for y in members):
+            # Only a cluster holding both ends of a cannot-link can hold one (most hold none).
+            if (
+                cannot
+                and sum(m in constrained for m in members) > 1
+                and any((min(x, y), max(x, y)) in cannot for x in members for y in members)
+            ):
                 group_set = set(members)
                 c = comp[members[0]]
                 lo, hi = np.searchsorted(comp_sorted, [c, c + 1])
