@@ -247,8 +247,19 @@ def _missing_pairs_in_components(
     extra_l, extra_r = block_pairs(group[kept], nodes[kept])
     el, er = extra_l.astype(np.int64), extra_r.astype(np.int64)
     # Drop the pairs blocking already produced (as int64 codes: a set of millions of tuples
-    # would cost hundreds of megabytes).
-    new = ~np.isin(el * n + er, left * n + right)
+    # would cost hundreds of megabytes). The few new pairs are sorted and the millions of
+    # scored ones looked up in them (np.isin would sort all of them: seconds at 1M records).
+    codes = el * n + er
+    if not len(codes):
+        return el, er
+    order = np.argsort(codes, kind="stable")
+    ranked = codes[order]
+    scored = left.astype(np.int64) * n + right
+    at = np.minimum(np.searchsorted(ranked, scored), len(ranked) - 1)
+    found = np.zeros(len(ranked), dtype=bool)
+    found[at[ranked[at] == scored]] = True
+    new = np.empty(len(codes), dtype=bool)
+    new[order] = ~found
     return el[new], er[new]
 
 
