@@ -26,6 +26,7 @@ from mdm_orchestration.config.base import (
 from mdm_orchestration.config.events import BusinessEventRule, EventsConfig
 from mdm_orchestration.config.golden import (
     ALL_EVENTS,
+    AMQP_BATCH_SIZE,
     CHANGE_NAMES,
     EVENT_TYPES,
     GOLDEN_ATTRIBUTES,
@@ -292,6 +293,7 @@ __all__ = [
     "ALL_EVENTS",
     "CHANGE_NAMES",
     "WHERE_FIELDS",
+    "AMQP_BATCH_SIZE",
     "AmqpTarget",
     "AttributeRule",
     "BusinessEventRule",

@@ -89,3 +89,12 @@ def test_json_columns_read_as_json_loads_reads_them() -> None:
         '"\\ud800"',
     ):
         assert repr(_json_loads(text)) == repr(json.loads(text)), text
+
+
+def test_an_amqp_subscriber_delivers_in_larger_batches_unless_told() -> None:
+    from mdm_orchestration.config import AMQP_BATCH_SIZE, Subscriber
+
+    amqp = {"url": "amqp://guest:guest@127.0.0.1:5672/%2F"}
+    assert Subscriber(transport="amqp", amqp=amqp).batch_size == AMQP_BATCH_SIZE == 5000
+    assert Subscriber(transport="amqp", amqp=amqp, batch_size=10).batch_size == 10
+    assert Subscriber(transport="file", file={"folder": "out"}).batch_size == 1000
