@@ -307,15 +307,10 @@ def probability(weight: float) -> float:
     return 1.0 - 1.0 / (1.0 + 2.0**weight)
 
 
-def splink_peer(name: str, train: pd.DataFrame, test: pd.DataFrame) -> None:
-    """splink (DuckDB), trained on the training half: u by random sampling and m either by EM
-    (no labels) or from the truth's labels, whichever, with its best clustering threshold,
-    gives the higher pairwise F1 on the training half (as recordlinkage's classifier sees its
-    labels there); then that model, unchanged, predicts and clusters the test half."""
-    from splink import DuckDBAPI, Linker
-
-    started = time.perf_counter()
-    tr = splink_frame(train)
+def splink_choose(tr: pd.DataFrame) -> tuple[float, str, dict]:
+    """splink's model on the training frame ``tr``: m by EM or from the labels, and the
+    clustering weight of WEIGHTS, whichever pair gives the higher pairwise F1 there; returns
+    (weight, how, the model as JSON)."""
     best = (-1.0, 0, "em", None)
     for how in ("em", "labels"):
         linker = splink_fit(tr, m_from_labels=how == "labels")
@@ -329,6 +324,19 @@ def splink_peer(name: str, train: pd.DataFrame, test: pd.DataFrame) -> None:
             if f1 > best[0]:
                 best = (f1, t, how, linker.misc.save_model_to_json())
     _, threshold, how, model = best
+    return threshold, how, model
+
+
+def splink_peer(name: str, train: pd.DataFrame, test: pd.DataFrame) -> None:
+    """splink (DuckDB), trained on the training half: u by random sampling and m either by EM
+    (no labels) or from the truth's labels, whichever, with its best clustering threshold,
+    gives the higher pairwise F1 on the training half (as recordlinkage's classifier sees its
+    labels there); then that model, unchanged, predicts and clusters the test half."""
+    from splink import DuckDBAPI, Linker
+
+    started = time.perf_counter()
+    tr = splink_frame(train)
+    threshold, how, model = splink_choose(tr)
     te = splink_frame(test)
     linker = Linker(te, model, db_api=DuckDBAPI())
     # Every pair the blocking rules generate (the candidates), scored.
@@ -359,19 +367,7 @@ def splink_whole(name: str, df: pd.DataFrame) -> None:
     df = df.reset_index(drop=True)
     half = df["entity"].map(in_training_half)
     tr = splink_frame(df[half])
-    best = (-1.0, 0, "em", None)
-    for how in ("em", "labels"):
-        linker = splink_fit(tr, m_from_labels=how == "labels")
-        pred = linker.inference.predict(threshold_match_probability=0.5)
-        for t in WEIGHTS:
-            clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
-                pred, probability(t)
-            )
-            labels = clusters.as_pandas_dataframe().sort_values("unique_id")["cluster_id"].tolist()
-            f1 = evaluation.pairwise_scores(labels, tr["entity"].tolist())["f1"]
-            if f1 > best[0]:
-                best = (f1, t, how, linker.misc.save_model_to_json())
-    _, threshold, how, model = best
+    threshold, how, model = splink_choose(tr)
     fitted = time.perf_counter()
     cpu1 = time.process_time()
     whole = splink_frame(df)

@@ -79,16 +79,10 @@ def execute_job(
     instance: Any,  # noqa: ANN401
     name: str,
     target: Target,
-    *,
-    partition_key: str | None = None,
-    label: str | None = None,
-    quiet: bool = False,
+    **options: Any,  # noqa: ANN401
 ) -> bool:
-    """Execute one of the code location's jobs in-process, in ``instance``, with ``target``'s
-    resources; a dynamic partition it names is added first. Whether it succeeded."""
-    return run_job(
-        instance, name, target, partition_key=partition_key, label=label, quiet=quiet
-    ).success
+    """Whether :func:`run_job` (same arguments) succeeded."""
+    return run_job(instance, name, target, **options).success
 
 
 def run_job(
@@ -100,8 +94,9 @@ def run_job(
     label: str | None = None,
     quiet: bool = False,
 ) -> Any:  # noqa: ANN401
-    """:func:`execute_job`'s run, returning Dagster's result (its materializations' metadata);
-    says on stderr how it ended and how long it took."""
+    """Execute one of the code location's jobs in-process, in ``instance``, with ``target``'s
+    resources (a dynamic partition it names is added first); Dagster's result, with its
+    materializations' metadata. Says on stderr how it ended and how long it took."""
     import dagster as dg
 
     from mdm_orchestration.definitions import defs

@@ -505,6 +505,14 @@ class ParquetReader:
             ) from exc
 
 
+def _reader_error(path: Path, last: int, exc: Exception) -> ExtractRejected:
+    """The rejection of a reader that failed after row ``last``: the file, the row, the class."""
+    return ExtractRejected(
+        "reader_error",
+        f"{path.name}: row {last + 1}: the file cannot be read ({type(exc).__name__})",
+    )
+
+
 def guarded_rows(path: Path, rows: Iterator[RawRow]) -> Iterator[RawRow]:
     """``rows``, with any failure of the reader that is not already a rejection (a bug, a
     parser's ``RecursionError``, an ``OSError``) turned into :class:`ExtractRejected` naming the
@@ -517,10 +525,7 @@ def guarded_rows(path: Path, rows: Iterator[RawRow]) -> Iterator[RawRow]:
     except ExtractRejected:
         raise
     except Exception as exc:  # noqa: BLE001 - every reader failure must end as a rejection
-        raise ExtractRejected(
-            "reader_error",
-            f"{path.name}: row {last + 1}: the file cannot be read ({type(exc).__name__})",
-        ) from exc
+        raise _reader_error(path, last, exc) from exc
 
 
 class RowBatches:
@@ -550,10 +555,7 @@ def _guarded_batches(
     except ExtractRejected:
         raise
     except Exception as exc:  # noqa: BLE001 - every reader failure must end as a rejection
-        raise ExtractRejected(
-            "reader_error",
-            f"{path.name}: row {last + 1}: the file cannot be read ({type(exc).__name__})",
-        ) from exc
+        raise _reader_error(path, last, exc) from exc
 
 
 def open_extract(path: Path, source: SourceConfig) -> CsvReader | JsonLinesReader | ParquetReader:
