@@ -276,6 +276,41 @@ class MatchPair(SQLModel, table=True):
     by_rule: bool
 
 
+class MatchStagePartition(SQLModel, table=True):
+    """A partition of a partitioned full rebuild that finished scoring (issue 21): the run's
+    token, which of how many partitions, a digest of what it read (the current cleansed
+    versions, the models, the matching settings) and its blocking counts. Rows of a token the
+    clustering step never consumed are stale: a new run clears them."""
+
+    __tablename__ = "match_stage_partitions"
+
+    token: str = Field(primary_key=True, max_length=32)
+    part: int = Field(primary_key=True)
+    partitions: int
+    snapshot: str = Field(max_length=64)
+    stats: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    finished_at: datetime
+
+
+class MatchStagePair(SQLModel, table=True):
+    """A pair one partition of a partitioned full rebuild scored, as the engine scored it
+    (``score`` the unrounded probability, ``weak`` capped for want of evidence, ``rules`` the
+    bits of the deterministic rules that matched it), until the clustering step joins them."""
+
+    __tablename__ = "match_stage_pairs"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    token: str = Field(primary_key=True, max_length=32)
+    part: int = Field(primary_key=True)
+    left_record_id: str = Field(primary_key=True, max_length=32)
+    right_record_id: str = Field(primary_key=True, max_length=32)
+    party_type: str = Field(max_length=16)
+    score: float
+    by_rule: bool
+    weak: bool
+    rules: int
+
+
 class TermFrequency(SQLModel, table=True):
     """How many current records of a party type carry a value of a compared field (the value as
     a hash: ``hub.tables.value_key``), hub-wide: the counts behind frequency-aware matching,

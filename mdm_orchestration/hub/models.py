@@ -304,6 +304,8 @@ from mdm_orchestration.hub.mastering_models import (  # noqa: E402
     HubCursor,
     MatchPair,
     MatchRun,
+    MatchStagePair,
+    MatchStagePartition,
     SubscriberState,
     TermFrequency,
 )
@@ -329,6 +331,8 @@ __all__ = [
     "MatchModelRow",
     "MatchOverride",
     "MatchPair",
+    "MatchStagePair",
+    "MatchStagePartition",
     "TermFrequency",
     "MatchRun",
     "QuarantineRow",

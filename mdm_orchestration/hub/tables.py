@@ -219,3 +219,9 @@ from mdm_orchestration.hub.models import (  # noqa: E402
 ATTRIBUTE_OVERRIDES = _table(AttributeOverride)
 OVERRIDE_HISTORY = _table(AttributeOverrideEvent)
 OVERRIDE_REMOVALS = _table(MatchOverrideRemoval)
+
+# --- the partitioned full rebuild's staging (issue 21) ----------------------------------------
+from mdm_orchestration.hub.models import MatchStagePair, MatchStagePartition  # noqa: E402
+
+STAGE_PARTITIONS = _table(MatchStagePartition)
+STAGE_PAIRS = _table(MatchStagePair)

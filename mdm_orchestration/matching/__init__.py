@@ -6,9 +6,10 @@ the pure modules decide: ``blocking`` (our candidate pairs), ``rules`` (determin
 clustering with steward constraints), ``engine`` (``match_records``), ``labels`` (the shipped
 default labels) and ``evaluation`` (metrics against ground truth). The hub side: ``steward``
 (labels, overrides, the review queue), ``training`` (the model registry), ``rebuild`` (the
-full run), ``incremental`` (the incremental run, reading through ``neighbourhood``), ``writes``
-(the rows both runs write), ``runs`` (their one result type) and ``health`` (checks, statistics,
-staleness). dedupe itself is imported only where a model is trained or scores pairs.
+full run), ``partitioned`` (the full run split by blocking-key hash into steps that exchange
+only through the hub), ``incremental`` (the incremental run, reading through
+``neighbourhood``), ``writes`` (the rows both runs write), ``runs`` (their one result type)
+and ``health`` (checks, statistics, staleness). dedupe itself is imported only where a model is trained or scores pairs.
 """
 
 from __future__ import annotations
@@ -40,6 +41,13 @@ from mdm_orchestration.matching.online import (
     match_threshold,
 )
 from mdm_orchestration.matching.online import Candidate as MatchCandidate
+from mdm_orchestration.matching.partitioned import (
+    IncompleteRebuild,
+    RebuildPartition,
+    finish_partitioned_rebuild,
+    stage_partition,
+    start_partitioned_rebuild,
+)
 from mdm_orchestration.matching.rebuild import rebuild_clusters
 from mdm_orchestration.matching.review_queue import MAX_PENDING_SHARE, max_pending, review_items
 from mdm_orchestration.matching.runs import (
@@ -102,9 +110,11 @@ __all__ = [
     "ClusterState",
     "ConcurrentMatch",
     "Explanation",
+    "IncompleteRebuild",
     "MatchRunResult",
     "NoModel",
     "PartyClusters",
+    "RebuildPartition",
     "StewardLabel",
     "TrainSummary",
     "UnknownRecord",
@@ -113,6 +123,7 @@ __all__ = [
     "current_cleansed",
     "explain_item",
     "explain_pair",
+    "finish_partitioned_rebuild",
     "forget_records",
     "labels_digest",
     "load_default_labels",
@@ -132,6 +143,8 @@ __all__ = [
     "resolve_record",
     "review_items",
     "review_queue_size",
+    "stage_partition",
+    "start_partitioned_rebuild",
     "steward_labels",
     "term_frequencies",
     "train_models",

@@ -213,16 +213,39 @@ def index_entries(records: pd.DataFrame, party_type: str) -> list[tuple[str, str
     return out
 
 
+def block_partition(name: str, key: str, partitions: int) -> int:
+    """Which of ``partitions`` the block of key ``name`` = ``key`` belongs to: a stable hash of
+    the key's bytes (never Python's salted ``hash``), the same in every process."""
+    digest = hashlib.blake2b(f"{name}\x1f{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % partitions
+
+
+def _in_partition(
+    name: str, distinct: pa.Array | np.ndarray, blocks: np.ndarray, partition: tuple[int, int]
+) -> np.ndarray:
+    """Which of the distinct keys (only those where ``blocks`` holds) fall in ``partition``
+    (index, count): Python strings are made for those keys only."""
+    index, count = partition
+    at = np.flatnonzero(blocks)
+    picked = distinct.take(pa.array(at)) if isinstance(distinct, pa.Array) else distinct[at]
+    mine = np.zeros(len(blocks), dtype=bool)
+    mine[at] = [block_partition(name, str(k), count) == index for k in _strings(picked)]
+    return mine
+
+
 def candidate_pairs(
     records: pd.DataFrame,
     party_type: str,
     max_block_size: int,
     block_sizes: Mapping[tuple[str, str], int] | None = None,
+    partition: tuple[int, int] | None = None,
 ) -> Candidates:
     """Every pair of records (by position in ``records``) sharing at least one blocking key.
 
     ``block_sizes`` gives the size of a block in the whole hub, by (key name, key hash), when
-    ``records`` are only part of it (incremental matching): a block is giant by its hub size."""
+    ``records`` are only part of it (incremental matching): a block is giant by its hub size.
+    ``partition`` (index, count): only the blocks whose key :func:`block_partition` puts there
+    (their pairs, their giant blocks); the partitions' pairs together are every pair."""
     packed: list[np.ndarray] = []
     by_key: dict[str, int] = {}
     giants: dict[str, int] = {}
@@ -240,6 +263,8 @@ def candidate_pairs(
                 dtype=np.int64,
             )
             sizes = np.maximum(sizes, hub)
+        if partition is not None:
+            sizes = np.where(_in_partition(name, distinct, sizes > 1, partition), sizes, 0)
         giants[name] = int((sizes > max_block_size).sum())
         kept = (sizes > 1) & (sizes <= max_block_size)
         member = np.nonzero((codes >= 0) & kept[np.maximum(codes, 0)])[0]

@@ -18,7 +18,7 @@ import pandas as pd
 
 from mdm_orchestration.config import MatchingConfig
 from mdm_orchestration.hub.tables import ORGANISATION, PERSON, component_labels
-from mdm_orchestration.matching.blocking import block_pairs, candidate_pairs
+from mdm_orchestration.matching.blocking import Candidates, block_pairs, candidate_pairs
 from mdm_orchestration.matching.clustering import cluster_pairs
 from mdm_orchestration.matching.explain import Explanation, explain_pair, with_engine_terms
 from mdm_orchestration.matching.frequencies import Frequencies, field_values
@@ -89,6 +89,8 @@ class _Scored:
     by_rule: np.ndarray
     weak: np.ndarray
     rule_counts: dict[str, int]
+    #: rule name -> the pairs it matched (what ``rule_counts`` counts)
+    rule_masks: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class _Scorer:
@@ -199,7 +201,9 @@ class _Scorer:
         weak &= ~by_rule
         scores[weak] = np.minimum(scores[weak], max(self.threshold - 0.01, 0.0))
         scores[contradicted] = 0.0
-        return _Scored(scores, by_rule, weak, {k: int(m.sum()) for k, m in rule_masks.items()})
+        return _Scored(
+            scores, by_rule, weak, {k: int(m.sum()) for k, m in rule_masks.items()}, rule_masks
+        )
 
 
 def explain_records(
@@ -293,6 +297,25 @@ def match_party(
     cands = candidate_pairs(records, party_type, config.max_block_size, block_sizes)
     scorer = _Scorer(records, party_type, model, config, frequencies)
     scored = scorer(cands.left, cands.right)
+    return cluster_candidates(
+        records, party_type, model, config, cands, scored, scorer, must_link, cannot_link
+    )
+
+
+def cluster_candidates(
+    records: pd.DataFrame,
+    party_type: str,
+    model: MatchModel,
+    config: MatchingConfig,
+    cands: Candidates,
+    scored: _Scored,
+    scorer: _Scorer,
+    must_link: list[tuple[str, str]],
+    cannot_link: list[tuple[str, str]],
+) -> PartyMatch:
+    """:func:`cluster_scored` over a party's scored candidate pairs, with the blocking's and
+    the scoring's counts in its statistics: what :func:`match_party` does after scoring, and
+    what the partitioned rebuild does with the pairs its partitions scored."""
     out = cluster_scored(
         records,
         party_type,
@@ -434,6 +457,18 @@ def cluster_scored(
     return PartyMatch(clusters, review, stats, left, right, scores, by_rule)
 
 
+def party_frames(cleansed: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """The match frame of cleansed records and its records of each party type (positions
+    from 0, only the party types present), as :func:`match_records` matches them."""
+    frame = match_frame(cleansed)
+    subs = {}
+    for party in (PERSON, ORGANISATION):
+        sub = frame[frame["party_type"] == party].reset_index(drop=True)
+        if not sub.empty:
+            subs[party] = sub
+    return frame, subs
+
+
 def match_records(
     cleansed: pd.DataFrame,
     models: dict[str, MatchModel],
@@ -449,23 +484,16 @@ def match_records(
     :func:`~mdm_orchestration.matching.blocking.candidate_pairs`) and ``known_organisations``
     (``record_id``, ``company``, ``cluster_id`` of organisations outside ``cleansed``, which
     contacts may link to) describe the rest of the hub."""
-    frame = match_frame(cleansed)
-    parts = {}
-    for party in (PERSON, ORGANISATION):
-        sub = frame[frame["party_type"] == party].reset_index(drop=True)
-        if not sub.empty:
-            parts[party] = (
-                sub,
-                match_party(
-                    sub,
-                    party,
-                    models[party],
-                    config,
-                    list(must_link),
-                    list(cannot_link),
-                    block_sizes,
-                ),
-            )
+    frame, subs = party_frames(cleansed)
+    parts = {
+        party: (
+            sub,
+            match_party(
+                sub, party, models[party], config, list(must_link), list(cannot_link), block_sizes
+            ),
+        )
+        for party, sub in subs.items()
+    }
     return assemble(frame, parts, known_organisations)
 
 

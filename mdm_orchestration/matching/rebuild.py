@@ -4,7 +4,12 @@ previous clustering in place)."""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, delete, select
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+from sqlalchemy import Connection, Engine, delete, select
 
 from mdm_orchestration.config import HubConfig
 from mdm_orchestration.hub.crash import crash_point
@@ -20,8 +25,9 @@ from mdm_orchestration.hub.tables import (
     advisory_xact_lock,
     utcnow,
 )
-from mdm_orchestration.matching.engine import match_records
+from mdm_orchestration.matching.engine import MatchResult, match_records
 from mdm_orchestration.matching.frequency_store import index_delta, replace_counts
+from mdm_orchestration.matching.model import MatchModel
 from mdm_orchestration.matching.runs import (
     FULL,
     PAIRS_VERSION,
@@ -53,7 +59,22 @@ def rebuild_clusters(engine: Engine, config: HubConfig) -> MatchRunResult:
         return _rebuild_clusters(engine, config)
 
 
-def _rebuild_clusters(engine: Engine, config: HubConfig) -> MatchRunResult:
+@dataclass
+class RebuildInputs:
+    """What a full rebuild reads from the hub, in one transaction, before it matches."""
+
+    models: dict[str, MatchModel]
+    ids: dict[str, int]
+    upto: datetime | None
+    cleansed: pd.DataFrame
+    versions: dict[str, tuple[int, int]]
+    must: list[tuple[str, str]]
+    cannot: list[tuple[str, str]]
+    judged: set[tuple[str, str]]
+    erased: tuple[int, int | None]
+
+
+def read_inputs(engine: Engine) -> RebuildInputs:
     with engine.connect() as conn, conn.begin():
         models = load_models(conn)
         ids = model_ids(conn)
@@ -63,12 +84,33 @@ def _rebuild_clusters(engine: Engine, config: HubConfig) -> MatchRunResult:
         must, cannot = overrides(conn)
         judged = judged_pairs(conn, must, cannot)
         erased = erasure_mark(conn)
-    result = match_records(cleansed, models, config.matching, must, cannot)
+    return RebuildInputs(models, ids, upto, cleansed, versions, must, cannot, judged, erased)
+
+
+def _rebuild_clusters(engine: Engine, config: HubConfig) -> MatchRunResult:
+    inputs = read_inputs(engine)
+    result = match_records(
+        inputs.cleansed, inputs.models, config.matching, inputs.must, inputs.cannot
+    )
+    return write_rebuild(engine, config, inputs, result)
+
+
+def write_rebuild(
+    engine: Engine,
+    config: HubConfig,
+    inputs: RebuildInputs,
+    result: MatchResult,
+    also: Callable[[Connection], None] | None = None,
+) -> MatchRunResult:
+    """Replace the clustering, the blocking index, the kept pairs and the pending review items
+    with ``result`` (of ``inputs``) in one transaction, queue every record for consolidation
+    and record the run; ``also`` runs in the same transaction before it commits."""
+    cleansed, versions, judged, ids = inputs.cleansed, inputs.versions, inputs.judged, inputs.ids
     index = sorted(index_rows(cleansed))  # in primary-key order: appends, not page splits
     now = utcnow()
     with write_transaction(engine) as conn:
         advisory_xact_lock(conn, MATCH_LOCK_KEY)
-        if erasure_mark(conn) != erased:
+        if erasure_mark(conn) != inputs.erased:
             # The result may hold the erased records (clusters, index entries, counts).
             raise ConcurrentMatch("an erasure committed meanwhile; run again")
         conn.execute(delete(CLUSTERS))
@@ -106,7 +148,9 @@ def _rebuild_clusters(engine: Engine, config: HubConfig) -> MatchRunResult:
             ),
             **{f"{p}_model": i for p, i in ids.items()},
         }
-        record_run(conn, FULL, upto, counts)
+        record_run(conn, FULL, inputs.upto, counts)
+        if also is not None:
+            also(conn)
         crash_point("match:before_commit")
     return MatchRunResult(
         mode=FULL,

@@ -1,0 +1,275 @@
+"""The full rebuild split by blocking-key hash (issue 21, "past one machine").
+
+Each partition step reads the hub as the single-step rebuild does, computes the candidate pairs
+of the blocks whose key hashes to it (:func:`~mdm_orchestration.matching.blocking.block_partition`),
+scores them with the engine's scorer over the whole party's records (so hub-wide frequencies are
+the whole hub's, exactly as in one step) and writes them to staging under the run's token. The
+clustering step joins every partition's pairs (a pair two keys found, in two partitions, is one
+pair with one score), then does what the single-step rebuild does after scoring, in its one
+transaction, and clears the run's staging rows there. The hub is all the steps share: they may
+run in separate processes or on separate machines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, Engine, delete, select
+
+from mdm_orchestration.config import HubConfig
+from mdm_orchestration.hub.bulk import bulk_insert
+from mdm_orchestration.hub.crash import crash_point
+from mdm_orchestration.hub.store import reconsolidation_lock, write_transaction
+from mdm_orchestration.hub.tables import STAGE_PAIRS, STAGE_PARTITIONS, utcnow
+from mdm_orchestration.matching.blocking import Candidates, candidate_pairs
+from mdm_orchestration.matching.engine import (
+    _Scored,
+    _Scorer,
+    assemble,
+    cluster_candidates,
+    party_frames,
+)
+from mdm_orchestration.matching.rebuild import RebuildInputs, read_inputs, write_rebuild
+from mdm_orchestration.matching.runs import ConcurrentMatch, MatchRunResult
+
+STAGE_COLUMNS = (
+    "token",
+    "part",
+    "left_record_id",
+    "right_record_id",
+    "party_type",
+    "score",
+    "by_rule",
+    "weak",
+    "rules",
+)
+#: Staged pairs written per ``bulk_insert`` call.
+_BATCH = 200_000
+
+
+@dataclass(frozen=True)
+class RebuildPartition:
+    """One partition of a partitioned rebuild: the run's token, which one, of how many."""
+
+    token: str
+    index: int
+    count: int
+
+
+class IncompleteRebuild(RuntimeError):
+    """A partition of the run did not finish (crashed, or a newer run cleared it): nothing
+    was written."""
+
+
+def start_partitioned_rebuild(engine: Engine, partitions: int) -> list[RebuildPartition]:
+    """A new run token and its partitions; staging rows of any other token (a run that never
+    reached its clustering step) are cleared."""
+    if partitions < 1:
+        raise ValueError("a partitioned rebuild needs at least one partition")
+    token = uuid.uuid4().hex
+    with write_transaction(engine) as conn:
+        conn.execute(delete(STAGE_PAIRS).where(STAGE_PAIRS.c.token != token))
+        conn.execute(delete(STAGE_PARTITIONS).where(STAGE_PARTITIONS.c.token != token))
+    return [RebuildPartition(token, i, partitions) for i in range(partitions)]
+
+
+def _snapshot(inputs: RebuildInputs, config: HubConfig) -> str:
+    """A digest of what the scores depend on: the current cleansed versions, the models and
+    the matching settings (the clustering step refuses pairs scored from another one)."""
+    digest = hashlib.blake2b(digest_size=32)
+    for rid, (extract, row) in sorted(inputs.versions.items()):
+        digest.update(f"{rid}:{extract}:{row}\n".encode())
+    digest.update(json.dumps(inputs.ids, sort_keys=True).encode())
+    digest.update(json.dumps(list(inputs.erased)).encode())
+    digest.update(config.matching.model_dump_json().encode())
+    return digest.hexdigest()
+
+
+def _stage_rows(
+    part: RebuildPartition, party: str, ids: np.ndarray, cands: Candidates, scored: _Scored
+) -> Iterator[list[tuple[Any, ...]]]:
+    rules = np.zeros(len(cands), dtype=np.int64)
+    for bit, mask in enumerate(scored.rule_masks.values()):
+        rules |= mask.astype(np.int64) << bit
+    for lo in range(0, len(cands), _BATCH):
+        hi = lo + _BATCH
+        yield [
+            (part.token, part.index, a, b, party, s, r, w, k)
+            for a, b, s, r, w, k in zip(
+                ids[cands.left[lo:hi]].tolist(),
+                ids[cands.right[lo:hi]].tolist(),
+                scored.scores[lo:hi].astype(np.float64).tolist(),
+                scored.by_rule[lo:hi].tolist(),
+                scored.weak[lo:hi].tolist(),
+                rules[lo:hi].tolist(),
+                strict=True,
+            )
+        ]
+
+
+def stage_partition(engine: Engine, config: HubConfig, part: RebuildPartition) -> dict[str, int]:
+    """Score the candidate pairs of the partition's blocks and stage them (one transaction, so
+    a crash stages nothing); counts only."""
+    inputs = read_inputs(engine)
+    _frame, subs = party_frames(inputs.cleansed)
+    matching = config.matching
+    staged: list[tuple[str, np.ndarray, Candidates, _Scored]] = []
+    stats: dict[str, Any] = {}
+    for party, sub in subs.items():
+        cands = candidate_pairs(
+            sub, party, matching.max_block_size, partition=(part.index, part.count)
+        )
+        scored = _Scorer(sub, party, inputs.models[party], matching)(cands.left, cands.right)
+        staged.append((party, sub["record_id"].to_numpy(object), cands, scored))
+        stats[party] = {
+            "pairs_by_key": cands.pairs_by_key,
+            "giant_blocks": cands.giant_blocks,
+            "rules": list(scored.rule_masks),
+        }
+    with write_transaction(engine) as conn:
+        _clear(conn, part.token, part.index)
+        for party, ids, cands, scored in staged:
+            for rows in _stage_rows(part, party, ids, cands, scored):
+                bulk_insert(conn, "match_stage_pairs", STAGE_COLUMNS, rows)
+                crash_point("match:after_stage_batch")
+        conn.execute(
+            STAGE_PARTITIONS.insert().values(
+                token=part.token,
+                part=part.index,
+                partitions=part.count,
+                snapshot=_snapshot(inputs, config),
+                stats=stats,
+                finished_at=utcnow(),
+            )
+        )
+    return {
+        "records": len(inputs.cleansed),
+        "pairs_staged": sum(len(c) for _p, _i, c, _s in staged),
+        "giant_blocks_skipped": sum(sum(c.giant_blocks.values()) for _p, _i, c, _s in staged),
+    }
+
+
+def _clear(conn: Connection, token: str, partition: int | None = None) -> None:
+    pairs = delete(STAGE_PAIRS).where(STAGE_PAIRS.c.token == token)
+    parts = delete(STAGE_PARTITIONS).where(STAGE_PARTITIONS.c.token == token)
+    if partition is not None:
+        pairs = pairs.where(STAGE_PAIRS.c.part == partition)
+        parts = parts.where(STAGE_PARTITIONS.c.part == partition)
+    conn.execute(pairs)
+    conn.execute(parts)
+
+
+def _joined(
+    conn: Connection,
+    token: str,
+    partitions: int,
+    party: str,
+    sub: pd.DataFrame,
+    stats: list[dict[str, Any]],
+) -> tuple[Candidates, _Scored]:
+    """Every partition's staged pairs of ``party`` as one set of candidates with their scores,
+    in the order the single-step rebuild lists them (by left, then right position)."""
+    n = max(len(sub), 1)
+    where = pd.Index(sub["record_id"].to_numpy(object))
+    codes, scores, by_rule, weak, rules = [], [], [], [], []
+    columns = [STAGE_PAIRS.c[c] for c in STAGE_COLUMNS[2:] if c != "party_type"]
+    for index in range(partitions):  # one partition's rows as Python objects at a time
+        rows = conn.execute(
+            select(*columns).where(
+                STAGE_PAIRS.c.token == token,
+                STAGE_PAIRS.c.part == index,
+                STAGE_PAIRS.c.party_type == party,
+            )
+        ).all()
+        if not rows:
+            continue
+        left_ids, right_ids, s, r, w, k = zip(*rows, strict=True)
+        a = where.get_indexer(list(left_ids)).astype(np.int64)
+        b = where.get_indexer(list(right_ids)).astype(np.int64)
+        if (a < 0).any() or (b < 0).any():
+            raise ConcurrentMatch("a staged pair names a record the hub no longer holds")
+        codes.append(np.minimum(a, b) * n + np.maximum(a, b))
+        scores.append(np.asarray(s, dtype=np.float64).astype(np.float32))
+        by_rule.append(np.asarray(r, dtype=bool))
+        weak.append(np.asarray(w, dtype=bool))
+        rules.append(np.asarray(k, dtype=np.int64))
+    if not codes:
+        codes, scores, by_rule, weak, rules = (
+            [np.zeros(0, t)] for t in (np.int64, np.float32, bool, bool, np.int64)
+        )
+    # A pair two partitions found (two records sharing keys of both) is one pair, one score.
+    unique, first = np.unique(np.concatenate(codes), return_index=True)
+    pick = np.concatenate(rules)[first]
+    by_key: dict[str, int] = {}
+    giants: dict[str, int] = {}
+    for s in stats:
+        for name, count in s["pairs_by_key"].items():
+            by_key[name] = by_key.get(name, 0) + count
+        for name, count in s["giant_blocks"].items():
+            giants[name] = giants.get(name, 0) + count
+    names = stats[0]["rules"] if stats else []
+    cands = Candidates(unique // n, unique % n, by_key, giants)
+    scored = _Scored(
+        np.concatenate(scores)[first],
+        np.concatenate(by_rule)[first],
+        np.concatenate(weak)[first],
+        {name: int(((pick >> bit) & 1).sum()) for bit, name in enumerate(names)},
+    )
+    return cands, scored
+
+
+def finish_partitioned_rebuild(
+    engine: Engine, config: HubConfig, token: str, partitions: int
+) -> MatchRunResult:
+    """Join the run's staged pairs, cluster them and write the result exactly as
+    :func:`~mdm_orchestration.matching.rebuild_clusters` does (one transaction, which also
+    clears the run's staging rows), under the same locks."""
+    with reconsolidation_lock(engine):
+        inputs = read_inputs(engine)
+        snapshot = _snapshot(inputs, config)
+        with engine.connect() as conn, conn.begin():
+            done = {
+                row.part: row
+                for row in conn.execute(
+                    select(STAGE_PARTITIONS).where(STAGE_PARTITIONS.c.token == token)
+                )
+            }
+            missing = sorted(set(range(partitions)) - set(done))
+            if missing:
+                raise IncompleteRebuild(
+                    f"{len(missing)} of {partitions} partitions did not finish; run again"
+                )
+            if any(r.snapshot != snapshot or r.partitions != partitions for r in done.values()):
+                raise ConcurrentMatch("the hub changed while the partitions scored; run again")
+            frame, subs = party_frames(inputs.cleansed)
+            parts = {}
+            for party, sub in subs.items():
+                stats = [done[i].stats.get(party) for i in range(partitions)]
+                cands, scored = _joined(
+                    conn, token, partitions, party, sub, [s for s in stats if s]
+                )
+                model = inputs.models[party]
+                scorer = _Scorer(sub, party, model, config.matching)
+                parts[party] = (
+                    sub,
+                    cluster_candidates(
+                        sub,
+                        party,
+                        model,
+                        config.matching,
+                        cands,
+                        scored,
+                        scorer,
+                        list(inputs.must),
+                        list(inputs.cannot),
+                    ),
+                )
+        result = assemble(frame, parts)
+        return write_rebuild(engine, config, inputs, result, also=lambda c: _clear(c, token))
