@@ -6,7 +6,7 @@ Importing it reads no environment variable: the resources resolve their defaults
 
 import dagster as dg
 
-from mdm_orchestration.assets import ALL_ASSETS
+from mdm_orchestration.assets import ALL_ASSETS, OP_JOBS
 from mdm_orchestration.hub.redaction import HUB_LOGGERS, install_redaction
 from mdm_orchestration.jobs import ALL_JOBS
 from mdm_orchestration.resources import default_resources
@@ -18,7 +18,7 @@ install_redaction((*HUB_LOGGERS, "dagster"))
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,
-    jobs=ALL_JOBS,
+    jobs=[*ALL_JOBS, *OP_JOBS],
     sensors=ALL_SENSORS,
     resources=default_resources(),
 )

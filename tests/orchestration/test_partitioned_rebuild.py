@@ -1,0 +1,256 @@
+"""The partitioned full rebuild (issue 21): split by blocking-key hash, run by Dagster's
+multiprocess executor (each partition its own process) in a persistent instance, exchanging
+only through the hub; it must give exactly what the single-step rebuild gives."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from mdm_orchestration.cleansing import cleanse_pending
+from mdm_orchestration.hub.store import create_hub_engine
+from mdm_orchestration.matching import (
+    IncompleteRebuild,
+    current_cleansed,
+    finish_partitioned_rebuild,
+    rebuild_clusters,
+    stage_partition,
+    start_partitioned_rebuild,
+    train_models,
+)
+from mdm_orchestration.matching.blocking import candidate_pairs
+from mdm_orchestration.matching.engine import party_frames
+from tests.helpers import copy_landing, ingest_all
+
+PARTITIONS = 3
+#: Partitions of the Dagster runs (two steps at once on this two-core machine).
+RUN_PARTITIONS = 2
+
+
+def partitioned_rebuild_job() -> dg.JobDefinition:
+    """The code location's job with its resources (what a run worker loads)."""
+    from mdm_orchestration.definitions import defs
+
+    return defs.resolve_job_def("partitioned_rebuild_job")
+
+
+def _build(url: str, sample_silos: Path, landing: Path, config) -> None:  # type: ignore[no-untyped-def]
+    engine = create_hub_engine(url)
+    ingest_all(engine, config, copy_landing(sample_silos, landing))
+    cleanse_pending(engine, config)
+    train_models(engine)
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def trained_hub(tmp_path_factory, sample_silos) -> Path:  # type: ignore[no-untyped-def]
+    """A SQLite hub file holding the generated silos, cleansed, with trained models (copied
+    by each test: its own hub)."""
+    from mdm_orchestration.config import load_hub_config
+    from tests.conftest import CONFIG_DIR
+
+    root = tmp_path_factory.mktemp("trained")
+    url = f"sqlite:///{root / 'hub.db'}"
+    _build(url, sample_silos, root / "landing", load_hub_config(CONFIG_DIR))
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return root / "hub.db"
+
+
+@pytest.fixture
+def sqlite_hub(tmp_path, trained_hub) -> str:  # type: ignore[no-untyped-def]
+    shutil.copy(trained_hub, tmp_path / "hub.db")
+    return f"sqlite:///{tmp_path / 'hub.db'}"
+
+
+def outcome(engine: sa.Engine) -> dict[str, object]:
+    """What a full rebuild writes (times left out)."""
+    queries = {
+        "clusters": "SELECT record_id, party_type, cluster_id, confidence, "
+        "organisation_cluster_id, extract_id, row_number FROM match_clusters",
+        "pairs": "SELECT left_record_id, right_record_id, party_type, score, by_rule "
+        "FROM match_pairs",
+        "review": "SELECT party_type, left_record_id, right_record_id, score, priority "
+        "FROM review_queue WHERE status = 'pending'",
+        "index": "SELECT record_id, key_name, key_hash FROM blocking_index",
+        "queue": "SELECT record_id FROM consolidation_queue",
+        "frequencies": "SELECT party_type, field, value_key, count FROM term_frequencies",
+    }
+    with engine.connect() as conn:
+        out: dict[str, object] = {
+            k: sorted(conn.execute(sa.text(q)).all()) for k, q in queries.items()
+        }
+        counts = conn.execute(sa.text("SELECT counts FROM match_runs ORDER BY id DESC")).first()
+        out["run"] = counts[0]
+    return out
+
+
+def staged_rows(engine: sa.Engine, token: str | None = None) -> int:
+    where = "" if token is None else f" WHERE token = '{token}'"
+    with engine.connect() as conn:
+        return sum(
+            conn.execute(sa.text(f"SELECT count(*) FROM {t}{where}")).scalar_one()
+            for t in ("match_stage_pairs", "match_stage_partitions")
+        )
+
+
+def run_partitioned(tmp_path: Path, monkeypatch, url: str) -> dg.JobExecutionResult:  # type: ignore[no-untyped-def]
+    """The job under the multiprocess executor in a persistent instance; the hub URL reaches
+    the step processes as it does in production (MDM_HUB_URL)."""
+    monkeypatch.setenv("MDM_HUB_URL", url)
+    (tmp_path / "dagster").mkdir(parents=True, exist_ok=True)
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        result = dg.execute_job(
+            dg.reconstructable(partitioned_rebuild_job),
+            instance=instance,
+            run_config={
+                "ops": {"plan_rebuild_partitions": {"config": {"partitions": RUN_PARTITIONS}}},
+                # Every partition at once, each in a process of its own (spawned: a
+                # forkserver would keep the environment of the first run it served).
+                "execution": {"config": {"max_concurrent": RUN_PARTITIONS}},
+            },
+        )
+        if result.success:
+            # Each partition ran as a step of its own, each in a process of its own.
+            steps = {
+                e.step_key: e.pid
+                for e in result.all_events
+                if e.event_type == dg.DagsterEventType.STEP_START
+            }
+            partitions = [k for k in steps if k.startswith("score_rebuild_partition")]
+            assert len(partitions) == RUN_PARTITIONS
+            assert len({steps[k] for k in partitions}) == RUN_PARTITIONS
+        return result
+
+
+def _same_as_single_step(url: str, tmp_path: Path, monkeypatch, hub_config) -> None:  # type: ignore[no-untyped-def]
+    result = run_partitioned(tmp_path, monkeypatch, url)
+    assert result.success
+    engine = create_hub_engine(url)
+    try:
+        partitioned = outcome(engine)
+        assert staged_rows(engine) == 0
+        rebuild_clusters(engine, hub_config)
+        single = outcome(engine)
+    finally:
+        engine.dispose()
+    assert len(partitioned["clusters"]) > 1000 and len(partitioned["pairs"]) > 100
+    for what in single:
+        assert partitioned[what] == single[what], what
+
+
+def test_partitioned_rebuild_on_sqlite_equals_single_step(
+    sqlite_hub, tmp_path, monkeypatch, hub_config
+):  # type: ignore[no-untyped-def]
+    _same_as_single_step(sqlite_hub, tmp_path, monkeypatch, hub_config)
+
+
+@pytest.mark.postgres
+def test_partitioned_rebuild_on_postgres_equals_single_step(
+    postgres_url, tmp_path, monkeypatch, sample_silos, hub_config
+):  # type: ignore[no-untyped-def]
+    _build(postgres_url, sample_silos, tmp_path / "landing", hub_config)
+    _same_as_single_step(postgres_url, tmp_path, monkeypatch, hub_config)
+
+
+def _stage_until_killed(url: str, part) -> None:  # type: ignore[no-untyped-def]
+    from mdm_orchestration.config import load_hub_config
+    from tests.conftest import CONFIG_DIR
+
+    os.environ["MDM_CRASH_AT"] = "match:after_stage_batch"  # this child's only
+    stage_partition(create_hub_engine(url), load_hub_config(CONFIG_DIR), part)
+
+
+def test_a_killed_partition_stages_nothing(sqlite_hub, hub_config):  # type: ignore[no-untyped-def]
+    engine = create_hub_engine(sqlite_hub)
+    try:
+        parts = start_partitioned_rebuild(engine, PARTITIONS)
+        stage_partition(engine, hub_config, parts[0])
+        before = staged_rows(engine)
+        # Killed (SIGKILL) after writing a batch, inside its one transaction.
+        child = multiprocessing.get_context("fork").Process(
+            target=_stage_until_killed, args=(sqlite_hub, parts[1])
+        )
+        child.start()
+        child.join(120)
+        assert child.exitcode == -signal.SIGKILL
+        assert staged_rows(engine) == before
+        with pytest.raises(IncompleteRebuild):
+            finish_partitioned_rebuild(engine, hub_config, parts[0].token, PARTITIONS)
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM match_clusters")).scalar_one() == 0
+    finally:
+        engine.dispose()
+
+
+def test_partitions_candidates_union_is_the_single_step_candidates(sqlite_hub):  # type: ignore[no-untyped-def]
+    engine = create_hub_engine(sqlite_hub)
+    with engine.connect() as conn:
+        cleansed = current_cleansed(conn)
+    engine.dispose()
+    _frame, subs = party_frames(cleansed)
+    # A small cap makes giant blocks: each lies wholly in one partition, skipped there.
+    for max_block in (3, 50):
+        for party, sub in subs.items():
+            whole = candidate_pairs(sub, party, max_block)
+            parts = [candidate_pairs(sub, party, max_block, partition=(i, 4)) for i in range(4)]
+            union = np.unique(np.concatenate([p.left * len(sub) + p.right for p in parts]))
+            assert np.array_equal(union, whole.left * len(sub) + whole.right)
+            for key in whole.giant_blocks:
+                assert sum(p.giant_blocks.get(key, 0) for p in parts) == whole.giant_blocks[key]
+            for key in whole.pairs_by_key:
+                assert sum(p.pairs_by_key.get(key, 0) for p in parts) == whole.pairs_by_key[key]
+            if max_block == 3 and party == "person":
+                assert sum(whole.giant_blocks.values()) > 0
+                # Some pair shares keys of two partitions: found twice, joined once.
+                assert sum(len(p) for p in parts) > len(whole)
+
+
+def test_staging_cleared_and_a_stale_runs_rows_ignored(sqlite_hub, hub_config):  # type: ignore[no-untyped-def]
+    engine = create_hub_engine(sqlite_hub)
+    try:
+        rebuild_clusters(engine, hub_config)
+        single = outcome(engine)
+        # A run whose last partition never finished writes nothing.
+        stale = start_partitioned_rebuild(engine, PARTITIONS)
+        for part in stale[:-1]:
+            stage_partition(engine, hub_config, part)
+        with pytest.raises(IncompleteRebuild):
+            finish_partitioned_rebuild(engine, hub_config, stale[0].token, PARTITIONS)
+        assert outcome(engine) == single
+        # A new run clears it; the stale run's partition that finishes late stages under its
+        # own token, which the new run does not read.
+        fresh = start_partitioned_rebuild(engine, PARTITIONS)
+        assert staged_rows(engine, stale[0].token) == 0
+        for part in fresh:
+            stage_partition(engine, hub_config, part)
+        stage_partition(engine, hub_config, stale[-1])
+        with engine.begin() as conn:  # and a stray pair of the stale run that scores 1
+            ids = [r for (r,) in conn.execute(sa.text("SELECT record_id FROM match_clusters"))]
+            conn.execute(
+                sa.text(
+                    "INSERT INTO match_stage_pairs VALUES (:t, 0, :a, :b, 'person', 1.0, 1, 0, 1)"
+                ),
+                {"t": stale[0].token, "a": min(ids[:2]), "b": max(ids[:2])},
+            )
+        stale_rows = staged_rows(engine, stale[0].token)
+        assert stale_rows > 0 and staged_rows(engine, fresh[0].token) > 0
+        finish_partitioned_rebuild(engine, hub_config, fresh[0].token, PARTITIONS)
+        again = outcome(engine)
+        assert staged_rows(engine, fresh[0].token) == 0
+        assert staged_rows(engine, stale[0].token) == stale_rows
+        start_partitioned_rebuild(engine, 1)
+        assert staged_rows(engine) == 0
+    finally:
+        engine.dispose()
+    assert {k: v for k, v in again.items()} == single
