@@ -11,6 +11,8 @@ The points, in commit order:
 
 - ``match:after_cluster_write``, ``match:after_pair_batch``, ``match:before_commit`` (both
   matching paths, inside their one write transaction)
+- ``match:after_stage_batch`` (a partition of the partitioned rebuild, inside its one write
+  transaction of staged pairs)
 - ``golden:after_golden_write``, ``golden:before_outbox``, ``golden:before_commit``
   (consolidation, inside its one write transaction)
 - ``syndication:after_send_before_commit`` (a subscriber acknowledged, the ledger not written)

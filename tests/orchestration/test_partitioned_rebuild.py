@@ -254,3 +254,16 @@ def test_staging_cleared_and_a_stale_runs_rows_ignored(sqlite_hub, hub_config): 
     finally:
         engine.dispose()
     assert {k: v for k, v in again.items()} == single
+
+
+def test_the_job_in_the_code_location():
+    job = partitioned_rebuild_job()
+    assert job.executor_def.name == "multiprocess"
+    pools = {node.name: node.definition.pool for node in job.nodes}
+    # Partitions stage only their own rows, side by side; the clustering step is the writer.
+    assert pools == {
+        "plan_rebuild_partitions": None,
+        "score_rebuild_partition": None,
+        "cluster_rebuild_partitions": "hub_writer",
+    }
+    assert job.resource_defs.keys() >= {"hub", "config"}
