@@ -37,6 +37,8 @@ class PartitionedRebuildConfig(dg.Config):
 def plan_rebuild_partitions(
     context: dg.OpExecutionContext, config: PartitionedRebuildConfig, hub: HubDatabase
 ) -> Iterator[dg.DynamicOutput[RebuildPartition]]:
+    if config.partitions < 1:
+        raise dg.Failure(description=f"partitions must be at least 1, not {config.partitions}")
     for part in start_partitioned_rebuild(hub.engine, config.partitions):
         yield dg.DynamicOutput(part, mapping_key=str(part.index))
 

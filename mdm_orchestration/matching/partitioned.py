@@ -246,8 +246,14 @@ def finish_partitioned_rebuild(
                 raise IncompleteRebuild(
                     f"{len(missing)} of {partitions} partitions did not finish; run again"
                 )
-            if any(r.snapshot != snapshot or r.partitions != partitions for r in done.values()):
-                raise ConcurrentMatch("the hub changed while the partitions scored; run again")
+            stale = sorted(
+                i for i, r in done.items() if r.snapshot != snapshot or r.partitions != partitions
+            )
+            if stale:
+                raise ConcurrentMatch(
+                    f"the hub changed while partitions {stale} of {partitions} scored (or they "
+                    "belong to another split); run again"
+                )
             frame, subs = party_frames(inputs.cleansed)
             parts = {}
             for party, sub in subs.items():
