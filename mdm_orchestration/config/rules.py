@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from enum import StrEnum
 from typing import Annotated
@@ -135,24 +136,45 @@ MATCH_RULES: dict[str, str] = {
 
 #: Person fields an agreement on which can be weighed by frequency.
 TF_WEIGHTED = {
+    "full_name": "the given and family name together (weighed in place of each when both agree)",
     "given_key": "the formal given name",
     "family": "the family name",
     "birth": "the birth date",
     "postcode": "the postcode",
-    "city": "the town or city",
+    "city": "the town or city (weighed only where the postcode does not also agree)",
+}
+
+#: Person fields whose agreement identifies one person: it lifts the frequency penalty.
+TF_IDENTIFYING = {
+    "email": "the email key",
+    "national_id": "the national id",
+    "phone": "the valid phone (a household's landline is shared: not identifying by default)",
 }
 
 
 class TermFrequencyConfig(_Strict):
     """How an agreement on a common value is weighed down (``matching.yaml``
-    ``term_frequencies``): a value held by more than ``reference_count`` of the hub's records
-    loses ``weights[field]`` log-odds per doubling of its count (counts read by their level,
-    ``floor(log2(count))``), at most ``max_penalty`` per field and ``max_total_penalty`` per
-    pair. Agreements on rare values are not weighed up: precision first."""
+    ``term_frequencies``): a value held by more than its reference count of the hub's records
+    (``reference_counts[field]``, else ``reference_count``) loses ``weights[field]`` log-odds
+    per doubling of its count (counts read by their level, ``floor(log2(count))``), at most
+    ``max_penalty`` per field and ``max_total_penalty`` per pair. Agreements on rare values are
+    not weighed up: precision first.
+
+    What is weighed is the coincidence two strangers would need: a pair agreeing on both names
+    is weighed by how common the *full name* is (``James Smith``, not ``James`` and ``Smith``
+    each); a postcode and its town count once (the postcode); a pair that also agrees on an
+    ``identifying`` value (an email, a national id) is no coincidence and is not weighed down."""
 
     reference_count: Annotated[int, Field(ge=1)] = 64
+    #: Per-field reference counts in place of ``reference_count``. A birth date is one of some
+    #: 25,000 days: at a million records each is held by about 40, so it stops being
+    #: distinctive far sooner than a name.
+    reference_counts: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: {"birth": 8}
+    )
     weights: dict[str, Annotated[float, Field(ge=0)]] = Field(
         default_factory=lambda: {
+            "full_name": 0.35,
             "given_key": 0.35,
             "family": 0.35,
             "birth": 0.35,
@@ -162,11 +184,21 @@ class TermFrequencyConfig(_Strict):
     )
     max_penalty: Annotated[float, Field(ge=0)] = 2.0
     max_total_penalty: Annotated[float, Field(ge=0)] = 3.0
+    identifying: list[str] = Field(default_factory=lambda: ["email", "national_id"])
 
-    @field_validator("weights")
+    @field_validator("weights", "reference_counts")
     @classmethod
     def _known_fields(cls, value: dict[str, float]) -> dict[str, float]:
         return _known(value, TF_WEIGHTED, "term-frequency field")
+
+    @field_validator("identifying")
+    @classmethod
+    def _known_identifying(cls, value: list[str]) -> list[str]:
+        return _known(value, TF_IDENTIFYING, "identifying field")
+
+    def reference(self, field: str) -> int:
+        """The level (``floor(log2)``) above which an agreement on ``field`` is weighed down."""
+        return int(math.floor(math.log2(self.reference_counts.get(field, self.reference_count))))
 
 
 class MatchingConfig(_Strict):

@@ -125,7 +125,11 @@ class _Scorer:
                 f: freq.per_record(records, PERSON, f) for f in config.term_frequencies.weights
             }
             # A record without a full name has no name to be rare: never "rare".
-            self.name_count = freq.per_record(records, PERSON, "full_name")
+            self.name_count = (
+                self.counts["full_name"].copy()
+                if "full_name" in self.counts
+                else freq.per_record(records, PERSON, "full_name")
+            )
             self.name_count[self.name_count == 0] = config.rare_name_records + 1
         else:
             tokens = np.empty(len(records), dtype=object)
@@ -139,25 +143,46 @@ class _Scorer:
         same digits of a phone that failed validation."""
         out: dict[str, np.ndarray] = {}
         if self.party_type == PERSON:
-            tf = self.config.term_frequencies
-            reference = int(np.floor(np.log2(tf.reference_count)))
-            total = np.zeros(len(left), dtype=np.float64)
-            for field, weight in tf.weights.items():
-                agree = same_values(self.records, field, left, right)
-                if not agree.any() or weight == 0:
-                    continue
-                count = np.maximum(self.counts[field][left], 1)
-                level = np.floor(np.log2(count))
-                penalty = np.minimum(weight * np.maximum(level - reference, 0), tf.max_penalty)
-                penalty = np.where(agree, penalty, 0.0)
-                room = np.maximum(tf.max_total_penalty - total, 0.0)
-                penalty = np.minimum(penalty, room)
-                total += penalty
-                if penalty.any():
-                    out[f"frequency:{field}"] = -penalty
+            out.update(self._frequency_terms(left, right))
         digits = same_values(self.records, "phone_digits", left, right)
         if digits.any() and self.config.invalid_phone_weight:
             out["invalid_phone"] = np.where(digits, self.config.invalid_phone_weight, 0.0)
+        return out
+
+    def _frequency_terms(self, left: np.ndarray, right: np.ndarray) -> dict[str, np.ndarray]:
+        """``frequency:<field>``: the log-odds an agreement on a common value loses (see
+        :class:`~mdm_orchestration.config.TermFrequencyConfig`): the full name in place of its
+        parts when both agree, the town only where the postcode does not also agree, nothing
+        for a pair that agrees on an identifying value."""
+        tf = self.config.term_frequencies
+        agree = {
+            f: same_values(self.records, f, left, right)
+            for f in ("given_key", "family", "birth", "postcode", "city")
+        }
+        if "full_name" in tf.weights:
+            both = agree["given_key"] & agree["family"]
+            agree["full_name"] = both
+            agree["given_key"] = agree["given_key"] & ~both
+            agree["family"] = agree["family"] & ~both
+        if "city" in agree and "postcode" in agree:
+            agree["city"] = agree["city"] & ~agree["postcode"]
+        lifted = np.zeros(len(left), dtype=bool)
+        for name in tf.identifying:
+            lifted |= same_values(self.records, name, left, right)
+        out: dict[str, np.ndarray] = {}
+        total = np.zeros(len(left), dtype=np.float64)
+        for name, weight in tf.weights.items():
+            mask = agree[name] & ~lifted
+            if weight == 0 or not mask.any():
+                continue
+            level = np.floor(np.log2(np.maximum(self.counts[name][left], 1)))
+            penalty = np.minimum(weight * np.maximum(level - tf.reference(name), 0), tf.max_penalty)
+            penalty = np.minimum(
+                np.where(mask, penalty, 0.0), np.maximum(tf.max_total_penalty - total, 0.0)
+            )
+            total += penalty
+            if penalty.any():
+                out[f"frequency:{name}"] = -penalty
         return out
 
     def caps(self, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -115,12 +115,12 @@ def count_terms(terms: Iterable[tuple[str, str, str, str]]) -> Counter:
 
 @dataclass(frozen=True)
 class Levels:
-    """How counts are read: ``floor(log2(count))`` (0 for a value held by one record), and the
-    full name's count itself, capped at ``rare_name_records + 1`` (all that decides is whether
-    at most ``rare_name_records`` records hold it). ``bounds`` clip a field's level to the range
-    in which it changes a score (a person field's penalty starts above its reference count and
-    stops growing at its cap), so that a value crossing a level no score reads re-scores nothing
-    (a city passing 131,072 records)."""
+    """How counts are read: ``floor(log2(count))`` (0 for a value held by one record). For the
+    full name also its count itself, capped at ``rare_name_records + 1`` (whether at most
+    ``rare_name_records`` records hold it decides the name-only cap). ``bounds`` clip a field's
+    level to the range in which it changes a score (a person field's penalty starts above its
+    reference count and stops growing at its cap), so that a value crossing a level no score
+    reads re-scores nothing (a city passing 131,072 records)."""
 
     rare_name_records: int
     bounds: Mapping[str, tuple[int, int]] = dataclass_field(default_factory=dict)
@@ -128,21 +128,22 @@ class Levels:
     @classmethod
     def of(cls, config: MatchingConfig) -> Levels:
         tf = config.term_frequencies
-        reference = int(math.floor(math.log2(tf.reference_count)))
         bounds = {
-            name: (reference, reference + math.ceil(tf.max_penalty / weight))
+            name: (tf.reference(name), tf.reference(name) + math.ceil(tf.max_penalty / weight))
             for name, weight in tf.weights.items()
             if weight > 0
         }
         return cls(config.rare_name_records, bounds)
 
-    def level(self, field: str, count: int) -> int:
-        if field == "full_name":
-            return min(count, self.rare_name_records + 1)
+    def level(self, field: str, count: int) -> int | tuple[int, int]:
         raw = int(math.floor(math.log2(count))) if count >= 1 else -1
         if field in self.bounds:
             low, high = self.bounds[field]
-            return min(max(raw, low), high)
+            raw = min(max(raw, low), high)
+        elif field == "full_name":
+            raw = 0  # not weighed: only its rarity counts
+        if field == "full_name":
+            return (min(count, self.rare_name_records + 1), raw)
         return raw
 
 

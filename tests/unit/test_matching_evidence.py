@@ -161,6 +161,64 @@ def test_an_agreement_on_a_common_value_counts_less(models):
     assert crowded[0] < alone[0]
 
 
+def _penalties(rows: list[dict], counts: dict[tuple[str, str], int], models) -> dict[str, float]:
+    """The frequency terms of the pair ``rows`` in a hub holding ``counts`` (field, value)."""
+    frame = match_frame(pd.DataFrame(rows, dtype=object))
+    crowd = Frequencies({("person", f, value_key(f, v)): n for (f, v), n in counts.items()})
+    why = explain_records(frame, "person", models["person"], MatchingConfig(), crowd, 0, 1)
+    return {k: v for k, v in why.adjustments if k.startswith("frequency:")}
+
+
+COMMON_PARTS = {("given_key", "john"): 4000, ("family", "smith"): 4000}
+
+
+def test_a_common_full_name_is_weighed_once_and_a_rare_one_made_of_common_parts_not_at_all(
+    models,
+):
+    pair = _pair("john", "smith", "1980-01-01")
+    # John and Smith are each common, but few records are John Smith: no coincidence.
+    assert _penalties(pair, COMMON_PARTS, models) == {}
+    common = _penalties(pair, {**COMMON_PARTS, ("full_name", "john|smith"): 4000}, models)
+    assert set(common) == {"frequency:full_name"}
+    assert common["frequency:full_name"] < 0
+    # Only the given name agrees: it is weighed on its own.
+    rows = _pair("john", "smith", "1980-01-01")
+    rows[1] = rows[1] | {"family_key": "jones"}
+    assert set(_penalties(rows, COMMON_PARTS, models)) == {"frequency:given_key"}
+
+
+def test_an_identifying_agreement_lifts_the_frequency_penalty(models):
+    counts = {**COMMON_PARTS, ("full_name", "john|smith"): 4000, ("birth", "1980-01-01"): 400}
+    plain = _pair("john", "smith", "1980-01-01")
+    assert set(_penalties(plain, counts, models)) == {"frequency:full_name", "frequency:birth"}
+    shared = _pair("john", "smith", "1980-01-01", email_key="js@x.com", email_valid=True)
+    assert _penalties(shared, counts, models) == {}
+
+
+def test_a_postcode_and_its_town_are_weighed_once(models):
+    counts = {("postcode", "10001"): 4000, ("city", "springfield"): 4000}
+    both = _pair("john", "smith", "1980-01-01", postcode="10001")
+    assert set(_penalties(both, counts, models)) == {"frequency:postcode"}
+    town = _pair("john", "smith", "1980-01-01")
+    assert set(_penalties(town, counts, models)) == {"frequency:city"}
+
+
+def test_a_birth_date_stops_being_distinctive_sooner_than_a_name(models):
+    pair = _pair("john", "smith", "1980-01-01")
+    # 40 records share the birth date (a million-record hub): below the name reference (64),
+    # above the birth date's (8).
+    assert set(_penalties(pair, {("birth", "1980-01-01"): 40}, models)) == {"frequency:birth"}
+    assert _penalties(pair, {("full_name", "john|smith"): 40}, models) == {}
+
+
+def test_the_full_names_level_reads_both_its_rarity_and_its_frequency():
+    levels = Levels.of(MatchingConfig())
+    name = ("person", "full_name", "n")
+    assert level_changes({name: 127}, {name: 1}, levels) == [name]  # 128: penalty grows
+    assert level_changes({name: 129}, {name: 1}, levels) == []
+    assert level_changes({name: 0}, {name: 1}, levels) == [name]  # 1: no longer absent
+
+
 def test_levels_change_only_at_powers_of_two():
     levels = Levels(rare_name_records=2)
     key = ("person", "given_key", "k")
@@ -209,7 +267,7 @@ def test_explanations_add_up_to_the_engine_score(models):
     crowd = Frequencies(
         {
             ("person", f, value_key(f, v)): 2000
-            for f, v in (("given_key", "john"), ("family", "smith"))
+            for f, v in (("given_key", "john"), ("family", "smith"), ("full_name", "john|smith"))
         }
     )
     left, right = np.array([0, 2, 4, 6]), np.array([1, 3, 5, 7])
@@ -222,7 +280,7 @@ def test_explanations_add_up_to_the_engine_score(models):
         [k for k, _v in explain_records(frame, "person", model, config, crowd, i, j).adjustments]
         for i, j in ((0, 1), (2, 3), (4, 5), (6, 7))
     ]
-    assert {"frequency:given_key", "frequency:family"} <= set(names[0])
+    assert "frequency:full_name" in names[0]
     assert "cap:not_enough_evidence" in names[1]
     assert any(n.startswith("rule:") for n in names[2])
     assert "contradiction" in names[3]
