@@ -154,11 +154,13 @@ TF_IDENTIFYING = {
 
 class TermFrequencyConfig(_Strict):
     """How an agreement on a common value is weighed down (``matching.yaml``
-    ``term_frequencies``): a value held by more than its reference count of the hub's records
-    (``reference_counts[field]``, else ``reference_count``) loses ``weights[field]`` log-odds
-    per doubling of its count (counts read by their level, ``floor(log2(count))``), at most
-    ``max_penalty`` per field and ``max_total_penalty`` per pair. Agreements on rare values are
-    not weighed up: precision first.
+    ``term_frequencies``): counts are read by their level, ``floor(log2(count))``, and a value
+    whose level is above its reference count's (``reference_counts[field]``, else
+    ``reference_count``; for 64: from 128 records on) loses ``weights[field]`` log-odds per
+    level, at most ``max_penalty`` per field and ``max_total_penalty`` per pair. Agreements on
+    rare values are not weighed up: precision first. Setting ``reference_counts`` replaces the
+    whole default (``birth: 8``); setting ``weights`` without ``full_name`` weighs the names
+    each on its own.
 
     What is weighed is the coincidence two strangers would need: a pair agreeing on both names
     is weighed by how common the *full name* is (``James Smith``, not ``James`` and ``Smith``

@@ -155,16 +155,17 @@ class _Scorer:
         parts when both agree, the town only where the postcode does not also agree, nothing
         for a pair that agrees on an identifying value."""
         tf = self.config.term_frequencies
-        agree = {
-            f: same_values(self.records, f, left, right)
-            for f in ("given_key", "family", "birth", "postcode", "city")
-        }
-        if "full_name" in tf.weights:
+        weighed = {f for f, w in tf.weights.items() if w > 0}
+        needed = weighed | ({"given_key", "family"} if "full_name" in weighed else set())
+        if "city" in weighed and "postcode" in weighed:
+            needed.add("postcode")
+        agree = {f: same_values(self.records, f, left, right) for f in needed - {"full_name"}}
+        if "full_name" in weighed:
             both = agree["given_key"] & agree["family"]
             agree["full_name"] = both
             agree["given_key"] = agree["given_key"] & ~both
             agree["family"] = agree["family"] & ~both
-        if "city" in agree and "postcode" in agree:
+        if "city" in weighed and "postcode" in weighed:
             agree["city"] = agree["city"] & ~agree["postcode"]
         lifted = np.zeros(len(left), dtype=bool)
         for name in tf.identifying:
@@ -172,8 +173,10 @@ class _Scorer:
         out: dict[str, np.ndarray] = {}
         total = np.zeros(len(left), dtype=np.float64)
         for name, weight in tf.weights.items():
+            if name not in weighed:
+                continue
             mask = agree[name] & ~lifted
-            if weight == 0 or not mask.any():
+            if not mask.any():
                 continue
             level = np.floor(np.log2(np.maximum(self.counts[name][left], 1)))
             penalty = np.minimum(weight * np.maximum(level - tf.reference(name), 0), tf.max_penalty)

@@ -11,9 +11,11 @@ from sqlalchemy import Connection, func, select
 
 from mdm_orchestration.hub.tables import ERASURES, MATCH_RUNS, utcnow
 
-#: Kept scores and the blocking index are valid for the blocking keys and clustering rules of
-#: this version (``match_runs.counts``); a hub built by an older one is rebuilt in full.
-PAIRS_VERSION = 4
+#: Kept scores and the blocking index are valid for the blocking keys, scoring and clustering
+#: rules of this version (``match_runs.counts``); a hub built by an older one is rebuilt in full.
+#: 5: the frequency penalty weighs the full name, the postcode for its town, and not at all with
+#: an identifying agreement.
+PAIRS_VERSION = 5
 FULL = "full"
 INCREMENTAL = "incremental"
 
