@@ -49,24 +49,23 @@ def golden_of(engine) -> dict[str, str]:
     return dict(rows(engine, "SELECT record_id, golden_id FROM golden_xref"))
 
 
-def reconsolidate(engine) -> dict:
+def reconsolidate(engine, config=CONFIG) -> dict:
     """What reconsolidate_job does: cleanse what is new, match it (a full rebuild when none was
     made yet), re-survive what changed."""
-    cleanse_pending(engine, CONFIG)
+    cleanse_pending(engine, config)
     with engine.connect() as conn:
         full = needs_full_rematch(conn)
     counts = (
-        rebuild_clusters(engine, CONFIG).stats["run"]
+        rebuild_clusters(engine, config).stats["run"]
         if full
-        else match_incremental(engine, CONFIG).counts
+        else match_incremental(engine, config).counts
     )
-    return {"match": counts, "golden": consolidate(engine, CONFIG, "test").counts}
+    return {"match": counts, "golden": consolidate(engine, config, "test").counts}
 
 
-@pytest.fixture(scope="module")
-def incremental_hub(tmp_path_factory, sample_silos) -> tuple[Path, list[dict]]:
-    """The generated silos' ten files loaded one at a time, reconsolidating after each."""
-    root = tmp_path_factory.mktemp("incremental")
+def load_one_at_a_time(root: Path, sample_silos: Path, config=CONFIG) -> tuple[object, list]:
+    """A new hub under ``root`` fed the generated silos' ten files one at a time,
+    reconsolidating after each: the engine and each load's counts."""
     landing = copy_landing(sample_silos, root / "landing")
     engine = create_hub_engine(f"sqlite:///{root / 'hub.db'}")
     train_models(engine)
@@ -77,8 +76,16 @@ def incremental_hub(tmp_path_factory, sample_silos) -> tuple[Path, list[dict]]:
     assert len(files) == 10
     steps = []
     for path in files:
-        ingest_file(engine, CONFIG, path, landing)
-        steps.append(reconsolidate(engine))
+        ingest_file(engine, config, path, landing)
+        steps.append(reconsolidate(engine, config))
+    return engine, steps
+
+
+@pytest.fixture(scope="module")
+def incremental_hub(tmp_path_factory, sample_silos) -> tuple[Path, list[dict]]:
+    """The generated silos' ten files loaded one at a time, reconsolidating after each."""
+    root = tmp_path_factory.mktemp("incremental")
+    engine, steps = load_one_at_a_time(root, sample_silos)
     with engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     engine.dispose()
@@ -148,21 +155,8 @@ def test_incremental_and_full_decide_alike_with_the_frequency_penalty_firing(
     config = CONFIG.model_copy(
         update={"matching": CONFIG.matching.model_copy(update={"term_frequencies": tf})}
     )
-    landing = copy_landing(sample_silos, tmp_path / "landing")
-    engine = create_hub_engine(f"sqlite:///{tmp_path / 'hub.db'}")
-    train_models(engine)
-    files = sorted(
-        (p for p in landing.rglob("*") if p.is_file()),
-        key=lambda p: (p.name.split("_")[-1], p.parent.name),
-    )
-    shifted = 0
-    for path in files:
-        ingest_file(engine, config, path, landing)
-        cleanse_pending(engine, config)
-        with engine.connect() as conn:
-            full = needs_full_rematch(conn)
-        run = rebuild_clusters(engine, config) if full else match_incremental(engine, config)
-        shifted += run.counts.get("frequency_shifted", 0)
+    engine, steps = load_one_at_a_time(tmp_path, sample_silos, config)
+    shifted = sum(step["match"].get("frequency_shifted", 0) for step in steps)
     assert shifted > 0
     kept, kept_clusters = _pair_scores(engine), clusters(engine)
     rebuild_clusters(engine, config)
