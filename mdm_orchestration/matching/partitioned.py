@@ -6,7 +6,7 @@ scores them with the engine's scorer over the whole party's records (so hub-wide
 the whole hub's, exactly as in one step) and writes them to staging under the run's token. The
 clustering step joins every partition's pairs (a pair two keys found, in two partitions, is one
 pair with one score), then does what the single-step rebuild does after scoring, in its one
-transaction, and clears the run's staging rows there. The hub is all the steps share: they may
+transaction, and clears every run's staging rows there. The hub is all the steps share: they may
 run in separate processes or on separate machines.
 """
 
@@ -16,6 +16,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,6 +133,8 @@ def stage_partition(engine: Engine, config: HubConfig, part: RebuildPartition) -
             "pairs_by_key": cands.pairs_by_key,
             "giant_blocks": cands.giant_blocks,
             "rules": list(scored.rule_masks),
+            # What the clustering step must read back (it refuses anything else).
+            "pairs": len(cands),
         }
     with write_transaction(engine) as conn:
         _clear(conn, part.token, part.index)
@@ -156,14 +159,34 @@ def stage_partition(engine: Engine, config: HubConfig, part: RebuildPartition) -
     }
 
 
-def _clear(conn: Connection, token: str, partition: int | None = None) -> None:
-    pairs = delete(STAGE_PAIRS).where(STAGE_PAIRS.c.token == token)
-    parts = delete(STAGE_PARTITIONS).where(STAGE_PARTITIONS.c.token == token)
-    if partition is not None:
-        pairs = pairs.where(STAGE_PAIRS.c.part == partition)
-        parts = parts.where(STAGE_PARTITIONS.c.part == partition)
-    conn.execute(pairs)
-    conn.execute(parts)
+def _clear(conn: Connection, token: str, partition: int) -> None:
+    conn.execute(
+        delete(STAGE_PAIRS).where(STAGE_PAIRS.c.token == token, STAGE_PAIRS.c.part == partition)
+    )
+    conn.execute(
+        delete(STAGE_PARTITIONS).where(
+            STAGE_PARTITIONS.c.token == token, STAGE_PARTITIONS.c.part == partition
+        )
+    )
+
+
+def _clear_all(conn: Connection) -> None:
+    """Every run's staging rows (erasure deletes them all too: staged pairs name record ids,
+    and a run in flight is refused anyway, since its snapshot holds the erasure)."""
+    conn.execute(delete(STAGE_PAIRS))
+    conn.execute(delete(STAGE_PARTITIONS))
+
+
+@contextmanager
+def _snapshot_read(engine: Engine) -> Iterator[Connection]:
+    """One read transaction that sees one state of the staging tables throughout: on
+    PostgreSQL at REPEATABLE READ (READ COMMITTED would let another run's plan step clear the
+    rows between two of its reads); SQLite's read transaction already is a snapshot."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            yield conn
 
 
 def _joined(
@@ -172,10 +195,12 @@ def _joined(
     partitions: int,
     party: str,
     sub: pd.DataFrame,
-    stats: list[dict[str, Any]],
+    stats: list[dict[str, Any] | None],
 ) -> tuple[Candidates, _Scored]:
     """Every partition's staged pairs of ``party`` as one set of candidates with their scores,
-    in the order the single-step rebuild lists them (by left, then right position)."""
+    in the order the single-step rebuild lists them (by left, then right position). ``stats``
+    is each partition's (by index); a partition whose rows read differ in number from those it
+    staged (cleared by another run's plan step meanwhile) is refused."""
     n = max(len(sub), 1)
     where = pd.Index(sub["record_id"].to_numpy(object))
     codes, scores, by_rule, weak, rules = [], [], [], [], []
@@ -188,6 +213,12 @@ def _joined(
                 STAGE_PAIRS.c.party_type == party,
             )
         ).all()
+        staged = (stats[index] or {}).get("pairs", 0)
+        if len(rows) != staged:
+            raise IncompleteRebuild(
+                f"partition {index} of {partitions} staged {staged} {party} pairs but "
+                f"{len(rows)} were read (another run cleared them?); run again"
+            )
         if not rows:
             continue
         left_ids, right_ids, s, r, w, k = zip(*rows, strict=True)
@@ -209,12 +240,13 @@ def _joined(
     pick = np.concatenate(rules)[first]
     by_key: dict[str, int] = {}
     giants: dict[str, int] = {}
-    for s in stats:
+    present = [s for s in stats if s]
+    for s in present:
         for name, count in s["pairs_by_key"].items():
             by_key[name] = by_key.get(name, 0) + count
         for name, count in s["giant_blocks"].items():
             giants[name] = giants.get(name, 0) + count
-    names = stats[0]["rules"] if stats else []
+    names = present[0]["rules"] if present else []
     cands = Candidates(unique // n, unique % n, by_key, giants)
     scored = _Scored(
         np.concatenate(scores)[first],
@@ -230,11 +262,11 @@ def finish_partitioned_rebuild(
 ) -> MatchRunResult:
     """Join the run's staged pairs, cluster them and write the result exactly as
     :func:`~mdm_orchestration.matching.rebuild_clusters` does (one transaction, which also
-    clears the run's staging rows), under the same locks."""
+    clears every run's staging rows), under the same locks."""
     with reconsolidation_lock(engine):
         inputs = read_inputs(engine)
         snapshot = _snapshot(inputs, config)
-        with engine.connect() as conn, conn.begin():
+        with _snapshot_read(engine) as conn:
             done = {
                 row.part: row
                 for row in conn.execute(
@@ -258,9 +290,7 @@ def finish_partitioned_rebuild(
             parts = {}
             for party, sub in subs.items():
                 stats = [done[i].stats.get(party) for i in range(partitions)]
-                cands, scored = _joined(
-                    conn, token, partitions, party, sub, [s for s in stats if s]
-                )
+                cands, scored = _joined(conn, token, partitions, party, sub, stats)
                 model = inputs.models[party]
                 scorer = _Scorer(sub, party, model, config.matching)
                 parts[party] = (
@@ -278,4 +308,6 @@ def finish_partitioned_rebuild(
                     ),
                 )
         result = assemble(frame, parts)
-        return write_rebuild(engine, config, inputs, result, also=lambda c: _clear(c, token))
+        # Every token's rows go: this run's, and those of runs that will never finish (a newer
+        # run's partitions, if any, are then missing and that run is refused).
+        return write_rebuild(engine, config, inputs, result, also=_clear_all)

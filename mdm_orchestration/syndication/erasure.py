@@ -64,6 +64,8 @@ from mdm_orchestration.hub.tables import (
     QUEUE,
     REVIEW,
     SOURCES,
+    STAGE_PAIRS,
+    STAGE_PARTITIONS,
     VERSIONS,
     WORKBENCH_AUDIT,
     XREF,
@@ -131,6 +133,11 @@ def _delete_records(conn: Connection, record_ids: list[str]) -> None:
             )
         for table, column in RECORD_TABLES:
             conn.execute(delete(table).where(table.c[column].in_(chunk)))
+    # A partitioned rebuild's staged pairs name record ids too. All of them go: a run in
+    # flight is refused anyway (its snapshot holds the erasure), and a stale run's rows would
+    # otherwise stay until the next partitioned run.
+    conn.execute(delete(STAGE_PAIRS))
+    conn.execute(delete(STAGE_PARTITIONS))
 
 
 def erasure_ledger_path(home: Path | None = None) -> Path:

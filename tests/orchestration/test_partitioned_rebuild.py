@@ -4,6 +4,7 @@ only through the hub; it must give exactly what the single-step rebuild gives.""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import shutil
@@ -175,7 +176,8 @@ def test_a_killed_partition_stages_nothing(sqlite_hub, hub_config):  # type: ign
     engine = create_hub_engine(sqlite_hub)
     try:
         parts = start_partitioned_rebuild(engine, PARTITIONS)
-        stage_partition(engine, hub_config, parts[0])
+        for part in parts[:1] + parts[2:]:  # every partition but the one to be killed
+            stage_partition(engine, hub_config, part)
         before = staged_rows(engine)
         # Killed (SIGKILL) after writing a batch, inside its one transaction.
         child = multiprocessing.get_context("fork").Process(
@@ -216,7 +218,7 @@ def test_partitions_candidates_union_is_the_single_step_candidates(sqlite_hub): 
                 assert sum(len(p) for p in parts) > len(whole)
 
 
-def test_staging_cleared_and_a_stale_runs_rows_ignored(sqlite_hub, hub_config):  # type: ignore[no-untyped-def]
+def test_staging_cleared_and_a_stale_runs_rows_ignored_then_cleared(sqlite_hub, hub_config):  # type: ignore[no-untyped-def]
     engine = create_hub_engine(sqlite_hub)
     try:
         rebuild_clusters(engine, hub_config)
@@ -247,13 +249,102 @@ def test_staging_cleared_and_a_stale_runs_rows_ignored(sqlite_hub, hub_config): 
         assert stale_rows > 0 and staged_rows(engine, fresh[0].token) > 0
         finish_partitioned_rebuild(engine, hub_config, fresh[0].token, PARTITIONS)
         again = outcome(engine)
-        assert staged_rows(engine, fresh[0].token) == 0
-        assert staged_rows(engine, stale[0].token) == stale_rows
-        start_partitioned_rebuild(engine, 1)
+        # The clustering step clears every run's rows, the stale run's too.
         assert staged_rows(engine) == 0
     finally:
         engine.dispose()
     assert {k: v for k, v in again.items()} == single
+
+
+def test_an_erasure_clears_every_runs_staging(sqlite_hub, hub_config, tmp_path):  # type: ignore[no-untyped-def]
+    from mdm_orchestration.syndication.erasure import erase
+
+    engine = create_hub_engine(sqlite_hub)
+    try:
+        parts = start_partitioned_rebuild(engine, PARTITIONS)
+        for part in parts:
+            stage_partition(engine, hub_config, part)
+        assert staged_rows(engine) > 0
+        with engine.connect() as conn:
+            source, key = conn.execute(
+                sa.text("SELECT source, source_key FROM source_records LIMIT 1")
+            ).one()
+        (tmp_path / "landing").mkdir()
+        erase(
+            engine,
+            source=source,
+            key=key,
+            by="test",
+            ledger=tmp_path / "erasures.jsonl",
+            config=hub_config,
+            landing=tmp_path / "landing",
+            home=tmp_path,
+        )
+        assert staged_rows(engine) == 0
+    finally:
+        engine.dispose()
+
+
+def _race_the_reads(monkeypatch, url: str, plain_read: bool) -> list[str]:  # type: ignore[no-untyped-def]
+    """Another run's plan step (which clears every other token's staging rows and commits)
+    fires between the clustering step's read of the partitions and its first read of pairs,
+    as in review H1. ``plain_read``: the clustering step reads at READ COMMITTED, as before."""
+    from mdm_orchestration.matching import partitioned
+
+    fired: list[str] = []
+    joined = partitioned._joined
+
+    def racing(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if not fired:
+            other = create_hub_engine(url)
+            fired.append(start_partitioned_rebuild(other, PARTITIONS)[0].token)
+            other.dispose()
+        return joined(*args, **kwargs)
+
+    monkeypatch.setattr(partitioned, "_joined", racing)
+    if plain_read:
+
+        @contextlib.contextmanager
+        def read_committed(engine: sa.Engine):  # type: ignore[no-untyped-def]
+            with engine.connect() as conn, conn.begin():
+                yield conn
+
+        monkeypatch.setattr(partitioned, "_snapshot_read", read_committed)
+    return fired
+
+
+@pytest.mark.postgres
+def test_postgres_a_plan_step_clearing_mid_read_is_refused_or_not_seen(
+    postgres_url, tmp_path, monkeypatch, sample_silos, hub_config
+):  # type: ignore[no-untyped-def]
+    _build(postgres_url, sample_silos, tmp_path / "landing", hub_config)
+    engine = create_hub_engine(postgres_url)
+    try:
+        rebuild_clusters(engine, hub_config)
+        single = outcome(engine)
+        with monkeypatch.context() as patch:
+            # At READ COMMITTED the pair reads see the rows gone: the counts each partition
+            # recorded refuse them, and nothing is written.
+            parts = start_partitioned_rebuild(engine, PARTITIONS)
+            for part in parts:
+                stage_partition(engine, hub_config, part)
+            fired = _race_the_reads(patch, postgres_url, plain_read=True)
+            with pytest.raises(IncompleteRebuild, match="were read"):
+                finish_partitioned_rebuild(engine, hub_config, parts[0].token, PARTITIONS)
+            assert fired and staged_rows(engine, parts[0].token) == 0
+            assert outcome(engine) == single
+        with monkeypatch.context() as patch:
+            # The clustering step's one REPEATABLE READ transaction does not see the clearing:
+            # it clusters exactly the rows the partitions staged.
+            parts = start_partitioned_rebuild(engine, PARTITIONS)
+            for part in parts:
+                stage_partition(engine, hub_config, part)
+            fired = _race_the_reads(patch, postgres_url, plain_read=False)
+            finish_partitioned_rebuild(engine, hub_config, parts[0].token, PARTITIONS)
+            assert fired and staged_rows(engine) == 0
+        assert outcome(engine) == single
+    finally:
+        engine.dispose()
 
 
 def test_the_job_in_the_code_location():
