@@ -163,7 +163,7 @@ def main() -> None:
             _child(_argv("train", url), env, log)
             if args.target == "sqlite":
                 ready.touch()
-        steps: dict[str, Any] = {"uptime": os.getloadavg()}
+        steps: dict[str, Any] = {"load_start": os.getloadavg()}
         steps["single"] = s = _child(_argv("single", url), env, log)
         _print("single step", s)
         steps["start"] = start = _child(_argv("start", url, args.partitions), env, log)

@@ -215,9 +215,9 @@ def index_entries(records: pd.DataFrame, party_type: str) -> list[tuple[str, str
 
 def block_partition(name: str, key: str, partitions: int) -> int:
     """Which of ``partitions`` the block of key ``name`` = ``key`` belongs to: a stable hash of
-    the key's bytes (never Python's salted ``hash``), the same in every process."""
-    digest = hashlib.blake2b(f"{name}\x1f{key}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % partitions
+    the key's bytes (:func:`key_hash`'s, never Python's salted ``hash``), the same in every
+    process."""
+    return int(key_hash(name, key)[:16], 16) % partitions
 
 
 def _in_partition(

@@ -71,9 +71,7 @@ class IncompleteRebuild(RuntimeError):
 
 def start_partitioned_rebuild(engine: Engine, partitions: int) -> list[RebuildPartition]:
     """A new run token and its partitions; staging rows of any other token (a run that never
-    reached its clustering step) are cleared."""
-    if partitions < 1:
-        raise ValueError("a partitioned rebuild needs at least one partition")
+    reached its clustering step) are cleared. The plan step refuses a count below 1."""
     token = uuid.uuid4().hex
     with write_transaction(engine) as conn:
         conn.execute(delete(STAGE_PAIRS).where(STAGE_PAIRS.c.token != token))
