@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -185,3 +186,50 @@ def bulk_upsert(
         f"ON CONFLICT ({conflict}) DO UPDATE SET {sets} WHERE {only_if}",
         rows if stored else _sqlite_rows(rows),
     )
+
+
+@contextmanager
+def indexes_dropped(conn: Connection, table: str) -> Iterator[list[str]]:
+    """On SQLite, ``table``'s secondary indexes dropped while the caller replaces its rows, and
+    created again from their own stored definitions (``sqlite_master.sql``) on leaving, in the
+    caller's transaction; yields their names. Elsewhere nothing happens (yields ``[]``).
+
+    SQLite keeps every index up to date row by row: a million rows in hashed-key order land on
+    random pages of the index, one cache miss each once it outgrows the page cache, while
+    ``CREATE INDEX`` sorts once and writes its pages in order. The drop and the create are part
+    of the caller's transaction (SQLite's DDL is transactional): a crash or an error before the
+    commit leaves the table with its old rows and its indexes, and a reader keeps its snapshot.
+    An index's ``sqlite_stat1`` row (``ANALYZE``) goes with it on a drop and is put back.
+
+    Not on PostgreSQL: ``DROP INDEX`` takes an exclusive lock on the table until the commit, so
+    every reader (online matching) would wait for the whole rebuild; ``COPY`` keeps it fast.
+    """
+    if conn.dialect.name != "sqlite":
+        yield []
+        return
+    definitions = conn.exec_driver_sql(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+        "AND sql IS NOT NULL ORDER BY name",
+        (table,),
+    ).all()
+    names = [name for name, _sql in definitions]
+    stats: list[tuple[str, str, str]] = []
+    has_stats = conn.exec_driver_sql(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_stat1'"
+    ).first()
+    if has_stats and names:
+        marks = ", ".join("?" for _ in names)
+        stats = [
+            tuple(row)
+            for row in conn.exec_driver_sql(
+                f"SELECT tbl, idx, stat FROM sqlite_stat1 WHERE tbl = ? AND idx IN ({marks})",
+                (table, *names),
+            )
+        ]
+    for name in names:
+        conn.exec_driver_sql(f'DROP INDEX "{name}"')
+    yield names
+    for _name, sql in definitions:
+        conn.exec_driver_sql(sql)
+    if stats:
+        conn.exec_driver_sql("INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES (?, ?, ?)", stats)

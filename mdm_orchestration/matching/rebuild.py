@@ -12,6 +12,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, delete, select
 
 from mdm_orchestration.config import HubConfig
+from mdm_orchestration.hub.bulk import indexes_dropped
 from mdm_orchestration.hub.crash import crash_point
 from mdm_orchestration.hub.store import reconsolidation_lock, write_transaction
 from mdm_orchestration.hub.tables import (
@@ -26,7 +27,7 @@ from mdm_orchestration.hub.tables import (
     utcnow,
 )
 from mdm_orchestration.matching.engine import MatchResult, match_records
-from mdm_orchestration.matching.frequency_store import index_delta, replace_counts
+from mdm_orchestration.matching.frequency_store import replace_counts
 from mdm_orchestration.matching.model import MatchModel
 from mdm_orchestration.matching.runs import (
     FULL,
@@ -41,11 +42,10 @@ from mdm_orchestration.matching.training import load_models, model_ids
 from mdm_orchestration.matching.writes import (
     cleansed_upto,
     cluster_rows,
-    index_rows,
     review_rows,
     versions_of,
     write_clusters,
-    write_index,
+    write_full_index,
     write_pairs,
     write_review,
 )
@@ -106,21 +106,25 @@ def write_rebuild(
     with ``result`` (of ``inputs``) in one transaction, queue every record for consolidation
     and record the run; ``also`` runs in the same transaction before it commits."""
     cleansed, versions, judged, ids = inputs.cleansed, inputs.versions, inputs.judged, inputs.ids
-    index = sorted(index_rows(cleansed))  # in primary-key order: appends, not page splits
     now = utcnow()
     with write_transaction(engine) as conn:
         advisory_xact_lock(conn, MATCH_LOCK_KEY)
         if erasure_mark(conn) != inputs.erased:
             # The result may hold the erased records (clusters, index entries, counts).
             raise ConcurrentMatch("an erasure committed meanwhile; run again")
-        conn.execute(delete(CLUSTERS))
-        write_clusters(conn, cluster_rows(result, versions, now))
+        # Each table's secondary indexes are built once its rows are in (SQLite; see
+        # indexes_dropped), not row by row: at a million records they are the write's cost.
+        with indexes_dropped(conn, "match_clusters"):
+            conn.execute(delete(CLUSTERS))
+            write_clusters(conn, cluster_rows(result, versions, now))
         crash_point("match:after_cluster_write")
-        conn.execute(delete(INDEX))
-        write_index(conn, index)
-        replace_counts(conn, index_delta(index, []))
-        conn.execute(delete(PAIRS))
-        write_pairs(conn, result.pairs)
+        with indexes_dropped(conn, "blocking_index"):
+            conn.execute(delete(INDEX))
+            terms = write_full_index(conn, cleansed)
+        replace_counts(conn, terms)
+        with indexes_dropped(conn, "match_pairs"):
+            conn.execute(delete(PAIRS))
+            write_pairs(conn, result.pairs)
         conn.execute(delete(REVIEW).where(REVIEW.c.status == "pending"))
         share = config.matching.review_max_share
         review = review_rows(conn, result, judged, now, share=share)

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, Select, delete, func, insert, select, update
 
 from mdm_orchestration.config import MatchingConfig
 from mdm_orchestration.hub.models import source_record_id
@@ -62,19 +62,48 @@ def resolve_record(conn: Connection, reference: str) -> str:
     return rid
 
 
+#: Rows fetched at a time when :func:`current_cleansed` reads every record.
+_FETCH_ROWS = 20_000
+
+#: Columns whose values are (nearly) all distinct: not worth looking up as shared values.
+_DISTINCT_COLUMNS = frozenset({"source_record_id", "source_key"})
+
+
+def _frame_of_all(conn: Connection, query: Select) -> pd.DataFrame:
+    """Every row of ``query`` as a frame of ``CLEANSED_COLUMNS`` (object dtype), read a batch
+    at a time into one list per column.
+
+    The database hands back a new string object for every value, although most columns repeat
+    a few values (sources, party types, countries, towns, given names, phonetic keys): each
+    column keeps one object per distinct string (at 85k records about half the frame's memory),
+    so neither a list of row tuples nor the frame duplicates them. Values are equal to what
+    the database returned, so every consumer computes the same."""
+    columns: list[list[object]] = [[] for _ in CLEANSED_COLUMNS]
+    shared: list[dict[str, str] | None] = [
+        None if name in _DISTINCT_COLUMNS else {} for name in CLEANSED_COLUMNS
+    ]
+    result = conn.execute(query)
+    while batch := result.fetchmany(_FETCH_ROWS):
+        for values, column, seen in zip(zip(*batch, strict=True), columns, shared, strict=True):
+            if seen is None:
+                column.extend(values)
+            else:
+                column.extend([seen.setdefault(v, v) if type(v) is str else v for v in values])
+    return pd.DataFrame(dict(zip(CLEANSED_COLUMNS, columns, strict=True)), dtype=object)
+
+
 def current_cleansed(conn: Connection, record_ids: list[str] | None = None) -> pd.DataFrame:
     """The cleansed form of each source record's current version."""
     query = select(*[CLEANSED.c[c] for c in CLEANSED_COLUMNS]).select_from(CURRENT_CLEANSED)
     if record_ids is None:
-        rows = conn.execute(query.order_by(CLEANSED.c.source_record_id)).all()
-    else:
-        rows = []
-        for chunk in chunks(sorted(set(record_ids))):
-            rows += conn.execute(
-                query.where(CLEANSED.c.source_record_id.in_(chunk)).order_by(
-                    CLEANSED.c.source_record_id
-                )
-            ).all()
+        return _frame_of_all(conn, query.order_by(CLEANSED.c.source_record_id))
+    rows = []
+    for chunk in chunks(sorted(set(record_ids))):
+        rows += conn.execute(
+            query.where(CLEANSED.c.source_record_id.in_(chunk)).order_by(
+                CLEANSED.c.source_record_id
+            )
+        ).all()
     return pd.DataFrame([tuple(r) for r in rows], columns=list(CLEANSED_COLUMNS), dtype=object)
 
 

@@ -3,6 +3,8 @@ as named tuples, and the writers both matching paths share."""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime
 from typing import NamedTuple
 
@@ -25,6 +27,7 @@ from mdm_orchestration.hub.tables import (
 )
 from mdm_orchestration.matching.blocking import index_entries
 from mdm_orchestration.matching.engine import MatchResult, ScoredPairs
+from mdm_orchestration.matching.frequency_store import index_delta
 from mdm_orchestration.matching.records import match_frame
 from mdm_orchestration.matching.review_queue import MAX_PENDING_SHARE, max_pending
 from mdm_orchestration.matching.steward import ordered, records_digest, version_hashes
@@ -258,6 +261,36 @@ def index_rows(cleansed: pd.DataFrame) -> list[tuple[str, str, str]]:
     return rows
 
 
+#: Records whose blocking-index rows a full rebuild makes and writes at a time (some 15 rows
+#: each): at a million records all of them at once are 13 million tuples, some 2 GB.
+INDEX_BATCH_RECORDS = 50_000
+
+
+def index_batches(
+    cleansed: pd.DataFrame, records: int = INDEX_BATCH_RECORDS
+) -> Iterator[list[tuple[str, str, str]]]:
+    """:func:`index_rows` of ``cleansed``, ``records`` records at a time: each batch sorted, the
+    batches in record-id order, so that together they are ``sorted(index_rows(cleansed))``
+    (a record's keys depend on that record alone) in primary-key order: appends to the
+    table's B-tree, not page splits."""
+    ids = cleansed["source_record_id"]
+    if not ids.is_monotonic_increasing:
+        cleansed = cleansed.iloc[np.argsort(ids.to_numpy(object), kind="stable")]
+    for lo in range(0, len(cleansed), records):
+        yield sorted(index_rows(cleansed.iloc[lo : lo + records]))
+
+
+def write_full_index(conn: Connection, cleansed: pd.DataFrame) -> Counter:
+    """Write the blocking index of every record of ``cleansed`` into the emptied table, a batch
+    at a time; returns the term counts its ``tf_*`` entries make (as :func:`index_delta` of
+    them all)."""
+    counts: Counter = Counter()
+    for rows in index_batches(cleansed, INDEX_BATCH_RECORDS):
+        bulk_insert(conn, "blocking_index", INDEX_COLUMNS, rows, stored=True)
+        counts.update(index_delta(rows, []))
+    return counts
+
+
 def write_clusters(conn: Connection, rows: list[ClusterRow]) -> None:
     bulk_insert(conn, "match_clusters", CLUSTER_COLUMNS, rows)
 
@@ -323,7 +356,8 @@ def write_pairs(
                 sp.by_rule[lo : lo + batch],
             )
             rows = part.rows(PAIR_FLOOR)
-            bulk_insert(conn, "match_pairs", PAIR_COLUMNS, rows)
+            # Ids, a party, a float and a bool: nothing to convert on the way.
+            bulk_insert(conn, "match_pairs", PAIR_COLUMNS, rows, stored=True)
             written += len(rows)
             crash_point("match:after_pair_batch")
     return written
