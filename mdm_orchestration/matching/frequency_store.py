@@ -41,15 +41,22 @@ def index_delta(
 
 
 def stored_counts(conn: Connection, keys: Iterable[tuple[str, str, str]]) -> dict:
-    """The stored counts of ``keys`` (party, field, value key); absent keys are left out."""
-    by_hash: dict[str, list[tuple[str, str, str]]] = {}
-    for key in keys:
-        by_hash.setdefault(key[2], []).append(key)
+    """The stored counts of ``keys`` (party, field, value key); absent keys are left out.
+
+    Looked up by the whole primary key, a (party, field) at a time: a lookup by the value key
+    alone cannot use the primary key (party and field come first), so it read the whole table
+    for every request of the service and every incremental run, a cost that grew with the hub."""
+    by_field: dict[tuple[str, str], set[str]] = {}
+    for party, field, key in keys:
+        by_field.setdefault((party, field), set()).add(key)
     out: dict[tuple[str, str, str], int] = {}
-    query = select(TF.c.party_type, TF.c.field, TF.c.value_key, TF.c.count)
-    for cond in in_chunks(TF.c.value_key, sorted(by_hash)):
-        for party, field, key, count in conn.execute(query.where(cond)):
-            out[(party, field, key)] = int(count)
+    for (party, field), values in sorted(by_field.items()):
+        query = select(TF.c.value_key, TF.c.count).where(
+            TF.c.party_type == party, TF.c.field == field
+        )
+        for cond in in_chunks(TF.c.value_key, sorted(values)):
+            for key, count in conn.execute(query.where(cond)):
+                out[(party, field, key)] = int(count)
     return out
 
 
