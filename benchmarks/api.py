@@ -172,11 +172,12 @@ def _samples(hub: str, n: int, seed: int) -> tuple[list[str], list[dict]]:
             sa.text(
                 "SELECT given_name, family_name, email, birth_date, postcode FROM "
                 "cleansed_records WHERE party_type = 'person' AND given_name IS NOT NULL "
-                "AND family_name IS NOT NULL ORDER BY random() LIMIT :n"
-            ),
-            {"n": n},
+                "AND family_name IS NOT NULL ORDER BY source_record_id"
+            )
         ).all()
     engine.dispose()
+    # The same seed takes the same proposals from the same hub (runs compare like with like).
+    rows = rng.sample(rows, min(n, len(rows)))
     proposals = []
     for i, (given, family, email, birth, postcode) in enumerate(rows):
         if len(family) > 3 and i % 3 == 0:  # a typo
@@ -273,6 +274,79 @@ def run(work: Path, concurrency: int, seconds: float, samples: int) -> None:
             indent=2,
         )
     )
+
+
+def profile(work: Path, samples: int, top: int) -> None:
+    """``POST /v1/match``'s work in this process, without HTTP: the same proposals as ``run``
+    (same seed), cleansed and matched by the service's own functions, CPU time per proposal
+    for each part; with ``--top N``, cProfile's N costliest functions (cumulative)."""
+    import cProfile
+    import pstats
+
+    from mdm_orchestration.service.app import warm_up
+    from mdm_orchestration.service.inputs import canonical_source, cleanse_one, raw_values
+    from mdm_orchestration.service.matching import golden_candidates
+    from mdm_orchestration.service.state import RateLimiter, ServiceSettings, ServiceState
+
+    hub = f"sqlite:///{work / 'hub.db'}"
+    _ids, proposals = _samples(hub, samples, seed=7)
+    settings = ServiceSettings(hub_url=hub)
+    from mdm_orchestration.config import load_hub_config
+    from mdm_orchestration.hub.store import create_hub_engine
+
+    state = ServiceState(
+        settings=settings,
+        engine=create_hub_engine(hub),
+        config=load_hub_config(),
+        limiter=RateLimiter(1e9, 10**9),
+    )
+    warm_up(state)
+    layout = canonical_source("US")
+    parts: dict[str, list[float]] = {"cleanse": [], "match": [], "total": []}
+    found = 0
+    profiler = cProfile.Profile() if top else None
+    with state.engine.connect() as conn:
+        golden_candidates(
+            conn,
+            state,
+            cleanse_one(raw_values(proposals[0], layout), layout, state.config, strict=False)[0],
+            10,
+        )
+        for p in proposals:
+            if profiler is not None:
+                profiler.enable()
+            t0 = time.process_time()
+            record, _ = cleanse_one(raw_values(p, layout), layout, state.config, strict=False)
+            t1 = time.process_time()
+            candidates = golden_candidates(conn, state, record, settings.max_candidates)
+            t2 = time.process_time()
+            if profiler is not None:
+                profiler.disable()
+            found += bool(candidates)
+            parts["cleanse"].append((t1 - t0) * 1000)
+            parts["match"].append((t2 - t1) * 1000)
+            parts["total"].append((t2 - t0) * 1000)
+    state.engine.dispose()
+    print(
+        json.dumps(
+            {
+                "hub": str(work / "hub.db"),
+                "proposals": len(proposals),
+                "with_candidates": found,
+                **{
+                    f"{k}_cpu_ms": {
+                        "mean": round(statistics.fmean(v), 2),
+                        "p50": round(statistics.median(v), 2),
+                        "p95": round(statistics.quantiles(v, n=20)[18], 2),
+                    }
+                    for k, v in parts.items()
+                },
+            },
+            indent=2,
+        )
+    )
+    if profiler is not None:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(top)
 
 
 # --- POST -> change event with the daemon -----------------------------------------------------
@@ -445,12 +519,13 @@ def _first_new(folder: Path, seen: set[Path]) -> dict | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", nargs="?", default="run", choices=["build", "run"])
+    parser.add_argument("command", nargs="?", default="run", choices=["build", "run", "profile"])
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--work", type=Path)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--samples", type=int, default=5000)
+    parser.add_argument("--top", type=int, default=0, help="profile: cProfile's top N")
     parser.add_argument("--latency", action="store_true", help="POST -> change event, daemon")
     parser.add_argument("--people", type=int, default=2000, help="--latency: the hub's size")
     parser.add_argument("--rounds", type=int, default=3, help="--latency: writes measured")
@@ -464,6 +539,8 @@ def main() -> None:
         if args.work.exists():
             shutil.rmtree(args.work)
         print(json.dumps(build(args.records, args.work)), flush=True)
+    elif args.command == "profile":
+        profile(args.work, args.samples, args.top)
     else:
         run(args.work, args.concurrency, args.seconds, args.samples)
 

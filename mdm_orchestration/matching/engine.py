@@ -84,7 +84,7 @@ def _positions(records: pd.DataFrame, pairs: list[tuple[str, str]]) -> list[tupl
 
 
 @dataclass
-class _Scored:
+class PairScores:
     scores: np.ndarray
     by_rule: np.ndarray
     weak: np.ndarray
@@ -93,7 +93,7 @@ class _Scored:
     rule_masks: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-class _Scorer:
+class PairScorer:
     """Rules, the model, the frequency adjustments and the caps over index pairs of one party's
     records.
 
@@ -209,7 +209,7 @@ class _Scorer:
         ) & ~same_values(self.records, "national_id", left[named], right[named])
         return weak, contradicting_organisation(self.records, left, right)
 
-    def __call__(self, left: np.ndarray, right: np.ndarray) -> _Scored:
+    def __call__(self, left: np.ndarray, right: np.ndarray) -> PairScores:
         rule_masks = apply_rules(self.records, left, right, self.config.rules)
         weak, contradicted = self.caps(left, right)
         by_rule = np.zeros(len(left), dtype=bool)
@@ -229,8 +229,26 @@ class _Scorer:
         weak &= ~by_rule
         scores[weak] = np.minimum(scores[weak], max(self.threshold - 0.01, 0.0))
         scores[contradicted] = 0.0
-        return _Scored(
+        return PairScores(
             scores, by_rule, weak, {k: int(m.sum()) for k, m in rule_masks.items()}, rule_masks
+        )
+
+    def explain(self, i: int, j: int) -> Explanation:
+        """Why records ``i`` and ``j`` score as :meth:`__call__` scores them: the model's
+        fields, the frequency adjustments, a rule, the caps."""
+        left, right = np.array([i]), np.array([j])
+        weak, contradicted = self.caps(left, right)
+        rules = [
+            k for k, m in apply_rules(self.records, left, right, self.config.rules).items() if m[0]
+        ]
+        terms = {k: float(v[0]) for k, v in self.adjustments(left, right).items()}
+        return with_engine_terms(
+            explain_pair(self.model, self.columns.row(i), self.columns.row(j)),
+            terms,
+            weak=bool(weak[0]),
+            contradicted=bool(contradicted[0]),
+            rule=rules[0] if rules and not contradicted[0] else None,
+            threshold=self.threshold,
         )
 
 
@@ -245,19 +263,9 @@ def explain_records(
 ) -> Explanation:
     """Why records ``i`` and ``j`` of ``records`` (a match frame of one party type) score as the
     engine scores them: the model's fields, the frequency adjustments, a rule, the caps."""
-    scorer = _Scorer(records.reset_index(drop=True), party_type, model, config, frequencies)
-    left, right = np.array([i]), np.array([j])
-    weak, contradicted = scorer.caps(left, right)
-    rules = [k for k, m in apply_rules(scorer.records, left, right, config.rules).items() if m[0]]
-    terms = {k: float(v[0]) for k, v in scorer.adjustments(left, right).items()}
-    return with_engine_terms(
-        explain_pair(model, scorer.columns.row(i), scorer.columns.row(j)),
-        terms,
-        weak=bool(weak[0]),
-        contradicted=bool(contradicted[0]),
-        rule=rules[0] if rules and not contradicted[0] else None,
-        threshold=scorer.threshold,
-    )
+    return PairScorer(
+        records.reset_index(drop=True), party_type, model, config, frequencies
+    ).explain(i, j)
 
 
 def _missing_pairs_in_components(
@@ -323,7 +331,7 @@ def match_party(
     rebuild)."""
     records = records.reset_index(drop=True)
     cands = candidate_pairs(records, party_type, config.max_block_size, block_sizes)
-    scorer = _Scorer(records, party_type, model, config, frequencies)
+    scorer = PairScorer(records, party_type, model, config, frequencies)
     scored = scorer(cands.left, cands.right)
     return cluster_candidates(
         records, party_type, model, config, cands, scored, scorer, must_link, cannot_link
@@ -336,8 +344,8 @@ def cluster_candidates(
     model: MatchModel,
     config: MatchingConfig,
     cands: Candidates,
-    scored: _Scored,
-    scorer: _Scorer,
+    scored: PairScores,
+    scorer: PairScorer,
     must_link: list[tuple[str, str]],
     cannot_link: list[tuple[str, str]],
 ) -> PartyMatch:
@@ -380,7 +388,7 @@ def score_pairs(
     frequencies: Frequencies | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rules and model over the given pairs of ``records`` (positions): scores and by-rule."""
-    scored = _Scorer(records, party_type, model, config, frequencies)(left, right)
+    scored = PairScorer(records, party_type, model, config, frequencies)(left, right)
     return scored.scores, scored.by_rule
 
 
@@ -395,7 +403,7 @@ def cluster_scored(
     by_rule: np.ndarray,
     must_link: list[tuple[str, str]],
     cannot_link: list[tuple[str, str]],
-    scorer: _Scorer | None = None,
+    scorer: PairScorer | None = None,
     frequencies: Frequencies | None = None,
     review_limit: int | None = None,
 ) -> PartyMatch:
@@ -403,7 +411,7 @@ def cluster_scored(
     contradicting pairs apart, cluster, and pick the pairs for review. ``records`` (positions
     0..n-1) are whole components of the match graph; the incremental path passes the pairs it
     kept from earlier runs and re-scores only those it has not."""
-    scorer = scorer or _Scorer(records, party_type, model, config, frequencies)
+    scorer = scorer or PairScorer(records, party_type, model, config, frequencies)
     n = len(records)
     threshold = scorer.threshold
     extra_l, extra_r = _missing_pairs_in_components(

@@ -340,7 +340,7 @@ def with_engine_terms(
     rule: str | None = None,
     threshold: float | None = None,
 ) -> Explanation:
-    """The explanation of the engine's final score, as ``_Scorer`` computes it: the model's
+    """The explanation of the engine's final score, as ``PairScorer`` computes it: the model's
     log-odds plus its named ``terms`` (frequency adjustments, ...), then a rule's match (1.0),
     else the cap for a pair without enough evidence (at most ``threshold - 0.01``) and a
     contradiction (0.0). Each step after the terms is one more named log-odds term, the

@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection
 
-from mdm_orchestration.config import HubConfig, MatchingConfig
+from mdm_orchestration.config import HubConfig
 from mdm_orchestration.matching.blocking import index_entries
-from mdm_orchestration.matching.engine import explain_records, score_pairs
+from mdm_orchestration.matching.engine import PairScorer
 from mdm_orchestration.matching.explain import Explanation
-from mdm_orchestration.matching.frequencies import INDEX_PREFIX, Frequencies
+from mdm_orchestration.matching.frequencies import INDEX_PREFIX
 from mdm_orchestration.matching.frequency_store import hub_frequencies, index_delta
 from mdm_orchestration.matching.model import MatchModel
 from mdm_orchestration.matching.neighbourhood import neighbours, stored_index
@@ -46,22 +46,16 @@ class OnlineMatch:
     """The candidates of one proposed record, best first, and what explains them."""
 
     candidates: list[Candidate]
-    _frame: pd.DataFrame | None = None
     _position: dict[str, int] = field(default_factory=dict)
-    _party: str = ""
-    _model: MatchModel | None = None
-    _config: MatchingConfig | None = None
-    _freq: Frequencies | None = None
+    #: the scorer that scored them (its explanations need no second one)
+    _scorer: PairScorer | None = None
 
     def explain(self, record_id: str) -> Explanation | None:
         """Why the proposed record and candidate ``record_id`` score as they do."""
         j = self._position.get(record_id)
-        if j is None or self._frame is None or self._model is None or self._config is None:
+        if j is None or self._scorer is None:
             return None
-        assert self._freq is not None
-        return explain_records(
-            self._frame, self._party, self._model, self._config, self._freq, 0, j
-        )
+        return self._scorer.explain(0, j)
 
 
 def band_of(score: float, threshold: float, review_low: float) -> str:
@@ -121,7 +115,9 @@ def match_one(
     if not len(left):
         return OnlineMatch([])
     model = models[party]
-    scores, by_rule = score_pairs(around, party, model, m, left, right, freq)
+    scorer = PairScorer(around, party, model, m, freq)
+    scored = scorer(left, right)
+    scores, by_rule = scored.scores, scored.by_rule
     threshold = match_threshold(config, model)
     order = np.lexsort((right, -scores))
     ids = around["record_id"].tolist()
@@ -135,4 +131,4 @@ def match_one(
         for k in order.tolist()
     ]
     position = {ids[int(j)]: int(j) for j in right.tolist()}
-    return OnlineMatch(candidates, around, position, party, model, m, freq)
+    return OnlineMatch(candidates, position, scorer)

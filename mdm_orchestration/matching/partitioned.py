@@ -31,8 +31,8 @@ from mdm_orchestration.hub.store import reconsolidation_lock, write_transaction
 from mdm_orchestration.hub.tables import STAGE_PAIRS, STAGE_PARTITIONS, utcnow
 from mdm_orchestration.matching.blocking import Candidates, candidate_pairs
 from mdm_orchestration.matching.engine import (
-    _Scored,
-    _Scorer,
+    PairScorer,
+    PairScores,
     assemble,
     cluster_candidates,
     party_frames,
@@ -92,7 +92,7 @@ def _snapshot(inputs: RebuildInputs, config: HubConfig) -> str:
 
 
 def _stage_rows(
-    part: RebuildPartition, party: str, ids: np.ndarray, cands: Candidates, scored: _Scored
+    part: RebuildPartition, party: str, ids: np.ndarray, cands: Candidates, scored: PairScores
 ) -> Iterator[list[tuple[Any, ...]]]:
     rules = np.zeros(len(cands), dtype=np.int64)
     for bit, mask in enumerate(scored.rule_masks.values()):
@@ -119,13 +119,13 @@ def stage_partition(engine: Engine, config: HubConfig, part: RebuildPartition) -
     inputs = read_inputs(engine)
     _frame, subs = party_frames(inputs.cleansed)
     matching = config.matching
-    staged: list[tuple[str, np.ndarray, Candidates, _Scored]] = []
+    staged: list[tuple[str, np.ndarray, Candidates, PairScores]] = []
     stats: dict[str, Any] = {}
     for party, sub in subs.items():
         cands = candidate_pairs(
             sub, party, matching.max_block_size, partition=(part.index, part.count)
         )
-        scored = _Scorer(sub, party, inputs.models[party], matching)(cands.left, cands.right)
+        scored = PairScorer(sub, party, inputs.models[party], matching)(cands.left, cands.right)
         staged.append((party, sub["record_id"].to_numpy(object), cands, scored))
         stats[party] = {
             "pairs_by_key": cands.pairs_by_key,
@@ -194,7 +194,7 @@ def _joined(
     party: str,
     sub: pd.DataFrame,
     stats: list[dict[str, Any] | None],
-) -> tuple[Candidates, _Scored]:
+) -> tuple[Candidates, PairScores]:
     """Every partition's staged pairs of ``party`` as one set of candidates with their scores,
     in the order the single-step rebuild lists them (by left, then right position). ``stats``
     is each partition's (by index); a partition whose rows read differ in number from those it
@@ -246,7 +246,7 @@ def _joined(
             giants[name] = giants.get(name, 0) + count
     names = present[0]["rules"] if present else []
     cands = Candidates(unique // n, unique % n, by_key, giants)
-    scored = _Scored(
+    scored = PairScores(
         np.concatenate(scores)[first],
         np.concatenate(by_rule)[first],
         np.concatenate(weak)[first],
@@ -290,7 +290,7 @@ def finish_partitioned_rebuild(
                 stats = [done[i].stats.get(party) for i in range(partitions)]
                 cands, scored = _joined(conn, token, partitions, party, sub, stats)
                 model = inputs.models[party]
-                scorer = _Scorer(sub, party, model, config.matching)
+                scorer = PairScorer(sub, party, model, config.matching)
                 parts[party] = (
                     sub,
                     cluster_candidates(

@@ -140,7 +140,7 @@ def test_as_dict_round_trips_through_json_and_text_names_each_field(model):
 
 
 def test_engine_terms_reproduce_the_engines_final_score(model, labelled):
-    """As engine._Scorer: sigmoid(logit + terms), then a rule's 1.0, the cap at threshold -
+    """As engine.PairScorer: sigmoid(logit + terms), then a rule's 1.0, the cap at threshold -
     0.01 for a pair without enough evidence, a contradiction's 0.0."""
     t = model.threshold
     for a, b in labelled[0][:10] + labelled[1][:10]:
