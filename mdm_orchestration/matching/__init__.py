@@ -37,6 +37,7 @@ from mdm_orchestration.matching.online import (
     REVIEW,
     OnlineMatch,
     band_of,
+    match_many,
     match_one,
     match_threshold,
 )
@@ -97,6 +98,7 @@ __all__ = [
     "MatchCandidate",
     "OnlineMatch",
     "band_of",
+    "match_many",
     "match_one",
     "match_threshold",
     "FULL",

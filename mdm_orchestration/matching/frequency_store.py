@@ -63,9 +63,19 @@ def stored_counts(conn: Connection, keys: Iterable[tuple[str, str, str]]) -> dic
 def hub_frequencies(conn: Connection, frame: pd.DataFrame, delta: Counts) -> Frequencies:
     """Hub-wide counts of the values ``frame``'s records hold, with ``delta`` (this run's
     changes, not yet written) applied."""
-    keys = {(party, field_of(name), key) for _rid, party, name, key in record_terms(frame)}
-    keys |= set(delta)
-    counts = Counter(stored_counts(conn, keys))
+    keys = term_keys(record_terms(frame)) | set(delta)
+    return with_delta(stored_counts(conn, keys), keys, delta)
+
+
+def term_keys(terms: Iterable[tuple[str, str, str, str]]) -> set[tuple[str, str, str]]:
+    """The count keys ``(party, field, value key)`` of :func:`record_terms` entries."""
+    return {(party, field_of(name), key) for _rid, party, name, key in terms}
+
+
+def with_delta(stored: Counts, keys: Iterable[tuple[str, str, str]], delta: Counts) -> Frequencies:
+    """The counts of ``keys`` among ``stored`` ones (:func:`stored_counts` of at least those
+    keys), with ``delta`` applied."""
+    counts = Counter({k: stored[k] for k in keys if k in stored})
     counts.update(dict(delta))
     return Frequencies(counts)
 

@@ -67,14 +67,31 @@ def neighbours(
 ) -> set[str]:
     """Records in the index sharing one of ``keys`` (giant blocks left out: a block's hub size
     counts ``extra``, the keys of records about to be indexed, instead of ``exclude``'s)."""
+    return neighbours_in(
+        block_members(conn, {h for _n, h in keys}), keys, exclude, max_block, extra
+    )
+
+
+def block_members(conn: Connection, hashes: set[str]) -> dict[str, set[str]]:
+    """The records in the index under each key hash of ``hashes`` (absent: none)."""
     members: dict[str, set[str]] = {}
-    for cond in in_chunks(INDEX.c.key_hash, sorted({h for _n, h in keys})):
+    for cond in in_chunks(INDEX.c.key_hash, sorted(hashes)):
         for h, rid in conn.execute(select(INDEX.c.key_hash, INDEX.c.record_id).where(cond)):
-            if rid not in exclude:
-                members.setdefault(h, set()).add(rid)
+            members.setdefault(h, set()).add(rid)
+    return members
+
+
+def neighbours_in(
+    members: dict[str, set[str]],
+    keys: set[tuple[str, str]],
+    exclude: set[str],
+    max_block: int,
+    extra: Counter,
+) -> set[str]:
+    """:func:`neighbours` from the :func:`block_members` of (at least) ``keys``' hashes."""
     found: set[str] = set()
     for name, h in keys:
-        m = members.get(h, set())
+        m = members.get(h, set()) - exclude
         if len(m) + extra[(name, h)] <= max_block:
             found |= m
     return found

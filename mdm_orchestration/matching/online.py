@@ -21,10 +21,15 @@ from mdm_orchestration.config import HubConfig
 from mdm_orchestration.matching.blocking import index_entries
 from mdm_orchestration.matching.engine import PairScorer
 from mdm_orchestration.matching.explain import Explanation
-from mdm_orchestration.matching.frequencies import INDEX_PREFIX
-from mdm_orchestration.matching.frequency_store import hub_frequencies, index_delta
+from mdm_orchestration.matching.frequencies import INDEX_PREFIX, Frequencies, record_terms
+from mdm_orchestration.matching.frequency_store import (
+    index_delta,
+    stored_counts,
+    term_keys,
+    with_delta,
+)
 from mdm_orchestration.matching.model import MatchModel
-from mdm_orchestration.matching.neighbourhood import neighbours, stored_index
+from mdm_orchestration.matching.neighbourhood import block_members, neighbours_in, stored_index
 from mdm_orchestration.matching.records import match_frame
 from mdm_orchestration.matching.steward import current_cleansed
 
@@ -85,36 +90,97 @@ def match_one(
     """Candidates for the one cleansed record in ``cleansed`` (a frame of cleansing's record
     columns), best first. Records in ``exclude`` (the proposed record's own id, when it is an
     update) are left out. Reads only."""
+    return match_many(conn, config, models, cleansed, [exclude])[0]
+
+
+def match_many(
+    conn: Connection,
+    config: HubConfig,
+    models: dict[str, MatchModel],
+    cleansed: pd.DataFrame,
+    excludes: list[frozenset[str]] | None = None,
+) -> list[OnlineMatch]:
+    """:func:`match_one` of each record of ``cleansed``, each answer the same as if it were
+    asked alone (the hub is read once for all: their blocks, neighbours and term counts; each
+    is scored against its own neighbours with its own values counted once more). ``excludes``:
+    per record, as :func:`match_one`'s ``exclude``."""
     m = config.matching
-    proposed = str(cleansed["source_record_id"].iloc[0])
-    party = str(cleansed["party_type"].iloc[0])
-    if party not in models:
-        return OnlineMatch([])
+    cleansed = cleansed.reset_index(drop=True)
+    n = len(cleansed)
+    excludes = excludes if excludes is not None else [frozenset()] * n
+    out = [OnlineMatch([]) for _ in range(n)]
+    proposed = [str(v) for v in cleansed["source_record_id"].tolist()]
+    parties = [str(v) for v in cleansed["party_type"].tolist()]
+    asked = [i for i in range(n) if parties[i] in models]
+    if not asked:
+        return out
     mine = match_frame(cleansed)
-    index = index_entries(mine, party)
-    blocks = [(n, h) for _r, n, h in index if not n.startswith(INDEX_PREFIX)]
-    extra = Counter(blocks)
-    keys = set(blocks)
-    gone = set(exclude) | {proposed}
-    near = neighbours(conn, keys, gone, m.max_block_size, extra) if keys else set()
-    if not near:
-        return OnlineMatch([])
-    hub = current_cleansed(conn, sorted(near))
-    hub = hub[hub["party_type"] == party].reset_index(drop=True)
+    # Blocking keys per proposal, found through their positions (two proposals may carry the
+    # same record id: an update asked twice).
+    index: list[list[tuple[str, str, str]]] = [[] for _ in range(n)]
+    for party in sorted({parties[i] for i in asked}):
+        rows = [i for i in asked if parties[i] == party]
+        frame = mine.iloc[rows].assign(record_id=[str(i) for i in rows])
+        for at, name, h in index_entries(frame, party):
+            index[int(at)].append((proposed[int(at)], name, h))
+    blocks = {i: [(k, h) for _r, k, h in index[i] if not k.startswith(INDEX_PREFIX)] for i in asked}
+    members = block_members(conn, {h for i in asked for _k, h in blocks[i]})
+    near = {
+        i: neighbours_in(
+            members,
+            set(blocks[i]),
+            set(excludes[i]) | {proposed[i]},
+            m.max_block_size,
+            Counter(blocks[i]),
+        )
+        for i in asked
+    }
+    hub = current_cleansed(conn, sorted(set().union(*near.values())))
     if hub.empty:
-        return OnlineMatch([])
-    around = pd.concat([mine, match_frame(hub)], ignore_index=True)
+        return out
+    hub_frame = match_frame(hub)
+    hub_ids = hub_frame["record_id"].tolist()
+    row_of = {rid: k for k, rid in enumerate(hub_ids)}
+    hub_party = hub_frame["party_type"].tolist()
+    hub_terms: dict[str, list[tuple[str, str, str, str]]] = {}
+    for term in record_terms(hub_frame):
+        hub_terms.setdefault(term[0], []).append(term)
+    stored_by: dict[str, list[tuple[str, str, str]]] = {}
+    for entry in stored_index(conn, {proposed[i] for i in asked}):
+        stored_by.setdefault(entry[0], []).append(entry)
     # Counted as if the proposed record replaced its stored version (an update of a record
     # the hub holds) or joined the hub (a new one).
-    freq = hub_frequencies(conn, around, index_delta(index, stored_index(conn, {proposed})))
-    # Every record of ``around`` shares a block of at most max_block_size records with the
-    # proposed one (``neighbours`` left the giant blocks out, by their hub size, as
-    # ``candidate_pairs`` would): the candidate pairs are (0, each of them).
+    wanted: dict[int, tuple[list[int], set[tuple[str, str, str]], Counter]] = {}
+    for i in asked:
+        rows = [
+            row_of[r] for r in sorted(near[i]) if r in row_of and hub_party[row_of[r]] == parties[i]
+        ]
+        if not rows:
+            continue
+        delta = index_delta(index[i], stored_by.get(proposed[i], []))
+        own = [
+            (proposed[i], parties[i], k, h) for _r, k, h in index[i] if k.startswith(INDEX_PREFIX)
+        ]
+        terms = own + [t for k in rows for t in hub_terms.get(hub_ids[k], [])]
+        wanted[i] = (rows, term_keys(terms) | set(delta), delta)
+    stored = stored_counts(conn, set().union(*(w[1] for w in wanted.values()))) if wanted else {}
+    for i, (rows, keys, delta) in wanted.items():
+        around = pd.concat([mine.iloc[[i]], hub_frame.iloc[rows]], ignore_index=True)
+        out[i] = _score_one(
+            around, parties[i], models[parties[i]], config, with_delta(stored, keys, delta)
+        )
+    return out
+
+
+def _score_one(
+    around: pd.DataFrame, party: str, model: MatchModel, config: HubConfig, freq: Frequencies
+) -> OnlineMatch:
+    """The proposed record (row 0 of ``around``) against each of the others: every one of them
+    shares a block of at most max_block_size records with it (the giant blocks were left out
+    by their hub size, as ``candidate_pairs`` leaves them out)."""
+    m = config.matching
     right = np.arange(1, len(around), dtype=np.int64)
     left = np.zeros(len(right), dtype=np.int64)
-    if not len(left):
-        return OnlineMatch([])
-    model = models[party]
     scorer = PairScorer(around, party, model, m, freq)
     scored = scorer(left, right)
     scores, by_rule = scored.scores, scored.by_rule

@@ -52,9 +52,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             limiter=RateLimiter(settings.rate_per_second, settings.rate_burst),
         )
         warm_up(app.state.service)
+        app.state.match_batcher = matching.MatchBatcher(app.state.service)
         try:
             yield
         finally:
+            app.state.match_batcher.close()
             engine.dispose()
 
     app = FastAPI(

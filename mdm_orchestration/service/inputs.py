@@ -90,48 +90,80 @@ def cleanse_one(
     Its ``source_record_id`` is the record's own when ``values`` carry its key, else a random
     one. A row a blocking quality rule stops is refused (422); with ``strict``, so is one the
     cleansers flag invalid (:data:`REFUSED_FLAGS`)."""
-    key = (values.get(source.key_column) or "").strip()
-    rid = source_record_id(source.name, key) if key else uuid.uuid4().hex
+    answer = cleanse_many([values], source, config, strict=strict)[0]
+    if isinstance(answer, Problem):
+        raise answer
+    return answer
+
+
+def cleanse_many(
+    rows: list[dict[str, str | None]], source: SourceConfig, config: HubConfig, *, strict: bool
+) -> list[tuple[pd.DataFrame, dict[str, Any]] | Problem]:
+    """:func:`cleanse_one` of each of ``rows`` (one source's), by one call of the cleansers:
+    per row, its cleansed record or the problem that refuses it."""
+    ids = []
+    for values in rows:
+        key = (values.get(source.key_column) or "").strip()
+        ids.append((source_record_id(source.name, key) if key else uuid.uuid4().hex, key))
     versions = pd.DataFrame(
         [
             {
                 "extract_id": 0,
-                "row_number": 1,
+                "row_number": n,
                 "source_record_id": rid,
                 "source_key": key,
                 "raw": values,
                 "source_updated_at": None,
             }
+            for n, (values, (rid, key)) in enumerate(zip(rows, ids, strict=True), start=1)
         ],
         dtype=object,
     )
     result = cleanse_batch(versions, source, config.quality, date.today())
-    errors = []
+    errors: dict[int, list[dict[str, str]]] = {}
     for q in result.quarantine.itertuples():
         for column in _columns_of(source, str(q.field)):
-            errors.append(field_error(f"body.{column}", str(q.reason), "a quality rule stops it"))
-    if not errors and strict:
-        flags = result.records["quality_flags"].iloc[0]
-        for flag in flags:
-            canonical_field = REFUSED_FLAGS.get(flag)
-            if canonical_field:
-                for column in _columns_of(source, canonical_field):
-                    errors.append(field_error(f"body.{column}", flag, flag.replace("_", " ")))
-    if not errors and strict:
-        for purpose, spec in source.consent_columns.items():
-            given = values.get(spec.column)
-            if (
-                given is not None
-                and given.strip()
-                and purpose not in result.records["consents"].iloc[0]
-            ):
-                errors.append(
-                    field_error(f"body.{spec.column}", "consent_invalid", "use true or false")
-                )
+            errors.setdefault(int(q.row_number), []).append(
+                field_error(f"body.{column}", str(q.reason), "a quality rule stops it")
+            )
+    records = result.records.reset_index(drop=True)
+    at = {int(n): k for k, n in enumerate(records["row_number"].tolist())}
+    out: list[tuple[pd.DataFrame, dict[str, Any]] | Problem] = []
+    for n, values in enumerate(rows, start=1):
+        found = errors.get(n, [])
+        k = at.get(n)
+        if not found and k is not None and strict:
+            found = _refused(values, records.iloc[k], source)
+        if found or k is None:
+            out.append(
+                Problem(422, "the record has invalid fields", errors=found, kind="invalid-fields")
+            )
+            continue
+        record = records.iloc[[k]].reset_index(drop=True)
+        out.append((record, cleansed_json(record)))
+    return out
+
+
+def _refused(
+    values: dict[str, str | None], record: pd.Series, source: SourceConfig
+) -> list[dict[str, str]]:
+    """A strict write's refusals of a row the quality rules let through: the flags of
+    :data:`REFUSED_FLAGS`, else consent columns that say neither yes nor no."""
+    errors = []
+    for flag in record["quality_flags"]:
+        canonical_field = REFUSED_FLAGS.get(flag)
+        if canonical_field:
+            for column in _columns_of(source, canonical_field):
+                errors.append(field_error(f"body.{column}", flag, flag.replace("_", " ")))
     if errors:
-        raise Problem(422, "the record has invalid fields", errors=errors, kind="invalid-fields")
-    record = result.records.iloc[[0]].reset_index(drop=True)
-    return record, cleansed_json(record)
+        return errors
+    for purpose, spec in source.consent_columns.items():
+        given = values.get(spec.column)
+        if given is not None and given.strip() and purpose not in record["consents"]:
+            errors.append(
+                field_error(f"body.{spec.column}", "consent_invalid", "use true or false")
+            )
+    return errors
 
 
 def _json(value: Any) -> Any:  # noqa: ANN401

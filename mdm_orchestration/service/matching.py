@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import queue
+import threading
+from collections import Counter
+from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import pandas as pd
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel
 from sqlalchemy import Connection
 
 from mdm_orchestration.config import SourceConfig
-from mdm_orchestration.matching import NoModel, match_one
-from mdm_orchestration.service.deps import Hub, State, require
+from mdm_orchestration.matching import NoModel, match_many
+from mdm_orchestration.service.deps import State, require
 from mdm_orchestration.service.inputs import (
     Scalar,
     canonical_source,
-    cleanse_one,
+    cleanse_many,
     raw_values,
 )
 from mdm_orchestration.service.keys import MATCH
@@ -61,41 +67,181 @@ def golden_candidates(
     conn: Connection, state: ServiceState, record: pd.DataFrame, limit: int, explain: int = 3
 ) -> list[GoldenCandidate]:
     """The golden records the cleansed ``record`` may be, best first (a golden record's score
-    is its best-scoring record's); the first ``explain`` explained by that record (each
-    explanation re-scores the pair: about 10 ms)."""
+    is its best-scoring record's); the first ``explain`` explained by that record."""
+    return golden_candidates_many(conn, state, [record], [(limit, explain)])[0]
+
+
+def golden_candidates_many(
+    conn: Connection,
+    state: ServiceState,
+    records: list[pd.DataFrame],
+    asks: list[tuple[int, int]],
+) -> list[list[GoldenCandidate]]:
+    """:func:`golden_candidates` of each cleansed record, the hub read once for all of them;
+    ``asks``: each one's ``(limit, explain)``."""
     try:
         models = state.models(conn)
     except NoModel as exc:
         raise Problem(503, f"no usable match model: {exc}", kind="no-model") from exc
-    found = match_one(conn, state.config, models, record)
-    golden_of = golden_ids_of_records(conn, [c.record_id for c in found.candidates])
-    best: dict[str, Any] = {}
-    for c in found.candidates:
-        gid = golden_of.get(c.record_id)
-        if gid is not None and gid not in best:
-            best[gid] = c
-        if len(best) >= limit:
-            break
+    matches = match_many(conn, state.config, models, pd.concat(records, ignore_index=True))
+    golden_of = golden_ids_of_records(
+        conn, {c.record_id for found in matches for c in found.candidates}
+    )
     out = []
-    for rank, (gid, c) in enumerate(best.items()):
-        explanation = found.explain(c.record_id) if rank < explain else None
+    for found, (limit, explain) in zip(matches, asks, strict=True):
+        best: dict[str, Any] = {}
+        for c in found.candidates:
+            gid = golden_of.get(c.record_id)
+            if gid is not None and gid not in best:
+                best[gid] = c
+            if len(best) >= limit:
+                break
+        answer = []
+        for rank, (gid, c) in enumerate(best.items()):
+            explanation = found.explain(c.record_id) if rank < explain else None
+            answer.append(
+                GoldenCandidate(
+                    golden_id=gid,
+                    score=c.score,
+                    band=c.band,
+                    record_id=c.record_id,
+                    by_rule=c.by_rule,
+                    explanation=explanation.as_dict() if explanation is not None else None,
+                )
+            )
+        out.append(answer)
+    return out
+
+
+@dataclass
+class Proposal:
+    """One ``POST /v1/match``: the body as ``layout``'s raw values, and what to answer."""
+
+    values: dict[str, str | None]
+    layout: SourceConfig
+    limit: int
+    explain: int
+
+
+def answer_many(state: ServiceState, proposals: list[Proposal]) -> list[MatchAnswer | Problem]:
+    """Each proposal cleansed and matched, as if asked alone: one call of the cleansers per
+    layout and one read of the hub for all. A proposal the cleansers refuse gets its problem;
+    the others their answers."""
+    cleansed: list[tuple[pd.DataFrame, dict[str, Any]] | Problem | None] = [None] * len(proposals)
+    by_layout: dict[int, list[int]] = {}
+    for i, p in enumerate(proposals):
+        by_layout.setdefault(id(p.layout), []).append(i)
+    for group in by_layout.values():
+        layout = proposals[group[0]].layout
+        done = cleanse_many(
+            [proposals[i].values for i in group], layout, state.config, strict=False
+        )
+        for i, result in zip(group, done, strict=True):
+            cleansed[i] = result
+    ok = [i for i, c in enumerate(cleansed) if isinstance(c, tuple)]
+    found: dict[int, list[GoldenCandidate]] = {}
+    if ok:
+        with state.engine.connect() as conn:
+            ranked = golden_candidates_many(
+                conn,
+                state,
+                [cleansed[i][0] for i in ok],  # type: ignore[index]
+                [(proposals[i].limit, proposals[i].explain) for i in ok],
+            )
+        found = dict(zip(ok, ranked, strict=True))
+    out: list[MatchAnswer | Problem] = []
+    for i, c in enumerate(cleansed):
+        if not isinstance(c, tuple):
+            assert isinstance(c, Problem)
+            out.append(c)
+            continue
+        flat = c[1]
         out.append(
-            GoldenCandidate(
-                golden_id=gid,
-                score=c.score,
-                band=c.band,
-                record_id=c.record_id,
-                by_rule=c.by_rule,
-                explanation=explanation.as_dict() if explanation is not None else None,
+            MatchAnswer(
+                candidates=found[i],
+                cleansed=flat,
+                quality_flags=list(flat.get("quality_flags") or []),
+                quality_score=float(flat.get("quality_score") or 0.0),
             )
         )
     return out
 
 
+class MatchBatcher:
+    """``POST /v1/match``'s worker: one thread that answers, in one batch
+    (:func:`answer_many`), the proposals that queued up while it answered the previous batch.
+
+    At low load a batch is one proposal and nothing waits for a batch to fill; under load the
+    fixed cost of cleansing and matching small frames (pandas' per-call bookkeeping, most of a
+    lone proposal's CPU) is paid once per batch instead of once per request. One proposal's
+    failure is not the others': a batch that fails is answered again one proposal at a time."""
+
+    def __init__(self, state: ServiceState, max_batch: int = 32) -> None:
+        self._state, self._max = state, max_batch
+        #: batch size -> how many batches of that size were answered (counts only)
+        self.batch_sizes: Counter[int] = Counter()
+        self._queue: queue.SimpleQueue[tuple[Proposal, Future[MatchAnswer]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._run, name="mdm-match-batcher", daemon=True)
+        self._thread.start()
+
+    def submit(self, proposal: Proposal) -> Future[MatchAnswer]:
+        future: Future[MatchAnswer] = Future()
+        self._queue.put((proposal, future))
+        return future
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            stopping = False
+            while len(batch) < self._max:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stopping = True
+                    break
+                batch.append(nxt)
+            self._answer(batch)
+            if stopping:
+                return
+
+    def _answer(self, batch: list[tuple[Proposal, Future[MatchAnswer]]]) -> None:
+        proposals = [p for p, _f in batch]
+        self.batch_sizes[len(batch)] += 1
+        try:
+            answers: list[MatchAnswer | BaseException] = list(answer_many(self._state, proposals))
+        except Exception:  # noqa: BLE001 - each proposal gets its own error below
+            answers = []
+            for p in proposals:
+                try:
+                    answers.append(answer_many(self._state, [p])[0])
+                except Exception as exc:  # noqa: BLE001 - handed to the request's own handler
+                    answers.append(exc)
+        for (_p, future), answer in zip(batch, answers, strict=True):
+            if isinstance(answer, BaseException):
+                future.set_exception(answer)
+            else:
+                future.set_result(answer)
+
+
+def match_batcher(request: Request) -> MatchBatcher:
+    return request.app.state.match_batcher  # type: ignore[no-any-return]
+
+
 @router.post("/match", response_model=MatchAnswer, dependencies=[Depends(require(MATCH))])
-def post_match(
-    conn: Hub,
+async def post_match(
     state: State,
+    batcher: Annotated[MatchBatcher, Depends(match_batcher)],
     body: Annotated[dict[str, Scalar], Body(description="canonical fields, or ?source= columns")],
     source: Annotated[str | None, Query(description="the body is in this source's layout")] = None,
     country: Annotated[
@@ -109,14 +255,7 @@ def post_match(
     band ``auto`` (the batch matcher would merge them), ``review`` or ``none``, each with its
     explanation per field; the cleansed form and its quality flags. Nothing is written."""
     layout = source_for(state, source, country)
-    values = raw_values(body, layout)
-    record, cleansed = cleanse_one(values, layout, state.config, strict=False)
-    candidates = golden_candidates(
-        conn, state, record, min(limit or state.settings.max_candidates, 100), explain
+    proposal = Proposal(
+        raw_values(body, layout), layout, min(limit or state.settings.max_candidates, 100), explain
     )
-    return MatchAnswer(
-        candidates=candidates,
-        cleansed=cleansed,
-        quality_flags=list(cleansed.get("quality_flags") or []),
-        quality_score=float(cleansed.get("quality_score") or 0.0),
-    )
+    return await asyncio.wrap_future(batcher.submit(proposal))

@@ -34,9 +34,7 @@ def upgrade() -> None:
         sa.Column("reason", sa.Text, nullable=True),
         sa.UniqueConstraint("subscriber", "event_id", name="uq_dead_letters_subscriber_event"),
     )
-    op.create_index(
-        "ix_dead_letters_subscriber_state", "dead_letters", ["subscriber", "state"]
-    )
+    op.create_index("ix_dead_letters_subscriber_state", "dead_letters", ["subscriber", "state"])
     op.create_index(
         "ix_dead_letters_subscriber_golden", "dead_letters", ["subscriber", "golden_id"]
     )
