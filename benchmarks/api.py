@@ -276,24 +276,24 @@ def run(work: Path, concurrency: int, seconds: float, samples: int) -> None:
     )
 
 
-def profile(work: Path, samples: int, top: int) -> None:
+def profile(work: Path, samples: int, top: int, batches: list[int]) -> None:
     """``POST /v1/match``'s work in this process, without HTTP: the same proposals as ``run``
-    (same seed), cleansed and matched by the service's own functions, CPU time per proposal
-    for each part; with ``--top N``, cProfile's N costliest functions (cumulative)."""
+    (same seed) answered by the service's own ``answer_many``, ``batch`` at a time (the
+    batcher's batches under load; 1: a lone request), CPU ms per proposal; with ``--top N``,
+    cProfile's N costliest functions (cumulative) of the last batch size."""
     import cProfile
     import pstats
 
+    from mdm_orchestration.config import load_hub_config
+    from mdm_orchestration.hub.store import create_hub_engine
     from mdm_orchestration.service.app import warm_up
-    from mdm_orchestration.service.inputs import canonical_source, cleanse_one, raw_values
-    from mdm_orchestration.service.matching import golden_candidates
+    from mdm_orchestration.service.inputs import canonical_source, raw_values
+    from mdm_orchestration.service.matching import Proposal, answer_many
     from mdm_orchestration.service.state import RateLimiter, ServiceSettings, ServiceState
 
     hub = f"sqlite:///{work / 'hub.db'}"
-    _ids, proposals = _samples(hub, samples, seed=7)
+    _ids, bodies = _samples(hub, samples, seed=7)
     settings = ServiceSettings(hub_url=hub)
-    from mdm_orchestration.config import load_hub_config
-    from mdm_orchestration.hub.store import create_hub_engine
-
     state = ServiceState(
         settings=settings,
         engine=create_hub_engine(hub),
@@ -302,49 +302,34 @@ def profile(work: Path, samples: int, top: int) -> None:
     )
     warm_up(state)
     layout = canonical_source("US")
-    parts: dict[str, list[float]] = {"cleanse": [], "match": [], "total": []}
-    found = 0
-    profiler = cProfile.Profile() if top else None
-    with state.engine.connect() as conn:
-        golden_candidates(
-            conn,
-            state,
-            cleanse_one(raw_values(proposals[0], layout), layout, state.config, strict=False)[0],
-            10,
-        )
-        for p in proposals:
-            if profiler is not None:
-                profiler.enable()
+    proposals = [
+        Proposal(raw_values(b, layout), layout, settings.max_candidates, 3) for b in bodies
+    ]
+    answer_many(state, proposals[:4])
+    report: dict[str, object] = {"hub": str(work / "hub.db"), "proposals": len(proposals)}
+    profiler = None
+    for batch in batches:
+        if top and batch == batches[-1]:
+            profiler = cProfile.Profile()
+            profiler.enable()
+        per: list[float] = []
+        found = 0
+        for at in range(0, len(proposals), batch):
+            chunk = proposals[at : at + batch]
             t0 = time.process_time()
-            record, _ = cleanse_one(raw_values(p, layout), layout, state.config, strict=False)
-            t1 = time.process_time()
-            candidates = golden_candidates(conn, state, record, settings.max_candidates)
-            t2 = time.process_time()
-            if profiler is not None:
-                profiler.disable()
-            found += bool(candidates)
-            parts["cleanse"].append((t1 - t0) * 1000)
-            parts["match"].append((t2 - t1) * 1000)
-            parts["total"].append((t2 - t0) * 1000)
+            answers = answer_many(state, chunk)
+            per += [(time.process_time() - t0) * 1000 / len(chunk)] * len(chunk)
+            found += sum(bool(getattr(a, "candidates", None)) for a in answers)
+        if profiler is not None:
+            profiler.disable()
+        report[f"batch_{batch}"] = {
+            "with_candidates": found,
+            "cpu_ms_per_proposal_mean": round(statistics.fmean(per), 2),
+            "p50": round(statistics.median(per), 2),
+            "p95": round(statistics.quantiles(per, n=20)[18], 2),
+        }
     state.engine.dispose()
-    print(
-        json.dumps(
-            {
-                "hub": str(work / "hub.db"),
-                "proposals": len(proposals),
-                "with_candidates": found,
-                **{
-                    f"{k}_cpu_ms": {
-                        "mean": round(statistics.fmean(v), 2),
-                        "p50": round(statistics.median(v), 2),
-                        "p95": round(statistics.quantiles(v, n=20)[18], 2),
-                    }
-                    for k, v in parts.items()
-                },
-            },
-            indent=2,
-        )
-    )
+    print(json.dumps(report, indent=2))
     if profiler is not None:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(top)
 
@@ -526,6 +511,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--samples", type=int, default=5000)
     parser.add_argument("--top", type=int, default=0, help="profile: cProfile's top N")
+    parser.add_argument(
+        "--batch", type=int, nargs="+", default=[1, 8, 16], help="profile: batch sizes"
+    )
     parser.add_argument("--latency", action="store_true", help="POST -> change event, daemon")
     parser.add_argument("--people", type=int, default=2000, help="--latency: the hub's size")
     parser.add_argument("--rounds", type=int, default=3, help="--latency: writes measured")
@@ -540,7 +528,7 @@ def main() -> None:
             shutil.rmtree(args.work)
         print(json.dumps(build(args.records, args.work)), flush=True)
     elif args.command == "profile":
-        profile(args.work, args.samples, args.top)
+        profile(args.work, args.samples, args.top, args.batch)
     else:
         run(args.work, args.concurrency, args.seconds, args.samples)
 

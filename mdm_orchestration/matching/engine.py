@@ -236,20 +236,29 @@ class PairScorer:
     def explain(self, i: int, j: int) -> Explanation:
         """Why records ``i`` and ``j`` score as :meth:`__call__` scores them: the model's
         fields, the frequency adjustments, a rule, the caps."""
-        left, right = np.array([i]), np.array([j])
+        return self.explain_pairs(np.array([i]), np.array([j]))[0]
+
+    def explain_pairs(self, left: np.ndarray, right: np.ndarray) -> list[Explanation]:
+        """:meth:`explain` of each pair, the caps, rules and adjustments computed once for all
+        of them."""
         weak, contradicted = self.caps(left, right)
-        rules = [
-            k for k, m in apply_rules(self.records, left, right, self.config.rules).items() if m[0]
-        ]
-        terms = {k: float(v[0]) for k, v in self.adjustments(left, right).items()}
-        return with_engine_terms(
-            explain_pair(self.model, self.columns.row(i), self.columns.row(j)),
-            terms,
-            weak=bool(weak[0]),
-            contradicted=bool(contradicted[0]),
-            rule=rules[0] if rules and not contradicted[0] else None,
-            threshold=self.threshold,
-        )
+        masks = apply_rules(self.records, left, right, self.config.rules)
+        terms = self.adjustments(left, right)
+        out = []
+        for k, (i, j) in enumerate(zip(left.tolist(), right.tolist(), strict=True)):
+            rules = [name for name, m in masks.items() if m[k]]
+            out.append(
+                with_engine_terms(
+                    explain_pair(self.model, self.columns.row(i), self.columns.row(j)),
+                    # a term only where it moves this pair (as when explained alone)
+                    {name: float(v[k]) for name, v in terms.items() if v[k]},
+                    weak=bool(weak[k]),
+                    contradicted=bool(contradicted[k]),
+                    rule=rules[0] if rules and not contradicted[k] else None,
+                    threshold=self.threshold,
+                )
+            )
+        return out
 
 
 def explain_records(

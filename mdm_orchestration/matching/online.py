@@ -57,10 +57,16 @@ class OnlineMatch:
 
     def explain(self, record_id: str) -> Explanation | None:
         """Why the proposed record and candidate ``record_id`` score as they do."""
-        j = self._position.get(record_id)
-        if j is None or self._scorer is None:
-            return None
-        return self._scorer.explain(0, j)
+        return self.explain_all([record_id]).get(record_id)
+
+    def explain_all(self, record_ids: list[str]) -> dict[str, Explanation]:
+        """:meth:`explain` of each of ``record_ids`` (those among the candidates), at once."""
+        found = [r for r in dict.fromkeys(record_ids) if r in self._position]
+        if not found or self._scorer is None:
+            return {}
+        right = np.array([self._position[r] for r in found], dtype=np.int64)
+        left = np.zeros(len(right), dtype=np.int64)
+        return dict(zip(found, self._scorer.explain_pairs(left, right), strict=True))
 
 
 def band_of(score: float, threshold: float, review_low: float) -> str:

@@ -97,8 +97,9 @@ def golden_candidates_many(
             if len(best) >= limit:
                 break
         answer = []
-        for rank, (gid, c) in enumerate(best.items()):
-            explanation = found.explain(c.record_id) if rank < explain else None
+        why = found.explain_all([c.record_id for c in list(best.values())[:explain]])
+        for gid, c in best.items():
+            explanation = why.get(c.record_id)
             answer.append(
                 GoldenCandidate(
                     golden_id=gid,

@@ -8,7 +8,12 @@ import pandas as pd
 import pytest
 
 from mdm_orchestration.config import MatchingConfig
-from mdm_orchestration.matching.engine import explain_records, match_records, score_pairs
+from mdm_orchestration.matching.engine import (
+    PairScorer,
+    explain_records,
+    match_records,
+    score_pairs,
+)
 from mdm_orchestration.matching.frequencies import Frequencies, Levels, level_changes, value_key
 from mdm_orchestration.matching.labels import load_default_labels
 from mdm_orchestration.matching.model import train_model
@@ -284,6 +289,12 @@ def test_explanations_add_up_to_the_engine_score(models):
     assert "cap:not_enough_evidence" in names[1]
     assert any(n.startswith("rule:") for n in names[2])
     assert "contradiction" in names[3]
+    # Explained together (as /v1/match explains its top candidates), each is explained alike.
+    together = PairScorer(frame, "person", model, config, crowd).explain_pairs(left, right)
+    assert [w.as_dict() for w in together] == [
+        explain_records(frame, "person", model, config, crowd, int(i), int(j)).as_dict()
+        for i, j in zip(left, right, strict=True)
+    ]
 
 
 def test_a_branch_without_postcode_and_a_slip_in_the_name_still_merge(models):
