@@ -136,6 +136,11 @@ class Service:
                 time.sleep(0.2)
         raise RuntimeError("mdm serve did not start")
 
+    def cpu_seconds(self) -> float:
+        """The server process's CPU time so far (user + system, from /proc)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         os.killpg(self.proc.pid, signal.SIGTERM)
         try:
@@ -194,9 +199,10 @@ def _samples(hub: str, n: int, seed: int) -> tuple[list[str], list[dict]]:
     return rng.sample(ids, min(n, len(ids))), proposals
 
 
-def _load(url: str, key: str, concurrency: int, seconds: float, request) -> dict:  # type: ignore[no-untyped-def]
+def _load(url: str, key: str, concurrency: int, seconds: float, request, cpu=None) -> dict:  # type: ignore[no-untyped-def]
     """``concurrency`` threads calling ``request(client, i)`` for ``seconds``; latency per
-    call (ms) and requests per second over the window."""
+    call (ms) and requests per second over the window; with ``cpu`` (the server's CPU seconds
+    so far), the server's CPU ms per request."""
     import httpx
 
     latencies: list[list[float]] = [[] for _ in range(concurrency)]
@@ -224,10 +230,11 @@ def _load(url: str, key: str, concurrency: int, seconds: float, request) -> dict
         t.start()
     stop_at[0] = time.perf_counter() + seconds + 0.5
     start.wait()
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), cpu() if cpu else 0.0
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - began
+    server_cpu = (cpu() - cpu_began) if cpu else None
     flat = sorted(x for w in latencies for x in w)
     q = statistics.quantiles(flat, n=100, method="inclusive")
     return {
@@ -237,6 +244,11 @@ def _load(url: str, key: str, concurrency: int, seconds: float, request) -> dict
         "p50_ms": round(q[49], 1),
         "p95_ms": round(q[94], 1),
         "p99_ms": round(q[98], 1),
+        **(
+            {"server_cpu_ms_per_request": round(server_cpu * 1000 / len(flat), 1)}
+            if server_cpu is not None
+            else {}
+        ),
     }
 
 
@@ -252,6 +264,7 @@ def run(work: Path, concurrency: int, seconds: float, samples: int) -> None:
             concurrency,
             seconds,
             lambda c, i: c.get(f"/v1/golden/{ids[i % len(ids)]}"),
+            service.cpu_seconds,
         )
         match = _load(
             service.url,
@@ -259,6 +272,7 @@ def run(work: Path, concurrency: int, seconds: float, samples: int) -> None:
             concurrency,
             seconds,
             lambda c, i: c.post("/v1/match", json=proposals[i % len(proposals)]),
+            service.cpu_seconds,
         )
     finally:
         service.stop()

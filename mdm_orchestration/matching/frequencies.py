@@ -176,7 +176,10 @@ class Frequencies:
     def per_record(self, frame: pd.DataFrame, party: str, field: str) -> np.ndarray:
         """Each record's count of its value of ``field`` (0 where it has none); for ``token``,
         an object array of per-token count lists."""
-        values = field_values(frame, field)
+        return self.per_value(field_values(frame, field), party, field)
+
+    def per_value(self, values: list, party: str, field: str) -> np.ndarray:
+        """:meth:`per_record` of the records' :func:`field_values` ``values``."""
         if field == "token":
             out = np.empty(len(values), dtype=object)
             out[:] = [
@@ -193,6 +196,20 @@ class Frequencies:
         present = codes >= 0
         counts[present] = held[codes[present]]
         return counts
+
+
+class GroupedFrequencies(Frequencies):
+    """Counts that differ by group of records: rows ``start:stop`` of a frame looked up in their
+    group's own :class:`Frequencies` (``POST /v1/match`` scores a batch of proposals in one
+    frame, each proposal's group counting its own values once more)."""
+
+    def __init__(self, groups: list[tuple[int, int, Frequencies]]) -> None:
+        super().__init__({})
+        self.groups = groups
+
+    def per_value(self, values: list, party: str, field: str) -> np.ndarray:
+        parts = [f.per_value(values[a:b], party, field) for a, b, f in self.groups]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 def level_changes(before: Counts, delta: Counts, levels: Levels) -> list[tuple[str, str, str]]:

@@ -21,7 +21,12 @@ from mdm_orchestration.config import HubConfig
 from mdm_orchestration.matching.blocking import index_entries
 from mdm_orchestration.matching.engine import PairScorer
 from mdm_orchestration.matching.explain import Explanation
-from mdm_orchestration.matching.frequencies import INDEX_PREFIX, Frequencies, record_terms
+from mdm_orchestration.matching.frequencies import (
+    INDEX_PREFIX,
+    Frequencies,
+    GroupedFrequencies,
+    record_terms,
+)
 from mdm_orchestration.matching.frequency_store import (
     index_delta,
     stored_counts,
@@ -51,9 +56,12 @@ class OnlineMatch:
     """The candidates of one proposed record, best first, and what explains them."""
 
     candidates: list[Candidate]
+    #: candidate record id -> its row in the scorer's records
     _position: dict[str, int] = field(default_factory=dict)
     #: the scorer that scored them (its explanations need no second one)
     _scorer: PairScorer | None = None
+    #: the proposed record's row in the scorer's records
+    _left: int = 0
 
     def explain(self, record_id: str) -> Explanation | None:
         """Why the proposed record and candidate ``record_id`` score as they do."""
@@ -61,12 +69,7 @@ class OnlineMatch:
 
     def explain_all(self, record_ids: list[str]) -> dict[str, Explanation]:
         """:meth:`explain` of each of ``record_ids`` (those among the candidates), at once."""
-        found = [r for r in dict.fromkeys(record_ids) if r in self._position]
-        if not found or self._scorer is None:
-            return {}
-        right = np.array([self._position[r] for r in found], dtype=np.int64)
-        left = np.zeros(len(right), dtype=np.int64)
-        return dict(zip(found, self._scorer.explain_pairs(left, right), strict=True))
+        return explain_together([(self, record_ids)])[0]
 
 
 def band_of(score: float, threshold: float, review_low: float) -> str:
@@ -170,37 +173,87 @@ def match_many(
         terms = own + [t for k in rows for t in hub_terms.get(hub_ids[k], [])]
         wanted[i] = (rows, term_keys(terms) | set(delta), delta)
     stored = stored_counts(conn, set().union(*(w[1] for w in wanted.values()))) if wanted else {}
-    for i, (rows, keys, delta) in wanted.items():
-        around = pd.concat([mine.iloc[[i]], hub_frame.iloc[rows]], ignore_index=True)
-        out[i] = _score_one(
-            around, parties[i], models[parties[i]], config, with_delta(stored, keys, delta)
+    # One frame per party type: each proposal followed by its neighbours (a hub record near
+    # two proposals is in it twice), scored in one pass, each group with its own counts.
+    base = pd.concat([mine, hub_frame], ignore_index=True)
+    for party in sorted({parties[i] for i in wanted}):
+        group = [i for i in sorted(wanted) if parties[i] == party]
+        take: list[int] = []
+        spans = []
+        for i in group:
+            spans.append((len(take), len(take) + 1 + len(wanted[i][0])))
+            take += [i, *(n + r for r in wanted[i][0])]
+        freq = GroupedFrequencies(
+            [
+                (a, b, with_delta(stored, wanted[i][1], wanted[i][2]))
+                for i, (a, b) in zip(group, spans, strict=True)
+            ]
         )
+        frame = base.iloc[take].reset_index(drop=True)
+        matches = _score_groups(frame, spans, party, models[party], config, freq)
+        for i, found in zip(group, matches, strict=True):
+            out[i] = found
     return out
 
 
-def _score_one(
-    around: pd.DataFrame, party: str, model: MatchModel, config: HubConfig, freq: Frequencies
-) -> OnlineMatch:
-    """The proposed record (row 0 of ``around``) against each of the others: every one of them
-    shares a block of at most max_block_size records with it (the giant blocks were left out
-    by their hub size, as ``candidate_pairs`` leaves them out)."""
+def _score_groups(
+    frame: pd.DataFrame,
+    spans: list[tuple[int, int]],
+    party: str,
+    model: MatchModel,
+    config: HubConfig,
+    freq: Frequencies,
+) -> list[OnlineMatch]:
+    """For each span ``(start, stop)`` of ``frame``: its first record (a proposal) against each
+    of the others (its neighbours: every one of them shares a block of at most max_block_size
+    records with it, the giant blocks left out by their hub size as ``candidate_pairs`` leaves
+    them out)."""
     m = config.matching
-    right = np.arange(1, len(around), dtype=np.int64)
-    left = np.zeros(len(right), dtype=np.int64)
-    scorer = PairScorer(around, party, model, m, freq)
+    left = np.concatenate([np.full(b - a - 1, a, dtype=np.int64) for a, b in spans])
+    right = np.concatenate([np.arange(a + 1, b, dtype=np.int64) for a, b in spans])
+    scorer = PairScorer(frame, party, model, m, freq)
     scored = scorer(left, right)
-    scores, by_rule = scored.scores, scored.by_rule
     threshold = match_threshold(config, model)
-    order = np.lexsort((right, -scores))
-    ids = around["record_id"].tolist()
-    candidates = [
-        Candidate(
-            record_id=ids[int(right[k])],
-            score=round(float(scores[k]), 4),
-            band=band_of(float(scores[k]), threshold, m.review_band[0]),
-            by_rule=bool(by_rule[k]),
-        )
-        for k in order.tolist()
-    ]
-    position = {ids[int(j)]: int(j) for j in right.tolist()}
-    return OnlineMatch(candidates, position, scorer)
+    ids = frame["record_id"].tolist()
+    out = []
+    at = 0
+    for a, b in spans:
+        k = slice(at, at + b - a - 1)
+        at = k.stop
+        scores, by_rule, mine = scored.scores[k], scored.by_rule[k], right[k]
+        # Ranked by the score as answered (4 places), ties by record id: the model's last bits
+        # vary with how many pairs are scored at once, and must not reorder the answer.
+        order = np.lexsort((mine, -np.round(scores.astype(np.float64), 4)))
+        candidates = [
+            Candidate(
+                record_id=ids[int(mine[j])],
+                score=round(float(scores[j]), 4),
+                band=band_of(float(scores[j]), threshold, m.review_band[0]),
+                by_rule=bool(by_rule[j]),
+            )
+            for j in order.tolist()
+        ]
+        out.append(OnlineMatch(candidates, {ids[j]: j for j in mine.tolist()}, scorer, a))
+    return out
+
+
+def explain_together(asks: list[tuple[OnlineMatch, list[str]]]) -> list[dict[str, Explanation]]:
+    """:meth:`OnlineMatch.explain_all` of each ``(match, record ids)``, in one pass per scorer
+    (the matches of one :func:`match_many` call share theirs)."""
+    pairs: dict[int, list[tuple[int, int, str]]] = {}
+    scorers: dict[int, PairScorer] = {}
+    for n, (found, record_ids) in enumerate(asks):
+        if found._scorer is None:
+            continue
+        scorers[id(found._scorer)] = found._scorer
+        for rid in dict.fromkeys(record_ids):
+            j = found._position.get(rid)
+            if j is not None:
+                pairs.setdefault(id(found._scorer), []).append((n, j, rid))
+    out: list[dict[str, Explanation]] = [{} for _ in asks]
+    for key, todo in pairs.items():
+        left = np.array([asks[n][0]._left for n, _j, _r in todo], dtype=np.int64)
+        right = np.array([j for _n, j, _r in todo], dtype=np.int64)
+        for (n, _j, rid), why in zip(todo, scorers[key].explain_pairs(left, right), strict=True):
+            out[n][rid] = why
+    return out

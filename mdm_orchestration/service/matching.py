@@ -17,6 +17,7 @@ from sqlalchemy import Connection
 
 from mdm_orchestration.config import SourceConfig
 from mdm_orchestration.matching import NoModel, match_many
+from mdm_orchestration.matching.online import explain_together
 from mdm_orchestration.service.deps import State, require
 from mdm_orchestration.service.inputs import (
     Scalar,
@@ -87,8 +88,8 @@ def golden_candidates_many(
     golden_of = golden_ids_of_records(
         conn, {c.record_id for found in matches for c in found.candidates}
     )
-    out = []
-    for found, (limit, explain) in zip(matches, asks, strict=True):
+    ranked = []
+    for found, (limit, _explain) in zip(matches, asks, strict=True):
         best: dict[str, Any] = {}
         for c in found.candidates:
             gid = golden_of.get(c.record_id)
@@ -96,22 +97,27 @@ def golden_candidates_many(
                 best[gid] = c
             if len(best) >= limit:
                 break
-        answer = []
-        why = found.explain_all([c.record_id for c in list(best.values())[:explain]])
-        for gid, c in best.items():
-            explanation = why.get(c.record_id)
-            answer.append(
-                GoldenCandidate(
-                    golden_id=gid,
-                    score=c.score,
-                    band=c.band,
-                    record_id=c.record_id,
-                    by_rule=c.by_rule,
-                    explanation=explanation.as_dict() if explanation is not None else None,
-                )
+        ranked.append(best)
+    why = explain_together(
+        [
+            (found, [c.record_id for c in list(best.values())[:explain]])
+            for found, best, (_limit, explain) in zip(matches, ranked, asks, strict=True)
+        ]
+    )
+    return [
+        [
+            GoldenCandidate(
+                golden_id=gid,
+                score=c.score,
+                band=c.band,
+                record_id=c.record_id,
+                by_rule=c.by_rule,
+                explanation=why[n][c.record_id].as_dict() if c.record_id in why[n] else None,
             )
-        out.append(answer)
-    return out
+            for gid, c in best.items()
+        ]
+        for n, best in enumerate(ranked)
+    ]
 
 
 @dataclass
