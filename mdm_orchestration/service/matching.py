@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
+import time
 from collections import Counter
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -187,6 +189,8 @@ class MatchBatcher:
         self._state, self._max = state, max_batch
         #: batch size -> how many batches of that size were answered (counts only)
         self.batch_sizes: Counter[int] = Counter()
+        #: the worker's CPU seconds answering them
+        self.cpu_seconds = 0.0
         self._queue: queue.SimpleQueue[tuple[Proposal, Future[MatchAnswer]] | None] = (
             queue.SimpleQueue()
         )
@@ -201,6 +205,15 @@ class MatchBatcher:
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=30)
+        answered = sum(size * n for size, n in self.batch_sizes.items())
+        if answered:
+            logging.getLogger("mdm.service").info(
+                "match batcher: %d proposals in %d batches (largest %d), %.1f ms CPU each",
+                answered,
+                sum(self.batch_sizes.values()),
+                max(self.batch_sizes),
+                self.cpu_seconds * 1000 / answered,
+            )
 
     def _run(self) -> None:
         while True:
@@ -225,6 +238,7 @@ class MatchBatcher:
     def _answer(self, batch: list[tuple[Proposal, Future[MatchAnswer]]]) -> None:
         proposals = [p for p, _f in batch]
         self.batch_sizes[len(batch)] += 1
+        began = time.thread_time()
         try:
             answers: list[MatchAnswer | BaseException] = list(answer_many(self._state, proposals))
         except Exception:  # noqa: BLE001 - each proposal gets its own error below
@@ -234,6 +248,7 @@ class MatchBatcher:
                     answers.append(answer_many(self._state, [p])[0])
                 except Exception as exc:  # noqa: BLE001 - handed to the request's own handler
                     answers.append(exc)
+        self.cpu_seconds += time.thread_time() - began
         for (_p, future), answer in zip(batch, answers, strict=True):
             if isinstance(answer, BaseException):
                 future.set_exception(answer)
