@@ -10,6 +10,7 @@ are refused naming the field as the caller sent it, never quoting the value.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
@@ -90,15 +91,33 @@ def cleanse_one(
     Its ``source_record_id`` is the record's own when ``values`` carry its key, else a random
     one. A row a blocking quality rule stops is refused (422); with ``strict``, so is one the
     cleansers flag invalid (:data:`REFUSED_FLAGS`)."""
-    answer = cleanse_many([values], source, config, strict=strict)[0]
-    if isinstance(answer, Problem):
-        raise answer
-    return answer
+    done = cleanse_many([values], source, config, strict=strict)
+    k = done.answers[0]
+    if isinstance(k, Problem):
+        raise k
+    return done.records.iloc[[k]].reset_index(drop=True), done.json(k)
+
+
+@dataclass
+class Cleansed:
+    """What :func:`cleanse_many` made of its rows."""
+
+    #: the cleansed records (cleansing's columns, one row per input the cleansers accepted)
+    records: pd.DataFrame
+    #: per input row: its row in ``records``, or the problem that refuses it
+    answers: list[int | Problem]
+    _rows: list[dict[str, Any]] | None = None
+
+    def json(self, k: int) -> dict[str, Any]:
+        """Row ``k`` of ``records`` as the answer shows it."""
+        if self._rows is None:
+            self._rows = self.records.to_dict("records")
+        return {c: _json(v) for c, v in self._rows[k].items() if c not in _HIDDEN}
 
 
 def cleanse_many(
     rows: list[dict[str, str | None]], source: SourceConfig, config: HubConfig, *, strict: bool
-) -> list[tuple[pd.DataFrame, dict[str, Any]] | Problem]:
+) -> Cleansed:
     """:func:`cleanse_one` of each of ``rows`` (one source's), by one call of the cleansers:
     per row, its cleansed record or the problem that refuses it."""
     ids = []
@@ -128,7 +147,7 @@ def cleanse_many(
             )
     records = result.records.reset_index(drop=True)
     at = {int(n): k for k, n in enumerate(records["row_number"].tolist())}
-    out: list[tuple[pd.DataFrame, dict[str, Any]] | Problem] = []
+    out: list[int | Problem] = []
     for n, values in enumerate(rows, start=1):
         found = errors.get(n, [])
         k = at.get(n)
@@ -139,9 +158,8 @@ def cleanse_many(
                 Problem(422, "the record has invalid fields", errors=found, kind="invalid-fields")
             )
             continue
-        record = records.iloc[[k]].reset_index(drop=True)
-        out.append((record, cleansed_json(record)))
-    return out
+        out.append(k)
+    return Cleansed(records, out)
 
 
 def _refused(
@@ -180,11 +198,6 @@ def _json(value: Any) -> Any:  # noqa: ANN401
 
 #: Cleansing's identity columns and internal keys, left out of the answer.
 _HIDDEN = {"extract_id", "row_number", "source_updated_at"}
-
-
-def cleansed_json(record: pd.DataFrame) -> dict[str, Any]:
-    row = record.iloc[0].to_dict()
-    return {k: _json(v) for k, v in row.items() if k not in _HIDDEN}
 
 
 def now_iso() -> str:

@@ -71,22 +71,22 @@ def golden_candidates(
 ) -> list[GoldenCandidate]:
     """The golden records the cleansed ``record`` may be, best first (a golden record's score
     is its best-scoring record's); the first ``explain`` explained by that record."""
-    return golden_candidates_many(conn, state, [record], [(limit, explain)])[0]
+    return golden_candidates_many(conn, state, record, [(limit, explain)])[0]
 
 
 def golden_candidates_many(
     conn: Connection,
     state: ServiceState,
-    records: list[pd.DataFrame],
+    records: pd.DataFrame,
     asks: list[tuple[int, int]],
 ) -> list[list[GoldenCandidate]]:
-    """:func:`golden_candidates` of each cleansed record, the hub read once for all of them;
-    ``asks``: each one's ``(limit, explain)``."""
+    """:func:`golden_candidates` of each cleansed record of ``records``, the hub read once for
+    all of them; ``asks``: each one's ``(limit, explain)``."""
     try:
         models = state.models(conn)
     except NoModel as exc:
         raise Problem(503, f"no usable match model: {exc}", kind="no-model") from exc
-    matches = match_many(conn, state.config, models, pd.concat(records, ignore_index=True))
+    matches = match_many(conn, state.config, models, records)
     golden_of = golden_ids_of_records(
         conn, {c.record_id for found in matches for c in found.candidates}
     )
@@ -136,41 +136,46 @@ def answer_many(state: ServiceState, proposals: list[Proposal]) -> list[MatchAns
     """Each proposal cleansed and matched, as if asked alone: one call of the cleansers per
     layout and one read of the hub for all. A proposal the cleansers refuse gets its problem;
     the others their answers."""
-    cleansed: list[tuple[pd.DataFrame, dict[str, Any]] | Problem | None] = [None] * len(proposals)
     by_layout: dict[int, list[int]] = {}
     for i, p in enumerate(proposals):
         by_layout.setdefault(id(p.layout), []).append(i)
+    refused: dict[int, Problem] = {}
+    frames, flat, ok = [], {}, []
     for group in by_layout.values():
         layout = proposals[group[0]].layout
         done = cleanse_many(
             [proposals[i].values for i in group], layout, state.config, strict=False
         )
-        for i, result in zip(group, done, strict=True):
-            cleansed[i] = result
-    ok = [i for i, c in enumerate(cleansed) if isinstance(c, tuple)]
+        rows = []
+        for i, k in zip(group, done.answers, strict=True):
+            if isinstance(k, Problem):
+                refused[i] = k
+            else:
+                ok.append(i)
+                rows.append(k)
+                flat[i] = done.json(k)
+        frames.append(done.records.iloc[rows])
     found: dict[int, list[GoldenCandidate]] = {}
     if ok:
         with state.engine.connect() as conn:
             ranked = golden_candidates_many(
                 conn,
                 state,
-                [cleansed[i][0] for i in ok],  # type: ignore[index]
+                pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0],
                 [(proposals[i].limit, proposals[i].explain) for i in ok],
             )
         found = dict(zip(ok, ranked, strict=True))
     out: list[MatchAnswer | Problem] = []
-    for i, c in enumerate(cleansed):
-        if not isinstance(c, tuple):
-            assert isinstance(c, Problem)
-            out.append(c)
+    for i in range(len(proposals)):
+        if i in refused:
+            out.append(refused[i])
             continue
-        flat = c[1]
         out.append(
             MatchAnswer(
                 candidates=found[i],
-                cleansed=flat,
-                quality_flags=list(flat.get("quality_flags") or []),
-                quality_score=float(flat.get("quality_score") or 0.0),
+                cleansed=flat[i],
+                quality_flags=list(flat[i].get("quality_flags") or []),
+                quality_score=float(flat[i].get("quality_score") or 0.0),
             )
         )
     return out
