@@ -3,8 +3,10 @@
 For each size, one process builds a SQLite hub the way the assets do (generate, ingest, cleanse,
 train on the shipped labels, cluster); a fresh process then consolidates it three times: the
 first time (every golden record created), again with nothing new (a no-op), and after a steward
-merge of two golden records; then it rebuilds the households. The peak RSS printed belongs to
-the consolidating process alone.
+merge of two golden records (after a full rebuild of the clusters, which queues every record);
+then it rebuilds the households. Each step's wall time is printed with the process's CPU time
+beside it (the machine may be shared); the peak RSS printed belongs to the consolidating
+process alone.
 
     .venv/bin/python benchmarks/consolidate.py 10000 100000
 """
@@ -58,11 +60,11 @@ def run(work: Path) -> None:
 
     config = load_hub_config()
     engine = create_hub_engine(f"sqlite:///{work / 'hub.db'}")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     first = consolidate(engine, config, "first")
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     again = consolidate(engine, config, "again")
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
     households = rebuild_households(engine)
     t3 = time.perf_counter()
     with engine.connect() as conn:
@@ -73,21 +75,24 @@ def run(work: Path) -> None:
         ).all()
     record_override(engine, a, b, "must_link", "bench")
     rebuild_clusters(engine, config)
-    t4 = time.perf_counter()
+    t4, c4 = time.perf_counter(), time.process_time()
     merged = consolidate(engine, config, "merge")
-    t5 = time.perf_counter()
+    t5, c5 = time.perf_counter(), time.process_time()
     print(
         json.dumps(
             {
                 "records": first.records,
                 "golden_records": first.golden_records,
                 "first_s": round(t1 - t0, 1),
+                "first_cpu_s": round(c1 - c0, 1),
                 "first_events": first.events,
                 "noop_s": round(t2 - t1, 1),
+                "noop_cpu_s": round(c2 - c1, 1),
                 "noop_events": again.events,
                 "households_s": round(t3 - t2, 1),
                 "households": households["households"],
                 "merge_s": round(t5 - t4, 1),
+                "merge_cpu_s": round(c5 - c4, 1),
                 "merge_counts": merged.counts,
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             }
@@ -111,9 +116,11 @@ def main() -> None:
         f = json.loads(out.strip().splitlines()[-1])
         print(
             f"{size:>9,} generated -> {f['records']:,} records, {f['golden_records']:,} golden: "
-            f"first consolidation {f['first_s']} s ({f['first_events']:,} events), rerun "
-            f"{f['noop_s']} s ({f['noop_events']} events), households {f['households_s']} s, "
-            f"after a merge {f['merge_s']} s {f['merge_counts']}, peak RSS "
+            f"first consolidation {f['first_s']} s ({f['first_cpu_s']} s CPU, "
+            f"{f['first_events']:,} events), rerun {f['noop_s']} s ({f['noop_cpu_s']} s CPU, "
+            f"{f['noop_events']} events), households {f['households_s']} s, after a merge and "
+            f"a full rebuild {f['merge_s']} s ({f['merge_cpu_s']} s CPU) {f['merge_counts']}, "
+            "peak RSS "
             f"{f['peak_rss_mb']:,} MB (prep: "
             + ", ".join(f"{k} {v:.0f} s" for k, v in prep.items())
             + ")",

@@ -9,11 +9,10 @@ one change event. Content that did not change produces nothing, so re-running is
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, NamedTuple
 
 from mdm_orchestration.survivorship.ids import Assignment, assign_golden_ids, seq_of
 from mdm_orchestration.survivorship.overrides import (
@@ -23,6 +22,7 @@ from mdm_orchestration.survivorship.overrides import (
     apply_overrides,
 )
 from mdm_orchestration.survivorship.overrides import RETIRED as RETIRED_OVERRIDE
+from mdm_orchestration.survivorship.rows import to_json
 from mdm_orchestration.survivorship.rules import Record, Survivor
 
 CREATED, UPDATED, MERGED, SPLIT, RETIRED = "created", "updated", "merged", "split", "retired"
@@ -42,25 +42,131 @@ class GoldenState:
     sources: list[str]
     members: list[str]
 
+    def encoded(self) -> tuple[StateJSON, str]:
+        """The JSON columns of this content and its digest: the SHA-256 of the canonical JSON
+        (:func:`~mdm_orchestration.survivorship.rows.to_json`) of all its fields, which is
+        the fields' own JSON joined in the order of their names, so each is encoded once."""
+        parts = {name: to_json(getattr(self, name)) for name in _STATE_FIELDS}
+        text = "{" + ",".join(f'"{name}":{parts[name]}' for name in _STATE_FIELDS) + "}"
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        return StateJSON(*(parts[name] for name in StateJSON._fields)), digest
+
     def digest(self) -> str:
-        # vars(), not dataclasses.asdict(): asdict deep-copies every nested value (slow).
-        text = json.dumps(vars(self), sort_keys=True, default=str, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()
+        return self.encoded()[1]
 
 
-@dataclass(frozen=True)
+class StateJSON(NamedTuple):
+    """A golden state's JSON columns, as ``golden_records`` and ``golden_history`` hold them."""
+
+    attributes: str
+    keys: str
+    lineage: str
+    consents: str
+    sources: str
+    members: str
+
+
+#: GoldenState's fields sorted by name: the key order of its canonical JSON.
+_STATE_FIELDS = tuple(sorted(f.name for f in fields(GoldenState)))
+
+
+_NO_SOURCES: Any = object()
+
+
+class _Stored:
+    """A column's value as the database gave it, not decoded yet."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:  # noqa: ANN401
+        self.value = value
+
+
 class Previous:
-    """What the hub holds for an active golden record."""
+    """What the hub holds for an active golden record.
 
-    version: int
-    content_hash: str
-    party_type: str
-    attributes: dict[str, Any]
-    lineage: dict[str, Any]
-    consents: dict[str, Any]
-    lifecycle: str | None
-    organisation_golden_id: str | None
-    sources: list[str] = field(default_factory=list)
+    ``attributes``, ``lineage``, ``consents`` and ``sources`` may be given still encoded, with
+    ``decode`` (what the column's type does to a stored value): each is decoded on first use.
+    A plan compares most golden records by their content hash alone; decoding every one of
+    them was most of the read of the golden records after a full rebuild, and their memory.
+    """
+
+    __slots__ = (
+        "_attributes",
+        "_consents",
+        "_decode",
+        "_lineage",
+        "_sources",
+        "content_hash",
+        "lifecycle",
+        "organisation_golden_id",
+        "party_type",
+        "version",
+    )
+    #: The constructor's arguments, in order (the golden-record columns they come from).
+    FIELDS = (
+        "version",
+        "content_hash",
+        "party_type",
+        "attributes",
+        "lineage",
+        "consents",
+        "lifecycle",
+        "organisation_golden_id",
+        "sources",
+    )
+
+    def __init__(
+        self,
+        version: int,
+        content_hash: str,
+        party_type: str,
+        attributes: dict[str, Any] | Any,  # noqa: ANN401 - decoded, or given to ``decode``
+        lineage: dict[str, Any] | Any,  # noqa: ANN401
+        consents: dict[str, Any] | Any,  # noqa: ANN401
+        lifecycle: str | None,
+        organisation_golden_id: str | None,
+        sources: list[str] | Any = _NO_SOURCES,  # noqa: ANN401
+        *,
+        decode: Callable[[Any], Any] | None = None,
+    ) -> None:
+        self.version = version
+        self.content_hash = content_hash
+        self.party_type = party_type
+        self.lifecycle = lifecycle
+        self.organisation_golden_id = organisation_golden_id
+        self._decode = decode
+        if decode is not None:
+            attributes, lineage, consents = _Stored(attributes), _Stored(lineage), _Stored(consents)
+            sources = _Stored(sources)
+        self._attributes, self._lineage, self._consents = attributes, lineage, consents
+        self._sources = [] if sources is _NO_SOURCES else sources
+
+    def _decoded(self, slot: str) -> Any:  # noqa: ANN401
+        value = getattr(self, slot)
+        if type(value) is _Stored and self._decode is not None:
+            value = self._decode(value.value)
+            setattr(self, slot, value)
+        return value
+
+    @property
+    def attributes(self) -> dict[str, Any]:
+        return self._decoded("_attributes")  # type: ignore[no-any-return]
+
+    @property
+    def lineage(self) -> dict[str, Any]:
+        return self._decoded("_lineage")  # type: ignore[no-any-return]
+
+    @property
+    def consents(self) -> dict[str, Any]:
+        return self._decoded("_consents")  # type: ignore[no-any-return]
+
+    @property
+    def sources(self) -> list[str]:
+        return self._decoded("_sources")  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return f"Previous({self.version!r}, {self.content_hash!r}, {self.party_type!r}, ...)"
 
 
 @dataclass
@@ -77,6 +183,8 @@ class Plan:
     states: dict[str, GoldenState] = field(default_factory=dict)
     #: golden id -> GoldenState.digest() of its new content
     digests: dict[str, str] = field(default_factory=dict)
+    #: golden id -> the JSON columns of its new content (encoded once, with the digest)
+    texts: dict[str, StateJSON] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     assignment: Assignment = field(default_factory=Assignment)
     #: record id -> golden id, for every clustered record
@@ -186,7 +294,7 @@ def plan_consolidation(
             members=sorted(m["source_record_id"] for m in members),
         )
         old = previous.get(gid)
-        digest = state.digest()
+        texts, digest = state.encoded()
         if old is None:
             origins = assignment.minted.get(gid, [])
             event = Event(gid, SPLIT if origins else CREATED, sorted(survived.attributes), origins)
@@ -200,6 +308,7 @@ def plan_consolidation(
             continue
         plan.states[gid] = state
         plan.digests[gid] = digest
+        plan.texts[gid] = texts
         plan.events.append(event)
     for loser, target in sorted(assignment.merged.items()):
         plan.events.append(Event(loser, MERGED, ["status"], [target]))

@@ -5,11 +5,12 @@ reach (an incremental consolidation plans only that part)."""
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Text, func, select, type_coerce
 
 from mdm_orchestration.config import GOLDEN_GROUPS, HubConfig
 from mdm_orchestration.hub.tables import (
@@ -47,7 +48,9 @@ SURVIVOR_COLUMNS = tuple(
     )
 )
 #: The golden-record columns a plan compares with, in :class:`Previous`'s order.
-PREVIOUS_FIELDS = tuple(f.name for f in fields(Previous))
+PREVIOUS_FIELDS = Previous.FIELDS
+#: Those read as stored, decoded by :class:`Previous` when a plan looks at them.
+PREVIOUS_ENCODED = ("attributes", "lineage", "consents", "sources")
 #: Clusters joined to their records' current cleansed versions.
 CLUSTERED = CLUSTERS.join(CURRENT_CLEANSED, CLEANSED.c.source_record_id == CLUSTERS.c.record_id)
 
@@ -81,23 +84,29 @@ def membership(conn: Connection, records: set[str] | None) -> dict[str, Membersh
     conditions = [None] if records is None else in_chunks(CLUSTERS.c.record_id, records)
     out = {}
     for cond in conditions:
-        rows = conn.execute(query if cond is None else query.where(cond))
+        rows = conn.execute(query if cond is None else query.where(cond)).all()
         out.update({r: Membership(c, p, o) for r, c, p, o in rows})
     return out
 
 
 def previous_goldens(conn: Connection, golden_ids: set[str] | None) -> dict[str, Previous]:
-    """The active golden records (all, or those named) as a plan compares with them."""
-    query = select(GOLDEN.c.golden_id, GOLDEN.c.status, *(GOLDEN.c[n] for n in PREVIOUS_FIELDS))
+    """The active golden records (all, or those named) as a plan compares with them; their
+    JSON columns as stored, decoded on first use the way their column type decodes them."""
+    decode = GOLDEN.c.attributes.type.result_processor(conn.dialect, None)
+    columns = [
+        type_coerce(GOLDEN.c[n], Text) if n in PREVIOUS_ENCODED and decode else GOLDEN.c[n]
+        for n in PREVIOUS_FIELDS
+    ]
+    query = select(GOLDEN.c.golden_id, GOLDEN.c.status, *columns)
     if golden_ids is None:
         rows = conn.execute(query.where(GOLDEN.c.status == ACTIVE))
-        return {golden_id: Previous(*values) for golden_id, _status, *values in rows}
+        return {g: Previous(*values, decode=decode) for g, _status, *values in rows}
     out = {}
     # By id only: with the status in the filter the database would scan every active record.
     for cond in in_chunks(GOLDEN.c.golden_id, golden_ids):
         for golden_id, status, *values in conn.execute(query.where(cond)):
             if status == ACTIVE:
-                out[golden_id] = Previous(*values)
+                out[golden_id] = Previous(*values, decode=decode)
     return out
 
 
@@ -112,8 +121,11 @@ def previous_xref(conn: Connection, records: set[str] | None) -> dict[str, str]:
 
 
 def _grouped(rows: Any) -> Iterator[tuple[str, list[dict[str, Any]]]]:  # noqa: ANN401
-    for cluster, group in itertools.groupby(rows, key=lambda r: r["cluster_id"]):
-        yield cluster, [dict(r) for r in group]
+    """(cluster id, its records as dicts) from plain rows of the cluster id and
+    :data:`SURVIVOR_COLUMNS` (a dict from a tuple: cheaper than from a row mapping)."""
+    names = ("cluster_id", *SURVIVOR_COLUMNS)
+    for cluster, group in itertools.groupby(rows, key=operator.itemgetter(0)):
+        yield cluster, [dict(zip(names, row, strict=True)) for row in group]
 
 
 def cluster_records(
@@ -126,10 +138,10 @@ def cluster_records(
         .order_by(CLUSTERS.c.cluster_id, CLEANSED.c.source_record_id)
     )
     if clusters is None:
-        yield from _grouped(conn.execution_options(yield_per=10_000).execute(query).mappings())
+        yield from _grouped(conn.execution_options(yield_per=10_000).execute(query))
         return
     for cond in in_chunks(CLUSTERS.c.cluster_id, clusters):
-        yield from _grouped(conn.execute(query.where(cond)).mappings())
+        yield from _grouped(conn.execute(query.where(cond)))
 
 
 def _scalars(conn: Connection, column: Any, by: Any, values: set[str]) -> set[str]:  # noqa: ANN401
@@ -139,9 +151,20 @@ def _scalars(conn: Connection, column: Any, by: Any, values: set[str]) -> set[st
     return out
 
 
-def closure(conn: Connection, dirty: set[str]) -> set[str]:
+def every_record(conn: Connection) -> set[str]:
+    """Every record a consolidation can reach: those in a cluster or in the cross-reference."""
+    out = set(conn.execute(select(CLUSTERS.c.record_id)).scalars())
+    out.update(conn.execute(select(XREF.c.record_id)).scalars())
+    return out
+
+
+def closure(conn: Connection, dirty: set[str], everything: set[str] | None = None) -> set[str]:
     """``dirty`` records plus every record sharing a cluster or a golden record with one of
-    them, repeated until nothing is added: the part of the hub a change can reach."""
+    them, repeated until nothing is added: the part of the hub a change can reach. When
+    ``dirty`` holds ``everything`` (:func:`every_record`; after a full rebuild of the clusters
+    every record is queued) nothing can be added."""
+    if everything is not None and everything <= dirty:
+        return set(dirty)
     reach, frontier = set(dirty), set(dirty)
     while frontier:
         clusters = _scalars(conn, CLUSTERS.c.cluster_id, CLUSTERS.c.record_id, frontier)
@@ -197,10 +220,24 @@ def plan(conn: Connection, config: HubConfig, *, full: bool = False) -> Planned:
     # A golden record with an override not applied yet is consolidated even when nothing
     # queued it (the queue entry its pin wrote may have been taken by a run planned before).
     unapplied = unapplied_goldens(conn)
-    reach = closure(conn, set(queued) | members_of(conn, unapplied))
-    members = membership(conn, reach)
-    xref = previous_xref(conn, reach)
-    previous = previous_goldens(conn, set(xref.values()))
+    dirty = set(queued) | members_of(conn, unapplied)
+    # Only a queue as long as the clusters can hold every record (a count, not a read of all).
+    clustered = conn.execute(select(func.count()).select_from(CLUSTERS)).scalar_one()
+    everything = every_record(conn) if len(dirty) >= clustered else None
+    reach = closure(conn, dirty, everything)
+    if everything is not None and everything <= reach:
+        # The whole hub (after a full rebuild of the clusters): one scan of each table, not
+        # thousands of IN lists, the same rows.
+        members = membership(conn, None)
+        xref = previous_xref(conn, None)
+        linked = set(xref.values())
+        previous = {g: p for g, p in previous_goldens(conn, None).items() if g in linked}
+        all_clusters = True
+    else:
+        members = membership(conn, reach)
+        xref = previous_xref(conn, reach)
+        previous = previous_goldens(conn, set(xref.values()))
+        all_clusters = False
     clusters = {m.cluster_id for m in members.values()}
     outside = {
         m.organisation_cluster_id
@@ -209,7 +246,7 @@ def plan(conn: Connection, config: HubConfig, *, full: bool = False) -> Planned:
     }
     the_plan = plan_consolidation(
         members,
-        cluster_records(conn, clusters),
+        cluster_records(conn, None if all_clusters else clusters),
         xref,
         previous,
         next_seq,

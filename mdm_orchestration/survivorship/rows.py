@@ -81,8 +81,15 @@ HISTORY_COLUMNS = HistoryRow._fields
 CHANGE_COLUMNS = ChangeRow._fields
 
 
+#: ``json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))`` builds this
+#: encoder on every call (a tenth of a consolidation's encoding at 100k): built once.
+_ENCODER = json.JSONEncoder(sort_keys=True, default=str, separators=(",", ":"))
+
+
 def to_json(value: Any) -> str:  # noqa: ANN401
-    return json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+    """Canonical JSON of a hub value: sorted keys, compact, ASCII (golden content hashes are
+    digests of it, so it must never change)."""
+    return _ENCODER.encode(value)
 
 
 def event_id(golden_id: str, version: int) -> str:

@@ -55,6 +55,16 @@ def _missing(value: Any) -> bool:
     return value is None or value == "" or (isinstance(value, float) and value != value)
 
 
+def filled(record: Record) -> set[str]:
+    """The names of ``record``'s columns that hold a value: not :func:`_missing` (inlined, the
+    set is made once per record instead of a call per column and group)."""
+    return {
+        k
+        for k, v in record.items()
+        if v is not None and not (v == "" or (isinstance(v, float) and v != v))
+    }
+
+
 def _json_value(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()
@@ -70,6 +80,45 @@ def _updated(record: Record) -> datetime:
     if hasattr(stamp, "to_pydatetime"):
         stamp = stamp.to_pydatetime()
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+class _Memo:
+    """What one cluster's survivorship measures more than once, per record (by identity: the
+    records are not hashable) and group: the updated-at stamp and the value key."""
+
+    __slots__ = ("_filled", "_keys", "_updated")
+
+    def __init__(self) -> None:
+        self._updated: dict[int, tuple[datetime, float]] = {}
+        self._keys: dict[tuple[int, str], tuple[Any, ...]] = {}
+        self._filled: dict[int, set[str]] = {}
+
+    def filled(self, record: Record) -> set[str]:
+        """The record's columns that hold a value (not :func:`_missing`)."""
+        got = self._filled.get(id(record))
+        if got is None:
+            got = self._filled[id(record)] = filled(record)
+        return got
+
+    def _stamp(self, record: Record) -> tuple[datetime, float]:
+        got = self._updated.get(id(record))
+        if got is None:
+            stamp = _updated(record)
+            got = self._updated[id(record)] = (stamp, stamp.timestamp())
+        return got
+
+    def updated(self, record: Record) -> datetime:
+        return self._stamp(record)[0]
+
+    def timestamp(self, record: Record) -> float:
+        return self._stamp(record)[1]
+
+    def value_key(self, record: Record, group: str) -> tuple[Any, ...]:
+        key = (id(record), group)
+        got = self._keys.get(key)
+        if got is None:
+            got = self._keys[key] = Survivor._value_key(record, group)
+        return got
 
 
 class Trust:
@@ -130,6 +179,10 @@ class Survivor:
         self.config = config
         self.trust = Trust(sources, config)
         self._lifecycle_rank = {name: i for i, name in enumerate(config.lifecycle_order)}
+        #: groups whose strategies leave the attribute empty rather than take an invalid value
+        self._valid_only = {
+            group for group, rule in config.attributes.items() if "valid_only" in rule.strategies
+        }
 
     # --- the measures --------------------------------------------------------------------
 
@@ -154,7 +207,10 @@ class Survivor:
     def _completeness(record: Record, group: str) -> int:
         return sum(not _missing(record.get(f)) for f in PUBLIC_FIELDS[group])
 
-    def _keep_best(self, strategy: str, cands: list[Record], group: str) -> list[Record]:
+    def _keep_best(
+        self, strategy: str, cands: list[Record], group: str, memo: _Memo | None = None
+    ) -> list[Record]:
+        memo = memo or _Memo()
         measure: Callable[[Record], Any]
         if strategy == "valid_only":
             return [r for r in cands if self._valid(r, group)]
@@ -164,23 +220,26 @@ class Survivor:
         if strategy == "source_trust":
             measure = lambda r: -self.trust.rank(r["source"], group)  # noqa: E731
         elif strategy == "most_recent":
-            measure = _updated
+            measure = memo.updated
         elif strategy == "most_complete":
             measure = lambda r: self._completeness(r, group)  # noqa: E731
         elif strategy == "most_frequent":
-            counts = Counter(self._value_key(r, group) for r in cands)
-            measure = lambda r: counts[self._value_key(r, group)]  # noqa: E731
+            counts = Counter(memo.value_key(r, group) for r in cands)
+            measure = lambda r: counts[memo.value_key(r, group)]  # noqa: E731
         else:  # pragma: no cover - the configuration validates strategy names
             raise ValueError(strategy)
         scores = [measure(r) for r in cands]
         best = max(scores)
         return [r for r, s in zip(cands, scores, strict=True) if s == best]
 
-    def _tie_break_key(self, group: str | None) -> Callable[[Record], tuple[Any, ...]]:
+    def _tie_break_key(
+        self, group: str | None, memo: _Memo | None = None
+    ) -> Callable[[Record], tuple[Any, ...]]:
+        memo = memo or _Memo()
         parts: list[Callable[[Record], Any]] = []
         for name in self.config.tie_break:
             if name == "most_recent":
-                parts.append(lambda r: -_updated(r).timestamp())
+                parts.append(lambda r: -memo.timestamp(r))
             elif name == "source_trust":
                 parts.append(lambda r: self.trust.rank(r["source"], group))
             elif name == "most_complete" and group is not None:
@@ -189,65 +248,103 @@ class Survivor:
 
     # --- one attribute group ---------------------------------------------------------------
 
-    def choose(self, records: Sequence[Record], group: str) -> tuple[Record, str] | None:
+    def choose(
+        self, records: Sequence[Record], group: str, memo: _Memo | None = None
+    ) -> tuple[Record, str] | None:
         """The record whose ``group`` survives, and the strategy that decided; ``None`` if no
         record offers a (valid, where required) value. A record offers a group when it fills
         any of the group's parts (an address with a city but no street still counts)."""
+        memo = memo or _Memo()
         shown = PUBLIC_FIELDS[group]
-        cands = [r for r in records if any(not _missing(r.get(f)) for f in shown)]
+        cands = [r for r in records if not memo.filled(r).isdisjoint(shown)]
         if not cands:
             return None
-        distinct = len({self._value_key(r, group) for r in cands})
-        rule = None
-        if distinct == 1:
-            rule = "only_value" if len(cands) == 1 else "agreed"
+        if len(cands) == 1:
+            # One offer: only the validity strategies can act on it.
+            only = cands[0]
+            if group in self._valid_only and not self._valid(only, group):
+                return None
+            return only, "only_value"
+        distinct = len({memo.value_key(r, group) for r in cands})
+        rule = "agreed" if distinct == 1 else None
         # Records agreeing on a value still go through the strategies: they pick the best
         # rendering of it (the most complete name, the most trusted spelling).
         for strategy in self.config.attributes[group].strategies:
             if len(cands) == 1 and strategy not in VALIDITY:
                 continue
-            kept = self._keep_best(strategy, cands, group)
+            kept = self._keep_best(strategy, cands, group, memo)
             if not kept:
                 return None
-            if rule is None and len({self._value_key(r, group) for r in kept}) == 1:
+            if rule is None and len({memo.value_key(r, group) for r in kept}) == 1:
                 rule = strategy
             cands = kept
-        return min(cands, key=self._tie_break_key(group)), rule or "tie_break"
+        return min(cands, key=self._tie_break_key(group, memo)), rule or "tie_break"
 
     # --- a whole cluster -------------------------------------------------------------------
 
     def survive(self, records: Sequence[Record]) -> Survived:
+        if len(records) == 1:
+            return self._survive_one(records[0])
+        memo = _Memo()
         out = Survived()
         for group in GOLDEN_GROUPS:
-            chosen = self.choose(records, group)
+            chosen = self.choose(records, group, memo)
             if chosen is None:
                 continue
             record, rule = chosen
             choice = Choice(
                 record["source_record_id"], record["source"], record["source_key"], rule
             ).as_dict()
+            has = memo.filled(record)
             for f in PUBLIC_FIELDS[group]:
-                value = record.get(f)
-                if not _missing(value):
-                    out.attributes[f] = _json_value(value)
+                if f in has:
+                    out.attributes[f] = _json_value(record[f])
                     out.lineage[f] = choice
             for f in KEY_FIELDS.get(group, ()):
-                if not _missing(record.get(f)):
+                if f in has:
                     out.keys[f] = record[f]
-        out.consents = self.consents(records)
-        out.lifecycle, lifecycle_from = self.lifecycle(records)
+        out.consents = self.consents(records, memo)
+        out.lifecycle, lifecycle_from = self.lifecycle(records, memo)
         if lifecycle_from is not None:
             out.lineage["lifecycle"] = lifecycle_from
         out.sources = sorted({r["source"] for r in records})
         return out
 
-    def consents(self, records: Iterable[Record]) -> dict[str, dict[str, Any]]:
+    def _survive_one(self, record: Record) -> Survived:
+        """:meth:`survive` of a cluster of one record: each group it fills (and holds valid,
+        where a ``valid_only`` strategy asks) is its ``only_value``, no measure is needed."""
+        out = Survived()
+        has = filled(record)
+        for group in GOLDEN_GROUPS:
+            shown = [f for f in PUBLIC_FIELDS[group] if f in has]
+            if not shown or (group in self._valid_only and not self._valid(record, group)):
+                continue
+            choice = Choice(
+                record["source_record_id"], record["source"], record["source_key"], "only_value"
+            ).as_dict()
+            for f in shown:
+                out.attributes[f] = _json_value(record[f])
+                out.lineage[f] = choice
+            for f in KEY_FIELDS.get(group, ()):
+                if f in has:
+                    out.keys[f] = record[f]
+        out.consents = self.consents((record,))
+        out.lifecycle, lifecycle_from = self.lifecycle((record,))
+        if lifecycle_from is not None:
+            out.lineage["lifecycle"] = lifecycle_from
+        out.sources = [record["source"]]
+        return out
+
+    def consents(
+        self, records: Iterable[Record], memo: _Memo | None = None
+    ) -> dict[str, dict[str, Any]]:
         """Per purpose, the most recent statement across sources (then trust, then record id)."""
+        memo = memo or _Memo()
         latest: dict[str, tuple[tuple[Any, ...], Record, bool]] = {}
         for r in records:
             for purpose, granted in (r.get("consents") or {}).items():
                 key = (
-                    -_updated(r).timestamp(),
+                    -memo.timestamp(r),
                     self.trust.rank(r["source"]),
                     r["source_record_id"],
                 )
@@ -256,7 +353,7 @@ class Survivor:
         out = {}
         for purpose in sorted(latest):
             _key, r, granted = latest[purpose]
-            stamp = _updated(r)
+            stamp = memo.updated(r)
             out[purpose] = {
                 "granted": granted,
                 "stated_at": None if stamp == _OLDEST else stamp.isoformat(),
@@ -266,16 +363,22 @@ class Survivor:
             }
         return out
 
-    def lifecycle(self, records: Sequence[Record]) -> tuple[str | None, dict[str, str] | None]:
+    def lifecycle(
+        self, records: Sequence[Record], memo: _Memo | None = None
+    ) -> tuple[str | None, dict[str, str] | None]:
         """The first lifecycle of ``lifecycle_order`` that any record has (unknown ones last)."""
         with_stage = [r for r in records if not _missing(r.get("lifecycle"))]
         if not with_stage:
             return None, None
-        worst = len(self._lifecycle_rank)
-        order = self._tie_break_key(None)
-        best = min(
-            with_stage, key=lambda r: (self._lifecycle_rank.get(r["lifecycle"], worst), order(r))
-        )
+        if len(with_stage) == 1:
+            best = with_stage[0]
+        else:
+            worst = len(self._lifecycle_rank)
+            order = self._tie_break_key(None, memo)
+            best = min(
+                with_stage,
+                key=lambda r: (self._lifecycle_rank.get(r["lifecycle"], worst), order(r)),
+            )
         choice = Choice(
             best["source_record_id"], best["source"], best["source_key"], "lifecycle_order"
         )

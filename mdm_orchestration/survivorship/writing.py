@@ -245,6 +245,7 @@ def _active_rows(
     """A created, updated or split golden record's row and its new version's history."""
     gid = event.golden_id
     s = the_plan.states[gid]
+    texts = the_plan.texts.get(gid) or s.encoded()[0]
     golden = GoldenRow(
         golden_id=gid,
         seq=seq_of(gid),
@@ -252,13 +253,13 @@ def _active_rows(
         status=ACTIVE,
         merged_into=None,
         version=version,
-        attributes=to_json(s.attributes),
-        keys=to_json(s.keys),
-        lineage=to_json(s.lineage),
-        consents=to_json(s.consents),
+        attributes=texts.attributes,
+        keys=texts.keys,
+        lineage=texts.lineage,
+        consents=texts.consents,
         lifecycle=s.lifecycle,
         organisation_golden_id=s.organisation_golden_id,
-        sources=to_json(s.sources),
+        sources=texts.sources,
         member_count=len(s.members),
         content_hash=the_plan.digests[gid],
         created_at=now,
@@ -279,7 +280,7 @@ def _active_rows(
         lifecycle=s.lifecycle,
         organisation_golden_id=s.organisation_golden_id,
         sources=golden.sources,
-        members=to_json(s.members),
+        members=texts.members,
         merged_into=None,
         run_id=run_id,
         recorded_at=now,
@@ -362,7 +363,7 @@ def _source_keys(conn: Connection, ids: list[str]) -> dict[str, tuple[str, str]]
     for cond in in_chunks(SOURCES.c.id, ids):
         rows = conn.execute(
             select(SOURCES.c.id, SOURCES.c.source, SOURCES.c.source_key).where(cond)
-        )
+        ).all()
         out.update({rid: (s, k) for rid, s, k in rows})
     return out
 
