@@ -209,7 +209,13 @@ class PairScorer:
         ) & ~same_values(self.records, "national_id", left[named], right[named])
         return weak, contradicting_organisation(self.records, left, right)
 
-    def __call__(self, left: np.ndarray, right: np.ndarray) -> PairScores:
+    def __call__(
+        self, left: np.ndarray, right: np.ndarray, groups: np.ndarray | None = None
+    ) -> PairScores:
+        """Scores of the pairs ``left[k], right[k]``. ``groups``: the positions where groups of
+        pairs start after the first (``POST /v1/match``'s proposals of one batch): the model is
+        asked group by group, so each group's scores are bit for bit those it gets alone (the
+        model's last bits vary with how many pairs it scores at once)."""
         rule_masks = apply_rules(self.records, left, right, self.config.rules)
         weak, contradicted = self.caps(left, right)
         by_rule = np.zeros(len(left), dtype=bool)
@@ -219,7 +225,7 @@ class PairScorer:
         scores = np.ones(len(left), dtype=np.float32)
         todo = np.nonzero(~by_rule)[0]
         if len(todo):
-            raw = self.model.score_indexed(self.columns, left[todo], right[todo]).astype(np.float64)
+            raw = self._model_scores(left[todo], right[todo], todo, groups)
             terms = self.adjustments(left[todo], right[todo])
             if terms:
                 logit = np.log(np.clip(raw, 1e-9, 1 - 1e-9) / np.clip(1 - raw, 1e-9, 1))
@@ -232,6 +238,19 @@ class PairScorer:
         return PairScores(
             scores, by_rule, weak, {k: int(m.sum()) for k, m in rule_masks.items()}, rule_masks
         )
+
+    def _model_scores(
+        self, left: np.ndarray, right: np.ndarray, at: np.ndarray, groups: np.ndarray | None
+    ) -> np.ndarray:
+        if groups is None or not len(groups):
+            return self.model.score_indexed(self.columns, left, right).astype(np.float64)
+        cuts = np.searchsorted(at, groups)
+        parts = [
+            self.model.score_indexed(self.columns, lo, hi).astype(np.float64)
+            for lo, hi in zip(np.split(left, cuts), np.split(right, cuts), strict=True)
+            if len(lo)
+        ]
+        return np.concatenate(parts)
 
     def explain(self, i: int, j: int) -> Explanation:
         """Why records ``i`` and ``j`` score as :meth:`__call__` scores them: the model's

@@ -205,9 +205,16 @@ class GroupedFrequencies(Frequencies):
 
     def __init__(self, groups: list[tuple[int, int, Frequencies]]) -> None:
         super().__init__({})
+        self.size = 0
+        for a, b, _f in groups:
+            if a != self.size or b < a:
+                raise ValueError("groups must follow each other from row 0, without gaps")
+            self.size = b
         self.groups = groups
 
     def per_value(self, values: list, party: str, field: str) -> np.ndarray:
+        if len(values) != self.size:
+            raise ValueError(f"{len(values)} records for groups covering {self.size}")
         parts = [f.per_value(values[a:b], party, field) for a, b, f in self.groups]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 

@@ -63,14 +63,6 @@ class OnlineMatch:
     #: the proposed record's row in the scorer's records
     _left: int = 0
 
-    def explain(self, record_id: str) -> Explanation | None:
-        """Why the proposed record and candidate ``record_id`` score as they do."""
-        return self.explain_all([record_id]).get(record_id)
-
-    def explain_all(self, record_ids: list[str]) -> dict[str, Explanation]:
-        """:meth:`explain` of each of ``record_ids`` (those among the candidates), at once."""
-        return explain_together([(self, record_ids)])[0]
-
 
 def band_of(score: float, threshold: float, review_low: float) -> str:
     """``auto`` at or above the clustering threshold (the batch matcher would cluster the two),
@@ -212,7 +204,8 @@ def _score_groups(
     left = np.concatenate([np.full(b - a - 1, a, dtype=np.int64) for a, b in spans])
     right = np.concatenate([np.arange(a + 1, b, dtype=np.int64) for a, b in spans])
     scorer = PairScorer(frame, party, model, m, freq)
-    scored = scorer(left, right)
+    sizes = np.array([b - a - 1 for a, b in spans], dtype=np.int64)
+    scored = scorer(left, right, np.cumsum(sizes)[:-1])
     threshold = match_threshold(config, model)
     ids = frame["record_id"].tolist()
     out = []
@@ -221,9 +214,7 @@ def _score_groups(
         k = slice(at, at + b - a - 1)
         at = k.stop
         scores, by_rule, mine = scored.scores[k], scored.by_rule[k], right[k]
-        # Ranked by the score as answered (4 places), ties by record id: the model's last bits
-        # vary with how many pairs are scored at once, and must not reorder the answer.
-        order = np.lexsort((mine, -np.round(scores.astype(np.float64), 4)))
+        order = np.lexsort((mine, -scores))
         candidates = [
             Candidate(
                 record_id=ids[int(mine[j])],
@@ -238,8 +229,8 @@ def _score_groups(
 
 
 def explain_together(asks: list[tuple[OnlineMatch, list[str]]]) -> list[dict[str, Explanation]]:
-    """:meth:`OnlineMatch.explain_all` of each ``(match, record ids)``, in one pass per scorer
-    (the matches of one :func:`match_many` call share theirs)."""
+    """Why each ``(match, record ids)``'s proposed record and those candidates score as they
+    do, in one pass per scorer (the matches of one :func:`match_many` call share theirs)."""
     pairs: dict[int, list[tuple[int, int, str]]] = {}
     scorers: dict[int, PairScorer] = {}
     for n, (found, record_ids) in enumerate(asks):

@@ -199,17 +199,26 @@ class MatchBatcher:
         self._queue: queue.SimpleQueue[tuple[Proposal, Future[MatchAnswer]] | None] = (
             queue.SimpleQueue()
         )
+        self._closed = False
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="mdm-match-batcher", daemon=True)
         self._thread.start()
 
     def submit(self, proposal: Proposal) -> Future[MatchAnswer]:
         future: Future[MatchAnswer] = Future()
-        self._queue.put((proposal, future))
+        with self._lock:
+            if self._closed:
+                future.set_exception(Problem(503, "the service is stopping"))
+            else:
+                self._queue.put((proposal, future))
         return future
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=30)
+        """Answer what is queued, then stop; later submissions are refused (503)."""
+        with self._lock:
+            self._closed = True
+            self._queue.put(None)
+        self._thread.join(timeout=60)
         answered = sum(size * n for size, n in self.batch_sizes.items())
         if answered:
             logging.getLogger("mdm.service").info(
@@ -236,23 +245,45 @@ class MatchBatcher:
                     stopping = True
                     break
                 batch.append(nxt)
-            self._answer(batch)
+            try:
+                self._answer(batch)
+            except BaseException as exc:  # noqa: BLE001 - the worker must outlive any batch
+                # Nobody waits for ever: a future not yet answered gets the error.
+                for _p, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
             if stopping:
                 return
 
     def _answer(self, batch: list[tuple[Proposal, Future[MatchAnswer]]]) -> None:
+        # A request whose client went away was cancelled: left out. The others' futures are
+        # running from here on, so a late cancel cannot make setting their answer fail.
+        batch = [(p, f) for p, f in batch if f.set_running_or_notify_cancel()]
+        if not batch:
+            return
         proposals = [p for p, _f in batch]
         self.batch_sizes[len(batch)] += 1
         began = time.thread_time()
+        answers: list[MatchAnswer | BaseException]
         try:
-            answers: list[MatchAnswer | BaseException] = list(answer_many(self._state, proposals))
-        except Exception:  # noqa: BLE001 - each proposal gets its own error below
+            answers = list(answer_many(self._state, proposals))
+        except Problem as problem:  # the hub's answer to all of them (no model: 503)
+            answers = [problem] * len(proposals)
+        except Exception as exc:  # noqa: BLE001 - each proposal gets its own error below
+            # By type only: an exception's text may quote a value.
+            logging.getLogger("mdm.service").warning(
+                "match batch of %d failed (%s): answering each alone",
+                len(batch),
+                type(exc).__name__,
+            )
             answers = []
             for p in proposals:
                 try:
                     answers.append(answer_many(self._state, [p])[0])
-                except Exception as exc:  # noqa: BLE001 - handed to the request's own handler
-                    answers.append(exc)
+                except Exception as alone:  # noqa: BLE001 - handed to the request's own handler
+                    answers.append(alone)
         self.cpu_seconds += time.thread_time() - began
         for (_p, future), answer in zip(batch, answers, strict=True):
             if isinstance(answer, BaseException):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import shutil
 import signal
 from pathlib import Path
 
@@ -16,7 +15,6 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from mdm_orchestration.cleansing import cleanse_pending
 from mdm_orchestration.hub.store import create_hub_engine
 from mdm_orchestration.matching import (
     IncompleteRebuild,
@@ -25,11 +23,10 @@ from mdm_orchestration.matching import (
     rebuild_clusters,
     stage_partition,
     start_partitioned_rebuild,
-    train_models,
 )
 from mdm_orchestration.matching.blocking import candidate_pairs
 from mdm_orchestration.matching.engine import party_frames
-from tests.helpers import copy_landing, ingest_all
+from tests.orchestration.conftest import build_trained_hub
 
 PARTITIONS = 3
 #: Partitions of the Dagster runs (two steps at once on this two-core machine).
@@ -41,37 +38,6 @@ def partitioned_rebuild_job() -> dg.JobDefinition:
     from mdm_orchestration.definitions import defs
 
     return defs.resolve_job_def("partitioned_rebuild_job")
-
-
-def _build(url: str, sample_silos: Path, landing: Path, config) -> None:  # type: ignore[no-untyped-def]
-    engine = create_hub_engine(url)
-    ingest_all(engine, config, copy_landing(sample_silos, landing))
-    cleanse_pending(engine, config)
-    train_models(engine)
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def trained_hub(tmp_path_factory, sample_silos) -> Path:  # type: ignore[no-untyped-def]
-    """A SQLite hub file holding the generated silos, cleansed, with trained models (copied
-    by each test: its own hub)."""
-    from mdm_orchestration.config import load_hub_config
-    from tests.conftest import CONFIG_DIR
-
-    root = tmp_path_factory.mktemp("trained")
-    url = f"sqlite:///{root / 'hub.db'}"
-    _build(url, sample_silos, root / "landing", load_hub_config(CONFIG_DIR))
-    engine = sa.create_engine(url)
-    with engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    engine.dispose()
-    return root / "hub.db"
-
-
-@pytest.fixture
-def sqlite_hub(tmp_path, trained_hub) -> str:  # type: ignore[no-untyped-def]
-    shutil.copy(trained_hub, tmp_path / "hub.db")
-    return f"sqlite:///{tmp_path / 'hub.db'}"
 
 
 def outcome(engine: sa.Engine) -> dict[str, object]:
@@ -160,7 +126,7 @@ def test_partitioned_rebuild_on_sqlite_equals_single_step(
 def test_partitioned_rebuild_on_postgres_equals_single_step(
     postgres_url, tmp_path, monkeypatch, sample_silos, hub_config
 ):  # type: ignore[no-untyped-def]
-    _build(postgres_url, sample_silos, tmp_path / "landing", hub_config)
+    build_trained_hub(postgres_url, sample_silos, tmp_path / "landing", hub_config)
     _same_as_single_step(postgres_url, tmp_path, monkeypatch, hub_config)
 
 
@@ -317,7 +283,7 @@ def _race_the_reads(monkeypatch, url: str, plain_read: bool) -> list[str]:  # ty
 def test_postgres_a_plan_step_clearing_mid_read_is_refused_or_not_seen(
     postgres_url, tmp_path, monkeypatch, sample_silos, hub_config
 ):  # type: ignore[no-untyped-def]
-    _build(postgres_url, sample_silos, tmp_path / "landing", hub_config)
+    build_trained_hub(postgres_url, sample_silos, tmp_path / "landing", hub_config)
     engine = create_hub_engine(postgres_url)
     try:
         rebuild_clusters(engine, hub_config)

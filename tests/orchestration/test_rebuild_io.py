@@ -5,55 +5,21 @@ leave the schema as it was, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from mdm_orchestration.cleansing import cleanse_pending
 from mdm_orchestration.hub.bulk import indexes_dropped
 from mdm_orchestration.hub.store import create_hub_engine, write_transaction
-from mdm_orchestration.matching import current_cleansed, rebuild_clusters, train_models, writes
+from mdm_orchestration.matching import current_cleansed, rebuild_clusters, writes
 from mdm_orchestration.matching import rebuild as rebuild_module
 from mdm_orchestration.matching.frequency_store import all_counts, index_delta
 from mdm_orchestration.matching.records import CLEANSED_COLUMNS
-from tests.helpers import copy_landing, ingest_all
+from tests.orchestration.conftest import build_trained_hub
 
 #: The tables a full rebuild replaces whose secondary indexes it drops and creates again.
 REBUILT = ("match_clusters", "blocking_index", "match_pairs")
-
-
-def _build(url: str, sample_silos: Path, landing: Path, config) -> None:  # type: ignore[no-untyped-def]
-    engine = create_hub_engine(url)
-    ingest_all(engine, config, copy_landing(sample_silos, landing))
-    cleanse_pending(engine, config)
-    train_models(engine)
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def trained_hub(tmp_path_factory, sample_silos) -> Path:  # type: ignore[no-untyped-def]
-    """A SQLite hub file of the generated silos, cleansed and trained (each test copies it)."""
-    from mdm_orchestration.config import load_hub_config
-    from tests.conftest import CONFIG_DIR
-
-    root = tmp_path_factory.mktemp("trained_io")
-    url = f"sqlite:///{root / 'hub.db'}"
-    _build(url, sample_silos, root / "landing", load_hub_config(CONFIG_DIR))
-    engine = sa.create_engine(url)
-    with engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    engine.dispose()
-    return root / "hub.db"
-
-
-@pytest.fixture
-def sqlite_hub(tmp_path, trained_hub) -> str:  # type: ignore[no-untyped-def]
-    shutil.copy(trained_hub, tmp_path / "hub.db")
-    return f"sqlite:///{tmp_path / 'hub.db'}"
 
 
 def index_definitions(engine: sa.Engine) -> dict[str, str]:
@@ -119,7 +85,7 @@ def test_rebuild_keeps_indexes_and_index_rows_on_sqlite(sqlite_hub, hub_config, 
 def test_rebuild_keeps_indexes_and_index_rows_on_postgres(
     postgres_url, tmp_path, sample_silos, hub_config, monkeypatch
 ):
-    _build(postgres_url, sample_silos, tmp_path / "landing", hub_config)
+    build_trained_hub(postgres_url, sample_silos, tmp_path / "landing", hub_config)
     _rebuild_keeps_schema_and_writes_the_whole_index(postgres_url, hub_config, monkeypatch)
 
 

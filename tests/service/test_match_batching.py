@@ -42,6 +42,9 @@ def proposals_of(engine: sa.Engine, state: ServiceState, n: int) -> list[Proposa
     out.append(out[0])
     us = canonical_source("US")
     out.append(Proposal({"given_name": "Jonathn", "family_name": "Smith"}, us, 5, 1))
+    # One record id, two contents (a record asked about twice, changed in between).
+    out.append(Proposal({"key": "K-1", "given_name": "Ann", "family_name": "Lee"}, us, 10, 3))
+    out.append(Proposal({"key": "K-1", "given_name": "Anne", "family_name": "Leigh"}, us, 10, 3))
     out.append(Proposal({"given_name": "Ann", "birth_date": "31/31/1990"}, us, 10, 3))
     # Nothing to tell anyone by: the quality rules stop it.
     out.append(Proposal({"country": "US"}, us, 10, 3))
@@ -136,3 +139,46 @@ def test_concurrent_requests_over_http_get_their_own_answers(server, hub_engine,
         together = list(pool.map(send, bodies))
     assert together == alone
     assert sum(status == 200 for status, _b in alone) >= 20
+
+
+def test_cancelled_requests_do_not_stop_the_batcher_and_a_closed_one_refuses(hub_url, hub_engine):
+    """A client that goes away cancels its future (asyncio cancels the wrapped future); the
+    worker must go on answering the others, and after ``close`` nothing waits for ever."""
+    state = service_state(hub_url)
+    batcher = MatchBatcher(state, max_batch=4)
+    try:
+        proposals = proposals_of(hub_engine, state, 10)
+        futures = [batcher.submit(p) for p in proposals]
+        for f in futures[::2]:
+            f.cancel()
+        for f in futures[1::2]:
+            f.exception(timeout=120)  # answered (an answer or its own problem), not stuck
+        after = batcher.submit(proposals[0])
+        assert after.result(timeout=120).cleansed
+    finally:
+        batcher.close()
+        state.engine.dispose()
+    refused = batcher.submit(proposals[0]).exception(timeout=5)
+    assert isinstance(refused, Problem) and refused.status == 503
+
+
+def test_a_hub_wide_problem_answers_every_proposal_of_the_batch(hub_url, hub_engine, monkeypatch):
+    """No usable model: each request of the batch gets the 503, none hangs."""
+    from mdm_orchestration.matching import NoModel
+
+    state = service_state(hub_url)
+
+    def no_model(_conn):  # type: ignore[no-untyped-def]
+        raise NoModel("none trained")
+
+    monkeypatch.setattr(state, "models", no_model)
+    batcher = MatchBatcher(state)
+    try:
+        futures = [batcher.submit(p) for p in proposals_of(hub_engine, state, 6)]
+        problems = [f.exception(timeout=120) for f in futures]
+    finally:
+        batcher.close()
+        state.engine.dispose()
+    refused = [p for p in problems if isinstance(p, Problem) and p.status == 422]
+    assert all(isinstance(p, Problem) and p.status in (503, 422) for p in problems)
+    assert sum(p.status == 503 for p in problems) == len(problems) - len(refused) >= 6
