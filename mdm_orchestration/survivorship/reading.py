@@ -92,7 +92,10 @@ def membership(conn: Connection, records: set[str] | None) -> dict[str, Membersh
 def previous_goldens(conn: Connection, golden_ids: set[str] | None) -> dict[str, Previous]:
     """The active golden records (all, or those named) as a plan compares with them; their
     JSON columns as stored, decoded on first use the way their column type decodes them."""
-    decode = GOLDEN.c.attributes.type.result_processor(conn.dialect, None)
+    # What SQLAlchemy does to a stored JSON value on this database (None where the driver
+    # decodes it itself, as psycopg2 does: then it is read decoded, as before).
+    impl = GOLDEN.c.attributes.type.dialect_impl(conn.dialect)
+    decode = impl.result_processor(conn.dialect, None)
     columns = [
         type_coerce(GOLDEN.c[n], Text) if n in PREVIOUS_ENCODED and decode else GOLDEN.c[n]
         for n in PREVIOUS_FIELDS

@@ -24,7 +24,7 @@ from mdm_orchestration.config import (
     load_hub_config,
 )
 from mdm_orchestration.survivorship import Survived, Survivor
-from mdm_orchestration.survivorship.consolidate import GoldenState
+from mdm_orchestration.survivorship.consolidate import GoldenState, Previous
 from mdm_orchestration.survivorship.rows import to_json
 from mdm_orchestration.survivorship.rules import (
     KEY_FIELDS,
@@ -242,3 +242,25 @@ def test_survive_is_the_reference_algorithm(config, cluster):
     new, old = s.survive(cluster), reference_survive(s, cluster)
     assert new == old
     assert to_json(vars(new)) == reference_json(vars(old))
+
+
+# --- the previous content, decoded on first use -------------------------------------------
+
+
+def test_previous_decodes_its_json_columns_once_on_first_use():
+    calls = []
+
+    def decode(text: str) -> Any:  # noqa: ANN401
+        calls.append(text)
+        return json.loads(text)
+
+    p = Previous(
+        2, "h", "person", '{"a":1}', '{"a":{}}', "{}", None, None, '["crm"]', decode=decode
+    )
+    assert calls == []
+    assert p.attributes == {"a": 1} and p.attributes is p.attributes
+    assert p.sources == ["crm"] and p.consents == {} and p.lineage == {"a": {}}
+    assert calls == ['{"a":1}', '["crm"]', "{}", '{"a":{}}']
+    # Read decoded (no ``decode``: psycopg2 decodes JSON itself), values are kept as they are.
+    q = Previous(1, "h", "person", {"a": 1}, {}, {}, "lead", None)
+    assert q.attributes == {"a": 1} and q.sources == [] and q.lifecycle == "lead"
