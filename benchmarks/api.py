@@ -23,6 +23,7 @@ change event in the ``warehouse`` file subscriber's folder.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -97,7 +98,9 @@ def _free_port() -> int:
 class Service:
     """``mdm serve`` in a process of its own (its own session, stopped by its group id)."""
 
-    def __init__(self, hub: str, log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, hub: str, log: Path, env: dict[str, str] | None = None, workers: int = 1
+    ) -> None:
         import httpx
 
         self.port = _free_port()
@@ -118,6 +121,8 @@ class Service:
                 "1000000",
                 "--burst",
                 "1000000",
+                "--workers",
+                str(workers),
             ],
             cwd=ROOT,
             env=env,
@@ -137,9 +142,17 @@ class Service:
         raise RuntimeError("mdm serve did not start")
 
     def cpu_seconds(self) -> float:
-        """The server process's CPU time so far (user + system, from /proc)."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """The server's CPU time so far (user + system, from /proc), its workers included."""
+        total = 0
+        for pid in [self.proc.pid, *self._children()]:
+            with contextlib.suppress(FileNotFoundError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
+    def _children(self) -> list[int]:
+        path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        return [int(c) for c in path.read_text().split()] if path.exists() else []
 
     def stop(self) -> None:
         os.killpg(self.proc.pid, signal.SIGTERM)
@@ -252,11 +265,11 @@ def _load(url: str, key: str, concurrency: int, seconds: float, request, cpu=Non
     }
 
 
-def run(work: Path, concurrency: int, seconds: float, samples: int) -> None:
+def run(work: Path, concurrency: int, seconds: float, samples: int, workers: int = 1) -> None:
     hub = f"sqlite:///{work / 'hub.db'}"
     key = _key(hub, "read", "match")
     ids, proposals = _samples(hub, samples, seed=7)
-    service = Service(hub, work / "serve.log")
+    service = Service(hub, work / "serve.log", workers=workers)
     try:
         golden = _load(
             service.url,
@@ -281,6 +294,7 @@ def run(work: Path, concurrency: int, seconds: float, samples: int) -> None:
             {
                 "hub": str(work / "hub.db"),
                 "concurrency": concurrency,
+                "workers": workers,
                 "seconds": seconds,
                 "golden": golden,
                 "match": match,
@@ -525,6 +539,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--samples", type=int, default=5000)
     parser.add_argument("--top", type=int, default=0, help="profile: cProfile's top N")
+    parser.add_argument("--workers", type=int, default=1, help="run: mdm serve --workers")
     parser.add_argument(
         "--batch", type=int, nargs="+", default=[1, 8, 16], help="profile: batch sizes"
     )
@@ -544,7 +559,7 @@ def main() -> None:
     elif args.command == "profile":
         profile(args.work, args.samples, args.top, args.batch)
     else:
-        run(args.work, args.concurrency, args.seconds, args.samples)
+        run(args.work, args.concurrency, args.seconds, args.samples, args.workers)
 
 
 if __name__ == "__main__":

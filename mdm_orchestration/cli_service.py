@@ -27,6 +27,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             max_body_bytes=args.max_body_bytes,
             rate_per_second=args.rate,
             rate_burst=args.burst,
+            workers=args.workers,
         )
     except ValidationError as exc:
         print(f"mdm serve: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}", file=sys.stderr)
@@ -126,6 +127,13 @@ def add_service_commands(sub: Any, command: Callable[..., argparse.ArgumentParse
     )
     p.add_argument(
         "--burst", type=int, default=400, help="requests a key may burst (default: %(default)s)"
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes serving the port, e.g. one per core; the rate and burst are shared "
+        "out among them (default: %(default)s)",
     )
 
     p = sub.add_parser(

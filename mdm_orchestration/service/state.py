@@ -32,6 +32,9 @@ class ServiceSettings(BaseModel):
     #: Requests per key per second, sustained, and the burst allowed above it (429 beyond).
     rate_per_second: float = Field(default=200.0, gt=0)
     rate_burst: int = Field(default=400, ge=1)
+    #: Processes serving the port (each with its own match batcher; the rate and burst are
+    #: shared out among them, so a key's limit stays about the same).
+    workers: int = Field(default=1, ge=1, le=64)
     #: How many ranked candidates /v1/match answers at most.
     max_candidates: int = Field(default=10, ge=1, le=100)
 

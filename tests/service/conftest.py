@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -124,11 +125,12 @@ class Server:
         raise RuntimeError("mdm serve did not start in 60 s")
 
     def stop(self) -> str:
-        self.proc.terminate()
+        # Its whole session: with --workers, the worker processes too.
+        os.killpg(self.proc.pid, signal.SIGTERM)
         try:
             self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
         self._fh.close()
         return self.log.read_text(encoding="utf-8", errors="replace")

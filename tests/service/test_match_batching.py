@@ -182,3 +182,35 @@ def test_a_hub_wide_problem_answers_every_proposal_of_the_batch(hub_url, hub_eng
     refused = [p for p in problems if isinstance(p, Problem) and p.status == 422]
     assert all(isinstance(p, Problem) and p.status in (503, 422) for p in problems)
     assert sum(p.status == 503 for p in problems) == len(problems) - len(refused) >= 6
+
+
+def test_workers_share_the_port_and_answer(hub_url, hub_engine, api_key, tmp_path):
+    """``mdm serve --workers 2``: two processes on one port, each answering matches and reads."""
+    import httpx
+
+    from tests.service.conftest import Server
+
+    state = service_state(hub_url)
+    try:
+        proposals = proposals_of(hub_engine, state, 12)
+    finally:
+        state.engine.dispose()
+    with hub_engine.connect() as conn:
+        golden = conn.execute(sa.text("SELECT golden_id FROM golden_records LIMIT 1")).scalar_one()
+    server = Server(hub_url, tmp_path / "workers.log", "--workers", "2")
+    try:
+
+        def send(p: Proposal) -> int:
+            query = "" if p.layout.name == "canonical" else f"?source={p.layout.name}"
+            with httpx.Client(base_url=server.url, timeout=60) as c:
+                r = c.post(f"/v1/match{query}", headers=bearer(api_key), json=p.values)
+                g = c.get(f"/v1/golden/{golden}", headers=bearer(api_key))
+            assert g.status_code == 200
+            return r.status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(send, proposals * 2))
+    finally:
+        log = server.stop()
+    assert statuses.count(200) >= 2 * 12 and set(statuses) <= {200, 422}
+    assert log.count("Started server process") == 2, log[-2000:]
