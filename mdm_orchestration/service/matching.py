@@ -192,6 +192,7 @@ class MatchBatcher:
 
     def __init__(self, state: ServiceState, max_batch: int = 32) -> None:
         self._state, self._max = state, max_batch
+        self._max_queued = state.settings.max_queued_matches
         #: batch size -> how many batches of that size were answered (counts only)
         self.batch_sizes: Counter[int] = Counter()
         #: the worker's CPU seconds answering them
@@ -209,6 +210,10 @@ class MatchBatcher:
         with self._lock:
             if self._closed:
                 future.set_exception(Problem(503, "the service is stopping"))
+            elif self._queue.qsize() >= self._max_queued:
+                future.set_exception(
+                    Problem(503, "too many match requests waiting", headers={"Retry-After": "1"})
+                )
             else:
                 self._queue.put((proposal, future))
         return future

@@ -37,6 +37,9 @@ class ServiceSettings(BaseModel):
     workers: int = Field(default=1, ge=1, le=64)
     #: How many ranked candidates /v1/match answers at most.
     max_candidates: int = Field(default=10, ge=1, le=100)
+    #: Proposals ``POST /v1/match`` lets wait for the matcher (per worker); beyond, 503 with
+    #: Retry-After instead of an ever longer wait.
+    max_queued_matches: int = Field(default=500, ge=1)
 
 
 class RateLimiter:

@@ -214,3 +214,37 @@ def test_workers_share_the_port_and_answer(hub_url, hub_engine, api_key, tmp_pat
         log = server.stop()
     assert statuses.count(200) >= 2 * 12 and set(statuses) <= {200, 422}
     assert log.count("Started server process") == 2, log[-2000:]
+
+
+def test_a_full_queue_refuses_with_retry_after(hub_url, hub_engine, monkeypatch):
+    """While the matcher is busy, at most ``max_queued_matches`` proposals wait; the next gets
+    503 with Retry-After, and the waiting ones are answered once it is free."""
+    import mdm_orchestration.service.matching as matching
+
+    state = service_state(hub_url)
+    state.settings = state.settings.model_copy(update={"max_queued_matches": 2})
+    busy, release = threading.Event(), threading.Event()
+    real = matching.answer_many
+
+    def slow(state_, proposals):  # type: ignore[no-untyped-def]
+        busy.set()
+        release.wait(60)
+        return real(state_, proposals)
+
+    monkeypatch.setattr(matching, "answer_many", slow)
+    batcher = MatchBatcher(state, max_batch=1)
+    try:
+        proposals = proposals_of(hub_engine, state, 4)
+        first = batcher.submit(proposals[0])
+        assert busy.wait(60)  # the worker holds the first; the queue is empty again
+        waiting = [batcher.submit(p) for p in proposals[1:3]]
+        refused = batcher.submit(proposals[3]).exception(timeout=5)
+        assert isinstance(refused, Problem) and refused.status == 503
+        assert refused.headers == {"Retry-After": "1"}
+        release.set()
+        for f in [first, *waiting]:
+            assert f.result(timeout=120).cleansed
+    finally:
+        release.set()
+        batcher.close()
+        state.engine.dispose()
