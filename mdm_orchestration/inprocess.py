@@ -234,7 +234,7 @@ def run_reconsolidation(instance: Any, target: Target, engine: Any, *, quiet: bo
     with engine.connect() as conn:
         stale = (
             bool(pending_extracts(conn))
-            or needs_rematch(conn)
+            or needs_rematch(conn, target.hub_config().matching)
             or needs_consolidation(conn, target.hub_config())
         )
     return execute_job(instance, "reconsolidate_job", target, quiet=quiet) if stale else True
@@ -252,7 +252,7 @@ def run_matching(
     from mdm_orchestration.matching import needs_rematch
 
     with engine.connect() as conn:
-        stale = after_cleansing or needs_rematch(conn)
+        stale = after_cleansing or needs_rematch(conn, target.hub_config().matching)
     return execute_job(instance, "match_job", target, quiet=quiet) if stale else True
 
 

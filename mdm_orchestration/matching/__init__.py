@@ -87,7 +87,7 @@ def rematch(engine: Engine, config: HubConfig, *, full: bool = False) -> MatchRu
     """Bring the clustering up to date: a full rebuild when asked for or due (see
     :func:`needs_full_rematch`), else an incremental run over what changed."""
     with engine.connect() as conn:
-        full = full or needs_full_rematch(conn)
+        full = full or needs_full_rematch(conn, config.matching)
     return rebuild_clusters(engine, config) if full else match_incremental(engine, config)
 
 

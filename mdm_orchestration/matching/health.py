@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine, func, select
 
-from mdm_orchestration.config import HubConfig
+from mdm_orchestration.config import HubConfig, MatchingConfig
 from mdm_orchestration.hub.tables import (
     CLEANSED,
     CLUSTERS,
@@ -20,15 +20,16 @@ from mdm_orchestration.hub.tables import (
     as_utc,
     chunks,
 )
-from mdm_orchestration.matching.runs import FULL, PAIRS_VERSION
+from mdm_orchestration.matching.runs import FULL, PAIRS_VERSION, matching_digest
 from mdm_orchestration.matching.training import model_ids
 from mdm_orchestration.matching.writes import cleansed_upto
 
 
-def needs_full_rematch(conn: Connection) -> bool:
+def needs_full_rematch(conn: Connection, matching: MatchingConfig | None = None) -> bool:
     """A full rebuild is due: never matched, a model newer than the last full run, steward
-    labels, overrides or removed overrides newer than the last run, or kept pair scores from an
-    older version."""
+    labels, overrides or removed overrides newer than the last run, kept pair scores from an
+    older version, or (given ``matching``) matching.yaml's settings other than the last full
+    run's."""
     last_full = conn.execute(
         select(MATCH_RUNS)
         .where(MATCH_RUNS.c.mode == FULL)
@@ -36,6 +37,10 @@ def needs_full_rematch(conn: Connection) -> bool:
         .limit(1)
     ).first()
     if last_full is None or last_full.counts.get("pairs_version") != PAIRS_VERSION:
+        return True
+    if matching is not None and last_full.counts.get("matching_config") != matching_digest(
+        matching
+    ):
         return True
     models = model_ids(conn)
     if any(last_full.counts.get(f"{p}_model") != i for p, i in models.items()):
@@ -50,10 +55,10 @@ def needs_full_rematch(conn: Connection) -> bool:
     return any(t is not None and as_utc(t) > stamp for t in newest)
 
 
-def needs_rematch(conn: Connection) -> bool:
+def needs_rematch(conn: Connection, matching: MatchingConfig | None = None) -> bool:
     """Whether the clustering is stale: a full rebuild is due (see :func:`needs_full_rematch`)
     or extracts were cleansed after the last matching run."""
-    if needs_full_rematch(conn):
+    if needs_full_rematch(conn, matching):
         return conn.execute(
             select(func.count()).select_from(CURRENT_CLEANSED)
         ).scalar_one() > 0 or (

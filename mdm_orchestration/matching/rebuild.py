@@ -35,6 +35,7 @@ from mdm_orchestration.matching.runs import (
     ConcurrentMatch,
     MatchRunResult,
     erasure_mark,
+    matching_digest,
     record_run,
 )
 from mdm_orchestration.matching.steward import current_cleansed, judged_pairs, overrides
@@ -152,7 +153,10 @@ def write_rebuild(
             ),
             **{f"{p}_model": i for p, i in ids.items()},
         }
-        record_run(conn, FULL, inputs.upto, counts)
+        # The settings the kept pairs and clusters were made with (a fingerprint, not a count).
+        record_run(
+            conn, FULL, inputs.upto, {**counts, "matching_config": matching_digest(config.matching)}
+        )
         if also is not None:
             also(conn)
         crash_point("match:before_commit")

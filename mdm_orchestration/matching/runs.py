@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, func, select
 
+from mdm_orchestration.config import MatchingConfig
 from mdm_orchestration.hub.tables import ERASURES, MATCH_RUNS, utcnow
 
 #: Kept scores and the blocking index are valid for the blocking keys, scoring and clustering
@@ -47,6 +49,13 @@ class MatchRunResult:
 
     def count(self, name: str) -> int:
         return int(self.counts.get(name, 0))
+
+
+def matching_digest(matching: MatchingConfig) -> str:
+    """A fingerprint of matching.yaml's settings (``match_runs.counts`` of a full run): kept
+    pairs, clusters and review items are valid for the settings they were made with, so a
+    change (a threshold, a rule, a block size) calls for a full rebuild."""
+    return hashlib.sha256(matching.model_dump_json().encode()).hexdigest()[:16]
 
 
 def record_run(conn: Connection, mode: str, upto: datetime | None, counts: dict[str, Any]) -> None:

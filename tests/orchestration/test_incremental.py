@@ -493,3 +493,31 @@ def test_an_erasure_between_planning_and_writing_stops_the_match_run(
     monkeypatch.setattr(incremental, "_plan", planned)
     assert match_incremental(engine, CONFIG).counts["arrived"] > 0  # run again: it goes through
     engine.dispose()
+
+
+def test_a_change_in_matching_settings_calls_for_a_full_rebuild(sqlite_hub, hub_config):
+    """Kept pairs and clusters were made with the last full run's matching.yaml: another
+    threshold (or rule, or block size) makes the next run a full rebuild, not an incremental
+    one over stale pairs."""
+    from mdm_orchestration.matching import FULL, INCREMENTAL, rematch
+
+    engine = create_hub_engine(sqlite_hub)
+    assert rematch(engine, hub_config).mode == FULL  # never matched
+    with engine.connect() as conn:
+        assert not needs_full_rematch(conn, hub_config.matching)
+    assert rematch(engine, hub_config).mode == INCREMENTAL
+    stricter = hub_config.model_copy(
+        update={
+            "matching": hub_config.matching.model_copy(
+                update={"threshold": (hub_config.matching.threshold or 0.5) + 0.05}
+            )
+        }
+    )
+    with engine.connect() as conn:
+        assert needs_full_rematch(conn, stricter.matching)
+        assert not needs_full_rematch(conn, hub_config.matching)
+    assert rematch(engine, stricter).mode == FULL
+    with engine.connect() as conn:
+        assert not needs_full_rematch(conn, stricter.matching)
+        assert needs_full_rematch(conn, hub_config.matching)
+    engine.dispose()
