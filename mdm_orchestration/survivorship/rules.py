@@ -292,17 +292,7 @@ class Survivor:
             if chosen is None:
                 continue
             record, rule = chosen
-            choice = Choice(
-                record["source_record_id"], record["source"], record["source_key"], rule
-            ).as_dict()
-            has = memo.filled(record)
-            for f in PUBLIC_FIELDS[group]:
-                if f in has:
-                    out.attributes[f] = _json_value(record[f])
-                    out.lineage[f] = choice
-            for f in KEY_FIELDS.get(group, ()):
-                if f in has:
-                    out.keys[f] = record[f]
+            _take(out, record, group, rule, memo.filled(record))
         out.consents = self.consents(records, memo)
         out.lifecycle, lifecycle_from = self.lifecycle(records, memo)
         if lifecycle_from is not None:
@@ -319,15 +309,7 @@ class Survivor:
             shown = [f for f in PUBLIC_FIELDS[group] if f in has]
             if not shown or (group in self._valid_only and not self._valid(record, group)):
                 continue
-            choice = Choice(
-                record["source_record_id"], record["source"], record["source_key"], "only_value"
-            ).as_dict()
-            for f in shown:
-                out.attributes[f] = _json_value(record[f])
-                out.lineage[f] = choice
-            for f in KEY_FIELDS.get(group, ()):
-                if f in has:
-                    out.keys[f] = record[f]
+            _take(out, record, group, "only_value", has)
         out.consents = self.consents((record,))
         out.lifecycle, lifecycle_from = self.lifecycle((record,))
         if lifecycle_from is not None:
@@ -383,3 +365,18 @@ class Survivor:
             best["source_record_id"], best["source"], best["source_key"], "lifecycle_order"
         )
         return best["lifecycle"], choice.as_dict()
+
+
+def _take(out: Survived, record: Record, group: str, rule: str, has: set[str]) -> None:
+    """``group``'s fields that ``record`` fills (``has``), surviving by ``rule``: its public
+    attributes with their lineage, and its keys."""
+    choice = Choice(
+        record["source_record_id"], record["source"], record["source_key"], rule
+    ).as_dict()
+    for f in PUBLIC_FIELDS[group]:
+        if f in has:
+            out.attributes[f] = _json_value(record[f])
+            out.lineage[f] = choice
+    for f in KEY_FIELDS.get(group, ()):
+        if f in has:
+            out.keys[f] = record[f]
