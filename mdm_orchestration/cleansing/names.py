@@ -105,8 +105,12 @@ def nickname_related(a: str, b: str) -> bool:
     )
 
 
+@lru_cache(maxsize=65536)
 def _fix_case(part: str | None) -> str | None:
-    """Title-case a name part written all upper or all lower; keep deliberate mixed case."""
+    """Title-case a name part written all upper or all lower; keep deliberate mixed case.
+
+    Cached: the same given and family names recur across a hub's records, and nameparser's
+    capitalisation is a third of a name's cleansing."""
     if not part:
         return None
     if part.isupper() or part.islower():
