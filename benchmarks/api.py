@@ -312,22 +312,15 @@ def profile(work: Path, samples: int, top: int, batches: list[int]) -> None:
     import cProfile
     import pstats
 
-    from mdm_orchestration.config import load_hub_config
-    from mdm_orchestration.hub.store import create_hub_engine
     from mdm_orchestration.service.app import warm_up
     from mdm_orchestration.service.inputs import canonical_source, raw_values
     from mdm_orchestration.service.matching import Proposal, answer_many
-    from mdm_orchestration.service.state import RateLimiter, ServiceSettings, ServiceState
+    from mdm_orchestration.service.state import ServiceSettings, ServiceState
 
     hub = f"sqlite:///{work / 'hub.db'}"
     _ids, bodies = _samples(hub, samples, seed=7)
-    settings = ServiceSettings(hub_url=hub)
-    state = ServiceState(
-        settings=settings,
-        engine=create_hub_engine(hub),
-        config=load_hub_config(),
-        limiter=RateLimiter(1e9, 10**9),
-    )
+    settings = ServiceSettings(hub_url=hub, rate_per_second=1e9, rate_burst=10**9)
+    state = ServiceState.open(settings)
     warm_up(state)
     layout = canonical_source("US")
     proposals = [

@@ -10,12 +10,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from mdm_orchestration.config import load_hub_config
-from mdm_orchestration.hub.store import create_hub_engine
 from mdm_orchestration.service import golden, matching, records
 from mdm_orchestration.service.middleware import ServiceMiddleware
 from mdm_orchestration.service.problems import install
-from mdm_orchestration.service.state import RateLimiter, ServiceSettings, ServiceState
+from mdm_orchestration.service.state import ServiceSettings, ServiceState
 from mdm_orchestration.workbench import workbench_router
 
 DESCRIPTION = """\
@@ -44,20 +42,14 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_hub_engine(settings.hub_url)
-        app.state.service = ServiceState(
-            settings=settings,
-            engine=engine,
-            config=load_hub_config(settings.config_dir),
-            limiter=RateLimiter(settings.rate_per_second, settings.rate_burst),
-        )
+        app.state.service = ServiceState.open(settings)
         warm_up(app.state.service)
         app.state.match_batcher = matching.MatchBatcher(app.state.service)
         try:
             yield
         finally:
             app.state.match_batcher.close()
-            engine.dispose()
+            app.state.service.engine.dispose()
 
     app = FastAPI(
         title="MDM hub",

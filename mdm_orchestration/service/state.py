@@ -12,7 +12,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
-from mdm_orchestration.config import HubConfig
+from mdm_orchestration.config import HubConfig, load_hub_config
+from mdm_orchestration.hub.store import create_hub_engine
 
 #: Loopback only unless told otherwise: the service holds every customer's data.
 DEFAULT_HOST = "127.0.0.1"
@@ -71,6 +72,17 @@ class ServiceState:
     limiter: RateLimiter
     _models: tuple[dict[str, int], dict[str, Any]] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def open(cls, settings: ServiceSettings) -> ServiceState:
+        """The state of a service started with ``settings``: its hub's engine (dispose it when
+        done), the configuration of its ``config_dir`` and a limiter at its rate."""
+        return cls(
+            settings=settings,
+            engine=create_hub_engine(settings.hub_url),
+            config=load_hub_config(settings.config_dir),
+            limiter=RateLimiter(settings.rate_per_second, settings.rate_burst),
+        )
 
     def models(self, conn: Any) -> dict[str, Any]:  # noqa: ANN401
         """The newest stored models, loaded again only when their ids change."""

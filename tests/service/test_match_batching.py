@@ -9,11 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import sqlalchemy as sa
 
-from mdm_orchestration.config import load_hub_config
 from mdm_orchestration.service.inputs import canonical_source, raw_values
 from mdm_orchestration.service.matching import MatchBatcher, Proposal, answer_many
 from mdm_orchestration.service.problems import Problem
-from mdm_orchestration.service.state import RateLimiter, ServiceSettings, ServiceState
+from mdm_orchestration.service.state import ServiceSettings, ServiceState
 from tests.conftest import CONFIG_DIR
 from tests.service.test_api_unit import bearer
 from tests.service.test_match_agrees_with_batch import raw_of
@@ -61,13 +60,10 @@ def comparable(answer: object) -> object:
 
 
 def service_state(hub_url: str) -> ServiceState:
-    from mdm_orchestration.hub.store import create_hub_engine
-
-    return ServiceState(
-        settings=ServiceSettings(hub_url=hub_url, config_dir=CONFIG_DIR),
-        engine=create_hub_engine(hub_url),
-        config=load_hub_config(CONFIG_DIR),
-        limiter=RateLimiter(1e9, 10**9),
+    return ServiceState.open(
+        ServiceSettings(
+            hub_url=hub_url, config_dir=CONFIG_DIR, rate_per_second=1e9, rate_burst=10**9
+        )
     )
 
 
