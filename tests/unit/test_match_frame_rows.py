@@ -1,0 +1,120 @@
+"""match_frame's row-wise form (frames of fewer than 64 records: the service's proposal and
+its neighbours) gives exactly the vectorised form's fields, on records fresh from the cleansers
+and as the hub reads them back, odd values included."""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime
+
+import pandas as pd
+import pytest
+
+from mdm_orchestration.cleansing import cleanse_batch
+from mdm_orchestration.config import load_hub_config
+from mdm_orchestration.matching import records as records_module
+from mdm_orchestration.matching.records import CLEANSED_COLUMNS, match_frame
+from mdm_orchestration.sample_data.offline import landing_versions
+from tests.conftest import CONFIG_DIR
+
+TODAY = date(2026, 11, 23)
+
+
+def vectorised(frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch) -> pd.DataFrame:
+    with monkeypatch.context() as m:
+        m.setattr(records_module, "_VECTOR_ROWS", 0)
+        return match_frame(frame)
+
+
+def row_wise(frame: pd.DataFrame, size: int) -> pd.DataFrame:
+    parts = [match_frame(frame.iloc[at : at + size]) for at in range(0, len(frame), size)]
+    return pd.concat(parts, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def cleansed(sample_silos) -> pd.DataFrame:
+    hub_config = load_hub_config(CONFIG_DIR)
+    frames = []
+    for name, versions in landing_versions(sample_silos / "landing", hub_config).items():
+        result = cleanse_batch(
+            versions.iloc[:150], hub_config.sources[name], hub_config.quality, TODAY
+        )
+        frames.append(result.records[[c for c in CLEANSED_COLUMNS if c in result.records]])
+    return pd.concat(frames, ignore_index=True)
+
+
+def as_the_hub_reads_them(frame: pd.DataFrame) -> pd.DataFrame:
+    """Python values and None, as ``current_cleansed`` returns them (an object frame)."""
+
+    def plain(v: object) -> object:
+        if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and math.isnan(v)):
+            return None
+        return v.item() if hasattr(v, "item") else v
+
+    rows = [tuple(plain(v) for v in row) for row in frame.itertuples(index=False)]
+    return pd.DataFrame(rows, columns=list(frame.columns), dtype=object)
+
+
+def odd_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Values the cleansers rarely give: dates pandas cannot hold, datetimes, empty strings,
+    NaN, pd.NA, an organisation with an email and no website, ZIP+4 postcodes."""
+    base = as_the_hub_reads_them(frame.iloc[:12]).reset_index(drop=True)
+    odd = {
+        0: {"birth_date": date(1, 1, 1)},
+        1: {"birth_date": date(9999, 12, 31)},
+        2: {"birth_date": datetime(1985, 3, 4, 12, 30)},
+        3: {"given_name": "", "family_key": "", "middle_name": ""},
+        4: {"email_valid": None, "phone_valid": None, "national_id_valid": None},
+        5: {
+            "party_type": "organisation",
+            "web_domain": None,
+            "email_key": "a@acme.example",
+            "email_valid": True,
+            "company_key": "acme",
+        },
+        6: {"postcode": "62701-1234", "country": "US"},
+        7: {"postcode": "62701-1234", "country": None},
+        8: {"given_name": float("nan"), "street_name": None, "street": "1 high st"},
+        9: {"given_name": pd.NA, "unit": "apt 4b", "street_number": None, "street_name": "main"},
+        10: {"birth_date": date(1678, 1, 1), "middle_name": "  "},
+        11: {"party_type": None, "company_key": "x"},
+    }
+    for at, values in odd.items():
+        for column, value in values.items():
+            base.at[at, column] = value
+    return base
+
+
+@pytest.mark.parametrize("size", [1, 7, 63])
+def test_row_wise_equals_vectorised_on_fresh_records(cleansed, size, monkeypatch):
+    assert len(cleansed) > 500
+    pd.testing.assert_frame_equal(
+        row_wise(cleansed, size), vectorised(cleansed, monkeypatch), check_exact=True
+    )
+
+
+@pytest.mark.parametrize("size", [1, 5, 63])
+def test_row_wise_equals_vectorised_as_the_hub_reads_them(cleansed, size, monkeypatch):
+    hub = pd.concat([as_the_hub_reads_them(cleansed), odd_rows(cleansed)], ignore_index=True)
+    expected = vectorised(hub, monkeypatch)
+    pd.testing.assert_frame_equal(row_wise(hub, size), expected, check_exact=True)
+    # The odd values did what they should in both forms.
+    odd = expected.iloc[len(cleansed) :].reset_index(drop=True)
+    assert odd.at[2, "birth"] == "1985-03-04"
+    assert odd.at[5, "email_domain"] == "acme.example"
+    assert odd.at[6, "postcode"] == "62701"
+    assert odd.at[7, "postcode"] == "62701-1234"
+
+
+def test_values_only_pandas_reads_go_to_the_vectorised_form(cleansed, monkeypatch):
+    """A date as text or flags as integers: the row-wise form hands the frame over."""
+    hub = as_the_hub_reads_them(cleansed.iloc[:3])
+    hub.at[0, "birth_date"] = "1985-03-04"
+    hub["email_valid"] = pd.Series([1, 0, 1], dtype=object)
+    for column, value in (("birth_date", "1985-03-04"), ("email_valid", 1)):
+        one = as_the_hub_reads_them(cleansed.iloc[:1])
+        one.at[0, column] = value
+        with pytest.raises(records_module._Vectorised):
+            records_module._match_rows(one)
+    pd.testing.assert_frame_equal(match_frame(hub), vectorised(hub, monkeypatch), check_exact=True)
+    assert match_frame(hub).at[0, "birth"] == "1985-03-04"
