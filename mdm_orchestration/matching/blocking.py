@@ -23,10 +23,16 @@ from mdm_orchestration.hub.tables import PERSON
 from mdm_orchestration.matching.frequencies import record_terms
 from mdm_orchestration.matching.rules import house_numbers
 
+#: Below this many records keys are joined in Python (:func:`_join_keys`).
+_ARROW_ROWS = 64
+
 
 def _join_keys(frame: pd.DataFrame, columns: list[str]) -> Keys:
     """``a|b|c`` where every part is present (a non-empty string), else null: joined by Arrow,
-    column by column, not a Python string per record."""
+    column by column, not a Python string per record (below 64 records, where Arrow's fixed
+    cost per call is larger than the strings', one per record)."""
+    if len(frame) < _ARROW_ROWS:
+        return _join_values(frame, columns)
     parts = []
     for column in columns:
         try:

@@ -1,6 +1,6 @@
 """match_frame's row-wise form (frames of fewer than 64 records: the service's proposal and
 its neighbours) gives exactly the vectorised form's fields, on records fresh from the cleansers
-and as the hub reads them back, odd values included."""
+and as the hub reads them back, odd values included; so do blocking keys joined in Python."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 
 from mdm_orchestration.cleansing import cleanse_batch
 from mdm_orchestration.config import load_hub_config
+from mdm_orchestration.matching import blocking as blocking_module
 from mdm_orchestration.matching import records as records_module
 from mdm_orchestration.matching.records import CLEANSED_COLUMNS, match_frame
 from mdm_orchestration.sample_data.offline import landing_versions
@@ -118,3 +119,23 @@ def test_values_only_pandas_reads_go_to_the_vectorised_form(cleansed, monkeypatc
             records_module._match_rows(one)
     pd.testing.assert_frame_equal(match_frame(hub), vectorised(hub, monkeypatch), check_exact=True)
     assert match_frame(hub).at[0, "birth"] == "1985-03-04"
+
+
+@pytest.mark.parametrize("party", ["person", "organisation"])
+def test_blocking_keys_of_few_records_equal_arrow_joined_ones(cleansed, party, monkeypatch):
+    """Keys of frames under 64 records are joined in Python; the same keys as Arrow's."""
+    frame = match_frame(cleansed)
+    frame = frame[frame["party_type"] == party].reset_index(drop=True)
+    assert len(frame) > 20
+    with monkeypatch.context() as m:
+        m.setattr(blocking_module, "_ARROW_ROWS", 0)
+        whole = blocking_module.blocking_keys(frame, party)
+    for at in range(0, len(frame), 9):
+        part = blocking_module.blocking_keys(frame.iloc[at : at + 9], party)
+        assert part.keys() == whole.keys()
+        for name, keys in part.items():
+            expected = whole[name].iloc[at : at + 9]
+            assert [k if isinstance(k, str) else None for k in keys.tolist()] == [
+                k if isinstance(k, str) else None for k in expected.tolist()
+            ], name
+    assert sum(isinstance(k, str) for k in whole["address"].tolist()) > 0
