@@ -295,22 +295,27 @@ class ExtrasByVersion:
         self._record_keys: dict[str, tuple[str, str]] = {}
         if not sub.source_keys:
             return
+        # The sources are kept in Python, not in the WHERE: given ``source IN (...)``, SQLite
+        # searched the (source, source_key) index, every xref row of those sources for each
+        # chunk, instead of the chunk's golden ids (or record ids).
+        sources = frozenset(sub.source_keys)
         for cond in in_chunks(XREF.c.golden_id, sorted(now_keys)):
             rows = conn.execute(
                 select(XREF.c.golden_id, XREF.c.source, XREF.c.source_key)
-                .where(cond, XREF.c.source.in_(sub.source_keys))
+                .where(cond)
                 .order_by(XREF.c.source_key)
             )
             for g, source, key in rows:
-                self._current_keys.setdefault(g, {}).setdefault(source, []).append(key)
+                if source in sources:
+                    self._current_keys.setdefault(g, {}).setdefault(source, []).append(key)
         records = sorted({r for v in versions.values() for r in v.members})
         for cond in in_chunks(XREF.c.record_id, records):
             rows = conn.execute(
-                select(XREF.c.record_id, XREF.c.source, XREF.c.source_key).where(
-                    cond, XREF.c.source.in_(sub.source_keys)
-                )
+                select(XREF.c.record_id, XREF.c.source, XREF.c.source_key).where(cond)
             )
-            self._record_keys.update({r: (source, key) for r, source, key in rows})
+            self._record_keys.update(
+                {r: (source, key) for r, source, key in rows if source in sources}
+            )
 
     def get(self, golden_id: str, version: int | None = None) -> Extras:
         v = self._versions.get((golden_id, version)) if version is not None else None
