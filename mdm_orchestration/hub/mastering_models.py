@@ -27,7 +27,8 @@ class GoldenRecord(SQLModel, table=True):
     __table_args__ = (
         Index("uq_golden_records_seq", "seq", unique=True),
         Index("ix_golden_records_status", "status"),
-        Index("ix_golden_records_org", "organisation_golden_id"),
+        Index("ix_golden_records_status_golden", "status", "golden_id"),
+        Index("ix_golden_records_org_status", "organisation_golden_id", "status", "golden_id"),
         Index("ix_golden_records_updated_run", "updated_run_id"),
     )
 
