@@ -174,6 +174,10 @@ def _update(
         changed += conn.execute(
             DEAD_LETTERS.update()
             .where(
+                # The subscribers and golden ids bound the search by the (subscriber,
+                # golden_id) index: on the pairs alone, SQLite read every row for each chunk.
+                DEAD_LETTERS.c.subscriber.in_(sorted({s for s, _ in chunk})),
+                DEAD_LETTERS.c.golden_id.in_(sorted({g for _, g in chunk})),
                 tuple_(DEAD_LETTERS.c.subscriber, DEAD_LETTERS.c.golden_id).in_(chunk),
                 DEAD_LETTERS.c.state.in_(states),
             )

@@ -234,8 +234,13 @@ def _versions(
     columns = _version_columns(members)
     out: dict[tuple[str, int], GoldenVersion] = {}
     for chunk in chunks(keys):  # type: ignore[arg-type]
+        # The golden ids bound the search: on the pairs alone, SQLite read the whole history
+        # for each chunk (SCAN golden_history, the pairs a list to probe).
         rows = conn.execute(
-            select(*columns).where(tuple_(HISTORY.c.golden_id, HISTORY.c.version).in_(chunk))
+            select(*columns).where(
+                HISTORY.c.golden_id.in_(sorted({g for g, _ in chunk})),
+                tuple_(HISTORY.c.golden_id, HISTORY.c.version).in_(chunk),
+            )
         )
         _add_versions(out, rows, members)
     return out

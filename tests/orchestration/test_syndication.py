@@ -31,7 +31,7 @@ from mdm_orchestration.matching import rebuild_clusters, record_override
 from mdm_orchestration.partitions import subscribers
 from mdm_orchestration.resources import HubDatabase, LandingZone
 from mdm_orchestration.survivorship import consolidate
-from mdm_orchestration.syndication import syndicate
+from mdm_orchestration.syndication import replay_range, retry_dead_letters, syndicate
 from tests.conftest import CONFIG_DIR, REPO
 from tests.helpers import build_mastered_hub, check_invariants, write_file
 
@@ -307,22 +307,40 @@ def test_each_delivery_batch_searches_by_its_own_keys_not_the_whole_hub(hub, tmp
     statements: dict[str, object] = {}
 
     def seen(_conn, _cursor, statement, parameters, _context, _many) -> None:  # type: ignore[no-untyped-def]
-        if statement.lstrip().upper().startswith("SELECT"):
+        if statement.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE")):
             statements.setdefault(statement, parameters)
 
-    def traced(name: str):  # type: ignore[no-untyped-def]
+    def traced(run, *args, **kwargs):  # type: ignore[no-untyped-def]
         sa.event.listen(engine, "before_cursor_execute", seen)
         try:
-            return syndicate(engine, config, name)
+            return run(*args, **kwargs)
         finally:
             sa.event.remove(engine, "before_cursor_execute", seen)
 
-    first = traced("keyed")  # the snapshot
+    first = traced(syndicate, engine, config, "keyed")  # the snapshot
     merge_two(hub)
-    second = traced("keyed")  # the changes
+    second = traced(syndicate, engine, config, "keyed")  # the changes
     assert first.snapshot > 100 and first.batches > 2 and second.delivered > 0
     keyed = [json.loads(line) for f in (hub["out"] / "keyed").iterdir() for line in f.open()]
     assert any(m["source_keys"]["crm"] for m in keyed)
+    # Dead letters retried (their versions read by (golden id, version) pairs), and a range of
+    # the outbox sent again.
+    events = rows(
+        engine, "SELECT seq, event_id, golden_id, version FROM golden_changes ORDER BY seq"
+    )
+    with engine.begin() as conn:
+        for seq, event_id, golden_id, version in events[:3]:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO dead_letters (subscriber, event_id, seq, golden_id, version, "
+                    "state, attempts, dead_lettered_at) VALUES ('keyed', :e, :s, :g, :v, 'dead', "
+                    "3, CURRENT_TIMESTAMP)"
+                ),
+                {"e": event_id, "s": seq, "g": golden_id, "v": version},
+            )
+    assert traced(retry_dead_letters, engine, subscriber="keyed") == 3
+    assert traced(syndicate, engine, config, "keyed").retried == 3
+    assert traced(replay_range, engine, config, "keyed", from_event=events[0][1]).messages > 100
 
     snapshot_reads = []
     with engine.connect() as conn:
