@@ -59,7 +59,7 @@ READS = ("load_models", "model_ids", "cleansed_upto", "current_cleansed", "versi
 READS += ("overrides", "judged_pairs", "erasure_mark")
 WRITES = ("index_rows", "sorted_index_rows", "cluster_rows", "write_clusters", "write_index")
 WRITES += ("index_delta", "replace_counts", "index_counts", "write_pairs", "review_rows")
-WRITES += ("write_review", "queue_all", "record_run", "write_full_index")
+WRITES += ("write_review", "queue_all", "record_run", "replace_full_index")
 
 
 def _status_kb(field: str) -> int:

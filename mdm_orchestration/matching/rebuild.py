@@ -17,7 +17,6 @@ from mdm_orchestration.hub.crash import crash_point
 from mdm_orchestration.hub.store import reconsolidation_lock, write_transaction
 from mdm_orchestration.hub.tables import (
     CLUSTERS,
-    INDEX,
     MATCH_LOCK_KEY,
     PAIRS,
     QUEUE,
@@ -43,10 +42,10 @@ from mdm_orchestration.matching.training import load_models, model_ids
 from mdm_orchestration.matching.writes import (
     cleansed_upto,
     cluster_rows,
+    replace_full_index,
     review_rows,
     versions_of,
     write_clusters,
-    write_full_index,
     write_pairs,
     write_review,
 )
@@ -119,9 +118,7 @@ def write_rebuild(
             conn.execute(delete(CLUSTERS))
             write_clusters(conn, cluster_rows(result, versions, now))
         crash_point("match:after_cluster_write")
-        with indexes_dropped(conn, "blocking_index"):
-            conn.execute(delete(INDEX))
-            terms = write_full_index(conn, cleansed)
+        terms = replace_full_index(conn, cleansed)
         replace_counts(conn, terms)
         with indexes_dropped(conn, "match_pairs"):
             conn.execute(delete(PAIRS))
