@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,15 @@ EXAMPLES = 200 if os.environ.get("MDM_FUZZ") == "nightly" else 25
 KEY: dict[str, str] = {}
 
 
-# The schema as the app serves it (GET /openapi.json over ASGI; it needs no hub), loaded when
-# the module is collected. schemathesis.pytest.from_fixture would load it per test, but its lazy
-# schema reads a pytest internal that pytest 9 removed (``Function._nodeid``).
-schema = schemathesis.openapi.from_asgi("/openapi.json", create_app()).include(path_regex="^/v1/")
+# The schema as the app serves it (GET /openapi.json over ASGI), loaded when the module is
+# collected. schemathesis.pytest.from_fixture would load it per test, but its lazy schema reads
+# a pytest internal that pytest 9 removed (``Function._nodeid``). schemathesis runs the app's
+# lifespan, which opens (and migrates) its hub: an empty one of this process's own, so that two
+# test workers collecting at once do not migrate one default hub together ("database is locked").
+_SCHEMA_HUB = f"sqlite:///{Path(tempfile.mkdtemp(prefix='mdm-schema-')) / 'hub.db'}"
+schema = schemathesis.openapi.from_asgi(
+    "/openapi.json", create_app(ServiceSettings(hub_url=_SCHEMA_HUB, config_dir=CONFIG_DIR))
+).include(path_regex="^/v1/")
 
 
 @pytest.fixture(scope="module")
