@@ -12,6 +12,8 @@ import sys
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -505,3 +507,34 @@ def launch_run(port: int, timeout: float) -> dict:
     )
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
+
+
+@contextmanager
+def statements_run(
+    engine: sa.Engine, kinds: tuple[str, ...] = ("SELECT",)
+) -> Iterator[dict[str, object]]:
+    """Every distinct statement of ``kinds`` that ``engine`` runs inside the block, with the
+    parameters it first ran with."""
+    statements: dict[str, object] = {}
+
+    def seen(_conn, _cursor, statement, parameters, _context, _many) -> None:  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith(kinds):
+            statements.setdefault(statement, parameters)
+
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        yield statements
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+
+
+def query_plans(engine: sa.Engine, statements: dict[str, object]) -> dict[str, list[str]]:
+    """SQLite's ``EXPLAIN QUERY PLAN`` lines of each statement, with its parameters."""
+    with engine.connect() as conn:
+        return {
+            statement: [
+                str(row[-1])
+                for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            ]
+            for statement, parameters in statements.items()
+        }

@@ -193,9 +193,9 @@ def _match_rows(c: pd.DataFrame) -> pd.DataFrame:
     def col(name: str) -> list:
         return c[name].tolist() if name in c else [None] * n
 
-    out: dict[str, list] = {k: [] for k in _MATCH_COLUMNS}
-    rows = zip(*(col(k) for k in _ROW_INPUTS), strict=True)
-    for r in (dict(zip(_ROW_INPUTS, values, strict=True)) for values in rows):
+    out: dict[str, list] = {}
+    rows = zip(*(col(k) for k in CLEANSED_COLUMNS), strict=True)
+    for r in (dict(zip(CLEANSED_COLUMNS, values, strict=True)) for values in rows):
         party = r["party_type"]
         given, family = _fold_or_none(r["given_name"]), _present(r["family_key"])
         middle = _fold_or_none(r["middle_name"])
@@ -258,14 +258,14 @@ def _match_rows(c: pd.DataFrame) -> pd.DataFrame:
             "address_key": _present(r["address_key"]),
         }
         for k, v in values.items():
-            out[k].append(v)
+            out.setdefault(k, []).append(v)
     return pd.DataFrame(out, index=c.index, dtype=object)
 
 
 def match_frame(cleansed: pd.DataFrame) -> pd.DataFrame:
     """Comparison fields for every cleansed record (persons and organisations alike)."""
     c = cleansed.reset_index(drop=True)
-    if len(c) < _VECTOR_ROWS:
+    if 0 < len(c) < _VECTOR_ROWS:
         try:
             return _match_rows(c)
         except _Vectorised:
@@ -348,42 +348,3 @@ def match_frame(cleansed: pd.DataFrame) -> pd.DataFrame:
     out["family_phonetic"] = _none(c["family_phonetic"])
     out["address_key"] = _none(c["address_key"])
     return pd.DataFrame(out, index=c.index)
-
-
-#: :func:`match_frame`'s columns, in order.
-_MATCH_COLUMNS = (
-    "record_id",
-    "source",
-    "party_type",
-    "organisation_record_id",
-    "given",
-    "given_key",
-    "middle_initial",
-    "family",
-    "names",
-    "suffix",
-    "birth",
-    "birth_year",
-    "email",
-    "email_domain",
-    "phone",
-    "street",
-    "unit",
-    "postcode",
-    "city",
-    "national_id",
-    "national_id_checked",
-    "country",
-    "national_id_type",
-    "web_domain",
-    "phone_digits",
-    "legal_form_family",
-    "company",
-    "employer",
-    "legal_form",
-    "given_phonetic",
-    "family_phonetic",
-    "address_key",
-)
-#: The cleansed columns :func:`_match_rows` reads (missing ones read as None).
-_ROW_INPUTS = CLEANSED_COLUMNS

@@ -33,7 +33,13 @@ from mdm_orchestration.resources import HubDatabase, LandingZone
 from mdm_orchestration.survivorship import consolidate
 from mdm_orchestration.syndication import replay_range, retry_dead_letters, syndicate
 from tests.conftest import CONFIG_DIR, REPO
-from tests.helpers import build_mastered_hub, check_invariants, write_file
+from tests.helpers import (
+    build_mastered_hub,
+    check_invariants,
+    query_plans,
+    statements_run,
+    write_file,
+)
 
 
 class Receiver:
@@ -306,16 +312,13 @@ def test_each_delivery_batch_searches_by_its_own_keys_not_the_whole_hub(hub, tmp
     engine = hub["engine"]
     statements: dict[str, object] = {}
 
-    def seen(_conn, _cursor, statement, parameters, _context, _many) -> None:  # type: ignore[no-untyped-def]
-        if statement.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE")):
-            statements.setdefault(statement, parameters)
-
     def traced(run, *args, **kwargs):  # type: ignore[no-untyped-def]
-        sa.event.listen(engine, "before_cursor_execute", seen)
-        try:
-            return run(*args, **kwargs)
-        finally:
-            sa.event.remove(engine, "before_cursor_execute", seen)
+        with statements_run(engine, ("SELECT", "UPDATE", "DELETE")) as seen:
+            try:
+                return run(*args, **kwargs)
+            finally:
+                for statement, parameters in seen.items():
+                    statements.setdefault(statement, parameters)
 
     first = traced(syndicate, engine, config, "keyed")  # the snapshot
     merge_two(hub)
@@ -343,24 +346,19 @@ def test_each_delivery_batch_searches_by_its_own_keys_not_the_whole_hub(hub, tmp
     assert traced(replay_range, engine, config, "keyed", from_event=events[0][1]).messages > 100
 
     snapshot_reads = []
-    with engine.connect() as conn:
-        for statement, parameters in statements.items():
-            plan = [
-                str(row[-1])
-                for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
-            ]
-            text = " | ".join(plan)
-            for line in plan:
-                assert not any(line.startswith(f"SCAN {t}") for t in GROWING_TABLES), (
-                    statement,
-                    text,
-                )
-            if "FROM golden_xref" in statement:
-                assert "(source=?)" not in text, (statement, text)
-            if "FROM golden_records" in statement:
-                assert "TEMP B-TREE" not in text, (statement, text)
-                if "golden_records.golden_id >" in statement:
-                    snapshot_reads.append(text)
+    for statement, plan in query_plans(engine, statements).items():
+        text = " | ".join(plan)
+        for line in plan:
+            assert not any(line.startswith(f"SCAN {t}") for t in GROWING_TABLES), (
+                statement,
+                text,
+            )
+        if "FROM golden_xref" in statement:
+            assert "(source=?)" not in text, (statement, text)
+        if "FROM golden_records" in statement:
+            assert "TEMP B-TREE" not in text, (statement, text)
+            if "golden_records.golden_id >" in statement:
+                snapshot_reads.append(text)
     assert snapshot_reads
     assert all("(status=? AND golden_id>?)" in text for text in snapshot_reads), snapshot_reads
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from mdm_orchestration.survivorship.lookup import lookup
+from tests.helpers import query_plans, statements_run
 
 GROWING_TABLES = ("golden_records", "golden_history", "golden_xref", "household_members")
 
@@ -30,28 +31,13 @@ def test_golden_reads_search_indexes(hub_engine):
         merged = conn.execute(
             sa.text("SELECT golden_id FROM golden_records WHERE status = 'merged' LIMIT 1")
         ).scalar()
-    statements: dict[str, object] = {}
-
-    def seen(_conn, _cursor, statement, parameters, _context, _many) -> None:  # type: ignore[no-untyped-def]
-        if statement.lstrip().upper().startswith("SELECT"):
-            statements.setdefault(statement, parameters)
-
-    sa.event.listen(hub_engine, "before_cursor_execute", seen)
-    try:
-        with hub_engine.connect() as conn:
-            found = [lookup(conn, golden_id=g) for g in (org, person, merged) if g]
-    finally:
-        sa.event.remove(hub_engine, "before_cursor_execute", seen)
+    with statements_run(hub_engine) as statements, hub_engine.connect() as conn:
+        found = [lookup(conn, golden_id=g) for g in (org, person, merged) if g]
     assert all(found) and any(d.get("contacts") for docs in found for d in docs)
     assert any("organisation_golden_id" in s for s in statements)
-    with hub_engine.connect() as conn:
-        for statement, parameters in statements.items():
-            plan = [
-                str(row[-1])
-                for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
-            ]
-            text = " | ".join(plan)
-            for line in plan:
-                for table in GROWING_TABLES:
-                    assert not line.startswith(f"SCAN {table}"), (statement, text)
-                    assert not line.endswith("(status=?)"), (statement, text)
+    for statement, plan in query_plans(hub_engine, statements).items():
+        text = " | ".join(plan)
+        for line in plan:
+            for table in GROWING_TABLES:
+                assert not line.startswith(f"SCAN {table}"), (statement, text)
+                assert not line.endswith("(status=?)"), (statement, text)
