@@ -8,6 +8,7 @@ No Dagster in here. This module is the stage's face: callers import from here.
 
 from mdm_orchestration.cleansing.parallel import cleanse_batches, resolve_workers
 from mdm_orchestration.cleansing.pipeline import CleanseResult, canonical_inputs, cleanse_batch
+from mdm_orchestration.cleansing.rows import cleanse_rows
 from mdm_orchestration.cleansing.runner import (
     CleanseSummary,
     SourceQualityState,
@@ -24,6 +25,7 @@ __all__ = [
     "cleanse_batch",
     "cleanse_batches",
     "cleanse_pending",
+    "cleanse_rows",
     "pending_extracts",
     "quality_state",
     "resolve_workers",

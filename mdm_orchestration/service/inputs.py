@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mdm_orchestration.cleansing import cleanse_batch
+from mdm_orchestration.cleansing import cleanse_rows
 from mdm_orchestration.config import CANONICAL_FIELDS, HubConfig, SourceConfig
 from mdm_orchestration.hub.models import source_record_id
 from mdm_orchestration.service.problems import Problem, field_error
@@ -106,13 +106,12 @@ class Cleansed:
     records: pd.DataFrame
     #: per input row: its row in ``records``, or the problem that refuses it
     answers: list[int | Problem]
-    _rows: list[dict[str, Any]] | None = None
+    #: per row of ``records``: its values
+    values: list[dict[str, Any]]
 
     def json(self, k: int) -> dict[str, Any]:
         """Row ``k`` of ``records`` as the answer shows it."""
-        if self._rows is None:
-            self._rows = self.records.to_dict("records")
-        return {c: _json(v) for c, v in self._rows[k].items() if c not in _HIDDEN}
+        return {c: _json(v) for c, v in self.values[k].items() if c not in _HIDDEN}
 
 
 def cleanse_many(
@@ -124,46 +123,43 @@ def cleanse_many(
     for values in rows:
         key = (values.get(source.key_column) or "").strip()
         ids.append((source_record_id(source.name, key) if key else uuid.uuid4().hex, key))
-    versions = pd.DataFrame(
-        [
-            {
-                "extract_id": 0,
-                "row_number": n,
-                "source_record_id": rid,
-                "source_key": key,
-                "raw": values,
-                "source_updated_at": None,
-            }
-            for n, (values, (rid, key)) in enumerate(zip(rows, ids, strict=True), start=1)
-        ],
-        dtype=object,
-    )
-    result = cleanse_batch(versions, source, config.quality, date.today())
+    versions = [
+        {
+            "extract_id": 0,
+            "row_number": n,
+            "source_record_id": rid,
+            "source_key": key,
+            "raw": values,
+            "source_updated_at": None,
+        }
+        for n, (values, (rid, key)) in enumerate(zip(rows, ids, strict=True), start=1)
+    ]
+    result = cleanse_rows(versions, source, config.quality, date.today())
     errors: dict[int, list[dict[str, str]]] = {}
     for q in result.quarantine.itertuples():
         for column in _columns_of(source, str(q.field)):
             errors.setdefault(int(q.row_number), []).append(
                 field_error(f"body.{column}", str(q.reason), "a quality rule stops it")
             )
-    records = result.records.reset_index(drop=True)
-    at = {int(n): k for k, n in enumerate(records["row_number"].tolist())}
+    records = result.records
+    at = {int(v["row_number"]): k for k, v in enumerate(result.values)}
     out: list[int | Problem] = []
     for n, values in enumerate(rows, start=1):
         found = errors.get(n, [])
         k = at.get(n)
         if not found and k is not None and strict:
-            found = _refused(values, records.iloc[k], source)
+            found = _refused(values, result.values[k], source)
         if found or k is None:
             out.append(
                 Problem(422, "the record has invalid fields", errors=found, kind="invalid-fields")
             )
             continue
         out.append(k)
-    return Cleansed(records, out)
+    return Cleansed(records, out, result.values)
 
 
 def _refused(
-    values: dict[str, str | None], record: pd.Series, source: SourceConfig
+    values: dict[str, str | None], record: dict[str, Any], source: SourceConfig
 ) -> list[dict[str, str]]:
     """A strict write's refusals of a row the quality rules let through: the flags of
     :data:`REFUSED_FLAGS`, else consent columns that say neither yes nor no."""
