@@ -9,6 +9,7 @@ one change event. Content that did not change produces nothing, so re-running is
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -54,6 +55,10 @@ class GoldenState:
     def digest(self) -> str:
         return self.encoded()[1]
 
+    @property
+    def member_count(self) -> int:
+        return len(self.members)
+
 
 class StateJSON(NamedTuple):
     """A golden state's JSON columns, as ``golden_records`` and ``golden_history`` hold them."""
@@ -68,6 +73,65 @@ class StateJSON(NamedTuple):
 
 #: GoldenState's fields sorted by name: the key order of its canonical JSON.
 _STATE_FIELDS = tuple(sorted(f.name for f in fields(GoldenState)))
+
+
+class EncodedState:
+    """A :class:`GoldenState` as a plan keeps it once encoded: its JSON columns, its digest and
+    its plain columns; the rest decoded from its JSON when asked.
+
+    A plan holds the new content of every golden record it creates or changes until it is
+    written: at a first consolidation, of every golden record. Holding the survivors' dicts
+    (and through them the records' values) beside their JSON was most of the stage's memory;
+    the writer needs only the JSON and the plain columns. Decoded values are what the hub
+    gives back when it reads the record (``to_json``'s JSON: a date is its ISO text)."""
+
+    __slots__ = (
+        "_digest",
+        "lifecycle",
+        "member_count",
+        "organisation_golden_id",
+        "party_type",
+        "texts",
+    )
+
+    def __init__(self, state: GoldenState, texts: StateJSON, digest: str) -> None:
+        self.party_type, self.lifecycle = state.party_type, state.lifecycle
+        self.organisation_golden_id = state.organisation_golden_id
+        self.member_count = len(state.members)
+        self.texts, self._digest = texts, digest
+
+    @property
+    def attributes(self) -> dict[str, Any]:
+        return json.loads(self.texts.attributes)  # type: ignore[no-any-return]
+
+    @property
+    def keys(self) -> dict[str, Any]:
+        return json.loads(self.texts.keys)  # type: ignore[no-any-return]
+
+    @property
+    def lineage(self) -> dict[str, dict[str, str]]:
+        return json.loads(self.texts.lineage)  # type: ignore[no-any-return]
+
+    @property
+    def consents(self) -> dict[str, dict[str, Any]]:
+        return json.loads(self.texts.consents)  # type: ignore[no-any-return]
+
+    @property
+    def sources(self) -> list[str]:
+        return json.loads(self.texts.sources)  # type: ignore[no-any-return]
+
+    @property
+    def members(self) -> list[str]:
+        return json.loads(self.texts.members)  # type: ignore[no-any-return]
+
+    def encoded(self) -> tuple[StateJSON, str]:
+        return self.texts, self._digest
+
+    def digest(self) -> str:
+        return self._digest
+
+    def __repr__(self) -> str:
+        return f"EncodedState({self.party_type!r}, {self._digest[:12]!r}, ...)"
 
 
 _NO_SOURCES: Any = object()
@@ -180,7 +244,7 @@ class Event:
 @dataclass
 class Plan:
     #: golden id -> new content, for every golden record created or changed
-    states: dict[str, GoldenState] = field(default_factory=dict)
+    states: dict[str, EncodedState] = field(default_factory=dict)
     #: golden id -> GoldenState.digest() of its new content
     digests: dict[str, str] = field(default_factory=dict)
     #: golden id -> the JSON columns of its new content (encoded once, with the digest)
@@ -306,7 +370,7 @@ def plan_consolidation(
         else:
             plan.unchanged += 1
             continue
-        plan.states[gid] = state
+        plan.states[gid] = EncodedState(state, texts, digest)
         plan.digests[gid] = digest
         plan.texts[gid] = texts
         plan.events.append(event)

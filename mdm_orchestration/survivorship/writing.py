@@ -260,7 +260,7 @@ def _active_rows(
         lifecycle=s.lifecycle,
         organisation_golden_id=s.organisation_golden_id,
         sources=texts.sources,
-        member_count=len(s.members),
+        member_count=s.member_count,
         content_hash=the_plan.digests[gid],
         created_at=now,
         updated_at=now,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime
+import json
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -427,3 +428,47 @@ def test_households_need_one_address_and_a_compatible_family_name():
     again = {h.members: h.household_id for h in build_households(reversed(persons))}
     assert again == {m: h.household_id for m, h in households.items()}  # stable ids
     assert len({h.household_id for h in households.values()}) == 3
+
+
+def test_a_plan_keeps_each_new_state_as_its_json():
+    """The plan holds a new golden record's content as the JSON the writer stores (not the
+    survivor's dicts, which hold the records' values): read back, it is the survivor's content
+    as the hub returns it (a date as its ISO text), with the same digest."""
+    from mdm_orchestration.survivorship.consolidate import GoldenState
+    from mdm_orchestration.survivorship.rows import to_json
+
+    membership = {"p1": ("p1", "person", None), "p2": ("p1", "person", None)}
+    records = [
+        rec(
+            "p1",
+            "crm",
+            "2025-01-01",
+            full_name="Ann Lee",
+            family_name="Lee",
+            birth_date=date(1980, 2, 3),
+            consents={"marketing": True},
+        ),
+        rec("p2", "billing", "2025-02-01", full_name="Ann Lee", email="ann@example.com"),
+    ]
+    plan = _plan(membership, [("p1", records)])
+    ((gid, state),) = plan.states.items()
+    survived = survivor().survive(records)
+    expected = GoldenState(
+        party_type="person",
+        attributes=survived.attributes,
+        keys=survived.keys,
+        lineage=survived.lineage,
+        consents=survived.consents,
+        lifecycle=survived.lifecycle,
+        organisation_golden_id=None,
+        sources=survived.sources,
+        members=["p1", "p2"],
+    )
+    texts, digest = expected.encoded()
+    assert state.encoded() == (texts, digest) and plan.digests[gid] == digest
+    assert state.digest() == digest and plan.texts[gid] == texts
+    for name in ("attributes", "keys", "lineage", "consents", "sources", "members"):
+        assert getattr(state, name) == json.loads(to_json(getattr(expected, name)))
+    assert state.attributes["birth_date"] == "1980-02-03"
+    assert state.attributes["email"] == "ann@example.com"
+    assert (state.party_type, state.lifecycle, state.member_count) == ("person", None, 2)
