@@ -7,27 +7,26 @@ either wholly cleansed or untouched, and a re-run with nothing new reads one sma
 
 from __future__ import annotations
 
-import json
-import math
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Any, NamedTuple
+from datetime import date
+from typing import NamedTuple
 
-import pandas as pd
-from sqlalchemy import Connection, Engine, and_, case, func, select, update
+from sqlalchemy import Connection, Engine, Text, and_, case, cast, func, select, type_coerce, update
 
 from mdm_orchestration.cleansing.parallel import cleanse_batches, resolve_workers
-from mdm_orchestration.cleansing.pipeline import (
-    DELETED,
-    IDENTITY_COLUMNS,
-    RECORD_COLUMNS,
-    CleanseResult,
-)
+from mdm_orchestration.cleansing.pipeline import DELETED, CleanseResult
 from mdm_orchestration.cleansing.quality import FILLED_BY, VALID_BY
+from mdm_orchestration.cleansing.stored import (
+    CLEANSED_TABLE_COLUMNS,
+    STAGE,
+    StoredForm,
+    StoredResult,
+    VersionColumns,
+)
 from mdm_orchestration.config import HubConfig
-from mdm_orchestration.hub.bulk import bulk_insert
+from mdm_orchestration.hub.bulk import bulk_insert, stored_datetime
 from mdm_orchestration.hub.models import ExtractStatus
 from mdm_orchestration.hub.store import reconsolidation_lock, write_transaction
 from mdm_orchestration.hub.tables import (
@@ -38,12 +37,6 @@ from mdm_orchestration.hub.tables import (
     VERSIONS,
     utcnow,
 )
-
-STAGE = "cleanse"
-#: Columns of a ``cleansed_records`` row, in bulk-write order.
-CLEANSED_TABLE_COLUMNS = (*IDENTITY_COLUMNS, *RECORD_COLUMNS, "cleansed_at")
-_BOOL_COLUMNS = {"email_valid", "phone_valid", "national_id_valid"}
-_JSON_COLUMNS = {"consents", "quality_flags"}
 
 
 @dataclass
@@ -59,7 +52,12 @@ class CleanseSummary:
     rule_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # source -> rule -> n
 
     def add(self, source: str, result: CleanseResult) -> None:
-        cleansed, quarantined = len(result.records), len(result.quarantine)
+        self.add_counts(source, len(result.records), len(result.quarantine), result.rule_counts)
+
+    def add_counts(
+        self, source: str, cleansed: int, quarantined: int, rule_counts: dict[str, int]
+    ) -> None:
+        """What :meth:`add` adds, from the counts of a result."""
         self.versions += cleansed + quarantined
         self.cleansed += cleansed
         self.quarantined += quarantined
@@ -67,7 +65,7 @@ class CleanseSummary:
         counts["cleansed"] += cleansed
         counts["quarantined"] += quarantined
         rules = Counter(self.rule_counts.get(source, {}))
-        rules.update(result.rule_counts)
+        rules.update(rule_counts)
         self.rule_counts[source] = dict(sorted(rules.items()))
 
     @property
@@ -95,69 +93,34 @@ def pending_extracts(conn: Connection) -> list[PendingExtract]:
     return [PendingExtract(int(r.id), str(r.source)) for r in rows]
 
 
-def _stored(value: Any, column: str) -> Any:
-    """A cleansed value in the form ``bulk_insert`` hands to the driver."""
-    if value is None or value is pd.NA:
-        return None
-    if column in _JSON_COLUMNS:
-        return json.dumps(value, ensure_ascii=False, sort_keys=True)
-    if column in _BOOL_COLUMNS:
-        return bool(value)
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, pd.Timestamp):
-        return value.to_pydatetime()
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value.isoformat()
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    return value
-
-
-def _read_versions(conn: Connection, extract_id: int, after: int, limit: int) -> pd.DataFrame:
+def _read_versions(conn: Connection, extract_id: int, after: int, limit: int) -> VersionColumns:
+    """The next ``limit`` versions of the extract after row ``after``, as one tuple per column
+    of ``stored.VERSION_COLUMNS`` (``()`` when there are none), ``raw`` as its stored JSON
+    text: decoding it and building the batch's frame is the workers' part, and text crosses to
+    a worker process several times faster than the dicts it decodes into."""
+    raw = VERSIONS.c.raw
+    # On SQLite the column is text already; psycopg2 decodes a json column itself, a cast
+    # (which gives the text as stored) keeps it from doing so.
+    raw_text = cast(raw, Text) if conn.dialect.name == "postgresql" else type_coerce(raw, Text)
     rows = conn.execute(
         select(
             VERSIONS.c.extract_id,
             VERSIONS.c.row_number,
             VERSIONS.c.source_record_id,
             VERSIONS.c.source_key,
-            VERSIONS.c.raw,
+            raw_text,
             VERSIONS.c.source_updated_at,
         )
         .where(VERSIONS.c.extract_id == extract_id, VERSIONS.c.row_number > after)
         .order_by(VERSIONS.c.row_number)
         .limit(limit)
     ).all()
-    columns = [
-        "extract_id",
-        "row_number",
-        "source_record_id",
-        "source_key",
-        "raw",
-        "source_updated_at",
-    ]
-    return pd.DataFrame([tuple(r) for r in rows], columns=columns, dtype=object)
+    return tuple(zip(*rows, strict=True))
 
 
-def _write(conn: Connection, result: CleanseResult, now: datetime) -> None:
-    records = result.records
-    if len(records):
-        columns = [*IDENTITY_COLUMNS, *RECORD_COLUMNS]
-        values = [records[c].tolist() for c in columns]
-        rows = [
-            (*(_stored(v, c) for v, c in zip(row, columns, strict=True)), now)
-            for row in zip(*values, strict=True)
-        ]
-        bulk_insert(conn, "cleansed_records", CLEANSED_TABLE_COLUMNS, rows)
-    q = result.quarantine
-    if len(q):
-        rows = [
-            (int(e), int(r), STAGE, f, reason, d, now)
-            for e, r, f, reason, d in zip(
-                q["extract_id"], q["row_number"], q["field"], q["reason"], q["detail"], strict=True
-            )
-        ]
-        bulk_insert(conn, "quarantine", QUARANTINE_COLUMNS, rows)
+def _write(conn: Connection, result: StoredResult) -> None:
+    bulk_insert(conn, "cleansed_records", CLEANSED_TABLE_COLUMNS, result.records, stored=True)
+    bulk_insert(conn, "quarantine", QUARANTINE_COLUMNS, result.quarantine, stored=True)
 
 
 def cleanse_extract(
@@ -173,6 +136,7 @@ def cleanse_extract(
     """Cleanse one extract's versions in one transaction (earlier results for it are replaced)."""
     source = config.sources[source_name]
     now = utcnow()
+    workers = resolve_workers(config.quality.workers)
     with write_transaction(engine) as conn:
         conn.execute(CLEANSED.delete().where(CLEANSED.c.extract_id == extract_id))
         conn.execute(
@@ -181,19 +145,24 @@ def cleanse_extract(
             )
         )
 
-        def batches() -> Iterator[pd.DataFrame]:
+        def batches() -> Iterator[VersionColumns]:
             after = 0
             while True:
                 batch = _read_versions(conn, extract_id, after, chunk_rows)
-                if batch.empty:
+                if not batch:
                     return
                 yield batch
-                after = int(batch["row_number"].iloc[-1])
+                after = int(batch[1][-1])
 
-        workers = resolve_workers(config.quality.workers)
-        for result in cleanse_batches(batches(), source, config.quality, today, workers):
-            _write(conn, result, now)
-            summary.add(source_name, result)
+        to_text = stored_datetime(conn)
+        form = StoredForm(to_text, to_text(now))
+        for result in cleanse_batches(
+            batches(), source, config.quality, today, workers, stored=form
+        ):
+            _write(conn, result)
+            summary.add_counts(
+                source_name, len(result.records), len(result.quarantine), result.rule_counts
+            )
         conn.execute(update(EXTRACTS).where(EXTRACTS.c.id == extract_id).values(cleansed_at=now))
     summary.extracts += 1
 

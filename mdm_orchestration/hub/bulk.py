@@ -40,9 +40,17 @@ def stored_datetime(conn: Connection) -> Callable[[datetime], str]:
     """How ``conn``'s database stores a datetime column, as a function from an aware datetime to
     text, for callers that pass ``stored=True`` rows (formatting a datetime per value is a large
     share of a bulk write's Python time)."""
-    if conn.dialect.name == "postgresql":
-        return datetime.isoformat
-    return lambda value: value.astimezone(UTC).strftime(_SQLITE_FORMAT)
+    return stored_datetime_of(conn.dialect.name)
+
+
+def stored_datetime_of(dialect: str) -> Callable[[datetime], str]:
+    """:func:`stored_datetime` by the dialect's name (``"sqlite"``, ``"postgresql"``): a
+    module-level function, so it can be handed to a worker process."""
+    return datetime.isoformat if dialect == "postgresql" else _sqlite_datetime
+
+
+def _sqlite_datetime(value: datetime) -> str:
+    return value.astimezone(UTC).strftime(_SQLITE_FORMAT)
 
 
 def _copy_value(value: Any) -> Any:

@@ -291,6 +291,11 @@ def _json_loads(text: str | bytes) -> Any:  # noqa: ANN401
     return json.loads(text)
 
 
+#: How the hub's engines read a JSON column, for code that reads one as text and decodes it
+#: elsewhere (cleansing decodes the stored raw rows in its worker processes).
+json_loads = _json_loads
+
+
 def create_hub_engine(url: str | None = None, *, auto_migrate: bool = True) -> Engine:
     """An engine on the hub, with the schema migrated to the newest version on first use."""
     resolved = resolve_hub_url(url)
