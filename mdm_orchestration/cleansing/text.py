@@ -39,9 +39,13 @@ def fold(value: str | None) -> str | None:
 def map_unique(series: pd.Series, fn: Callable[[Any], Any]) -> pd.Series:
     """Apply ``fn`` once per distinct value (silos repeat cities, names, domains...)."""
     table = {value: fn(value) for value in series.dropna().unique()}
-    # Missing inputs give None (not NaN), so results can be tested with plain truthiness.
+    # Missing inputs give None (not NaN), so results can be tested with plain truthiness. The
+    # mask is pd.isna of each value, computed for the column at once.
+    missing = series.isna().to_numpy()
     return pd.Series(
-        [None if pd.isna(v) else table[v] for v in series], index=series.index, dtype=object
+        [None if m else table[v] for v, m in zip(series, missing, strict=True)],
+        index=series.index,
+        dtype=object,
     )
 
 
