@@ -80,16 +80,16 @@ _BOOLEAN_COLUMNS = frozenset({"email_valid", "phone_valid", "national_id_valid"}
 _ORGANISATION_IDS = frozenset({"us.ein", "ca.bn", "fr.siren", "es.cif"})
 #: A time part ``parse_dates`` drops from a date ("1985-03-04T00:00:00").
 _TIME_PART = re.compile(r"[T ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
-#: The quarantine frame of a batch that quarantines nothing.
-_NO_QUARANTINE = ("extract_id", "row_number", "reason", "field", "detail", "rules")
+#: The columns of a quarantine frame.
+QUARANTINE_COLUMNS = ("extract_id", "row_number", "reason", "field", "detail", "rules")
 
 
 @dataclass
 class RowsResult(CleanseResult):
     """:class:`CleanseResult` with each record's columns as plain values too."""
 
-    #: per row of ``records``: its columns (in the frame's order) as the cleansers gave them,
-    #: ``None`` where the frame holds NaN or NA, the score as ``numpy.float64``
+    #: per row of ``records``: its columns (in the frame's order) as the cleansers gave them
+    #: (``None`` where the frame holds NaN or NA; the lists and dicts are the frame's own)
     values: list[dict[str, Any]]
 
 
@@ -112,12 +112,15 @@ def cleanse_rows(
     versions: list[dict[str, Any]], source: SourceConfig, quality: QualityConfig, today: date
 ) -> RowsResult:
     """:func:`cleanse_batch` of ``versions`` given as one dict per version (the same keys as
-    its frame's columns), equal to its answer, with each record's values. A batch in which the
-    source deletes a record goes to ``cleanse_batch`` itself (a rare batch for the service)."""
+    its frame's columns), equal to its answer, with each record's values. Raw values are text
+    or None, as the service gives them: ``cleanse_batch`` answers equal values once per batch,
+    so values equal but of other types (``1`` and ``1.0``) may get the first one's answer there
+    and their own here. A batch in which the source deletes a record goes to ``cleanse_batch``
+    itself (a rare batch for the service)."""
     flag = source.deleted_flag
+    deleting = {w.casefold() for w in flag.values} if flag is not None else set()
     if flag is not None and any(
-        str((v["raw"] or {}).get(flag.column) or "").strip().casefold()
-        in {w.casefold() for w in flag.values}
+        str((v["raw"] or {}).get(flag.column) or "").strip().casefold() in deleting
         for v in versions
     ):
         done = cleanse_batch(pd.DataFrame(versions, dtype=object), source, quality, today)
@@ -159,7 +162,7 @@ def _is_true(value: Any) -> bool:  # noqa: ANN401
 def _cleanse_row(
     version: dict[str, Any], source: SourceConfig, quality: QualityConfig, today: date
 ) -> dict[str, Any]:
-    """One version's cleansed columns, with ``_flags`` (the rules it failed) for the verdict."""
+    """One version's cleansed columns, with ``_failed`` (each rule's outcome) for the verdict."""
     raw = version["raw"] or {}
     given = _inputs(raw, source)
     row: dict[str, Any] = {c: version[c] for c in IDENTITY_COLUMNS if c != "source"}
@@ -322,12 +325,10 @@ def _failed(
     return failed
 
 
-def _frames(
-    rows: list[dict[str, Any]], source: SourceConfig, quality: QualityConfig
-) -> CleanseResult:
+def _frames(rows: list[dict[str, Any]], source: SourceConfig, quality: QualityConfig) -> RowsResult:
     """The two result frames, their columns made as ``cleanse_batch`` makes them."""
     n = len(rows)
-    rules = list(rows[0]["_failed"]) if rows else []
+    rules = list(rows[0]["_failed"])
     failed = {r: np.array([row["_failed"][r] for row in rows], dtype=bool) for r in rules}
     flags, scores, blocking = score(failed, n, quality, source.name)
     columns: dict[str, Any] = {}
@@ -389,7 +390,7 @@ def _empty_quarantine() -> pd.DataFrame:
     return pd.DataFrame(
         {
             c: _objects([]) if c in ("extract_id", "row_number") else np.zeros(0)
-            for c in _NO_QUARANTINE
+            for c in QUARANTINE_COLUMNS
         }
     )
 

@@ -83,7 +83,8 @@ class EncodedState:
     written: at a first consolidation, of every golden record. Holding the survivors' dicts
     (and through them the records' values) beside their JSON was most of the stage's memory;
     the writer needs only the JSON and the plain columns. Decoded values are what the hub
-    gives back when it reads the record (``to_json``'s JSON: a date is its ISO text)."""
+    gives back when it reads the record (``to_json``'s JSON: a date is its ISO text), a new
+    object at each access: a change to one is not the plan's (decode once and keep it)."""
 
     __slots__ = (
         "_digest",

@@ -216,7 +216,9 @@ def household_moves(engine: Engine, plan: Plan) -> dict[str, HouseholdMove]:
     )
     before: dict[str, HouseholdBefore] = {}
     at: dict[str, list[HouseholdBefore]] = {}
-    addresses = sorted({k for s in persons.values() if (k := s.keys.get("address_key"))})
+    # Each state's keys decoded once (a plan keeps them as JSON).
+    keys = {g: s.keys for g, s in persons.items()}
+    addresses = sorted({k for ks in keys.values() if (k := ks.get("address_key"))})
     with engine.connect() as conn:
         for cond in in_chunks(HOUSEHOLD_MEMBERS.c.golden_id, sorted(persons)):
             rows = conn.execute(
@@ -227,8 +229,8 @@ def household_moves(engine: Engine, plan: Plan) -> dict[str, HouseholdMove]:
             for r in conn.execute(select(*columns).where(cond).order_by(HOUSEHOLDS.c.household_id)):
                 at.setdefault(r.address_key, []).append(HouseholdBefore(*r))
     out = {}
-    for golden_id, state in persons.items():
-        address, family = state.keys.get("address_key"), state.keys.get("family_key")
+    for golden_id in persons:
+        address, family = keys[golden_id].get("address_key"), keys[golden_id].get("family_key")
         move = household_move(before.get(golden_id), address, family, at.get(address or "", []))
         if move.joined or move.left:
             out[golden_id] = move
