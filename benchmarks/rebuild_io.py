@@ -5,8 +5,10 @@ given SQLite hub file (the original is never opened for writing), or on a Postgr
 (``--url``; it is rebuilt in place). Per phase: wall and CPU seconds, the RSS when it started
 and its peak RSS (VmHWM, reset at the start of each phase, so a nested phase's peak is its own
 and its parent's peak is the highest of all). The phases are ``read_inputs`` (with each read
-inside it), ``match_records``, ``write_rebuild`` (with each step inside it, the commit
-included) and, beneath them, every SQL statement kind that took more than a quarter second in all.
+inside it), ``match_records`` (with the engine's steps inside it: the party frames, each
+party's blocking, scoring and clustering, ``assemble``), ``write_rebuild`` (with each step inside
+it, the commit included) and, beneath them, every SQL statement kind that took more than a
+quarter second in all. ``rss1`` is the RSS when the phase ended: what it left behind.
 
     .venv/bin/python benchmarks/rebuild_io.py /path/to/hub.db [--work DIR] [--dump DIR]
         [--profile FILE.prof] [--url postgresql+psycopg2://...]
@@ -60,6 +62,10 @@ READS += ("overrides", "judged_pairs", "erasure_mark")
 WRITES = ("index_rows", "sorted_index_rows", "cluster_rows", "write_clusters", "write_index")
 WRITES += ("index_delta", "replace_counts", "index_counts", "write_pairs", "review_rows")
 WRITES += ("write_review", "queue_all", "record_run", "replace_full_index")
+#: The steps of ``match_records``, timed through the engine module's names for them.
+MATCHES = ("party_frames", "match_party", "candidate_pairs", "cluster_candidates")
+MATCHES += ("cluster_scored", "_missing_pairs_in_components", "cluster_pairs", "review_items")
+MATCHES += ("assemble",)
 
 
 def _status_kb(field: str) -> int:
@@ -103,6 +109,7 @@ class Phases:
         finally:
             row["wall_s"] = time.perf_counter() - t0
             row["cpu_s"] = time.process_time() - c0
+            row["rss_end_kb"] = _status_kb("VmRSS")
             self._note_peak()
             self._stack.pop()
 
@@ -199,6 +206,7 @@ def main() -> None:
                 shutil.copyfile(f"{source}{suffix}", f"{target}{suffix}")
         url = f"sqlite:///{target}"
 
+    import mdm_orchestration.matching.engine as engine_module
     import mdm_orchestration.matching.rebuild as rebuild
     from mdm_orchestration.config import load_hub_config
     from mdm_orchestration.hub.store import create_hub_engine
@@ -212,6 +220,12 @@ def main() -> None:
     for name in READS + WRITES + ("match_records",):
         if hasattr(rebuild, name):
             setattr(rebuild, name, phases.wrap(name, getattr(rebuild, name)))
+    for name in MATCHES:
+        if hasattr(engine_module, name):
+            setattr(engine_module, name, phases.wrap(name, getattr(engine_module, name)))
+    scorer = engine_module.PairScorer
+    scorer.__init__ = phases.wrap("PairScorer()", scorer.__init__)
+    scorer.__call__ = phases.wrap("PairScorer.__call__", scorer.__call__)
     rebuild.read_inputs = phases.wrap("read_inputs", rebuild.read_inputs)
     rebuild.write_rebuild = phases.wrap("write_rebuild", rebuild.write_rebuild)
     rebuild.write_transaction = phases.wrap_context("commit", rebuild.write_transaction)
@@ -229,11 +243,12 @@ def main() -> None:
     if profiler:
         profiler.dump_stats(str(args.profile))
 
-    print(f"{'phase':<34}{'wall s':>9}{'cpu s':>9}{'rss0 MB':>9}{'peak MB':>9}")
+    print(f"{'phase':<38}{'wall s':>9}{'cpu s':>9}{'rss0 MB':>9}{'peak MB':>9}{'rss1 MB':>9}")
     for row in phases.rows:
         print(
-            f"{row['phase']:<34}{row['wall_s']:>9.2f}{row['cpu_s']:>9.2f}"
+            f"{row['phase']:<38}{row['wall_s']:>9.2f}{row['cpu_s']:>9.2f}"
             f"{row['rss_start_kb'] / 1024:>9.0f}{row['peak_kb'] / 1024:>9.0f}"
+            f"{row['rss_end_kb'] / 1024:>9.0f}"
         )
     print("\nSQL statements over 0.25 s in all (seconds, calls):")
     for kind, (seconds, calls) in sorted(spent.items(), key=lambda kv: -kv[1][0]):

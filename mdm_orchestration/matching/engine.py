@@ -521,16 +521,22 @@ def cluster_scored(
     return PartyMatch(clusters, review, stats, left, right, scores, by_rule)
 
 
+#: The columns of the match frame that :func:`assemble` reads (the organisation links).
+LINK_COLUMNS = ["record_id", "party_type", "organisation_record_id", "employer", "company"]
+
+
 def party_frames(cleansed: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
-    """The match frame of cleansed records and its records of each party type (positions
-    from 0, only the party types present), as :func:`match_records` matches them."""
+    """The :data:`LINK_COLUMNS` of the match frame of cleansed records, and its records of
+    each party type (positions from 0, only the party types present), as
+    :func:`match_records` matches them. The rest of the whole match frame is not kept: the
+    party frames hold the same values (at 1M records its other columns were some 250 MB)."""
     frame = match_frame(cleansed)
     subs = {}
     for party in (PERSON, ORGANISATION):
         sub = frame[frame["party_type"] == party].reset_index(drop=True)
         if not sub.empty:
             subs[party] = sub
-    return frame, subs
+    return frame[LINK_COLUMNS].copy(), subs
 
 
 def match_records(
@@ -584,8 +590,17 @@ def assemble(
     stats["contacts_linked_to_organisations"] = int(
         clusters["organisation_cluster_id"].notna().sum()
     )
+    # The ids copied out of the party's frame: a view would keep all of its columns alive
+    # for as long as the result (the whole write).
     pairs = [
-        ScoredPairs(party, sub["record_id"].to_numpy(object), m.left, m.right, m.scores, m.by_rule)
+        ScoredPairs(
+            party,
+            sub["record_id"].to_numpy(object, copy=True),
+            m.left,
+            m.right,
+            m.scores,
+            m.by_rule,
+        )
         for party, (sub, m) in parts.items()
     ]
     return MatchResult(clusters=clusters, review=review, stats=stats, pairs=pairs)
