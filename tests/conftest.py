@@ -103,6 +103,20 @@ def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untype
         )
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def hub_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
+    """A fresh, migrated hub of the test's own, once on SQLite and once on PostgreSQL."""
+    from mdm_orchestration.hub.store import create_hub_engine
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'hub.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    engine = create_hub_engine(url)
+    yield engine
+    engine.dispose()
+
+
 @pytest.fixture
 def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A throwaway PostgreSQL database of the test's own, dropped afterwards (the hub checks

@@ -41,6 +41,29 @@ def ingest_all(engine: sa.Engine, config, landing: Path) -> None:  # type: ignor
         ingest_file(engine, config, path, landing)
 
 
+def current_sample_records(sample_silos: Path, rows_per_source: int):  # type: ignore[no-untyped-def]
+    """The first ``rows_per_source`` rows of each sample silo, cleansed, one version per record
+    (the last), as the hub's current records are."""
+    from datetime import date
+
+    import pandas as pd
+
+    from mdm_orchestration.cleansing import cleanse_batch
+    from mdm_orchestration.config import load_hub_config
+    from mdm_orchestration.sample_data.offline import landing_versions
+    from tests.conftest import CONFIG_DIR
+
+    config = load_hub_config(CONFIG_DIR)
+    frames = [
+        cleanse_batch(
+            v.iloc[:rows_per_source], config.sources[n], config.quality, date(2026, 11, 23)
+        ).records
+        for n, v in landing_versions(sample_silos / "landing", config).items()
+    ]
+    frame = pd.concat(frames, ignore_index=True)
+    return frame.drop_duplicates("source_record_id", keep="last").reset_index(drop=True)
+
+
 def _rows(engine: sa.Engine, sql: str) -> list:
     with engine.connect() as conn:
         return conn.execute(sa.text(sql)).all()

@@ -55,10 +55,6 @@ class GoldenState:
     def digest(self) -> str:
         return self.encoded()[1]
 
-    @property
-    def member_count(self) -> int:
-        return len(self.members)
-
 
 class StateJSON(NamedTuple):
     """A golden state's JSON columns, as ``golden_records`` and ``golden_history`` hold them."""
@@ -244,12 +240,9 @@ class Event:
 
 @dataclass
 class Plan:
-    #: golden id -> new content, for every golden record created or changed
+    #: golden id -> new content (its JSON columns and digest, encoded once), for every golden
+    #: record created or changed
     states: dict[str, EncodedState] = field(default_factory=dict)
-    #: golden id -> GoldenState.digest() of its new content
-    digests: dict[str, str] = field(default_factory=dict)
-    #: golden id -> the JSON columns of its new content (encoded once, with the digest)
-    texts: dict[str, StateJSON] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     assignment: Assignment = field(default_factory=Assignment)
     #: record id -> golden id, for every clustered record
@@ -372,8 +365,6 @@ def plan_consolidation(
             plan.unchanged += 1
             continue
         plan.states[gid] = EncodedState(state, texts, digest)
-        plan.digests[gid] = digest
-        plan.texts[gid] = texts
         plan.events.append(event)
     for loser, target in sorted(assignment.merged.items()):
         plan.events.append(Event(loser, MERGED, ["status"], [target]))

@@ -245,7 +245,7 @@ def _active_rows(
     """A created, updated or split golden record's row and its new version's history."""
     gid = event.golden_id
     s = the_plan.states[gid]
-    texts = the_plan.texts.get(gid) or s.encoded()[0]
+    texts = s.texts
     golden = GoldenRow(
         golden_id=gid,
         seq=seq_of(gid),
@@ -261,7 +261,7 @@ def _active_rows(
         organisation_golden_id=s.organisation_golden_id,
         sources=texts.sources,
         member_count=s.member_count,
-        content_hash=the_plan.digests[gid],
+        content_hash=s.digest(),
         created_at=now,
         updated_at=now,
         created_run_id=run_id,

@@ -4,7 +4,6 @@ SQLite and PostgreSQL, as cleansing the frame the engine reads and converting ea
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import numpy as np
@@ -30,15 +29,9 @@ TODAY = date(2026, 11, 23)
 NOW = datetime(2026, 11, 23, 8, 30, 15, 123456, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request, tmp_path) -> Iterator[sa.Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'hub.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    engine = create_hub_engine(url)
-    yield engine
-    engine.dispose()
+@pytest.fixture
+def engine(hub_engine: sa.Engine) -> sa.Engine:
+    return hub_engine
 
 
 def _sqlite_text(value: object) -> object:

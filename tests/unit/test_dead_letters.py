@@ -19,7 +19,6 @@ import yaml
 
 from mdm_orchestration.config import ConfigError, load_hub_config
 from mdm_orchestration.hub.status import hub_status
-from mdm_orchestration.hub.store import create_hub_engine
 from mdm_orchestration.hub.tables import CHANGES, GOLDEN, HISTORY
 from mdm_orchestration.survivorship import event_id
 from mdm_orchestration.syndication import (
@@ -112,15 +111,9 @@ def hook(url: str, **extra) -> dict:
     }
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'hub.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    engine = create_hub_engine(url)
-    yield engine
-    engine.dispose()
+@pytest.fixture
+def engine(hub_engine: sa.Engine) -> sa.Engine:
+    return hub_engine
 
 
 class Outbox:

@@ -10,13 +10,11 @@ byte-exact and a header carrying SQL rejected, the tables intact."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
 
 from mdm_orchestration.hub.models import ExtractStatus
-from mdm_orchestration.hub.store import create_hub_engine
 from mdm_orchestration.ingestion import ExtractRejected, ingest_file
 from mdm_orchestration.sample_data.generator import LOYALTY_HEADER
 from tests.helpers import write_file
@@ -31,15 +29,9 @@ from tests.unit.test_encodings import (
 from tests.unit.test_ingest import BILLING_HEADER, billing_row, shop_record
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request, tmp_path) -> Iterator[sa.Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'hub.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    engine = create_hub_engine(url)
-    yield engine
-    engine.dispose()
+@pytest.fixture
+def engine(hub_engine: sa.Engine) -> sa.Engine:
+    return hub_engine
 
 
 def raws(engine: sa.Engine) -> list[dict]:

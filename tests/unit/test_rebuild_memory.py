@@ -5,31 +5,20 @@ a party frame's columns alive."""
 
 from __future__ import annotations
 
-from datetime import date
-
 import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from mdm_orchestration.cleansing import cleanse_batch
-from mdm_orchestration.config import load_hub_config
 from mdm_orchestration.matching import steward
 from mdm_orchestration.matching.engine import LINK_COLUMNS, PartyMatch, assemble, party_frames
 from mdm_orchestration.matching.records import CLEANSED_COLUMNS, match_frame
-from mdm_orchestration.sample_data.offline import landing_versions
-from tests.conftest import CONFIG_DIR
+from tests.helpers import current_sample_records
 
 
 @pytest.fixture(scope="module")
 def cleansed(sample_silos) -> pd.DataFrame:
-    config = load_hub_config(CONFIG_DIR)
-    frames = [
-        cleanse_batch(v.iloc[:80], config.sources[n], config.quality, date(2026, 11, 23)).records
-        for n, v in landing_versions(sample_silos / "landing", config).items()
-    ]
-    frame = pd.concat(frames, ignore_index=True)
-    return frame.drop_duplicates("source_record_id", keep="last").reset_index(drop=True)
+    return current_sample_records(sample_silos, 80)
 
 
 def test_text_columns_include_autostring_ones():

@@ -4,33 +4,22 @@ only the rows that differ (SQLite), or written whole when most of it differs."""
 from __future__ import annotations
 
 from collections import Counter
-from datetime import date
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from mdm_orchestration.cleansing import cleanse_batch
-from mdm_orchestration.config import load_hub_config
 from mdm_orchestration.hub.bulk import bulk_insert
 from mdm_orchestration.hub.store import create_hub_engine
 from mdm_orchestration.matching import writes as writes_module
 from mdm_orchestration.matching.frequency_store import index_delta
 from mdm_orchestration.matching.writes import INDEX_COLUMNS, index_rows, replace_full_index
-from mdm_orchestration.sample_data.offline import landing_versions
-from tests.conftest import CONFIG_DIR
+from tests.helpers import current_sample_records
 
 
 @pytest.fixture(scope="module")
 def cleansed(sample_silos) -> pd.DataFrame:
-    config = load_hub_config(CONFIG_DIR)
-    frames = [
-        cleanse_batch(v.iloc[:120], config.sources[n], config.quality, date(2026, 11, 23)).records
-        for n, v in landing_versions(sample_silos / "landing", config).items()
-    ]
-    # One version per record, as the hub's current records are.
-    frame = pd.concat(frames, ignore_index=True)
-    return frame.drop_duplicates("source_record_id", keep="last").reset_index(drop=True)
+    return current_sample_records(sample_silos, 120)
 
 
 def stored(engine: sa.Engine) -> list[tuple[str, str, str]]:
