@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
+from itertools import compress
 
 import numpy as np
 import pandas as pd
@@ -76,18 +77,36 @@ def field_values(frame: pd.DataFrame, field: str) -> list[object]:
     return [v if isinstance(v, str) and v else None for v in frame[field].tolist()]
 
 
+#: Below this many records :func:`record_terms` filters each party's records as lists.
+_FEW_ROWS = 64
+
+
 def record_terms(frame: pd.DataFrame) -> list[tuple[str, str, str, str]]:
     """``(record_id, party_type, index key name, value key)`` for every counted value of the
     records of a match frame (one entry per organisation name token)."""
     out: list[tuple[str, str, str, str]] = []
+    few = len(frame) < _FEW_ROWS
+    parties = frame["party_type"].tolist() if few else None
     for party, fields in TF_FIELDS.items():
-        sub = frame[frame["party_type"] == party]
-        if sub.empty:
-            continue
-        ids = sub["record_id"].tolist()
+        if parties is not None:
+            # A few records (the service's): filtered as lists, not a frame per party.
+            mine = [p == party for p in parties]
+            if not any(mine):
+                continue
+            ids = list(compress(frame["record_id"].tolist(), mine))
+        else:
+            sub = frame[frame["party_type"] == party]
+            if sub.empty:
+                continue
+            ids = sub["record_id"].tolist()
         for field in fields:
             keys: dict[str, str] = {}
-            for rid, value in zip(ids, field_values(sub, field), strict=True):
+            values = (
+                list(compress(field_values(frame, field), mine))
+                if parties is not None
+                else field_values(sub, field)
+            )
+            for rid, value in zip(ids, values, strict=True):
                 if field == "token":
                     for i, token in enumerate(value):  # type: ignore[arg-type]
                         k = keys.get(token) or keys.setdefault(token, value_key(field, token))

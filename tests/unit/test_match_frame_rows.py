@@ -139,3 +139,48 @@ def test_blocking_keys_of_few_records_equal_arrow_joined_ones(cleansed, party, m
                 k if isinstance(k, str) else None for k in expected.tolist()
             ], name
     assert sum(isinstance(k, str) for k in whole["address"].tolist()) > 0
+
+
+@pytest.mark.parametrize("party", ["person", "organisation"])
+@pytest.mark.parametrize("size", [1, 6, 63])
+def test_few_records_index_entries_equal_vectorised_ones(cleansed, party, size, monkeypatch):
+    """``index_entries`` of a few records (blocking keys and counted values made value by
+    value, the service's proposals) are the entries the vectorised form makes, on fresh and
+    read-back records and the odd values."""
+    from mdm_orchestration.matching import frequencies as frequencies_module
+
+    hub = pd.concat([as_the_hub_reads_them(cleansed), odd_rows(cleansed)], ignore_index=True)
+    for source in (cleansed, hub):
+        frame = match_frame(source)
+        frame = frame[frame["party_type"] == party].reset_index(drop=True)
+        assert len(frame) > 20
+        # National ids around the length a characters key needs (6), street lines with and
+        # without a house number.
+        for at, value in enumerate(["12345", "123456", "1234567", "", None]):
+            frame.at[at, "national_id"] = value
+        for at, value in enumerate(["12 high st", "12high st", "high st 12", "", None], 5):
+            frame.at[at, "street"] = value
+        with monkeypatch.context() as m:
+            m.setattr(blocking_module, "_ARROW_ROWS", 0)
+            m.setattr(frequencies_module, "_FEW_ROWS", 0)
+            whole = blocking_module.index_entries(frame, party)
+        parts = []
+        for at in range(0, len(frame), size):
+            parts += blocking_module.index_entries(frame.iloc[at : at + size], party)
+        assert sorted(parts) == sorted(whole)
+        names = {name for _r, name, _h in whole}
+        assert "address" in names and any(n.startswith("tf_") for n in names)
+        if party == "person":
+            assert {
+                "family_house_number",
+                "names_any_order_birth",
+                "id_characters_postcode",
+            } <= names
+        else:
+            assert {"company", "company_postcode"} <= names
+    # A frame of both party types: each record's terms under its own party type.
+    both = match_frame(cleansed.iloc[:40])
+    with monkeypatch.context() as m:
+        m.setattr(frequencies_module, "_FEW_ROWS", 0)
+        expected = frequencies_module.record_terms(both)
+    assert frequencies_module.record_terms(both) == expected
