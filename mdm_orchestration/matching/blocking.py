@@ -11,7 +11,6 @@ shared switchboard or a placeholder value is not evidence, and a giant block cos
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -22,7 +21,7 @@ import pyarrow.compute as pc
 
 from mdm_orchestration.hub.tables import ORGANISATION, PERSON
 from mdm_orchestration.matching.frequencies import record_terms
-from mdm_orchestration.matching.rules import house_numbers
+from mdm_orchestration.matching.rules import house_number, house_numbers
 
 #: Below this many records keys are joined in Python (:func:`_join_keys`).
 _ARROW_ROWS = 64
@@ -90,15 +89,6 @@ def _joined(*parts: list) -> list[str | None]:
     ]
 
 
-_HOUSE_NUMBER = re.compile(r"^(\d+) ")
-
-
-def _house_number(street: object) -> str | None:
-    """:func:`~mdm_orchestration.matching.rules.house_numbers` of one street line."""
-    found = _HOUSE_NUMBER.match(street) if isinstance(street, str) else None
-    return found.group(1) if found else None
-
-
 def few_blocking_keys(records: pd.DataFrame, party_type: str) -> dict[str, list]:
     """:func:`blocking_keys` of a few records (the service's proposals), value by value: the
     vectorised keys cost a pandas operation per key and record column (a frame copied for
@@ -131,7 +121,7 @@ def few_blocking_keys(records: pd.DataFrame, party_type: str) -> dict[str, list]
             "family_postcode": _joined(family, postcode),
             "id_characters_postcode": _joined(id_chars, postcode),
             "name_city": _joined(family, given, city),
-            "family_house_number": _joined(family, [_house_number(v) for v in street]),
+            "family_house_number": _joined(family, [house_number(v) for v in street]),
             "full_name": _joined(col["given_key"], col["family"]),
         }
     company, postcode = col["company"], col["postcode"]

@@ -26,6 +26,7 @@ from mdm_orchestration.matching.model import FIELDS, FieldColumns, MatchModel
 from mdm_orchestration.matching.records import match_frame
 from mdm_orchestration.matching.review_queue import REVIEW_ITEM_COLUMNS, max_pending, review_items
 from mdm_orchestration.matching.rules import (
+    Columns,
     apply_rules,
     contradicting,
     contradicting_organisation,
@@ -114,6 +115,8 @@ class PairScorer:
         frequencies: Frequencies | None = None,
     ) -> None:
         self.records, self.model, self.config = records, model, config
+        #: the records' columns as arrays, read once for every rule and cap
+        self.values = Columns(records)
         self.party_type = party_type
         # The compared fields as coded columns, not a dict per record (at 1M records those
         # dicts took gigabytes).
@@ -144,7 +147,7 @@ class PairScorer:
         out: dict[str, np.ndarray] = {}
         if self.party_type == PERSON:
             out.update(self._frequency_terms(left, right))
-        digits = same_values(self.records, "phone_digits", left, right)
+        digits = same_values(self.values, "phone_digits", left, right)
         if digits.any() and self.config.invalid_phone_weight:
             out["invalid_phone"] = np.where(digits, self.config.invalid_phone_weight, 0.0)
         return out
@@ -159,7 +162,7 @@ class PairScorer:
         needed = weighed | ({"given_key", "family"} if "full_name" in weighed else set())
         if "city" in weighed and "postcode" in weighed:
             needed.add("postcode")
-        agree = {f: same_values(self.records, f, left, right) for f in needed - {"full_name"}}
+        agree = {f: same_values(self.values, f, left, right) for f in needed - {"full_name"}}
         if "full_name" in weighed:
             both = agree["given_key"] & agree["family"]
             agree["full_name"] = both
@@ -169,7 +172,7 @@ class PairScorer:
             agree["city"] = agree["city"] & ~agree["postcode"]
         lifted = np.zeros(len(left), dtype=bool)
         for name in tf.identifying:
-            lifted |= same_values(self.records, name, left, right)
+            lifted |= same_values(self.values, name, left, right)
         out: dict[str, np.ndarray] = {}
         total = np.zeros(len(left), dtype=np.float64)
         for name, weight in tf.weights.items():
@@ -196,9 +199,9 @@ class PairScorer:
                 np.minimum(self.name_count[left], self.name_count[right])
                 <= self.config.rare_name_records
             )
-            weak = ~corroborated(self.records, left, right) & ~rare
-            return weak, different_valid_ids(self.records, left, right)
-        weak = ~corroborated_organisation(self.records, left, right)
+            weak = ~corroborated(self.values, left, right) & ~rare
+            return weak, different_valid_ids(self.values, left, right)
+        weak = ~corroborated_organisation(self.values, left, right)
         named = np.nonzero(~weak)[0]
         weak[named] = distinct_names(
             self.tokens,
@@ -206,8 +209,8 @@ class PairScorer:
             left[named],
             right[named],
             self.config.organisation_name_agreement,
-        ) & ~same_values(self.records, "national_id", left[named], right[named])
-        return weak, contradicting_organisation(self.records, left, right)
+        ) & ~same_values(self.values, "national_id", left[named], right[named])
+        return weak, contradicting_organisation(self.values, left, right)
 
     def __call__(
         self, left: np.ndarray, right: np.ndarray, groups: np.ndarray | None = None
@@ -216,7 +219,7 @@ class PairScorer:
         pairs start after the first (``POST /v1/match``'s proposals of one batch): the model is
         asked group by group, so each group's scores are bit for bit those it gets alone (the
         model's last bits vary with how many pairs it scores at once)."""
-        rule_masks = apply_rules(self.records, left, right, self.config.rules)
+        rule_masks = apply_rules(self.values, left, right, self.config.rules)
         weak, contradicted = self.caps(left, right)
         by_rule = np.zeros(len(left), dtype=bool)
         for name, mask in rule_masks.items():
@@ -261,7 +264,7 @@ class PairScorer:
         """:meth:`explain` of each pair, the caps, rules and adjustments computed once for all
         of them."""
         weak, contradicted = self.caps(left, right)
-        masks = apply_rules(self.records, left, right, self.config.rules)
+        masks = apply_rules(self.values, left, right, self.config.rules)
         terms = self.adjustments(left, right)
         out = []
         for k, (i, j) in enumerate(zip(left.tolist(), right.tolist(), strict=True)):

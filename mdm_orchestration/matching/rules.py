@@ -9,9 +9,73 @@ father and son sharing a name differ in national id, birth date, suffix or middl
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
+
+
+class Columns:
+    """A match frame's columns as object arrays, each read out of the frame once.
+
+    The rules and caps read the same columns many times per call (``_same`` alone some fifty
+    times for one ``POST /v1/match`` proposal), and each pandas column read costs 20-50 us of
+    bookkeeping, more than comparing a proposal's few pairs; a :class:`~.engine.PairScorer`
+    holds one of these for all its calls. The arrays are the frame's own (no copy for its
+    object columns): the frame must not change while this is in use."""
+
+    __slots__ = ("_frame", "_held", "_names")
+
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        names: dict[str, str] | None = None,
+        held: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        self._frame = frame
+        self._names = names or {}
+        self._held = held if held is not None else {}
+
+    def __contains__(self, name: str) -> bool:
+        return self._names.get(name, name) in self._frame.columns
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        name = self._names.get(name, name)
+        held = self._held.get(name)
+        if held is None:
+            held = self._held[name] = self._frame[name].to_numpy(object)
+        return held
+
+    def __len__(self) -> int:
+        return len(self._frame)
+
+    def renamed(self, **names: str) -> Columns:
+        """The same columns, ``name`` read from column ``names[name]`` (the arrays shared)."""
+        return Columns(self._frame, {**self._names, **names}, self._held)
+
+    def house_numbers(self) -> np.ndarray:
+        """:func:`house_numbers` of the street lines (None where there is none), made once."""
+        held = self._held.get(_HOUSE)
+        if held is None:
+            streets = self["street"]
+            if len(streets) < _FEW:
+                held = np.empty(len(streets), dtype=object)
+                held[:] = [house_number(v) for v in streets]
+            else:
+                held = house_numbers(pd.Series(streets, dtype=object)).to_numpy(object)
+            self._held[_HOUSE] = held
+        return held
+
+
+#: Where :class:`Columns` keeps the house numbers (not a column name).
+_HOUSE = "\x00house_number"
+#: Below this many records house numbers are found value by value.
+_FEW = 64
+
+
+def columns_of(records: pd.DataFrame | Columns) -> Columns:
+    """``records`` as :class:`Columns` (as they are, when they already are)."""
+    return records if isinstance(records, Columns) else Columns(records)
 
 
 def _codes(values: np.ndarray, left: np.ndarray) -> np.ndarray | None:
@@ -23,8 +87,11 @@ def _codes(values: np.ndarray, left: np.ndarray) -> np.ndarray | None:
     return pd.factorize(values, use_na_sentinel=True)[0]
 
 
-def _same(records: pd.DataFrame, column: str, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    values = records[column].to_numpy(object)
+def _same(
+    records: pd.DataFrame | Columns, column: str, left: np.ndarray, right: np.ndarray
+) -> np.ndarray:
+    records = columns_of(records)
+    values = records[column]
     codes = _codes(values, left)
     if codes is not None:
         a, b = codes[left], codes[right]
@@ -37,17 +104,21 @@ def _same(records: pd.DataFrame, column: str, left: np.ndarray, right: np.ndarra
 
 
 def same_values(
-    records: pd.DataFrame, column: str, left: np.ndarray, right: np.ndarray
+    records: pd.DataFrame | Columns, column: str, left: np.ndarray, right: np.ndarray
 ) -> np.ndarray:
     """Pairs whose ``column`` is present in both and equal (False where the column is absent)."""
+    records = columns_of(records)
     if column not in records:
         return np.zeros(len(left), dtype=bool)
     return _same(records, column, left, right)
 
 
-def _differ(records: pd.DataFrame, column: str, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+def _differ(
+    records: pd.DataFrame | Columns, column: str, left: np.ndarray, right: np.ndarray
+) -> np.ndarray:
     """Both present and different: evidence against, which vetoes the softer rules."""
-    values = records[column].to_numpy(object)
+    records = columns_of(records)
+    values = records[column]
     codes = _codes(values, left)
     if codes is not None:
         a, b = codes[left], codes[right]
@@ -60,9 +131,10 @@ def _differ(records: pd.DataFrame, column: str, left: np.ndarray, right: np.ndar
 
 
 def apply_rules(
-    records: pd.DataFrame, left: np.ndarray, right: np.ndarray, rules: list[str]
+    records: pd.DataFrame | Columns, left: np.ndarray, right: np.ndarray, rules: list[str]
 ) -> dict[str, np.ndarray]:
     """Rule name -> mask of the candidate pairs it accepts."""
+    records = columns_of(records)
     same_party = _same(records, "party_type", left, right)
     conflict = (
         _differ(records, "national_id", left, right)
@@ -111,18 +183,19 @@ ORGANISATION_CORROBORATING = ("national_id", "web_domain", "phone", "phone_digit
 
 
 def corroborated_organisation(
-    records: pd.DataFrame, left: np.ndarray, right: np.ndarray
+    records: pd.DataFrame | Columns, left: np.ndarray, right: np.ndarray
 ) -> np.ndarray:
     """Organisation pairs with evidence besides the name: a registration id (or one keying slip
     apart), a web domain, a phone, or the street line (or one slip apart) plus the postcode (or
     the town, where one record has no postcode)."""
+    records = columns_of(records)
     out = np.zeros(len(left), dtype=bool)
     for column in ORGANISATION_CORROBORATING:
         if column in records:
             out |= _same(records, column, left, right)
     # The same place: the postcode, or the town where one record lacks a postcode.
     place = _same(records, "postcode", left, right)
-    postcodes = records["postcode"].to_numpy(object)
+    postcodes = records["postcode"]
     no_postcode = pd.isna(postcodes[left]) | pd.isna(postcodes[right])
     place |= no_postcode & _same(records, "city", left, right)
     out |= place & _same(records, "street", left, right)
@@ -134,11 +207,12 @@ def corroborated_organisation(
 
 
 def contradicting_organisation(
-    records: pd.DataFrame, left: np.ndarray, right: np.ndarray
+    records: pd.DataFrame | Columns, left: np.ndarray, right: np.ndarray
 ) -> np.ndarray:
     """Organisation pairs that are two legal entities whatever else they share: different
     countries; registration ids of one kind both present and more than one keying slip apart; legal forms
     of different families (an ``Inc`` and a ``GmbH``; ``Ltd`` and ``Limited`` are one)."""
+    records = columns_of(records)
     out = _differ(records, "country", left, right)
     if "legal_form_family" in records:
         out |= _differ(records, "legal_form_family", left, right)
@@ -193,7 +267,9 @@ def _same_word(x: str, y: str) -> bool:
     return x == y or (min(len(x), len(y)) >= 4 and one_edit(x, y))
 
 
-def corroborated(records: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+def corroborated(
+    records: pd.DataFrame | Columns, left: np.ndarray, right: np.ndarray
+) -> np.ndarray:
     """Pairs that agree on at least one identifying field besides the name (a national id or a
     street line one keying slip apart counts: see :func:`near_same_id`, :func:`near_same_street`).
 
@@ -201,6 +277,7 @@ def corroborated(records: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> 
     home record with nothing else in common) are never matched automatically: the model's score
     is capped below the threshold, so the pair goes to review instead.
     """
+    records = columns_of(records)
     out = np.zeros(len(left), dtype=bool)
     for column in CORROBORATING:
         if column in records:
@@ -291,17 +368,29 @@ def _one_slip_pairs(
     return out
 
 
+_HOUSE_NUMBER = re.compile(r"^(\d+) ")
+
+
+def house_number(street: object) -> str | None:
+    """:func:`house_numbers` of one street line (None where it has none)."""
+    found = _HOUSE_NUMBER.match(street) if isinstance(street, str) else None
+    return found.group(1) if found else None
+
+
 def house_numbers(streets: pd.Series) -> pd.Series:
     """The leading house number of each street line (``95`` of ``95 leahy place``), else NaN."""
-    return streets.astype(object).str.extract(r"^(\d+) ", expand=False)
+    return streets.astype(object).str.extract(_HOUSE_NUMBER.pattern, expand=False)
 
 
-def near_same_street(records: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+def near_same_street(
+    records: pd.DataFrame | Columns, left: np.ndarray, right: np.ndarray
+) -> np.ndarray:
     """Pairs whose street lines (both present) start with the same house number and are at
     most one keying slip apart (``95 leahy place``, ``95 leahy lplace``): the same address,
     mistyped, is as identifying as the exact one."""
-    values = records["street"].to_numpy(object)
-    number = house_numbers(records["street"]).to_numpy(object)
+    records = columns_of(records)
+    values = records["street"]
+    number = records.house_numbers()
     a, b = values[left], values[right]
     na, nb = number[left], number[right]
     out = np.zeros(len(left), dtype=bool)
@@ -313,11 +402,14 @@ def near_same_street(records: pd.DataFrame, left: np.ndarray, right: np.ndarray)
     return out
 
 
-def near_same_id(records: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+def near_same_id(
+    records: pd.DataFrame | Columns, left: np.ndarray, right: np.ndarray
+) -> np.ndarray:
     """Pairs whose national ids (both present, at least 6 characters) are equal or one keying
     slip apart. Identifiers are issued without regard to family, so two relatives' ids are
     no closer than two strangers'; a near-equal id is a transcription of one person's."""
-    values = records["national_id"].to_numpy(object)
+    records = columns_of(records)
+    values = records["national_id"]
     out = np.zeros(len(left), dtype=bool)
     both = np.nonzero(pd.notna(values[left]) & pd.notna(values[right]))[0]
     out[both] = _one_slip_pairs(values, left[both], right[both], 6)
@@ -330,10 +422,13 @@ def _positions_differ(a: str, b: str) -> int:
     return sum(x != y for x, y in zip(a, b, strict=True))
 
 
-def different_valid_ids(records: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+def different_valid_ids(
+    records: pd.DataFrame | Columns, left: np.ndarray, right: np.ndarray
+) -> np.ndarray:
     """Person pairs whose national ids both pass their check and are more than one keying slip
     apart: two people (a father and son, twins, two members of a household), unlike one
     mistyped id or an id no check could judge."""
+    records = columns_of(records)
     out = np.zeros(len(left), dtype=bool)
     if "national_id_checked" not in records:
         return out
@@ -341,13 +436,13 @@ def different_valid_ids(records: pd.DataFrame, left: np.ndarray, right: np.ndarr
     if "national_id_type" in records:
         differ &= ~_differ(records, "national_id_type", left, right)
     both = np.nonzero(differ)[0]
-    checked = records.assign(national_id=records["national_id_checked"])
+    checked = records.renamed(national_id="national_id_checked")
     out[both] = ~near_same_id(checked, left[both], right[both])
     return out
 
 
 def contradicting(
-    records: pd.DataFrame, left: np.ndarray, right: np.ndarray, year_gap: int = 10
+    records: pd.DataFrame | Columns, left: np.ndarray, right: np.ndarray, year_gap: int = 10
 ) -> np.ndarray:
     """Pairs that cannot be one person whatever else they share: birth dates a generation
     apart (years ``year_gap`` or more apart and more than two characters different; a typo or a
@@ -357,8 +452,9 @@ def contradicting(
     National ids equal or one keying slip apart outweigh the birth dates (a birth date keyed in
     the wrong field or replaced by a placeholder is commoner than two relatives with near-equal
     ids)."""
+    records = columns_of(records)
     out = different_valid_ids(records, left, right)
-    values = records["birth"].to_numpy(object)
+    values = records["birth"]
     a, b = values[left], values[right]
     if year_gap <= 0:
         return out

@@ -184,3 +184,24 @@ def test_few_records_index_entries_equal_vectorised_ones(cleansed, party, size, 
         m.setattr(frequencies_module, "_FEW_ROWS", 0)
         expected = frequencies_module.record_terms(both)
     assert frequencies_module.record_terms(both) == expected
+
+
+def test_house_numbers_of_few_records_equal_vectorised_ones():
+    """The rules' house numbers of a few street lines (value by value) are pandas' extract of
+    the same pattern, whatever the value."""
+    import numpy as np
+
+    from mdm_orchestration.matching.rules import Columns, house_numbers
+
+    streets = ["12 high st", "12high st", " 12 high st", "high st 12", "007 bond st", "١٢ main st"]
+    streets += ["12\tmain", "", None, float("nan"), pd.NA, 12, "3 ", "45"]
+    frame = pd.DataFrame({"street": pd.Series(streets, dtype=object)})
+    few = Columns(frame).house_numbers()
+    expected = house_numbers(frame["street"]).to_numpy(object)
+    assert [None if pd.isna(v) else v for v in expected] == list(few)
+    assert list(few[:6]) == ["12", None, None, None, "007", "١٢"]
+    # Past 64 records, pandas' own extract.
+    many = pd.DataFrame({"street": pd.Series(streets * 10, dtype=object)})
+    held = Columns(many).house_numbers()
+    assert [None if pd.isna(v) else v for v in held] == list(few) * 10
+    assert isinstance(held, np.ndarray)
