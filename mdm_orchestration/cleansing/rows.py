@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from calendar import monthrange
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
@@ -84,13 +84,39 @@ _TIME_PART = re.compile(r"[T ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})
 QUARANTINE_COLUMNS = ("extract_id", "row_number", "reason", "field", "detail", "rules")
 
 
-@dataclass
 class RowsResult(CleanseResult):
-    """:class:`CleanseResult` with each record's columns as plain values too."""
+    """:class:`CleanseResult` with each record's columns as plain values too, and the rows
+    the quality rules stopped as plain values; its two frames are made when first read (the
+    service matches a proposal from its values: the frames of some fifty columns are most of
+    cleansing one row)."""
 
-    #: per row of ``records``: its columns (in the frame's order) as the cleansers gave them
-    #: (``None`` where the frame holds NaN or NA; the lists and dicts are the frame's own)
-    values: list[dict[str, Any]]
+    def __init__(
+        self,
+        values: list[dict[str, Any]],
+        stopped: list[tuple[int, str, str | None]],
+        frames: Callable[[], tuple[pd.DataFrame, pd.DataFrame]],
+    ) -> None:
+        #: per row of ``records``: its columns (in the frame's order) as the cleansers gave
+        #: them (``None`` where the frame holds NaN or NA; the lists and dicts are the frame's)
+        self.values = values
+        #: per row of ``quarantine``: its ``(row_number, reason, field)`` (no field: None)
+        self.stopped = stopped
+        self._make: Callable[[], tuple[pd.DataFrame, pd.DataFrame]] | None = frames
+        self._frames: tuple[pd.DataFrame, pd.DataFrame] | None = None
+
+    def _made(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        if self._frames is None:
+            assert self._make is not None
+            self._frames, self._make = self._make(), None
+        return self._frames
+
+    @property
+    def records(self) -> pd.DataFrame:  # type: ignore[override]
+        return self._made()[0]
+
+    @property
+    def quarantine(self) -> pd.DataFrame:  # type: ignore[override]
+        return self._made()[1]
 
 
 def _missing(value: Any) -> bool:  # noqa: ANN401
@@ -128,7 +154,11 @@ def cleanse_rows(
             {c: None if _missing(v) else v for c, v in r.items()}
             for r in done.records.to_dict("records")
         ]
-        return RowsResult(records=done.records, quarantine=done.quarantine, values=plain)
+        stopped = [
+            (int(q.row_number), str(q.reason), None if _missing(q.field) else str(q.field))
+            for q in done.quarantine.itertuples()
+        ]
+        return RowsResult(plain, stopped, lambda: (done.records, done.quarantine))
     if not versions:
         raise ValueError("cleanse_rows needs at least one version")
     rows = [_cleanse_row(v, source, quality, today) for v in versions]
@@ -326,25 +356,13 @@ def _failed(
 
 
 def _frames(rows: list[dict[str, Any]], source: SourceConfig, quality: QualityConfig) -> RowsResult:
-    """The two result frames, their columns made as ``cleanse_batch`` makes them."""
+    """The records' values and the rows stopped, and (when first read) the two result frames,
+    their columns made as ``cleanse_batch`` makes them."""
     n = len(rows)
     rules = list(rows[0]["_failed"])
     failed = {r: np.array([row["_failed"][r] for row in rows], dtype=bool) for r in rules}
     flags, scores, blocking = score(failed, n, quality, source.name)
-    columns: dict[str, Any] = {}
-    for col in (*IDENTITY_COLUMNS, *RECORD_COLUMNS):
-        if col == "quality_flags":
-            values: Any = flags
-        elif col == "quality_score":
-            values = scores
-        else:
-            values = [row[col] for row in rows]
-            if col in _BOOLEAN_COLUMNS:
-                values = pd.array(values, dtype="boolean")
-            elif col in _OBJECT_COLUMNS:
-                values = _objects(values)
-        columns[col] = values
-    frame = pd.DataFrame(columns, index=pd.RangeIndex(n))
+    names = (*IDENTITY_COLUMNS, *RECORD_COLUMNS)
     blocked = [any(f in blocking for f in fl) for fl in flags]
     keep = [i for i, b in enumerate(blocked) if not b]
     values = [
@@ -354,28 +372,53 @@ def _frames(rows: list[dict[str, Any]], source: SourceConfig, quality: QualityCo
             else scores[i]
             if c == "quality_score"
             else rows[i][c]
-            for c in columns
+            for c in names
         }
         for i in keep
     ]
-    if not any(blocked):
-        return RowsResult(records=frame, quarantine=_empty_quarantine(), values=values)
     stopped = [i for i, b in enumerate(blocked) if b]
     first = [next(f for f in flags[i] if f in blocking) for i in stopped]
-    rules_of = np.empty(len(stopped), dtype=object)
-    rules_of[:] = [flags[i] for i in stopped]
-    quarantine = pd.DataFrame(
-        {
-            "extract_id": _objects([rows[i]["extract_id"] for i in stopped]),
-            "row_number": _objects([rows[i]["row_number"] for i in stopped]),
-            "reason": [f.split(":")[0] for f in first],
-            "field": [_rule_field(f) for f in first],
-            "detail": [_detail(flags[i], blocking, source) for i in stopped],
-            "rules": rules_of,
-        }
-    )
+    reasons = [f.split(":")[0] for f in first]
+    fields = [_rule_field(f) for f in first]
+
+    def frames() -> tuple[pd.DataFrame, pd.DataFrame]:
+        columns: dict[str, Any] = {}
+        for col in names:
+            if col == "quality_flags":
+                column: Any = flags
+            elif col == "quality_score":
+                column = scores
+            else:
+                column = [row[col] for row in rows]
+                if col in _BOOLEAN_COLUMNS:
+                    column = pd.array(column, dtype="boolean")
+                elif col in _OBJECT_COLUMNS:
+                    column = _objects(column)
+            columns[col] = column
+        frame = pd.DataFrame(columns, index=pd.RangeIndex(n))
+        if not stopped:
+            return frame, _empty_quarantine()
+        rules_of = np.empty(len(stopped), dtype=object)
+        rules_of[:] = [flags[i] for i in stopped]
+        quarantine = pd.DataFrame(
+            {
+                "extract_id": _objects([rows[i]["extract_id"] for i in stopped]),
+                "row_number": _objects([rows[i]["row_number"] for i in stopped]),
+                "reason": reasons,
+                "field": fields,
+                "detail": [_detail(flags[i], blocking, source) for i in stopped],
+                "rules": rules_of,
+            }
+        )
+        return frame.iloc[keep].reset_index(drop=True), quarantine
+
     return RowsResult(
-        records=frame.iloc[keep].reset_index(drop=True), quarantine=quarantine, values=values
+        values,
+        [
+            (int(rows[i]["row_number"]), r, f)
+            for i, r, f in zip(stopped, reasons, fields, strict=True)
+        ],
+        frames,
     )
 
 

@@ -38,6 +38,7 @@ from mdm_orchestration.matching.online import (
     OnlineMatch,
     band_of,
     match_many,
+    match_many_of,
     match_one,
     match_threshold,
 )
@@ -99,6 +100,7 @@ __all__ = [
     "OnlineMatch",
     "band_of",
     "match_many",
+    "match_many_of",
     "match_one",
     "match_threshold",
     "FULL",

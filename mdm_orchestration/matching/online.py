@@ -105,17 +105,28 @@ def match_many(
     asked alone (the hub is read once for all: their blocks, neighbours and term counts; each
     is scored against its own neighbours with its own values counted once more). ``excludes``:
     per record, as :func:`match_one`'s ``exclude``."""
+    return match_many_of(conn, config, models, match_frame(cleansed), excludes)
+
+
+def match_many_of(
+    conn: Connection,
+    config: HubConfig,
+    models: dict[str, MatchModel],
+    mine: pd.DataFrame,
+    excludes: list[frozenset[str]] | None = None,
+) -> list[OnlineMatch]:
+    """:func:`match_many` of the proposed records' match frame (``match_frame``'s, or
+    ``match_frame_of_values``' of records the service cleansed value by value)."""
     m = config.matching
-    cleansed = cleansed.reset_index(drop=True)
-    n = len(cleansed)
+    mine = mine.reset_index(drop=True)
+    n = len(mine)
     excludes = excludes if excludes is not None else [frozenset()] * n
     out = [OnlineMatch([]) for _ in range(n)]
-    proposed = [str(v) for v in cleansed["source_record_id"].tolist()]
-    parties = [str(v) for v in cleansed["party_type"].tolist()]
+    proposed = [str(v) for v in mine["record_id"].tolist()]
+    parties = [str(v) for v in mine["party_type"].tolist()]
     asked = [i for i in range(n) if parties[i] in models]
     if not asked:
         return out
-    mine = match_frame(cleansed)
     # Blocking keys per proposal, found through their positions (two proposals may carry the
     # same record id: an update asked twice).
     index: list[list[tuple[str, str, str]]] = [[] for _ in range(n)]

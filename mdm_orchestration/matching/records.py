@@ -7,6 +7,7 @@ a number, an id that fails its check) are left out: they are not evidence.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime
 
 import numpy as np
@@ -198,9 +199,30 @@ def _match_rows(c: pd.DataFrame) -> pd.DataFrame:
     def col(name: str) -> list:
         return values[:, at[name]].tolist() if name in at else absent
 
-    out: dict[str, list] = {}
     rows = zip(*(col(k) for k in CLEANSED_COLUMNS), strict=True)
-    for r in (dict(zip(CLEANSED_COLUMNS, values, strict=True)) for values in rows):
+    return _match_dicts(
+        (dict(zip(CLEANSED_COLUMNS, values, strict=True)) for values in rows), c.index
+    )
+
+
+def match_frame_of_values(records: list[dict]) -> pd.DataFrame:
+    """:func:`match_frame` of cleansed records given as their values (a dict per record, as
+    :class:`~mdm_orchestration.cleansing.rows.RowsResult` holds them; a column a dict lacks is
+    missing): the service's proposals, matched without a frame of their cleansed columns."""
+    if not records:
+        return match_frame(pd.DataFrame(columns=list(CLEANSED_COLUMNS)))
+    try:
+        return _match_dicts(
+            ({k: r.get(k) for k in CLEANSED_COLUMNS} for r in records), pd.RangeIndex(len(records))
+        )
+    except _Vectorised:
+        return match_frame(pd.DataFrame(records, dtype=object))
+
+
+def _match_dicts(rows: Iterable[dict], index: pd.Index) -> pd.DataFrame:
+    """The match frame of records given as dicts of every one of :data:`CLEANSED_COLUMNS`."""
+    out: dict[str, list] = {}
+    for r in rows:
         party = r["party_type"]
         given, family = _fold_or_none(r["given_name"]), _present(r["family_key"])
         middle = _fold_or_none(r["middle_name"])
@@ -264,7 +286,7 @@ def _match_rows(c: pd.DataFrame) -> pd.DataFrame:
         }
         for k, v in values.items():
             out.setdefault(k, []).append(v)
-    return pd.DataFrame(out, index=c.index, dtype=object)
+    return pd.DataFrame(out, index=index, dtype=object)
 
 
 def match_frame(cleansed: pd.DataFrame) -> pd.DataFrame:

@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, func, insert, select
 
 from mdm_orchestration.config import HubConfig, MatchingConfig
 from mdm_orchestration.hub.store import write_transaction
@@ -96,8 +96,15 @@ def latest_model_rows(conn: Connection) -> dict[str, Any]:
 
 
 def model_ids(conn: Connection) -> dict[str, int]:
-    """The id of the newest model per party type (a run records the models it used)."""
-    return {p: int(r.id) for p, r in latest_model_rows(conn).items()}
+    """The id of the newest model per party type (a run records the models it used): the ids
+    alone (the service asks on every match; the rows carry each model's whole pickle)."""
+    newest = (
+        select(MODELS.c.party_type, func.max(MODELS.c.id))
+        .where(MODELS.c.party_type.in_(PARTY_TYPES))
+        .group_by(MODELS.c.party_type)
+    )
+    found = dict(conn.execute(newest).all())
+    return {p: int(found[p]) for p in PARTY_TYPES if p in found}
 
 
 def train_models(

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mdm_orchestration.cleansing import cleanse_rows
+from mdm_orchestration.cleansing.rows import RowsResult
 from mdm_orchestration.config import CANONICAL_FIELDS, HubConfig, SourceConfig
 from mdm_orchestration.hub.models import source_record_id
 from mdm_orchestration.service.problems import Problem, field_error
@@ -102,12 +103,20 @@ def cleanse_one(
 class Cleansed:
     """What :func:`cleanse_many` made of its rows."""
 
-    #: the cleansed records (cleansing's columns, one row per input the cleansers accepted)
-    records: pd.DataFrame
+    result: RowsResult
     #: per input row: its row in ``records``, or the problem that refuses it
     answers: list[int | Problem]
-    #: per row of ``records``: its values
-    values: list[dict[str, Any]]
+
+    @property
+    def records(self) -> pd.DataFrame:
+        """The cleansed records (cleansing's columns, one row per input the cleansers
+        accepted), made when first read."""
+        return self.result.records
+
+    @property
+    def values(self) -> list[dict[str, Any]]:
+        """Per row of ``records``: its values."""
+        return self.result.values
 
     def json(self, k: int) -> dict[str, Any]:
         """Row ``k`` of ``records`` as the answer shows it."""
@@ -136,12 +145,11 @@ def cleanse_many(
     ]
     result = cleanse_rows(versions, source, config.quality, date.today())
     errors: dict[int, list[dict[str, str]]] = {}
-    for q in result.quarantine.itertuples():
-        for column in _columns_of(source, str(q.field)):
-            errors.setdefault(int(q.row_number), []).append(
-                field_error(f"body.{column}", str(q.reason), "a quality rule stops it")
+    for row_number, reason, stopped_field in result.stopped:
+        for column in _columns_of(source, str(stopped_field)):
+            errors.setdefault(row_number, []).append(
+                field_error(f"body.{column}", reason, "a quality rule stops it")
             )
-    records = result.records
     at = {int(v["row_number"]): k for k, v in enumerate(result.values)}
     out: list[int | Problem] = []
     for n, values in enumerate(rows, start=1):
@@ -155,7 +163,7 @@ def cleanse_many(
             )
             continue
         out.append(k)
-    return Cleansed(records, out, result.values)
+    return Cleansed(result, out)
 
 
 def _refused(

@@ -18,8 +18,9 @@ from pydantic import BaseModel
 from sqlalchemy import Connection
 
 from mdm_orchestration.config import SourceConfig
-from mdm_orchestration.matching import NoModel, match_many
+from mdm_orchestration.matching import NoModel, match_many_of
 from mdm_orchestration.matching.online import explain_together
+from mdm_orchestration.matching.records import match_frame, match_frame_of_values
 from mdm_orchestration.service.deps import State, require
 from mdm_orchestration.service.inputs import (
     Scalar,
@@ -71,22 +72,22 @@ def golden_candidates(
 ) -> list[GoldenCandidate]:
     """The golden records the cleansed ``record`` may be, best first (a golden record's score
     is its best-scoring record's); the first ``explain`` explained by that record."""
-    return golden_candidates_many(conn, state, record, [(limit, explain)])[0]
+    return golden_candidates_many(conn, state, match_frame(record), [(limit, explain)])[0]
 
 
 def golden_candidates_many(
     conn: Connection,
     state: ServiceState,
-    records: pd.DataFrame,
+    mine: pd.DataFrame,
     asks: list[tuple[int, int]],
 ) -> list[list[GoldenCandidate]]:
-    """:func:`golden_candidates` of each cleansed record of ``records``, the hub read once for
-    all of them; ``asks``: each one's ``(limit, explain)``."""
+    """:func:`golden_candidates` of each record of ``mine`` (the match frame of cleansed
+    records), the hub read once for all of them; ``asks``: each one's ``(limit, explain)``."""
     try:
         models = state.models(conn)
     except NoModel as exc:
         raise Problem(503, f"no usable match model: {exc}", kind="no-model") from exc
-    matches = match_many(conn, state.config, models, records)
+    matches = match_many_of(conn, state.config, models, mine)
     golden_of = golden_ids_of_records(
         conn, {c.record_id for found in matches for c in found.candidates}
     )
@@ -140,28 +141,28 @@ def answer_many(state: ServiceState, proposals: list[Proposal]) -> list[MatchAns
     for i, p in enumerate(proposals):
         by_layout.setdefault(id(p.layout), []).append(i)
     refused: dict[int, Problem] = {}
-    frames, flat, ok = [], {}, []
+    cleansed: list[dict[str, Any]] = []
+    flat, ok = {}, []
     for group in by_layout.values():
         layout = proposals[group[0]].layout
         done = cleanse_many(
             [proposals[i].values for i in group], layout, state.config, strict=False
         )
-        rows = []
         for i, k in zip(group, done.answers, strict=True):
             if isinstance(k, Problem):
                 refused[i] = k
             else:
                 ok.append(i)
-                rows.append(k)
+                cleansed.append(done.values[k])
                 flat[i] = done.json(k)
-        frames.append(done.records.iloc[rows])
     found: dict[int, list[GoldenCandidate]] = {}
     if ok:
         with state.engine.connect() as conn:
             ranked = golden_candidates_many(
                 conn,
                 state,
-                pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0],
+                # Matched from the cleansed values: no frame of cleansing's columns is made.
+                match_frame_of_values(cleansed),
                 [(proposals[i].limit, proposals[i].explain) for i in ok],
             )
         found = dict(zip(ok, ranked, strict=True))

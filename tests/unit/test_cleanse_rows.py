@@ -14,6 +14,7 @@ from mdm_orchestration.cleansing import cleanse_batch, cleanse_rows
 from mdm_orchestration.cleansing.rows import _years_back
 from mdm_orchestration.config import HubConfig, SourceConfig, load_hub_config
 from mdm_orchestration.config.sources import DeletedFlag
+from mdm_orchestration.matching.records import match_frame, match_frame_of_values
 from mdm_orchestration.sample_data.offline import landing_versions
 from tests.conftest import CONFIG_DIR
 
@@ -93,6 +94,14 @@ def assert_same(rows: list[dict], source: SourceConfig, hub_config: HubConfig) -
     ]
     assert got.values == plain
     assert [list(v) for v in got.values] == [list(expected.records.columns)] * len(plain)
+    assert got.stopped == [
+        (int(q.row_number), q.reason, q.field) for q in expected.quarantine.itertuples()
+    ]
+    # The service matches proposals from these values: the match frame of the frame's.
+    if len(plain):
+        pd.testing.assert_frame_equal(
+            match_frame_of_values(got.values), match_frame(expected.records), check_exact=True
+        )
 
 
 def test_every_silos_rows_alone_and_in_small_batches(versions, hub_config) -> None:
