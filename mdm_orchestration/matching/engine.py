@@ -120,7 +120,7 @@ class PairScorer:
         self.party_type = party_type
         # The compared fields as coded columns, not a dict per record (at 1M records those
         # dicts took gigabytes).
-        self.columns = FieldColumns.of_frame(records, FIELDS[party_type])
+        self.columns = FieldColumns.of_frame(self.values, FIELDS[party_type])
         self.threshold = config.threshold if config.threshold is not None else model.threshold
         freq = frequencies if frequencies is not None else Frequencies.of_frame(records)
         if party_type == PERSON:

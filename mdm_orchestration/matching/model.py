@@ -112,6 +112,10 @@ def variables(party_type: str) -> list[Any]:
     ]
 
 
+#: From this many records :meth:`FieldColumns.of_frame` codes values with ``pd.factorize``.
+_FACTORIZE_ROWS = 64
+
+
 @dataclass
 class FieldColumns:
     """Records' comparison fields as columns: per field, an integer code per record (-1 where
@@ -123,13 +127,22 @@ class FieldColumns:
 
     @classmethod
     def of_frame(cls, records: Any, fields: Any) -> FieldColumns:  # noqa: ANN401
+        """``records``: a match frame, or its :class:`~.rules.Columns`."""
         codes, values = {}, {}
         for name in fields:
-            column = records[name].to_numpy(object)
-            code, uniques = pd.factorize(column, use_na_sentinel=True)
+            column = records[name]
+            if not isinstance(column, np.ndarray):
+                column = column.to_numpy(object)
+            # A few records (the service's): coded one by one, which costs less than
+            # factorize's fixed cost and is what it gives where no value is NaN.
+            code, uniques = (
+                pd.factorize(column, use_na_sentinel=True)
+                if len(column) >= _FACTORIZE_ROWS
+                else (None, None)
+            )
             # factorize takes NaN for missing too; dedupe takes only None (rare here: then the
             # values are coded one by one).
-            if ((code < 0) & ~np.equal(column, None)).any():
+            if code is None or ((code < 0) & ~np.equal(column, None)).any():
                 index: dict[Any, int] = {}
                 code = np.fromiter(
                     (-1 if v is None else index.setdefault(v, len(index)) for v in column),

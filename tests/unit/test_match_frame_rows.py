@@ -205,3 +205,25 @@ def test_house_numbers_of_few_records_equal_vectorised_ones():
     held = Columns(many).house_numbers()
     assert [None if pd.isna(v) else v for v in held] == list(few) * 10
     assert isinstance(held, np.ndarray)
+
+
+@pytest.mark.parametrize("party", ["person", "organisation"])
+def test_field_columns_of_few_records_equal_factorized_ones(cleansed, party, monkeypatch):
+    """The model's coded fields of a few records (coded one by one) are factorize's."""
+    from mdm_orchestration.matching import model as model_module
+    from mdm_orchestration.matching.model import FIELDS, FieldColumns
+    from mdm_orchestration.matching.rules import Columns
+
+    frame = match_frame(cleansed)
+    frame = frame[frame["party_type"] == party].reset_index(drop=True)
+    for at in range(0, min(len(frame), 120), 17):
+        part = frame.iloc[at : at + 17].reset_index(drop=True)
+        few = FieldColumns.of_frame(Columns(part), FIELDS[party])
+        with monkeypatch.context() as m:
+            m.setattr(model_module, "_FACTORIZE_ROWS", 0)
+            expected = FieldColumns.of_frame(part, FIELDS[party])
+        assert few.values == expected.values
+        assert few.codes.keys() == expected.codes.keys()
+        for name, codes in few.codes.items():
+            assert codes.dtype == expected.codes[name].dtype
+            assert codes.tolist() == expected.codes[name].tolist(), name
