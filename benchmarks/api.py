@@ -227,15 +227,23 @@ def _load(url: str, key: str, concurrency: int, seconds: float, request, cpu=Non
         with httpx.Client(
             base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30
         ) as client:
-            request(client, w)  # warm the connection
-            start.wait()
+            try:
+                request(client, w)  # warm the connection
+            except httpx.HTTPError:
+                errors[w] += 1
+            finally:
+                start.wait()  # a failed request must not leave the others waiting
             i = w
             while time.perf_counter() < stop_at[0]:
                 t0 = time.perf_counter()
-                r = request(client, i)
-                latencies[w].append((time.perf_counter() - t0) * 1000)
-                if r.status_code >= 400:
+                try:
+                    r = request(client, i)
+                except httpx.HTTPError:  # a timeout, a connection the server dropped
                     errors[w] += 1
+                else:
+                    latencies[w].append((time.perf_counter() - t0) * 1000)
+                    if r.status_code >= 400:
+                        errors[w] += 1
                 i += concurrency
 
     threads = [threading.Thread(target=worker, args=(w,)) for w in range(concurrency)]

@@ -1,8 +1,15 @@
-"""Dependencies of the routes: the service state, the hub connection, the caller's key."""
+"""Dependencies of the routes: the service state, the hub connection, the caller's key.
+
+The ones that only read the request or the service's state are ``async``: FastAPI runs a plain
+``def`` dependency in its thread pool, a hand-off to another thread and back per dependency
+(four per ``POST /v1/match`` before), each waiting for the GIL while the match batcher
+computes. The caller's key stays in the pool: it reads ``api_keys`` through the hub's
+connection pool, and the event loop waiting there for a connection that a request in a worker
+thread holds (until the loop sends its answer) would never get one."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -17,7 +24,7 @@ _bearer = HTTPBearer(auto_error=False, description="an API key from `mdm api-key
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="mdm"'}
 
 
-def service_state(request: Request) -> ServiceState:
+async def service_state(request: Request) -> ServiceState:
     return request.app.state.service  # type: ignore[no-any-return]
 
 
@@ -57,10 +64,10 @@ def caller(
 Caller = Annotated[Principal, Depends(caller)]
 
 
-def require(scope: str) -> Callable[[Principal], Principal]:
+def require(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency: the caller, who must hold ``scope``."""
 
-    def check(principal: Caller) -> Principal:
+    async def check(principal: Caller) -> Principal:
         if not principal.allows(scope):
             raise Problem(403, f"this API key lacks the scope {scope!r}", kind="scope")
         return principal

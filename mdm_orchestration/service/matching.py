@@ -298,7 +298,7 @@ class MatchBatcher:
                 future.set_result(answer)
 
 
-def match_batcher(request: Request) -> MatchBatcher:
+async def match_batcher(request: Request) -> MatchBatcher:
     return request.app.state.match_batcher  # type: ignore[no-any-return]
 
 

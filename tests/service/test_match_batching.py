@@ -244,3 +244,43 @@ def test_a_full_queue_refuses_with_retry_after(hub_url, hub_engine, monkeypatch)
         release.set()
         batcher.close()
         state.engine.dispose()
+
+
+def test_more_concurrent_requests_than_hub_connections_all_answer(server, hub_engine):
+    """Forty callers at once, reads and matches mixed, more than the hub's connection pool
+    holds: each is answered (nothing in the event loop waits for a pooled connection that a
+    request in a worker thread holds until the loop sends its answer)."""
+    import httpx
+
+    from tests.service.conftest import make_key
+
+    key = make_key(hub_engine, ["read", "match"], name="many")
+    state = service_state(str(hub_engine.url))
+    try:
+        proposals = proposals_of(hub_engine, state, 8)
+    finally:
+        state.engine.dispose()
+    with hub_engine.connect() as conn:
+        ids = list(
+            conn.execute(
+                sa.text("SELECT golden_id FROM golden_records WHERE status = 'active' LIMIT 32")
+            ).scalars()
+        )
+    assert len(ids) == 32
+
+    def send(n: int) -> int:
+        with httpx.Client(base_url=server.url, timeout=20) as c:
+            for _ in range(3):
+                if n % 5 == 4:
+                    p = proposals[n % len(proposals)]
+                    query = "" if p.layout.name == "canonical" else f"?source={p.layout.name}"
+                    r = c.post(f"/v1/match{query}", headers=bearer(key), json=p.values)
+                else:
+                    r = c.get(f"/v1/golden/{ids[n % len(ids)]}", headers=bearer(key))
+                if r.status_code != 200:
+                    return r.status_code
+        return 200
+
+    with ThreadPoolExecutor(40) as pool:
+        statuses = list(pool.map(send, range(40)))
+    assert statuses == [200] * 40
