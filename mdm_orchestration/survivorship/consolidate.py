@@ -23,7 +23,7 @@ from mdm_orchestration.survivorship.overrides import (
     apply_overrides,
 )
 from mdm_orchestration.survivorship.overrides import RETIRED as RETIRED_OVERRIDE
-from mdm_orchestration.survivorship.rows import to_json
+from mdm_orchestration.survivorship.rows import to_json_each
 from mdm_orchestration.survivorship.rules import Record, Survivor
 
 CREATED, UPDATED, MERGED, SPLIT, RETIRED = "created", "updated", "merged", "split", "retired"
@@ -47,7 +47,9 @@ class GoldenState:
         """The JSON columns of this content and its digest: the SHA-256 of the canonical JSON
         (:func:`~mdm_orchestration.survivorship.rows.to_json`) of all its fields, which is
         the fields' own JSON joined in the order of their names, so each is encoded once."""
-        parts = {name: to_json(getattr(self, name)) for name in _STATE_FIELDS}
+        parts = dict(
+            zip(_STATE_FIELDS, to_json_each([getattr(self, n) for n in _STATE_FIELDS]), strict=True)
+        )
         text = "{" + ",".join(f'"{name}":{parts[name]}' for name in _STATE_FIELDS) + "}"
         digest = hashlib.sha256(text.encode()).hexdigest()
         return StateJSON(*(parts[name] for name in StateJSON._fields)), digest
