@@ -38,8 +38,9 @@ class GoldenRow(NamedTuple):
     sources: str
     member_count: int
     content_hash: str
-    created_at: datetime
-    updated_at: datetime
+    #: datetimes, or as the database stores them (``hub.bulk``'s ``stored`` rows)
+    created_at: datetime | str
+    updated_at: datetime | str
     created_run_id: str | None
     updated_run_id: str | None
 
@@ -62,7 +63,7 @@ class HistoryRow(NamedTuple):
     members: str
     merged_into: str | None
     run_id: str | None
-    recorded_at: datetime
+    recorded_at: datetime | str  # or as stored
 
 
 class ChangeRow(NamedTuple):
@@ -75,7 +76,7 @@ class ChangeRow(NamedTuple):
     changed: str
     related: str
     run_id: str | None
-    created_at: datetime
+    created_at: datetime | str  # or as stored
     #: JSON list of the business events (``events.yaml``) this change carries
     business_events: str = "[]"
 
@@ -173,8 +174,20 @@ def to_json_each(values: list[Any]) -> list[str]:
     return [to_json(v) for v in values]
 
 
+_NAMESPACE_BYTES = EVENT_NAMESPACE.bytes
+
+
 def event_id(golden_id: str, version: int) -> str:
-    return str(uuid.uuid5(EVENT_NAMESPACE, f"{golden_id}:{version}"))
+    """``str(uuid.uuid5(EVENT_NAMESPACE, f"{golden_id}:{version}"))``, its version and variant
+    bits set on the SHA-1 digest's bytes directly (a ``UUID`` object per event was a fifth of
+    the writer's row building)."""
+    digest = bytearray(
+        hashlib.sha1(_NAMESPACE_BYTES + f"{golden_id}:{version}".encode()).digest()[:16]  # noqa: S324 - RFC 4122 version 5
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    x = digest.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 def config_digest(config: HubConfig) -> str:

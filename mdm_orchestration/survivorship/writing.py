@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, bindparam, delete, func, select, update
 
 from mdm_orchestration.config import EventsConfig, HubConfig
-from mdm_orchestration.hub.bulk import bulk_insert, bulk_upsert
+from mdm_orchestration.hub.bulk import bulk_insert, bulk_upsert, stored_datetime_of
 from mdm_orchestration.hub.crash import crash_point
 from mdm_orchestration.hub.store import reconsolidation_lock, write_transaction
 from mdm_orchestration.hub.tables import (
@@ -111,7 +111,9 @@ def _consolidate(
     planned = snapshot.planned
     now = utcnow()
     moves = household_moves(engine, planned.plan)
-    rows = _rows(planned.plan, planned.previous, run_id, now, config.events, moves)
+    # The rows hold ``now`` as the database stores it: formatted once, not once per row.
+    stamp = stored_datetime_of(engine.dialect.name)(now)
+    rows = _rows(planned.plan, planned.previous, run_id, stamp, config.events, moves)
     counts = planned.plan.counts() | {
         "full": int(planned.full),
         "records_considered": planned.considered,
@@ -121,10 +123,10 @@ def _consolidate(
         _claim(conn, snapshot.after_run)
         _write_golden(conn, planned.plan, rows, run_id, now)
         crash_point("golden:after_golden_write")
-        bulk_insert(conn, "golden_history", HISTORY_COLUMNS, rows.history)
-        _write_xref(conn, planned, now)
+        bulk_insert(conn, "golden_history", HISTORY_COLUMNS, rows.history, stored=True)
+        _write_xref(conn, planned, stamp)
         crash_point("golden:before_outbox")
-        bulk_insert(conn, "golden_changes", CHANGE_COLUMNS, rows.changes)
+        bulk_insert(conn, "golden_changes", CHANGE_COLUMNS, rows.changes, stored=True)
         write_outcomes(conn, planned.plan.override_outcomes, _versions(planned, rows), run_id, now)
         for cond in in_chunks(QUEUE.c.record_id, planned.queued):
             conn.execute(delete(QUEUE).where(cond))
@@ -166,20 +168,21 @@ def _rows(
     the_plan: Plan,
     previous: dict[str, Previous],
     run_id: str | None,
-    now: datetime,
+    now: str,
     events: EventsConfig,
     moves: dict[str, HouseholdMove] | None = None,
 ) -> _Rows:
     """The golden, history and outbox rows of the plan's events, each outbox row with the
-    business events its change carries."""
+    business events its change carries; ``now`` as the database stores it."""
     rows = _Rows(versions={g: p.version + 1 for g, p in previous.items()})
     for event in the_plan.events:
         gid = event.golden_id
         version = rows.versions.get(gid, 1)
+        changed = to_json(event.changed)
         if event.event_type in (MERGED, RETIRED):
-            rows.history.append(_ended_history(event, previous[gid], version, run_id, now))
+            rows.history.append(_ended_history(event, changed, previous[gid], version, run_id, now))
         else:
-            golden, history = _active_rows(the_plan, event, version, run_id, now)
+            golden, history = _active_rows(the_plan, event, changed, version, run_id, now)
             rows.golden.append(golden)
             rows.history.append(history)
         rows.changes.append(
@@ -188,7 +191,7 @@ def _rows(
                 golden_id=gid,
                 version=version,
                 event_type=event.event_type,
-                changed=to_json(event.changed),
+                changed=changed,
                 related=to_json(event.related),
                 run_id=run_id,
                 created_at=now,
@@ -216,7 +219,7 @@ def _business(
 
 
 def _ended_history(
-    event: Event, old: Previous, version: int, run_id: str | None, now: datetime
+    event: Event, changed: str, old: Previous, version: int, run_id: str | None, now: str
 ) -> HistoryRow:
     """The last version of a golden record merged into another or retired: its old content."""
     return HistoryRow(
@@ -224,7 +227,7 @@ def _ended_history(
         version=version,
         status=event.event_type,
         change=event.event_type,
-        changed=to_json(event.changed),
+        changed=changed,
         party_type=old.party_type,
         attributes=to_json(old.attributes),
         lineage=to_json(old.lineage),
@@ -240,7 +243,7 @@ def _ended_history(
 
 
 def _active_rows(
-    the_plan: Plan, event: Event, version: int, run_id: str | None, now: datetime
+    the_plan: Plan, event: Event, changed: str, version: int, run_id: str | None, now: str
 ) -> tuple[GoldenRow, HistoryRow]:
     """A created, updated or split golden record's row and its new version's history."""
     gid = event.golden_id
@@ -272,7 +275,7 @@ def _active_rows(
         version=version,
         status=ACTIVE,
         change=event.event_type,
-        changed=to_json(event.changed),
+        changed=changed,
         party_type=s.party_type,
         attributes=golden.attributes,
         lineage=golden.lineage,
@@ -310,6 +313,7 @@ def _write_golden(
         conflict="golden_id",
         update=[c for c in GOLDEN_COLUMNS if c not in _KEPT_ON_UPDATE],
         only_if="1 = 1",
+        stored=True,
     )
     ended = [e for e in the_plan.events if e.event_type in (MERGED, RETIRED)]
     if not ended:
@@ -337,8 +341,9 @@ def _write_golden(
     )
 
 
-def _write_xref(conn: Connection, planned: Planned, now: datetime) -> None:
-    """The cross-reference: rows of records that left the hub go, moved records are upserted."""
+def _write_xref(conn: Connection, planned: Planned, now: str) -> None:
+    """The cross-reference: rows of records that left the hub go, moved records are upserted
+    (``now`` as the database stores it)."""
     xref, previous_xref = planned.plan.xref, planned.previous_xref
     gone = [rid for rid in previous_xref if rid not in xref]
     for chunk in chunks(gone, 500):
@@ -355,6 +360,7 @@ def _write_xref(conn: Connection, planned: Planned, now: datetime) -> None:
         conflict="record_id",
         update=("golden_id", "assigned_at"),
         only_if="1 = 1",
+        stored=True,
     )
 
 
