@@ -90,7 +90,8 @@ class _Memo:
 
     def __init__(self) -> None:
         self._updated: dict[int, tuple[datetime, float]] = {}
-        self._keys: dict[tuple[int, str], tuple[Any, ...]] = {}
+        #: group -> record id -> value key
+        self._keys: dict[str, dict[int, tuple[Any, ...]]] = {}
         self._filled: dict[int, set[str]] = {}
 
     def filled(self, record: Record) -> set[str]:
@@ -113,11 +114,18 @@ class _Memo:
     def timestamp(self, record: Record) -> float:
         return self._stamp(record)[1]
 
+    def value_keys(self, group: str) -> dict[int, tuple[Any, ...]]:
+        """The value keys of ``group`` measured so far, by record identity."""
+        keys = self._keys.get(group)
+        if keys is None:
+            keys = self._keys[group] = {}
+        return keys
+
     def value_key(self, record: Record, group: str) -> tuple[Any, ...]:
-        key = (id(record), group)
-        got = self._keys.get(key)
+        keys = self.value_keys(group)
+        got = keys.get(id(record))
         if got is None:
-            got = self._keys[key] = Survivor._value_key(record, group)
+            got = keys[id(record)] = _value_key(record, group, self.filled(record))
         return got
 
 
@@ -191,17 +199,11 @@ class Survivor:
         if column is not None and record.get(column) is False:
             return False
         bad = INVALIDATING_FLAGS.get(group)
-        return not (bad and any(f in bad for f in record.get("quality_flags") or ()))
+        return not (bad and not bad.isdisjoint(record.get("quality_flags") or ()))
 
     @staticmethod
     def _value_key(record: Record, group: str) -> tuple[Any, ...]:
-        fields = KEY_FIELDS.get(group) or PUBLIC_FIELDS[group]
-        if any(not _missing(record.get(f)) for f in fields):
-            return tuple(record.get(f) for f in fields)
-        return tuple(
-            fold(str(record.get(f))) if not _missing(record.get(f)) else None
-            for f in PUBLIC_FIELDS[group]
-        )
+        return _value_key(record, group, filled(record))
 
     @staticmethod
     def _completeness(record: Record, group: str) -> int:
@@ -222,7 +224,8 @@ class Survivor:
         elif strategy == "most_recent":
             measure = memo.updated
         elif strategy == "most_complete":
-            measure = lambda r: self._completeness(r, group)  # noqa: E731
+            shown = PUBLIC_FIELDS[group]  # distinct names: the count of those filled
+            measure = lambda r: len(memo.filled(r).intersection(shown))  # noqa: E731
         elif strategy == "most_frequent":
             counts = Counter(memo.value_key(r, group) for r in cands)
             measure = lambda r: counts[memo.value_key(r, group)]  # noqa: E731
@@ -255,17 +258,27 @@ class Survivor:
         record offers a (valid, where required) value. A record offers a group when it fills
         any of the group's parts (an address with a city but no street still counts)."""
         memo = memo or _Memo()
+        return self._choose(records, [memo.filled(r) for r in records], group, memo)
+
+    def _choose(
+        self, records: Sequence[Record], fills: list[set[str]], group: str, memo: _Memo
+    ) -> tuple[Record, str] | None:
+        """:meth:`choose`, with each record's filled columns (``fills``, in record order)."""
         shown = PUBLIC_FIELDS[group]
-        cands = [r for r in records if not memo.filled(r).isdisjoint(shown)]
-        if not cands:
+        offers = [
+            (r, has) for r, has in zip(records, fills, strict=True) if not has.isdisjoint(shown)
+        ]
+        if not offers:
             return None
-        if len(cands) == 1:
+        if len(offers) == 1:
             # One offer: only the validity strategies can act on it.
-            only = cands[0]
+            only = offers[0][0]
             if group in self._valid_only and not self._valid(only, group):
                 return None
             return only, "only_value"
-        distinct = len({memo.value_key(r, group) for r in cands})
+        keys = memo.value_keys(group)
+        distinct = len({keys.setdefault(id(r), _value_key(r, group, has)) for r, has in offers})
+        cands = [r for r, _has in offers]
         rule = "agreed" if distinct == 1 else None
         # Records agreeing on a value still go through the strategies: they pick the best
         # rendering of it (the most complete name, the most trusted spelling).
@@ -275,9 +288,13 @@ class Survivor:
             kept = self._keep_best(strategy, cands, group, memo)
             if not kept:
                 return None
-            if rule is None and len({memo.value_key(r, group) for r in kept}) == 1:
+            if rule is None and (
+                len(kept) == 1 or len({memo.value_key(r, group) for r in kept}) == 1
+            ):
                 rule = strategy
             cands = kept
+        if len(cands) == 1:  # the tie-break's minimum of one record
+            return cands[0], rule or "tie_break"
         return min(cands, key=self._tie_break_key(group, memo)), rule or "tie_break"
 
     # --- a whole cluster -------------------------------------------------------------------
@@ -287,8 +304,9 @@ class Survivor:
             return self._survive_one(records[0])
         memo = _Memo()
         out = Survived()
+        fills = [memo.filled(r) for r in records]
         for group in GOLDEN_GROUPS:
-            chosen = self.choose(records, group, memo)
+            chosen = self._choose(records, fills, group, memo)
             if chosen is None:
                 continue
             record, rule = chosen
@@ -339,9 +357,7 @@ class Survivor:
             out[purpose] = {
                 "granted": granted,
                 "stated_at": None if stamp == _OLDEST else stamp.isoformat(),
-                **Choice(
-                    r["source_record_id"], r["source"], r["source_key"], "most_recent"
-                ).as_dict(),
+                **_choice(r, "most_recent"),
             }
         return out
 
@@ -361,22 +377,43 @@ class Survivor:
                 with_stage,
                 key=lambda r: (self._lifecycle_rank.get(r["lifecycle"], worst), order(r)),
             )
-        choice = Choice(
-            best["source_record_id"], best["source"], best["source_key"], "lifecycle_order"
-        )
-        return best["lifecycle"], choice.as_dict()
+        return best["lifecycle"], _choice(best, "lifecycle_order")
 
 
 def _take(out: Survived, record: Record, group: str, rule: str, has: set[str]) -> None:
     """``group``'s fields that ``record`` fills (``has``), surviving by ``rule``: its public
     attributes with their lineage, and its keys."""
-    choice = Choice(
-        record["source_record_id"], record["source"], record["source_key"], rule
-    ).as_dict()
+    choice = _choice(record, rule)
     for f in PUBLIC_FIELDS[group]:
         if f in has:
-            out.attributes[f] = _json_value(record[f])
+            value = record[f]
+            out.attributes[f] = value if type(value) is str else _json_value(value)
             out.lineage[f] = choice
     for f in KEY_FIELDS.get(group, ()):
         if f in has:
             out.keys[f] = record[f]
+
+
+def _choice(record: Record, rule: str) -> dict[str, str]:
+    """``Choice(...).as_dict()`` of ``record`` surviving by ``rule``, without the frozen
+    dataclass in between (one per attribute group of every golden record)."""
+    return {
+        "record_id": record["source_record_id"],
+        "source": record["source"],
+        "source_key": record["source_key"],
+        "rule": rule,
+    }
+
+
+#: The columns a group's value is compared by: its keys, else its public fields.
+_VALUE_FIELDS = {group: KEY_FIELDS.get(group) or PUBLIC_FIELDS[group] for group in PUBLIC_FIELDS}
+
+
+def _value_key(record: Record, group: str, has: set[str]) -> tuple[Any, ...]:
+    """The value ``record`` offers for ``group``, as compared: its key columns (or public
+    fields) when it fills any of them, else its public fields folded. ``has``: the record's
+    filled columns (:func:`filled`), so that a column is looked at once."""
+    fields = _VALUE_FIELDS[group]
+    if not has.isdisjoint(fields):
+        return tuple(map(record.get, fields))
+    return tuple(fold(str(record[f])) if f in has else None for f in PUBLIC_FIELDS[group])
