@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -47,12 +48,10 @@ class GoldenState:
         """The JSON columns of this content and its digest: the SHA-256 of the canonical JSON
         (:func:`~mdm_orchestration.survivorship.rows.to_json`) of all its fields, which is
         the fields' own JSON joined in the order of their names, so each is encoded once."""
-        parts = dict(
-            zip(_STATE_FIELDS, to_json_each([getattr(self, n) for n in _STATE_FIELDS]), strict=True)
-        )
-        text = "{" + ",".join(f'"{name}":{parts[name]}' for name in _STATE_FIELDS) + "}"
+        parts = to_json_each(_state_values(self))
+        text = "{" + ",".join(map(str.__add__, _STATE_KEYS, parts)) + "}"
         digest = hashlib.sha256(text.encode()).hexdigest()
-        return StateJSON(*(parts[name] for name in StateJSON._fields)), digest
+        return StateJSON(*_state_columns(parts)), digest
 
     def digest(self) -> str:
         return self.encoded()[1]
@@ -71,6 +70,10 @@ class StateJSON(NamedTuple):
 
 #: GoldenState's fields sorted by name: the key order of its canonical JSON.
 _STATE_FIELDS = tuple(sorted(f.name for f in fields(GoldenState)))
+#: Those fields' values, in that order; their keys as the JSON writes them; the JSON columns.
+_state_values = operator.attrgetter(*_STATE_FIELDS)
+_STATE_KEYS = tuple(f'"{name}":' for name in _STATE_FIELDS)
+_state_columns = operator.itemgetter(*(_STATE_FIELDS.index(n) for n in StateJSON._fields))
 
 
 class EncodedState:

@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from itertools import chain
 from typing import Any, NamedTuple
@@ -96,14 +97,14 @@ _ENCODER = json.JSONEncoder(sort_keys=True, default=str, separators=(",", ":"))
 _SCALARS = frozenset({str, int, bool, type(None)})
 _CONTAINERS = frozenset({dict, list, tuple})
 _PLAIN_TYPES = _SCALARS | _CONTAINERS
-_DICT = frozenset({dict})
+_DICT, _TEXT = frozenset({dict}), frozenset({str})
 #: Beyond these (orjson's own limit is 254 levels), or a cycle, the stdlib encoder decides.
 _MAX_DEPTH, _MAX_ITEMS = 64, 1_000_000
 #: What orjson writes as it is and the stdlib escapes (``ensure_ascii``): DEL and non-ASCII.
 _UNESCAPED = re.compile("[\x7f-\U0010ffff]")
 
 
-def _plain(level: list[Any]) -> bool:
+def _plain(level: Sequence[Any]) -> bool:
     """Whether the values of ``level`` hold only exact ``str``, ``int``, ``bool`` and
     ``None``, in exact dicts, lists and tuples. Looked at a level of nesting at a time, the
     types of a level counted in C (a golden state's lineage, dicts of dicts, is three levels:
@@ -162,12 +163,15 @@ def to_json(value: Any) -> str:  # noqa: ANN401
     surrogates, integers beyond 64 bits, keys that are not text) and every other value
     (floats, dates, subclasses, nested deeper than :data:`_MAX_DEPTH`, a cycle) goes through
     the stdlib encoder itself."""
-    if type(value) not in _SCALARS and _plain([value]):  # text alone: the stdlib's is C
+    kind = type(value)
+    if kind in _SCALARS:  # text alone: the stdlib's escaper is C, faster than a call out
+        return _ENCODER.encode(value)
+    if (kind is list and _TEXT.issuperset(map(type, value))) or _plain([value]):
         return _orjson(value)
     return _ENCODER.encode(value)
 
 
-def to_json_each(values: list[Any]) -> list[str]:
+def to_json_each(values: Sequence[Any]) -> list[str]:
     """:func:`to_json` of each of ``values``, their types looked at once."""
     if _plain(values):
         return [_orjson(v) for v in values]
