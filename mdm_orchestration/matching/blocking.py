@@ -158,7 +158,9 @@ _KEY_COLUMNS = {
 
 def _key_makers(records: pd.DataFrame, party_type: str) -> dict[str, Callable[[], Keys]]:
     """Key name -> what computes that key for every record, so that a caller can hold one key
-    at a time (at a million records each joined key is some 70 MB of strings)."""
+    at a time (at a million records each joined key is some 70 MB of strings). A key changed
+    here is changed in :func:`few_blocking_keys` too (``test_match_frame_rows`` holds the two
+    to the same keys)."""
     r = records
     first_letter = pd.Series(
         [v[0] if isinstance(v, str) and v else None for v in r["given_key"]],

@@ -30,7 +30,7 @@ class Columns:
         self,
         frame: pd.DataFrame,
         names: dict[str, str] | None = None,
-        held: dict[str, np.ndarray] | None = None,
+        held: dict[str | tuple[str, str], np.ndarray] | None = None,
     ) -> None:
         self._frame = frame
         self._names = names or {}
@@ -54,8 +54,10 @@ class Columns:
         return Columns(self._frame, {**self._names, **names}, self._held)
 
     def house_numbers(self) -> np.ndarray:
-        """:func:`house_numbers` of the street lines (None where there is none), made once."""
-        held = self._held.get(_HOUSE)
+        """:func:`house_numbers` of the street lines (None where there is none), made once
+        for each column read as ``street``."""
+        key = (_HOUSE, self._names.get("street", "street"))
+        held = self._held.get(key)
         if held is None:
             streets = self["street"]
             if len(streets) < _FEW:
@@ -63,12 +65,13 @@ class Columns:
                 held[:] = [house_number(v) for v in streets]
             else:
                 held = house_numbers(pd.Series(streets, dtype=object)).to_numpy(object)
-            self._held[_HOUSE] = held
+            self._held[key] = held
         return held
 
 
-#: Where :class:`Columns` keeps the house numbers (not a column name).
-_HOUSE = "\x00house_number"
+#: Where :class:`Columns` keeps the house numbers of a column (with the column's name: a
+#: tuple, which no column name is).
+_HOUSE = "house_number"
 #: Below this many records house numbers are found value by value.
 _FEW = 64
 
